@@ -1,0 +1,67 @@
+// cpu/kernels.h — the CPU compute kernels, one table per instruction set, chosen at run time.
+//
+// Dimension letters: k = inner (reduction) size, r = weight rows (output features),
+// t = tokens in the batch.
+//
+// Batch invariance contract (DESIGN.md): every output element is computed by the same sequence
+// of floating-point operations whatever n_tok, r0 and r1 are, so a token's results are
+// bit-identical alone or inside a batch, and whatever the thread split.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "ggml_types.h"
+
+namespace apls::cpu {
+
+// A block of 32 activations quantized for integer dot products with Q4_0/Q4_1/Q8_0 weights.
+// qs[i] = round(x[i] / d), d = max|x| / 127 (d = 0 and qs = 0 for an all-zero block);
+// s = d * sum(qs), used by the weight types whose values carry an offset (Q4_0's -8, Q4_1's m).
+struct BlockQ8A {
+    float d;
+    float s;
+    int8_t qs[QK];
+};
+static_assert(sizeof(BlockQ8A) == 40, "BlockQ8A layout");
+
+struct KernelTable {
+    const char* isa;  // "generic", "avx2", "avx512"
+
+    // x: (k) floats -> y: (k/32) blocks. k % 32 == 0.
+    void (*quantize_act)(const float* x, BlockQ8A* y, int64_t k);
+
+    // Quantized weights (Q4_0, Q4_1, Q8_0) times quantized activations:
+    //   y[t*ldy + r] = sum_j W[r, j] * X[t, j]   for r in [r0, r1), t in [0, n_tok)
+    // w: (rows, k) in the GGUF block layout, row r at w + r * row_bytes(type, k).
+    // x: (n_tok, k/32) blocks. y: (n_tok, ldy).
+    void (*matmul_q)(TensorType type, const uint8_t* w, int64_t k, const BlockQ8A* x, int64_t n_tok,
+                     float* y, int64_t ldy, int64_t r0, int64_t r1);
+
+    // Float weights (F32, F16, BF16) times float activations; same shapes, x: (n_tok, k) floats.
+    void (*matmul_f)(TensorType type, const uint8_t* w, int64_t k, const float* x, int64_t n_tok,
+                     float* y, int64_t ldy, int64_t r0, int64_t r1);
+
+    // Attention primitives over one head: dot of a query with a cached key, and
+    // y += a * v for a cached value. Keys and values are F32 or F16 (kv_f16).
+    float (*dot_kv)(const float* q, const void* k, int64_t n, bool kv_f16);
+    void (*axpy_kv)(float a, const void* v, float* y, int64_t n, bool kv_f16);
+};
+
+// The table for the best ISA this CPU supports, or the one named by the environment variable
+// APLS_ISA ("generic", "avx2", "avx512") when set and supported.
+const KernelTable& kernels();
+// A specific table, or nullptr if this build or CPU lacks it (tests compare all of them).
+const KernelTable* kernels_for(const char* isa);
+
+// Per-ISA tables (defined in kernels_<isa>.cpp; nullptr when not compiled for this target).
+const KernelTable* kernels_generic();
+const KernelTable* kernels_avx2();
+const KernelTable* kernels_avx512();
+
+inline uint64_t row_bytes(TensorType type, int64_t k) {
+    TypeTraits tt = type_traits(type);
+    return static_cast<uint64_t>(k) / tt.block * tt.bytes;
+}
+
+}  // namespace apls::cpu

@@ -1,0 +1,137 @@
+// cpu/kernels_generic.cpp — portable scalar kernels: the fallback and the readable reference
+// for the SIMD versions (same arithmetic, same per-block structure).
+#include <cmath>
+#include <cstring>
+
+#include "cpu/kernels.h"
+
+namespace apls::cpu {
+namespace {
+
+void quantize_act(const float* x, BlockQ8A* y, int64_t k) {
+    for (int64_t b = 0; b < k / QK; ++b) {
+        const float* xb = x + b * QK;
+        float amax = 0.0f;
+        for (int i = 0; i < QK; ++i) amax = std::fmax(amax, std::fabs(xb[i]));
+        const float d = amax / 127.0f;
+        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+        int sum = 0;
+        for (int i = 0; i < QK; ++i) {
+            const int q = static_cast<int>(std::nearbyint(xb[i] * id));
+            y[b].qs[i] = static_cast<int8_t>(q);
+            sum += q;
+        }
+        y[b].d = d;
+        y[b].s = d * static_cast<float>(sum);
+    }
+}
+
+// One output element: dot of weight row w (nb blocks) with activation row x.
+float dot_q4_0(const BlockQ4_0* w, const BlockQ8A* x, int64_t nb) {
+    float acc = 0.0f;
+    for (int64_t b = 0; b < nb; ++b) {
+        int isum = 0;
+        for (int j = 0; j < QK / 2; ++j) {
+            isum += (w[b].qs[j] & 0xF) * x[b].qs[j] + (w[b].qs[j] >> 4) * x[b].qs[j + QK / 2];
+        }
+        // sum (q - 8) * a = sum q*a - 8 * sum a
+        const float dw = f16_to_f32(w[b].d);
+        acc += dw * (x[b].d * static_cast<float>(isum) - 8.0f * x[b].s);
+    }
+    return acc;
+}
+
+float dot_q4_1(const BlockQ4_1* w, const BlockQ8A* x, int64_t nb) {
+    float acc = 0.0f;
+    for (int64_t b = 0; b < nb; ++b) {
+        int isum = 0;
+        for (int j = 0; j < QK / 2; ++j) {
+            isum += (w[b].qs[j] & 0xF) * x[b].qs[j] + (w[b].qs[j] >> 4) * x[b].qs[j + QK / 2];
+        }
+        acc += f16_to_f32(w[b].d) * x[b].d * static_cast<float>(isum) + f16_to_f32(w[b].m) * x[b].s;
+    }
+    return acc;
+}
+
+float dot_q8_0(const BlockQ8_0* w, const BlockQ8A* x, int64_t nb) {
+    float acc = 0.0f;
+    for (int64_t b = 0; b < nb; ++b) {
+        int isum = 0;
+        for (int j = 0; j < QK; ++j) isum += w[b].qs[j] * x[b].qs[j];
+        acc += f16_to_f32(w[b].d) * x[b].d * static_cast<float>(isum);
+    }
+    return acc;
+}
+
+void matmul_q(TensorType type, const uint8_t* w, int64_t k, const BlockQ8A* x, int64_t n_tok,
+              float* y, int64_t ldy, int64_t r0, int64_t r1) {
+    const int64_t nb = k / QK;
+    const uint64_t rb = row_bytes(type, k);
+    for (int64_t t = 0; t < n_tok; ++t) {
+        const BlockQ8A* xt = x + t * nb;
+        for (int64_t r = r0; r < r1; ++r) {
+            const uint8_t* wr = w + r * rb;
+            float v = 0.0f;
+            switch (type) {
+                case TensorType::Q4_0: v = dot_q4_0(reinterpret_cast<const BlockQ4_0*>(wr), xt, nb); break;
+                case TensorType::Q4_1: v = dot_q4_1(reinterpret_cast<const BlockQ4_1*>(wr), xt, nb); break;
+                case TensorType::Q8_0: v = dot_q8_0(reinterpret_cast<const BlockQ8_0*>(wr), xt, nb); break;
+                default: break;
+            }
+            y[t * ldy + r] = v;
+        }
+    }
+}
+
+float weight_at(TensorType type, const uint8_t* w, int64_t j) {
+    uint16_t h;
+    switch (type) {
+        case TensorType::F32: { float f; std::memcpy(&f, w + 4 * j, 4); return f; }
+        case TensorType::F16: std::memcpy(&h, w + 2 * j, 2); return f16_to_f32(h);
+        case TensorType::BF16: std::memcpy(&h, w + 2 * j, 2); return bf16_to_f32(h);
+        default: return 0.0f;
+    }
+}
+
+void matmul_f(TensorType type, const uint8_t* w, int64_t k, const float* x, int64_t n_tok,
+              float* y, int64_t ldy, int64_t r0, int64_t r1) {
+    const uint64_t rb = row_bytes(type, k);
+    for (int64_t t = 0; t < n_tok; ++t) {
+        for (int64_t r = r0; r < r1; ++r) {
+            const uint8_t* wr = w + r * rb;
+            float acc = 0.0f;
+            for (int64_t j = 0; j < k; ++j) acc += weight_at(type, wr, j) * x[t * k + j];
+            y[t * ldy + r] = acc;
+        }
+    }
+}
+
+float dot_kv(const float* q, const void* k, int64_t n, bool kv_f16) {
+    float acc = 0.0f;
+    if (kv_f16) {
+        const uint16_t* kh = static_cast<const uint16_t*>(k);
+        for (int64_t i = 0; i < n; ++i) acc += q[i] * f16_to_f32(kh[i]);
+    } else {
+        const float* kf = static_cast<const float*>(k);
+        for (int64_t i = 0; i < n; ++i) acc += q[i] * kf[i];
+    }
+    return acc;
+}
+
+void axpy_kv(float a, const void* v, float* y, int64_t n, bool kv_f16) {
+    if (kv_f16) {
+        const uint16_t* vh = static_cast<const uint16_t*>(v);
+        for (int64_t i = 0; i < n; ++i) y[i] += a * f16_to_f32(vh[i]);
+    } else {
+        const float* vf = static_cast<const float*>(v);
+        for (int64_t i = 0; i < n; ++i) y[i] += a * vf[i];
+    }
+}
+
+const KernelTable kTable = {"generic", quantize_act, matmul_q, matmul_f, dot_kv, axpy_kv};
+
+}  // namespace
+
+const KernelTable* kernels_generic() { return &kTable; }
+
+}  // namespace apls::cpu

@@ -1,0 +1,1 @@
+// cpu/ops.cpp — pending

@@ -1,0 +1,1 @@
+// cpu/threadpool.cpp — pending

@@ -1,0 +1,1 @@
+// gguf.cpp — pending

@@ -1,0 +1,1 @@
+// hparams.cpp — pending

@@ -1,0 +1,1 @@
+// model.cpp — pending

@@ -1,0 +1,15 @@
+"""APLS: a GGUF inference engine with self-speculative decoding by adaptive, parallel layer skipping."""
+import os as _os
+
+# Development builds (cmake -B build-x -DAPLS_BUILD_PYTHON=ON) put the extension outside the
+# package; APLS_EXT_DIR points at it so `PYTHONPATH=python` works without `pip install`.
+if _os.environ.get("APLS_EXT_DIR"):
+    __path__.insert(0, _os.environ["APLS_EXT_DIR"])  # noqa: F821
+
+from . import _core  # noqa: E402
+from ._core import (  # noqa: E402,F401
+    AplsError, FileError, FormatError, InternalError, InvalidArgumentError, KVCacheFullError,
+    OutOfMemoryError, UnsupportedError,
+)
+
+__version__ = _core.version()
