@@ -1,4 +1,135 @@
-// bind_model.cpp — pending.
+// bind_model.cpp — Model and Context for Python (thin: argument conversion only).
+#include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <optional>
+
+#include "common.h"
+#include "context.h"
+#include "cpu/kernels.h"
+#include "model.h"
+
 namespace py = pybind11;
-void bind_model(py::module_& m) {}
+using apls::Context;
+using apls::Model;
+
+namespace {
+
+using I32Array = py::array_t<int32_t, py::array::c_style | py::array::forcecast>;
+using U8Array = py::array_t<uint8_t, py::array::c_style | py::array::forcecast>;
+
+std::shared_ptr<Model> load_model(const std::string& path, bool use_mmap) {
+    py::gil_scoped_release release;
+    return std::shared_ptr<Model>(Model::load(path, use_mmap).release());
+}
+
+std::unique_ptr<Context> make_context(std::shared_ptr<Model> model, uint32_t n_ctx, uint32_t n_batch,
+                                      int32_t n_threads, uint32_t n_seq_max, uint32_t kv_block_size,
+                                      const std::string& kv_type) {
+    apls_context_params p = apls_context_default_params();
+    p.n_ctx = n_ctx;
+    p.n_batch = n_batch;
+    p.n_threads = n_threads;
+    p.n_seq_max = n_seq_max;
+    p.kv_block_size = kv_block_size;
+    if (kv_type == "f16") p.kv_type = APLS_KV_TYPE_F16;
+    else if (kv_type == "f32") p.kv_type = APLS_KV_TYPE_F32;
+    else apls::fail(APLS_STATUS_INVALID_ARGUMENT, "kv_type must be 'f16' or 'f32', not '", kv_type, "'");
+    return std::make_unique<Context>(*model, p);
+}
+
+std::vector<int32_t> to_vec(const I32Array& a, const char* what) {
+    if (a.ndim() != 1) apls::fail(APLS_STATUS_INVALID_ARGUMENT, what, " must be 1-D");
+    return std::vector<int32_t>(a.data(), a.data() + a.shape(0));
+}
+
+// decode(tokens, pos=None, seq_ids=None, logits="last"|"all"|mask, attn=None, mlp=None)
+//   -> float32 (n_outputs, n_vocab)
+py::array_t<float> decode(Context& ctx, const I32Array& tokens, std::optional<I32Array> pos,
+                          std::optional<I32Array> seq_ids, py::object logits, std::optional<U8Array> attn,
+                          std::optional<U8Array> mlp) {
+    const std::vector<int32_t> tok = to_vec(tokens, "tokens");
+    const int32_t n = static_cast<int32_t>(tok.size());
+    std::vector<int32_t> pv, sv;
+    std::vector<int8_t> lv;
+    apls_batch b{n, tok.data(), nullptr, nullptr, nullptr};
+    if (pos) {
+        pv = to_vec(*pos, "pos");
+        if (static_cast<int32_t>(pv.size()) != n) apls::fail(APLS_STATUS_INVALID_ARGUMENT, "pos has ", pv.size(), " entries for ", n, " tokens");
+        b.pos = pv.data();
+    }
+    if (seq_ids) {
+        sv = to_vec(*seq_ids, "seq_ids");
+        if (static_cast<int32_t>(sv.size()) != n) apls::fail(APLS_STATUS_INVALID_ARGUMENT, "seq_ids has ", sv.size(), " entries for ", n, " tokens");
+        b.seq_id = sv.data();
+    }
+    if (py::isinstance<py::str>(logits)) {
+        const std::string mode = logits.cast<std::string>();
+        if (mode == "all") lv.assign(n, 1);
+        else if (mode != "last") apls::fail(APLS_STATUS_INVALID_ARGUMENT, "logits must be 'last', 'all' or a mask, not '", mode, "'");
+    } else {
+        U8Array mask = logits.cast<U8Array>();
+        if (mask.ndim() != 1 || mask.shape(0) != n) apls::fail(APLS_STATUS_INVALID_ARGUMENT, "logits mask must have one entry per token");
+        lv.assign(mask.data(), mask.data() + n);
+    }
+    if (!lv.empty()) b.logits = lv.data();
+
+    const int32_t n_layer = ctx.model().hparams().n_layer;
+    apls::Plan plan;
+    if (attn) plan.attn.assign(attn->data(), attn->data() + attn->size());
+    if (mlp) plan.mlp.assign(mlp->data(), mlp->data() + mlp->size());
+    if ((!plan.attn.empty() && static_cast<int32_t>(plan.attn.size()) != n_layer) ||
+        (!plan.mlp.empty() && static_cast<int32_t>(plan.mlp.size()) != n_layer))
+        apls::fail(APLS_STATUS_INVALID_ARGUMENT, "plan arrays must have n_layer = ", n_layer, " entries");
+
+    {
+        apls::Batch batch = ctx.make_batch(b);
+        py::gil_scoped_release release;
+        ctx.decode(batch, plan);
+    }
+    const int64_t rows = ctx.n_outputs(), n_vocab = ctx.model().hparams().n_vocab;
+    py::array_t<float> out({rows, n_vocab});
+    std::memcpy(out.mutable_data(), ctx.logits(), static_cast<size_t>(rows * n_vocab) * sizeof(float));
+    return out;
+}
+
+}  // namespace
+
+void bind_model(py::module_& m) {
+    m.def("version", [] { return std::string(apls_version()); });
+    m.def("cpu_isa", [] { return std::string(apls::cpu::kernels().isa); });
+
+    py::class_<Model, std::shared_ptr<Model>>(m, "Model")
+        .def(py::init(&load_model), py::arg("path"), py::arg("use_mmap") = true)
+        .def_property_readonly("n_vocab", [](const Model& x) { return x.hparams().n_vocab; })
+        .def_property_readonly("n_layer", [](const Model& x) { return x.hparams().n_layer; })
+        .def_property_readonly("n_embd", [](const Model& x) { return x.hparams().n_embd; })
+        .def_property_readonly("n_ff", [](const Model& x) { return x.hparams().n_ff; })
+        .def_property_readonly("n_head", [](const Model& x) { return x.hparams().n_head; })
+        .def_property_readonly("n_head_kv", [](const Model& x) { return x.hparams().n_head_kv; })
+        .def_property_readonly("n_ctx_train", [](const Model& x) { return x.hparams().n_ctx_train; })
+        .def_property_readonly("n_params", &Model::n_params)
+        .def_property_readonly("size", &Model::n_bytes)
+        .def_property_readonly("arch", [](const Model& x) { return std::string(apls::arch_name(x.hparams().arch)); })
+        .def_property_readonly("path", [](const Model& x) { return x.file().path(); });
+
+    py::class_<Context>(m, "Context")
+        .def(py::init(&make_context), py::arg("model"), py::arg("n_ctx") = 0, py::arg("n_batch") = 512,
+             py::arg("n_threads") = 0, py::arg("n_seq_max") = 1, py::arg("kv_block_size") = 16,
+             py::arg("kv_type") = "f16", py::keep_alive<1, 2>())
+        .def("decode", &decode, py::arg("tokens"), py::arg("pos") = py::none(), py::arg("seq_ids") = py::none(),
+             py::arg("logits") = "last", py::arg("attn") = py::none(), py::arg("mlp") = py::none())
+        .def_property_readonly("n_ctx", [](const Context& c) { return c.params().n_ctx; })
+        .def_property_readonly("n_batch", [](const Context& c) { return c.params().n_batch; })
+        .def_property_readonly("n_threads", [](Context& c) { return c.pool().size(); })
+        .def("kv_seq_len", [](const Context& c, int32_t seq) {
+            if (!c.kv().valid_seq(seq)) apls::fail(APLS_STATUS_INVALID_ARGUMENT, "unknown sequence ", seq);
+            return c.kv().seq_len(seq);
+        })
+        .def("kv_truncate", [](Context& c, int32_t seq, int32_t n) {
+            if (!c.kv().valid_seq(seq)) apls::fail(APLS_STATUS_INVALID_ARGUMENT, "unknown sequence ", seq);
+            c.kv().truncate(seq, n);
+        })
+        .def("kv_clear", [](Context& c) { c.kv().clear(); });
+}

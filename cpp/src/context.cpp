@@ -1,1 +1,120 @@
-// context.cpp — pending
+// context.cpp — batch validation, decode with rollback on error, buffers sized once.
+#include "context.h"
+
+#include <algorithm>
+#include <map>
+
+#include "common.h"
+
+namespace apls {
+
+Plan Plan::from_c(const apls_plan* p, int32_t n_layer) {
+    Plan plan;
+    if (!p) return plan;
+    if (p->n_layer != n_layer)
+        fail(APLS_STATUS_INVALID_ARGUMENT, "plan has ", p->n_layer, " layers, the model has ", n_layer);
+    if (p->attn) plan.attn.assign(p->attn, p->attn + n_layer);
+    if (p->mlp) plan.mlp.assign(p->mlp, p->mlp + n_layer);
+    return plan;
+}
+
+namespace {
+apls_context_params resolve(const Model& model, apls_context_params p) {
+    if (p.n_ctx == 0) p.n_ctx = static_cast<uint32_t>(std::min(model.hparams().n_ctx_train, 4096));
+    if (p.n_batch == 0) fail(APLS_STATUS_INVALID_ARGUMENT, "n_batch must be positive");
+    if (p.n_threads <= 0) p.n_threads = cpu::physical_cores();
+    if (p.n_threads > 512) fail(APLS_STATUS_INVALID_ARGUMENT, "n_threads ", p.n_threads, " is too large");
+    if (p.kv_type != APLS_KV_TYPE_F32 && p.kv_type != APLS_KV_TYPE_F16)
+        fail(APLS_STATUS_INVALID_ARGUMENT, "unknown kv_type ", static_cast<int>(p.kv_type));
+    if (p.n_ctx > (1u << 24)) fail(APLS_STATUS_INVALID_ARGUMENT, "n_ctx ", p.n_ctx, " is too large");
+    if (p.n_seq_max == 0 || p.n_seq_max > 4096) fail(APLS_STATUS_INVALID_ARGUMENT, "n_seq_max must be in [1, 4096]");
+    if (p.kv_block_size == 0 || p.kv_block_size > 4096)
+        fail(APLS_STATUS_INVALID_ARGUMENT, "kv_block_size must be in [1, 4096]");
+    p.n_batch = std::min(p.n_batch, p.n_ctx);
+    return p;
+}
+}  // namespace
+
+Context::Context(const Model& model, const apls_context_params& params)
+    : model_(model),
+      params_(resolve(model, params)),
+      kv_(model.hparams().n_layer, model.hparams().kv_dim(), params_.n_ctx, params_.kv_block_size,
+          params_.n_seq_max, params_.kv_type == APLS_KV_TYPE_F16),
+      pool_(params_.n_threads) {
+    const HParams& hp = model.hparams();
+    const size_t t = params_.n_batch;
+    const size_t wide = std::max({hp.n_embd, hp.n_ff, hp.q_dim()});
+    Scratch& s = scratch_;
+    s.x.resize(t * hp.n_embd);
+    s.h.resize(t * std::max(hp.n_embd, hp.q_dim()));
+    s.q.resize(t * hp.q_dim());
+    s.k.resize(t * hp.kv_dim());
+    s.v.resize(t * hp.kv_dim());
+    s.gate.resize(t * hp.n_ff);
+    s.up.resize(t * hp.n_ff);
+    s.y.resize(t * hp.n_embd);
+    s.xq.resize(t * wide / QK + 1);
+    s.rope.resize(t * hp.n_rot);
+    s.scores.resize(static_cast<size_t>(pool_.size()) * kv_.capacity());
+    s.slots.resize(t);
+}
+
+Batch Context::make_batch(const apls_batch& b) const {
+    const HParams& hp = model_.hparams();
+    if (b.n_tokens <= 0) fail(APLS_STATUS_INVALID_ARGUMENT, "batch has ", b.n_tokens, " tokens");
+    if (static_cast<uint32_t>(b.n_tokens) > params_.n_batch)
+        fail(APLS_STATUS_INVALID_ARGUMENT, "batch of ", b.n_tokens, " tokens exceeds n_batch ", params_.n_batch);
+    if (!b.token) fail(APLS_STATUS_INVALID_ARGUMENT, "batch.token is NULL");
+    Batch out;
+    const int32_t n = b.n_tokens;
+    out.token.assign(b.token, b.token + n);
+    out.seq.assign(n, 0);
+    if (b.seq_id) out.seq.assign(b.seq_id, b.seq_id + n);
+    std::map<int32_t, int32_t> next;  // per sequence: next position when positions are not given
+    out.pos.resize(n);
+    for (int32_t i = 0; i < n; ++i) {
+        if (out.token[i] < 0 || out.token[i] >= hp.n_vocab)
+            fail(APLS_STATUS_INVALID_ARGUMENT, "token ", out.token[i], " at batch index ", i,
+                 " is out of range [0, ", hp.n_vocab, ")");
+        if (!kv_.valid_seq(out.seq[i]))
+            fail(APLS_STATUS_INVALID_ARGUMENT, "sequence id ", out.seq[i], " at batch index ", i,
+                 " is out of range [0, ", kv_.n_seq_max(), ")");
+        if (b.pos) {
+            out.pos[i] = b.pos[i];
+            if (out.pos[i] < 0) fail(APLS_STATUS_INVALID_ARGUMENT, "position ", out.pos[i], " at batch index ", i, " is negative");
+        } else {
+            auto it = next.try_emplace(out.seq[i], kv_.seq_next_pos(out.seq[i])).first;
+            out.pos[i] = it->second++;
+        }
+    }
+    out.out.assign(n, 0);
+    if (b.logits) {
+        for (int32_t i = 0; i < n; ++i) out.out[i] = b.logits[i] != 0;
+    } else {
+        out.out[n - 1] = 1;
+    }
+    return out;
+}
+
+std::vector<float>& Context::logits_buffer(int32_t n_rows) {
+    const size_t need = static_cast<size_t>(n_rows) * model_.hparams().n_vocab;
+    if (logits_.size() < need) logits_.resize(need);  // grows once to the largest output seen
+    n_outputs_ = n_rows;
+    return logits_;
+}
+
+void Context::decode(const Batch& batch, const Plan& plan) {
+    // Remember every sequence's length so that a failure part-way leaves the cache as it was.
+    std::vector<int32_t> before(kv_.n_seq_max());
+    for (uint32_t s = 0; s < kv_.n_seq_max(); ++s) before[s] = kv_.seq_len(static_cast<int32_t>(s));
+    kv_.append(batch.seq.data(), batch.pos.data(), batch.size(), scratch_.slots.data());
+    try {
+        forward_llama(*this, batch, plan);
+    } catch (...) {
+        for (uint32_t s = 0; s < kv_.n_seq_max(); ++s) kv_.truncate(static_cast<int32_t>(s), before[s]);
+        n_outputs_ = 0;
+        throw;
+    }
+}
+
+}  // namespace apls

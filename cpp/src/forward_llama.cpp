@@ -1,1 +1,161 @@
-// forward_llama.cpp — pending
+// forward_llama.cpp — the llama-family forward pass under a layer plan.
+//
+//   x = embed(tokens)                                   x: (t, d)
+//   for each layer l:
+//     if plan runs attn(l): x += Wo · attn(rope(Wq·n(x)), rope(Wk·n(x)), Wv·n(x))   n = RMSNorm
+//     if plan runs mlp(l):  x += Wdown · (silu(Wgate·n(x)) * Wup·n(x))
+//   logits = Wout · n(x)  for the rows that asked for output
+//
+// Every step works row by row (or element by element for matrix products, see kernels.h), so
+// a token's logits are bit-identical whatever else shares its batch.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "common.h"
+#include "context.h"
+#include "cpu/attention.h"
+#include "cpu/ops.h"
+
+namespace apls {
+
+namespace {
+
+constexpr int64_t kRowAlign = 16;  // matrix rows per thread come in multiples of this
+
+bool is_quantized(TensorType t) { return type_traits(t).block > 1; }
+
+struct Forward {
+    Context& ctx;
+    const HParams& hp;
+    const cpu::KernelTable& kt;
+    Scratch& s;
+    cpu::ThreadPool& pool;
+    int32_t n;  // tokens in the batch
+
+    // fn(i) for every row i < n_rows, split over the pool when there is more than one row.
+    template <typename F>
+    void rows(int32_t n_rows, F&& fn) {
+        if (n_rows == 1 || pool.size() == 1) {
+            for (int32_t i = 0; i < n_rows; ++i) fn(i);
+            return;
+        }
+        pool.run([&](int ith, int nth) {
+            int64_t b, e;
+            cpu::split_range(n_rows, ith, nth, 1, &b, &e);
+            for (int64_t i = b; i < e; ++i) fn(static_cast<int32_t>(i));
+        });
+    }
+
+    // outs[j].second (n_rows, w.rows) = x (n_rows, k) · outs[j].first^T, for weights sharing the input x.
+    void matmul(const float* x, int32_t n_rows, int64_t k, std::initializer_list<std::pair<const Weight*, float*>> outs) {
+        bool quant = false;
+        for (const auto& o : outs) quant |= is_quantized(o.first->type);
+        if (quant) rows(n_rows, [&](int32_t i) { kt.quantize_act(x + i * k, s.xq.data() + i * (k / QK), k); });
+        pool.run([&](int ith, int nth) {
+            for (const auto& [w, y] : outs) {
+                int64_t r0, r1;
+                cpu::split_range(w->rows, ith, nth, kRowAlign, &r0, &r1);
+                if (r0 >= r1) continue;
+                if (is_quantized(w->type)) {
+                    kt.matmul_q(w->type, w->data, k, s.xq.data(), n_rows, y, w->rows, r0, r1);
+                } else {
+                    kt.matmul_f(w->type, w->data, k, x, n_rows, y, w->rows, r0, r1);
+                }
+            }
+        });
+    }
+
+    void embed(const Batch& batch) {
+        const Weight& e = ctx.model().tok_embd();
+        rows(n, [&](int32_t i) {
+            cpu::dequantize_row(e.type, e.data + batch.token[i] * e.row_bytes(), s.x.data() + i * hp.n_embd, hp.n_embd);
+        });
+    }
+
+    void attention_block(const Batch& batch, int32_t l) {
+        const Layer& L = ctx.model().layers()[l];
+        const int64_t d = hp.n_embd, qd = hp.q_dim(), kvd = hp.kv_dim(), hd = hp.head_dim;
+        rows(n, [&](int32_t i) { cpu::rms_norm(s.x.data() + i * d, L.attn_norm.data(), s.h.data() + i * d, d, hp.rms_eps); });
+        matmul(s.h.data(), n, d, {{&L.wq, s.q.data()}, {&L.wk, s.k.data()}, {&L.wv, s.v.data()}});
+
+        // RoPE, then store K and V in the token's cache slot.
+        KVCache& kv = ctx.kv();
+        rows(n, [&](int32_t i) {
+            const float* cs = s.rope.data() + i * hp.n_rot;
+            cpu::rope_pairs(s.q.data() + i * qd, hp.n_head, hd, hp.n_rot, cs);
+            cpu::rope_pairs(s.k.data() + i * kvd, hp.n_head_kv, hd, hp.n_rot, cs);
+            store_row(kv.k_row(l, s.slots[i]), s.k.data() + i * kvd, kvd, kv.f16());
+            store_row(kv.v_row(l, s.slots[i]), s.v.data() + i * kvd, kvd, kv.f16());
+        });
+
+        // One task per (token, head); heads of a group share their KV head.
+        const int32_t group = hp.n_head / hp.n_head_kv;
+        const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+        const int64_t n_tasks = static_cast<int64_t>(n) * hp.n_head;
+        const size_t cap = kv.capacity();
+        auto task = [&](int64_t t, float* scores) {
+            const int32_t i = static_cast<int32_t>(t / hp.n_head), h = static_cast<int32_t>(t % hp.n_head);
+            cpu::attend(kt, kv, l, batch.seq[i], batch.pos[i], s.q.data() + i * qd + h * hd, (h / group) * hd, hd,
+                        scale, scores, s.h.data() + i * qd + h * hd);
+        };
+        pool.run([&](int ith, int nth) {
+            int64_t b, e;
+            cpu::split_range(n_tasks, ith, nth, 1, &b, &e);
+            for (int64_t t = b; t < e; ++t) task(t, s.scores.data() + ith * cap);
+        });
+
+        matmul(s.h.data(), n, qd, {{&L.wo, s.y.data()}});
+        rows(n, [&](int32_t i) { cpu::add(s.x.data() + i * d, s.y.data() + i * d, d); });
+    }
+
+    void mlp_block(int32_t l) {
+        const Layer& L = ctx.model().layers()[l];
+        const int64_t d = hp.n_embd, f = hp.n_ff;
+        rows(n, [&](int32_t i) { cpu::rms_norm(s.x.data() + i * d, L.ffn_norm.data(), s.h.data() + i * d, d, hp.rms_eps); });
+        matmul(s.h.data(), n, d, {{&L.w_gate, s.gate.data()}, {&L.w_up, s.up.data()}});
+        rows(n, [&](int32_t i) { cpu::silu_mul(s.gate.data() + i * f, s.up.data() + i * f, f); });
+        matmul(s.gate.data(), n, f, {{&L.w_down, s.y.data()}});
+        rows(n, [&](int32_t i) { cpu::add(s.x.data() + i * d, s.y.data() + i * d, d); });
+    }
+
+    void output(const Batch& batch) {
+        const int64_t d = hp.n_embd;
+        std::vector<int32_t> sel;  // batch rows that asked for logits, in order
+        for (int32_t i = 0; i < n; ++i)
+            if (batch.out[i]) sel.push_back(i);
+        const int32_t m = static_cast<int32_t>(sel.size());
+        std::vector<float>& logits = ctx.logits_buffer(m);
+        if (m == 0) return;
+        rows(m, [&](int32_t j) {
+            cpu::rms_norm(s.x.data() + sel[j] * d, ctx.model().output_norm().data(), s.h.data() + j * d, d, hp.rms_eps);
+        });
+        matmul(s.h.data(), m, d, {{&ctx.model().output(), logits.data()}});
+    }
+
+    static void store_row(uint8_t* dst, const float* src, int64_t n, bool f16) {
+        if (!f16) {
+            std::memcpy(dst, src, static_cast<size_t>(n) * 4);
+            return;
+        }
+        uint16_t* h = reinterpret_cast<uint16_t*>(dst);
+        for (int64_t i = 0; i < n; ++i) h[i] = f32_to_f16(src[i]);
+    }
+};
+
+}  // namespace
+
+void forward_llama(Context& ctx, const Batch& batch, const Plan& plan) {
+    const HParams& hp = ctx.model().hparams();
+    Forward f{ctx, hp, cpu::kernels(), ctx.scratch(), ctx.pool(), batch.size()};
+    for (int32_t i = 0; i < f.n; ++i)
+        cpu::rope_table(batch.pos[i], hp.n_rot, hp.rope_freq_base, hp.rope_freq_scale, f.s.rope.data() + i * hp.n_rot);
+    f.embed(batch);
+    for (int32_t l = 0; l < hp.n_layer; ++l) {
+        if (plan.runs_attn(l)) f.attention_block(batch, l);
+        if (plan.runs_mlp(l)) f.mlp_block(l);
+    }
+    f.output(batch);
+}
+
+}  // namespace apls

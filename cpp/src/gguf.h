@@ -11,6 +11,7 @@
 // file claims before that size is checked against the bytes actually present.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -25,7 +26,16 @@ enum class ValueType : uint32_t {
     U8 = 0, I8 = 1, U16 = 2, I16 = 3, U32 = 4, I32 = 5, F32 = 6, BOOL = 7,
     STRING = 8, ARRAY = 9, U64 = 10, I64 = 11, F64 = 12,
 };
+// The names gguf-py uses ("UINT32", "FLOAT32", "ARRAY"); "?" for ids that are not a type.
 const char* value_type_name(ValueType t);
+
+// Limits that keep a hostile file from exhausting the stack or memory.
+constexpr uint32_t kMaxDims = 4;                 // GGML_MAX_DIMS
+constexpr int kMaxArrayDepth = 8;                // nesting of ARRAY values
+constexpr size_t kMaxTensorName = 64;            // GGML_MAX_NAME, as the GGUF spec requires
+// Every array element becomes an 80-byte Value, so a file could make us allocate 80x its size;
+// the largest real tokenizers (256k vocab + merges) hold ~1.3M elements over the whole file.
+constexpr uint64_t kMaxArrayElements = uint64_t(1) << 22;
 
 // One metadata value. Scalars live in the union; strings in `str`; arrays in `arr`, every
 // element of type `elem_type` (arrays may nest).
@@ -38,6 +48,8 @@ struct Value {
 
     bool is_integer() const;
     bool is_float() const;
+    // "UINT32", "STRING", "ARRAY[STRING]", "ARRAY[ARRAY]"...
+    std::string type_string() const;
     // Conversions that throw APLS_STATUS_FORMAT naming `key` when the type does not fit.
     uint64_t as_u64(const std::string& key) const;
     int64_t as_i64(const std::string& key) const;
@@ -57,11 +69,13 @@ struct TensorInfo {
     uint64_t row_bytes() const;     // bytes of one ne[0]-row
 };
 
+class Cursor;  // gguf.cpp: bounds-checked reads over the image
+
 class File {
 public:
-    // Map and validate a file. Throws apls::Error (APLS_STATUS_IO if it cannot be opened,
-    // APLS_STATUS_FORMAT for anything malformed).
-    static std::unique_ptr<File> open(const std::string& path);
+    // Map (or, with use_mmap = false, read into an owned buffer) and validate a file. Throws
+    // apls::Error (APLS_STATUS_IO if it cannot be opened, APLS_STATUS_FORMAT if malformed).
+    static std::unique_ptr<File> open(const std::string& path, bool use_mmap = true);
     // Validate an in-memory image (not copied; must outlive the File). Used by the fuzzers.
     static std::unique_ptr<File> from_memory(const uint8_t* data, size_t size);
     ~File();
@@ -88,17 +102,24 @@ public:
     const std::vector<TensorInfo>& tensors() const { return tensors_; }
     const TensorInfo* find_tensor(const std::string& name) const;
 
+    uint64_t file_size() const { return size_; }
+    uint64_t data_offset() const { return data_offset_; }  // start of the data section in the file
     const uint8_t* data_section() const { return base_ + data_offset_; }
     uint64_t data_section_size() const { return size_ - data_offset_; }
 
 private:
     File() = default;
     void parse();
+    void parse_metadata(Cursor& c, uint64_t n_kv);
+    void parse_tensor_infos(Cursor& c, uint64_t n_tensors);
+    void apply_alignment();
+    void validate_tensor_data();
 
     std::string path_;
     const uint8_t* base_ = nullptr;
     size_t size_ = 0;
-    void* map_ = nullptr;       // non-null when we own an mmap
+    void* map_ = nullptr;       // non-null when we own an mmap (of size_ bytes)
+    std::vector<uint8_t> owned_;  // the file's bytes when not mapped
     uint32_t version_ = 0;
     uint64_t alignment_ = 32;
     uint64_t data_offset_ = 0;

@@ -1,1 +1,89 @@
-// model.cpp — pending
+// model.cpp — load a llama-family model from GGUF: resolve every tensor by name, check shapes
+// and types, keep views into the mapping (no copies of matrices).
+#include "model.h"
+
+#include "common.h"
+#include "cpu/ops.h"
+
+namespace apls {
+
+uint64_t Weight::row_bytes() const {
+    TypeTraits tt = type_traits(type);
+    return static_cast<uint64_t>(k) / tt.block * tt.bytes;
+}
+
+bool is_supported_weight_type(TensorType t) {
+    switch (t) {
+        case TensorType::F32: case TensorType::F16: case TensorType::BF16:
+        case TensorType::Q8_0: case TensorType::Q4_0: case TensorType::Q4_1:
+            return true;
+        default:
+            return false;
+    }
+}
+
+std::unique_ptr<Model> Model::load(const std::string& path, bool use_mmap) {
+    std::unique_ptr<Model> m(new Model());
+    m->file_ = gguf::File::open(path, use_mmap);
+    m->hp_ = HParams::from_gguf(*m->file_);
+    HParams& hp = m->hp_;
+
+    const gguf::TensorInfo* emb = m->file_->find_tensor(tensor_name(TensorId::TOKEN_EMBD));
+    if (!emb) fail(APLS_STATUS_FORMAT, "missing tensor '", tensor_name(TensorId::TOKEN_EMBD), "'");
+    if (emb->ne.size() != 2 || emb->ne[1] < 1 || emb->ne[1] > (1 << 24))
+        fail(APLS_STATUS_FORMAT, "tensor '", emb->name, "' must be 2-D (n_embd, n_vocab)");
+    hp.n_vocab = static_cast<int32_t>(emb->ne[1]);
+    const int64_t d = hp.n_embd;
+    m->tok_embd_ = m->matrix(tensor_name(TensorId::TOKEN_EMBD), d, hp.n_vocab);
+    m->output_norm_ = m->vector(tensor_name(TensorId::OUTPUT_NORM), d);
+    m->output_ = m->matrix(tensor_name(TensorId::OUTPUT), d, hp.n_vocab, /*required=*/false);
+    if (!m->output_.data) m->output_ = m->tok_embd_;  // tied embeddings
+
+    m->layers_.resize(hp.n_layer);
+    for (int i = 0; i < hp.n_layer; ++i) {
+        Layer& L = m->layers_[i];
+        L.attn_norm = m->vector(tensor_name(TensorId::ATTN_NORM, i), d);
+        L.wq = m->matrix(tensor_name(TensorId::ATTN_Q, i), d, hp.q_dim());
+        L.wk = m->matrix(tensor_name(TensorId::ATTN_K, i), d, hp.kv_dim());
+        L.wv = m->matrix(tensor_name(TensorId::ATTN_V, i), d, hp.kv_dim());
+        L.wo = m->matrix(tensor_name(TensorId::ATTN_OUT, i), hp.q_dim(), d);
+        L.ffn_norm = m->vector(tensor_name(TensorId::FFN_NORM, i), d);
+        L.w_gate = m->matrix(tensor_name(TensorId::FFN_GATE, i), d, hp.n_ff);
+        L.w_up = m->matrix(tensor_name(TensorId::FFN_UP, i), d, hp.n_ff);
+        L.w_down = m->matrix(tensor_name(TensorId::FFN_DOWN, i), hp.n_ff, d);
+    }
+    for (const gguf::TensorInfo& t : m->file_->tensors()) {
+        m->n_params_ += t.n_elements;
+        m->n_bytes_ += t.n_bytes;
+    }
+    return m;
+}
+
+Weight Model::matrix(const std::string& name, int64_t k, int64_t rows, bool required) {
+    const gguf::TensorInfo* t = file_->find_tensor(name);
+    if (!t) {
+        if (required) fail(APLS_STATUS_FORMAT, "missing tensor '", name, "'");
+        return {};
+    }
+    const int64_t rows_found = t->ne.size() >= 2 ? t->ne[1] : 1;
+    bool extra_dims = false;
+    for (size_t i = 2; i < t->ne.size(); ++i) extra_dims |= t->ne[i] != 1;
+    if (t->ne.empty() || t->ne[0] != k || rows_found != rows || extra_dims)
+        fail(APLS_STATUS_FORMAT, "tensor '", name, "' has shape [", t->ne[0], ", ", rows_found,
+             "], expected [", k, ", ", rows, "]");
+    if (!is_supported_weight_type(t->type))
+        fail(APLS_STATUS_UNSUPPORTED, "tensor '", name, "' has type ", type_name(t->type),
+             " (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1)");
+    if (type_traits(t->type).block > 1 && k % type_traits(t->type).block != 0)
+        fail(APLS_STATUS_FORMAT, "tensor '", name, "' row length ", k, " is not a multiple of its block size");
+    return Weight{name, t->type, t->data, k, rows};
+}
+
+std::vector<float> Model::vector(const std::string& name, int64_t n) {
+    Weight w = matrix(name, n, 1);
+    std::vector<float> out(static_cast<size_t>(n));
+    cpu::dequantize_row(w.type, w.data, out.data(), n);
+    return out;
+}
+
+}  // namespace apls

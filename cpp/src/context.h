@@ -1,0 +1,72 @@
+// context.h — a decoding context: KV cache, thread pool, scratch buffers, last logits.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "apls/apls.h"
+#include "cpu/kernels.h"
+#include "cpu/threadpool.h"
+#include "kv_cache.h"
+#include "model.h"
+#include "plan.h"
+
+namespace apls {
+
+// One decode call's tokens, validated: token i goes to seq[i] at pos[i]; out[i] asks for logits.
+struct Batch {
+    std::vector<int32_t> token, pos, seq;
+    std::vector<int8_t> out;
+    int32_t size() const { return static_cast<int32_t>(token.size()); }
+};
+
+// Scratch memory for one forward pass, sized at context creation for n_batch tokens.
+// Letters: t = n_batch, d = n_embd, f = n_ff, q = q_dim, kv = kv_dim, c = KV capacity.
+struct Scratch {
+    std::vector<float> x;        // (t, d) residual stream
+    std::vector<float> h;        // (t, max(d, q)) normed input / attention output
+    std::vector<float> q;        // (t, q)
+    std::vector<float> k, v;     // (t, kv)
+    std::vector<float> gate, up; // (t, f)
+    std::vector<float> y;        // (t, d) sub-block output before the residual add
+    std::vector<cpu::BlockQ8A> xq;  // (t, max(d, f, q) / 32) quantized activations
+    std::vector<float> rope;     // (t, n_rot) cos/sin per token
+    std::vector<float> scores;   // (n_threads, c) attention scores
+    std::vector<int64_t> slots;  // (t) KV slots of the batch's tokens
+};
+
+class Context {
+public:
+    Context(const Model& model, const apls_context_params& params);
+
+    const Model& model() const { return model_; }
+    const apls_context_params& params() const { return params_; }
+    KVCache& kv() { return kv_; }
+    const KVCache& kv() const { return kv_; }
+    cpu::ThreadPool& pool() { return pool_; }
+    Scratch& scratch() { return scratch_; }
+
+    // Validate the C batch (tokens in range, sequences known, positions given or continued).
+    Batch make_batch(const apls_batch& b) const;
+    // Forward pass under `plan`; appends K/V; on error the cache is restored.
+    void decode(const Batch& batch, const Plan& plan);
+
+    int32_t n_outputs() const { return n_outputs_; }
+    const float* logits() const { return logits_.data(); }  // (n_outputs, n_vocab)
+    std::vector<float>& logits_buffer(int32_t n_rows);
+
+private:
+    const Model& model_;
+    apls_context_params params_;
+    KVCache kv_;
+    cpu::ThreadPool pool_;
+    Scratch scratch_;
+    std::vector<float> logits_;
+    int32_t n_outputs_ = 0;
+};
+
+// The llama-family forward pass (forward_llama.cpp).
+void forward_llama(Context& ctx, const Batch& batch, const Plan& plan);
+
+}  // namespace apls

@@ -1,0 +1,68 @@
+// model.h — a loaded model: hyperparameters and weights (views into the mapped GGUF file).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "ggml_types.h"
+#include "gguf.h"
+#include "hparams.h"
+
+namespace apls {
+
+// A weight matrix as GGUF stores it: `rows` rows of `k` elements (ne[0] = k, ne[1] = rows),
+// row r at data + r * row_bytes. Vectors have rows == 1.
+struct Weight {
+    std::string name;
+    TensorType type = TensorType::F32;
+    const uint8_t* data = nullptr;
+    int64_t k = 0;
+    int64_t rows = 0;
+    uint64_t row_bytes() const;
+};
+
+struct Layer {
+    std::vector<float> attn_norm;  // (d)
+    Weight wq;                     // (q_dim rows, d)
+    Weight wk, wv;                 // (kv_dim rows, d)
+    Weight wo;                     // (d rows, q_dim)
+    std::vector<float> ffn_norm;   // (d)
+    Weight w_gate, w_up;           // (n_ff rows, d)
+    Weight w_down;                 // (d rows, n_ff)
+};
+
+class Model {
+public:
+    // Map (or read) and validate a GGUF file, check every tensor's presence, shape and type.
+    // Throws apls::Error: APLS_STATUS_IO, _FORMAT, or _UNSUPPORTED naming the architecture,
+    // tensor type or tensor.
+    static std::unique_ptr<Model> load(const std::string& path, bool use_mmap = true);
+
+    const HParams& hparams() const { return hp_; }
+    const gguf::File& file() const { return *file_; }
+    const Weight& tok_embd() const { return tok_embd_; }   // (n_vocab rows, d)
+    const Weight& output() const { return output_; }       // (n_vocab rows, d); tok_embd when tied
+    const std::vector<float>& output_norm() const { return output_norm_; }  // (d)
+    const std::vector<Layer>& layers() const { return layers_; }
+    uint64_t n_params() const { return n_params_; }
+    uint64_t n_bytes() const { return n_bytes_; }
+
+private:
+    Model() = default;
+    Weight matrix(const std::string& name, int64_t k, int64_t rows, bool required = true);
+    std::vector<float> vector(const std::string& name, int64_t n);
+
+    std::unique_ptr<gguf::File> file_;
+    HParams hp_;
+    Weight tok_embd_, output_;
+    std::vector<float> output_norm_;
+    std::vector<Layer> layers_;
+    uint64_t n_params_ = 0, n_bytes_ = 0;
+};
+
+// Types the CPU matrix kernels run.
+bool is_supported_weight_type(TensorType t);
+
+}  // namespace apls
