@@ -3,6 +3,10 @@ set(APLS_SOURCES
   cpp/src/common.cpp
   cpp/src/ggml_types.cpp
   cpp/src/gguf.cpp
+  cpp/src/unicode.cpp
+  cpp/src/unicode_data.cpp
+  cpp/src/pretokenize.cpp
+  cpp/src/vocab.cpp
   cpp/src/arch.cpp
   cpp/src/hparams.cpp
   cpp/src/model.cpp
@@ -16,6 +20,7 @@ set(APLS_SOURCES
   cpp/src/cpu/kernels_avx2.cpp
   cpp/src/cpu/kernels_avx512.cpp
   cpp/src/cpu/ops.cpp
+  cpp/src/cpu/attention.cpp
 )
 
 set(APLS_PYTHON_SOURCES

@@ -78,7 +78,7 @@ uint16_t f32_to_f16(float f) {
     if (abs >= 0x477FF000) return static_cast<uint16_t>(sign | 0x7C00);  // overflow -> inf
     if (abs < 0x38800000) {  // subnormal or zero in half: round to nearest even
         uint32_t m = (abs & 0x7FFFFF) | 0x800000;
-        int shift = 113 - static_cast<int>(abs >> 23);
+        int shift = 126 - static_cast<int>(abs >> 23);  // half subnormal = M * 2^-24, M = 1.mant * 2^23
         if (shift > 24) return static_cast<uint16_t>(sign);
         uint32_t r = m >> shift, rem = m & ((1u << shift) - 1), half = 1u << (shift - 1);
         if (rem > half || (rem == half && (r & 1))) r++;

@@ -11,5 +11,7 @@ from ._core import (  # noqa: E402,F401
     AplsError, FileError, FormatError, InternalError, InvalidArgumentError, KVCacheFullError,
     OutOfMemoryError, UnsupportedError,
 )
+from .model import Context, Model  # noqa: E402,F401
+from .plan import Plan  # noqa: E402,F401
 
 __version__ = _core.version()
