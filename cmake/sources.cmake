@@ -14,6 +14,7 @@ set(APLS_SOURCES
   cpp/src/context.cpp
   cpp/src/forward_llama.cpp
   cpp/src/capi.cpp
+  cpp/src/capi_vocab.cpp
   cpp/src/cpu/threadpool.cpp
   cpp/src/cpu/dispatch.cpp
   cpp/src/cpu/kernels_generic.cpp

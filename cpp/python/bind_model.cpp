@@ -112,7 +112,14 @@ void bind_model(py::module_& m) {
         .def_property_readonly("n_params", &Model::n_params)
         .def_property_readonly("size", &Model::n_bytes)
         .def_property_readonly("arch", [](const Model& x) { return std::string(apls::arch_name(x.hparams().arch)); })
-        .def_property_readonly("path", [](const Model& x) { return x.file().path(); });
+        .def_property_readonly("path", [](const Model& x) { return x.file().path(); })
+        .def_property_readonly("vocab", &Model::vocab, py::return_value_policy::reference_internal,
+                               "The model's tokenizer (apls._core.Vocab), or None if the file has none.")
+        .def("meta", [](const Model& x, const std::string& key) -> py::object {
+            const apls::gguf::Value* v = x.file().find(key);
+            if (!v || v->type != apls::gguf::ValueType::STRING) return py::none();
+            return py::str(v->str);
+        }, py::arg("key"), "A string metadata value, or None.");
 
     py::class_<Context>(m, "Context")
         .def(py::init(&make_context), py::arg("model"), py::arg("n_ctx") = 0, py::arg("n_batch") = 512,

@@ -3,52 +3,15 @@
 #include <memory>
 
 #include "apls/apls.h"
-#include "common.h"
+#include "capi_util.h"
 #include "context.h"
 #include "cpu/kernels.h"
 #include "model.h"
+#include "capi_types.h"
 
-struct apls_model {
-    std::unique_ptr<apls::Model> impl;
-};
-struct apls_context {
-    std::unique_ptr<apls::Context> impl;
-};
 
-namespace apls {
-extern thread_local std::string g_last_error;
-}
-
-namespace {
-
-// Run f, mapping any exception to a status and the thread's last error.
-template <typename F>
-apls_status guard(F&& f) {
-    try {
-        f();
-        apls::g_last_error.clear();
-        return APLS_STATUS_OK;
-    } catch (const apls::Error& e) {
-        apls::g_last_error = e.what();
-        return e.status();
-    } catch (const std::bad_alloc&) {
-        apls::g_last_error = "out of memory";
-        return APLS_STATUS_OUT_OF_MEMORY;
-    } catch (const std::exception& e) {
-        apls::g_last_error = std::string("internal error: ") + e.what();
-        return APLS_STATUS_INTERNAL;
-    } catch (...) {
-        apls::g_last_error = "internal error: unknown exception";
-        return APLS_STATUS_INTERNAL;
-    }
-}
-
-apls_status null_arg(const char* what) {
-    apls::g_last_error = std::string(what) + " is NULL";
-    return APLS_STATUS_INVALID_ARGUMENT;
-}
-
-}  // namespace
+using apls::guard;
+using apls::null_arg;
 
 extern "C" {
 

@@ -52,11 +52,22 @@ std::unique_ptr<Model> Model::load(const std::string& path, bool use_mmap) {
         L.w_up = m->matrix(tensor_name(TensorId::FFN_UP, i), d, hp.n_ff);
         L.w_down = m->matrix(tensor_name(TensorId::FFN_DOWN, i), hp.n_ff, d);
     }
+    if (m->file_->find("tokenizer.ggml.model")) {
+        m->vocab_ = Vocab::from_gguf(*m->file_);
+        if (m->vocab_->n_tokens() != hp.n_vocab)
+            fail(APLS_STATUS_FORMAT, "the tokenizer has ", m->vocab_->n_tokens(), " tokens but '",
+                 tensor_name(TensorId::TOKEN_EMBD), "' has ", hp.n_vocab, " rows");
+    }
     for (const gguf::TensorInfo& t : m->file_->tensors()) {
         m->n_params_ += t.n_elements;
         m->n_bytes_ += t.n_bytes;
     }
     return m;
+}
+
+const Vocab& Model::require_vocab() const {
+    if (!vocab_) fail(APLS_STATUS_UNSUPPORTED, "the model file has no tokenizer (tokenizer.ggml.model is absent)");
+    return *vocab_;
 }
 
 Weight Model::matrix(const std::string& name, int64_t k, int64_t rows, bool required) {

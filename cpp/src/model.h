@@ -9,6 +9,7 @@
 #include "ggml_types.h"
 #include "gguf.h"
 #include "hparams.h"
+#include "vocab.h"
 
 namespace apls {
 
@@ -46,6 +47,10 @@ public:
     const Weight& output() const { return output_; }       // (n_vocab rows, d); tok_embd when tied
     const std::vector<float>& output_norm() const { return output_norm_; }  // (d)
     const std::vector<Layer>& layers() const { return layers_; }
+    // The tokenizer, or nullptr when the file carries none (tokenizer.ggml.model absent).
+    const Vocab* vocab() const { return vocab_.get(); }
+    // The tokenizer; throws APLS_STATUS_UNSUPPORTED when the file has none.
+    const Vocab& require_vocab() const;
     uint64_t n_params() const { return n_params_; }
     uint64_t n_bytes() const { return n_bytes_; }
 
@@ -59,6 +64,7 @@ private:
     Weight tok_embd_, output_;
     std::vector<float> output_norm_;
     std::vector<Layer> layers_;
+    std::unique_ptr<Vocab> vocab_;
     uint64_t n_params_ = 0, n_bytes_ = 0;
 };
 

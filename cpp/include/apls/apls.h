@@ -74,6 +74,25 @@ APLS_API uint64_t apls_model_size(const apls_model* model);  /* bytes of weights
 /* Metadata value as text ("" if absent); returns the full length like snprintf. */
 APLS_API int32_t apls_model_meta_val_str(const apls_model* model, const char* key, char* buf, size_t buf_size);
 
+/* ---- tokenizer ---------------------------------------------------------------------------- */
+
+/* Tokenize UTF-8 text (text_len bytes). add_special: add BOS (and EOS) as the model file says;
+ * parse_special: recognise control-token text such as "<|im_start|>". Writes at most n_max ids;
+ * returns APLS_STATUS_INVALID_ARGUMENT with *n_out set to the count needed when n_max is too small. */
+APLS_API apls_status apls_tokenize(const apls_model* model, const char* text, size_t text_len, int32_t* tokens,
+                                   int32_t n_max, bool add_special, bool parse_special, int32_t* n_out);
+/* Bytes of the text of tokens[0..n) (special tokens rendered only when `special`). Writes at most
+ * buf_size bytes (no terminator) and sets *len_out to the full length; a short buffer returns
+ * APLS_STATUS_INVALID_ARGUMENT. Pieces may end inside a UTF-8 character. */
+APLS_API apls_status apls_detokenize(const apls_model* model, const int32_t* tokens, int32_t n, char* buf,
+                                     size_t buf_size, bool special, size_t* len_out);
+APLS_API int32_t apls_token_bos(const apls_model* model);  /* -1 if none */
+APLS_API int32_t apls_token_eos(const apls_model* model);
+APLS_API int32_t apls_token_eot(const apls_model* model);
+APLS_API bool apls_token_is_eog(const apls_model* model, int32_t token);  /* end of generation */
+
+/* ---- sampling: see the section at the end of this file ---------------------------------- */
+
 /* ---- layer plan --------------------------------------------------------------------------- */
 
 /* A layer plan: for every layer, whether its attention and MLP sub-blocks run. Arrays have
@@ -129,6 +148,9 @@ APLS_API int32_t apls_kv_seq_len(const apls_context* ctx, int32_t seq_id);   /* 
 /* Keep the first n entries of a sequence (rollback). */
 APLS_API apls_status apls_kv_seq_truncate(apls_context* ctx, int32_t seq_id, int32_t n);
 APLS_API void apls_kv_clear(apls_context* ctx);
+
+/* ---- sampling ------------------------------------------------------------------------------ */
+/* (declarations added with the sampler) */
 
 #ifdef __cplusplus
 }

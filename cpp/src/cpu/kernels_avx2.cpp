@@ -1,6 +1,288 @@
-// cpu/kernels_avx2.cpp — placeholder until the avx2 kernels land.
+// cpu/kernels_avx2.cpp — AVX2 + FMA + F16C kernels. Compiled with those flags only for this file
+// (cmake/sources.cmake); dispatch.cpp calls in only when the CPU has them.
+//
+// Same scheme as kernels_avx512.cpp at half the width (see kernels_x86.inc for the activation
+// layout): 2 weight blocks per 256-bit vector, groups of 8 blocks. Without VNNI the byte products
+// use vpmaddubsw (u8 x s8 -> pairs summed to i16) and vpmaddwd with ones (-> i32):
+//   Q4: nibbles (<= 15) x activations (|q| <= 127): |pair| <= 3810, lo + hi halves <= 7620;
+//   Q8_0: |w| x (activation with w's sign), |pair| <= 2 * 128 * 127 = 32512: no saturation,
+//         so no 128 * sum(q) correction is needed here.
+// Float part per group of 8 blocks, in one float accumulator per row:
+//   Q4_0: acc += (dw * dx) * (isum - 8 * qsum);  Q4_1: acc += (dw * dx) * isum; acc += mw * s;
+//   Q8_0: acc += (dw * dx) * isum
+// then a fixed reduction tree: the operations for an element depend only on k (batch invariance).
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
 #include "cpu/kernels.h"
 
 namespace apls::cpu {
-const KernelTable* kernels_avx2() { return nullptr; }
+namespace {
+
+constexpr int SUB = 2;
+#include "cpu/kernels_x86.inc"
+
+inline float hsum(__m256 v) {
+    __m128 b = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    b = _mm_add_ps(b, _mm_movehl_ps(b, b));
+    b = _mm_add_ss(b, _mm_movehdup_ps(b));
+    return _mm_cvtss_f32(b);
+}
+
+inline int hsum_i32(__m256i v) {
+    __m128i b = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    b = _mm_add_epi32(b, _mm_unpackhi_epi64(b, b));
+    b = _mm_add_epi32(b, _mm_shuffle_epi32(b, 1));
+    return _mm_cvtsi128_si32(b);
+}
+
+void quantize_act(const float* x, BlockQ8A* y, int64_t k) {
+    const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
+    for (int64_t b = 0; b < k / QK; ++b) {
+        __m256 v[4];
+        for (int i = 0; i < 4; ++i) v[i] = _mm256_loadu_ps(x + b * QK + 8 * i);
+        __m256 a = _mm256_max_ps(_mm256_max_ps(_mm256_and_ps(v[0], abs_mask), _mm256_and_ps(v[1], abs_mask)),
+                                 _mm256_max_ps(_mm256_and_ps(v[2], abs_mask), _mm256_and_ps(v[3], abs_mask)));
+        __m128 m = _mm_max_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+        m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+        m = _mm_max_ss(m, _mm_movehdup_ps(m));
+        const float d = _mm_cvtss_f32(m) / 127.0f;
+        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+        // cvtps rounds in the current mode (nearest-even), as nearbyint does in the generic code.
+        __m256i q[4];
+        for (int i = 0; i < 4; ++i) q[i] = _mm256_cvtps_epi32(_mm256_mul_ps(v[i], _mm256_set1_ps(id)));
+        // |q| <= 127: the saturating packs are exact; they interleave 4-lane pieces, undone below.
+        const __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
+        const __m256i qs = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(y[b].qs), qs);
+        const int sum = hsum_i32(_mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3])));
+        y[b].d = d;
+        y[b].s = d * static_cast<float>(sum);
+    }
+}
+
+// ---- quantized weights ----
+
+// Integer dot of one sub-group (2 blocks from p) with arranged activations a (lo at a, hi at
+// a + 32): 128-bit lane j holds 4 partial sums of block j. Block 1 reads as zero when nv < 2.
+template <TensorType T, bool kFull>
+inline __m256i sub_dot(const uint8_t* p, const uint8_t* a, int nv) {
+    using Q = QTraits<T>;
+    auto pair = [&](int off) {  // (2 blocks, 16 bytes)
+        const __m128i b0 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + off));
+        const __m128i b1 = (kFull || nv > 1) ? _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + Q::bs + off))
+                                             : _mm_setzero_si128();
+        return _mm256_set_m128i(b1, b0);
+    };
+    const __m256i alo = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a));
+    const __m256i ahi = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + 32));
+    const __m256i ones = _mm256_set1_epi16(1);
+    if constexpr (Q::nib) {
+        const __m256i raw = pair(Q::off), m4 = _mm256_set1_epi8(0x0F);
+        const __m256i lo = _mm256_and_si256(raw, m4), hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
+        const __m256i p16 = _mm256_add_epi16(_mm256_maddubs_epi16(lo, alo), _mm256_maddubs_epi16(hi, ahi));
+        return _mm256_madd_epi16(p16, ones);
+    } else {
+        const __m256i lo = pair(Q::off), hi = pair(Q::off + 16);
+        const __m256i plo = _mm256_maddubs_epi16(_mm256_abs_epi8(lo), _mm256_sign_epi8(alo, lo));
+        const __m256i phi = _mm256_maddubs_epi16(_mm256_abs_epi8(hi), _mm256_sign_epi8(ahi, hi));
+        return _mm256_add_epi32(_mm256_madd_epi16(plo, ones), _mm256_madd_epi16(phi, ones));
+    }
+}
+
+// Four sub-groups' partial sums -> one int32 per block, lane L = block lane_block(L).
+inline __m256i reduce4(__m256i v0, __m256i v1, __m256i v2, __m256i v3) {
+    const __m256i s01 = _mm256_add_epi32(_mm256_unpacklo_epi32(v0, v1), _mm256_unpackhi_epi32(v0, v1));
+    const __m256i s23 = _mm256_add_epi32(_mm256_unpacklo_epi32(v2, v3), _mm256_unpackhi_epi32(v2, v3));
+    return _mm256_add_epi32(_mm256_unpacklo_epi64(s01, s23), _mm256_unpackhi_epi64(s01, s23));
+}
+
+// The low 16 bits of each 32-bit lane, as halves, to float.
+inline __m256 half_lo_to_f32(__m256i v) {
+    const __m256i h = _mm256_and_si256(v, _mm256_set1_epi32(0xFFFF));
+    const __m256i p = _mm256_permute4x64_epi64(_mm256_packus_epi32(h, h), 0x08);
+    return _mm256_cvtph_ps(_mm256_castsi256_si128(p));
+}
+
+template <TensorType T>
+inline __m256i scale_offsets() {
+    alignas(32) int32_t o[8];
+    for (int L = 0; L < 8; ++L) o[L] = lane_block(L) * QTraits<T>::bs;
+    return _mm256_load_si256(reinterpret_cast<const __m256i*>(o));
+}
+
+// One group of blocks (nv valid, 8 when kFull) of R rows: acc[i] += the group's contribution.
+template <TensorType T, int R, bool kFull>
+inline void group(const uint8_t* w, uint64_t rb, const uint8_t* ga, int nv, __m256i valid, __m256i offs,
+                  __m256* acc) {
+    using Q = QTraits<T>;
+    const float* xd = reinterpret_cast<const float*>(ga + 4 * kSubBytes);
+    for (int i = 0; i < R; ++i) {
+        const uint8_t* p = w + i * rb;
+        __m256i v[4];
+        for (int s = 0; s < 4; ++s) {
+            const uint8_t* ps = p + s * SUB * Q::bs;
+            const uint8_t* as = ga + s * kSubBytes;
+            if (kFull) {
+                v[s] = sub_dot<T, true>(ps, as, SUB);
+            } else {
+                const int n = nv - s * SUB;
+                v[s] = n >= SUB ? sub_dot<T, true>(ps, as, SUB)
+                       : n > 0  ? sub_dot<T, false>(ps, as, n)
+                                : _mm256_setzero_si256();
+            }
+        }
+        __m256i isum = reduce4(v[0], v[1], v[2], v[3]);
+        const int* base = reinterpret_cast<const int*>(p);
+        const __m256i dm = kFull ? _mm256_i32gather_epi32(base, offs, 1)
+                                 : _mm256_mask_i32gather_epi32(_mm256_setzero_si256(), base, offs, valid, 1);
+        const __m256 dw = half_lo_to_f32(dm);
+        const __m256 dwx = _mm256_mul_ps(dw, _mm256_loadu_ps(xd));
+        if constexpr (T == TensorType::Q4_1) {
+            const __m256 mw = half_lo_to_f32(_mm256_srli_epi32(dm, 16));
+            acc[i] = _mm256_fmadd_ps(dwx, _mm256_cvtepi32_ps(isum), acc[i]);
+            acc[i] = _mm256_fmadd_ps(mw, _mm256_loadu_ps(xd + GRP), acc[i]);
+        } else {
+            if constexpr (T == TensorType::Q4_0) {
+                const __m256i qsum = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xd + 2 * GRP));
+                isum = _mm256_sub_epi32(isum, _mm256_slli_epi32(qsum, 3));
+            }
+            acc[i] = _mm256_fmadd_ps(dwx, _mm256_cvtepi32_ps(isum), acc[i]);
+        }
+    }
+}
+
+template <TensorType T, int R>
+void dot_rows(const uint8_t* w, uint64_t rb, const uint8_t* act, int64_t nb, float* out) {
+    using Q = QTraits<T>;
+    const __m256i offs = scale_offsets<T>();
+    __m256 acc[R];
+    for (int i = 0; i < R; ++i) acc[i] = _mm256_setzero_ps();
+    const int64_t nfull = nb / GRP;
+    for (int64_t g = 0; g < nfull; ++g)
+        group<T, R, true>(w + g * GRP * Q::bs, rb, act + g * kGroupBytes, GRP, _mm256_set1_epi32(-1), offs, acc);
+    if (const int nv = static_cast<int>(nb - nfull * GRP); nv > 0) {
+        alignas(32) int32_t m[8];
+        for (int L = 0; L < 8; ++L) m[L] = lane_block(L) < nv ? -1 : 0;
+        const __m256i valid = _mm256_load_si256(reinterpret_cast<const __m256i*>(m));
+        group<T, R, false>(w + nfull * GRP * Q::bs, rb, act + nfull * kGroupBytes, nv, valid, offs, acc);
+    }
+    for (int i = 0; i < R; ++i) out[i] = hsum(acc[i]);
+}
+
+// Batches: rows in cache tiles, every token through each tile (weights stay in L1/L2).
+template <TensorType T>
+void matmul_q_batch(const uint8_t* w, uint64_t rb, int64_t nb, const uint8_t* act, int64_t stride,
+                    int64_t n_tok, float* y, int64_t ldy, int64_t r0, int64_t r1) {
+    for (int64_t rt = r0; rt < r1; rt += kRowTile) {
+        const int64_t re = std::min(r1, rt + kRowTile);
+        for (int64_t t = 0; t < n_tok; ++t) {
+            int64_t r = rt;
+            for (; r + 4 <= re; r += 4) dot_rows<T, 4>(w + r * rb, rb, act + t * stride, nb, y + t * ldy + r);
+            for (; r < re; ++r) dot_rows<T, 1>(w + r * rb, rb, act + t * stride, nb, y + t * ldy + r);
+        }
+    }
+}
+
+// ---- float weights ----
+
+template <TensorType T>
+inline __m256 load_w(const uint8_t* w, int64_t j) {
+    if constexpr (T == TensorType::F32) {
+        return _mm256_loadu_ps(reinterpret_cast<const float*>(w) + j);
+    } else {
+        const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w + 2 * j));
+        if constexpr (T == TensorType::F16) return _mm256_cvtph_ps(h);
+        return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));  // BF16
+    }
+}
+
+// The last k % 8 elements, zero-padded to 8 (AVX2 has no masked 16-bit loads).
+template <TensorType T>
+inline __m256 load_w_tail(const uint8_t* w, int64_t j, int64_t n) {
+    alignas(32) uint8_t buf[32] = {};
+    std::memcpy(buf, w + j * (T == TensorType::F32 ? 4 : 2), static_cast<size_t>(n) * (T == TensorType::F32 ? 4 : 2));
+    return load_w<T>(buf, 0);
+}
+
+inline __m256 load_x_tail(const float* x, int64_t n) {
+    alignas(32) float buf[8] = {};
+    std::memcpy(buf, x, static_cast<size_t>(n) * 4);
+    return _mm256_load_ps(buf);
+}
+
+// Two accumulators per row (even / odd 8-float chunks), the tail in the second; fixed by k.
+template <TensorType T, int R>
+void fdot_rows(const uint8_t* w, uint64_t rb, const float* x, int64_t k, float* out) {
+    __m256 a0[R], a1[R];
+    for (int i = 0; i < R; ++i) a0[i] = a1[i] = _mm256_setzero_ps();
+    int64_t j = 0;
+    for (; j + 16 <= k; j += 16) {
+        const __m256 x0 = _mm256_loadu_ps(x + j), x1 = _mm256_loadu_ps(x + j + 8);
+        for (int i = 0; i < R; ++i) {
+            a0[i] = _mm256_fmadd_ps(load_w<T>(w + i * rb, j), x0, a0[i]);
+            a1[i] = _mm256_fmadd_ps(load_w<T>(w + i * rb, j + 8), x1, a1[i]);
+        }
+    }
+    if (j + 8 <= k) {
+        const __m256 x0 = _mm256_loadu_ps(x + j);
+        for (int i = 0; i < R; ++i) a0[i] = _mm256_fmadd_ps(load_w<T>(w + i * rb, j), x0, a0[i]);
+        j += 8;
+    }
+    if (j < k) {
+        const __m256 x1 = load_x_tail(x + j, k - j);
+        for (int i = 0; i < R; ++i) a1[i] = _mm256_fmadd_ps(load_w_tail<T>(w + i * rb, j, k - j), x1, a1[i]);
+    }
+    for (int i = 0; i < R; ++i) out[i] = hsum(_mm256_add_ps(a0[i], a1[i]));
+}
+
+// ---- attention ----
+
+inline __m256 load_kv(const void* p, int64_t i, bool f16) {
+    if (f16) return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(p) + i)));
+    return _mm256_loadu_ps(static_cast<const float*>(p) + i);
+}
+
+inline __m256 load_kv_tail(const void* p, int64_t i, int64_t n, bool f16) {
+    if (f16) return load_w_tail<TensorType::F16>(static_cast<const uint8_t*>(p), i, n);
+    return load_x_tail(static_cast<const float*>(p) + i, n);
+}
+
+float dot_kv(const float* q, const void* k, int64_t n, bool kv_f16) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), load_kv(k, i, kv_f16), a0);
+        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i + 8), load_kv(k, i + 8, kv_f16), a1);
+    }
+    if (i + 8 <= n) {
+        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), load_kv(k, i, kv_f16), a0);
+        i += 8;
+    }
+    if (i < n) a0 = _mm256_fmadd_ps(load_x_tail(q + i, n - i), load_kv_tail(k, i, n - i, kv_f16), a0);
+    return hsum(_mm256_add_ps(a0, a1));
+}
+
+// y += a * v with a separate multiply and add, as the generic code (same results).
+void axpy_kv(float a, const void* v, float* y, int64_t n, bool kv_f16) {
+    const __m256 va = _mm256_set1_ps(a);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(y + i, _mm256_add_ps(_mm256_loadu_ps(y + i), _mm256_mul_ps(va, load_kv(v, i, kv_f16))));
+    if (i < n) {
+        alignas(32) float buf[8];
+        _mm256_store_ps(buf, _mm256_add_ps(load_x_tail(y + i, n - i), _mm256_mul_ps(va, load_kv_tail(v, i, n - i, kv_f16))));
+        std::memcpy(y + i, buf, static_cast<size_t>(n - i) * 4);
+    }
+}
+
+const KernelTable kTable = {"avx2", quantize_act, matmul_q, matmul_f, dot_kv, axpy_kv};
+
+}  // namespace
+
+const KernelTable* kernels_avx2() { return &kTable; }
+
 }  // namespace apls::cpu

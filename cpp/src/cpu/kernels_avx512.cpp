@@ -1,6 +1,404 @@
-// cpu/kernels_avx512.cpp — placeholder until the avx512 kernels land.
+// cpu/kernels_avx512.cpp — AVX-512 (F, BW, VL, DQ, VNNI) kernels. Compiled with those flags only
+// for this file (cmake/sources.cmake); dispatch.cpp calls in only when the CPU has them.
+//
+// Quantized products (see kernels_x86.inc for the activation layout): 4 weight blocks per
+// 512-bit vector, 16-byte halves side by side; Q4 nibbles are unsigned and feed vpdpbusd
+// directly, Q8_0 bytes are made unsigned with XOR 0x80 and 128 * sum(q_act) is taken off again.
+// Per group of 16 blocks the integer sums are reduced to one int32 per block (lane order of
+// reduce4), then scaled in float, 16 blocks at once, into one float accumulator per row:
+//   Q4_0: acc += (dw * dx) * (isum - 8 * qsum)
+//   Q4_1: acc += (dw * dx) * isum;  acc += mw * s
+//   Q8_0: acc += (dw * dx) * (isum - 128 * qsum)
+// and a fixed reduction tree at the end. Every step depends only on k, so an element's value
+// does not depend on n_tok, r0, r1 or the row grouping (batch invariance).
+// GCC 12 reports its own _mm512_undefined_*() inside the intrinsic headers as uninitialized.
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
 #include "cpu/kernels.h"
 
 namespace apls::cpu {
-const KernelTable* kernels_avx512() { return nullptr; }
+namespace {
+
+constexpr int SUB = 4;
+#include "cpu/kernels_x86.inc"
+
+inline float hsum(__m512 v) {
+    __m256 a = _mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1));
+    __m128 b = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+    b = _mm_add_ps(b, _mm_movehl_ps(b, b));
+    b = _mm_add_ss(b, _mm_movehdup_ps(b));
+    return _mm_cvtss_f32(b);
+}
+
+void quantize_act(const float* x, BlockQ8A* y, int64_t k) {
+    const __m512 abs_mask = _mm512_castsi512_ps(_mm512_set1_epi32(0x7FFFFFFF));
+    for (int64_t b = 0; b < k / QK; ++b) {
+        const __m512 x0 = _mm512_loadu_ps(x + b * QK), x1 = _mm512_loadu_ps(x + b * QK + 16);
+        const __m512 a = _mm512_max_ps(_mm512_and_ps(x0, abs_mask), _mm512_and_ps(x1, abs_mask));
+        const float amax = _mm512_reduce_max_ps(a);
+        const float d = amax / 127.0f;
+        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+        // cvtps rounds in the current mode (nearest-even), as nearbyint does in the generic code.
+        const __m512i q0 = _mm512_cvtps_epi32(_mm512_mul_ps(x0, _mm512_set1_ps(id)));
+        const __m512i q1 = _mm512_cvtps_epi32(_mm512_mul_ps(x1, _mm512_set1_ps(id)));
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(y[b].qs), _mm512_cvtepi32_epi8(q0));
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(y[b].qs + 16), _mm512_cvtepi32_epi8(q1));
+        const int sum = _mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
+        y[b].d = d;
+        y[b].s = d * static_cast<float>(sum);
+    }
+}
+
+// ---- quantized weights ----
+
+// Integer dot of one sub-group (4 blocks from p) with arranged activations a (lo at a, hi at
+// a + 64): 128-bit lane j holds 4 partial sums of block j. Blocks j >= nv read as zero.
+template <TensorType T, bool kFull>
+inline __m512i sub_dot(const uint8_t* p, const uint8_t* a, int nv) {
+    using Q = QTraits<T>;
+    auto half = [&](int j, int off) {
+        if (kFull || j < nv) return _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + j * Q::bs + off));
+        return _mm_setzero_si128();
+    };
+    auto gather4 = [&](int off) {  // (4 blocks, 16 bytes)
+        __m512i v = _mm512_castsi128_si512(half(0, off));
+        v = _mm512_inserti32x4(v, half(1, off), 1);
+        v = _mm512_inserti32x4(v, half(2, off), 2);
+        return _mm512_inserti32x4(v, half(3, off), 3);
+    };
+    const __m512i alo = _mm512_loadu_si512(a), ahi = _mm512_loadu_si512(a + 64);
+    __m512i lo, hi;
+    if constexpr (Q::nib) {
+        const __m512i raw = gather4(Q::off), m4 = _mm512_set1_epi8(0x0F);
+        lo = _mm512_and_si512(raw, m4);
+        hi = _mm512_and_si512(_mm512_srli_epi16(raw, 4), m4);
+    } else {
+        const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
+        lo = _mm512_xor_si512(gather4(Q::off), flip);
+        hi = _mm512_xor_si512(gather4(Q::off + 16), flip);
+    }
+    return _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, alo), hi, ahi);
+}
+
+// Four sub-groups' partial sums -> one int32 per block, lane L = block lane_block(L).
+inline __m512i reduce4(__m512i v0, __m512i v1, __m512i v2, __m512i v3) {
+    const __m512i s01 = _mm512_add_epi32(_mm512_unpacklo_epi32(v0, v1), _mm512_unpackhi_epi32(v0, v1));
+    const __m512i s23 = _mm512_add_epi32(_mm512_unpacklo_epi32(v2, v3), _mm512_unpackhi_epi32(v2, v3));
+    return _mm512_add_epi32(_mm512_unpacklo_epi64(s01, s23), _mm512_unpackhi_epi64(s01, s23));
+}
+
+// Constants of the per-row loop.
+struct RowConsts {
+    __m512i offs;       // byte offsets of the group's (d, m) / d words, lane order (gathers)
+    __m512i qs_idx[4];  // Q4_1: dword indices of sub-group s's nibbles in registers (s, s + 1)
+    __m512i dm_idx;     // Q4_1: dword index of each lane's (d, m) word (low bits select)
+    __mmask16 dm_mid, dm_last;  // Q4_1: lanes whose word is in registers 2-3 / register 4
+};
+
+template <TensorType T>
+RowConsts row_consts() {
+    RowConsts c;
+    alignas(64) int32_t o[16], q[16], dmi[16];
+    unsigned mid = 0, last = 0;
+    for (int L = 0; L < 16; ++L) {
+        o[L] = lane_block(L) * QTraits<T>::bs;
+        // A Q4_1 group is 16 blocks of 5 dwords = 5 registers: block b has (d, m) in dword 5b and
+        // its nibbles in dwords 5b+1..5b+4; sub-group s (blocks 4s..4s+3) lies within registers s, s+1.
+        q[L] = 5 * (L / 4) + 1 + L % 4;
+        dmi[L] = 5 * lane_block(L);
+        if (dmi[L] >= 64) last |= 1u << L;
+        else if (dmi[L] >= 32) mid |= 1u << L;
+    }
+    c.offs = _mm512_load_si512(o);
+    for (int s = 0; s < 4; ++s) c.qs_idx[s] = _mm512_add_epi32(_mm512_load_si512(q), _mm512_set1_epi32(4 * s));
+    c.dm_idx = _mm512_load_si512(dmi);
+    c.dm_mid = static_cast<__mmask16>(mid);
+    c.dm_last = static_cast<__mmask16>(last);
+    return c;
+}
+
+// Weight scales of one group, lane order: d -> dw and, for Q4_1, m -> mw.
+inline void scales_from_words(__m512i dm, __m512& dw, __m512& mw) {
+    dw = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(dm));
+    mw = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(dm, 16)));
+}
+
+template <TensorType T, bool kFull>
+inline void gather_scales(const uint8_t* p, __mmask16 valid, const RowConsts& c, __m512& dw, __m512& mw) {
+    // 32-bit words at each block's start: d (low half) and, for Q4_1, m (high half).
+    const __m512i dm = kFull ? _mm512_i32gather_epi32(c.offs, p, 1)
+                             : _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), valid, c.offs, p, 1);
+    scales_from_words(dm, dw, mw);
+}
+
+// The float step shared by every path, so that an element's operations are always the same:
+// acc += the group's contribution, from exact integer sums isum and weight scales dw, mw.
+template <TensorType T>
+inline __m512 scale_add(__m512 acc, __m512i isum, __m512 dw, __m512 mw, const uint8_t* ga) {
+    const float* xd = reinterpret_cast<const float*>(ga + 4 * kSubBytes);
+    if constexpr (T == TensorType::Q4_1) {
+        acc = _mm512_fmadd_ps(_mm512_mul_ps(dw, _mm512_loadu_ps(xd)), _mm512_cvtepi32_ps(isum), acc);
+        return _mm512_fmadd_ps(mw, _mm512_loadu_ps(xd + GRP), acc);
+    } else {
+        const __m512i qsum = _mm512_loadu_si512(xd + 2 * GRP);
+        isum = _mm512_sub_epi32(isum, _mm512_slli_epi32(qsum, T == TensorType::Q4_0 ? 3 : 7));
+        return _mm512_fmadd_ps(_mm512_mul_ps(dw, _mm512_loadu_ps(xd)), _mm512_cvtepi32_ps(isum), acc);
+    }
+}
+
+inline __m512i dot_nibbles(__m512i raw, __m512i alo, __m512i ahi) {
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    const __m512i lo = _mm512_and_si512(raw, m4), hi = _mm512_and_si512(_mm512_srli_epi16(raw, 4), m4);
+    return _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, alo), hi, ahi);
+}
+
+// One group of blocks of R rows: acc[i] += the group's contribution. kNV valid blocks (16: a
+// full group), or 0: nv valid blocks, known at run time only.
+template <TensorType T, int R, int kNV>
+inline void group(const uint8_t* w, uint64_t rb, const uint8_t* ga, int nv, __mmask16 valid, const RowConsts& c,
+                  __m512* acc) {
+    using Q = QTraits<T>;
+    constexpr bool kFull = kNV == GRP;
+    if constexpr (kNV != 0) nv = kNV;
+    for (int i = 0; i < R; ++i) {
+        const uint8_t* p = w + i * rb;
+        __m512i v[4];
+        __m512 dw, mw;
+        if constexpr (T == TensorType::Q4_1) {
+            // Five 64-byte loads hold the whole group; permutes pick the nibbles and the scales.
+            // A partial group loads only its 5 * nv dwords; the rest reads as zero.
+            __m512i reg[5];
+            for (int j = 0; j < 5; ++j) {
+                if (kFull) {
+                    reg[j] = _mm512_loadu_si512(p + 64 * j);
+                } else {
+                    const int n = std::clamp(5 * nv - 16 * j, 0, 16);
+                    reg[j] = _mm512_maskz_loadu_epi32(static_cast<__mmask16>((1u << n) - 1), p + 64 * j);
+                }
+            }
+            for (int s = 0; s < 4; ++s)
+                v[s] = (kFull || SUB * s < nv)
+                           ? dot_nibbles(_mm512_permutex2var_epi32(reg[s], c.qs_idx[s], reg[s + 1]),
+                                         _mm512_loadu_si512(ga + s * kSubBytes), _mm512_loadu_si512(ga + s * kSubBytes + 64))
+                           : _mm512_setzero_si512();
+            // Scales: lanes take their word from registers 0-1, 2-3 or 4 (the index's low bits).
+            const __m512i lo01 = _mm512_permutex2var_epi32(reg[0], c.dm_idx, reg[1]);
+            const __m512i lo23 = _mm512_permutex2var_epi32(reg[2], c.dm_idx, reg[3]);
+            const __m512i lo4 = _mm512_permutexvar_epi32(c.dm_idx, reg[4]);
+            __m512i dm = _mm512_mask_blend_epi32(c.dm_mid, lo01, lo23);
+            dm = _mm512_mask_blend_epi32(c.dm_last, dm, lo4);
+            scales_from_words(dm, dw, mw);
+        } else {
+            for (int s = 0; s < 4; ++s) {
+                const uint8_t* ps = p + s * SUB * Q::bs;
+                const uint8_t* as = ga + s * kSubBytes;
+                if (kFull) {
+                    v[s] = sub_dot<T, true>(ps, as, SUB);
+                } else {
+                    const int n = nv - s * SUB;
+                    v[s] = n >= SUB ? sub_dot<T, true>(ps, as, SUB)
+                           : n > 0  ? sub_dot<T, false>(ps, as, n)
+                                    : _mm512_setzero_si512();
+                }
+            }
+            gather_scales<T, kFull>(p, valid, c, dw, mw);
+        }
+        acc[i] = scale_add<T>(acc[i], reduce4(v[0], v[1], v[2], v[3]), dw, mw, ga);
+    }
+}
+
+inline __mmask16 tail_lanes(int nv) {
+    unsigned valid = 0;
+    for (int L = 0; L < 16; ++L)
+        if (lane_block(L) < nv) valid |= 1u << L;
+    return static_cast<__mmask16>(valid);
+}
+
+template <TensorType T, int R>
+void dot_rows(const uint8_t* w, uint64_t rb, const uint8_t* act, int64_t nb, float* out) {
+    using Q = QTraits<T>;
+    const RowConsts c = row_consts<T>();
+    __m512 acc[R];
+    for (int i = 0; i < R; ++i) acc[i] = _mm512_setzero_ps();
+    const int64_t nfull = nb / GRP;
+    for (int64_t g = 0; g < nfull; ++g)
+        group<T, R, GRP>(w + g * GRP * Q::bs, rb, act + g * kGroupBytes, GRP, 0xFFFF, c, acc);
+    if (const int nv = static_cast<int>(nb - nfull * GRP); nv > 0) {
+        const uint8_t* wt = w + nfull * GRP * Q::bs;
+        const uint8_t* at = act + nfull * kGroupBytes;
+        group<T, R, 0>(wt, rb, at, nv, tail_lanes(nv), c, acc);
+    }
+    for (int i = 0; i < R; ++i) out[i] = hsum(acc[i]);
+}
+
+// ---- batches: weights unpacked once per row tile ----
+// Unpacked group (kUGroupBytes): 4 sub-groups x (lo, hi) 64 unsigned bytes each, ready for
+// vpdpbusd (nibbles split, Q8_0 flipped), then dw[16], mw[16] floats in lane order. The integer
+// sums and the float step are those of dot_rows, so the results are the same bits.
+constexpr int64_t kUGroupBytes = 4 * 128 + 2 * 64;
+
+template <TensorType T>
+void unpack_row(const uint8_t* p, int64_t nb, const RowConsts& c, uint8_t* out) {
+    using Q = QTraits<T>;
+    for (int64_t g = 0; g * GRP < nb; ++g, p += GRP * Q::bs, out += kUGroupBytes) {
+        const int nv = static_cast<int>(std::min<int64_t>(GRP, nb - g * GRP));
+        for (int s = 0; s < 4; ++s) {
+            const int n = nv - s * SUB;
+            __m512i lo = _mm512_setzero_si512(), hi = _mm512_setzero_si512();
+            if (n > 0) {
+                alignas(64) uint8_t raw[2][64] = {};
+                for (int j = 0; j < std::min(n, SUB); ++j) {
+                    const uint8_t* b = p + (s * SUB + j) * Q::bs + Q::off;
+                    std::memcpy(raw[0] + 16 * j, b, 16);
+                    if (!Q::nib) std::memcpy(raw[1] + 16 * j, b + 16, 16);
+                }
+                const __m512i r0 = _mm512_load_si512(raw[0]), r1 = _mm512_load_si512(raw[1]);
+                if constexpr (Q::nib) {
+                    const __m512i m4 = _mm512_set1_epi8(0x0F);
+                    lo = _mm512_and_si512(r0, m4);
+                    hi = _mm512_and_si512(_mm512_srli_epi16(r0, 4), m4);
+                } else {
+                    // Zero padding flipped to 128 meets zero activations: no contribution.
+                    const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
+                    lo = _mm512_xor_si512(r0, flip);
+                    hi = _mm512_xor_si512(r1, flip);
+                }
+            }
+            _mm512_store_si512(out + s * 128, lo);
+            _mm512_store_si512(out + s * 128 + 64, hi);
+        }
+        __m512 dw, mw;
+        if (nv == GRP) gather_scales<T, true>(p, 0xFFFF, c, dw, mw);
+        else gather_scales<T, false>(p, tail_lanes(nv), c, dw, mw);
+        _mm512_store_ps(out + 512, dw);
+        _mm512_store_ps(out + 576, mw);
+    }
+}
+
+// R unpacked rows (stride urb) times one token's arranged activations.
+template <TensorType T, int R>
+void dot_rows_unpacked(const uint8_t* u, int64_t urb, const uint8_t* act, int64_t n_grp, float* out) {
+    __m512 acc[R];
+    for (int i = 0; i < R; ++i) acc[i] = _mm512_setzero_ps();
+    for (int64_t g = 0; g < n_grp; ++g) {
+        const uint8_t* ga = act + g * kGroupBytes;
+        __m512i a[8];
+        for (int j = 0; j < 8; ++j) a[j] = _mm512_loadu_si512(ga + 64 * j);
+        for (int i = 0; i < R; ++i) {
+            const uint8_t* ug = u + i * urb + g * kUGroupBytes;
+            __m512i v[4];
+            for (int s = 0; s < 4; ++s)
+                v[s] = _mm512_dpbusd_epi32(
+                    _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_load_si512(ug + s * 128), a[2 * s]),
+                    _mm512_load_si512(ug + s * 128 + 64), a[2 * s + 1]);
+            acc[i] = scale_add<T>(acc[i], reduce4(v[0], v[1], v[2], v[3]), _mm512_load_ps(ug + 512),
+                                  _mm512_load_ps(ug + 576), ga);
+        }
+    }
+    for (int i = 0; i < R; ++i) out[i] = hsum(acc[i]);
+}
+
+constexpr int64_t kUnpackRows = 16;  // rows per unpacked tile (~20-30 KB for the SmolLM2 shapes: L1)
+
+template <TensorType T>
+void matmul_q_batch(const uint8_t* w, uint64_t rb, int64_t nb, const uint8_t* act, int64_t stride,
+                    int64_t n_tok, float* y, int64_t ldy, int64_t r0, int64_t r1) {
+    const int64_t n_grp = (nb + GRP - 1) / GRP, urb = n_grp * kUGroupBytes;
+    const RowConsts c = row_consts<T>();
+    uint8_t* u = scratch(static_cast<size_t>(kUnpackRows * urb), 1);
+    for (int64_t rt = r0; rt < r1; rt += kUnpackRows) {
+        const int64_t n = std::min(kUnpackRows, r1 - rt);
+        for (int64_t i = 0; i < n; ++i) unpack_row<T>(w + (rt + i) * rb, nb, c, u + i * urb);
+        for (int64_t t = 0; t < n_tok; ++t) {
+            const uint8_t* at = act + t * stride;
+            float* yt = y + t * ldy + rt;
+            int64_t i = 0;
+            for (; i + 4 <= n; i += 4) dot_rows_unpacked<T, 4>(u + i * urb, urb, at, n_grp, yt + i);
+            for (; i < n; ++i) dot_rows_unpacked<T, 1>(u + i * urb, urb, at, n_grp, yt + i);
+        }
+    }
+}
+
+// ---- float weights ----
+
+template <TensorType T>
+inline __m512 load_w(const uint8_t* w, int64_t j, __mmask16 m = 0xFFFF) {
+    if constexpr (T == TensorType::F32) {
+        return _mm512_maskz_loadu_ps(m, w + 4 * j);
+    } else {
+        const __m256i h = _mm256_maskz_loadu_epi16(m, w + 2 * j);
+        if constexpr (T == TensorType::F16) return _mm512_cvtph_ps(h);
+        return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));  // BF16
+    }
+}
+
+// Two accumulators per row (even / odd 16-float chunks), the tail in the second; fixed by k.
+template <TensorType T, int R>
+void fdot_rows(const uint8_t* w, uint64_t rb, const float* x, int64_t k, float* out) {
+    __m512 a0[R], a1[R];
+    for (int i = 0; i < R; ++i) a0[i] = a1[i] = _mm512_setzero_ps();
+    int64_t j = 0;
+    for (; j + 32 <= k; j += 32) {
+        const __m512 x0 = _mm512_loadu_ps(x + j), x1 = _mm512_loadu_ps(x + j + 16);
+        for (int i = 0; i < R; ++i) {
+            a0[i] = _mm512_fmadd_ps(load_w<T>(w + i * rb, j), x0, a0[i]);
+            a1[i] = _mm512_fmadd_ps(load_w<T>(w + i * rb, j + 16), x1, a1[i]);
+        }
+    }
+    if (j + 16 <= k) {
+        const __m512 x0 = _mm512_loadu_ps(x + j);
+        for (int i = 0; i < R; ++i) a0[i] = _mm512_fmadd_ps(load_w<T>(w + i * rb, j), x0, a0[i]);
+        j += 16;
+    }
+    if (j < k) {
+        const __mmask16 m = static_cast<__mmask16>((1u << (k - j)) - 1);
+        const __m512 x1 = _mm512_maskz_loadu_ps(m, x + j);
+        for (int i = 0; i < R; ++i) a1[i] = _mm512_fmadd_ps(load_w<T>(w + i * rb, j, m), x1, a1[i]);
+    }
+    for (int i = 0; i < R; ++i) out[i] = hsum(_mm512_add_ps(a0[i], a1[i]));
+}
+
+// ---- attention ----
+
+inline __m512 load_kv(const void* p, int64_t i, bool f16, __mmask16 m = 0xFFFF) {
+    if (f16) return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, static_cast<const uint16_t*>(p) + i));
+    return _mm512_maskz_loadu_ps(m, static_cast<const float*>(p) + i);
+}
+
+float dot_kv(const float* q, const void* k, int64_t n, bool kv_f16) {
+    __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        a0 = _mm512_fmadd_ps(_mm512_loadu_ps(q + i), load_kv(k, i, kv_f16), a0);
+        a1 = _mm512_fmadd_ps(_mm512_loadu_ps(q + i + 16), load_kv(k, i + 16, kv_f16), a1);
+    }
+    for (; i < n; i += 16) {
+        const __mmask16 m = n - i >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << (n - i)) - 1);
+        a0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, q + i), load_kv(k, i, kv_f16, m), a0);
+    }
+    return hsum(_mm512_add_ps(a0, a1));
+}
+
+// y += a * v with a separate multiply and add, as the generic code (same results).
+void axpy_kv(float a, const void* v, float* y, int64_t n, bool kv_f16) {
+    const __m512 va = _mm512_set1_ps(a);
+    for (int64_t i = 0; i < n; i += 16) {
+        const __mmask16 m = n - i >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << (n - i)) - 1);
+        const __m512 r = _mm512_add_ps(_mm512_maskz_loadu_ps(m, y + i), _mm512_mul_ps(va, load_kv(v, i, kv_f16, m)));
+        _mm512_mask_storeu_ps(y + i, m, r);
+    }
+}
+
+const KernelTable kTable = {"avx512", quantize_act, matmul_q, matmul_f, dot_kv, axpy_kv};
+
+}  // namespace
+
+const KernelTable* kernels_avx512() { return &kTable; }
+
 }  // namespace apls::cpu

@@ -1,0 +1,14 @@
+// capi_types.h — what the C API's opaque handles hold.
+#pragma once
+
+#include <memory>
+
+#include "context.h"
+#include "model.h"
+
+struct apls_model {
+    std::unique_ptr<apls::Model> impl;
+};
+struct apls_context {
+    std::unique_ptr<apls::Context> impl;
+};

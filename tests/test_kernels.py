@@ -1,0 +1,259 @@
+"""CPU kernel tables (cpu/kernels_*.cpp) through apls._core: every ISA this CPU has, against
+NumPy references built independently of the engine, plus the batch-invariance contract."""
+import numpy as np
+import pytest
+
+from apls import _core, InvalidArgumentError
+
+gguf_quants = pytest.importorskip("gguf.quants")
+from gguf import GGMLQuantizationType  # noqa: E402
+
+ISAS = _core.kernel_isas()
+QTYPES = ["Q4_0", "Q4_1", "Q8_0"]
+FTYPES = ["F32", "F16", "BF16"]
+U = 2.0 ** -24  # float32 unit roundoff
+
+
+def test_isa_list():
+    assert ISAS[0] == "generic"
+    assert _core.kernel_isa() in ISAS
+
+
+# ---- NumPy references ----
+
+def quantize_act_ref(x):
+    """Q8 activation blocks as the kernels must make them: d = amax/127, q = rint(x/d) (half to
+    even) computed as x * (1/d) in float32, s = d * sum(q). x: (n_tok, k) -> d, s: (n_tok, nb);
+    q: (n_tok, nb, 32) float32 holding integers."""
+    xb = np.asarray(x, np.float32).reshape(x.shape[0], -1, 32)
+    d = (np.abs(xb).max(axis=-1) / np.float32(127)).astype(np.float32)
+    with np.errstate(divide="ignore"):
+        inv = np.where(d != 0, np.float32(1) / d, np.float32(0)).astype(np.float32)
+    q = np.rint(xb * inv[..., None]).astype(np.float32)
+    s = (d * q.sum(axis=-1)).astype(np.float32)
+    return d, s, q
+
+
+def make_weights(type_name, rows, k, rng):
+    """-> (bytes (rows, row_bytes) uint8, dequantized (rows, k) float64, offset (rows, k/32) or
+    None): `offset` bounds the part of each weight that the kernels handle separately from the
+    scaled integers (Q4_0's 8*d, Q4_1's m), for the error bound."""
+    w = rng.standard_normal((rows, k)).astype(np.float32)
+    if type_name == "F32":
+        return w.view(np.uint8), w.astype(np.float64), None
+    if type_name == "F16":
+        h = w.astype(np.float16)
+        return h.view(np.uint8), h.astype(np.float64), None
+    if type_name == "BF16":
+        bits = (w.view(np.uint32) >> 16).astype(np.uint16)  # truncation: exactly representable
+        return bits.view(np.uint8), (bits.astype(np.uint32) << 16).view(np.float32).astype(np.float64), None
+    qt = GGMLQuantizationType[type_name]
+    wq = gguf_quants.quantize(w, qt)
+    wd = gguf_quants.dequantize(wq, qt).astype(np.float64)
+    blocks = wq.reshape(rows, k // 32, -1)
+    if type_name == "Q4_0":
+        offset = 8 * np.abs(blocks[..., 0:2].copy().view(np.float16)[..., 0].astype(np.float64))
+    elif type_name == "Q4_1":
+        offset = np.abs(blocks[..., 2:4].copy().view(np.float16)[..., 0].astype(np.float64))
+    else:
+        offset = np.zeros((rows, k // 32))
+    return wq, wd, offset
+
+
+def check_quantized(isa, type_name, k, rows, n_tok, rng, scale=1.0):
+    wq, wd, offset = make_weights(type_name, rows, k, rng)
+    x = (scale * rng.standard_normal((n_tok, k))).astype(np.float32)
+    y = _core.matmul(isa, type_name, wq, k, x)
+    assert y.shape == (n_tok, rows) and not np.isnan(y).any()
+
+    d, _, q = quantize_act_ref(x)
+    nb = k // 32
+    xq = (d[..., None].astype(np.float64) * q).reshape(n_tok, k)  # dequantized activations
+    # (a) Same inputs as the kernel (dequantized weights, quantized activations) summed in float64:
+    # only float32 rounding differs. Each block term takes <= 4 roundings (dw*dx, the product with
+    # the integer sum, s = d*sum(q), the offset term) and the sum over blocks <= nb + 4 more
+    # (a chain in the scalar code, lanes + a reduction tree in SIMD), each bounded by u times the
+    # absolute terms, M; gguf's float32 dequantization (d*q + m) adds u*M. Factor 2 of slack.
+    ref = xq @ wd.T
+    off = np.repeat(offset, 32, axis=1)  # (rows, k)
+    m_abs = np.abs(xq) @ (np.abs(wd) + 2 * off).T
+    tol_a = 2 * (nb + 9) * U * m_abs
+    err = np.abs(y - ref)
+    assert (err <= tol_a).all(), f"{isa} {type_name} k={k}: max err/tol {(err / np.maximum(tol_a, 1e-30)).max()}"
+    # (b) Against the plain float64 product with unquantized activations: each activation is off by
+    # at most d/2 (rounding to the nearest multiple of d; 1e-3 covers the float32 1/d and x*(1/d)).
+    act_err = np.repeat(d.astype(np.float64) * 0.5 * (1 + 1e-3), 32, axis=1)  # (n_tok, k)
+    tol_b = tol_a + act_err @ np.abs(wd).T
+    assert (np.abs(y - x.astype(np.float64) @ wd.T) <= tol_b).all()
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("type_name", QTYPES)
+@pytest.mark.parametrize("k", [32, 96, 512, 544, 576, 1536])
+def test_matmul_quantized(isa, type_name, k):
+    rng = np.random.default_rng(k + 7 * QTYPES.index(type_name))
+    for rows, n_tok in [(37, 1), (19, 3), (5, 17)]:
+        check_quantized(isa, type_name, k, rows, n_tok, rng)
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("type_name", QTYPES)
+def test_matmul_quantized_scales(isa, type_name):
+    """Tiny and large activations, and all-zero activation blocks."""
+    rng = np.random.default_rng(3)
+    for scale in [1e-6, 1e3]:
+        check_quantized(isa, type_name, 576, 23, 2, rng, scale)
+    wq, _, _ = make_weights(type_name, 23, 576, rng)
+    y = _core.matmul(isa, type_name, wq, 576, np.zeros((2, 576), np.float32))
+    assert (y == 0).all()
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("type_name", FTYPES)
+@pytest.mark.parametrize("k", [1, 5, 16, 33, 100, 576, 1536])
+def test_matmul_float(isa, type_name, k):
+    rng = np.random.default_rng(k)
+    for rows, n_tok in [(37, 1), (6, 17)]:
+        wb, wd, _ = make_weights(type_name, rows, k, rng)
+        x = rng.standard_normal((n_tok, k)).astype(np.float32)
+        y = _core.matmul(isa, type_name, wb, k, x)
+        # The weights convert exactly to float32; each product rounds once (or not at all with FMA)
+        # and the sum has at most k additions (the scalar chain; SIMD lanes + tree are shorter).
+        ref = x.astype(np.float64) @ wd.T
+        tol = (k + 2) * U * (np.abs(x).astype(np.float64) @ np.abs(wd).T)
+        assert (np.abs(y - ref) <= tol).all()
+
+
+# ---- batch invariance ----
+
+SPLITS = [[(0, 75)], [(0, 16), (16, 75)], [(0, 32), (32, 64), (64, 75)], [(0, 1), (1, 75)],
+          [(0, 5), (5, 37), (37, 38), (38, 75)], [(0, 48), (48, 70), (70, 75)]]
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("type_name", QTYPES + FTYPES)
+@pytest.mark.parametrize("k", [96, 576, 1536])
+def test_batch_invariance(isa, type_name, k):
+    """y[t, r] is bit-identical for a token alone, inside any batch and under any row split."""
+    rng = np.random.default_rng(k)
+    rows, n_tok = 75, 17
+    wb, _, _ = make_weights(type_name, rows, k, rng)
+    x = rng.standard_normal((n_tok, k)).astype(np.float32)
+    alone = np.stack([_core.matmul(isa, type_name, wb, k, x[t:t + 1])[0] for t in range(n_tok)])
+    for n in range(2, 17):
+        for start in sorted({0, n_tok - n, (n_tok - n) // 2}):
+            batch = _core.matmul(isa, type_name, wb, k, x[start:start + n])
+            assert np.array_equal(batch, alone[start:start + n]), f"n_tok={n} start={start}"
+    for split in SPLITS:
+        for xs, ref in [(x[:1], alone[:1]), (x, alone)]:
+            y = np.full_like(ref, np.nan)
+            for r0, r1 in split:
+                part = _core.matmul(isa, type_name, wb, k, xs, r0, r1)
+                y[:, r0:r1] = part[:, r0:r1]
+            assert np.array_equal(y, ref), f"split {split}"
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("type_name", QTYPES + FTYPES)
+def test_row_range_poisoning(isa, type_name):
+    """Exactly the rows in [r0, r1) are written."""
+    rng = np.random.default_rng(1)
+    k, rows = 576, 53
+    wb, _, _ = make_weights(type_name, rows, k, rng)
+    x = rng.standard_normal((3, k)).astype(np.float32)
+    for r0, r1 in [(0, 0), (0, 53), (3, 4), (16, 48), (17, 53), (50, 53)]:
+        y = _core.matmul(isa, type_name, wb, k, x, r0, r1)
+        assert not np.isnan(y[:, r0:r1]).any()
+        assert np.isnan(y[:, :r0]).all() and np.isnan(y[:, r1:]).all()
+
+
+# ---- activation quantization ----
+
+def act_cases(rng):
+    ties = np.zeros(64, np.float32)
+    ties[0] = 127  # d = 1, 1/d = 1: the rest are exact halves, which round to even
+    ties[1:16] = [0.5, 1.5, 2.5, -0.5, -1.5, -2.5, 3.5, 126.5, -126.5, 4.5, 5.5, 6.5, 7.5, 8.5, 9.5]
+    ties[32] = -127
+    ties[33:40] = [10.5, 11.5, -12.5, 0.25, 0.75, -0.75, 64.5]
+    return [
+        rng.standard_normal(576).astype(np.float32),
+        (rng.standard_normal(1536) * 1e-30).astype(np.float32),
+        (rng.standard_normal(96) * 1e30).astype(np.float32),
+        np.zeros(64, np.float32),
+        np.concatenate([np.zeros(32, np.float32), rng.standard_normal(32).astype(np.float32)]),
+        np.full(32, -3.0, np.float32),
+        ties,
+        (rng.integers(-127, 128, 256) * 0.5).astype(np.float32),  # many exact halves
+    ]
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_quantize_act_exact(isa):
+    rng = np.random.default_rng(5)
+    for x in act_cases(rng):
+        d, s, qs = _core.quantize_act(isa, x)
+        rd, rs, rq = quantize_act_ref(x[None])
+        assert np.array_equal(d, rd[0]) and np.array_equal(s, rs[0])
+        assert qs.dtype == np.int8 and np.array_equal(qs, rq[0].astype(np.int8))
+
+
+def test_quantize_act_same_across_isas():
+    rng = np.random.default_rng(6)
+    for x in act_cases(rng):
+        outs = [_core.quantize_act(isa, x) for isa in ISAS]
+        for o in outs[1:]:
+            for a, b in zip(outs[0], o):
+                assert np.array_equal(a, b)
+
+
+# ---- attention primitives ----
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("f16", [False, True])
+@pytest.mark.parametrize("n", [1, 7, 8, 17, 64, 100, 128, 130])
+def test_dot_kv(isa, f16, n):
+    rng = np.random.default_rng(n)
+    q = rng.standard_normal(n).astype(np.float32)
+    kv = rng.standard_normal(n).astype(np.float16 if f16 else np.float32)
+    got = _core.dot_kv(isa, q, kv)
+    prod = q.astype(np.float64) * kv.astype(np.float64)
+    # n products (exact or one rounding each) and at most n additions, each within u of the |terms|.
+    assert abs(got - prod.sum()) <= (n + 2) * U * np.abs(prod).sum()
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("f16", [False, True])
+@pytest.mark.parametrize("n", [1, 7, 8, 17, 64, 100, 128, 130])
+def test_axpy_kv(isa, f16, n):
+    """y + a * v, multiply and add rounded separately: exactly NumPy's float32 result."""
+    rng = np.random.default_rng(n)
+    v = rng.standard_normal(n).astype(np.float16 if f16 else np.float32)
+    y = rng.standard_normal(n).astype(np.float32)
+    a = np.float32(0.3713)
+    got = _core.axpy_kv(isa, float(a), v, y)
+    assert np.array_equal(got, y + a * v.astype(np.float32))
+
+
+# ---- argument errors ----
+
+def test_errors():
+    x = np.zeros((1, 64), np.float32)
+    w = np.zeros(2 * 40, np.uint8)  # two Q4_1 rows of k = 64
+    with pytest.raises(InvalidArgumentError):
+        _core.matmul("sse9", "Q4_1", w, 64, x)
+    with pytest.raises(InvalidArgumentError):
+        _core.matmul("generic", "Q5_K", w, 64, x)
+    with pytest.raises(InvalidArgumentError):
+        _core.matmul("generic", "Q4_1", w[:-1], 64, x)  # not a whole number of rows
+    with pytest.raises(InvalidArgumentError):
+        _core.matmul("generic", "Q4_1", w, 48, np.zeros((1, 48), np.float32))  # k not a multiple of 32
+    with pytest.raises(InvalidArgumentError):
+        _core.matmul("generic", "Q4_1", w, 64, np.zeros((1, 32), np.float32))  # x does not match k
+    with pytest.raises(InvalidArgumentError):
+        _core.matmul("generic", "Q4_1", w, 64, x, 1, 3)  # r1 > rows
+    with pytest.raises(InvalidArgumentError):
+        _core.quantize_act("generic", np.zeros(33, np.float32))
+    with pytest.raises(InvalidArgumentError):
+        _core.dot_kv("generic", np.zeros(4, np.float32), np.zeros(5, np.float32))
+    with pytest.raises(InvalidArgumentError):
+        _core.dot_kv("generic", np.zeros(4, np.float32), np.zeros(4, np.float64))
