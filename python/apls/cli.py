@@ -1,4 +1,4 @@
-"""The `apls` command: `apls bench` (and more subcommands as they land)."""
+"""The `apls` command: run, chat, info, bench."""
 from __future__ import annotations
 
 import argparse
@@ -16,6 +16,98 @@ def _model_arg(p: argparse.ArgumentParser) -> None:
 
 def _resolve_model(args) -> str:
     return args.model or default_model_path()
+
+
+def _sampling_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-n", "--n-predict", "--max-tokens", dest="max_tokens", type=int, default=256,
+                   help="most tokens to generate (default 256)")
+    p.add_argument("-c", "--ctx-size", type=int, default=0, help="context size (default: the model's, at most 4096)")
+    p.add_argument("-t", "--threads", type=int, default=0, help="threads (default: physical cores)")
+    p.add_argument("--temp", type=float, default=0.8, help="temperature; 0 = greedy (default 0.8)")
+    p.add_argument("--top-k", type=int, default=40, help="top-k (default 40, 0 = off)")
+    p.add_argument("--top-p", type=float, default=0.95, help="top-p (default 0.95)")
+    p.add_argument("--min-p", type=float, default=0.05, help="min-p (default 0.05)")
+    p.add_argument("--repeat-penalty", type=float, default=1.0, help="repetition penalty (default 1.0 = off)")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
+    p.add_argument("--ignore-eos", action="store_true", help="keep generating past end-of-generation tokens")
+
+
+def _sampling_kwargs(args) -> dict:
+    return dict(temperature=args.temp, top_k=args.top_k, top_p=args.top_p, min_p=args.min_p,
+                repeat_penalty=args.repeat_penalty, seed=args.seed, ignore_eos=args.ignore_eos)
+
+
+def _load(args):
+    from .model import Model
+
+    return Model(_resolve_model(args), n_ctx=args.ctx_size, n_threads=args.threads)
+
+
+def _print_stats(model) -> None:
+    st = getattr(model, "last_stats", None)
+    if st is not None:
+        print(f"\n[prompt: {st.n_prompt} tokens, {st.prefill_tok_s:.1f} tok/s | generation: {st.n_generated} tokens, "
+              f"{st.decode_tok_s:.1f} tok/s | stop: {st.stop_reason}]", file=sys.stderr)
+
+
+def _stream(pieces) -> None:
+    for piece in pieces:
+        sys.stdout.write(piece)
+        sys.stdout.flush()
+    sys.stdout.write("\n")
+
+
+def cmd_run(args) -> int:
+    prompt = args.prompt_opt if args.prompt_opt is not None else args.prompt
+    if prompt is None:
+        print("apls run: a prompt is required (apls run \"Once upon a time\" or -p TEXT)", file=sys.stderr)
+        return 2
+    model = _load(args)
+    kw = _sampling_kwargs(args)
+    if args.chat:
+        pieces = model.chat([{"role": "user", "content": prompt}], args.max_tokens, stream=True, **kw)
+    else:
+        pieces = model.generate(prompt, args.max_tokens, stream=True, **kw)
+    _stream(pieces)
+    _print_stats(model)
+    return 0
+
+
+def cmd_chat(args) -> int:
+    model = _load(args)
+    history = []
+    if args.system:
+        history.append({"role": "system", "content": args.system})
+    interactive = sys.stdin.isatty()
+    while True:
+        if interactive:
+            sys.stderr.write("> ")
+            sys.stderr.flush()
+        line = sys.stdin.readline()
+        if not line:  # Ctrl-D
+            if interactive:
+                sys.stderr.write("\n")
+            return 0
+        text = line.rstrip("\n")
+        if not text.strip():
+            continue
+        history.append({"role": "user", "content": text})
+        reply = []
+        for piece in model.chat(history, args.max_tokens, stream=True, **_sampling_kwargs(args)):
+            reply.append(piece)
+            sys.stdout.write(piece)
+            sys.stdout.flush()
+        sys.stdout.write("\n")
+        history.append({"role": "assistant", "content": "".join(reply)})
+        if args.verbose:
+            _print_stats(model)
+
+
+def cmd_info(args) -> int:
+    from .info import describe
+
+    print(describe(args.model_path or _resolve_model(args)))
+    return 0
 
 
 def cmd_bench(args) -> int:
@@ -36,6 +128,25 @@ def cmd_bench(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="apls", description="APLS: fast LLM decoding from GGUF files")
     sub = ap.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("run", help="generate text from a prompt (streamed)")
+    _model_arg(r)
+    r.add_argument("prompt", nargs="?", help="the prompt")
+    r.add_argument("-p", "--prompt", dest="prompt_opt", help="the prompt (alternative to the positional one)")
+    r.add_argument("--chat", action="store_true", help="wrap the prompt in the model's chat template")
+    _sampling_args(r)
+    r.set_defaults(func=cmd_run)
+
+    c = sub.add_parser("chat", help="interactive chat (history kept; Ctrl-D to leave)")
+    _model_arg(c)
+    c.add_argument("--system", help="a system message")
+    c.add_argument("-v", "--verbose", action="store_true", help="print speed after each reply")
+    _sampling_args(c)
+    c.set_defaults(func=cmd_chat)
+
+    i = sub.add_parser("info", help="metadata, architecture, tensor types, parameters and size of a GGUF file")
+    i.add_argument("model_path", nargs="?", help="GGUF file (default: the default model)")
+    i.set_defaults(func=cmd_info, model=None)
 
     b = sub.add_parser("bench", help="prompt-processing and generation speed (llama-bench style)")
     _model_arg(b)

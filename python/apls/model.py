@@ -1,11 +1,13 @@
 """`apls.Model` and `apls.Context`: the engine from Python."""
 from __future__ import annotations
 
-from typing import Optional, Sequence, Union
+from typing import Dict, Iterator, List, Optional, Sequence, Union
 
 import numpy as np
 
 from . import _core
+from .chat import render_chat
+from .generate import GenerationStats, SamplingParams, generate_tokens, stream_text
 from .plan import Plan
 
 TokenIds = Union[Sequence[int], np.ndarray]
@@ -127,3 +129,74 @@ class Model:
         ctx = self.context(n_ctx=max(self.n_ctx, n), n_batch=min(512, n))
         rows = [ctx.decode(toks[i:i + 512], plan=plan) for i in range(0, n, 512)]
         return np.concatenate(rows)
+
+    # ---- text ---------------------------------------------------------------------------
+    @property
+    def vocab(self):
+        """The model's tokenizer (`apls._core.Vocab`)."""
+        v = self._model.vocab
+        if v is None:
+            raise _core.UnsupportedError("the model file has no tokenizer (tokenizer.ggml.model is absent)")
+        return v
+
+    def tokenize(self, text: Union[str, bytes], add_special: bool = True, parse_special: bool = False) -> List[int]:
+        """Token ids of `text`. add_special adds BOS/EOS as the model file says; parse_special
+        turns control-token text such as "<|im_start|>" into its id."""
+        return self.vocab.tokenize(text, add_special, parse_special)
+
+    def detokenize(self, ids: Sequence[int], special: bool = False) -> str:
+        """Text of token ids (invalid UTF-8, possible only from a partial sequence, is replaced).
+        Raises apls.InvalidArgumentError for an id out of range."""
+        return self.vocab.detokenize([int(i) for i in ids], special).decode("utf-8", errors="replace")
+
+    def generate(self, prompt: Union[str, Sequence[int]], max_tokens: int = 128, *, temperature: float = 0.8,
+                 top_k: int = 40, top_p: float = 0.95, min_p: float = 0.05, repeat_penalty: float = 1.0,
+                 frequency_penalty: float = 0.0, presence_penalty: float = 0.0, penalty_last_n: int = 64,
+                 stop: Optional[Sequence[str]] = None, seed: int = 0, stream: bool = False,
+                 ignore_eos: bool = False, add_special: bool = True, parse_special: bool = False,
+                 n_ctx: Optional[int] = None) -> Union[str, Iterator[str]]:
+        """Generate a continuation of `prompt` (text, or token ids).
+
+        Sampling follows llama.cpp's chain (penalties, top-k, top-p, min-p, temperature); a
+        temperature <= 0 is greedy. Generation stops at an end-of-generation token (unless
+        ignore_eos), at the first of the `stop` strings (not included in the output), after
+        `max_tokens`, or when the context is full. Statistics of the last call are in
+        `self.last_stats`.
+
+        Returns:
+            the generated text, or with stream=True an iterator of text pieces (whole characters).
+        Raises:
+            apls.InvalidArgumentError for bad settings; apls.UnsupportedError without a tokenizer.
+        """
+        if max_tokens < 0:
+            raise ValueError(f"max_tokens must be >= 0, got {max_tokens}")
+        ids = self.tokenize(prompt, add_special, parse_special) if isinstance(prompt, (str, bytes)) else list(prompt)
+        if not ids:
+            raise ValueError("the prompt is empty")
+        params = SamplingParams(temperature, top_k, top_p, min_p, repeat_penalty, frequency_penalty,
+                                presence_penalty, penalty_last_n, seed)
+        sampler = params.sampler()  # validates the settings before any work
+        n_ctx = n_ctx or self.n_ctx or min(self.n_ctx_train, 4096)
+        if len(ids) >= n_ctx:
+            raise ValueError(f"the prompt has {len(ids)} tokens, the context holds {n_ctx}")
+        ctx = self.context(n_ctx=n_ctx)
+        stats = GenerationStats()
+        self.last_stats = stats
+        pieces = stream_text(self.vocab, generate_tokens(ctx, ids, max_tokens, sampler, ignore_eos, stats),
+                             stop or [], stats)
+        return pieces if stream else "".join(pieces)
+
+    def chat_prompt(self, messages: List[Dict[str, str]], add_generation_prompt: bool = True) -> str:
+        """The model's chat template applied to `messages` (raises ChatTemplateError without one)."""
+        v = self.vocab
+        tok = lambda i: v.token_to_piece(i, True).decode("utf-8", "replace") if i >= 0 else ""  # noqa: E731
+        return render_chat(self._model.meta("tokenizer.chat_template"), messages,
+                           add_generation_prompt=add_generation_prompt, bos_token=tok(v.bos), eos_token=tok(v.eos))
+
+    def chat(self, messages: List[Dict[str, str]], max_tokens: int = 256, **kwargs) -> Union[str, Iterator[str]]:
+        """Reply to a conversation ([{"role": "user", "content": "..."}, ...]) using the model's
+        chat template; keyword arguments as for `generate`."""
+        prompt = self.chat_prompt(messages)
+        kwargs.setdefault("add_special", False)  # the template places BOS itself
+        kwargs.setdefault("parse_special", True)
+        return self.generate(prompt, max_tokens, **kwargs)

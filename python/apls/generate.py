@@ -1,0 +1,130 @@
+"""Plain generation: prefill → decode one token → decode n tokens, with sampling, stop strings
+and streaming that never splits a UTF-8 character."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Iterator, List, Optional, Sequence
+
+from . import _core
+
+
+@dataclass
+class SamplingParams:
+    """Sampling settings (llama.cpp defaults). temperature <= 0 means greedy."""
+
+    temperature: float = 0.8
+    top_k: int = 40
+    top_p: float = 0.95
+    min_p: float = 0.05
+    repeat_penalty: float = 1.0
+    frequency_penalty: float = 0.0
+    presence_penalty: float = 0.0
+    penalty_last_n: int = 64
+    seed: int = 0
+
+    def sampler(self) -> "_core.Sampler":
+        return _core.Sampler(temperature=self.temperature, top_k=self.top_k, top_p=self.top_p, min_p=self.min_p,
+                             repeat_penalty=self.repeat_penalty, frequency_penalty=self.frequency_penalty,
+                             presence_penalty=self.presence_penalty, penalty_last_n=self.penalty_last_n,
+                             seed=self.seed)
+
+
+@dataclass
+class GenerationStats:
+    n_prompt: int = 0
+    n_generated: int = 0
+    prefill_s: float = 0.0
+    decode_s: float = 0.0
+    stop_reason: str = ""  # "eog", "stop", "length"
+
+    @property
+    def prefill_tok_s(self) -> float:
+        return self.n_prompt / self.prefill_s if self.prefill_s > 0 else 0.0
+
+    @property
+    def decode_tok_s(self) -> float:
+        return self.n_generated / self.decode_s if self.decode_s > 0 else 0.0
+
+
+@dataclass
+class _StopMatcher:
+    """Holds back text that may be the start of a stop string; reports the cut when one appears."""
+
+    stops: Sequence[str]
+    pending: str = ""
+    hit: bool = field(default=False)
+
+    def push(self, text: str) -> str:
+        self.pending += text
+        for s in self.stops:
+            i = self.pending.find(s)
+            if i >= 0:
+                self.hit = True
+                out, self.pending = self.pending[:i], ""
+                return out
+        keep = 0
+        for s in self.stops:  # longest suffix of pending that is a proper prefix of a stop string
+            for k in range(min(len(s) - 1, len(self.pending)), 0, -1):
+                if self.pending.endswith(s[:k]):
+                    keep = max(keep, k)
+                    break
+        out = self.pending[:len(self.pending) - keep]
+        self.pending = self.pending[len(self.pending) - keep:]
+        return out
+
+    def flush(self) -> str:
+        out, self.pending = self.pending, ""
+        return out
+
+
+def generate_tokens(ctx, prompt_ids: List[int], max_tokens: int, sampler, ignore_eos: bool = False,
+                    stats: Optional[GenerationStats] = None) -> Iterator[int]:
+    """Yield up to max_tokens sampled token ids after prefilling `prompt_ids` into `ctx`."""
+    vocab = ctx.model.vocab
+    stats = stats if stats is not None else GenerationStats()
+    stats.n_prompt = len(prompt_ids)
+    t0 = time.perf_counter()
+    n_batch = ctx._ctx.n_batch
+    logits = None
+    for i in range(0, len(prompt_ids), n_batch):
+        logits = ctx.decode(prompt_ids[i:i + n_batch], logits="last")[-1]
+    stats.prefill_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    stats.stop_reason = "length"
+    try:
+        for _ in range(max_tokens):
+            tok = sampler.sample(logits)
+            sampler.accept(tok)
+            if not ignore_eos and vocab is not None and vocab.is_eog(tok):
+                stats.stop_reason = "eog"
+                return
+            stats.n_generated += 1
+            yield tok
+            if stats.n_generated == max_tokens or ctx.kv_seq_len(0) >= ctx.n_ctx:
+                if ctx.kv_seq_len(0) >= ctx.n_ctx:
+                    stats.stop_reason = "context"
+                return
+            logits = ctx.decode([tok], logits="last")[-1]
+    finally:
+        stats.decode_s = time.perf_counter() - t0
+
+
+def stream_text(vocab, tokens: Iterator[int], stop: Sequence[str], stats: GenerationStats) -> Iterator[str]:
+    """Turn token ids into text pieces: whole UTF-8 characters only, cut at the first stop string."""
+    utf8 = _core.Utf8Stream()
+    matcher = _StopMatcher(list(stop))
+    for tok in tokens:
+        piece = matcher.push(utf8.push(vocab.token_to_piece(tok, False)))
+        if piece:
+            yield piece
+        if matcher.hit:
+            stats.stop_reason = "stop"
+            tokens.close() if hasattr(tokens, "close") else None
+            return
+    tail = matcher.push(utf8.flush())
+    if matcher.hit:
+        stats.stop_reason = "stop"
+    tail += "" if matcher.hit else matcher.flush()
+    if tail:
+        yield tail
