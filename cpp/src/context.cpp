@@ -103,13 +103,13 @@ std::vector<float>& Context::logits_buffer(int32_t n_rows) {
     return logits_;
 }
 
-void Context::decode(const Batch& batch, const Plan& plan) {
+void Context::decode(const Batch& batch, const Plan& plan, const KVView* view) {
     // Remember every sequence's length so that a failure part-way leaves the cache as it was.
     std::vector<int32_t> before(kv_.n_seq_max());
     for (uint32_t s = 0; s < kv_.n_seq_max(); ++s) before[s] = kv_.seq_len(static_cast<int32_t>(s));
     kv_.append(batch.seq.data(), batch.pos.data(), batch.size(), scratch_.slots.data());
     try {
-        forward_llama(*this, batch, plan);
+        forward_llama(*this, batch, plan, view);
     } catch (...) {
         for (uint32_t s = 0; s < kv_.n_seq_max(); ++s) kv_.truncate(static_cast<int32_t>(s), before[s]);
         n_outputs_ = 0;

@@ -49,8 +49,9 @@ public:
 
     // Validate the C batch (tokens in range, sequences known, positions given or continued).
     Batch make_batch(const apls_batch& b) const;
-    // Forward pass under `plan`; appends K/V; on error the cache is restored.
-    void decode(const Batch& batch, const Plan& plan);
+    // Forward pass under `plan`, attention restricted to `view` when given (every sequence of
+    // the batch); appends K/V; on error the cache is restored.
+    void decode(const Batch& batch, const Plan& plan, const KVView* view = nullptr);
 
     int32_t n_outputs() const { return n_outputs_; }
     const float* logits() const { return logits_.data(); }  // (n_outputs, n_vocab)
@@ -67,6 +68,6 @@ private:
 };
 
 // The llama-family forward pass (forward_llama.cpp).
-void forward_llama(Context& ctx, const Batch& batch, const Plan& plan);
+void forward_llama(Context& ctx, const Batch& batch, const Plan& plan, const KVView* view);
 
 }  // namespace apls

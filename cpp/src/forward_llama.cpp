@@ -32,6 +32,7 @@ struct Forward {
     Scratch& s;
     cpu::ThreadPool& pool;
     int32_t n;  // tokens in the batch
+    const KVView* view;  // attention restricted to this view, or nullptr
 
     // fn(i) for every row i < n_rows, split over the pool when there is more than one row.
     template <typename F>
@@ -97,7 +98,7 @@ struct Forward {
         auto task = [&](int64_t t, float* scores) {
             const int32_t i = static_cast<int32_t>(t / hp.n_head), h = static_cast<int32_t>(t % hp.n_head);
             cpu::attend(kt, kv, l, batch.seq[i], batch.pos[i], s.q.data() + i * qd + h * hd, (h / group) * hd, hd,
-                        scale, scores, s.h.data() + i * qd + h * hd);
+                        scale, scores, s.h.data() + i * qd + h * hd, view);
         };
         pool.run([&](int ith, int nth) {
             int64_t b, e;
@@ -145,9 +146,9 @@ struct Forward {
 
 }  // namespace
 
-void forward_llama(Context& ctx, const Batch& batch, const Plan& plan) {
+void forward_llama(Context& ctx, const Batch& batch, const Plan& plan, const KVView* view) {
     const HParams& hp = ctx.model().hparams();
-    Forward f{ctx, hp, cpu::kernels(), ctx.scratch(), ctx.pool(), batch.size()};
+    Forward f{ctx, hp, cpu::kernels(), ctx.scratch(), ctx.pool(), batch.size(), view};
     for (int32_t i = 0; i < f.n; ++i)
         cpu::rope_table(batch.pos[i], hp.n_rot, hp.rope_freq_base, hp.rope_freq_scale, f.s.rope.data() + i * hp.n_rot);
     f.embed(batch);

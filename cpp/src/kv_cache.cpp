@@ -7,6 +7,11 @@
 
 namespace apls {
 
+bool KVView::sees(int32_t pos, int32_t pos_q) const {
+    if (!positions.empty()) return std::binary_search(positions.begin(), positions.end(), pos);
+    return pos < n_sink || n_window < 0 || pos > pos_q - n_window;
+}
+
 KVCache::KVCache(int32_t n_layer, int32_t kv_dim, uint32_t n_ctx, uint32_t block_size, uint32_t n_seq_max, bool f16)
     : n_layer_(n_layer), kv_dim_(kv_dim), block_size_(block_size), f16_(f16) {
     if (block_size == 0) fail(APLS_STATUS_INVALID_ARGUMENT, "kv_block_size must be positive");

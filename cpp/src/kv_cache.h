@@ -15,6 +15,17 @@
 
 namespace apls {
 
+// A view of a sequence's cache for attention, without copying: a query at position p sees the
+// entries whose position is < n_sink, or in (p - n_window, p] (n_window < 0: no window limit),
+// or — when `positions` is non-empty — exactly the listed positions that are <= p.
+struct KVView {
+    int32_t n_sink = 0;
+    int32_t n_window = -1;
+    std::vector<int32_t> positions;  // sorted, explicit set; empty = use n_sink/n_window
+
+    bool sees(int32_t pos, int32_t pos_q) const;
+};
+
 class KVCache {
 public:
     KVCache(int32_t n_layer, int32_t kv_dim, uint32_t n_ctx, uint32_t block_size, uint32_t n_seq_max, bool f16);

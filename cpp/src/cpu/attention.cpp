@@ -7,7 +7,8 @@
 namespace apls::cpu {
 
 void attend(const KernelTable& kt, const KVCache& kv, int32_t layer, int32_t seq, int32_t pos_q,
-            const float* q, int64_t kv_off, int64_t hd, float scale, float* scores, float* out) {
+            const float* q, int64_t kv_off, int64_t hd, float scale, float* scores, float* out,
+            const KVView* view) {
     const int32_t n = kv.seq_len(seq);
     const bool f16 = kv.f16();
     const size_t elem = f16 ? 2 : 4;
@@ -19,7 +20,7 @@ void attend(const KernelTable& kt, const KVCache& kv, int32_t layer, int32_t seq
     for (int32_t j = 0; j < n; ++j) {
         const int64_t slot = static_cast<int64_t>(table[j / B]) * B + j % B;
         const int32_t p = kv.slot_pos(slot);
-        if (p < 0 || p > pos_q) {
+        if (p < 0 || p > pos_q || (view && !view->sees(p, pos_q))) {
             scores[j] = -INFINITY;
             continue;
         }
