@@ -14,6 +14,8 @@ set(APLS_SOURCES
   cpp/src/context.cpp
   cpp/src/forward_llama.cpp
   cpp/src/capi.cpp
+  cpp/src/sampling.cpp
+  cpp/src/capi_sampling.cpp
   cpp/src/capi_vocab.cpp
   cpp/src/cpu/threadpool.cpp
   cpp/src/cpu/dispatch.cpp
@@ -31,6 +33,7 @@ set(APLS_PYTHON_SOURCES
   cpp/python/bind_kernels.cpp
   cpp/python/bind_model.cpp
   cpp/python/bind_vocab.cpp
+  cpp/python/bind_sampling.cpp
 )
 
 # The SIMD kernels are compiled once per instruction set and chosen at run time

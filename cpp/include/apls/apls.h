@@ -150,7 +150,69 @@ APLS_API apls_status apls_kv_seq_truncate(apls_context* ctx, int32_t seq_id, int
 APLS_API void apls_kv_clear(apls_context* ctx);
 
 /* ---- sampling ------------------------------------------------------------------------------ */
-/* (declarations added with the sampler) */
+
+/* A sampler: a chain of stages over one logits row (n_vocab floats), each narrowing or reshaping
+ * the candidate tokens, ending in a selector (greedy or dist) that picks the token. Semantics as
+ * llama.cpp's samplers. The first row a sampler sees fixes its n_vocab; later rows must match.
+ * After that first row, sampling does not allocate.
+ * Ownership: the caller owns the sampler and frees it with apls_sampler_free.
+ * Thread-safety: a sampler is used by one thread at a time; distinct samplers are independent. */
+typedef struct apls_sampler apls_sampler;
+
+typedef struct apls_sampler_params {
+    float temperature;        /* logits / T before dist; <= 0 means greedy (default 0.8) */
+    int32_t top_k;            /* keep the k most likely tokens; 0 = off (default 40) */
+    float top_p;              /* nucleus in (0, 1]; 1 = off (default 0.95) */
+    float min_p;              /* keep p >= min_p * p_max, in [0, 1]; 0 = off (default 0.05) */
+    float repeat_penalty;     /* > 0; 1 = off (default 1.0) */
+    float frequency_penalty;  /* subtract count * f (default 0) */
+    float presence_penalty;   /* subtract p once a token occurred (default 0) */
+    int32_t penalty_last_n;   /* window of accepted tokens the penalties see; 0 = off (default 64) */
+    uint64_t seed;            /* seed of the dist selector's generator (default 0) */
+} apls_sampler_params;
+
+APLS_API apls_sampler_params apls_sampler_default_params(void);
+
+/* The standard chain: penalties -> top-k -> top-p -> min-p -> temperature -> dist (greedy when
+ * temperature <= 0). Bad parameters return APLS_STATUS_INVALID_ARGUMENT naming the parameter;
+ * on any failure *out is NULL. */
+APLS_API apls_status apls_sampler_init(const apls_sampler_params* params, apls_sampler** out);
+
+/* An empty chain, to be built with apls_sampler_chain_add_*: stages in the order added, then
+ * exactly one selector (greedy or dist) last. Adding anything after the selector fails. */
+APLS_API apls_status apls_sampler_chain_init(apls_sampler** out);
+/* Penalties over the last `last_n` accepted tokens (>= 0; 0 = off): a logit > 0 is divided by
+ * `repeat` (> 0), one <= 0 multiplied by it; then count * frequency + presence is subtracted. */
+APLS_API apls_status apls_sampler_chain_add_penalties(apls_sampler* smpl, int32_t last_n, float repeat,
+                                                      float frequency, float presence);
+APLS_API apls_status apls_sampler_chain_add_top_k(apls_sampler* smpl, int32_t k);  /* k >= 0; 0 = off */
+/* Smallest set of most likely tokens with cumulative probability >= p (p in (0, 1]), at least
+ * min_keep (>= 1) tokens. */
+APLS_API apls_status apls_sampler_chain_add_top_p(apls_sampler* smpl, float p, int32_t min_keep);
+/* Tokens with probability >= p * (the highest probability), p in [0, 1]; at least min_keep (>= 1). */
+APLS_API apls_status apls_sampler_chain_add_min_p(apls_sampler* smpl, float p, int32_t min_keep);
+/* Logits / t; t <= 0 keeps only the most likely token. t must be finite. */
+APLS_API apls_status apls_sampler_chain_add_temperature(apls_sampler* smpl, float t);
+/* Selector: the most likely token (ties: the lowest id). */
+APLS_API apls_status apls_sampler_chain_add_greedy(apls_sampler* smpl);
+/* Selector: a draw from the softmax of the remaining candidates, using a std::mt19937_64 seeded
+ * with `seed` (a uniform double from its top 53 bits): the same sequence on every platform. */
+APLS_API apls_status apls_sampler_chain_add_dist(apls_sampler* smpl, uint64_t seed);
+
+/* Sample a token from logits[0..n_vocab). NaN or +inf logits, n_vocab <= 0 or different from the
+ * sampler's, or a chain without selector return APLS_STATUS_INVALID_ARGUMENT (*out_token = -1).
+ * Does not record the token: call apls_sampler_accept with the token actually used. */
+APLS_API apls_status apls_sampler_sample(apls_sampler* smpl, const float* logits, int32_t n_vocab,
+                                         int32_t* out_token);
+/* The distribution the selector draws from, over the full vocabulary: out_probs[0..n_vocab),
+ * zeros for removed tokens (one-hot for greedy). Does not advance the generator. */
+APLS_API apls_status apls_sampler_probs(apls_sampler* smpl, const float* logits, int32_t n_vocab,
+                                        float* out_probs);
+/* Record a generated token for the penalties. token must be in [0, n_vocab). */
+APLS_API apls_status apls_sampler_accept(apls_sampler* smpl, int32_t token);
+/* Clear the token history and reseed the generator (n_vocab stays). NULL is a no-op. */
+APLS_API void apls_sampler_reset(apls_sampler* smpl);
+APLS_API void apls_sampler_free(apls_sampler* smpl);  /* NULL is a no-op */
 
 #ifdef __cplusplus
 }

@@ -42,7 +42,12 @@ void ThreadPool::run(const std::function<void(int, int)>& fn) {
     }
     wake_.notify_all();
     fn(0, n_threads_);
-    while (pending_.load(std::memory_order_acquire) != 0) APLS_PAUSE();
+    // Wait for the workers; yield once the wait is no longer short, so that on a busy machine a
+    // descheduled worker gets the core instead of this thread burning its time slice.
+    for (int spins = 0; pending_.load(std::memory_order_acquire) != 0; ++spins) {
+        if (spins < 4096) APLS_PAUSE();
+        else std::this_thread::yield();
+    }
 }
 
 void ThreadPool::worker(int ith) {
@@ -52,8 +57,9 @@ void ThreadPool::worker(int ith) {
         auto t0 = std::chrono::steady_clock::now();
         int spins = 0;
         while (generation_.load(std::memory_order_acquire) == seen) {
-            APLS_PAUSE();
-            if (++spins % 1024 == 0 && std::chrono::steady_clock::now() - t0 > std::chrono::milliseconds(2)) {
+            if (++spins < 4096) APLS_PAUSE();
+            else std::this_thread::yield();
+            if (spins % 1024 == 0 && std::chrono::steady_clock::now() - t0 > std::chrono::milliseconds(2)) {
                 std::unique_lock<std::mutex> lock(mutex_);
                 wake_.wait(lock, [&] { return generation_.load() != seen; });
                 break;
