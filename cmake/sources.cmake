@@ -13,7 +13,10 @@ set(APLS_SOURCES
   cpp/src/kv_cache.cpp
   cpp/src/context.cpp
   cpp/src/forward_llama.cpp
+  cpp/src/speculative.cpp
   cpp/src/capi.cpp
+  cpp/src/capi_spec.cpp
+  cpp/src/capi_kv.cpp
   cpp/src/sampling.cpp
   cpp/src/capi_sampling.cpp
   cpp/src/capi_vocab.cpp
@@ -33,6 +36,7 @@ set(APLS_PYTHON_SOURCES
   cpp/python/bind_kernels.cpp
   cpp/python/bind_model.cpp
   cpp/python/bind_vocab.cpp
+  cpp/python/bind_speculative.cpp
   cpp/python/bind_sampling.cpp
 )
 

@@ -40,7 +40,7 @@ class Reference:
         self.eps = k("attention.layer_norm_rms_epsilon", 1e-5)
         self.quant_act = quant_act
         self.kv_f16 = kv_f16
-        self.plan = plan  # (attn flags, mlp flags) or None
+        self.plan = plan  # (attn flags, mlp flags[, groups as (first, last) ranges]) or None
         self.w, self.wtype = {}, {}
         for t in r.tensors:
             # gguf reports shape ne-first; the data is (rows, k) row-major.
@@ -95,8 +95,24 @@ class Reference:
         n = len(tokens)
         pos = np.arange(self.n_past, self.n_past + n)
         x = self.w["token_embd.weight"][np.asarray(tokens)]
+        groups = self.plan[2] if self.plan is not None and len(self.plan) > 2 else ()
+        starts = {a: b for a, b in groups}
+        l = 0
+        while l < self.n_layer:
+            if l in starts:  # parallel group: every layer reads h; out = h + sum(layer(h) - h)
+                h0 = x
+                x = h0 + sum(self.layer(h0, j, pos) - h0 for j in range(l, starts[l] + 1))
+                l = starts[l] + 1
+            else:
+                x = self.layer(x, l, pos)
+                l += 1
+        self.n_past += n
+        return self.mm(self.norm(x, "output_norm.weight"), "output.weight")
+
+    def layer(self, x, l, pos):
+        n = x.shape[0]
         group = self.n_head // self.n_head_kv
-        for l in range(self.n_layer):
+        if True:
             p = f"blk.{l}."
             if self.plan is None or self.plan[0][l]:
                 h = self.norm(x, p + "attn_norm.weight")
@@ -125,5 +141,4 @@ class Reference:
                 u = self.mm(h, p + "ffn_up.weight")
                 a = (g / (1.0 + np.exp(-g.astype(np.float64)))).astype(np.float32) * u
                 x = x + self.mm(a, p + "ffn_down.weight")
-        self.n_past += n
-        return self.mm(self.norm(x, "output_norm.weight"), "output.weight")
+        return x

@@ -48,7 +48,7 @@ std::vector<int32_t> to_vec(const I32Array& a, const char* what) {
 //   -> float32 (n_outputs, n_vocab)
 py::array_t<float> decode(Context& ctx, const I32Array& tokens, std::optional<I32Array> pos,
                           std::optional<I32Array> seq_ids, py::object logits, std::optional<U8Array> attn,
-                          std::optional<U8Array> mlp) {
+                          std::optional<U8Array> mlp, std::optional<I32Array> group, int32_t head_rows) {
     const std::vector<int32_t> tok = to_vec(tokens, "tokens");
     const int32_t n = static_cast<int32_t>(tok.size());
     std::vector<int32_t> pv, sv;
@@ -79,9 +79,9 @@ py::array_t<float> decode(Context& ctx, const I32Array& tokens, std::optional<I3
     apls::Plan plan;
     if (attn) plan.attn.assign(attn->data(), attn->data() + attn->size());
     if (mlp) plan.mlp.assign(mlp->data(), mlp->data() + mlp->size());
-    if ((!plan.attn.empty() && static_cast<int32_t>(plan.attn.size()) != n_layer) ||
-        (!plan.mlp.empty() && static_cast<int32_t>(plan.mlp.size()) != n_layer))
-        apls::fail(APLS_STATUS_INVALID_ARGUMENT, "plan arrays must have n_layer = ", n_layer, " entries");
+    if (group) plan.group = to_vec(*group, "group");
+    plan.head_rows = head_rows;
+    plan.validate(n_layer, ctx.model().hparams().n_vocab);
 
     {
         apls::Batch batch = ctx.make_batch(b);
@@ -126,7 +126,8 @@ void bind_model(py::module_& m) {
              py::arg("n_threads") = 0, py::arg("n_seq_max") = 1, py::arg("kv_block_size") = 16,
              py::arg("kv_type") = "f16", py::keep_alive<1, 2>())
         .def("decode", &decode, py::arg("tokens"), py::arg("pos") = py::none(), py::arg("seq_ids") = py::none(),
-             py::arg("logits") = "last", py::arg("attn") = py::none(), py::arg("mlp") = py::none())
+             py::arg("logits") = "last", py::arg("attn") = py::none(), py::arg("mlp") = py::none(),
+             py::arg("group") = py::none(), py::arg("head_rows") = 0)
         .def_property_readonly("n_ctx", [](const Context& c) { return c.params().n_ctx; })
         .def_property_readonly("n_batch", [](const Context& c) { return c.params().n_batch; })
         .def_property_readonly("n_threads", [](Context& c) { return c.pool().size(); })
@@ -138,5 +139,96 @@ void bind_model(py::module_& m) {
             if (!c.kv().valid_seq(seq)) apls::fail(APLS_STATUS_INVALID_ARGUMENT, "unknown sequence ", seq);
             c.kv().truncate(seq, n);
         })
-        .def("kv_clear", [](Context& c) { c.kv().clear(); });
+        .def("kv_clear", [](Context& c) { c.kv().clear(); })
+        // ---- KV cache operations and view decode (kv_cache.h; Python facade: apls/kv.py) ----
+        .def("kv_delete", [](Context& c, int32_t seq, int32_t p0, int32_t p1, bool shift) {
+            c.kv().seq_delete(seq, p0, p1, shift);
+        }, py::arg("seq"), py::arg("p0"), py::arg("p1"), py::arg("shift") = false)
+        .def("kv_fork", [](Context& c, int32_t src, int32_t dst) { c.kv().fork(src, dst); },
+             py::arg("src"), py::arg("dst"))
+        .def("kv_keep", [](Context& c, int32_t seq) { c.kv().keep(seq); }, py::arg("seq"))
+        .def("kv_clear_seq", [](Context& c, int32_t seq) { c.kv().clear_seq(seq); }, py::arg("seq"))
+        .def("kv_pos_min", [](const Context& c, int32_t seq) {
+            if (!c.kv().valid_seq(seq)) apls::fail(APLS_STATUS_INVALID_ARGUMENT, "unknown sequence ", seq);
+            return c.kv().seq_pos_min(seq);
+        })
+        .def("kv_pos_max", [](const Context& c, int32_t seq) {
+            if (!c.kv().valid_seq(seq)) apls::fail(APLS_STATUS_INVALID_ARGUMENT, "unknown sequence ", seq);
+            return c.kv().seq_pos_max(seq);
+        })
+        .def("kv_positions", [](const Context& c, int32_t seq) {  // positions in entry order (debug)
+            if (!c.kv().valid_seq(seq)) apls::fail(APLS_STATUS_INVALID_ARGUMENT, "unknown sequence ", seq);
+            std::vector<int32_t> p(c.kv().seq_len(seq));
+            for (int32_t j = 0; j < static_cast<int32_t>(p.size()); ++j) p[j] = c.kv().entry_pos(seq, j);
+            return p;
+        })
+        .def("kv_block_tables", [](const Context& c) {  // debug: every sequence's block table
+            std::vector<std::vector<int32_t>> t;
+            for (uint32_t s = 0; s < c.kv().n_seq_max(); ++s) t.push_back(c.kv().block_table(static_cast<int32_t>(s)));
+            return t;
+        })
+        .def("kv_stats", [](const Context& c) {
+            const apls::KVStats s = c.kv().stats();
+            py::dict d;
+            d["n_blocks"] = s.n_blocks, d["block_size"] = s.block_size, d["blocks_used"] = s.blocks_used;
+            d["blocks_free"] = s.blocks_free, d["blocks_shared"] = s.blocks_shared, d["n_seq_used"] = s.n_seq_used;
+            d["tokens"] = s.tokens, d["entries"] = s.entries, d["holes"] = s.holes;
+            d["fragmentation"] = s.fragmentation;
+            return d;
+        })
+        .def_property_readonly("n_seq_max", [](const Context& c) { return c.kv().n_seq_max(); })
+        .def_property_readonly("kv_block_size", [](const Context& c) { return c.kv().block_size(); })
+        .def("kv_check", [](const Context& c) { c.kv().check_invariants(); })
+        // decode() with attention restricted to a view (n_sink/n_window, or explicit positions).
+        // Mirrors decode()'s argument handling; TODO(lead): give decode() an optional view instead.
+        .def("decode_view", [](Context& ctx, const I32Array& tokens, std::optional<I32Array> pos,
+                               std::optional<I32Array> seq_ids, py::object logits, std::optional<U8Array> attn,
+                               std::optional<U8Array> mlp, std::optional<I32Array> group, int32_t head_rows,
+                               int32_t n_sink, int32_t n_window, std::optional<I32Array> positions) {
+            const std::vector<int32_t> tok = to_vec(tokens, "tokens");
+            const int32_t n = static_cast<int32_t>(tok.size());
+            std::vector<int32_t> pv, sv;
+            std::vector<int8_t> lv;
+            apls_batch b{n, tok.data(), nullptr, nullptr, nullptr};
+            auto per_token = [&](const std::optional<I32Array>& a, std::vector<int32_t>& v, const char* what) {
+                if (!a) return static_cast<const int32_t*>(nullptr);
+                v = to_vec(*a, what);
+                if (static_cast<int32_t>(v.size()) != n) apls::fail(APLS_STATUS_INVALID_ARGUMENT, what, " has ", v.size(), " entries for ", n, " tokens");
+                return static_cast<const int32_t*>(v.data());
+            };
+            b.pos = per_token(pos, pv, "pos");
+            b.seq_id = per_token(seq_ids, sv, "seq_ids");
+            if (py::isinstance<py::str>(logits)) {
+                const std::string mode = logits.cast<std::string>();
+                if (mode == "all") lv.assign(n, 1);
+                else if (mode != "last") apls::fail(APLS_STATUS_INVALID_ARGUMENT, "logits must be 'last', 'all' or a mask, not '", mode, "'");
+            } else {
+                U8Array mask = logits.cast<U8Array>();
+                if (mask.ndim() != 1 || mask.shape(0) != n) apls::fail(APLS_STATUS_INVALID_ARGUMENT, "logits mask must have one entry per token");
+                lv.assign(mask.data(), mask.data() + n);
+            }
+            if (!lv.empty()) b.logits = lv.data();
+            apls::Plan plan;
+            if (attn) plan.attn.assign(attn->data(), attn->data() + attn->size());
+            if (mlp) plan.mlp.assign(mlp->data(), mlp->data() + mlp->size());
+            if (group) plan.group = to_vec(*group, "group");
+            plan.head_rows = head_rows;
+            plan.validate(ctx.model().hparams().n_layer, ctx.model().hparams().n_vocab);
+            apls::KVView view;
+            view.n_sink = n_sink;
+            view.n_window = n_window;
+            if (positions) view.positions = to_vec(*positions, "positions");
+            {
+                apls::Batch batch = ctx.make_batch(b);
+                py::gil_scoped_release release;
+                ctx.decode(batch, plan, &view);
+            }
+            const int64_t rows = ctx.n_outputs(), n_vocab = ctx.model().hparams().n_vocab;
+            py::array_t<float> out({rows, n_vocab});
+            std::memcpy(out.mutable_data(), ctx.logits(), static_cast<size_t>(rows * n_vocab) * sizeof(float));
+            return out;
+        }, py::arg("tokens"), py::arg("pos") = py::none(), py::arg("seq_ids") = py::none(),
+           py::arg("logits") = "last", py::arg("attn") = py::none(), py::arg("mlp") = py::none(),
+           py::arg("group") = py::none(), py::arg("head_rows") = 0, py::arg("n_sink") = 0,
+           py::arg("n_window") = -1, py::arg("positions") = py::none());
 }

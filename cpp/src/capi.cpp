@@ -121,7 +121,8 @@ apls_status apls_decode(apls_context* ctx, const apls_batch* batch, const apls_p
     if (!batch) return null_arg("batch");
     return guard([&] {
         apls::Batch b = ctx->impl->make_batch(*batch);
-        apls::Plan p = apls::Plan::from_c(plan, ctx->impl->model().hparams().n_layer);
+        const apls::HParams& hp = ctx->impl->model().hparams();
+        apls::Plan p = apls::Plan::from_c(plan, hp.n_layer, hp.n_vocab);
         ctx->impl->decode(b, p);
     });
 }

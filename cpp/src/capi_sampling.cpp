@@ -1,13 +1,7 @@
 // capi_sampling.cpp — the sampler's C API: null checks here, everything else in apls::Sampler.
 #include "apls/apls.h"
+#include "capi_types.h"
 #include "capi_util.h"
-#include "sampling.h"
-
-struct apls_sampler {
-    apls_sampler() = default;  // an empty chain
-    explicit apls_sampler(const apls::SamplerParams& p) : impl(p) {}
-    apls::Sampler impl;
-};
 
 using apls::guard;
 using apls::null_arg;

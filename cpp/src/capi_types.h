@@ -5,10 +5,16 @@
 
 #include "context.h"
 #include "model.h"
+#include "sampling.h"
 
 struct apls_model {
     std::unique_ptr<apls::Model> impl;
 };
 struct apls_context {
     std::unique_ptr<apls::Context> impl;
+};
+struct apls_sampler {
+    apls_sampler() = default;  // an empty chain
+    explicit apls_sampler(const apls::SamplerParams& p) : impl(p) {}
+    apls::Sampler impl;
 };

@@ -8,13 +8,35 @@
 
 namespace apls {
 
-Plan Plan::from_c(const apls_plan* p, int32_t n_layer) {
+void Plan::validate(int32_t n_layer, int32_t n_vocab) const {
+    auto sized = [&](size_t n, const char* what) {
+        if (n != 0 && n != static_cast<size_t>(n_layer))
+            fail(APLS_STATUS_INVALID_ARGUMENT, "plan.", what, " has ", n, " entries, the model has ", n_layer, " layers");
+    };
+    sized(attn.size(), "attn");
+    sized(mlp.size(), "mlp");
+    sized(group.size(), "group");
+    for (size_t i = 0; i < group.size(); ++i) {
+        if (group[i] < -1) fail(APLS_STATUS_INVALID_ARGUMENT, "plan.group[", i, "] = ", group[i], " (use -1 for none)");
+        // A group id may not reappear after another group started: groups are consecutive runs.
+        for (size_t j = 0; group[i] >= 0 && j + 1 < i; ++j)
+            if (group[j] == group[i] && group[j + 1] != group[i])
+                fail(APLS_STATUS_INVALID_ARGUMENT, "plan.group id ", group[i], " is not one run of consecutive layers");
+    }
+    if (head_rows < 0 || head_rows > n_vocab)
+        fail(APLS_STATUS_INVALID_ARGUMENT, "plan.head_rows ", head_rows, " is out of range [0, ", n_vocab, "]");
+}
+
+Plan Plan::from_c(const apls_plan* p, int32_t n_layer, int32_t n_vocab) {
     Plan plan;
     if (!p) return plan;
     if (p->n_layer != n_layer)
         fail(APLS_STATUS_INVALID_ARGUMENT, "plan has ", p->n_layer, " layers, the model has ", n_layer);
     if (p->attn) plan.attn.assign(p->attn, p->attn + n_layer);
     if (p->mlp) plan.mlp.assign(p->mlp, p->mlp + n_layer);
+    if (p->group) plan.group.assign(p->group, p->group + n_layer);
+    plan.head_rows = p->head_rows;
+    plan.validate(n_layer, n_vocab);
     return plan;
 }
 
@@ -42,6 +64,7 @@ Context::Context(const Model& model, const apls_context_params& params)
           params_.n_seq_max, params_.kv_type == APLS_KV_TYPE_F16),
       pool_(params_.n_threads) {
     const HParams& hp = model.hparams();
+    kv_.set_rope({hp.n_rot, static_cast<int32_t>(hp.head_dim), hp.n_head_kv, hp.rope_freq_base, hp.rope_freq_scale});
     const size_t t = params_.n_batch;
     const size_t wide = std::max({hp.n_embd, hp.n_ff, hp.q_dim()});
     Scratch& s = scratch_;
@@ -53,6 +76,8 @@ Context::Context(const Model& model, const apls_context_params& params)
     s.gate.resize(t * hp.n_ff);
     s.up.resize(t * hp.n_ff);
     s.y.resize(t * hp.n_embd);
+    s.x0.resize(t * hp.n_embd);
+    s.acc.resize(t * hp.n_embd);
     s.xq.resize(t * wide / QK + 1);
     s.rope.resize(t * hp.n_rot);
     s.scores.resize(static_cast<size_t>(pool_.size()) * kv_.capacity());
@@ -107,6 +132,16 @@ void Context::decode(const Batch& batch, const Plan& plan, const KVView* view) {
     // Remember every sequence's length so that a failure part-way leaves the cache as it was.
     std::vector<int32_t> before(kv_.n_seq_max());
     for (uint32_t s = 0; s < kv_.n_seq_max(); ++s) before[s] = kv_.seq_len(static_cast<int32_t>(s));
+    // A view must name cached entries of every sequence it applies to; it restricts only the
+    // entries held before this call (see KVView).
+    KVView resolved;
+    if (view) {
+        for (int32_t i = 0; i < batch.size(); ++i)
+            if (i == 0 || batch.seq[i] != batch.seq[i - 1]) kv_.check_view(*view, batch.seq[i]);
+        resolved = *view;
+        resolved.n_old = before;
+        view = &resolved;
+    }
     kv_.append(batch.seq.data(), batch.pos.data(), batch.size(), scratch_.slots.data());
     try {
         forward_llama(*this, batch, plan, view);

@@ -30,6 +30,7 @@ struct Scratch {
     std::vector<float> k, v;     // (t, kv)
     std::vector<float> gate, up; // (t, f)
     std::vector<float> y;        // (t, d) sub-block output before the residual add
+    std::vector<float> x0, acc;  // (t, d) a parallel group's input and summed layer deltas
     std::vector<cpu::BlockQ8A> xq;  // (t, max(d, f, q) / 32) quantized activations
     std::vector<float> rope;     // (t, n_rot) cos/sin per token
     std::vector<float> scores;   // (n_threads, c) attention scores

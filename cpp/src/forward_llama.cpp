@@ -4,7 +4,8 @@
 //   for each layer l:
 //     if plan runs attn(l): x += Wo · attn(rope(Wq·n(x)), rope(Wk·n(x)), Wv·n(x))   n = RMSNorm
 //     if plan runs mlp(l):  x += Wdown · (silu(Wgate·n(x)) * Wup·n(x))
-//   logits = Wout · n(x)  for the rows that asked for output
+//   a parallel group of layers: every layer reads the group's input h; x = h + sum(layer(h) - h)
+//   logits = Wout · n(x)  for the rows that asked for output (ids < plan.head_rows if set)
 //
 // Every step works row by row (or element by element for matrix products, see kernels.h), so
 // a token's logits are bit-identical whatever else shares its batch.
@@ -49,7 +50,9 @@ struct Forward {
     }
 
     // outs[j].second (n_rows, w.rows) = x (n_rows, k) · outs[j].first^T, for weights sharing the input x.
-    void matmul(const float* x, int32_t n_rows, int64_t k, std::initializer_list<std::pair<const Weight*, float*>> outs) {
+    // ldy: row stride of the outputs (0 = w.rows).
+    void matmul(const float* x, int32_t n_rows, int64_t k, std::initializer_list<std::pair<const Weight*, float*>> outs,
+                int64_t ldy = 0) {
         bool quant = false;
         for (const auto& o : outs) quant |= is_quantized(o.first->type);
         if (quant) rows(n_rows, [&](int32_t i) { kt.quantize_act(x + i * k, s.xq.data() + i * (k / QK), k); });
@@ -58,10 +61,11 @@ struct Forward {
                 int64_t r0, r1;
                 cpu::split_range(w->rows, ith, nth, kRowAlign, &r0, &r1);
                 if (r0 >= r1) continue;
+                const int64_t ld = ldy ? ldy : w->rows;
                 if (is_quantized(w->type)) {
-                    kt.matmul_q(w->type, w->data, k, s.xq.data(), n_rows, y, w->rows, r0, r1);
+                    kt.matmul_q(w->type, w->data, k, s.xq.data(), n_rows, y, ld, r0, r1);
                 } else {
-                    kt.matmul_f(w->type, w->data, k, x, n_rows, y, w->rows, r0, r1);
+                    kt.matmul_f(w->type, w->data, k, x, n_rows, y, ld, r0, r1);
                 }
             }
         });
@@ -120,7 +124,25 @@ struct Forward {
         rows(n, [&](int32_t i) { cpu::add(s.x.data() + i * d, s.y.data() + i * d, d); });
     }
 
-    void output(const Batch& batch) {
+    void layer(const Batch& batch, const Plan& plan, int32_t l) {
+        if (plan.runs_attn(l)) attention_block(batch, l);
+        if (plan.runs_mlp(l)) mlp_block(l);
+    }
+
+    // Layers [l0, l1) as one parallel group: each reads h = x; x = h + sum_i (layer_i(h) - h).
+    void parallel_group(const Batch& batch, const Plan& plan, int32_t l0, int32_t l1) {
+        const size_t m = static_cast<size_t>(n) * hp.n_embd;
+        std::copy(s.x.begin(), s.x.begin() + m, s.x0.begin());
+        std::fill(s.acc.begin(), s.acc.begin() + m, 0.0f);
+        for (int32_t l = l0; l < l1; ++l) {
+            if (l > l0) std::copy(s.x0.begin(), s.x0.begin() + m, s.x.begin());
+            layer(batch, plan, l);
+            for (size_t i = 0; i < m; ++i) s.acc[i] += s.x[i] - s.x0[i];
+        }
+        for (size_t i = 0; i < m; ++i) s.x[i] = s.x0[i] + s.acc[i];
+    }
+
+    void output(const Batch& batch, int32_t head_rows) {
         const int64_t d = hp.n_embd;
         std::vector<int32_t> sel;  // batch rows that asked for logits, in order
         for (int32_t i = 0; i < n; ++i)
@@ -131,7 +153,16 @@ struct Forward {
         rows(m, [&](int32_t j) {
             cpu::rms_norm(s.x.data() + sel[j] * d, ctx.model().output_norm().data(), s.h.data() + j * d, d, hp.rms_eps);
         });
-        matmul(s.h.data(), m, d, {{&ctx.model().output(), logits.data()}});
+        const int64_t n_vocab = hp.n_vocab;
+        if (head_rows <= 0 || head_rows >= n_vocab) {
+            matmul(s.h.data(), m, d, {{&ctx.model().output(), logits.data()}});
+            return;
+        }
+        Weight head = ctx.model().output();  // the first head_rows rows: a prefix of the matrix
+        head.rows = head_rows;
+        matmul(s.h.data(), m, d, {{&head, logits.data()}}, n_vocab);
+        for (int32_t j = 0; j < m; ++j)
+            std::fill(logits.begin() + j * n_vocab + head_rows, logits.begin() + (j + 1) * n_vocab, -INFINITY);
     }
 
     static void store_row(uint8_t* dst, const float* src, int64_t n, bool f16) {
@@ -152,11 +183,15 @@ void forward_llama(Context& ctx, const Batch& batch, const Plan& plan, const KVV
     for (int32_t i = 0; i < f.n; ++i)
         cpu::rope_table(batch.pos[i], hp.n_rot, hp.rope_freq_base, hp.rope_freq_scale, f.s.rope.data() + i * hp.n_rot);
     f.embed(batch);
-    for (int32_t l = 0; l < hp.n_layer; ++l) {
-        if (plan.runs_attn(l)) f.attention_block(batch, l);
-        if (plan.runs_mlp(l)) f.mlp_block(l);
+    for (int32_t l = 0; l < hp.n_layer;) {
+        int32_t end = l + 1;
+        const int32_t g = plan.group_of(l);
+        while (g >= 0 && end < hp.n_layer && plan.group_of(end) == g) ++end;
+        if (end - l > 1) f.parallel_group(batch, plan, l, end);
+        else f.layer(batch, plan, l);
+        l = end;
     }
-    f.output(batch);
+    f.output(batch, plan.head_rows);
 }
 
 }  // namespace apls

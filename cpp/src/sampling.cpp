@@ -69,6 +69,8 @@ public:
         counts_[token]++;
     }
 
+    bool uses_history() const override { return repeat_ != 1.0f || freq_ != 0.0f || presence_ != 0.0f; }
+
     void reset() override {
         counts_.clear();
         head_ = filled_ = 0;
@@ -259,6 +261,14 @@ void Sampler::check_open() const {
     if (selector_ != Selector::NONE)
         bad_arg("the sampler chain already ends with a selector (greedy or dist); add stages before it");
 }
+
+bool Sampler::uses_history() const {
+    for (const auto& st : stages_)
+        if (st->uses_history()) return true;
+    return false;
+}
+
+double Sampler::uniform() { return static_cast<double>(rng_() >> 11) * 0x1.0p-53; }
 
 void Sampler::add_penalties(int32_t last_n, float repeat, float frequency, float presence) {
     check_open();

@@ -53,6 +53,8 @@ public:
     virtual void accept(int32_t /*token*/) {}
     virtual void reset() {}
     virtual std::string describe() const = 0;
+    // True when the stage depends on the accepted-token history (penalties that change logits).
+    virtual bool uses_history() const { return false; }
 };
 
 class Sampler {
@@ -84,6 +86,11 @@ public:
     void reset();                // clear the history and reseed
 
     int32_t n_vocab() const { return n_vocab_; }
+    bool greedy() const { return selector_ == Selector::GREEDY; }
+    bool uses_history() const;  // some stage depends on accepted tokens
+    // A uniform double in [0, 1) from the chain's seeded generator (speculative acceptance draws
+    // from the same stream, so a seed reproduces a whole run).
+    double uniform();
     std::string describe() const;  // "top_k(40) -> temperature(0.7) -> dist(seed=1)"
 
 private:

@@ -53,7 +53,8 @@ class Context:
         return self._ctx.n_threads
 
     def decode(self, tokens: TokenIds, *, logits: Union[str, np.ndarray] = "all", pos: Optional[TokenIds] = None,
-               seq_ids: Optional[TokenIds] = None, plan: Optional[Plan] = None) -> np.ndarray:
+               seq_ids: Optional[TokenIds] = None, plan: Optional[Plan] = None,
+               view: Optional["KVView"] = None) -> np.ndarray:
         """Run tokens through the model, appending them to the KV cache.
 
         Args:
@@ -62,6 +63,7 @@ class Context:
             pos: positions (n,); default: each sequence continues where it stands.
             seq_ids: sequence of each token (n,); default: sequence 0.
             plan: a layer plan (skipped sub-blocks); default: the full model.
+            view: an `apls.kv.KVView` restricting what attention sees of the cache; default: all.
 
         Returns:
             float32 array (n_outputs, n_vocab) of logits, one row per requested token.
@@ -71,11 +73,18 @@ class Context:
             apls.KVCacheFullError: no room left (the cache is unchanged).
         """
         mask = logits if isinstance(logits, str) else np.asarray(logits, dtype=np.uint8)
-        attn = mlp = None
-        if plan is not None:
-            attn, mlp = plan.arrays(self.model.n_layer)
+        kw = plan.arrays(self.model.n_layer) if plan is not None else {}
+        if view is not None:
+            return self._ctx.decode_view(_tokens(tokens), None if pos is None else _tokens(pos),
+                                         None if seq_ids is None else _tokens(seq_ids), mask, **kw, **view.arrays())
         return self._ctx.decode(_tokens(tokens), None if pos is None else _tokens(pos),
-                                None if seq_ids is None else _tokens(seq_ids), mask, attn, mlp)
+                                None if seq_ids is None else _tokens(seq_ids), mask, **kw)
+
+    @property
+    def kv(self) -> "KVCache":
+        """The KV cache's operations: truncate, delete, fork, keep, clear, stats (`apls.kv.KVCache`)."""
+        from .kv import KVCache
+        return KVCache(self._ctx)
 
     def kv_seq_len(self, seq: int = 0) -> int:
         """Number of cached entries of a sequence."""

@@ -1,28 +1,80 @@
-"""Layer plans: which attention and MLP sub-blocks of each layer run."""
+"""Layer plans: which attention and MLP sub-blocks of each layer run, which consecutive layers
+run as parallel groups, and how much of the output head a draft computes."""
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
-from typing import Iterable, Tuple
+from typing import Dict, Iterable, Optional, Sequence, Tuple
 
 import numpy as np
 
 
 @dataclass(frozen=True)
 class Plan:
-    """A layer plan. `skip_attn` / `skip_mlp` list the layers whose sub-block is skipped.
+    """A layer plan. The default Plan() is the full model (bit-identical to no plan).
 
-    The empty plan is the full model (bit-identical to passing no plan).
+    Attributes:
+        skip_attn: layers whose attention sub-block is skipped.
+        skip_mlp: layers whose MLP sub-block is skipped.
+        groups: (first, last) inclusive layer ranges run as parallel groups: every layer of a
+            group reads the group's input h, and the group outputs h + sum(layer(h) - h).
+        head_rows: compute only logits of token ids < head_rows (0 = all); for drafts.
     """
 
     skip_attn: Tuple[int, ...] = field(default_factory=tuple)
     skip_mlp: Tuple[int, ...] = field(default_factory=tuple)
+    groups: Tuple[Tuple[int, int], ...] = field(default_factory=tuple)
+    head_rows: int = 0
+
+    # ---- constructors ---------------------------------------------------------------------
+    @staticmethod
+    def skipping(attn: Iterable[int] = (), mlp: Iterable[int] = (), groups: Iterable[Tuple[int, int]] = (),
+                 head_rows: int = 0) -> "Plan":
+        return Plan(tuple(sorted(set(int(i) for i in attn))), tuple(sorted(set(int(i) for i in mlp))),
+                    tuple((int(a), int(b)) for a, b in groups), int(head_rows))
 
     @staticmethod
-    def skipping(attn: Iterable[int] = (), mlp: Iterable[int] = ()) -> "Plan":
-        return Plan(tuple(sorted(set(attn))), tuple(sorted(set(mlp))))
+    def early_exit(after: int, n_layer: int, head_rows: int = 0) -> "Plan":
+        """Run layers [0, after) only: the output head reads layer `after - 1`'s output."""
+        rest = range(after, n_layer)
+        return Plan.skipping(rest, rest, head_rows=head_rows)
 
-    def arrays(self, n_layer: int) -> Tuple[np.ndarray, np.ndarray]:
-        """(attn, mlp) uint8 arrays of n_layer flags, 1 = run. Raises ValueError for a bad layer."""
+    @staticmethod
+    def from_dict(d: Dict) -> "Plan":
+        """From {"skip_attn": [...], "skip_mlp": [...], "groups": [[a, b], ...], "head_rows": n}.
+        Raises ValueError on unknown keys."""
+        unknown = set(d) - {"skip_attn", "skip_mlp", "groups", "head_rows", "comment", "metrics", "n_draft", "p_min"}
+        if unknown:
+            raise ValueError(f"unknown plan keys: {sorted(unknown)}")
+        return Plan.skipping(d.get("skip_attn", ()), d.get("skip_mlp", ()), d.get("groups", ()),
+                             d.get("head_rows", 0))
+
+    @staticmethod
+    def load(path: str) -> "Plan":
+        """Read a plan from a JSON file (as written by `save` or `apls tune`)."""
+        with open(path) as f:
+            return Plan.from_dict(json.load(f))
+
+    # ---- views ------------------------------------------------------------------------------
+    def to_dict(self) -> Dict:
+        return {"skip_attn": list(self.skip_attn), "skip_mlp": list(self.skip_mlp),
+                "groups": [list(g) for g in self.groups], "head_rows": self.head_rows}
+
+    def save(self, path: str, **extra) -> None:
+        with open(path, "w") as f:
+            json.dump({**self.to_dict(), **extra}, f, indent=2)
+            f.write("\n")
+
+    @property
+    def is_full(self) -> bool:
+        return not (self.skip_attn or self.skip_mlp or self.groups or self.head_rows)
+
+    def n_skipped(self) -> int:
+        return len(self.skip_attn) + len(self.skip_mlp)
+
+    def arrays(self, n_layer: int) -> Dict[str, Optional[np.ndarray]]:
+        """Keyword arguments of the engine's decode (attn, mlp, group, head_rows).
+        Raises ValueError for a layer out of range or overlapping groups."""
         attn = np.ones(n_layer, np.uint8)
         mlp = np.ones(n_layer, np.uint8)
         for name, layers, arr in (("skip_attn", self.skip_attn, attn), ("skip_mlp", self.skip_mlp, mlp)):
@@ -30,4 +82,40 @@ class Plan:
                 if not 0 <= layer < n_layer:
                     raise ValueError(f"{name} names layer {layer}, the model has {n_layer} layers")
                 arr[layer] = 0
-        return attn, mlp
+        group = None
+        if self.groups:
+            group = np.full(n_layer, -1, np.int32)
+            for gid, (a, b) in enumerate(self.groups):
+                if not 0 <= a <= b < n_layer:
+                    raise ValueError(f"group ({a}, {b}) is not a layer range of a {n_layer}-layer model")
+                if (group[a:b + 1] >= 0).any():
+                    raise ValueError(f"group ({a}, {b}) overlaps another group")
+                group[a:b + 1] = gid
+        return {"attn": attn, "mlp": mlp, "group": group, "head_rows": int(self.head_rows)}
+
+    def describe(self, n_layer: Optional[int] = None) -> str:
+        parts = []
+        if self.skip_attn:
+            parts.append(f"skip attn {_ranges(self.skip_attn)}")
+        if self.skip_mlp:
+            parts.append(f"skip mlp {_ranges(self.skip_mlp)}")
+        if self.groups:
+            parts.append("groups " + ",".join(f"{a}-{b}" for a, b in self.groups))
+        if self.head_rows:
+            parts.append(f"head {self.head_rows}")
+        return "; ".join(parts) or "full model"
+
+
+def _ranges(xs: Sequence[int]) -> str:
+    out, start, prev = [], None, None
+    for x in sorted(xs):
+        if start is None:
+            start = prev = x
+        elif x == prev + 1:
+            prev = x
+        else:
+            out.append(f"{start}-{prev}" if start != prev else f"{start}")
+            start = prev = x
+    if start is not None:
+        out.append(f"{start}-{prev}" if start != prev else f"{start}")
+    return ",".join(out)

@@ -95,12 +95,20 @@ APLS_API bool apls_token_is_eog(const apls_model* model, int32_t token);  /* end
 
 /* ---- layer plan --------------------------------------------------------------------------- */
 
-/* A layer plan: for every layer, whether its attention and MLP sub-blocks run. Arrays have
- * n_layer entries; NULL arrays mean "all run". A NULL plan is the full model. */
+/* A layer plan: for every layer, whether its attention and MLP sub-blocks run, and which
+ * consecutive layers form a parallel group. Arrays have n_layer entries; NULL arrays mean "all
+ * run" / "no groups". A NULL plan is the full model.
+ *
+ * Parallel group: consecutive layers with the same group id >= 0 all read the group's input h;
+ * the group outputs h + sum_i (layer_i(h) - h). head_rows > 0 restricts the output head to
+ * token ids [0, head_rows) (other logits are -inf): a cheaper head for drafts, since BPE
+ * vocabularies put frequent tokens first. */
 typedef struct apls_plan {
     int32_t n_layer;
-    const uint8_t* attn;  /* 1 = run the attention sub-block of layer i */
-    const uint8_t* mlp;   /* 1 = run the MLP sub-block of layer i */
+    const uint8_t* attn;   /* 1 = run the attention sub-block of layer i */
+    const uint8_t* mlp;    /* 1 = run the MLP sub-block of layer i */
+    const int32_t* group;  /* parallel group id of layer i, -1 = none */
+    int32_t head_rows;     /* 0 = full vocabulary */
 } apls_plan;
 
 /* ---- context ------------------------------------------------------------------------------ */
@@ -148,6 +156,71 @@ APLS_API int32_t apls_kv_seq_len(const apls_context* ctx, int32_t seq_id);   /* 
 /* Keep the first n entries of a sequence (rollback). */
 APLS_API apls_status apls_kv_seq_truncate(apls_context* ctx, int32_t seq_id, int32_t n);
 APLS_API void apls_kv_clear(apls_context* ctx);
+
+/* ---- KV cache: sequence operations, statistics, views --------------------------------------- */
+
+/* The cache is a pool of fixed-size blocks (kv_block_size tokens) with reference counts; each
+ * sequence has a block table. Entries of a sequence stay dense: a delete compacts at once by
+ * moving later entries down (cost: one K and one V row copy per layer per moved entry).
+ * A fork shares blocks copy-on-write. Every failing call below leaves the cache unchanged.
+ * Errors: APLS_STATUS_INVALID_ARGUMENT (NULL ctx, unknown sequence, bad range),
+ * APLS_STATUS_KV_FULL (no free block for a copy the operation needs). docs/KV_CACHE.md. */
+
+/* Remove the entries of seq whose position is in [p0, p1); 0 <= p0 < p1 <= (max position + 1).
+ * shift false: later entries keep their positions. shift true: entries at positions >= p1 move
+ * to p - (p1 - p0) and their cached keys are re-rotated (RoPE) to match, so generation can go on
+ * with positions below the model's context window (streaming). The sequence's next position
+ * (where a batch without positions continues) becomes max position + 1. KV_FULL when the range
+ * lies in blocks shared with a fork and no block is free for their copies. */
+APLS_API apls_status apls_kv_seq_delete(apls_context* ctx, int32_t seq_id, int32_t p0, int32_t p1, bool shift);
+/* dst becomes a copy of src sharing its blocks (copy-on-write); dst's previous entries are
+ * dropped. src != dst. Needs one free block when src's last block is partially filled (the copy
+ * the next append to either sequence makes), else KV_FULL. */
+APLS_API apls_status apls_kv_seq_fork(apls_context* ctx, int32_t src_seq_id, int32_t dst_seq_id);
+/* Drop every sequence but seq_id. */
+APLS_API apls_status apls_kv_seq_keep(apls_context* ctx, int32_t seq_id);
+/* Drop one sequence (apls_kv_clear drops all). */
+APLS_API apls_status apls_kv_seq_clear(apls_context* ctx, int32_t seq_id);
+/* Smallest / largest position held by a sequence; -1 if it is empty or unknown. */
+APLS_API int32_t apls_kv_seq_pos_min(const apls_context* ctx, int32_t seq_id);
+APLS_API int32_t apls_kv_seq_pos_max(const apls_context* ctx, int32_t seq_id);
+
+typedef struct apls_kv_stats {
+    int32_t n_blocks;       /* blocks in the pool */
+    int32_t block_size;     /* tokens per block */
+    int32_t blocks_used;    /* blocks held by at least one sequence */
+    int32_t blocks_free;
+    int32_t blocks_shared;  /* blocks held by several sequences (forks) */
+    int32_t n_seq_used;     /* non-empty sequences */
+    int64_t tokens;         /* occupied slots (an entry shared by forks counts once) */
+    int64_t entries;        /* sum of sequence lengths (shared entries count once per sequence) */
+    int64_t holes;          /* empty slots inside used blocks: blocks_used * block_size - tokens */
+    double fragmentation;   /* holes / (blocks_used * block_size); 0 when nothing is used */
+} apls_kv_stats;
+
+APLS_API apls_status apls_kv_stats_get(const apls_context* ctx, apls_kv_stats* out);
+/* Check the cache's internal invariants (reference counts, free list, block tables); returns
+ * APLS_STATUS_INTERNAL naming the first violation. For tests; O(cache size). */
+APLS_API apls_status apls_kv_check(const apls_context* ctx);
+
+/* A view restricts which cached entries attention sees, without copying. It applies to the
+ * entries held before the decode call; the call's own tokens are seen causally as always (so a
+ * view decode equals a decode in a cache holding only the view's entries), and they are appended
+ * to the cache as usual. A query at position p sees:
+ *   - n_positions > 0: exactly the listed positions <= p (strictly increasing, each held by
+ *     every sequence of the batch, else APLS_STATUS_INVALID_ARGUMENT before anything runs);
+ *   - else positions < n_sink, and positions in (p - n_window, p] (n_window < 0: no limit).
+ * Cost: proportional to the entries seen, not to the cache's length. */
+typedef struct apls_kv_view {
+    int32_t n_sink;
+    int32_t n_window;
+    const int32_t* positions;
+    int32_t n_positions;
+} apls_kv_view;
+
+/* apls_decode with attention restricted to `view` (NULL = apls_decode) for every sequence of the batch. */
+APLS_API apls_status apls_decode_view(apls_context* ctx, const apls_batch* batch, const apls_plan* plan,
+                                      const apls_kv_view* view);
 
 /* ---- sampling ------------------------------------------------------------------------------ */
 
@@ -213,6 +286,41 @@ APLS_API apls_status apls_sampler_accept(apls_sampler* smpl, int32_t token);
 /* Clear the token history and reseed the generator (n_vocab stays). NULL is a no-op. */
 APLS_API void apls_sampler_reset(apls_sampler* smpl);
 APLS_API void apls_sampler_free(apls_sampler* smpl);  /* NULL is a no-op */
+
+/* ---- speculative decoding ------------------------------------------------------------------ */
+
+/* One round of self-speculative decoding on one sequence. State between rounds: the sequence's
+ * cache holds every token before `last_token`, which is chosen but not decoded yet. The round
+ * drafts up to n_draft_max tokens from last_token under `draft_plan` (and `draft_view`, NULL =
+ * whole cache), stopping early when the draft's top probability falls below draft_p_min or it
+ * drafts an end-of-generation token; verifies [last_token, drafts...] with the full model in one
+ * batch; accepts the longest valid prefix plus one token from the verifier; and truncates the
+ * cache to hold everything up to the last accepted draft. The verifier's token (the last one
+ * written to out_tokens) is the next round's last_token.
+ *
+ * sampler NULL (or a greedy chain): greedy — output identical to plain greedy decoding. Else the
+ * sampler's distribution (history-dependent penalties are refused) with rejection sampling, which
+ * keeps the full model's distribution exactly; its seeded generator draws every random number.
+ * out_tokens receives n_accepted + 1 tokens (max_out must be >= n_draft_max + 1).
+ * On error the cache is left as it was. */
+typedef struct apls_spec_params {
+    int32_t seq_id;       /* default 0 */
+    int32_t n_draft_max;  /* default 8 */
+    float draft_p_min;    /* default 0 (never stop early) */
+} apls_spec_params;
+
+typedef struct apls_spec_stats {
+    int32_t n_drafted;    /* k */
+    int32_t n_accepted;   /* drafts accepted (out_tokens has n_accepted + 1 tokens) */
+    double t_draft_s;     /* wall time drafting */
+    double t_verify_s;    /* wall time verifying and accepting */
+} apls_spec_stats;
+
+APLS_API apls_spec_params apls_spec_default_params(void);
+APLS_API apls_status apls_spec_round(apls_context* ctx, int32_t last_token, const apls_plan* draft_plan,
+                                     const apls_kv_view* draft_view, const apls_spec_params* params,
+                                     apls_sampler* sampler, int32_t* out_tokens, int32_t max_out, int32_t* n_out,
+                                     apls_spec_stats* stats);
 
 #ifdef __cplusplus
 }

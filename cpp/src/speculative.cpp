@@ -1,0 +1,174 @@
+// speculative.cpp — draft → verify → accept → roll back; see speculative.h.
+#include "speculative.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+
+#include "common.h"
+
+namespace apls {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t0) {
+    return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+// Index of the largest logit; ties go to the lowest id (as the greedy sampler does).
+int32_t argmax(const float* x, int32_t n) {
+    int32_t best = 0;
+    for (int32_t i = 1; i < n; ++i)
+        if (x[i] > x[best]) best = i;
+    return best;
+}
+
+// Top probability of softmax(x): 1 / sum exp(x - max).
+float top_prob(const float* x, int32_t n, int32_t best) {
+    const float m = x[best];
+    double sum = 0.0;
+    for (int32_t i = 0; i < n; ++i) sum += std::exp(static_cast<double>(x[i] - m));
+    return static_cast<float>(1.0 / sum);
+}
+
+// Draw from a distribution p (sums to ~1) with a uniform u in [0, 1).
+int32_t draw(const std::vector<float>& p, double u) {
+    double c = 0.0;
+    int32_t last_nonzero = 0;
+    for (int32_t i = 0; i < static_cast<int32_t>(p.size()); ++i) {
+        if (p[i] <= 0.0f) continue;
+        c += p[i];
+        last_nonzero = i;
+        if (u < c) return i;
+    }
+    return last_nonzero;  // rounding left u just above the total
+}
+
+Batch one_token(int32_t token, int32_t pos, int32_t seq) {
+    Batch b;
+    b.token = {token};
+    b.pos = {pos};
+    b.seq = {seq};
+    b.out = {1};
+    return b;
+}
+
+}  // namespace
+
+SpecResult spec_round(Context& ctx, int32_t last, const Plan& draft_plan, const KVView* draft_view,
+                      const SpecParams& params, Sampler* sampler) {
+    const HParams& hp = ctx.model().hparams();
+    KVCache& kv = ctx.kv();
+    const int32_t seq = params.seq, n_vocab = hp.n_vocab;
+    if (!kv.valid_seq(seq)) fail(APLS_STATUS_INVALID_ARGUMENT, "unknown sequence ", seq);
+    if (last < 0 || last >= n_vocab) fail(APLS_STATUS_INVALID_ARGUMENT, "token ", last, " is out of range [0, ", n_vocab, ")");
+    if (params.n_draft_max < 0) fail(APLS_STATUS_INVALID_ARGUMENT, "n_draft_max ", params.n_draft_max, " is negative");
+    const bool greedy = sampler == nullptr || sampler->greedy();
+    if (!greedy && sampler->uses_history())
+        fail(APLS_STATUS_INVALID_ARGUMENT, "speculative sampling does not support repetition/frequency/presence penalties");
+    draft_plan.validate(hp.n_layer, n_vocab);
+
+    const int32_t n_past = kv.seq_len(seq);
+    const int32_t pos0 = kv.seq_next_pos(seq);
+    // The verify batch holds last + k drafts: bounded by n_batch and by the free KV room.
+    const int32_t room = static_cast<int32_t>(kv.n_free_blocks() * kv.block_size() +
+                                              (kv.block_table(seq).size() * kv.block_size() - n_past));
+    const int32_t k_max = std::max(0, std::min({params.n_draft_max, static_cast<int32_t>(ctx.params().n_batch) - 1, room - 1}));
+    if (room < 1) fail(APLS_STATUS_KV_FULL, "KV cache full: no room for the next token of sequence ", seq);
+
+    SpecResult res;
+    std::vector<int32_t> draft;
+    std::vector<std::vector<float>> q;  // sampling: the draft distribution of each drafted token
+
+    // ---- draft: k tokens under the draft plan, one at a time ---------------------------------
+    auto t0 = Clock::now();
+    try {
+        int32_t tok = last;
+        for (int32_t i = 0; i < k_max; ++i) {
+            ctx.decode(one_token(tok, pos0 + i, seq), draft_plan, draft_view);
+            const float* l = ctx.logits();
+            int32_t d;
+            float conf;
+            if (greedy) {
+                d = argmax(l, n_vocab);
+                conf = top_prob(l, n_vocab, d);
+            } else {
+                q.push_back(sampler->probs(l, n_vocab));
+                d = draw(q.back(), sampler->uniform());
+                conf = *std::max_element(q.back().begin(), q.back().end());
+            }
+            draft.push_back(d);
+            res.draft_conf.push_back(conf);
+            tok = d;
+            if (conf < params.draft_p_min) break;
+            const Vocab* vocab = ctx.model().vocab();
+            if (vocab && vocab->is_eog(d)) break;  // nothing follows an end of generation
+        }
+    } catch (...) {
+        kv.truncate(seq, n_past);
+        throw;
+    }
+    kv.truncate(seq, n_past);  // the draft's entries skipped layers: the verifier rewrites them
+    res.t_draft_s = seconds_since(t0);
+    const int32_t k = static_cast<int32_t>(draft.size());
+    res.n_drafted = k;
+
+    // ---- verify: [last, d1..dk] with the full model in one batch ------------------------------
+    t0 = Clock::now();
+    Batch vb;
+    vb.token.push_back(last);
+    vb.token.insert(vb.token.end(), draft.begin(), draft.end());
+    for (int32_t i = 0; i <= k; ++i) {
+        vb.pos.push_back(pos0 + i);
+        vb.seq.push_back(seq);
+        vb.out.push_back(1);
+    }
+    ctx.decode(vb, Plan{}, nullptr);
+    const float* logits = ctx.logits();  // (k + 1, n_vocab): row i predicts the token after vb.token[i]
+
+    // ---- accept -------------------------------------------------------------------------------
+    int32_t m = 0, next = -1;
+    if (greedy) {
+        for (; m < k; ++m) {
+            const int32_t want = argmax(logits + static_cast<size_t>(m) * n_vocab, n_vocab);
+            if (want != draft[m]) {
+                next = want;
+                break;
+            }
+        }
+        if (next < 0) next = argmax(logits + static_cast<size_t>(k) * n_vocab, n_vocab);
+    } else {
+        for (; m < k; ++m) {
+            std::vector<float> p = sampler->probs(logits + static_cast<size_t>(m) * n_vocab, n_vocab);
+            const int32_t d = draft[m];
+            const double accept = q[m][d] > 0.0f ? std::min(1.0, static_cast<double>(p[d]) / q[m][d]) : 0.0;
+            if (sampler->uniform() < accept) continue;
+            // Rejected: sample from the residual norm(max(0, p - q)).
+            double total = 0.0;
+            for (int32_t i = 0; i < n_vocab; ++i) {
+                p[i] = std::max(0.0f, p[i] - q[m][i]);
+                total += p[i];
+            }
+            if (total <= 0.0) {  // p == q up to rounding: any draw from p is right
+                p = sampler->probs(logits + static_cast<size_t>(m) * n_vocab, n_vocab);
+                total = 1.0;
+            }
+            next = draw(p, sampler->uniform() * total);
+            break;
+        }
+        if (next < 0) {
+            std::vector<float> p = sampler->probs(logits + static_cast<size_t>(k) * n_vocab, n_vocab);
+            next = draw(p, sampler->uniform());
+        }
+    }
+    kv.truncate(seq, n_past + 1 + m);  // keep last and the accepted drafts
+    res.t_verify_s = seconds_since(t0);
+    res.n_accepted = m;
+    res.tokens.assign(draft.begin(), draft.begin() + m);
+    res.tokens.push_back(next);
+    return res;
+}
+
+}  // namespace apls

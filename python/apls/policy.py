@@ -1,0 +1,237 @@
+"""Adaptive skip policies: which draft plan, how long a draft and which KV view, round by round.
+
+- `StaticPolicy`: a fixed plan (from a JSON file, from GGUF metadata `apls.draft_plan`, or the
+  built-in default) with an adaptive draft length.
+- `DraftLength`: the confidence threshold that stops a draft, adapted to hold a target
+  acceptance rate; a hard cap on the draft length.
+- `ProgressiveSchedule`: plans that skip more as the context grows.
+- `AdaptivePolicy`: on-line choice among candidate plans (measured tokens per second of the
+  rounds each plan ran), exploring at most one round in `explore_every`.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from .kv_policy import KVViewPolicy
+from .plan import Plan
+
+
+@dataclass
+class RoundPlan:
+    """What the next round runs."""
+
+    plan: Plan
+    n_draft: int
+    p_min: float
+    view: Optional[Tuple[int, int]] = None  # (n_sink, n_window) for the draft, or None
+    arm: int = 0                            # index of the candidate plan (AdaptivePolicy)
+
+
+@dataclass
+class RoundResult:
+    """What a round did (from the engine)."""
+
+    tokens: List[int]
+    n_drafted: int
+    n_accepted: int
+    draft_conf: List[float]
+    t_draft_s: float
+    t_verify_s: float
+
+
+@dataclass
+class DraftLength:
+    """Draft length control: draft at most `n_max` tokens, stop once the draft's top probability
+    falls below `p_min`; p_min moves to hold `target` acceptance (accepted / drafted).
+
+    A low acceptance raises the threshold (shorter, more confident drafts); a high acceptance
+    lowers it (longer drafts)."""
+
+    n_max: int = 8
+    p_min: float = 0.3
+    target: float = 0.7
+    rate: float = 0.05          # step of p_min per round, scaled by the error
+    lo: float = 0.0
+    hi: float = 0.95
+    ema: float = field(default=0.7)
+
+    def update(self, n_drafted: int, n_accepted: int) -> None:
+        if n_drafted == 0:
+            return
+        a = n_accepted / n_drafted
+        self.ema = 0.8 * self.ema + 0.2 * a
+        self.p_min = min(self.hi, max(self.lo, self.p_min + self.rate * (self.target - self.ema) * 4))
+
+
+@dataclass
+class ProgressiveSchedule:
+    """Plans by context length: entries (min_context, plan), the last one whose min_context is
+    <= the current context applies. Longer contexts make attention dearer, so later entries
+    usually skip more attention sub-blocks."""
+
+    steps: List[Tuple[int, Plan]]
+
+    def plan_for(self, n_context: int) -> Plan:
+        chosen = self.steps[0][1]
+        for min_ctx, plan in self.steps:
+            if n_context >= min_ctx:
+                chosen = plan
+        return chosen
+
+
+class Policy:
+    """Interface: start(n_prompt) once per generation, then next_round / observe per round."""
+
+    def start(self, n_prompt: int) -> None:
+        pass
+
+    def next_round(self, n_context: int) -> RoundPlan:
+        raise NotImplementedError
+
+    def observe(self, step: RoundPlan, result: RoundResult) -> None:
+        pass
+
+
+def default_plan(model) -> Plan:
+    """The draft plan for a model: GGUF metadata `apls.draft_plan` (JSON) if present, else skip
+    the MLP and attention of the middle ~45% of layers (first and last layers kept) and use a
+    quarter of the vocabulary for the draft head."""
+    meta = None
+    try:
+        meta = model._model.meta("apls.draft_plan")
+    except Exception:  # noqa: BLE001 - a model without the key or without string metadata
+        meta = None
+    if meta:
+        return Plan.from_dict(json.loads(meta))
+    n = model.n_layer
+    lo, hi = max(1, int(n * 0.3)), min(n - 2, int(n * 0.75))
+    return Plan.skipping(range(lo, hi), range(lo, hi), head_rows=model.n_vocab // 4)
+
+
+class StaticPolicy(Policy):
+    """One plan for every round (or a progressive schedule), adaptive draft length, optional
+    KV view for the draft on long contexts."""
+
+    def __init__(self, plan: Optional[Plan] = None, draft: Optional[DraftLength] = None,
+                 schedule: Optional[ProgressiveSchedule] = None, kv: Optional[KVViewPolicy] = None,
+                 adapt_length: bool = True):
+        self.plan = plan or Plan()
+        self.draft = draft or DraftLength()
+        self.schedule = schedule
+        self.kv = kv
+        self.adapt_length = adapt_length
+
+    @staticmethod
+    def default_for(model) -> "StaticPolicy":
+        return StaticPolicy(default_plan(model))
+
+    @staticmethod
+    def from_file(path: str) -> "StaticPolicy":
+        """A plan JSON (see Plan.load), optionally with "n_draft" and "p_min" keys."""
+        with open(path) as f:
+            d = json.load(f)
+        draft = DraftLength(n_max=int(d.pop("n_draft", 8)), p_min=float(d.pop("p_min", 0.3)))
+        return StaticPolicy(Plan.from_dict(d), draft)
+
+    def next_round(self, n_context: int) -> RoundPlan:
+        plan = self.schedule.plan_for(n_context) if self.schedule else self.plan
+        view = self.kv.view_for(n_context) if self.kv else None
+        return RoundPlan(plan, self.draft.n_max, self.draft.p_min, view)
+
+    def observe(self, step: RoundPlan, result: RoundResult) -> None:
+        if self.adapt_length:
+            self.draft.update(result.n_drafted, result.n_accepted)
+
+
+@dataclass
+class _Arm:
+    plan: Plan
+    tokens: float = 0.0   # decayed sums over the rounds this plan ran
+    seconds: float = 0.0
+    rounds: int = 0
+
+    def speed(self) -> float:
+        return self.tokens / self.seconds if self.seconds > 0 else math.inf
+
+
+class AdaptivePolicy(Policy):
+    """On-line adaptation among candidate plans.
+
+    Each candidate's score is the tokens per second of the rounds it ran recently (tokens the
+    model verified, over draft + verify time), decayed so that it follows the text. The best
+    candidate runs; every `explore_every`-th round runs the least-recently tried other candidate,
+    so the overhead of adaptation is bounded by 1/explore_every of the rounds running a possibly
+    worse plan (and nothing else: scoring uses the rounds' own timings). Draft length adapts as
+    in StaticPolicy.
+    """
+
+    def __init__(self, candidates: Sequence[Plan], draft: Optional[DraftLength] = None,
+                 kv: Optional[KVViewPolicy] = None, explore_every: int = 10, decay: float = 0.9):
+        if not candidates:
+            raise ValueError("AdaptivePolicy needs at least one candidate plan")
+        self.arms = [_Arm(p) for p in candidates]
+        self.draft = draft or DraftLength()
+        self.kv = kv
+        self.explore_every = explore_every
+        self.decay = decay
+        self.round = 0
+        self.current = 0
+
+    def start(self, n_prompt: int) -> None:
+        self.round = 0
+
+    def next_round(self, n_context: int) -> RoundPlan:
+        self.round += 1
+        untried = [i for i, a in enumerate(self.arms) if a.rounds == 0]
+        if untried:
+            arm = untried[0]
+        elif self.round % self.explore_every == 0 and len(self.arms) > 1:
+            others = [i for i in range(len(self.arms)) if i != self.current]
+            arm = min(others, key=lambda i: self.arms[i].rounds)
+        else:
+            arm = self.current
+        view = self.kv.view_for(n_context) if self.kv else None
+        return RoundPlan(self.arms[arm].plan, self.draft.n_max, self.draft.p_min, view, arm)
+
+    def observe(self, step: RoundPlan, result: RoundResult) -> None:
+        a = self.arms[step.arm]
+        a.tokens = a.tokens * self.decay + len(result.tokens)
+        a.seconds = a.seconds * self.decay + result.t_draft_s + result.t_verify_s
+        a.rounds += 1
+        self.current = max(range(len(self.arms)), key=lambda i: self.arms[i].speed() if self.arms[i].rounds else -1)
+        self.draft.update(result.n_drafted, result.n_accepted)
+
+    def scores(self) -> Dict[str, float]:
+        return {a.plan.describe(): a.speed() for a in self.arms}
+
+
+def make_policy(name: str, model, plan_file: Optional[str] = None) -> Policy:
+    """Policy by name: "static" (default plan or --plan FILE), "adaptive" (candidates around the
+    default plan), "progressive" (skip more as the context grows). Raises ValueError otherwise."""
+    base = Plan.load(plan_file) if plan_file else default_plan(model)
+    if name == "static":
+        return StaticPolicy.from_file(plan_file) if plan_file else StaticPolicy(base)
+    if name == "adaptive":
+        return AdaptivePolicy(_neighbours(base, model.n_layer), kv=KVViewPolicy())
+    if name == "progressive":
+        more = Plan.skipping(set(base.skip_attn) | set(range(1, model.n_layer - 1, 2)), base.skip_mlp,
+                             base.groups, base.head_rows)
+        return StaticPolicy(base, schedule=ProgressiveSchedule([(0, base), (1024, more)]), kv=KVViewPolicy())
+    raise ValueError(f"unknown policy {name!r} (static, adaptive, progressive)")
+
+
+def _neighbours(base: Plan, n_layer: int) -> List[Plan]:
+    """The base plan and plans that keep two fewer / two more layers (for AdaptivePolicy)."""
+    skipped = sorted(set(base.skip_attn) & set(base.skip_mlp))
+    out = [base]
+    if len(skipped) > 2:
+        fewer = skipped[1:-1]
+        out.append(Plan.skipping(fewer, fewer, head_rows=base.head_rows))
+    if skipped:
+        lo, hi = max(1, skipped[0] - 1), min(n_layer - 2, skipped[-1] + 1)
+        more = list(range(lo, hi + 1))
+        out.append(Plan.skipping(more, more, head_rows=base.head_rows))
+    return out

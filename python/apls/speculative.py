@@ -1,0 +1,129 @@
+"""Self-speculative decoding: the controller. Each round runs in C++ (draft under the policy's
+plan, verify with the full model in one batch, accept, roll back); Python only chooses the plan,
+the draft length and the KV view between rounds, and streams."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Iterator, List, Optional, Sequence, Union
+
+from . import _core
+from .generate import GenerationStats, SamplingParams, stream_text
+from .policy import Policy, RoundResult, StaticPolicy
+
+
+@dataclass
+class SpecStats(GenerationStats):
+    """GenerationStats plus what speculation did."""
+
+    n_rounds: int = 0
+    n_drafted: int = 0
+    n_accepted: int = 0
+    t_draft_s: float = 0.0
+    t_verify_s: float = 0.0
+    accepted_at: List[int] = field(default_factory=list)  # accepted_at[i]: rounds whose draft i+1 was accepted
+    drafted_at: List[int] = field(default_factory=list)   # drafted_at[i]: rounds that drafted an (i+1)-th token
+
+    @property
+    def tau(self) -> float:
+        """Mean tokens per verify step, the verifier's own token included."""
+        return (self.n_accepted + self.n_rounds) / self.n_rounds if self.n_rounds else 0.0
+
+    @property
+    def acceptance(self) -> float:
+        """Accepted drafts over drafted tokens."""
+        return self.n_accepted / self.n_drafted if self.n_drafted else 0.0
+
+    def record(self, r: RoundResult) -> None:
+        self.n_rounds += 1
+        self.n_drafted += r.n_drafted
+        self.n_accepted += r.n_accepted
+        self.t_draft_s += r.t_draft_s
+        self.t_verify_s += r.t_verify_s
+        for i in range(r.n_drafted):
+            if i >= len(self.drafted_at):
+                self.drafted_at.append(0)
+                self.accepted_at.append(0)
+            self.drafted_at[i] += 1
+            self.accepted_at[i] += 1 if i < r.n_accepted else 0
+
+
+class SpeculativeGenerator:
+    """Generate with self-speculative decoding.
+
+    Args:
+        model: an `apls.Model`.
+        policy: chooses the draft plan, draft length and KV view (default: `StaticPolicy()` with
+            the policy module's default plan for the model).
+        n_ctx: context size (default: the model's, at most 4096).
+
+    Greedy output is token-for-token identical to `model.generate(..., temperature=0)`; sampled
+    output keeps the full model's distribution.
+    """
+
+    def __init__(self, model, policy: Optional[Policy] = None, n_ctx: Optional[int] = None):
+        self.model = model
+        self.policy = policy or StaticPolicy.default_for(model)
+        self.n_ctx = n_ctx
+        self.last_stats: Optional[SpecStats] = None
+
+    def generate_tokens(self, prompt_ids: Sequence[int], max_tokens: int, sampler=None, ignore_eos: bool = False,
+                        stats: Optional[SpecStats] = None, ctx=None) -> Iterator[int]:
+        """Yield up to max_tokens token ids after the prompt. sampler None = greedy."""
+        stats = stats if stats is not None else SpecStats()
+        self.last_stats = stats
+        ids = [int(t) for t in prompt_ids]
+        if not ids:
+            raise ValueError("the prompt is empty")
+        n_ctx = self.n_ctx or self.model.n_ctx or min(self.model.n_ctx_train, 4096)
+        ctx = ctx or self.model.context(n_ctx=n_ctx)
+        vocab = self.model._model.vocab
+        stats.n_prompt = len(ids)
+        t0 = time.perf_counter()
+        n_batch = ctx._ctx.n_batch
+        for i in range(0, len(ids) - 1, n_batch):  # the cache holds everything before `last`
+            ctx.decode(ids[i:min(i + n_batch, len(ids) - 1)], logits="last")
+        last = ids[-1]
+        stats.prefill_s = time.perf_counter() - t0
+        self.policy.start(len(ids))
+        stats.stop_reason = "length"
+        t0 = time.perf_counter()
+        try:
+            while stats.n_generated < max_tokens:
+                if ctx.kv_seq_len(0) + 1 >= ctx.n_ctx:
+                    stats.stop_reason = "context"
+                    return
+                step = self.policy.next_round(ctx.kv_seq_len(0) + 1)
+                kw = step.plan.arrays(self.model.n_layer)
+                view = {} if step.view is None else {"view_sink": step.view[0], "view_window": step.view[1]}
+                raw = _core.spec_round(ctx._ctx, last, kw["attn"], kw["mlp"], kw["group"], kw["head_rows"],
+                                       n_draft_max=step.n_draft, draft_p_min=step.p_min, sampler=sampler, **view)
+                r = RoundResult(**raw)
+                self.policy.observe(step, r)
+                stats.record(r)
+                for tok in r.tokens:
+                    if not ignore_eos and vocab is not None and vocab.is_eog(tok):
+                        stats.stop_reason = "eog"
+                        return
+                    stats.n_generated += 1
+                    yield tok
+                    if stats.n_generated >= max_tokens:
+                        return
+                last = r.tokens[-1]
+        finally:
+            stats.decode_s = time.perf_counter() - t0
+
+    def generate(self, prompt: Union[str, Sequence[int]], max_tokens: int = 128, *, temperature: float = 0.0,
+                 top_k: int = 40, top_p: float = 0.95, min_p: float = 0.05, seed: int = 0,
+                 stop: Optional[Sequence[str]] = None, stream: bool = False, ignore_eos: bool = False,
+                 add_special: bool = True, parse_special: bool = False) -> Union[str, Iterator[str]]:
+        """Like `Model.generate` (greedy by default). Returns text, or an iterator with stream=True."""
+        ids = self.model.tokenize(prompt, add_special, parse_special) if isinstance(prompt, (str, bytes)) else list(prompt)
+        sampler = None
+        if temperature > 0:
+            sampler = SamplingParams(temperature, top_k, top_p, min_p, seed=seed).sampler()
+        stats = SpecStats()
+        self.model.last_stats = stats
+        pieces = stream_text(self.model.vocab, self.generate_tokens(ids, max_tokens, sampler, ignore_eos, stats),
+                             stop or [], stats)
+        return pieces if stream else "".join(pieces)

@@ -1,0 +1,234 @@
+"""Self-speculative decoding: lossless greedy and sampled output, plans (skips, parallel groups,
+early exit, draft head, KV views), and the policies."""
+import json
+
+import numpy as np
+import pytest
+
+import apls
+from apls import _core
+from apls.generate import generate_tokens
+from apls.plan import Plan
+from apls.policy import AdaptivePolicy, DraftLength, RoundResult, StaticPolicy
+from apls.speculative import SpeculativeGenerator
+from reference import Reference
+from tiny_model import write_tiny_llama
+
+PROMPTS = [
+    "Explain how a rainbow forms.", "Write a haiku about autumn.", "What is 17 times 23?",
+    "List three uses of copper.", "Summarize the plot of Romeo and Juliet.", "def fibonacci(n):",
+    "Translate 'good morning' into French.", "Why is the sky blue?", "Give me a recipe for pancakes.",
+    "What causes inflation?", "Describe the water cycle.", "Who wrote Pride and Prejudice?",
+    "How do vaccines work?", "Name the planets of the solar system.", "What is a prime number?",
+    "Write a short poem about the sea.", "How does a bicycle stay upright?", "What is machine learning?",
+    "Tell me a fun fact about octopuses.", "What is the capital of Australia?",
+]
+
+
+@pytest.fixture(scope="module")
+def model(smollm2_path):
+    return apls.Model(smollm2_path, n_ctx=512)
+
+
+def chat_ids(model, text):
+    return model.tokenize(model.chat_prompt([{"role": "user", "content": text}]), add_special=False,
+                          parse_special=True)
+
+
+def plain_greedy(model, ids, n):
+    ctx = model.context(n_ctx=512)
+    return list(generate_tokens(ctx, ids, n, _core.Sampler(temperature=0.0), ignore_eos=True))
+
+
+PLANS = {
+    "skip": Plan.skipping(range(10, 20), range(10, 20)),
+    "skip-attn-head": Plan.skipping(range(6, 24), [], head_rows=8192),
+    "groups": Plan.skipping([], [14], groups=[(8, 11), (20, 23)]),
+    "early-exit": Plan.early_exit(12, 30),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PLANS))
+def test_greedy_identical_to_plain_decoding(model, name):
+    plan = PLANS[name]
+    for text in PROMPTS:
+        ids = chat_ids(model, text)
+        want = plain_greedy(model, ids, 64)
+        gen = SpeculativeGenerator(model, StaticPolicy(plan, DraftLength(n_max=4, p_min=0.0)), n_ctx=512)
+        got = list(gen.generate_tokens(ids, 64, None, ignore_eos=True))
+        assert got == want, (name, text)
+        assert gen.last_stats.n_rounds < 64  # something was accepted: the draft is not useless
+
+
+def test_greedy_identical_with_kv_view_and_adaptive_policy(model):
+    policy = AdaptivePolicy([PLANS["skip"], PLANS["early-exit"]], explore_every=3)
+    policy.kv = type("V", (), {"view_for": staticmethod(lambda n: (4, 16))})()  # a tiny window: sinks + 16
+    for text in PROMPTS[:8]:
+        ids = chat_ids(model, text)
+        gen = SpeculativeGenerator(model, policy, n_ctx=512)
+        assert list(gen.generate_tokens(ids, 64, None, ignore_eos=True)) == plain_greedy(model, ids, 64)
+
+
+def test_generate_text_api_and_stats(model):
+    prompt = model.chat_prompt([{"role": "user", "content": "What is a prime number?"}])
+    want = model.generate(prompt, 48, temperature=0, add_special=False, parse_special=True)
+    gen = SpeculativeGenerator(model, StaticPolicy(PLANS["skip"]))
+    got = gen.generate(prompt, 48, add_special=False, parse_special=True)
+    assert got == want
+    st = gen.last_stats
+    assert st.n_rounds > 0 and 1.0 <= st.tau <= 9.0 and 0.0 <= st.acceptance <= 1.0
+    assert st.n_accepted == sum(st.accepted_at) and st.n_drafted == sum(st.drafted_at)
+
+
+# ---- plans against the NumPy reference ------------------------------------------------------
+
+def test_parallel_groups_match_their_definition(smollm2_f16_path):
+    m = _core.Model(smollm2_f16_path)
+    plan = Plan.skipping([3], [5], groups=[(8, 10), (20, 21)])
+    kw = plan.arrays(m.n_layer)
+    toks = np.array([1, 504, 2365, 6354, 16438, 27003, 690, 260], np.int32)
+    ours = _core.Context(m, n_ctx=64, kv_type="f32").decode(toks, logits="all", **kw)
+    ref = Reference(smollm2_f16_path, plan=(kw["attn"], kw["mlp"], plan.groups)).forward(list(toks))
+    err = max(float(np.linalg.norm(ours[t] - ref[t]) / np.linalg.norm(ref[t])) for t in range(len(toks)))
+    assert err < 1e-5  # float32 summation order only (see test_model.py)
+    full = _core.Context(m, n_ctx=64, kv_type="f32").decode(toks, logits="all")
+    assert float(np.linalg.norm(full - ours)) > 1e-2 * float(np.linalg.norm(full))
+
+
+def test_draft_head_restricts_logits(model):
+    ctx = model.context(n_ctx=64)
+    rows = ctx.decode([1, 504, 2365], logits="all", plan=Plan(head_rows=1000))
+    full = model.context(n_ctx=64).decode([1, 504, 2365], logits="all")
+    assert np.isneginf(rows[:, 1000:]).all()
+    assert np.array_equal(rows[:, :1000], full[:, :1000])  # the same rows of the same product
+
+
+def test_bad_plans_are_refused(model):
+    with pytest.raises(ValueError, match="layer 30"):
+        model.context(n_ctx=16).decode([1], plan=Plan.skipping([30]))
+    with pytest.raises(ValueError, match="overlaps"):
+        Plan.skipping(groups=[(2, 5), (4, 6)]).arrays(30)
+    with pytest.raises(apls.InvalidArgumentError, match="head_rows"):
+        model.context(n_ctx=16).decode([1], plan=Plan(head_rows=10**6))
+
+
+# ---- sampling keeps the full model's distribution --------------------------------------------
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    path = tmp_path_factory.mktemp("tiny") / "tiny.gguf"
+    return _core.Model(write_tiny_llama(path, n_layer=4, n_vocab=12, seed=3))
+
+
+def chi2_critical(dof, alpha=1e-3):
+    try:
+        from scipy.stats import chi2
+        return float(chi2.ppf(1 - alpha, dof))
+    except ImportError:  # Wilson–Hilferty approximation; z(0.999) = 3.09
+        return dof * (1 - 2 / (9 * dof) + 3.09 * np.sqrt(2 / (9 * dof))) ** 3
+
+
+@pytest.mark.parametrize("plan", [Plan.skipping([1, 2], [1, 2]), Plan.skipping([0, 1, 2, 3], [0, 1, 2, 3])],
+                         ids=["reasonable-draft", "bad-draft"])
+def test_sampling_keeps_the_full_model_distribution(tiny, plan):
+    """Joint distribution of the first two tokens after a prefix: APLS rounds vs the full
+    model's p(t1) p(t2 | t1) under the same sampler chain (temperature 0.9, top-k 8).
+    Chi-square at significance 1e-3 over 12 x 12 cells with 20,000 samples."""
+    prefix = [3, 7, 1]
+    V = tiny.n_vocab
+    chain = [("top_k", 8), ("temperature", 0.9), ("dist", 0)]
+    probe = _core.Sampler.chain(chain)
+    base = _core.Context(tiny, n_ctx=32)
+    p1 = probe.probs(base.decode(np.array(prefix, np.int32))[-1])
+    joint = np.zeros((V, V))
+    for t1 in range(V):
+        if p1[t1] == 0:
+            continue
+        c = _core.Context(tiny, n_ctx=32)
+        p2 = probe.probs(c.decode(np.array(prefix + [t1], np.int32))[-1])
+        joint[t1] = p1[t1] * p2
+    kw = plan.arrays(tiny.n_layer)
+    counts = np.zeros((V, V))
+    n = 20000
+    ctx = _core.Context(tiny, n_ctx=32)
+    ctx.decode(np.array(prefix[:-1], np.int32))
+    n_keep = ctx.kv_seq_len(0)
+    sampler = _core.Sampler.chain([("top_k", 8), ("temperature", 0.9), ("dist", 12345)])
+    for _ in range(n):
+        toks = []
+        last = prefix[-1]
+        while len(toks) < 2:
+            r = _core.spec_round(ctx, last, kw["attn"], kw["mlp"], None, 0, n_draft_max=3, sampler=sampler)
+            toks += r["tokens"]
+            last = r["tokens"][-1]
+        counts[toks[0], toks[1]] += 1
+        ctx.kv_truncate(0, n_keep)
+    expected = joint * n
+    mask = expected > 0
+    assert counts[~mask].sum() == 0  # nothing outside the support of the sampler's distribution
+    # Pool cells expected below 5 so the chi-square approximation holds.
+    small = mask & (expected < 5)
+    obs = list(counts[mask & ~small]) + [counts[small].sum()]
+    exp = list(expected[mask & ~small]) + [expected[small].sum()]
+    stat = sum((o - e) ** 2 / e for o, e in zip(obs, exp) if e > 0)
+    assert stat < chi2_critical(len(obs) - 1), stat
+
+
+def test_speculative_sampling_refuses_penalties(tiny):
+    ctx = _core.Context(tiny, n_ctx=16)
+    s = _core.Sampler(temperature=0.8, repeat_penalty=1.3)
+    with pytest.raises(apls.InvalidArgumentError, match="penalties"):
+        _core.spec_round(ctx, 1, sampler=s)
+    assert ctx.kv_seq_len(0) == 0
+
+
+# ---- policies --------------------------------------------------------------------------------
+
+def test_draft_length_threshold_moves_the_expected_way():
+    d = DraftLength(p_min=0.5, target=0.7)
+    for _ in range(20):
+        d.update(8, 8)  # everything accepted: draft longer, lower threshold
+    low = d.p_min
+    assert low < 0.5
+    for _ in range(40):
+        d.update(8, 0)  # nothing accepted: shorter drafts, higher threshold
+    assert d.p_min > low and d.p_min > 0.5
+
+
+def test_adaptive_policy_prefers_the_faster_plan():
+    a, b = Plan.skipping([1]), Plan.skipping([2])
+    pol = AdaptivePolicy([a, b], explore_every=5)
+    for _ in range(60):
+        step = pol.next_round(100)
+        fast = step.plan == b
+        pol.observe(step, RoundResult([1, 2, 3] if fast else [1], 2, 2 if fast else 0, [0.9, 0.9], 0.001, 0.001))
+    runs = [pol.next_round(100).plan for _ in range(20)]
+    assert sum(p == b for p in runs) >= 16  # exploration is bounded: at most 1 in 5
+
+
+def test_plan_json_round_trip(tmp_path):
+    p = Plan.skipping([1, 2], [3], groups=[(5, 7)], head_rows=100)
+    p.save(str(tmp_path / "plan.json"), n_draft=4)
+    assert Plan.load(str(tmp_path / "plan.json")) == p
+    pol = StaticPolicy.from_file(str(tmp_path / "plan.json"))
+    assert pol.plan == p and pol.draft.n_max == 4
+    (tmp_path / "bad.json").write_text(json.dumps({"skip_atn": [1]}))
+    with pytest.raises(ValueError, match="unknown plan keys"):
+        Plan.load(str(tmp_path / "bad.json"))
+
+
+def test_offline_search_skips_the_redundant_layers(tmp_path):
+    """A model whose layers 2 and 3 are exact identities: skipping them costs no acceptance, so
+    the ranking puts their four sub-blocks first."""
+    from apls.tune import Calibration
+
+    path = write_tiny_llama(tmp_path / "redundant.gguf", n_layer=6, n_vocab=32, seed=5, identity_layers=(2, 3))
+    m = apls.Model(path)
+    rng = np.random.default_rng(0)
+    cal = Calibration(m, [list(rng.integers(0, 32, 6)) for _ in range(4)], n_gen=12)
+    blocks = [(k, l) for l in range(1, 5) for k in ("attn", "mlp")]
+    acc = cal.acceptance([Plan.skipping([l] if k == "attn" else [], [l] if k == "mlp" else []) for k, l in blocks])
+    ranked = [blocks[i] for i in np.argsort(-acc, kind="stable")]
+    assert set(ranked[:4]) == {("attn", 2), ("mlp", 2), ("attn", 3), ("mlp", 3)}
+    assert acc[[blocks.index(b) for b in ranked[:4]]].min() == 1.0
+    assert acc[[blocks.index(b) for b in ranked[4:]]].max() < 1.0

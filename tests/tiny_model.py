@@ -1,0 +1,47 @@
+"""Tiny random llama models written as GGUF with the `gguf` package (no tokenizer)."""
+from __future__ import annotations
+
+import numpy as np
+from gguf import GGUFWriter
+
+
+def write_tiny_llama(path, n_layer=4, d=32, n_head=4, n_kv=2, n_ff=64, n_vocab=16, seed=0,
+                     identity_layers=(), scale=1.0, n_ctx=256):
+    """Write a random llama GGUF (F32 weights). Layers in `identity_layers` have zero output
+    projections (attn_output and ffn_down), so they leave the residual stream unchanged."""
+    rng = np.random.default_rng(seed)
+    hd = d // n_head
+    w = GGUFWriter(str(path), "llama")
+    w.add_context_length(n_ctx)
+    w.add_embedding_length(d)
+    w.add_block_count(n_layer)
+    w.add_feed_forward_length(n_ff)
+    w.add_head_count(n_head)
+    w.add_head_count_kv(n_kv)
+    w.add_rope_freq_base(10000.0)
+    w.add_layer_norm_rms_eps(1e-5)
+    w.add_file_type(0)
+
+    def mat(rows, k, s=1.0):
+        return (rng.standard_normal((rows, k)) * s * scale / np.sqrt(k)).astype(np.float32)
+
+    w.add_tensor("token_embd.weight", mat(n_vocab, d, np.sqrt(d)))
+    w.add_tensor("output_norm.weight", np.ones(d, np.float32))
+    w.add_tensor("output.weight", mat(n_vocab, d, 4.0))
+    for l in range(n_layer):
+        p = f"blk.{l}."
+        zero = l in identity_layers
+        w.add_tensor(p + "attn_norm.weight", (1 + 0.1 * rng.standard_normal(d)).astype(np.float32))
+        w.add_tensor(p + "attn_q.weight", mat(n_head * hd, d))
+        w.add_tensor(p + "attn_k.weight", mat(n_kv * hd, d))
+        w.add_tensor(p + "attn_v.weight", mat(n_kv * hd, d))
+        w.add_tensor(p + "attn_output.weight", mat(d, n_head * hd) * (0 if zero else 1))
+        w.add_tensor(p + "ffn_norm.weight", (1 + 0.1 * rng.standard_normal(d)).astype(np.float32))
+        w.add_tensor(p + "ffn_gate.weight", mat(n_ff, d))
+        w.add_tensor(p + "ffn_up.weight", mat(n_ff, d))
+        w.add_tensor(p + "ffn_down.weight", mat(d, n_ff) * (0 if zero else 1))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return str(path)
