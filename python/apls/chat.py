@@ -56,3 +56,6 @@ def render_chat(template: Optional[str], messages: List[Dict[str, str]], *, add_
         raise ChatTemplateError(f"chat template failed: {e}") from e
     except RecursionError as e:
         raise ChatTemplateError("chat template recursed too deeply") from e
+    except (OverflowError, TypeError, ValueError, AttributeError, KeyError, IndexError, ZeroDivisionError) as e:
+        # The sandbox refuses huge ranges (OverflowError); templates can fail like any code.
+        raise ChatTemplateError(f"chat template failed: {type(e).__name__}: {e}") from e

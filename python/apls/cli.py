@@ -64,6 +64,21 @@ def cmd_run(args) -> int:
         return 2
     model = _load(args)
     kw = _sampling_kwargs(args)
+    if args.speculative:
+        from .policy import make_policy
+        from .speculative import SpeculativeGenerator
+
+        gen = SpeculativeGenerator(model, make_policy(args.policy, model, args.plan), n_ctx=args.ctx_size or None)
+        text = model.chat_prompt([{"role": "user", "content": prompt}]) if args.chat else prompt
+        pieces = gen.generate(text, args.max_tokens, temperature=args.temp, top_k=args.top_k, top_p=args.top_p,
+                              min_p=args.min_p, seed=args.seed, stream=True, ignore_eos=args.ignore_eos,
+                              add_special=not args.chat, parse_special=args.chat)
+        _stream(pieces)
+        _print_stats(model)
+        st = gen.last_stats
+        print(f"[speculative: {st.n_rounds} rounds, tau {st.tau:.2f}, acceptance {st.acceptance:.2f}, "
+              f"draft {st.t_draft_s:.2f} s, verify {st.t_verify_s:.2f} s]", file=sys.stderr)
+        return 0
     if args.chat:
         pieces = model.chat([{"role": "user", "content": prompt}], args.max_tokens, stream=True, **kw)
     else:
@@ -110,7 +125,27 @@ def cmd_info(args) -> int:
     return 0
 
 
+def cmd_tune(args) -> int:
+    from .model import Model
+    from .spec_bench import load_prompts
+    from .tune import tune
+
+    model = Model(_resolve_model(args), n_threads=args.threads)
+    texts = [t for g in load_prompts(args.prompts, args.limit).values() for t in g]
+    prompts = [model.tokenize(model.chat_prompt([{"role": "user", "content": t}]), add_special=False,
+                              parse_special=True)[-256:] for t in texts]
+    res = tune(model, prompts, n_gen=args.n_gen, log=lambda m: print(m, file=sys.stderr))
+    with open(args.output, "w") as f:
+        json.dump(res.to_dict(), f, indent=2)
+        f.write("\n")
+    print(f"best: {res.plan.describe()} k={res.n_draft}: measured {res.measured_speedup:.2f}x "
+          f"(predicted {res.predicted_speedup:.2f}x, acceptance {res.acceptance:.2f}) -> {args.output}")
+    return 0
+
+
 def cmd_bench(args) -> int:
+    if args.speculative:
+        return cmd_bench_speculative(args)
     from .bench import dumps, format_table, run_bench
 
     res = run_bench(_resolve_model(args), n_prompt=args.n_prompt, n_gen=args.n_gen, n_threads=args.threads,
@@ -125,6 +160,28 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def cmd_bench_speculative(args) -> int:
+    from .model import Model
+    from .policy import make_policy
+    from .spec_bench import format_table, run
+
+    if not args.prompts:
+        print("apls bench --speculative: --prompts FILE is required (Spec-Bench question.jsonl format)", file=sys.stderr)
+        return 2
+    model = Model(_resolve_model(args), n_threads=args.threads)
+    res = run(model, args.prompts, lambda: make_policy(args.policy, model, args.plan), limit=args.limit,
+              max_tokens=args.max_tokens, log=lambda m: print(m, file=sys.stderr))
+    print(format_table(res))
+    if args.json:
+        text = json.dumps(res, indent=2)
+        if args.json == "-":
+            print(text)
+        else:
+            with open(args.json, "w") as f:
+                f.write(text + "\n")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="apls", description="APLS: fast LLM decoding from GGUF files")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -134,6 +191,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("prompt", nargs="?", help="the prompt")
     r.add_argument("-p", "--prompt", dest="prompt_opt", help="the prompt (alternative to the positional one)")
     r.add_argument("--chat", action="store_true", help="wrap the prompt in the model's chat template")
+    r.add_argument("--speculative", action="store_true", help="self-speculative decoding (APLS)")
+    r.add_argument("--plan", help="draft plan JSON (from apls tune); with --speculative")
+    r.add_argument("--policy", default="static", choices=["static", "adaptive", "progressive"],
+                   help="skip policy with --speculative (default static)")
     _sampling_args(r)
     r.set_defaults(func=cmd_run)
 
@@ -156,7 +217,22 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("-r", "--reps", type=int, default=5, help="repetitions (default 5)")
     b.add_argument("--vs-llama-cpp", action="store_true", help="also measure llama.cpp (llama-cpp-python) in the same run")
     b.add_argument("--json", nargs="?", const="-", metavar="FILE", help="write the result as JSON (to FILE, or stdout)")
+    b.add_argument("--speculative", action="store_true", help="Spec-Bench: APLS against plain decoding")
+    b.add_argument("--prompts", help="Spec-Bench question.jsonl (with --speculative)")
+    b.add_argument("--limit", type=int, default=10, help="prompts per task group (default 10)")
+    b.add_argument("--max-tokens", type=int, default=128, help="new tokens per prompt (default 128)")
+    b.add_argument("--plan", help="draft plan JSON (with --speculative)")
+    b.add_argument("--policy", default="static", choices=["static", "adaptive", "progressive"])
     b.set_defaults(func=cmd_bench)
+
+    tu = sub.add_parser("tune", help="search a draft plan on calibration prompts (writes plan JSON)")
+    _model_arg(tu)
+    tu.add_argument("--prompts", required=True, help="calibration prompts (Spec-Bench question.jsonl format)")
+    tu.add_argument("--limit", type=int, default=2, help="prompts per task group (default 2)")
+    tu.add_argument("--n-gen", type=int, default=32, help="continuation tokens per prompt to measure (default 32)")
+    tu.add_argument("-t", "--threads", type=int, default=0)
+    tu.add_argument("-o", "--output", default="plan.json", help="plan file to write (default plan.json)")
+    tu.set_defaults(func=cmd_tune)
     return ap
 
 

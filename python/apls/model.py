@@ -163,7 +163,7 @@ class Model:
                  frequency_penalty: float = 0.0, presence_penalty: float = 0.0, penalty_last_n: int = 64,
                  stop: Optional[Sequence[str]] = None, seed: int = 0, stream: bool = False,
                  ignore_eos: bool = False, add_special: bool = True, parse_special: bool = False,
-                 n_ctx: Optional[int] = None) -> Union[str, Iterator[str]]:
+                 n_ctx: Optional[int] = None, speculative: bool = False, policy=None) -> Union[str, Iterator[str]]:
         """Generate a continuation of `prompt` (text, or token ids).
 
         Sampling follows llama.cpp's chain (penalties, top-k, top-p, min-p, temperature); a
@@ -172,11 +172,21 @@ class Model:
         `max_tokens`, or when the context is full. Statistics of the last call are in
         `self.last_stats`.
 
+        speculative=True decodes with APLS (self-speculative decoding; `policy` chooses the draft
+        plan, default `apls.policy.StaticPolicy.default_for(model)`): greedy output is identical,
+        sampled output has the same distribution (penalties are not supported there).
+
         Returns:
             the generated text, or with stream=True an iterator of text pieces (whole characters).
         Raises:
             apls.InvalidArgumentError for bad settings; apls.UnsupportedError without a tokenizer.
         """
+        if speculative:
+            from .speculative import SpeculativeGenerator
+
+            return SpeculativeGenerator(self, policy, n_ctx=n_ctx).generate(
+                prompt, max_tokens, temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p, seed=seed,
+                stop=stop, stream=stream, ignore_eos=ignore_eos, add_special=add_special, parse_special=parse_special)
         if max_tokens < 0:
             raise ValueError(f"max_tokens must be >= 0, got {max_tokens}")
         ids = self.tokenize(prompt, add_special, parse_special) if isinstance(prompt, (str, bytes)) else list(prompt)

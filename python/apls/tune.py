@@ -77,7 +77,7 @@ class Calibration:
         """Per plan: the fraction of continuation positions where the plan's next-token argmax,
         computed on top of the full model's cache, equals the full model's greedy token."""
         P = len(self.prompts)
-        n_ctx = sum(len(p) + self.n_gen + 8 for p in self.prompts)
+        n_ctx = sum(len(p) + self.n_gen + 8 + 16 for p in self.prompts)  # + a partial block each
         ctx = self.model.context(n_ctx=n_ctx, n_seq_max=P, n_batch=max(P, 512))
         for s, p in enumerate(self.prompts):  # full-model cache up to the last prompt token
             ctx.decode(p[:-1], seq_ids=[s] * (len(p) - 1), logits="last")

@@ -1,0 +1,96 @@
+"""`apls bench --speculative`: Spec-Bench-style measurement of APLS against plain decoding on the
+same engine — per task group and overall: tokens/s of both, speedup, tau (mean tokens per verify,
+the verifier's own included), acceptance, and whether every output is identical."""
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from collections import OrderedDict
+from typing import Dict, List, Optional
+
+from ._core import Sampler
+from .generate import GenerationStats, generate_tokens
+from .speculative import SpecStats, SpeculativeGenerator
+
+SPEC_BENCH_GROUPS = ("mt_bench", "translation", "summarization", "qa", "math_reasoning", "rag")
+
+
+def load_prompts(path: str, limit: Optional[int] = None) -> "OrderedDict[str, List[str]]":
+    """Spec-Bench question.jsonl ({"category", "turns"}) or {"category", "text"} lines, grouped
+    into Spec-Bench's six task groups (MT-bench's categories form "mt_bench"); first turns only.
+    `limit`: most prompts per group. Raises ValueError on a line without a prompt."""
+    groups: "OrderedDict[str, List[str]]" = OrderedDict((g, []) for g in SPEC_BENCH_GROUPS)
+    with open(path) as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            q = json.loads(line)
+            text = q["turns"][0] if "turns" in q else q.get("text")
+            if not text:
+                raise ValueError(f"{path}:{n}: no prompt ('turns' or 'text')")
+            cat = q.get("category", "mt_bench")
+            g = cat if cat in SPEC_BENCH_GROUPS else "mt_bench"
+            if limit is None or len(groups[g]) < limit:
+                groups[g].append(text)
+    return OrderedDict((g, v) for g, v in groups.items() if v)
+
+
+def _row(plain_tok, plain_s, apls_tok, apls_s, st: SpecStats, identical: bool) -> Dict:
+    ar = plain_tok / plain_s if plain_s else 0.0
+    ap = apls_tok / apls_s if apls_s else 0.0
+    return {"ar_tok_s": ar, "apls_tok_s": ap, "speedup": ap / ar if ar else 0.0, "tau": st.tau,
+            "acceptance": st.acceptance, "identical": identical}
+
+
+def run(model, prompts_path: str, policy_factory, limit: Optional[int] = 10, max_tokens: int = 128,
+        log=print) -> Dict:
+    """Greedy, batch 1, chat template applied. `policy_factory()` gives a fresh policy per prompt.
+    Returns {"overall": {...}, "groups": {name: {...}}, "config": {...}}."""
+    groups = load_prompts(prompts_path, limit)
+    n_ctx = 2048
+    res_groups, tot = {}, {"plain_tok": 0, "plain_s": 0.0, "apls_tok": 0, "apls_s": 0.0, "ident": True}
+    overall_stats = SpecStats()
+    draft_cost: List[float] = []
+    for g, texts in groups.items():
+        gs = {"plain_tok": 0, "plain_s": 0.0, "apls_tok": 0, "apls_s": 0.0, "ident": True}
+        gstats = SpecStats()
+        for text in texts:
+            ids = model.tokenize(model.chat_prompt([{"role": "user", "content": text}]), add_special=False,
+                                 parse_special=True)[-(n_ctx - max_tokens - 32):]
+            ps = GenerationStats()  # plain decoding; generation time only (prefill is the same work)
+            plain = list(generate_tokens(model.context(n_ctx=n_ctx), ids, max_tokens, Sampler(temperature=0.0),
+                                         stats=ps))
+            st = SpecStats()
+            out = list(SpeculativeGenerator(model, policy_factory(), n_ctx=n_ctx).generate_tokens(
+                ids, max_tokens, None, stats=st))
+            same = out == plain
+            for acc in (gs, tot):
+                acc["plain_tok"] += ps.n_generated
+                acc["plain_s"] += ps.decode_s
+                acc["apls_tok"] += st.n_generated
+                acc["apls_s"] += st.decode_s
+                acc["ident"] &= same
+            for agg in (gstats, overall_stats):
+                for k in ("n_rounds", "n_drafted", "n_accepted", "t_draft_s", "t_verify_s"):
+                    setattr(agg, k, getattr(agg, k) + getattr(st, k))
+            if st.n_drafted and ps.n_generated:
+                draft_cost.append((st.t_draft_s / st.n_drafted) / (ps.decode_s / ps.n_generated))
+        res_groups[g] = _row(gs["plain_tok"], gs["plain_s"], gs["apls_tok"], gs["apls_s"], gstats, gs["ident"])
+        r = res_groups[g]
+        log(f"{g:<15} plain {r['ar_tok_s']:7.1f} tok/s  apls {r['apls_tok_s']:7.1f} tok/s  {r['speedup']:.2f}x  "
+            f"tau {r['tau']:.2f}  acc {r['acceptance']:.2f}  identical {r['identical']}")
+    overall = _row(tot["plain_tok"], tot["plain_s"], tot["apls_tok"], tot["apls_s"], overall_stats, tot["ident"])
+    overall["draft_cost_vs_full_step"] = statistics.fmean(draft_cost) if draft_cost else 0.0
+    overall["rounds"] = overall_stats.n_rounds
+    return {"overall": overall, "groups": res_groups,
+            "config": {"prompts": prompts_path, "limit": limit, "max_tokens": max_tokens}}
+
+
+def format_table(res: Dict) -> str:
+    lines = ["| group | plain tok/s | APLS tok/s | speedup | tau | acceptance | identical |",
+             "|---|---|---|---|---|---|---|"]
+    for g, r in list(res["groups"].items()) + [("overall", res["overall"])]:
+        lines.append(f"| {g} | {r['ar_tok_s']:.1f} | {r['apls_tok_s']:.1f} | {r['speedup']:.2f}x | {r['tau']:.2f} | "
+                     f"{r['acceptance']:.2f} | {r['identical']} |")
+    return "\n".join(lines)

@@ -1,0 +1,115 @@
+"""Text in, text out: generation, streaming, stop strings, chat templates and the `apls` CLI."""
+import os
+import subprocess
+import sys
+
+import jinja2
+import numpy as np
+import pytest
+
+import apls
+from apls.chat import ChatTemplateError, render_chat
+
+
+@pytest.fixture(scope="module")
+def model(smollm2_path):
+    return apls.Model(smollm2_path, n_ctx=512)
+
+
+def test_greedy_generate_equals_argmax_decoding(model):
+    prompt = "The three primary colors are"
+    text = model.generate(prompt, 24, temperature=0, ignore_eos=True)
+    ids = model.tokenize(prompt)
+    ctx = model.context(n_ctx=128)
+    logits = ctx.decode(ids, logits="last")[-1]
+    out = []
+    for _ in range(24):
+        out.append(int(np.argmax(logits)))
+        logits = ctx.decode([out[-1]], logits="last")[-1]
+    assert text == model.detokenize(out)
+    assert model.last_stats.n_generated == 24 and model.last_stats.stop_reason == "length"
+
+
+def test_stream_pieces_join_to_the_same_text_and_are_whole_characters(model):
+    prompt = "Write the word 'café' and a smiley emoji:"
+    full = model.generate(prompt, 32, temperature=0, ignore_eos=True)
+    pieces = list(model.generate(prompt, 32, temperature=0, ignore_eos=True, stream=True))
+    assert "".join(pieces) == full
+    assert all("\ufffd" not in p for p in pieces)
+
+
+def test_seeded_sampling_is_reproducible(model):
+    a = model.generate("Once upon a time", 24, temperature=0.9, seed=7)
+    b = model.generate("Once upon a time", 24, temperature=0.9, seed=7)
+    c = model.generate("Once upon a time", 24, temperature=0.9, seed=8)
+    assert a == b and a != c
+
+
+def test_stop_strings_cut_the_output(model):
+    full = model.generate("Count: 1, 2, 3,", 24, temperature=0, ignore_eos=True)
+    assert "," in full
+    cut = model.generate("Count: 1, 2, 3,", 24, temperature=0, ignore_eos=True, stop=[","])
+    assert cut == full[:full.index(",")]
+    assert model.last_stats.stop_reason == "stop"
+
+
+def test_chat_template_matches_jinja2_rendering(model):
+    messages = [{"role": "user", "content": "Hi there"}, {"role": "assistant", "content": "Hello!"},
+                {"role": "user", "content": "What is 2+2?"}]
+    template = model._model.meta("tokenizer.chat_template")
+    env = jinja2.Environment(trim_blocks=True, lstrip_blocks=True)
+    want = env.from_string(template).render(messages=messages, add_generation_prompt=True,
+                                            bos_token="<|im_start|>", eos_token="<|im_end|>")
+    assert model.chat_prompt(messages) == want
+    assert want.endswith("<|im_start|>assistant\n")
+
+
+def test_chat_generates_and_stops_at_end_of_turn(model):
+    reply = model.chat([{"role": "user", "content": "Say hello."}], max_tokens=64, temperature=0)
+    assert reply and "<|im_end|>" not in reply
+    assert model.last_stats.stop_reason in ("eog", "length")
+
+
+def test_hostile_templates_fail_clearly():
+    with pytest.raises(ChatTemplateError, match="no chat template"):
+        render_chat(None, [{"role": "user", "content": "x"}])
+    with pytest.raises(ChatTemplateError, match="Range too big"):
+        render_chat("{% for i in range(100000000) %}x{% endfor %}", [{"role": "user", "content": "x"}])
+    with pytest.raises(ChatTemplateError, match="exceeds"):  # within the range cap, over the output cap
+        render_chat("{% for i in range(99999) %}{% for j in range(99) %}xxxx{% endfor %}{% endfor %}",
+                    [{"role": "user", "content": "x"}])
+    with pytest.raises(ChatTemplateError, match="raised: nope"):
+        render_chat("{{ raise_exception('nope') }}", [{"role": "user", "content": "x"}])
+    with pytest.raises(ChatTemplateError):
+        render_chat("{{ ''.__class__.__mro__ }}{{ x.__globals__ }}{% for %}", [{"role": "user", "content": "x"}])
+    assert render_chat("{{ undefined_thing }}ok", [{"role": "user", "content": "x"}]) == "ok"
+
+
+def run_cli(*args, timeout=300):
+    env = dict(os.environ)
+    return subprocess.run([sys.executable, "-m", "apls", *args], capture_output=True, text=True, timeout=timeout,
+                          env=env)
+
+
+def test_cli_run_and_info(smollm2_path):
+    r = run_cli("run", "-m", smollm2_path, "-n", "16", "--temp", "0", "The capital of France is")
+    assert r.returncode == 0, r.stderr
+    assert len(r.stdout.strip()) > 0
+    assert "tok/s" in r.stderr
+    r = run_cli("run", "-n", "8", "--temp", "0", "--speculative", "Hello")  # the default model
+    assert r.returncode == 0, r.stderr
+    assert "tau" in r.stderr
+    r = run_cli("info", smollm2_path)
+    assert r.returncode == 0, r.stderr
+    assert "architecture: llama" in r.stdout and "Q4_1" in r.stdout and "parameters: 134.5 M" in r.stdout
+
+
+def test_cli_fails_clearly(tmp_path):
+    r = run_cli("run", "-m", str(tmp_path / "missing.gguf"), "hi")
+    assert r.returncode == 1 and "missing.gguf" in r.stderr and "Traceback" not in r.stderr
+    bad = tmp_path / "bad.gguf"
+    bad.write_text("this is not a model")
+    r = run_cli("run", "-m", str(bad), "hi")
+    assert r.returncode == 1 and "magic" in r.stderr and "Traceback" not in r.stderr
+    r = run_cli("run", "--no-such-flag", "hi")
+    assert r.returncode == 2 and "unrecognized arguments: --no-such-flag" in r.stderr
