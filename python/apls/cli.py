@@ -169,6 +169,19 @@ def cmd_bench_speculative(args) -> int:
         print("apls bench --speculative: --prompts FILE is required (Spec-Bench question.jsonl format)", file=sys.stderr)
         return 2
     model = Model(_resolve_model(args), n_threads=args.threads)
+    if args.long:
+        from .plan import Plan
+        from .policy import default_plan
+        from .spec_bench import run_long
+
+        res = run_long(model, args.prompts, Plan.load(args.plan) if args.plan else default_plan(model),
+                       max_tokens=min(args.max_tokens, 64), log=lambda m: print(m, file=sys.stderr))
+        text = json.dumps(res, indent=2)
+        print(text)
+        if args.json and args.json != "-":
+            with open(args.json, "w") as f:
+                f.write(text + "\n")
+        return 0
     res = run(model, args.prompts, lambda: make_policy(args.policy, model, args.plan), limit=args.limit,
               max_tokens=args.max_tokens, log=lambda m: print(m, file=sys.stderr))
     print(format_table(res))
@@ -223,6 +236,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--max-tokens", type=int, default=128, help="new tokens per prompt (default 128)")
     b.add_argument("--plan", help="draft plan JSON (with --speculative)")
     b.add_argument("--policy", default="static", choices=["static", "adaptive", "progressive"])
+    b.add_argument("--long", action="store_true",
+                   help="long-context mode (1k-4k tokens): draft cost and speedup with/without KV view and progressive reduction")
     b.set_defaults(func=cmd_bench)
 
     tu = sub.add_parser("tune", help="search a draft plan on calibration prompts (writes plan JSON)")

@@ -94,3 +94,49 @@ def format_table(res: Dict) -> str:
         lines.append(f"| {g} | {r['ar_tok_s']:.1f} | {r['apls_tok_s']:.1f} | {r['speedup']:.2f}x | {r['tau']:.2f} | "
                      f"{r['acceptance']:.2f} | {r['identical']} |")
     return "\n".join(lines)
+
+
+
+
+def run_long(model, prompts_path: str, plan, lengths=(1024, 2048, 4096), max_tokens: int = 64,
+             n_sink: int = 4, n_window: int = 256, log=print) -> Dict:
+    """Long-context mode: for each context length, plain decoding against APLS with the static
+    draft plan, with a draft KV view (sinks + window), and with progressive reduction (more
+    attention skipped) plus the view. Reports tokens/s, speedup, draft cost per token relative
+    to a full step, tau, and identity of the outputs."""
+    from .kv_policy import KVViewPolicy
+    from .plan import Plan
+    from .policy import DraftLength, ProgressiveSchedule, StaticPolicy
+
+    blob = "\n\n".join(t for g in load_prompts(prompts_path).values() for t in g)
+    all_ids = model.tokenize(blob, add_special=False)
+    n = model.n_layer
+    more = Plan.skipping(set(plan.skip_attn) | set(range(2, n - 2, 2)), plan.skip_mlp, plan.groups, plan.head_rows)
+    configs = {
+        "apls": lambda: StaticPolicy(plan, DraftLength(n_max=4)),
+        "apls+view": lambda: StaticPolicy(plan, DraftLength(n_max=4), kv=KVViewPolicy(n_sink, n_window, 0)),
+        "apls+progressive+view": lambda: StaticPolicy(
+            plan, DraftLength(n_max=4), schedule=ProgressiveSchedule([(0, plan), (2048, more)]),
+            kv=KVViewPolicy(n_sink, n_window, 0)),
+    }
+    out = {}
+    for L in lengths:
+        ids = all_ids[:L]
+        n_ctx = L + max_tokens + 64
+        ps = GenerationStats()
+        plain = list(generate_tokens(model.context(n_ctx=n_ctx), ids, max_tokens, Sampler(temperature=0.0),
+                                     ignore_eos=True, stats=ps))
+        row = {"plain_tok_s": ps.decode_tok_s}
+        step = ps.decode_s / max(ps.n_generated, 1)
+        for name, make in configs.items():
+            st = SpecStats()
+            got = list(SpeculativeGenerator(model, make(), n_ctx=n_ctx).generate_tokens(
+                ids, max_tokens, None, ignore_eos=True, stats=st))
+            row[name] = {"tok_s": st.decode_tok_s, "speedup": st.decode_tok_s / ps.decode_tok_s,
+                         "draft_cost": (st.t_draft_s / max(st.n_drafted, 1)) / step, "tau": st.tau,
+                         "identical": got == plain}
+        out[str(L)] = row
+        log(f"context {L}: plain {row['plain_tok_s']:.1f} tok/s; " + "; ".join(
+            f"{k} {v['speedup']:.2f}x (draft {v['draft_cost']:.2f}, tau {v['tau']:.2f}, identical {v['identical']})"
+            for k, v in row.items() if isinstance(v, dict)))
+    return out
