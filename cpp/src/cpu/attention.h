@@ -9,11 +9,15 @@
 namespace apls::cpu {
 
 // out (hd) = sum_j softmax_j(q . K_j * scale) V_j over the entries j of `seq` in `layer` whose
-// position is in [0, pos_q] (holes and future positions are skipped). Entries are visited in
-// block-table order, so the result for a query does not depend on what else is in the batch.
+// position is in [0, pos_q] and that `view` shows (nullptr = every entry; see KVView).
+// Entries are visited in block-table order, so the result for a query does not depend on what
+// else is in the batch, nor on whether a view hides other entries.
+// Cost: proportional to the visible entries, not to the sequence's length. For a sorted
+// sequence (kv_cache.h) the visible entries are found as index ranges: binary searches for the
+// causal bound and the sink/window bounds, one (usually O(1)) lookup per listed position.
+// Unsorted sequences fall back to testing every entry.
 // q: (hd), the query head; kv_off: offset of the KV head inside a cached row;
-// scores: scratch of at least kv.seq_len(seq) floats. view: nullptr = every entry; else only
-// the entries the view shows (see KVView).
+// scores: scratch of at least kv.seq_len(seq) floats.
 void attend(const KernelTable& kt, const KVCache& kv, int32_t layer, int32_t seq, int32_t pos_q,
             const float* q, int64_t kv_off, int64_t hd, float scale, float* scores, float* out,
             const KVView* view = nullptr);
