@@ -99,6 +99,10 @@ def test_cli_run_and_info(smollm2_path):
     r = run_cli("run", "-n", "8", "--temp", "0", "--speculative", "Hello")  # the default model
     assert r.returncode == 0, r.stderr
     assert "tau" in r.stderr
+    r = run_cli("run", "-m", smollm2_path, "-n", "150", "-c", "64", "--temp", "0.8", "--ignore-eos",
+                "--stream-past-window", "Once upon a time")
+    assert r.returncode == 0, r.stderr
+    assert "generation: 150 tokens" in r.stderr  # more than the 64-token window holds
     r = run_cli("info", smollm2_path)
     assert r.returncode == 0, r.stderr
     assert "architecture: llama" in r.stdout and "Q4_1" in r.stdout and "parameters: 134.5 M" in r.stdout

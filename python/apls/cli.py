@@ -37,6 +37,10 @@ def _sampling_kwargs(args) -> dict:
                 repeat_penalty=args.repeat_penalty, seed=args.seed, ignore_eos=args.ignore_eos)
 
 
+def _plain_kwargs(args) -> dict:
+    return dict(_sampling_kwargs(args), stream_past_window=getattr(args, "stream_past_window", False))
+
+
 def _load(args):
     from .model import Model
 
@@ -79,6 +83,7 @@ def cmd_run(args) -> int:
         print(f"[speculative: {st.n_rounds} rounds, tau {st.tau:.2f}, acceptance {st.acceptance:.2f}, "
               f"draft {st.t_draft_s:.2f} s, verify {st.t_verify_s:.2f} s]", file=sys.stderr)
         return 0
+    kw = _plain_kwargs(args)
     if args.chat:
         pieces = model.chat([{"role": "user", "content": prompt}], args.max_tokens, stream=True, **kw)
     else:
@@ -204,6 +209,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("prompt", nargs="?", help="the prompt")
     r.add_argument("-p", "--prompt", dest="prompt_opt", help="the prompt (alternative to the positional one)")
     r.add_argument("--chat", action="store_true", help="wrap the prompt in the model's chat template")
+    r.add_argument("--stream-past-window", action="store_true",
+                   help="when the context is full, drop the oldest tokens (keeping 4 attention sinks) and go on")
     r.add_argument("--speculative", action="store_true", help="self-speculative decoding (APLS)")
     r.add_argument("--plan", help="draft plan JSON (from apls tune); with --speculative")
     r.add_argument("--policy", default="static", choices=["static", "adaptive", "progressive"],

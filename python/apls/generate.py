@@ -79,8 +79,14 @@ class _StopMatcher:
 
 
 def generate_tokens(ctx, prompt_ids: List[int], max_tokens: int, sampler, ignore_eos: bool = False,
-                    stats: Optional[GenerationStats] = None) -> Iterator[int]:
-    """Yield up to max_tokens sampled token ids after prefilling `prompt_ids` into `ctx`."""
+                    stats: Optional[GenerationStats] = None, stream_past_window: bool = False,
+                    n_sink: int = 4) -> Iterator[int]:
+    """Yield up to max_tokens sampled token ids after prefilling `prompt_ids` into `ctx`.
+
+    stream_past_window: when the context is full, delete the oldest entries after the first
+    `n_sink` (attention sinks), shifting later positions down, and go on (apls.kv.make_room)."""
+    from .kv import make_room
+
     vocab = ctx.model.vocab
     stats = stats if stats is not None else GenerationStats()
     stats.n_prompt = len(prompt_ids)
@@ -101,9 +107,12 @@ def generate_tokens(ctx, prompt_ids: List[int], max_tokens: int, sampler, ignore
                 return
             stats.n_generated += 1
             yield tok
-            if stats.n_generated == max_tokens or ctx.kv_seq_len(0) >= ctx.n_ctx:
-                if ctx.kv_seq_len(0) >= ctx.n_ctx:
-                    stats.stop_reason = "context"
+            if stats.n_generated == max_tokens:
+                return
+            if stream_past_window:
+                make_room(ctx, 0, 1, n_sink=n_sink)
+            elif ctx.kv_seq_len(0) >= ctx.n_ctx:
+                stats.stop_reason = "context"
                 return
             logits = ctx.decode([tok], logits="last")[-1]
     finally:

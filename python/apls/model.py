@@ -163,13 +163,15 @@ class Model:
                  frequency_penalty: float = 0.0, presence_penalty: float = 0.0, penalty_last_n: int = 64,
                  stop: Optional[Sequence[str]] = None, seed: int = 0, stream: bool = False,
                  ignore_eos: bool = False, add_special: bool = True, parse_special: bool = False,
-                 n_ctx: Optional[int] = None, speculative: bool = False, policy=None) -> Union[str, Iterator[str]]:
+                 n_ctx: Optional[int] = None, speculative: bool = False, policy=None,
+                 stream_past_window: bool = False) -> Union[str, Iterator[str]]:
         """Generate a continuation of `prompt` (text, or token ids).
 
         Sampling follows llama.cpp's chain (penalties, top-k, top-p, min-p, temperature); a
         temperature <= 0 is greedy. Generation stops at an end-of-generation token (unless
         ignore_eos), at the first of the `stop` strings (not included in the output), after
-        `max_tokens`, or when the context is full. Statistics of the last call are in
+        `max_tokens`, or when the context is full — unless stream_past_window, which deletes the
+        oldest entries after 4 attention sinks and goes on. Statistics of the last call are in
         `self.last_stats`.
 
         speculative=True decodes with APLS (self-speculative decoding; `policy` chooses the draft
@@ -201,8 +203,8 @@ class Model:
         ctx = self.context(n_ctx=n_ctx)
         stats = GenerationStats()
         self.last_stats = stats
-        pieces = stream_text(self.vocab, generate_tokens(ctx, ids, max_tokens, sampler, ignore_eos, stats),
-                             stop or [], stats)
+        pieces = stream_text(self.vocab, generate_tokens(ctx, ids, max_tokens, sampler, ignore_eos, stats,
+                                                         stream_past_window), stop or [], stats)
         return pieces if stream else "".join(pieces)
 
     def chat_prompt(self, messages: List[Dict[str, str]], add_generation_prompt: bool = True) -> str:
