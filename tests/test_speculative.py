@@ -44,7 +44,7 @@ PLANS = {
     "skip": Plan.skipping(range(10, 20), range(10, 20)),
     "skip-attn-head": Plan.skipping(range(6, 24), [], head_rows=8192),
     "groups": Plan.skipping([], [14], groups=[(8, 11), (20, 23)]),
-    "early-exit": Plan.early_exit(12, 30),
+    "early-exit": Plan.early_exit(24, 30),
 }
 
 

@@ -66,28 +66,33 @@ uint64_t apls_model_size(const apls_model* m) { return m ? m->impl->n_bytes() : 
 
 int32_t apls_model_meta_val_str(const apls_model* m, const char* key, char* buf, size_t buf_size) {
     std::string text;
-    if (m && key) {
-        if (const apls::gguf::Value* v = m->impl->file().find(key)) {
-            switch (v->type) {
-                case apls::gguf::ValueType::STRING: text = v->str; break;
-                case apls::gguf::ValueType::BOOL: text = v->scalar.b ? "true" : "false"; break;
-                case apls::gguf::ValueType::F32:
-                case apls::gguf::ValueType::F64: text = std::to_string(v->scalar.f); break;
-                case apls::gguf::ValueType::ARRAY: text = "[array of " + std::to_string(v->arr.size()) + "]"; break;
-                default: text = v->is_integer() ? (v->type == apls::gguf::ValueType::I8 || v->type == apls::gguf::ValueType::I16 ||
-                                                          v->type == apls::gguf::ValueType::I32 || v->type == apls::gguf::ValueType::I64
-                                                      ? std::to_string(v->scalar.i)
-                                                      : std::to_string(v->scalar.u))
-                                                 : "";
+    // Building the text allocates: under guard, so that a bad_alloc becomes -1 and an error
+    // instead of crossing the C boundary.
+    const apls_status st = guard([&] {
+        if (m && key) {
+            if (const apls::gguf::Value* v = m->impl->file().find(key)) {
+                switch (v->type) {
+                    case apls::gguf::ValueType::STRING: text = v->str; break;
+                    case apls::gguf::ValueType::BOOL: text = v->scalar.b ? "true" : "false"; break;
+                    case apls::gguf::ValueType::F32:
+                    case apls::gguf::ValueType::F64: text = std::to_string(v->scalar.f); break;
+                    case apls::gguf::ValueType::ARRAY: text = "[array of " + std::to_string(v->arr.size()) + "]"; break;
+                    default: text = v->is_integer() ? (v->type == apls::gguf::ValueType::I8 || v->type == apls::gguf::ValueType::I16 ||
+                                                              v->type == apls::gguf::ValueType::I32 || v->type == apls::gguf::ValueType::I64
+                                                          ? std::to_string(v->scalar.i)
+                                                          : std::to_string(v->scalar.u))
+                                                     : "";
+                }
             }
         }
-    }
+    });
+    if (st != APLS_STATUS_OK) text.clear();
     if (buf && buf_size > 0) {
         const size_t n = text.size() < buf_size - 1 ? text.size() : buf_size - 1;
         std::memcpy(buf, text.data(), n);
         buf[n] = '\0';
     }
-    return static_cast<int32_t>(text.size());
+    return st == APLS_STATUS_OK ? static_cast<int32_t>(text.size()) : -1;
 }
 
 apls_context_params apls_context_default_params(void) {
@@ -106,6 +111,13 @@ apls_status apls_context_init(apls_model* model, apls_context_params params, apl
     if (!out_ctx) return null_arg("out_ctx");
     *out_ctx = nullptr;
     return guard([&] {
+        // A C caller may store any int in kv_type; in C++ loading a value outside the enum's
+        // range is undefined (UBSan: -fsanitize=enum), so check the stored integer first.
+        int32_t kv_type = 0;
+        static_assert(sizeof(params.kv_type) == sizeof(kv_type), "apls_kv_type is int-sized");
+        std::memcpy(&kv_type, &params.kv_type, sizeof(kv_type));
+        if (kv_type != APLS_KV_TYPE_F32 && kv_type != APLS_KV_TYPE_F16)
+            apls::fail(APLS_STATUS_INVALID_ARGUMENT, "unknown kv_type ", kv_type);
         auto c = std::make_unique<apls_context>();
         c->impl = std::make_unique<apls::Context>(*model->impl, params);
         *out_ctx = c.release();
@@ -159,7 +171,7 @@ apls_status apls_kv_seq_truncate(apls_context* ctx, int32_t seq_id, int32_t n) {
 }
 
 void apls_kv_clear(apls_context* ctx) {
-    if (ctx) ctx->impl->kv().clear();
+    if (ctx) guard([&] { ctx->impl->kv().clear(); });  // no status to return; guard keeps exceptions in
 }
 
 }  // extern "C"

@@ -112,7 +112,7 @@ apls_status apls_sampler_accept(apls_sampler* smpl, int32_t token) {
 }
 
 void apls_sampler_reset(apls_sampler* smpl) {
-    if (smpl) smpl->impl.reset();
+    if (smpl) guard([&] { smpl->impl.reset(); });  // void: guard only keeps any exception of a stage inside
 }
 
 void apls_sampler_free(apls_sampler* smpl) { delete smpl; }

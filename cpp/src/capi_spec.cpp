@@ -32,8 +32,10 @@ apls_status apls_spec_round(apls_context* ctx, int32_t last_token, const apls_pl
             sp.n_draft_max = params->n_draft_max;
             sp.draft_p_min = params->draft_p_min;
         }
-        if (max_out < sp.n_draft_max + 1)
-            apls::fail(APLS_STATUS_INVALID_ARGUMENT, "max_out ", max_out, " < n_draft_max + 1 = ", sp.n_draft_max + 1);
+        // In 64 bits: n_draft_max = INT32_MAX must be refused, not overflow.
+        const int64_t need = static_cast<int64_t>(sp.n_draft_max) + 1;
+        if (max_out < need)
+            apls::fail(APLS_STATUS_INVALID_ARGUMENT, "max_out ", max_out, " < n_draft_max + 1 = ", need);
         const apls::Plan plan = apls::Plan::from_c(draft_plan, hp.n_layer, hp.n_vocab);
         apls::KVView view;
         if (draft_view) {

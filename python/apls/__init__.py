@@ -13,6 +13,7 @@ from ._core import (  # noqa: E402,F401
 )
 from .model import Context, Model  # noqa: E402,F401
 from .plan import Plan  # noqa: E402,F401
+from .kv import KVView  # noqa: E402,F401
 from .chat import ChatTemplateError  # noqa: E402,F401
 from .default_model import default_model_path  # noqa: E402,F401
 from ._core import Sampler  # noqa: E402,F401

@@ -71,7 +71,7 @@ APLS_API int32_t apls_model_n_embd(const apls_model* model);
 APLS_API int32_t apls_model_n_ctx_train(const apls_model* model);
 APLS_API uint64_t apls_model_n_params(const apls_model* model);
 APLS_API uint64_t apls_model_size(const apls_model* model);  /* bytes of weights */
-/* Metadata value as text ("" if absent); returns the full length like snprintf. */
+/* Metadata value as text ("" if absent); returns the full length like snprintf (-1, with an error, out of memory). */
 APLS_API int32_t apls_model_meta_val_str(const apls_model* model, const char* key, char* buf, size_t buf_size);
 
 /* ---- tokenizer ---------------------------------------------------------------------------- */
