@@ -44,11 +44,12 @@ std::vector<int32_t> to_vec(const I32Array& a, const char* what) {
     return std::vector<int32_t>(a.data(), a.data() + a.shape(0));
 }
 
-// decode(tokens, pos=None, seq_ids=None, logits="last"|"all"|mask, attn=None, mlp=None)
-//   -> float32 (n_outputs, n_vocab)
+// decode(tokens, pos=None, seq_ids=None, logits="last"|"all"|mask, attn=None, mlp=None, group=None,
+//        head_rows=0) -> float32 (n_outputs, n_vocab); view: attention restricted to it, or nullptr.
 py::array_t<float> decode(Context& ctx, const I32Array& tokens, std::optional<I32Array> pos,
                           std::optional<I32Array> seq_ids, py::object logits, std::optional<U8Array> attn,
-                          std::optional<U8Array> mlp, std::optional<I32Array> group, int32_t head_rows) {
+                          std::optional<U8Array> mlp, std::optional<I32Array> group, int32_t head_rows,
+                          const apls::KVView* view = nullptr) {
     const std::vector<int32_t> tok = to_vec(tokens, "tokens");
     const int32_t n = static_cast<int32_t>(tok.size());
     std::vector<int32_t> pv, sv;
@@ -86,7 +87,7 @@ py::array_t<float> decode(Context& ctx, const I32Array& tokens, std::optional<I3
     {
         apls::Batch batch = ctx.make_batch(b);
         py::gil_scoped_release release;
-        ctx.decode(batch, plan);
+        ctx.decode(batch, plan, view);
     }
     const int64_t rows = ctx.n_outputs(), n_vocab = ctx.model().hparams().n_vocab;
     py::array_t<float> out({rows, n_vocab});
@@ -125,7 +126,11 @@ void bind_model(py::module_& m) {
         .def(py::init(&make_context), py::arg("model"), py::arg("n_ctx") = 0, py::arg("n_batch") = 512,
              py::arg("n_threads") = 0, py::arg("n_seq_max") = 1, py::arg("kv_block_size") = 16,
              py::arg("kv_type") = "f16", py::keep_alive<1, 2>())
-        .def("decode", &decode, py::arg("tokens"), py::arg("pos") = py::none(), py::arg("seq_ids") = py::none(),
+        .def("decode", [](Context& ctx, const I32Array& tokens, std::optional<I32Array> pos,
+                          std::optional<I32Array> seq_ids, py::object logits, std::optional<U8Array> attn,
+                          std::optional<U8Array> mlp, std::optional<I32Array> group, int32_t head_rows) {
+                 return decode(ctx, tokens, pos, seq_ids, logits, attn, mlp, group, head_rows);
+             }, py::arg("tokens"), py::arg("pos") = py::none(), py::arg("seq_ids") = py::none(),
              py::arg("logits") = "last", py::arg("attn") = py::none(), py::arg("mlp") = py::none(),
              py::arg("group") = py::none(), py::arg("head_rows") = 0)
         .def_property_readonly("n_ctx", [](const Context& c) { return c.params().n_ctx; })
@@ -180,53 +185,15 @@ void bind_model(py::module_& m) {
         .def_property_readonly("kv_block_size", [](const Context& c) { return c.kv().block_size(); })
         .def("kv_check", [](const Context& c) { c.kv().check_invariants(); })
         // decode() with attention restricted to a view (n_sink/n_window, or explicit positions).
-        // Mirrors decode()'s argument handling; TODO(lead): give decode() an optional view instead.
         .def("decode_view", [](Context& ctx, const I32Array& tokens, std::optional<I32Array> pos,
                                std::optional<I32Array> seq_ids, py::object logits, std::optional<U8Array> attn,
                                std::optional<U8Array> mlp, std::optional<I32Array> group, int32_t head_rows,
                                int32_t n_sink, int32_t n_window, std::optional<I32Array> positions) {
-            const std::vector<int32_t> tok = to_vec(tokens, "tokens");
-            const int32_t n = static_cast<int32_t>(tok.size());
-            std::vector<int32_t> pv, sv;
-            std::vector<int8_t> lv;
-            apls_batch b{n, tok.data(), nullptr, nullptr, nullptr};
-            auto per_token = [&](const std::optional<I32Array>& a, std::vector<int32_t>& v, const char* what) {
-                if (!a) return static_cast<const int32_t*>(nullptr);
-                v = to_vec(*a, what);
-                if (static_cast<int32_t>(v.size()) != n) apls::fail(APLS_STATUS_INVALID_ARGUMENT, what, " has ", v.size(), " entries for ", n, " tokens");
-                return static_cast<const int32_t*>(v.data());
-            };
-            b.pos = per_token(pos, pv, "pos");
-            b.seq_id = per_token(seq_ids, sv, "seq_ids");
-            if (py::isinstance<py::str>(logits)) {
-                const std::string mode = logits.cast<std::string>();
-                if (mode == "all") lv.assign(n, 1);
-                else if (mode != "last") apls::fail(APLS_STATUS_INVALID_ARGUMENT, "logits must be 'last', 'all' or a mask, not '", mode, "'");
-            } else {
-                U8Array mask = logits.cast<U8Array>();
-                if (mask.ndim() != 1 || mask.shape(0) != n) apls::fail(APLS_STATUS_INVALID_ARGUMENT, "logits mask must have one entry per token");
-                lv.assign(mask.data(), mask.data() + n);
-            }
-            if (!lv.empty()) b.logits = lv.data();
-            apls::Plan plan;
-            if (attn) plan.attn.assign(attn->data(), attn->data() + attn->size());
-            if (mlp) plan.mlp.assign(mlp->data(), mlp->data() + mlp->size());
-            if (group) plan.group = to_vec(*group, "group");
-            plan.head_rows = head_rows;
-            plan.validate(ctx.model().hparams().n_layer, ctx.model().hparams().n_vocab);
             apls::KVView view;
             view.n_sink = n_sink;
             view.n_window = n_window;
             if (positions) view.positions = to_vec(*positions, "positions");
-            {
-                apls::Batch batch = ctx.make_batch(b);
-                py::gil_scoped_release release;
-                ctx.decode(batch, plan, &view);
-            }
-            const int64_t rows = ctx.n_outputs(), n_vocab = ctx.model().hparams().n_vocab;
-            py::array_t<float> out({rows, n_vocab});
-            std::memcpy(out.mutable_data(), ctx.logits(), static_cast<size_t>(rows * n_vocab) * sizeof(float));
-            return out;
+            return decode(ctx, tokens, pos, seq_ids, logits, attn, mlp, group, head_rows, &view);
         }, py::arg("tokens"), py::arg("pos") = py::none(), py::arg("seq_ids") = py::none(),
            py::arg("logits") = "last", py::arg("attn") = py::none(), py::arg("mlp") = py::none(),
            py::arg("group") = py::none(), py::arg("head_rows") = 0, py::arg("n_sink") = 0,
