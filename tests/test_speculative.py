@@ -198,6 +198,7 @@ def test_draft_length_threshold_moves_the_expected_way():
 def test_adaptive_policy_prefers_the_faster_plan():
     a, b = Plan.skipping([1]), Plan.skipping([2])
     pol = AdaptivePolicy([a, b], explore_every=5)
+    pol.start(10)
     for _ in range(60):
         step = pol.next_round(100)
         fast = step.plan == b
@@ -232,3 +233,16 @@ def test_offline_search_skips_the_redundant_layers(tmp_path):
     assert set(ranked[:4]) == {("attn", 2), ("mlp", 2), ("attn", 3), ("mlp", 3)}
     assert acc[[blocks.index(b) for b in ranked[:4]]].min() == 1.0
     assert acc[[blocks.index(b) for b in ranked[4:]]].max() < 1.0
+
+
+def test_adaptive_policy_falls_back_to_plain_decoding_when_drafts_do_not_pay():
+    pol = AdaptivePolicy([Plan.skipping([1])], explore_every=10, with_plain=True)
+    pol.start(10)
+    for _ in range(100):
+        step = pol.next_round(100)
+        if step.n_draft == 0:  # plain: one token per 1 ms round
+            pol.observe(step, RoundResult([7], 0, 0, [], 0.0, 0.001))
+        else:  # drafting: two tokens per 4 ms round
+            pol.observe(step, RoundResult([7, 8], 4, 1, [0.5] * 4, 0.003, 0.001))
+    steps = [pol.next_round(100) for _ in range(30)]
+    assert sum(s.n_draft == 0 for s in steps) >= 27

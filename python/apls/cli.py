@@ -47,6 +47,10 @@ def _load(args):
     return Model(_resolve_model(args), n_ctx=args.ctx_size, n_threads=args.threads)
 
 
+def _policy_name(args) -> str:
+    return args.policy or ("static" if args.plan else "adaptive")
+
+
 def _print_stats(model) -> None:
     st = getattr(model, "last_stats", None)
     if st is not None:
@@ -72,7 +76,7 @@ def cmd_run(args) -> int:
         from .policy import make_policy
         from .speculative import SpeculativeGenerator
 
-        gen = SpeculativeGenerator(model, make_policy(args.policy, model, args.plan), n_ctx=args.ctx_size or None)
+        gen = SpeculativeGenerator(model, make_policy(_policy_name(args), model, args.plan), n_ctx=args.ctx_size or None)
         text = model.chat_prompt([{"role": "user", "content": prompt}]) if args.chat else prompt
         pieces = gen.generate(text, args.max_tokens, temperature=args.temp, top_k=args.top_k, top_p=args.top_p,
                               min_p=args.min_p, seed=args.seed, stream=True, ignore_eos=args.ignore_eos,
@@ -187,7 +191,7 @@ def cmd_bench_speculative(args) -> int:
             with open(args.json, "w") as f:
                 f.write(text + "\n")
         return 0
-    res = run(model, args.prompts, lambda: make_policy(args.policy, model, args.plan), limit=args.limit,
+    res = run(model, args.prompts, lambda: make_policy(_policy_name(args), model, args.plan), limit=args.limit,
               max_tokens=args.max_tokens, log=lambda m: print(m, file=sys.stderr))
     print(format_table(res))
     if args.json:
@@ -213,8 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="when the context is full, drop the oldest tokens (keeping 4 attention sinks) and go on")
     r.add_argument("--speculative", action="store_true", help="self-speculative decoding (APLS)")
     r.add_argument("--plan", help="draft plan JSON (from apls tune); with --speculative")
-    r.add_argument("--policy", default="static", choices=["static", "adaptive", "progressive"],
-                   help="skip policy with --speculative (default static)")
+    r.add_argument("--policy", default=None, choices=["static", "adaptive", "progressive"],
+                   help="skip policy with --speculative (default: static with --plan, else adaptive)")
     _sampling_args(r)
     r.set_defaults(func=cmd_run)
 
@@ -242,7 +246,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--limit", type=int, default=10, help="prompts per task group (default 10)")
     b.add_argument("--max-tokens", type=int, default=128, help="new tokens per prompt (default 128)")
     b.add_argument("--plan", help="draft plan JSON (with --speculative)")
-    b.add_argument("--policy", default="static", choices=["static", "adaptive", "progressive"])
+    b.add_argument("--policy", default=None, choices=["static", "adaptive", "progressive"],
+                   help="default: static with --plan, else adaptive")
     b.add_argument("--long", action="store_true",
                    help="long-context mode (1k-4k tokens): draft cost and speedup with/without KV view and progressive reduction")
     b.set_defaults(func=cmd_bench)

@@ -2,6 +2,7 @@
 run as parallel groups, and how much of the output head a draft computes."""
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass, field
 from typing import Dict, Iterable, Optional, Sequence, Tuple
@@ -73,8 +74,12 @@ class Plan:
         return len(self.skip_attn) + len(self.skip_mlp)
 
     def arrays(self, n_layer: int) -> Dict[str, Optional[np.ndarray]]:
-        """Keyword arguments of the engine's decode (attn, mlp, group, head_rows).
+        """Keyword arguments of the engine's decode (attn, mlp, group, head_rows), computed once
+        per (plan, n_layer): the controller asks every round.
         Raises ValueError for a layer out of range or overlapping groups."""
+        return _arrays(self, n_layer)
+
+    def _make_arrays(self, n_layer: int) -> Dict[str, Optional[np.ndarray]]:
         attn = np.ones(n_layer, np.uint8)
         mlp = np.ones(n_layer, np.uint8)
         for name, layers, arr in (("skip_attn", self.skip_attn, attn), ("skip_mlp", self.skip_mlp, mlp)):
@@ -104,6 +109,15 @@ class Plan:
         if self.head_rows:
             parts.append(f"head {self.head_rows}")
         return "; ".join(parts) or "full model"
+
+
+@functools.lru_cache(maxsize=256)
+def _arrays(plan: Plan, n_layer: int) -> Dict[str, Optional[np.ndarray]]:
+    out = plan._make_arrays(n_layer)
+    for a in out.values():
+        if isinstance(a, np.ndarray):
+            a.setflags(write=False)  # shared between calls
+    return out
 
 
 def _ranges(xs: Sequence[int]) -> str:

@@ -150,6 +150,7 @@ class StaticPolicy(Policy):
 @dataclass
 class _Arm:
     plan: Plan
+    n_draft: Optional[int] = None  # fixed draft length (0: plain decoding); None: DraftLength decides
     tokens: float = 0.0   # decayed sums over the rounds this plan ran
     seconds: float = 0.0
     rounds: int = 0
@@ -161,19 +162,22 @@ class _Arm:
 class AdaptivePolicy(Policy):
     """On-line adaptation among candidate plans.
 
-    Each candidate's score is the tokens per second of the rounds it ran recently (tokens the
-    model verified, over draft + verify time), decayed so that it follows the text. The best
-    candidate runs; every `explore_every`-th round runs the least-recently tried other candidate,
-    so the overhead of adaptation is bounded by 1/explore_every of the rounds running a possibly
-    worse plan (and nothing else: scoring uses the rounds' own timings). Draft length adapts as
-    in StaticPolicy.
+    Each candidate's score is the tokens per second of the rounds it ran recently in this
+    generation (tokens the model verified, over draft + verify time), decayed so that it follows
+    the text. The best candidate runs; every `explore_every`-th round runs the least-tried other
+    candidate, so the overhead of adaptation is bounded by 1/explore_every of the rounds running
+    a possibly worse plan (and nothing else: scoring uses the rounds' own timings). A new
+    generation starts with the previous winner. Draft length adapts as in StaticPolicy.
     """
 
     def __init__(self, candidates: Sequence[Plan], draft: Optional[DraftLength] = None,
-                 kv: Optional[KVViewPolicy] = None, explore_every: int = 10, decay: float = 0.9):
+                 kv: Optional[KVViewPolicy] = None, explore_every: int = 10, decay: float = 0.9,
+                 with_plain: bool = False):
         if not candidates:
             raise ValueError("AdaptivePolicy needs at least one candidate plan")
         self.arms = [_Arm(p) for p in candidates]
+        if with_plain:  # drafting nothing: each round is one plain decode step
+            self.arms.append(_Arm(Plan(), n_draft=0))
         self.draft = draft or DraftLength()
         self.kv = kv
         self.explore_every = explore_every
@@ -182,20 +186,22 @@ class AdaptivePolicy(Policy):
         self.current = 0
 
     def start(self, n_prompt: int) -> None:
+        # Speeds depend on the context length, so scores from another generation do not compare:
+        # start afresh with the last winner and let exploration re-measure the others here.
         self.round = 0
+        for a in self.arms:
+            a.tokens = a.seconds = 0.0
+            a.rounds = 0
 
     def next_round(self, n_context: int) -> RoundPlan:
         self.round += 1
-        untried = [i for i, a in enumerate(self.arms) if a.rounds == 0]
-        if untried:
-            arm = untried[0]
-        elif self.round % self.explore_every == 0 and len(self.arms) > 1:
+        arm = self.current
+        if self.round % self.explore_every == 0 and len(self.arms) > 1:
             others = [i for i in range(len(self.arms)) if i != self.current]
             arm = min(others, key=lambda i: self.arms[i].rounds)
-        else:
-            arm = self.current
         view = self.kv.view_for(n_context) if self.kv else None
-        return RoundPlan(self.arms[arm].plan, self.draft.n_max, self.draft.p_min, view, arm)
+        a = self.arms[arm]
+        return RoundPlan(a.plan, self.draft.n_max if a.n_draft is None else a.n_draft, self.draft.p_min, view, arm)
 
     def observe(self, step: RoundPlan, result: RoundResult) -> None:
         a = self.arms[step.arm]
@@ -203,20 +209,22 @@ class AdaptivePolicy(Policy):
         a.seconds = a.seconds * self.decay + result.t_draft_s + result.t_verify_s
         a.rounds += 1
         self.current = max(range(len(self.arms)), key=lambda i: self.arms[i].speed() if self.arms[i].rounds else -1)
-        self.draft.update(result.n_drafted, result.n_accepted)
+        if self.arms[step.arm].n_draft is None:
+            self.draft.update(result.n_drafted, result.n_accepted)
 
     def scores(self) -> Dict[str, float]:
-        return {a.plan.describe(): a.speed() for a in self.arms}
+        return {("plain decoding" if a.n_draft == 0 else a.plan.describe()): a.speed() for a in self.arms}
 
 
 def make_policy(name: str, model, plan_file: Optional[str] = None) -> Policy:
     """Policy by name: "static" (default plan or --plan FILE), "adaptive" (candidates around the
-    default plan), "progressive" (skip more as the context grows). Raises ValueError otherwise."""
+    default plan, and plain decoding, chosen by measured speed; a draft KV view on long contexts),
+    "progressive" (skip more as the context grows). Raises ValueError otherwise."""
     base = Plan.load(plan_file) if plan_file else default_plan(model)
     if name == "static":
         return StaticPolicy.from_file(plan_file) if plan_file else StaticPolicy(base)
     if name == "adaptive":
-        return AdaptivePolicy(_neighbours(base, model.n_layer), kv=KVViewPolicy())
+        return AdaptivePolicy(_neighbours(base, model.n_layer), kv=KVViewPolicy(), with_plain=True, explore_every=20)
     if name == "progressive":
         more = Plan.skipping(set(base.skip_attn) | set(range(1, model.n_layer - 1, 2)), base.skip_mlp,
                              base.groups, base.head_rows)
@@ -225,14 +233,13 @@ def make_policy(name: str, model, plan_file: Optional[str] = None) -> Policy:
 
 
 def _neighbours(base: Plan, n_layer: int) -> List[Plan]:
-    """The base plan and plans that keep two fewer / two more layers (for AdaptivePolicy)."""
-    skipped = sorted(set(base.skip_attn) & set(base.skip_mlp))
+    """The base plan and two neighbours for AdaptivePolicy: one that also skips the MLPs of the
+    layers whose attention it skips (cheaper draft), one that skips attention in two more
+    layers."""
     out = [base]
-    if len(skipped) > 2:
-        fewer = skipped[1:-1]
-        out.append(Plan.skipping(fewer, fewer, head_rows=base.head_rows))
-    if skipped:
-        lo, hi = max(1, skipped[0] - 1), min(n_layer - 2, skipped[-1] + 1)
-        more = list(range(lo, hi + 1))
-        out.append(Plan.skipping(more, more, head_rows=base.head_rows))
+    attn = sorted(base.skip_attn)
+    if attn:
+        out.append(Plan.skipping(attn, sorted(set(base.skip_mlp) | set(attn)), base.groups, base.head_rows))
+        lo, hi = max(1, attn[0] - 1), min(n_layer - 2, attn[-1] + 1)
+        out.append(Plan.skipping(sorted(set(attn) | {lo, hi}), base.skip_mlp, base.groups, base.head_rows))
     return out

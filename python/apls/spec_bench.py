@@ -45,13 +45,15 @@ def _row(plain_tok, plain_s, apls_tok, apls_s, st: SpecStats, identical: bool) -
 
 def run(model, prompts_path: str, policy_factory, limit: Optional[int] = 10, max_tokens: int = 128,
         log=print) -> Dict:
-    """Greedy, batch 1, chat template applied. `policy_factory()` gives a fresh policy per prompt.
+    """Greedy, batch 1, chat template applied. `policy_factory()` makes the policy once for the
+    run: an adaptive policy keeps what it learned across prompts, as it would in a server.
     Returns {"overall": {...}, "groups": {name: {...}}, "config": {...}}."""
     groups = load_prompts(prompts_path, limit)
     n_ctx = 2048
     res_groups, tot = {}, {"plain_tok": 0, "plain_s": 0.0, "apls_tok": 0, "apls_s": 0.0, "ident": True}
     overall_stats = SpecStats()
     draft_cost: List[float] = []
+    policy = policy_factory()
     for g, texts in groups.items():
         gs = {"plain_tok": 0, "plain_s": 0.0, "apls_tok": 0, "apls_s": 0.0, "ident": True}
         gstats = SpecStats()
@@ -62,7 +64,7 @@ def run(model, prompts_path: str, policy_factory, limit: Optional[int] = 10, max
             plain = list(generate_tokens(model.context(n_ctx=n_ctx), ids, max_tokens, Sampler(temperature=0.0),
                                          stats=ps))
             st = SpecStats()
-            out = list(SpeculativeGenerator(model, policy_factory(), n_ctx=n_ctx).generate_tokens(
+            out = list(SpeculativeGenerator(model, policy, n_ctx=n_ctx).generate_tokens(
                 ids, max_tokens, None, stats=st))
             same = out == plain
             for acc in (gs, tot):

@@ -9,7 +9,7 @@ from typing import Iterator, List, Optional, Sequence, Union
 
 from . import _core
 from .generate import GenerationStats, SamplingParams, stream_text
-from .policy import Policy, RoundResult, StaticPolicy
+from .policy import Policy, RoundResult, make_policy
 
 
 @dataclass
@@ -53,8 +53,9 @@ class SpeculativeGenerator:
 
     Args:
         model: an `apls.Model`.
-        policy: chooses the draft plan, draft length and KV view (default: `StaticPolicy()` with
-            the policy module's default plan for the model).
+        policy: chooses the draft plan, draft length and KV view (default:
+            `make_policy("adaptive", model)`: the default draft plan, two neighbours and plain
+            decoding, chosen round by round by measured speed, with a draft KV view on long contexts).
         n_ctx: context size (default: the model's, at most 4096).
 
     Greedy output is token-for-token identical to `model.generate(..., temperature=0)`; sampled
@@ -63,7 +64,7 @@ class SpeculativeGenerator:
 
     def __init__(self, model, policy: Optional[Policy] = None, n_ctx: Optional[int] = None):
         self.model = model
-        self.policy = policy or StaticPolicy.default_for(model)
+        self.policy = policy or make_policy("adaptive", model)
         self.n_ctx = n_ctx
         self.last_stats: Optional[SpecStats] = None
 
