@@ -108,6 +108,14 @@ def test_cli_run_and_info(smollm2_path):
     assert "architecture: llama" in r.stdout and "Q4_1" in r.stdout and "parameters: 134.5 M" in r.stdout
 
 
+def test_cli_chat_keeps_history_and_leaves_on_eof(smollm2_path):
+    r = subprocess.run([sys.executable, "-m", "apls", "chat", "-m", smollm2_path, "-n", "12", "--temp", "0"],
+                       input="Hello!\nWhat did I just say?\n", capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    replies = [line for line in r.stdout.splitlines() if line.strip()]
+    assert len(replies) >= 2  # one reply per user turn, then EOF ends the session
+
+
 def test_cli_fails_clearly(tmp_path):
     r = run_cli("run", "-m", str(tmp_path / "missing.gguf"), "hi")
     assert r.returncode == 1 and "missing.gguf" in r.stderr and "Traceback" not in r.stderr

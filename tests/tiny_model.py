@@ -6,12 +6,20 @@ from gguf import GGUFWriter
 
 
 def write_tiny_llama(path, n_layer=4, d=32, n_head=4, n_kv=2, n_ff=64, n_vocab=16, seed=0,
-                     identity_layers=(), scale=1.0, n_ctx=256):
+                     identity_layers=(), scale=1.0, n_ctx=256, arch="llama", rope_linear=None, tied=False,
+                     weight_type=None):
     """Write a random llama GGUF (F32 weights). Layers in `identity_layers` have zero output
-    projections (attn_output and ffn_down), so they leave the residual stream unchanged."""
+    projections (attn_output and ffn_down), so they leave the residual stream unchanged.
+    rope_linear: a linear RoPE scaling factor; tied: no output.weight (tied embeddings);
+    weight_type: a GGMLQuantizationType for the layer matrices (quantized with gguf.quants)."""
+    from gguf.quants import quantize
+
     rng = np.random.default_rng(seed)
     hd = d // n_head
-    w = GGUFWriter(str(path), "llama")
+    w = GGUFWriter(str(path), arch)
+    if rope_linear:
+        w.add_rope_scaling_type(__import__("gguf").RopeScalingType.LINEAR)
+        w.add_rope_scaling_factor(rope_linear)
     w.add_context_length(n_ctx)
     w.add_embedding_length(d)
     w.add_block_count(n_layer)
@@ -27,19 +35,27 @@ def write_tiny_llama(path, n_layer=4, d=32, n_head=4, n_kv=2, n_ff=64, n_vocab=1
 
     w.add_tensor("token_embd.weight", mat(n_vocab, d, np.sqrt(d)))
     w.add_tensor("output_norm.weight", np.ones(d, np.float32))
-    w.add_tensor("output.weight", mat(n_vocab, d, 4.0))
+    if not tied:
+        w.add_tensor("output.weight", mat(n_vocab, d, 4.0))
+
+    def add(name, a):
+        if weight_type is None:
+            w.add_tensor(name, a)
+        else:
+            w.add_tensor(name, quantize(a, weight_type), raw_shape=quantize(a, weight_type).shape,
+                         raw_dtype=weight_type)
     for l in range(n_layer):
         p = f"blk.{l}."
         zero = l in identity_layers
         w.add_tensor(p + "attn_norm.weight", (1 + 0.1 * rng.standard_normal(d)).astype(np.float32))
-        w.add_tensor(p + "attn_q.weight", mat(n_head * hd, d))
-        w.add_tensor(p + "attn_k.weight", mat(n_kv * hd, d))
-        w.add_tensor(p + "attn_v.weight", mat(n_kv * hd, d))
-        w.add_tensor(p + "attn_output.weight", mat(d, n_head * hd) * (0 if zero else 1))
+        add(p + "attn_q.weight", mat(n_head * hd, d))
+        add(p + "attn_k.weight", mat(n_kv * hd, d))
+        add(p + "attn_v.weight", mat(n_kv * hd, d))
+        add(p + "attn_output.weight", mat(d, n_head * hd) * (0 if zero else 1))
         w.add_tensor(p + "ffn_norm.weight", (1 + 0.1 * rng.standard_normal(d)).astype(np.float32))
-        w.add_tensor(p + "ffn_gate.weight", mat(n_ff, d))
-        w.add_tensor(p + "ffn_up.weight", mat(n_ff, d))
-        w.add_tensor(p + "ffn_down.weight", mat(d, n_ff) * (0 if zero else 1))
+        add(p + "ffn_gate.weight", mat(n_ff, d))
+        add(p + "ffn_up.weight", mat(n_ff, d))
+        add(p + "ffn_down.weight", mat(d, n_ff) * (0 if zero else 1))
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
