@@ -204,3 +204,20 @@ def test_missing_and_non_gguf_files(tmp_path):
     p.write_bytes(b"hello world, not a model" * 10)
     with pytest.raises(_core.FormatError, match="magic"):
         _core.Model(str(p))
+
+
+def test_public_python_api(smollm2_path):
+    import apls
+
+    m = apls.Model(smollm2_path, n_ctx=128, n_threads=2)
+    full = m.logits(PROMPT[:10])
+    assert full.shape == (10, m.n_vocab) and full.dtype == np.float32
+    ctx = m.context()
+    assert ctx.n_threads == 2 and ctx.n_ctx == 128
+    a = ctx.decode(PROMPT[:6])                  # all rows by default
+    b = ctx.decode(PROMPT[6:10], logits="last")
+    assert np.array_equal(a, full[:6]) and np.array_equal(b[0], full[9])  # batch invariance
+    with pytest.raises(apls.InvalidArgumentError, match="out of range"):
+        ctx.decode([m.n_vocab])
+    with pytest.raises(ValueError, match="non-empty"):
+        ctx.decode([])
