@@ -82,6 +82,7 @@ Context::Context(const Model& model, const apls_context_params& params)
     s.rope.resize(t * hp.n_rot);
     s.scores.resize(static_cast<size_t>(pool_.size()) * kv_.capacity());
     s.slots.resize(t);
+    s.out_rows.reserve(t);
 }
 
 Batch Context::make_batch(const apls_batch& b) const {

@@ -35,6 +35,7 @@ struct Scratch {
     std::vector<float> rope;     // (t, n_rot) cos/sin per token
     std::vector<float> scores;   // (n_threads, c) attention scores
     std::vector<int64_t> slots;  // (t) KV slots of the batch's tokens
+    std::vector<int32_t> out_rows;  // (<= t) batch rows that asked for logits
 };
 
 class Context {

@@ -144,7 +144,8 @@ struct Forward {
 
     void output(const Batch& batch, int32_t head_rows) {
         const int64_t d = hp.n_embd;
-        std::vector<int32_t> sel;  // batch rows that asked for logits, in order
+        std::vector<int32_t>& sel = s.out_rows;  // batch rows that asked for logits, in order
+        sel.clear();
         for (int32_t i = 0; i < n; ++i)
             if (batch.out[i]) sel.push_back(i);
         const int32_t m = static_cast<int32_t>(sel.size());
