@@ -164,26 +164,30 @@ class AdaptivePolicy(Policy):
 
     Each candidate's score is the tokens per second of the rounds it ran recently in this
     generation (tokens the model verified, over draft + verify time), decayed so that it follows
-    the text. The best candidate runs; every `explore_every`-th round runs the least-tried other
-    candidate, so the overhead of adaptation is bounded by 1/explore_every of the rounds running
-    a possibly worse plan (and nothing else: scoring uses the rounds' own timings). A new
-    generation starts with the previous winner. Draft length adapts as in StaticPolicy.
+    the text. The best candidate runs (a challenger must be `margin` faster to take over); every
+    `explore_every` rounds, a burst of `burst` rounds runs the least-tried other candidate, so
+    the overhead of adaptation is bounded by burst/explore_every of the rounds running a possibly
+    worse plan (and nothing else: scoring uses the rounds' own timings). A new generation starts
+    with the previous winner. Draft length adapts as in StaticPolicy.
     """
 
     def __init__(self, candidates: Sequence[Plan], draft: Optional[DraftLength] = None,
                  kv: Optional[KVViewPolicy] = None, explore_every: int = 10, decay: float = 0.9,
-                 with_plain: bool = False):
+                 with_plain: bool = False, burst: int = 1, margin: float = 0.0):
         if not candidates:
             raise ValueError("AdaptivePolicy needs at least one candidate plan")
         self.arms = [_Arm(p) for p in candidates]
-        if with_plain:  # drafting nothing: each round is one plain decode step
-            self.arms.append(_Arm(Plan(), n_draft=0))
+        if with_plain:  # drafting nothing: each round is one plain decode step; it starts, and
+            self.arms.insert(0, _Arm(Plan(), n_draft=0))  # drafts must prove they are faster
         self.draft = draft or DraftLength()
         self.kv = kv
         self.explore_every = explore_every
+        self.burst = burst      # rounds per exploration: one round's timing is noisy
+        self.margin = margin    # a challenger must be this much faster to take over
         self.decay = decay
         self.round = 0
         self.current = 0
+        self.exploring = 0
 
     def start(self, n_prompt: int) -> None:
         # Speeds depend on the context length, so scores from another generation do not compare:
@@ -196,9 +200,12 @@ class AdaptivePolicy(Policy):
     def next_round(self, n_context: int) -> RoundPlan:
         self.round += 1
         arm = self.current
-        if self.round % self.explore_every == 0 and len(self.arms) > 1:
-            others = [i for i in range(len(self.arms)) if i != self.current]
-            arm = min(others, key=lambda i: self.arms[i].rounds)
+        phase = self.round % self.explore_every
+        if len(self.arms) > 1 and phase >= self.explore_every - self.burst:
+            if phase == self.explore_every - self.burst:  # a new exploration burst: pick its arm
+                others = [i for i in range(len(self.arms)) if i != self.current]
+                self.exploring = min(others, key=lambda i: self.arms[i].rounds)
+            arm = self.exploring
         view = self.kv.view_for(n_context) if self.kv else None
         a = self.arms[arm]
         return RoundPlan(a.plan, self.draft.n_max if a.n_draft is None else a.n_draft, self.draft.p_min, view, arm)
@@ -208,7 +215,10 @@ class AdaptivePolicy(Policy):
         a.tokens = a.tokens * self.decay + len(result.tokens)
         a.seconds = a.seconds * self.decay + result.t_draft_s + result.t_verify_s
         a.rounds += 1
-        self.current = max(range(len(self.arms)), key=lambda i: self.arms[i].speed() if self.arms[i].rounds else -1)
+        best = max(range(len(self.arms)), key=lambda i: self.arms[i].speed() if self.arms[i].rounds else -1)
+        cur = self.arms[self.current]
+        if cur.rounds == 0 or self.arms[best].speed() > cur.speed() * (1.0 + self.margin):
+            self.current = best
         if self.arms[step.arm].n_draft is None:
             self.draft.update(result.n_drafted, result.n_accepted)
 
@@ -224,7 +234,8 @@ def make_policy(name: str, model, plan_file: Optional[str] = None) -> Policy:
     if name == "static":
         return StaticPolicy.from_file(plan_file) if plan_file else StaticPolicy(base)
     if name == "adaptive":
-        return AdaptivePolicy(_neighbours(base, model.n_layer), kv=KVViewPolicy(), with_plain=True, explore_every=20)
+        return AdaptivePolicy(_neighbours(base, model.n_layer), kv=KVViewPolicy(), with_plain=True,
+                              explore_every=40, burst=4, margin=0.05)
     if name == "progressive":
         more = Plan.skipping(set(base.skip_attn) | set(range(1, model.n_layer - 1, 2)), base.skip_mlp,
                              base.groups, base.head_rows)
