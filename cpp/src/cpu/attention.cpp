@@ -2,6 +2,7 @@
 #include "cpu/attention.h"
 
 #include <cmath>
+#include <algorithm>
 #include <cstring>
 #include <vector>
 
@@ -54,17 +55,9 @@ void view_spans(const KVCache& kv, int32_t seq, int32_t n_old, int32_t pos_q, co
     }
 }
 
-}  // namespace
-
-void attend(const KernelTable& kt, const KVCache& kv, int32_t layer, int32_t seq, int32_t pos_q,
-            const float* q, int64_t kv_off, int64_t hd, float scale, float* scores, float* out,
-            const KVView* view) {
+// Entries to visit, in entry order: those the view restricts, then the unrestricted ones.
+void visible_spans(const KVCache& kv, int32_t seq, int32_t pos_q, const KVView* view, std::vector<Span>& spans) {
     const int32_t n = kv.seq_len(seq);
-    const bool f16 = kv.f16();
-    const size_t elem = f16 ? 2 : 4;
-
-    // Entries to visit, in entry order: those the view restricts, then the unrestricted ones.
-    thread_local std::vector<Span> spans;
     spans.clear();
     int32_t n_old = 0;
     if (view) {
@@ -73,6 +66,18 @@ void attend(const KernelTable& kt, const KVCache& kv, int32_t layer, int32_t seq
     }
     const int32_t n_end = kv.seq_sorted(seq) ? lower(kv, seq, n_old, n, pos_q + 1) : n;
     push(spans, n_old, n_end, false);
+}
+
+}  // namespace
+
+void attend(const KernelTable& kt, const KVCache& kv, int32_t layer, int32_t seq, int32_t pos_q,
+            const float* q, int64_t kv_off, int64_t hd, float scale, float* scores, float* out,
+            const KVView* view) {
+    const bool f16 = kv.f16();
+    const size_t elem = f16 ? 2 : 4;
+
+    thread_local std::vector<Span> spans;
+    visible_spans(kv, seq, pos_q, view, spans);
 
     // Calls fn(k, slot) for the k-th visible entry.
     auto visit = [&](auto&& fn) {
@@ -108,6 +113,73 @@ void attend(const KernelTable& kt, const KVCache& kv, int32_t layer, int32_t seq
     });
     const float inv = 1.0f / sum;
     for (int64_t i = 0; i < hd; ++i) out[i] *= inv;
+}
+
+void attend_group(const KernelTable& kt, const KVCache& kv, int32_t layer, int32_t seq, int32_t pos_q,
+                  const float* q, int64_t n_q, int64_t kv_off, int64_t hd, float scale, float* out,
+                  const KVView* view) {
+    const bool f16 = kv.f16();
+    const int64_t off = kv_off * (f16 ? 2 : 4);
+    const int64_t stride = static_cast<int64_t>(kv.row_bytes());
+    const int32_t bs = static_cast<int32_t>(kv.block_size());
+
+    thread_local std::vector<Span> spans;
+    visible_spans(kv, seq, pos_q, view, spans);
+
+    // Visible entries as runs of consecutive slots, in entry order. A span is cut at block
+    // boundaries (the next block may be anywhere in the pool); entries that are not visible
+    // (empty slots, later positions, outside an unsorted view) end a run and are skipped.
+    struct Run {
+        int64_t slot;
+        int32_t len;
+    };
+    thread_local std::vector<Run> runs;
+    runs.clear();
+    int64_t n_vis = 0;
+    for (const Span& sp : spans) {
+        for (int32_t j = sp.j0; j < sp.j1;) {
+            const int32_t je = std::min(sp.j1, (j / bs + 1) * bs);
+            int64_t slot = kv.slot_of(seq, j);
+            for (; j < je; ++j, ++slot) {
+                const int32_t p = kv.slot_pos(slot);
+                if (p < 0 || p > pos_q || (sp.filter && !view->sees(p, pos_q))) continue;
+                if (!runs.empty() && runs.back().slot + runs.back().len == slot) ++runs.back().len;
+                else runs.push_back({slot, 1});
+                ++n_vis;
+            }
+        }
+    }
+    std::memset(out, 0, static_cast<size_t>(n_q * hd) * sizeof(float));
+    if (n_vis == 0) return;  // nothing visible (cannot happen for a token that sees itself)
+
+    // Scores (n_q, ld): row r holds head r's scores of the visible entries in order.
+    const int64_t ld = (n_vis + 15) / 16 * 16;
+    thread_local std::vector<float> sc;
+    if (static_cast<int64_t>(sc.size()) < n_q * ld) sc.resize(static_cast<size_t>(n_q * ld));
+    int64_t k = 0;
+    for (const Run& r : runs) {
+        kt.attn_scores(q, n_q, hd, kv.k_row(layer, r.slot) + off, stride, r.len, f16, scale, sc.data() + k, ld);
+        k += r.len;
+    }
+
+    // Two-pass softmax: per head max, then the exp weights and their sum.
+    float inv[64];
+    thread_local std::vector<float> inv_big;
+    float* inv_p = inv;
+    if (n_q > 64) {
+        inv_big.resize(static_cast<size_t>(n_q));
+        inv_p = inv_big.data();
+    }
+    for (int64_t h = 0; h < n_q; ++h) inv_p[h] = 1.0f / kt.attn_softmax(sc.data() + h * ld, n_vis);
+
+    // Weighted sum of values, in the same entry order.
+    k = 0;
+    for (const Run& r : runs) {
+        kt.attn_accum(sc.data() + k, ld, n_q, hd, kv.v_row(layer, r.slot) + off, stride, r.len, f16, out);
+        k += r.len;
+    }
+    for (int64_t h = 0; h < n_q; ++h)
+        for (int64_t i = 0; i < hd; ++i) out[h * hd + i] *= inv_p[h];
 }
 
 }  // namespace apls::cpu

@@ -22,4 +22,16 @@ void attend(const KernelTable& kt, const KVCache& kv, int32_t layer, int32_t seq
             const float* q, int64_t kv_off, int64_t hd, float scale, float* scores, float* out,
             const KVView* view = nullptr);
 
+// The same attention for n_q query heads that share one KV head (GQA): q and out are
+// (n_q, hd), head r at q + r * hd. Each K/V row is loaded once for all n_q heads, entries are
+// processed as runs of consecutive slots (a block at a time), scores, exp and the weighted sum
+// are vectorised (KernelTable::attn_*). A head's result depends only on its visible entries in
+// block-table order, never on n_q, on which other heads share the call, or on how entries fall
+// into blocks, so tasks may group heads freely without breaking batch invariance. Results
+// match attend() within float rounding (different summation order and exp).
+// Scratch is per thread (grown as needed).
+void attend_group(const KernelTable& kt, const KVCache& kv, int32_t layer, int32_t seq, int32_t pos_q,
+                  const float* q, int64_t n_q, int64_t kv_off, int64_t hd, float scale, float* out,
+                  const KVView* view = nullptr);
+
 }  // namespace apls::cpu

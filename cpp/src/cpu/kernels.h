@@ -46,6 +46,23 @@ struct KernelTable {
     // y += a * v for a cached value. Keys and values are F32 or F16 (kv_f16).
     float (*dot_kv)(const float* q, const void* k, int64_t n, bool kv_f16);
     void (*axpy_kv)(float a, const void* v, float* y, int64_t n, bool kv_f16);
+
+    // Grouped attention over n consecutive cached rows (row i at k + i * stride bytes, hd F32 or
+    // F16 values), for n_q query heads that share the KV head (GQA): each K/V row is loaded once
+    // for all of them. Every result element is computed by the same operations whatever n_q,
+    // n and the split of a head's entries into calls are (a head's arithmetic never depends on
+    // the other heads of the call, nor on where a run of rows starts), which keeps attention
+    // batch invariant when callers cut entries into runs at block boundaries.
+    //   attn_scores: s[h * lds + i] = scale * dot(q[h * hd ..], K_i) for h < n_q, i < n.
+    //   attn_accum:  out[h * hd + d] += w[h * ldw + i] * V_i[d], i = 0, 1, ... in order.
+    void (*attn_scores)(const float* q, int64_t n_q, int64_t hd, const void* k, int64_t stride, int64_t n,
+                        bool kv_f16, float scale, float* s, int64_t lds);
+    void (*attn_accum)(const float* w, int64_t ldw, int64_t n_q, int64_t hd, const void* v, int64_t stride,
+                       int64_t n, bool kv_f16, float* out);
+    // Softmax numerator in place: s[i] = exp(s[i] - max_j s[j]) for i < n (n >= 1); returns the
+    // sum of the new s[i]. Vectorised exp, lanes fixed by the index i, so the result depends only
+    // on the n values.
+    float (*attn_softmax)(float* s, int64_t n);
 };
 
 // The table for the best ISA this CPU supports, or the one named by the environment variable

@@ -14,6 +14,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <vector>
 
@@ -279,7 +280,143 @@ void axpy_kv(float a, const void* v, float* y, int64_t n, bool kv_f16) {
     }
 }
 
-const KernelTable kTable = {"avx2", quantize_act, matmul_q, matmul_f, dot_kv, axpy_kv};
+// ---- grouped attention (see KernelTable::attn_scores) ----
+
+// 8 values from d of a row of hd (zero-padded past hd).
+inline __m256 ld_kv(const void* p, int64_t d, int64_t hd, bool f16) {
+    return d + 8 <= hd ? load_kv(p, d, f16) : load_kv_tail(p, d, hd - d, f16);
+}
+inline __m256 ld_f(const float* p, int64_t d, int64_t hd) {
+    return d + 8 <= hd ? _mm256_loadu_ps(p + d) : load_x_tail(p + d, hd - d);
+}
+inline void st_f(float* p, int64_t d, int64_t hd, __m256 x) {
+    if (d + 8 <= hd) return _mm256_storeu_ps(p + d, x);
+    alignas(32) float buf[8];
+    _mm256_store_ps(buf, x);
+    std::memcpy(p + d, buf, static_cast<size_t>(hd - d) * 4);
+}
+
+// G heads (G <= 4) against each row: one K load per 8 dims feeds every head. A head's score is
+// one FMA chain over its dims in order and the same horizontal sum, whatever G is.
+template <int G>
+void scores_g(const float* q, int64_t hd, const uint8_t* k, int64_t stride, int64_t n, bool f16, float scale,
+              float* s, int64_t lds) {
+    for (int64_t i = 0; i < n; ++i) {
+        const void* kr = k + i * stride;
+        __m256 acc[G];
+        for (int g = 0; g < G; ++g) acc[g] = _mm256_setzero_ps();
+        for (int64_t d = 0; d < hd; d += 8) {
+            const __m256 kv = ld_kv(kr, d, hd, f16);
+            for (int g = 0; g < G; ++g) acc[g] = _mm256_fmadd_ps(ld_f(q + g * hd, d, hd), kv, acc[g]);
+        }
+        for (int g = 0; g < G; ++g) s[g * lds + i] = hsum(acc[g]) * scale;
+    }
+}
+
+void attn_scores(const float* q, int64_t n_q, int64_t hd, const void* k, int64_t stride, int64_t n, bool kv_f16,
+                 float scale, float* s, int64_t lds) {
+    const uint8_t* kb = static_cast<const uint8_t*>(k);
+    for (int64_t h = 0; h < n_q; h += 4) {
+        const float* qh = q + h * hd;
+        float* sh = s + h * lds;
+        switch (std::min<int64_t>(4, n_q - h)) {
+            case 1: scores_g<1>(qh, hd, kb, stride, n, kv_f16, scale, sh, lds); break;
+            case 2: scores_g<2>(qh, hd, kb, stride, n, kv_f16, scale, sh, lds); break;
+            case 3: scores_g<3>(qh, hd, kb, stride, n, kv_f16, scale, sh, lds); break;
+            default: scores_g<4>(qh, hd, kb, stride, n, kv_f16, scale, sh, lds); break;
+        }
+    }
+}
+
+// G heads x 2 chunks of 8 dims in registers across all rows; each output element is its own
+// FMA chain over i in order, so the slab and head grouping never change a result.
+template <int G>
+void accum_g(const float* w, int64_t ldw, int64_t hd, const uint8_t* v, int64_t stride, int64_t n, bool f16,
+             float* out) {
+    constexpr int S = 2;
+    for (int64_t d0 = 0; d0 < hd; d0 += 8 * S) {
+        const int nc = d0 + 8 < hd ? 2 : 1;
+        __m256 acc[G][S];
+        for (int c = 0; c < S; ++c)
+            for (int g = 0; g < G; ++g) acc[g][c] = c < nc ? ld_f(out + g * hd, d0 + 8 * c, hd) : _mm256_setzero_ps();
+        for (int64_t i = 0; i < n; ++i) {
+            const void* vr = v + i * stride;
+            __m256 wg[G];
+            for (int g = 0; g < G; ++g) wg[g] = _mm256_set1_ps(w[g * ldw + i]);
+            for (int c = 0; c < nc; ++c) {
+                const __m256 x = ld_kv(vr, d0 + 8 * c, hd, f16);
+                for (int g = 0; g < G; ++g) acc[g][c] = _mm256_fmadd_ps(wg[g], x, acc[g][c]);
+            }
+        }
+        for (int c = 0; c < nc; ++c)
+            for (int g = 0; g < G; ++g) st_f(out + g * hd, d0 + 8 * c, hd, acc[g][c]);
+    }
+}
+
+void attn_accum(const float* w, int64_t ldw, int64_t n_q, int64_t hd, const void* v, int64_t stride, int64_t n,
+                bool kv_f16, float* out) {
+    const uint8_t* vb = static_cast<const uint8_t*>(v);
+    for (int64_t h = 0; h < n_q; h += 4) {
+        const float* wh = w + h * ldw;
+        float* oh = out + h * hd;
+        switch (std::min<int64_t>(4, n_q - h)) {
+            case 1: accum_g<1>(wh, ldw, hd, vb, stride, n, kv_f16, oh); break;
+            case 2: accum_g<2>(wh, ldw, hd, vb, stride, n, kv_f16, oh); break;
+            case 3: accum_g<3>(wh, ldw, hd, vb, stride, n, kv_f16, oh); break;
+            default: accum_g<4>(wh, ldw, hd, vb, stride, n, kv_f16, oh); break;
+        }
+    }
+}
+
+// exp(x) for x <= 0: x = n ln2 + r, |r| <= ln2/2, exp(r) by its degree-7 Taylor polynomial,
+// times 2^n built in the exponent field (x clamped to -87 so 2^n stays a normal float; the
+// weights it affects are below 1e-37 of the largest).
+inline __m256 exp_neg(__m256 x) {
+    x = _mm256_max_ps(x, _mm256_set1_ps(-87.0f));
+    const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.0f / 5040);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 720));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
+
+float attn_softmax(float* s, int64_t n) {
+    float mx = -INFINITY;
+    int64_t i = 0;
+    __m256 vm = _mm256_set1_ps(-INFINITY);
+    for (; i + 8 <= n; i += 8) vm = _mm256_max_ps(vm, _mm256_loadu_ps(s + i));
+    alignas(32) float buf[8];
+    _mm256_store_ps(buf, vm);
+    for (float b : buf) mx = b > mx ? b : mx;
+    for (int64_t j = i; j < n; ++j) mx = s[j] > mx ? s[j] : mx;
+    const __m256 vmax = _mm256_set1_ps(mx);
+    __m256 sum = _mm256_setzero_ps();
+    for (i = 0; i + 8 <= n; i += 8) {
+        const __m256 e = exp_neg(_mm256_sub_ps(_mm256_loadu_ps(s + i), vmax));
+        _mm256_storeu_ps(s + i, e);
+        sum = _mm256_add_ps(sum, e);
+    }
+    if (i < n) {
+        // Tail lanes past n are forced to 0 so they add nothing to the sum.
+        _mm256_store_ps(buf, exp_neg(_mm256_sub_ps(load_x_tail(s + i, n - i), vmax)));
+        for (int64_t j = n - i; j < 8; ++j) buf[j] = 0.0f;
+        std::memcpy(s + i, buf, static_cast<size_t>(n - i) * 4);
+        sum = _mm256_add_ps(sum, _mm256_load_ps(buf));
+    }
+    return hsum(sum);
+}
+
+const KernelTable kTable = {"avx2", quantize_act, matmul_q, matmul_f, dot_kv, axpy_kv,
+                            attn_scores, attn_accum, attn_softmax};
 
 }  // namespace
 

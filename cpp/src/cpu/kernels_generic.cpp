@@ -128,7 +128,35 @@ void axpy_kv(float a, const void* v, float* y, int64_t n, bool kv_f16) {
     }
 }
 
-const KernelTable kTable = {"generic", quantize_act, matmul_q, matmul_f, dot_kv, axpy_kv};
+// Grouped attention, the reference for the SIMD versions: per head and row, a dot product in
+// dimension order; per output element, a sum over rows in order. Heads are independent.
+void attn_scores(const float* q, int64_t n_q, int64_t hd, const void* k, int64_t stride, int64_t n, bool kv_f16,
+                 float scale, float* s, int64_t lds) {
+    const uint8_t* kb = static_cast<const uint8_t*>(k);
+    for (int64_t i = 0; i < n; ++i)
+        for (int64_t h = 0; h < n_q; ++h) s[h * lds + i] = dot_kv(q + h * hd, kb + i * stride, hd, kv_f16) * scale;
+}
+
+void attn_accum(const float* w, int64_t ldw, int64_t n_q, int64_t hd, const void* v, int64_t stride, int64_t n,
+                bool kv_f16, float* out) {
+    const uint8_t* vb = static_cast<const uint8_t*>(v);
+    for (int64_t i = 0; i < n; ++i)
+        for (int64_t h = 0; h < n_q; ++h) axpy_kv(w[h * ldw + i], vb + i * stride, out + h * hd, hd, kv_f16);
+}
+
+float attn_softmax(float* s, int64_t n) {
+    float mx = s[0];
+    for (int64_t i = 1; i < n; ++i) mx = s[i] > mx ? s[i] : mx;
+    float sum = 0.0f;
+    for (int64_t i = 0; i < n; ++i) {
+        s[i] = std::exp(s[i] - mx);
+        sum += s[i];
+    }
+    return sum;
+}
+
+const KernelTable kTable = {"generic", quantize_act, matmul_q, matmul_f, dot_kv, axpy_kv,
+                            attn_scores, attn_accum, attn_softmax};
 
 }  // namespace
 
