@@ -1,7 +1,7 @@
 """`apls.Model` and `apls.Context`: the engine from Python."""
 from __future__ import annotations
 
-from typing import Dict, Iterator, List, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Dict, Iterator, List, Optional, Sequence, Union
 
 import numpy as np
 
@@ -9,6 +9,9 @@ from . import _core
 from .chat import render_chat
 from .generate import GenerationStats, SamplingParams, generate_tokens, stream_text
 from .plan import Plan
+
+if TYPE_CHECKING:
+    from .kv import KVCache, KVView
 
 TokenIds = Union[Sequence[int], np.ndarray]
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import statistics
-import time
 from collections import OrderedDict
 from typing import Dict, List, Optional
 
