@@ -316,9 +316,7 @@ def test_shift_lets_positions_run_past_the_window_f16(tiny):
 
 # ---- SmolLM2 ------------------------------------------------------------------------------------
 
-PROMPT = [1, 504, 2365, 6354, 16438, 27003, 690, 260, 23790, 2767, 30, 533, 216, 33, 41, 38, 41, 28, 17885,
-          808, 13197, 335, 260, 8872, 28, 284, 260, 905, 12635, 347, 1463, 436, 1135, 335, 2330, 8552, 30,
-          13320, 1916, 28]
+from test_model import PROMPT  # noqa: E402 - the same tokenized 40-token prompt
 
 
 @pytest.fixture(scope="module")
