@@ -6,7 +6,9 @@ attention with a causal mask, SwiGLU MLP, tied or separate output. Two optional 
 the comparison with the engine tight where the engine rounds on purpose:
   - quant_act: activations entering a quantized matrix product are rounded to Q8 blocks
     (d = max|x| / 127, q = rint(x / d)), as the engine's CPU kernels do;
-  - kv_f16: cached keys and values are stored as float16.
+  - kv_f16: cached keys and values are stored as float16;
+  - act_f16: activations entering every matrix product are rounded to float16, as the CUDA
+    backend's prompt path (cuBLAS on F16 operands) does.
 """
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ def _field(reader, key, default=None):
 
 
 class Reference:
-    def __init__(self, path, quant_act=False, kv_f16=False, plan=None):
+    def __init__(self, path, quant_act=False, kv_f16=False, plan=None, act_f16=False):
         r = GGUFReader(path)
         arch = _field(r, "general.architecture")
         assert arch == "llama", arch
@@ -39,6 +41,7 @@ class Reference:
         self.pos_scale = 1.0 / scale if scale else 1.0
         self.eps = k("attention.layer_norm_rms_epsilon", 1e-5)
         self.quant_act = quant_act
+        self.act_f16 = act_f16
         self.kv_f16 = kv_f16
         self.plan = plan  # (attn flags, mlp flags[, groups as (first, last) ranges]) or None
         self.w, self.wtype = {}, {}
@@ -72,6 +75,8 @@ class Reference:
         w = self.w[name]
         if self.quant_act and self.wtype[name] in QUANTIZED:
             x = self.q8(x)
+        if self.act_f16:
+            x = x.astype(np.float16).astype(np.float32)
         return (x.astype(np.float64) @ w.T.astype(np.float64)).astype(np.float32)
 
     def norm(self, x, name):

@@ -9,7 +9,8 @@ gguf_quants = pytest.importorskip("gguf.quants")
 from gguf import GGMLQuantizationType  # noqa: E402
 
 ISAS = _core.kernel_isas()
-QTYPES = ["Q4_0", "Q4_1", "Q8_0"]
+QTYPES = ["Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q4_K", "Q5_K", "Q6_K"]
+KTYPES = {"Q4_K", "Q5_K", "Q6_K"}  # 256-element super-blocks
 FTYPES = ["F32", "F16", "BF16"]
 U = 2.0 ** -24  # float32 unit roundoff
 
@@ -34,6 +35,25 @@ def quantize_act_ref(x):
     return d, s, q
 
 
+def valid_k(type_name, k):
+    """k rounded up to the type's block (256 for K-quants) so one list of sizes serves every type."""
+    return -(-k // 256) * 256 if type_name in KTYPES else k
+
+
+# K-quant blocks (gguf.quants has no K quantizer): random bytes for the quants and sub-block
+# scales, sane half-precision super-block scales at these byte offsets. Independent of our quantizer.
+K_HALVES = {"Q4_K": (144, [(0, 0.004), (2, 0.01)]), "Q5_K": (176, [(0, 0.002), (2, 0.01)]), "Q6_K": (210, [(208, 0.0004)])}
+
+
+def random_k_blocks(type_name, rows, k, rng):
+    bs, halves = K_HALVES[type_name]
+    b = rng.integers(0, 256, size=(rows, k // 256, bs), dtype=np.uint8)
+    for off, scale in halves:
+        d = (scale * rng.uniform(0.5, 1.5, size=(rows, k // 256))).astype(np.float16)
+        b[..., off:off + 2] = d[..., None].view(np.uint8)
+    return b.reshape(rows, -1)
+
+
 def make_weights(type_name, rows, k, rng):
     """-> (bytes (rows, row_bytes) uint8, dequantized (rows, k) float64, offset (rows, k/32) or
     None): `offset` bounds the part of each weight that the kernels handle separately from the
@@ -48,12 +68,20 @@ def make_weights(type_name, rows, k, rng):
         bits = (w.view(np.uint32) >> 16).astype(np.uint16)  # truncation: exactly representable
         return bits.view(np.uint8), (bits.astype(np.uint32) << 16).view(np.float32).astype(np.float64), None
     qt = GGMLQuantizationType[type_name]
-    wq = gguf_quants.quantize(w, qt)
+    wq = random_k_blocks(type_name, rows, k, rng) if type_name in KTYPES else gguf_quants.quantize(w, qt)
     wd = gguf_quants.dequantize(wq, qt).astype(np.float64)
+    if type_name in ("Q4_K", "Q5_K"):  # dmin * m of each sub-block of 32
+        sb = wq.reshape(rows, k // 256, -1)
+        dmin = sb[..., 2:4].copy().view(np.float16)[..., 0].astype(np.float64)
+        _, m = gguf_quants.Q4_K.get_scale_min(np.ascontiguousarray(sb[..., 4:16]).reshape(-1, 12))
+        return wq, wd, (dmin[..., None] * m.reshape(rows, k // 256, 8)).reshape(rows, k // 32)
+    if type_name in KTYPES:  # Q6_K: the -32 offset is taken off in integers (no float term)
+        return wq, wd, np.zeros((rows, k // 32))
     blocks = wq.reshape(rows, k // 32, -1)
-    if type_name == "Q4_0":
-        offset = 8 * np.abs(blocks[..., 0:2].copy().view(np.float16)[..., 0].astype(np.float64))
-    elif type_name == "Q4_1":
+    if type_name in ("Q4_0", "Q5_0"):
+        half = 8 if type_name == "Q4_0" else 16
+        offset = half * np.abs(blocks[..., 0:2].copy().view(np.float16)[..., 0].astype(np.float64))
+    elif type_name in ("Q4_1", "Q5_1"):
         offset = np.abs(blocks[..., 2:4].copy().view(np.float16)[..., 0].astype(np.float64))
     else:
         offset = np.zeros((rows, k // 32))
@@ -92,6 +120,7 @@ def check_quantized(isa, type_name, k, rows, n_tok, rng, scale=1.0):
 @pytest.mark.parametrize("k", [32, 96, 512, 544, 576, 1536])
 def test_matmul_quantized(isa, type_name, k):
     rng = np.random.default_rng(k + 7 * QTYPES.index(type_name))
+    k = valid_k(type_name, k)
     for rows, n_tok in [(37, 1), (19, 3), (5, 17)]:
         check_quantized(isa, type_name, k, rows, n_tok, rng)
 
@@ -101,10 +130,11 @@ def test_matmul_quantized(isa, type_name, k):
 def test_matmul_quantized_scales(isa, type_name):
     """Tiny and large activations, and all-zero activation blocks."""
     rng = np.random.default_rng(3)
+    k = valid_k(type_name, 576)
     for scale in [1e-6, 1e3]:
-        check_quantized(isa, type_name, 576, 23, 2, rng, scale)
-    wq, _, _ = make_weights(type_name, 23, 576, rng)
-    y = _core.matmul(isa, type_name, wq, 576, np.zeros((2, 576), np.float32))
+        check_quantized(isa, type_name, k, 23, 2, rng, scale)
+    wq, _, _ = make_weights(type_name, 23, k, rng)
+    y = _core.matmul(isa, type_name, wq, k, np.zeros((2, k), np.float32))
     assert (y == 0).all()
 
 
@@ -136,6 +166,7 @@ SPLITS = [[(0, 75)], [(0, 16), (16, 75)], [(0, 32), (32, 64), (64, 75)], [(0, 1)
 def test_batch_invariance(isa, type_name, k):
     """y[t, r] is bit-identical for a token alone, inside any batch and under any row split."""
     rng = np.random.default_rng(k)
+    k = valid_k(type_name, k)
     rows, n_tok = 75, 17
     wb, _, _ = make_weights(type_name, rows, k, rng)
     x = rng.standard_normal((n_tok, k)).astype(np.float32)
@@ -158,7 +189,7 @@ def test_batch_invariance(isa, type_name, k):
 def test_row_range_poisoning(isa, type_name):
     """Exactly the rows in [r0, r1) are written."""
     rng = np.random.default_rng(1)
-    k, rows = 576, 53
+    k, rows = valid_k(type_name, 576), 53
     wb, _, _ = make_weights(type_name, rows, k, rng)
     x = rng.standard_normal((3, k)).astype(np.float32)
     for r0, r1 in [(0, 0), (0, 53), (3, 4), (16, 48), (17, 53), (50, 53)]:
@@ -242,7 +273,7 @@ def test_errors():
     with pytest.raises(InvalidArgumentError):
         _core.matmul("sse9", "Q4_1", w, 64, x)
     with pytest.raises(InvalidArgumentError):
-        _core.matmul("generic", "Q5_K", w, 64, x)
+        _core.matmul("generic", "Q2_K", w, 64, x)
     with pytest.raises(InvalidArgumentError):
         _core.matmul("generic", "Q4_1", w[:-1], 64, x)  # not a whole number of rows
     with pytest.raises(InvalidArgumentError):

@@ -3,6 +3,10 @@
 
     PYTHONPATH=python APLS_EXT_DIR=$PWD/build-kern python tools/bench_kernels.py [--json out.json]
 
+With --types, the layer shapes are timed in each listed weight type instead (e.g. --types
+Q4_1,Q5_0,Q5_1,Q8_0 for the 576-wide shapes; the K-quants need rows that are a multiple of 256, so
+they are timed on ffn_down (k = 1536) and on 1536-wide variants of the others, with --k 1536).
+
 Per shape: microseconds per call and GB/s of weight bytes, for n_tok = 1 (decode) and n_tok = 512
 (prefill), one thread. Single-shape numbers run with the matrix hot in cache (it is re-read every
 call). Then the whole per-token set (30 layers x 7 matrices with distinct buffers, plus the output
@@ -24,15 +28,17 @@ LAYER = [("attn_q", "Q4_1", 576, 576), ("attn_k", "Q4_1", 576, 192), ("attn_v", 
          ("ffn_down", "Q4_1", 1536, 576)]
 HEAD = ("output", "Q8_0", 576, 49152)
 N_LAYERS = 30
-BLOCK = {"Q4_0": (18, 2), "Q4_1": (20, 4), "Q8_0": (34, 2)}  # bytes per block, header bytes
+# Bytes per block, elements per block, byte offsets of the half-precision scales in a block.
+BLOCK = {"Q4_0": (18, 32, [0]), "Q4_1": (20, 32, [0, 2]), "Q5_0": (22, 32, [0]), "Q5_1": (24, 32, [0, 2]),
+         "Q8_0": (34, 32, [0]), "Q4_K": (144, 256, [0, 2]), "Q5_K": (176, 256, [0, 2]), "Q6_K": (210, 256, [208])}
 
 
 def weights(type_name, k, rows, rng):
     """Random blocks with sane scales (random half bits could be NaN/inf/subnormal)."""
-    bs, hdr = BLOCK[type_name]
-    w = rng.integers(0, 256, size=(rows, k // 32, bs), dtype=np.uint8)
-    scales = np.array([0.01, -0.02][: hdr // 2], np.float16).view(np.uint8)
-    w[:, :, :hdr] = scales
+    bs, be, halves = BLOCK[type_name]
+    w = rng.integers(0, 256, size=(rows, k // be, bs), dtype=np.uint8)
+    for off in halves:
+        w[:, :, off:off + 2] = np.array([0.01], np.float16).view(np.uint8)
     return w.reshape(-1)
 
 
@@ -47,14 +53,22 @@ def main():
     ap.add_argument("--generic-prefill", action="store_true", help="also time prefill for the scalar code (slow)")
     ap.add_argument("--reps", type=int, default=20)
     ap.add_argument("--json", help="write the results here")
+    ap.add_argument("--types", help="comma-separated weight types for the layer shapes (default: the model's)")
+    ap.add_argument("--k", type=int, default=0, help="with --types: inner size of the 576-wide shapes (e.g. 1536)")
     args = ap.parse_args()
     isas = args.isa or _core.kernel_isas()
     rng = np.random.default_rng(0)
     shapes = LAYER + [HEAD]
+    if args.types:
+        shapes = [(f"{name}:{t}", t, args.k or k if k == 576 else k, rows)
+                  for t in args.types.split(",") for name, _, k, rows in LAYER]
+        args.per_token = False
+    else:
+        args.per_token = True
     mats = {name: (t, weights(t, k, rows, rng), k) for name, t, k, rows in shapes}
     results = {"isas": isas, "shapes": {}, "per_token": {}}
 
-    print(f"{'shape':<10} {'type':<5} {'k x rows':>11} {'isa':<8} {'n_tok':>5} {'us/call':>10} {'GB/s':>7} {'GMAC/s':>7}")
+    print(f"{'shape':<16} {'type':<5} {'k x rows':>11} {'isa':<8} {'n_tok':>5} {'us/call':>10} {'GB/s':>7} {'GMAC/s':>7}")
     for name, t, k, rows in shapes:
         m = mats[name]
         for isa in isas:
@@ -68,11 +82,16 @@ def main():
                     s = median_s(isa, [m], n_tok, reps)
                 gbs = m[1].nbytes / s / 1e9
                 gmacs = k * rows * n_tok / s / 1e9
-                print(f"{name:<10} {t:<5} {f'{k}x{rows}':>11} {isa:<8} {n_tok:>5} {s * 1e6:>10.1f} {gbs:>7.1f} {gmacs:>7.1f}")
+                print(f"{name:<16} {t:<5} {f'{k}x{rows}':>11} {isa:<8} {n_tok:>5} {s * 1e6:>10.1f} {gbs:>7.1f} {gmacs:>7.1f}")
                 results["shapes"].setdefault(name, {}).setdefault(isa, {})[str(n_tok)] = {
                     "us": s * 1e6, "gb_per_s": gbs, "gmac_per_s": gmacs}
             sys.stdout.flush()
 
+    if not args.per_token:
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(results, f, indent=1)
+        return
     # The whole per-token set with distinct buffers per layer (streams ~96 MB like a decode step).
     token_mats = []
     for _ in range(N_LAYERS):

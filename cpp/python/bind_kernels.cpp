@@ -35,12 +35,14 @@ const KernelTable& table(const std::string& isa) {
 
 TensorType parse_type(const std::string& name) {
     for (TensorType t : {TensorType::F32, TensorType::F16, TensorType::BF16, TensorType::Q4_0, TensorType::Q4_1,
-                         TensorType::Q8_0})
+                         TensorType::Q5_0, TensorType::Q5_1, TensorType::Q8_0, TensorType::Q4_K, TensorType::Q5_K,
+                         TensorType::Q6_K})
         if (name == apls::type_name(t)) return t;
-    apls::fail(APLS_STATUS_INVALID_ARGUMENT, "matmul: type '", name, "' is not one of F32, F16, BF16, Q4_0, Q4_1, Q8_0");
+    apls::fail(APLS_STATUS_INVALID_ARGUMENT, "matmul: type '", name,
+               "' is not one of F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K");
 }
 
-bool is_quantized(TensorType t) { return t == TensorType::Q4_0 || t == TensorType::Q4_1 || t == TensorType::Q8_0; }
+bool is_quantized(TensorType t) { return apls::type_traits(t).block > 1; }
 
 // Rows of a weight buffer of `bytes` bytes, checking k and the size.
 int64_t weight_rows(TensorType type, int64_t k, size_t bytes) {

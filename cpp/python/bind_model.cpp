@@ -19,9 +19,17 @@ namespace {
 using I32Array = py::array_t<int32_t, py::array::c_style | py::array::forcecast>;
 using U8Array = py::array_t<uint8_t, py::array::c_style | py::array::forcecast>;
 
-std::shared_ptr<Model> load_model(const std::string& path, bool use_mmap) {
+apls::Device parse_device(const std::string& device) {
+    if (device == "auto") return apls::resolve_device(APLS_DEVICE_AUTO);
+    if (device == "cpu") return apls::Device::CPU;
+    if (device == "cuda" || device == "gpu") return apls::Device::CUDA;
+    apls::fail(APLS_STATUS_INVALID_ARGUMENT, "device must be 'auto', 'cpu' or 'cuda', not '", device, "'");
+}
+
+std::shared_ptr<Model> load_model(const std::string& path, bool use_mmap, const std::string& device) {
+    const apls::Device d = parse_device(device);
     py::gil_scoped_release release;
-    return std::shared_ptr<Model>(Model::load(path, use_mmap).release());
+    return std::shared_ptr<Model>(Model::load(path, use_mmap, d).release());
 }
 
 std::unique_ptr<Context> make_context(std::shared_ptr<Model> model, uint32_t n_ctx, uint32_t n_batch,
@@ -100,9 +108,13 @@ py::array_t<float> decode(Context& ctx, const I32Array& tokens, std::optional<I3
 void bind_model(py::module_& m) {
     m.def("version", [] { return std::string(apls_version()); });
     m.def("cpu_isa", [] { return std::string(apls::cpu::kernels().isa); });
+    m.def("cuda_compiled", &apls::cuda::compiled, "True when this build has the CUDA backend.");
+    m.def("cuda_device_count", &apls::cuda::device_count, "Usable CUDA devices (0 without the backend or a GPU).");
+    m.def("cuda_describe", &apls::cuda::describe, "The CUDA device in use, or why CUDA is unavailable.");
 
     py::class_<Model, std::shared_ptr<Model>>(m, "Model")
-        .def(py::init(&load_model), py::arg("path"), py::arg("use_mmap") = true)
+        .def(py::init(&load_model), py::arg("path"), py::arg("use_mmap") = true, py::arg("device") = "auto")
+        .def_property_readonly("device", [](const Model& x) { return std::string(apls::device_name(x.device())); })
         .def_property_readonly("n_vocab", [](const Model& x) { return x.hparams().n_vocab; })
         .def_property_readonly("n_layer", [](const Model& x) { return x.hparams().n_layer; })
         .def_property_readonly("n_embd", [](const Model& x) { return x.hparams().n_embd; })

@@ -7,12 +7,16 @@ namespace apls {
 
 Arch arch_from_name(const std::string& name) {
     if (name == "llama") return Arch::LLAMA;
-    fail(APLS_STATUS_UNSUPPORTED, "unknown architecture '", name, "' (supported: llama)");
+    if (name == "qwen2") return Arch::QWEN2;
+    if (name == "qwen3") return Arch::QWEN3;
+    fail(APLS_STATUS_UNSUPPORTED, "unknown architecture '", name, "' (supported: llama, qwen2, qwen3)");
 }
 
 const char* arch_name(Arch arch) {
     switch (arch) {
         case Arch::LLAMA: return "llama";
+        case Arch::QWEN2: return "qwen2";
+        case Arch::QWEN3: return "qwen3";
     }
     return "?";
 }
@@ -39,7 +43,7 @@ std::string key_name(Arch arch, Key key) {
     return std::string(arch_name(arch)) + "." + suffix;
 }
 
-std::string tensor_name(TensorId id, int layer) {
+std::string tensor_name(TensorId id, int layer, const char* kind) {
     switch (id) {
         case TensorId::TOKEN_EMBD: return "token_embd.weight";
         case TensorId::OUTPUT_NORM: return "output_norm.weight";
@@ -57,9 +61,11 @@ std::string tensor_name(TensorId id, int layer) {
         case TensorId::FFN_GATE: suffix = "ffn_gate"; break;
         case TensorId::FFN_UP: suffix = "ffn_up"; break;
         case TensorId::FFN_DOWN: suffix = "ffn_down"; break;
+        case TensorId::ATTN_Q_NORM: suffix = "attn_q_norm"; break;
+        case TensorId::ATTN_K_NORM: suffix = "attn_k_norm"; break;
         default: break;
     }
-    return "blk." + std::to_string(layer) + "." + suffix + ".weight";
+    return "blk." + std::to_string(layer) + "." + suffix + "." + kind;
 }
 
 }  // namespace apls

@@ -5,9 +5,9 @@
 
 namespace apls {
 
-enum class Arch { LLAMA };
+enum class Arch { LLAMA, QWEN2, QWEN3 };
 
-// "llama" -> Arch::LLAMA; any other name throws APLS_STATUS_UNSUPPORTED naming it.
+// "llama" -> Arch::LLAMA, "qwen2", "qwen3"; any other name throws APLS_STATUS_UNSUPPORTED naming it.
 Arch arch_from_name(const std::string& name);
 const char* arch_name(Arch arch);
 
@@ -23,7 +23,9 @@ std::string key_name(Arch arch, Key key);
 enum class TensorId {
     TOKEN_EMBD, OUTPUT_NORM, OUTPUT,
     ATTN_NORM, ATTN_Q, ATTN_K, ATTN_V, ATTN_OUT, FFN_NORM, FFN_GATE, FFN_UP, FFN_DOWN,
+    ATTN_Q_NORM, ATTN_K_NORM,  // per-head RMSNorm weights (qwen3)
 };
-std::string tensor_name(TensorId id, int layer = -1);
+// kind: "weight" or "bias" ("blk.{i}.attn_q.bias").
+std::string tensor_name(TensorId id, int layer = -1, const char* kind = "weight");
 
 }  // namespace apls

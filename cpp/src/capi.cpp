@@ -5,6 +5,7 @@
 #include "apls/apls.h"
 #include "capi_util.h"
 #include "context.h"
+#include "device.h"
 #include "cpu/kernels.h"
 #include "model.h"
 #include "capi_types.h"
@@ -41,6 +42,7 @@ const char* apls_cpu_isa(void) {
 apls_model_params apls_model_default_params(void) {
     apls_model_params p;
     p.use_mmap = true;
+    p.device = APLS_DEVICE_AUTO;
     return p;
 }
 
@@ -50,12 +52,18 @@ apls_status apls_model_load(const char* path, apls_model_params params, apls_mod
     *out_model = nullptr;
     return guard([&] {
         auto m = std::make_unique<apls_model>();
-        m->impl = apls::Model::load(path, params.use_mmap);
+        m->impl = apls::Model::load(path, params.use_mmap, apls::resolve_device(static_cast<int32_t>(params.device)));
         *out_model = m.release();
     });
 }
 
 void apls_model_free(apls_model* model) { delete model; }
+
+apls_device apls_model_device(const apls_model* model) {
+    return model ? static_cast<apls_device>(model->impl->device()) : APLS_DEVICE_CPU;
+}
+
+int32_t apls_cuda_device_count(void) { return apls::cuda::device_count(); }
 
 int32_t apls_model_n_vocab(const apls_model* m) { return m ? m->impl->hparams().n_vocab : 0; }
 int32_t apls_model_n_layer(const apls_model* m) { return m ? m->impl->hparams().n_layer : 0; }

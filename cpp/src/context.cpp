@@ -2,6 +2,7 @@
 #include "context.h"
 
 #include <algorithm>
+#include <cmath>
 #include <map>
 
 #include "common.h"
@@ -61,10 +62,11 @@ Context::Context(const Model& model, const apls_context_params& params)
     : model_(model),
       params_(resolve(model, params)),
       kv_(model.hparams().n_layer, model.hparams().kv_dim(), params_.n_ctx, params_.kv_block_size,
-          params_.n_seq_max, params_.kv_type == APLS_KV_TYPE_F16),
-      pool_(params_.n_threads) {
+          params_.n_seq_max, params_.kv_type == APLS_KV_TYPE_F16, model.device() == Device::CPU),
+      pool_(model.device() == Device::CPU ? params_.n_threads : 1) {
     const HParams& hp = model.hparams();
-    kv_.set_rope({hp.n_rot, static_cast<int32_t>(hp.head_dim), hp.n_head_kv, hp.rope_freq_base, hp.rope_freq_scale});
+    kv_.set_rope({hp.n_rot, static_cast<int32_t>(hp.head_dim), hp.n_head_kv, hp.rope_freq_base, hp.rope_freq_scale,
+                  hp.rope_style});
     const size_t t = params_.n_batch;
     const size_t wide = std::max({hp.n_embd, hp.n_ff, hp.q_dim()});
     Scratch& s = scratch_;
@@ -83,6 +85,44 @@ Context::Context(const Model& model, const apls_context_params& params)
     s.scores.resize(static_cast<size_t>(pool_.size()) * kv_.capacity());
     s.slots.resize(t);
     s.out_rows.reserve(t);
+    if (model.device() == Device::CUDA) runner_ = cuda::make_runner(*this);
+}
+
+Context::~Context() = default;
+
+const float* Context::logits() const {
+    if (logits_stale_) {
+        runner_->fetch_logits(logits_.data(), n_outputs_);
+        logits_stale_ = false;
+    }
+    return logits_.data();
+}
+
+int32_t argmax_row(const float* x, int32_t n) {
+    int32_t best = 0;
+    for (int32_t i = 1; i < n; ++i)
+        if (x[i] > x[best]) best = i;
+    return best;
+}
+
+float top_prob_row(const float* x, int32_t n, int32_t best) {
+    const float m = x[best];
+    double sum = 0.0;
+    for (int32_t i = 0; i < n; ++i) sum += std::exp(static_cast<double>(x[i] - m));
+    return static_cast<float>(1.0 / sum);
+}
+
+int32_t Context::argmax(int32_t i, float* top_p) const {
+    if (i < 0 || i >= n_outputs_) fail(APLS_STATUS_INVALID_ARGUMENT, "output row ", i, " is out of range [0, ", n_outputs_, ")");
+    if (runner_ && logits_stale_) {
+        if (top_p) *top_p = runner_->top_prob()[i];
+        return runner_->argmax()[i];
+    }
+    const int32_t n_vocab = model_.hparams().n_vocab;
+    const float* row = logits() + static_cast<size_t>(i) * n_vocab;
+    const int32_t best = argmax_row(row, n_vocab);
+    if (top_p) *top_p = top_prob_row(row, n_vocab, best);
+    return best;
 }
 
 Batch Context::make_batch(const apls_batch& b) const {
@@ -126,6 +166,7 @@ std::vector<float>& Context::logits_buffer(int32_t n_rows) {
     const size_t need = static_cast<size_t>(n_rows) * model_.hparams().n_vocab;
     if (logits_.size() < need) logits_.resize(need);  // grows once to the largest output seen
     n_outputs_ = n_rows;
+    logits_stale_ = false;
     return logits_;
 }
 
@@ -145,10 +186,19 @@ void Context::decode(const Batch& batch, const Plan& plan, const KVView* view) {
     }
     kv_.append(batch.seq.data(), batch.pos.data(), batch.size(), scratch_.slots.data());
     try {
-        forward_llama(*this, batch, plan, view);
+        if (runner_) {
+            int32_t m = 0;
+            for (int8_t o : batch.out) m += o != 0;
+            logits_buffer(m);  // sized now; filled on demand (logits())
+            runner_->forward(batch, plan, view, scratch_.slots.data());
+            logits_stale_ = m > 0;
+        } else {
+            forward_cpu(*this, batch, plan, view);
+        }
     } catch (...) {
         for (uint32_t s = 0; s < kv_.n_seq_max(); ++s) kv_.truncate(static_cast<int32_t>(s), before[s]);
         n_outputs_ = 0;
+        logits_stale_ = false;
         throw;
     }
 }

@@ -8,6 +8,7 @@
 #include "apls/apls.h"
 #include "cpu/kernels.h"
 #include "cpu/threadpool.h"
+#include "device.h"
 #include "kv_cache.h"
 #include "model.h"
 #include "plan.h"
@@ -41,6 +42,7 @@ struct Scratch {
 class Context {
 public:
     Context(const Model& model, const apls_context_params& params);
+    ~Context();
 
     const Model& model() const { return model_; }
     const apls_context_params& params() const { return params_; }
@@ -56,8 +58,14 @@ public:
     void decode(const Batch& batch, const Plan& plan, const KVView* view = nullptr);
 
     int32_t n_outputs() const { return n_outputs_; }
-    const float* logits() const { return logits_.data(); }  // (n_outputs, n_vocab)
+    // (n_outputs, n_vocab). On a device, copied to the host on first use after each decode.
+    const float* logits() const;
+    // Greedy choice for output row i (largest logit, ties to the lowest id); on a device it is
+    // computed there, so the logits need not be copied.
+    // top_p (optional) receives its softmax probability.
+    int32_t argmax(int32_t i, float* top_p = nullptr) const;
     std::vector<float>& logits_buffer(int32_t n_rows);
+    Device device() const { return model_.device(); }
 
 private:
     const Model& model_;
@@ -65,11 +73,18 @@ private:
     KVCache kv_;
     cpu::ThreadPool pool_;
     Scratch scratch_;
-    std::vector<float> logits_;
+    mutable std::vector<float> logits_;
     int32_t n_outputs_ = 0;
+    std::unique_ptr<DeviceRunner> runner_;  // the device backend, or nullptr on the CPU
+    mutable bool logits_stale_ = false;     // device logits not yet copied to logits_
 };
 
-// The llama-family forward pass (forward_llama.cpp).
-void forward_llama(Context& ctx, const Batch& batch, const Plan& plan, const KVView* view);
+// Index of the largest of x[0..n); ties go to the lowest index (as the greedy sampler does).
+int32_t argmax_row(const float* x, int32_t n);
+// Softmax probability of x[best]: 1 / sum exp(x - x[best]).
+float top_prob_row(const float* x, int32_t n, int32_t best);
+
+// The CPU forward pass of the model's architecture (forward.cpp picks forward_<arch>.cpp).
+void forward_cpu(Context& ctx, const Batch& batch, const Plan& plan, const KVView* view);
 
 }  // namespace apls

@@ -29,10 +29,15 @@ HParams HParams::from_gguf(const gguf::File& f) {
     hp.n_head = get_i32(f, key(Key::HEAD_COUNT), 1, 4096);
     hp.n_head_kv = f.find(key(Key::HEAD_COUNT_KV)) ? get_i32(f, key(Key::HEAD_COUNT_KV), 1, 4096) : hp.n_head;
     hp.n_ctx_train = f.find(key(Key::CONTEXT_LENGTH)) ? get_i32(f, key(Key::CONTEXT_LENGTH), 1, 1 << 24) : 2048;
-    if (hp.n_embd % hp.n_head != 0)
-        fail(APLS_STATUS_FORMAT, key(Key::EMBEDDING_LENGTH), " = ", hp.n_embd, " is not a multiple of ",
-             key(Key::HEAD_COUNT), " = ", hp.n_head);
-    hp.head_dim = f.find(key(Key::KEY_LENGTH)) ? get_i32(f, key(Key::KEY_LENGTH), 1, 1 << 16) : hp.n_embd / hp.n_head;
+    // The head size is n_embd / n_head unless the file says otherwise (qwen3, some mistral).
+    if (f.find(key(Key::KEY_LENGTH))) {
+        hp.head_dim = get_i32(f, key(Key::KEY_LENGTH), 1, 1 << 16);
+    } else {
+        if (hp.n_embd % hp.n_head != 0)
+            fail(APLS_STATUS_FORMAT, key(Key::EMBEDDING_LENGTH), " = ", hp.n_embd, " is not a multiple of ",
+                 key(Key::HEAD_COUNT), " = ", hp.n_head);
+        hp.head_dim = hp.n_embd / hp.n_head;
+    }
     if (f.find(key(Key::VALUE_LENGTH)) && get_i32(f, key(Key::VALUE_LENGTH), 1, 1 << 16) != hp.head_dim)
         fail(APLS_STATUS_UNSUPPORTED, key(Key::VALUE_LENGTH), " differs from ", key(Key::KEY_LENGTH));
     if (hp.n_head % hp.n_head_kv != 0)
@@ -41,6 +46,7 @@ HParams HParams::from_gguf(const gguf::File& f) {
     hp.n_rot = f.find(key(Key::ROPE_DIMENSION_COUNT)) ? get_i32(f, key(Key::ROPE_DIMENSION_COUNT), 2, hp.head_dim)
                                                        : hp.head_dim;
     if (hp.n_rot % 2 != 0) fail(APLS_STATUS_FORMAT, key(Key::ROPE_DIMENSION_COUNT), " = ", hp.n_rot, " is odd");
+    hp.rope_style = hp.arch == Arch::LLAMA ? RopeStyle::NORM : RopeStyle::NEOX;
     hp.rope_freq_base = static_cast<float>(f.get_f64_or(key(Key::ROPE_FREQ_BASE), 10000.0));
     if (!(hp.rope_freq_base > 0.0f)) fail(APLS_STATUS_FORMAT, key(Key::ROPE_FREQ_BASE), " must be positive");
 

@@ -4,6 +4,7 @@
 #include <cstdint>
 
 #include "arch.h"
+#include "rope.h"
 
 namespace apls {
 
@@ -22,6 +23,7 @@ struct HParams {
     int32_t n_rot = 0;       // rotated dimensions per head (<= head_dim)
     float rope_freq_base = 10000.0f;
     float rope_freq_scale = 1.0f;  // linear scaling: position multiplier (1 / factor)
+    RopeStyle rope_style = RopeStyle::NORM;  // by architecture: llama NORM, qwen2/qwen3 NEOX
     float rms_eps = 1e-5f;
 
     int32_t q_dim() const { return n_head * head_dim; }

@@ -15,12 +15,13 @@ bool KVView::sees(int32_t pos, int32_t pos_q) const {
     return pos < n_sink || n_window < 0 || pos > pos_q - n_window;
 }
 
-KVCache::KVCache(int32_t n_layer, int32_t kv_dim, uint32_t n_ctx, uint32_t block_size, uint32_t n_seq_max, bool f16)
+KVCache::KVCache(int32_t n_layer, int32_t kv_dim, uint32_t n_ctx, uint32_t block_size, uint32_t n_seq_max, bool f16,
+                 bool host_storage)
     : n_layer_(n_layer), kv_dim_(kv_dim), block_size_(block_size), f16_(f16) {
     if (block_size == 0) fail(APLS_STATUS_INVALID_ARGUMENT, "kv_block_size must be positive");
     if (n_seq_max == 0) fail(APLS_STATUS_INVALID_ARGUMENT, "n_seq_max must be positive");
     n_blocks_ = (n_ctx + block_size - 1) / block_size;
-    const size_t bytes = static_cast<size_t>(n_blocks_) * block_size * row_bytes();
+    const size_t bytes = host_storage ? static_cast<size_t>(n_blocks_) * block_size * row_bytes() : 0;
     try {
         k_.assign(n_layer, std::vector<uint8_t>(bytes));
         v_.assign(n_layer, std::vector<uint8_t>(bytes));
@@ -60,12 +61,13 @@ void KVCache::release_block(int32_t block) {
 }
 
 void KVCache::copy_entry(int64_t dst, int64_t src) {
+    pos_[dst] = pos_[src];
+    if (store_) return store_->copy_slot(dst, src);
     const size_t rb = row_bytes();
     for (int32_t l = 0; l < n_layer_; ++l) {
         std::memcpy(k_row(l, dst), k_row(l, src), rb);
         std::memcpy(v_row(l, dst), v_row(l, src), rb);
     }
-    pos_[dst] = pos_[src];
 }
 
 void KVCache::make_private(int32_t seq, size_t bi) {
@@ -208,6 +210,7 @@ void KVCache::truncate(int32_t seq, int32_t n) {
 // ---- delete / shift --------------------------------------------------------------------------
 
 void KVCache::rerotate(int64_t slot, const float* cos_sin) {
+    if (store_) return store_->rerotate(slot, cos_sin);
     float row[4096];  // kv_dim is checked against this in seq_delete
     for (int32_t l = 0; l < n_layer_; ++l) {
         uint8_t* k = k_row(l, slot);
@@ -217,7 +220,7 @@ void KVCache::rerotate(int64_t slot, const float* cos_sin) {
         } else {
             std::memcpy(row, k, static_cast<size_t>(kv_dim_) * 4);
         }
-        cpu::rope_pairs(row, rope_.n_head_kv, rope_.head_dim, rope_.n_rot, cos_sin);
+        rope_apply(rope_.style, row, rope_.n_head_kv, rope_.head_dim, rope_.n_rot, cos_sin);
         if (f16_) {
             uint16_t* h = reinterpret_cast<uint16_t*>(k);
             for (int32_t i = 0; i < kv_dim_; ++i) h[i] = f32_to_f16(row[i]);
@@ -297,6 +300,7 @@ void KVCache::seq_delete(int32_t seq, int32_t p0, int32_t p1, bool shift) {
             rerotate(slot, cs.data());
         }
     }
+    if (store_) store_->flush();
     refresh_next_pos(s);
 }
 

@@ -35,6 +35,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "rope.h"
+
 namespace apls {
 
 // A view of a sequence's cache for attention, without copying. It restricts the entries that
@@ -64,6 +66,7 @@ struct RopeParams {
     int32_t n_head_kv = 0;
     float base = 10000.0f;
     float freq_scale = 1.0f;
+    RopeStyle style = RopeStyle::NORM;  // pair layout (rope.h): NEOX rotates (x[i], x[i + n_rot/2])
 };
 
 // Pool occupancy. tokens: occupied slots (a slot shared by several sequences counts once);
@@ -77,9 +80,27 @@ struct KVStats {
     double fragmentation = 0.0;
 };
 
+// Where K/V rows live when not in host memory (a GPU backend). The cache keeps every piece of
+// bookkeeping (block tables, positions, reference counts) on the host and asks the store to
+// move data: copy_slot copies the K and V rows of every layer; rerotate re-applies RoPE to the
+// K rows of every layer (cos_sin: n_rot values as cpu::rope_table gives them). Operations may be
+// queued; flush() is called at the end of every cache operation that issued some, and the store
+// must apply them in the order issued.
+class KVStore {
+public:
+    virtual ~KVStore() = default;
+    virtual void copy_slot(int64_t dst, int64_t src) = 0;
+    virtual void rerotate(int64_t slot, const float* cos_sin) = 0;
+    virtual void flush() = 0;
+};
+
 class KVCache {
 public:
-    KVCache(int32_t n_layer, int32_t kv_dim, uint32_t n_ctx, uint32_t block_size, uint32_t n_seq_max, bool f16);
+    // host_storage = false: no host K/V arrays; a KVStore must be attached before use.
+    KVCache(int32_t n_layer, int32_t kv_dim, uint32_t n_ctx, uint32_t block_size, uint32_t n_seq_max, bool f16,
+            bool host_storage = true);
+    void attach_store(KVStore* store) { store_ = store; }
+    bool host_storage() const { return store_ == nullptr; }
 
     void set_rope(const RopeParams& rope) { rope_ = rope; }
     const RopeParams& rope() const { return rope_; }
@@ -173,6 +194,7 @@ private:
     std::vector<int32_t> refs_;                // (n_blocks): sequences using the block
     std::vector<int32_t> free_;                // free block ids (stack)
     std::vector<Seq> seqs_;
+    KVStore* store_ = nullptr;  // device storage, or nullptr: k_ and v_ hold the data
 };
 
 }  // namespace apls

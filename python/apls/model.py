@@ -110,14 +110,16 @@ class Model:
         n_ctx: default context size for contexts made by this object (0: training context, <= 4096).
         n_threads: default worker threads (0: physical cores).
         use_mmap: map the file instead of reading it.
+        device: "cuda" (weights copied to the GPU, forward pass there), "cpu", or "auto" (the
+            default: CUDA when this build has it and a GPU is usable, else the CPU).
 
     Raises:
         apls.FileError: the file cannot be opened; apls.FormatError: it is not valid GGUF;
         apls.UnsupportedError: an architecture or tensor type the engine does not run.
     """
 
-    def __init__(self, path: str, n_ctx: int = 0, n_threads: int = 0, use_mmap: bool = True):
-        self._model = _core.Model(str(path), use_mmap)
+    def __init__(self, path: str, n_ctx: int = 0, n_threads: int = 0, use_mmap: bool = True, device: str = "auto"):
+        self._model = _core.Model(str(path), use_mmap, device)
         self.path = str(path)
         self.n_ctx = n_ctx
         self.n_threads = n_threads

@@ -7,6 +7,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Iterator, List, Optional, Sequence, Union
 
+import numpy as np
+
 from . import _core
 from .generate import GenerationStats, SamplingParams, stream_text
 from .policy import Policy, RoundResult, make_policy
@@ -82,14 +84,25 @@ class SpeculativeGenerator:
         stats.n_prompt = len(ids)
         t0 = time.perf_counter()
         n_batch = ctx._ctx.n_batch
-        for i in range(0, len(ids) - 1, n_batch):  # the cache holds everything before `last`
-            ctx.decode(ids[i:min(i + n_batch, len(ids) - 1)], logits="last")
-        last = ids[-1]
+        # The prompt is prefilled exactly as plain decoding does (same chunks: on the GPU a batch
+        # of more than 16 tokens takes another kernel path), and the first token comes from its
+        # last logits; rounds then start from that token, which is not yet in the cache.
+        logits = None
+        for i in range(0, len(ids), n_batch):
+            logits = ctx.decode(ids[i:i + n_batch], logits="last")[-1]
         stats.prefill_s = time.perf_counter() - t0
         self.policy.start(len(ids))
         stats.stop_reason = "length"
         t0 = time.perf_counter()
         try:
+            if max_tokens <= 0:
+                return
+            last = int(np.argmax(logits)) if sampler is None else int(sampler.sample(logits))
+            if not ignore_eos and vocab is not None and vocab.is_eog(last):
+                stats.stop_reason = "eog"
+                return
+            stats.n_generated += 1
+            yield last
             while stats.n_generated < max_tokens:
                 if ctx.kv_seq_len(0) + 1 >= ctx.n_ctx:
                     stats.stop_reason = "context"

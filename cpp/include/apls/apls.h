@@ -57,14 +57,25 @@ APLS_API const char* apls_cpu_isa(void);      /* the SIMD kernels chosen at run 
 
 /* ---- model ------------------------------------------------------------------------------ */
 
+/* Where a model's weights live and its forward pass runs. */
+typedef enum apls_device {
+    APLS_DEVICE_AUTO = -1, /* CUDA when this build has it and a GPU is present, else CPU (default) */
+    APLS_DEVICE_CPU = 0,
+    APLS_DEVICE_CUDA = 1,
+} apls_device;
+
 typedef struct apls_model_params {
-    bool use_mmap;   /* map the file (default true); false reads it into memory */
+    bool use_mmap;      /* map the file (default true); false reads it into memory */
+    apls_device device; /* default APLS_DEVICE_AUTO; CUDA without a usable GPU -> APLS_STATUS_UNSUPPORTED */
 } apls_model_params;
 
 APLS_API apls_model_params apls_model_default_params(void);
 APLS_API apls_status apls_model_load(const char* path, apls_model_params params, apls_model** out_model);
 APLS_API void apls_model_free(apls_model* model);
 
+APLS_API apls_device apls_model_device(const apls_model* model); /* CPU or CUDA, never AUTO */
+/* Number of usable CUDA devices (0 when the build has no CUDA backend, or no driver/GPU). */
+APLS_API int32_t apls_cuda_device_count(void);
 APLS_API int32_t apls_model_n_vocab(const apls_model* model);
 APLS_API int32_t apls_model_n_layer(const apls_model* model);
 APLS_API int32_t apls_model_n_embd(const apls_model* model);
@@ -321,6 +332,23 @@ APLS_API apls_status apls_spec_round(apls_context* ctx, int32_t last_token, cons
                                      const apls_kv_view* draft_view, const apls_spec_params* params,
                                      apls_sampler* sampler, int32_t* out_tokens, int32_t max_out, int32_t* n_out,
                                      apls_spec_stats* stats);
+
+/* ---- quantization -------------------------------------------------------------------------- */
+
+/* Tensor types are GGUF's numbers (ggml_type: 2 = Q4_0, 3 = Q4_1, 6 = Q5_0, 7 = Q5_1, 8 = Q8_0,
+ * 12 = Q4_K, 13 = Q5_K, 14 = Q6_K). Whole-file quantization (which tensor gets which type, the
+ * GGUF writing) is the Python package's `apls.quantize`; these are its numerical core. */
+
+/* The ggml type number of a type name ("Q4_K"); APLS_STATUS_INVALID_ARGUMENT for an unknown name. */
+APLS_API apls_status apls_type_from_name(const char* name, uint32_t* out_type);
+/* Bytes of one row of n_per_row elements in `type`; 0 when the type is unknown or n_per_row is
+ * not a multiple of its block size. */
+APLS_API size_t apls_type_row_size(uint32_t type, int64_t n_per_row);
+/* Quantize n_rows rows of n_per_row floats (row-major) to `type`, rows split over n_threads
+ * threads (<= 0: 1; the bytes do not depend on it). dst holds dst_size bytes, at least
+ * n_rows * apls_type_row_size(type, n_per_row). Errors name the type or the size at fault. */
+APLS_API apls_status apls_quantize_rows(uint32_t type, const float* src, int64_t n_rows, int64_t n_per_row,
+                                        void* dst, size_t dst_size, int32_t n_threads);
 
 #ifdef __cplusplus
 }

@@ -5,19 +5,31 @@
 #include "common.h"
 #include "cpu/kernels.h"
 
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
+
 namespace apls::cpu {
 
 namespace {
+#if defined(__x86_64__) || defined(__i386__)
+// CPUID directly: clang before 16 does not know "f16c" in __builtin_cpu_supports.
+bool has_f16c() {
+    unsigned a, b, c, d;
+    return __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C);
+}
+#endif
+
 bool cpu_has(const char* isa) {
 #if defined(__x86_64__) || defined(__i386__)
     __builtin_cpu_init();
     if (std::strcmp(isa, "avx2") == 0)
-        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && has_f16c();
     if (std::strcmp(isa, "avx512") == 0)
         return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
                __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("fma") &&
-               __builtin_cpu_supports("f16c");
+               has_f16c();
 #endif
     return std::strcmp(isa, "generic") == 0;
 }

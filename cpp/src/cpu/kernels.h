@@ -15,7 +15,7 @@
 
 namespace apls::cpu {
 
-// A block of 32 activations quantized for integer dot products with Q4_0/Q4_1/Q8_0 weights.
+// A block of 32 activations quantized for integer dot products with every quantized weight type.
 // qs[i] = round(x[i] / d), d = max|x| / 127 (d = 0 and qs = 0 for an all-zero block);
 // s = d * sum(qs), used by the weight types whose values carry an offset (Q4_0's -8, Q4_1's m).
 struct BlockQ8A {
@@ -31,7 +31,9 @@ struct KernelTable {
     // x: (k) floats -> y: (k/32) blocks. k % 32 == 0.
     void (*quantize_act)(const float* x, BlockQ8A* y, int64_t k);
 
-    // Quantized weights (Q4_0, Q4_1, Q8_0) times quantized activations:
+    // Quantized weights (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K) times quantized activations
+    // (always BlockQ8A, one scale per 32: a Q4_K/Q5_K sub-block is one activation block, a Q6_K
+    // activation block spans two of its 16-element sub-blocks; see kernels_x86_q5k.inc):
     //   y[t*ldy + r] = sum_j W[r, j] * X[t, j]   for r in [r0, r1), t in [0, n_tok)
     // w: (rows, k) in the GGUF block layout, row r at w + r * row_bytes(type, k).
     // x: (n_tok, k/32) blocks. y: (n_tok, ldy).

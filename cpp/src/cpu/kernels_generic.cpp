@@ -63,6 +63,98 @@ float dot_q8_0(const BlockQ8_0* w, const BlockQ8A* x, int64_t nb) {
     return acc;
 }
 
+// 5-bit weights of one block: q[j] in [0, 32).
+void unpack_q5(const uint8_t* qh4, const uint8_t* qs, int* q) {
+    uint32_t qh;
+    std::memcpy(&qh, qh4, 4);
+    for (int j = 0; j < QK / 2; ++j) {
+        q[j] = (qs[j] & 0xF) | static_cast<int>((qh >> j) & 1) << 4;
+        q[j + QK / 2] = (qs[j] >> 4) | static_cast<int>((qh >> (j + QK / 2)) & 1) << 4;
+    }
+}
+
+int qsum(const BlockQ8A& x) {
+    int s = 0;
+    for (int j = 0; j < QK; ++j) s += x.qs[j];
+    return s;
+}
+
+float dot_q5_0(const BlockQ5_0* w, const BlockQ8A* x, int64_t nb) {
+    float acc = 0.0f;
+    for (int64_t b = 0; b < nb; ++b) {
+        int q[QK], isum = 0;
+        unpack_q5(w[b].qh, w[b].qs, q);
+        for (int j = 0; j < QK; ++j) isum += q[j] * x[b].qs[j];
+        // sum (q - 16) * a = sum q*a - 16 * sum a, exact in integers
+        acc += f16_to_f32(w[b].d) * x[b].d * static_cast<float>(isum - 16 * qsum(x[b]));
+    }
+    return acc;
+}
+
+float dot_q5_1(const BlockQ5_1* w, const BlockQ8A* x, int64_t nb) {
+    float acc = 0.0f;
+    for (int64_t b = 0; b < nb; ++b) {
+        int q[QK], isum = 0;
+        unpack_q5(w[b].qh, w[b].qs, q);
+        for (int j = 0; j < QK; ++j) isum += q[j] * x[b].qs[j];
+        acc += f16_to_f32(w[b].d) * x[b].d * static_cast<float>(isum) + f16_to_f32(w[b].m) * x[b].s;
+    }
+    return acc;
+}
+
+// Q4_K / Q5_K: sub-block j of super-block i pairs with activation block 8i + j.
+template <bool kQ5>
+float dot_q45_k(const uint8_t* w, const BlockQ8A* x, int64_t nb) {
+    const uint64_t bs = kQ5 ? sizeof(BlockQ5_K) : sizeof(BlockQ4_K);
+    float acc = 0.0f;
+    for (int64_t i = 0; i < nb / 8; ++i) {
+        const uint8_t* b = w + i * bs;
+        uint16_t dh, mh;
+        std::memcpy(&dh, b, 2);
+        std::memcpy(&mh, b + 2, 2);
+        uint8_t sc[8], mn[8];
+        k4_scales(b + 4, sc, mn);
+        const uint8_t* qh = b + 16;
+        const uint8_t* qs = b + (kQ5 ? 48 : 16);
+        const float d = f16_to_f32(dh), dmin = f16_to_f32(mh);
+        for (int j = 0; j < 8; ++j) {
+            const BlockQ8A& a = x[8 * i + j];
+            int isum = 0;
+            for (int l = 0; l < 32; ++l) {
+                int q = (qs[32 * (j / 2) + l] >> (4 * (j & 1))) & 0xF;
+                if (kQ5) q |= ((qh[l] >> j) & 1) << 4;
+                isum += q * a.qs[l];
+            }
+            acc += d * static_cast<float>(sc[j]) * a.d * static_cast<float>(isum) - dmin * static_cast<float>(mn[j]) * a.s;
+        }
+    }
+    return acc;
+}
+
+// Q6_K: activation block 8i + c holds elements 32c.. of super-block i, two sub-blocks of 16.
+float dot_q6_k(const BlockQ6_K* w, const BlockQ8A* x, int64_t nb) {
+    float acc = 0.0f;
+    for (int64_t i = 0; i < nb / 8; ++i) {
+        const float d = f16_to_f32(w[i].d);
+        for (int c8 = 0; c8 < 8; ++c8) {
+            const BlockQ8A& a = x[8 * i + c8];
+            const int h = c8 / 4, c = c8 % 4;
+            int isum = 0;
+            for (int half = 0; half < 2; ++half) {
+                int s16 = 0;
+                for (int l = 16 * half; l < 16 * half + 16; ++l) {
+                    const int lo = (w[i].ql[64 * h + l + 32 * (c & 1)] >> (4 * (c / 2))) & 0xF;
+                    const int hi = (w[i].qh[32 * h + l] >> (2 * c)) & 3;
+                    s16 += ((lo | hi << 4) - 32) * a.qs[l];
+                }
+                isum += w[i].scales[2 * c8 + half] * s16;
+            }
+            acc += d * a.d * static_cast<float>(isum);
+        }
+    }
+    return acc;
+}
+
 void matmul_q(TensorType type, const uint8_t* w, int64_t k, const BlockQ8A* x, int64_t n_tok,
               float* y, int64_t ldy, int64_t r0, int64_t r1) {
     const int64_t nb = k / QK;
@@ -76,6 +168,11 @@ void matmul_q(TensorType type, const uint8_t* w, int64_t k, const BlockQ8A* x, i
                 case TensorType::Q4_0: v = dot_q4_0(reinterpret_cast<const BlockQ4_0*>(wr), xt, nb); break;
                 case TensorType::Q4_1: v = dot_q4_1(reinterpret_cast<const BlockQ4_1*>(wr), xt, nb); break;
                 case TensorType::Q8_0: v = dot_q8_0(reinterpret_cast<const BlockQ8_0*>(wr), xt, nb); break;
+                case TensorType::Q5_0: v = dot_q5_0(reinterpret_cast<const BlockQ5_0*>(wr), xt, nb); break;
+                case TensorType::Q5_1: v = dot_q5_1(reinterpret_cast<const BlockQ5_1*>(wr), xt, nb); break;
+                case TensorType::Q4_K: v = dot_q45_k<false>(wr, xt, nb); break;
+                case TensorType::Q5_K: v = dot_q45_k<true>(wr, xt, nb); break;
+                case TensorType::Q6_K: v = dot_q6_k(reinterpret_cast<const BlockQ6_K*>(wr), xt, nb); break;
                 default: break;
             }
             y[t * ldy + r] = v;

@@ -51,6 +51,63 @@ void dequantize_row(TensorType type, const uint8_t* src, float* dst, int64_t k) 
             }
             return;
         }
+        case TensorType::Q5_0:
+        case TensorType::Q5_1: {
+            const bool q5_1 = type == TensorType::Q5_1;
+            const uint64_t bs = q5_1 ? sizeof(BlockQ5_1) : sizeof(BlockQ5_0);
+            for (int64_t i = 0; i < k / QK; ++i) {
+                const uint8_t* b = src + i * bs;
+                uint16_t dh, mh = 0;
+                uint32_t qh;
+                std::memcpy(&dh, b, 2);
+                if (q5_1) std::memcpy(&mh, b + 2, 2);
+                std::memcpy(&qh, b + (q5_1 ? 4 : 2), 4);
+                const uint8_t* qs = b + (q5_1 ? 8 : 6);
+                const float d = f16_to_f32(dh), m = f16_to_f32(mh);
+                for (int j = 0; j < QK; ++j) {
+                    const int q = ((j < 16 ? qs[j] : qs[j - 16] >> 4) & 0xF) | static_cast<int>((qh >> j) & 1) << 4;
+                    dst[i * QK + j] = q5_1 ? d * static_cast<float>(q) + m : d * static_cast<float>(q - 16);
+                }
+            }
+            return;
+        }
+        case TensorType::Q4_K:
+        case TensorType::Q5_K: {
+            const bool q5 = type == TensorType::Q5_K;
+            const uint64_t bs = q5 ? sizeof(BlockQ5_K) : sizeof(BlockQ4_K);
+            for (int64_t i = 0; i < k / QK_K; ++i) {
+                const uint8_t* b = src + i * bs;
+                uint16_t dh, mh;
+                std::memcpy(&dh, b, 2);
+                std::memcpy(&mh, b + 2, 2);
+                uint8_t sc[8], mn[8];
+                k4_scales(b + 4, sc, mn);
+                const uint8_t* qh = b + 16;
+                const uint8_t* qs = b + (q5 ? 48 : 16);
+                for (int j = 0; j < 8; ++j) {
+                    const float ds = f16_to_f32(dh) * sc[j], dm = f16_to_f32(mh) * mn[j];
+                    for (int l = 0; l < 32; ++l) {
+                        int q = (qs[32 * (j / 2) + l] >> (4 * (j & 1))) & 0xF;
+                        if (q5) q |= ((qh[l] >> j) & 1) << 4;
+                        dst[i * QK_K + 32 * j + l] = ds * static_cast<float>(q) - dm;
+                    }
+                }
+            }
+            return;
+        }
+        case TensorType::Q6_K: {
+            const BlockQ6_K* b = reinterpret_cast<const BlockQ6_K*>(src);
+            for (int64_t i = 0; i < k / QK_K; ++i) {
+                const float d = f16_to_f32(b[i].d);
+                for (int e = 0; e < QK_K; ++e) {
+                    const int h = e / 128, c = (e % 128) / 32, l = e % 32;
+                    const int lo = (b[i].ql[64 * h + l + 32 * (c & 1)] >> (4 * (c / 2))) & 0xF;
+                    const int hi = (b[i].qh[32 * h + l] >> (2 * c)) & 3;
+                    dst[i * QK_K + e] = d * static_cast<float>(b[i].scales[e / 16]) * static_cast<float>((lo | hi << 4) - 32);
+                }
+            }
+            return;
+        }
         default:
             std::memset(dst, 0, static_cast<size_t>(k) * 4);  // unreachable: model.cpp refuses other types
     }

@@ -10,7 +10,8 @@
 
 namespace apls::cpu {
 
-// dst (k) = the k elements of a row in any supported type (F32, F16, BF16, Q8_0, Q4_0, Q4_1).
+// dst (k) = the k elements of a row in any supported type (F32, F16, BF16, Q8_0, Q4_0, Q4_1,
+// Q5_0, Q5_1, Q4_K, Q5_K, Q6_K), with the float32 operations of gguf.quants' dequantize.
 void dequantize_row(TensorType type, const uint8_t* src, float* dst, int64_t k);
 
 // y (n) = x / sqrt(mean(x^2) + eps) * w

@@ -1,0 +1,26 @@
+// cuda/cublas_loader.h — cuBLAS, opened at run time (dlopen) so that the library loads on
+// machines without it. Only the few entry points the backend uses are resolved.
+#pragma once
+
+#include <cublas_v2.h>
+
+namespace apls::cuda {
+
+struct Cublas {
+    cublasStatus_t (*create)(cublasHandle_t*) = nullptr;
+    cublasStatus_t (*destroy)(cublasHandle_t) = nullptr;
+    cublasStatus_t (*set_stream)(cublasHandle_t, cudaStream_t) = nullptr;
+    cublasStatus_t (*set_math_mode)(cublasHandle_t, cublasMath_t) = nullptr;
+    cublasStatus_t (*gemm_ex)(cublasHandle_t, cublasOperation_t, cublasOperation_t, int, int, int, const void*,
+                              const void*, cudaDataType, int, const void*, cudaDataType, int, const void*, void*,
+                              cudaDataType, int, cublasComputeType_t, cublasGemmAlgo_t) = nullptr;
+};
+
+// The loaded library (first call loads it); throws APLS_STATUS_UNSUPPORTED naming what was
+// tried when cuBLAS cannot be found.
+const Cublas& cublas();
+
+// Throws APLS_STATUS_INTERNAL naming the call on a cuBLAS error.
+void cublas_check(cublasStatus_t s, const char* what);
+
+}  // namespace apls::cuda

@@ -1,0 +1,28 @@
+// cuda/gemm.h — matrix products for batches larger than the matvec kernels take (prompt
+// processing): weights converted to F16 (in a scratch buffer, per matrix) and multiplied with
+// F16 activations on the tensor cores through cuBLAS, F32 accumulation and output.
+#pragma once
+
+#include <cublas_v2.h>
+
+#include "cuda/cuda_common.h"
+
+namespace apls::cuda {
+
+class Gemm {
+public:
+    explicit Gemm(cudaStream_t stream);
+    ~Gemm();
+    Gemm(const Gemm&) = delete;
+    Gemm& operator=(const Gemm&) = delete;
+
+    // y (t, ldy) [+]= x (t, k) · W[:rows]^T.
+    void run(const DeviceWeight& w, int64_t rows, const float* x, int n_tok, float* y, int64_t ldy, bool accumulate);
+
+private:
+    cudaStream_t stream_;
+    cublasHandle_t handle_ = nullptr;
+    DeviceBuffer<uint16_t> w16_, x16_;  // F16 scratch: weights (rows, k), activations (t, k)
+};
+
+}  // namespace apls::cuda

@@ -1,0 +1,125 @@
+// cuda/launch.h — the CUDA backend's kernels as host functions, one per operation. Every
+// function launches on `stream` and checks the launch. Letters: t = tokens, d = n_embd,
+// k = inner size, r = weight rows, hd = head_dim.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <vector>
+
+#include "cuda/cuda_common.h"
+
+namespace apls::cuda {
+
+// Activations quantized for the integer dot products with quantized weights, as the CPU does
+// (cpu::BlockQ8A, bit-identical): per block of 32, d = max|x| / 127, qs = nearbyint(x / d),
+// s = d * sum(qs). Arrays: qs (t, k) int8, d and s (t, k/32).
+struct QActs {
+    int8_t* qs = nullptr;
+    float* d = nullptr;
+    float* s = nullptr;
+};
+// Largest batch the matrix-vector kernels take; bigger batches go to cuBLAS (gemm.cpp).
+constexpr int kMaxMatvecTokens = 16;
+
+void quantize_q8(const float* x, int n_tok, int64_t k, const QActs& out, cudaStream_t stream);
+
+// y (t, ldy) [+]= x (t, k) · W^T for t <= kMaxMatvecTokens: every weight is read once for the
+// whole batch, and each (token, row) result is computed by the same operations whatever t is
+// (batch invariance: a token's result is bit-identical alone or in a verify batch).
+// Float weights read x; quantized weights (Q8_0, Q4_0, Q4_1) read xq = quantize_q8(x) and use
+// int8 dot products (dp4a) per block, as the CPU kernels do.
+void matvec(const DeviceWeight& w, int64_t rows, const float* x, const QActs& xq, int n_tok, float* y, int64_t ldy,
+            bool accumulate, cudaStream_t stream);
+// Several products of one weight type and k in one launch (q/k/v, gate/up, parallel groups).
+struct MatvecJob {
+    const DeviceWeight* w;
+    int64_t rows;
+    const float* x;
+    QActs xq;
+    float* y;
+    int64_t ldy;
+    bool accumulate;
+};
+void matvec_multi(const MatvecJob* jobs, int n_jobs, int n_tok, cudaStream_t stream);
+inline bool is_quantized(TensorType t) { return t == TensorType::Q8_0 || t == TensorType::Q4_0 || t == TensorType::Q4_1; }
+
+// Embedding lookup: x[i] = dequantize(table row tokens[i]) for i < n_tok.
+void embed(const DeviceWeight& table, const int32_t* tokens, int n_tok, float* x, cudaStream_t stream);
+
+// y[i] = x[rows ? rows[i] : i] * rsqrt(mean(x^2) + eps) * w, for i < n_rows; x, y: (., d).
+// q: also write y quantized for the quantized weights that read it (fused quantize_q8).
+void rms_norm(const float* x, const int32_t* rows, const float* w, float* y, int n_rows, int d, float eps,
+              cudaStream_t stream, const QActs& q = QActs{});
+
+// RoPE (adjacent pairs of the first n_rot dims of each head, theta_i = pos * freq_scale *
+// inv_freq[i], inv_freq = rope_inv_freq(...)) on q (t, n_head*hd) and k (t, n_kv*hd) in place, then K and V of token i
+// are stored at KV slot slots[i], layer `layer` (layout: see kv_store.h).
+struct RopeStoreArgs {
+    float* q;
+    float* k;
+    const float* v;
+    const int32_t* pos;
+    const int32_t* slots;
+    int n_tok, n_head, n_head_kv, head_dim, n_rot;
+    float base, freq_scale;
+    const double* inv_freq;  // (n_rot/2) base^(-2i/n_rot), computed on the host as the CPU does
+    void* kv;             // the cache
+    int64_t slot_stride;  // elements between consecutive slots
+    int64_t k_offset, v_offset;  // elements from a slot's start to this layer's K and V rows
+    bool kv_f16;
+};
+void rope_store(const RopeStoreArgs& a, cudaStream_t stream);
+// inv_freq[i] = base^(-2i/n_rot) in double, i < n_rot/2 (host side, as cpu::rope_table).
+std::vector<double> rope_inv_freq(float base, int n_rot);
+
+// g = silu(g) * u elementwise, n elements.
+void silu_mul(float* g, const float* u, int64_t n, cudaStream_t stream, const QActs& q = QActs{});
+// Parallel groups: acc (+)= x - x0 (first: acc = x - x0); x = x0 + acc; dst = src.
+void group_delta(float* acc, const float* x, const float* x0, int64_t n, bool first, cudaStream_t stream);
+void group_finish(float* x, const float* x0, const float* acc, int64_t n, cudaStream_t stream);
+void copy(float* dst, const float* src, int64_t n, cudaStream_t stream);
+
+// For each of m rows of logits (ld n_vocab): ids[i] = argmax over the first n_valid entries
+// (ties to the lowest id), top_p[i] = its softmax probability over those entries; entries
+// [n_valid, n_vocab) are set to -inf.
+void argmax_rows(float* logits, int m, int n_vocab, int n_valid, int32_t* ids, float* top_p, cudaStream_t stream);
+
+// Attention over the block KV cache for a batch (flash-decoding: the entries of a sequence are
+// cut into fixed splits of kAttnSplit entries, each scored by one thread block, then merged).
+// The split size is fixed, so a token's result depends only on its own entries, not on the
+// batch. Per token i: its sequence's entries are entry_slot/entry_pos[off[i] .. off[i] + n_end[i]);
+// an entry is seen when its position <= pos[i] and (index >= n_old[i], or no view, or the view
+// keeps it: explicit views through mask[off[i] + j], else position < n_sink or > pos - n_window).
+constexpr int kAttnSplit = 64;
+struct AttentionArgs {
+    const float* q;  // (t, n_head*hd), RoPE applied
+    float* out;      // (t, n_head*hd)
+    const void* kv;
+    int64_t slot_stride, k_offset, v_offset;
+    bool kv_f16;
+    const int32_t* entry_slot;
+    const int32_t* entry_pos;
+    const uint8_t* view_mask;  // explicit view, or nullptr
+    const int32_t* off;
+    const int32_t* n_end;
+    const int32_t* n_old;  // nullptr = no view
+    const int32_t* pos;
+    int32_t n_sink, n_window;
+    int n_tok, n_head, n_head_kv, head_dim;
+    int max_splits;  // grid size: splits of the longest possible sequence (graph capture)
+    float* part_acc;  // (t, n_head, max_splits, hd) scratch
+    float* part_ml;   // (t, n_head, max_splits, 2) scratch
+};
+void attention(const AttentionArgs& a, cudaStream_t stream);
+
+// K rows of every layer at the given slots re-rotated by cos_sin (n_rot/2 pairs of cos, sin).
+void kv_rerotate(void* kv, bool kv_f16, int64_t slot_stride, int n_layer, int kv_dim, const int32_t* slots,
+                 int n_slots, const float* cos_sin, int n_head_kv, int head_dim, int n_rot, cudaStream_t stream);
+
+// Weights to F16 (for cuBLAS): out (rows, k) halfs.
+void dequantize_f16(const DeviceWeight& w, int64_t rows, void* out, cudaStream_t stream);
+void to_f16(const float* x, int64_t n, void* out, cudaStream_t stream);
+
+}  // namespace apls::cuda

@@ -1,0 +1,354 @@
+// cuda/matvec.cu — matrix times a few vectors (decode, draft, verify: t <= 16 tokens).
+//
+// A block computes R rows (1 for one token, 4 for batches); its kWarps warps split each row
+// (split-K). Thread (warp w, lane i) walks the row in units (a quantized block of 32, or 8 float
+// elements = 16 bytes) w*32 + i, + kWarps*32, ...: a warp's loads are consecutive (coalesced).
+// Each unit is read once and multiplied with all t activation rows (read through the cache).
+// Per (token, row) the arithmetic is the same sequence of operations for any batch size T (per
+// thread in unit order, then a butterfly over lanes, then warps in order), so results are batch
+// invariant: tokens beyond n_tok are skipped by a predicate, never change the order.
+#include "cuda/dequant.cuh"
+#include "cuda/launch.h"
+
+namespace apls::cuda {
+
+namespace {
+
+constexpr int kWarps = 4;
+constexpr int kMaxJobs = 8;
+
+// Several products in one launch (q, k and v; gate and up; the layers of a parallel group):
+// same weight type and k, each with its own weight, input and output. Blocks [begin, end) of
+// the grid belong to job j.
+struct Job {
+    const uint8_t* w;
+    const float* x;
+    QActs xq;
+    float* y;
+    int64_t rows, ldy;
+    int begin;
+    bool accumulate;
+};
+struct Jobs {
+    Job job[kMaxJobs];
+    int n;
+    size_t row_bytes;
+    int64_t k;
+};
+
+// Rows per block: one for a single token (more blocks in flight); four for batches, so that each
+// activation load (the batch's cost: T loads per weight unit) serves four rows.
+__host__ __device__ constexpr int rows_per_warp(int T) { return T == 1 ? 1 : 4; }
+
+// This block's job and first row (rows r .. r + R - 1). The block's kWarps warps split the row
+// (split-K): warp w takes units w*32 + lane, + kWarps*32, ...; their sums are added in warp order.
+template <int R>
+__device__ __forceinline__ const Job* locate(const Jobs& jobs, int64_t& r) {
+    int j = 0;
+    while (j + 1 < jobs.n && static_cast<int>(blockIdx.x) >= jobs.job[j + 1].begin) ++j;
+    const Job* job = &jobs.job[j];
+    r = static_cast<int64_t>(blockIdx.x - job->begin) * R;
+    return job;
+}
+
+// Lanes' sums (butterfly), then the warps' sums in warp order, then out (+)= the total.
+template <int T, int R>
+__device__ __forceinline__ void store(float (&acc)[R][T], int n_tok, int64_t r0, int64_t rows, float* y, int64_t ldy,
+                                      bool accumulate) {
+    __shared__ float part[kWarps][R][T];
+    const int warp = threadIdx.x / 32;
+#pragma unroll
+    for (int q = 0; q < R; ++q) {
+#pragma unroll
+        for (int t = 0; t < T; ++t) {
+            if (t >= n_tok) break;
+            const float s = warp_sum(acc[q][t]);
+            if ((threadIdx.x & 31) == 0) part[warp][q][t] = s;
+        }
+    }
+    __syncthreads();
+    for (int u = threadIdx.x; u < R * T; u += blockDim.x) {
+        const int q = u / T, t = u % T;
+        if (t >= n_tok || r0 + q >= rows) continue;
+        float s = part[0][q][t];
+#pragma unroll
+        for (int w = 1; w < kWarps; ++w) s += part[w][q][t];
+        float* o = y + t * ldy + r0 + q;
+        *o = accumulate ? *o + s : s;
+    }
+}
+
+// A quantized block's 32 weights as 8 packed int8x4 words (w[i] holds elements 4i..4i+3), its
+// scale and offset. Q4 nibbles stay unsigned (0..15); the -8 of Q4_0 is applied in floats.
+template <int TY>
+__device__ __forceinline__ void load_block(const uint8_t* b, int (&w)[8], float& d, float& m) {
+    d = half_at(b);
+    m = TY == 3 ? half_at(b + 2) : 0.0f;
+    if (TY == 8) {
+        const unsigned short* s = reinterpret_cast<const unsigned short*>(b + 2);
+#pragma unroll
+        for (int i = 0; i < 8; ++i) w[i] = static_cast<int>(s[2 * i] | (static_cast<unsigned>(s[2 * i + 1]) << 16));
+    } else {
+        unsigned v[4];
+        if (TY == 3) {
+            const unsigned* s = reinterpret_cast<const unsigned*>(b + 4);
+#pragma unroll
+            for (int i = 0; i < 4; ++i) v[i] = s[i];
+        } else {
+            const unsigned short* s = reinterpret_cast<const unsigned short*>(b + 2);
+#pragma unroll
+            for (int i = 0; i < 4; ++i) v[i] = s[2 * i] | (static_cast<unsigned>(s[2 * i + 1]) << 16);
+        }
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+            w[i] = static_cast<int>(v[i] & 0x0F0F0F0Fu);             // elements 4i..4i+3
+            w[i + 4] = static_cast<int>((v[i] >> 4) & 0x0F0F0F0Fu);  // elements 16+4i..
+        }
+    }
+}
+
+// Quantized rows (Q8_0 = 8, Q4_0 = 2, Q4_1 = 3) times Q8 activations: per block an exact integer
+// dot product (dp4a), then the CPU kernels' float expression for the block (no contraction).
+template <int TY, int T>
+__global__ void __launch_bounds__(kWarps * 32)
+matvec_q(Jobs jobs, int n_tok) {
+    constexpr int bytes = TY == 8 ? 34 : TY == 2 ? 18 : 20;
+    constexpr int R = rows_per_warp(T);
+    const int lane = threadIdx.x & 31;
+    int64_t r0;
+    const Job* job = locate<R>(jobs, r0);
+    if (!job) return;
+    const int64_t k = jobs.k;
+    const QActs xq = job->xq;
+    const int64_t nb = k / 32;
+    const uint8_t* wr[R];
+#pragma unroll
+    for (int q = 0; q < R; ++q) wr[q] = job->w + min(r0 + q, job->rows - 1) * jobs.row_bytes;  // past the end: row reread, not stored
+    float acc[R][T];
+#pragma unroll
+    for (int q = 0; q < R; ++q)
+#pragma unroll
+        for (int t = 0; t < T; ++t) acc[q][t] = 0.0f;
+#pragma unroll 2
+    for (int64_t ib = (threadIdx.x / 32) * 32 + lane; ib < nb; ib += kWarps * 32) {
+        int wq[R][8];
+        float d[R], m[R];
+#pragma unroll
+        for (int q = 0; q < R; ++q) load_block<TY>(wr[q] + ib * bytes, wq[q], d[q], m[q]);
+#pragma unroll
+        for (int t = 0; t < T; ++t) {
+            if (t >= n_tok) break;
+            const int4* xv = reinterpret_cast<const int4*>(xq.qs + t * k + ib * 32);
+            const int4 a = __ldg(xv), b = __ldg(xv + 1);
+            const float xd = __ldg(xq.d + t * nb + ib);
+            const float xs = TY == 8 ? 0.0f : __ldg(xq.s + t * nb + ib);
+#pragma unroll
+            for (int q = 0; q < R; ++q) {
+                int isum = 0;
+                isum = __dp4a(wq[q][0], a.x, isum);
+                isum = __dp4a(wq[q][1], a.y, isum);
+                isum = __dp4a(wq[q][2], a.z, isum);
+                isum = __dp4a(wq[q][3], a.w, isum);
+                isum = __dp4a(wq[q][4], b.x, isum);
+                isum = __dp4a(wq[q][5], b.y, isum);
+                isum = __dp4a(wq[q][6], b.z, isum);
+                isum = __dp4a(wq[q][7], b.w, isum);
+                float part;
+                if (TY == 8) {
+                    part = __fmul_rn(__fmul_rn(d[q], xd), static_cast<float>(isum));
+                } else if (TY == 2) {
+                    part = __fmul_rn(d[q], __fsub_rn(__fmul_rn(xd, static_cast<float>(isum)), __fmul_rn(8.0f, xs)));
+                } else {
+                    part = __fadd_rn(__fmul_rn(__fmul_rn(d[q], xd), static_cast<float>(isum)), __fmul_rn(m[q], xs));
+                }
+                acc[q][t] = __fadd_rn(acc[q][t], part);
+            }
+        }
+    }
+    store<T, R>(acc, n_tok, r0, job->rows, job->y, job->ldy, job->accumulate);
+}
+
+// One warp per block of 32 activations (lane = element).
+__global__ void quantize_q8_kernel(const float* __restrict__ x, int64_t n_blocks, QActs out) {
+    const int64_t b = static_cast<int64_t>(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32;  // over (t, k/32)
+    if (b >= n_blocks) return;
+    quantize32(x[b * 32 + (threadIdx.x & 31)], out.qs + b * 32, out.d + b, out.s + b);
+}
+
+// 8 consecutive weights as floats. TY: F32 = 0, F16 = 1, BF16 = 30.
+template <int TY>
+__device__ __forceinline__ void load8(const uint8_t* p, float (&v)[8]) {
+    if (TY == 0) {
+        const float4 a = __ldg(reinterpret_cast<const float4*>(p));
+        const float4 b = __ldg(reinterpret_cast<const float4*>(p) + 1);
+        v[0] = a.x; v[1] = a.y; v[2] = a.z; v[3] = a.w;
+        v[4] = b.x; v[5] = b.y; v[6] = b.z; v[7] = b.w;
+    } else {
+        const uint4 u = __ldg(reinterpret_cast<const uint4*>(p));
+        const unsigned int w4[4] = {u.x, u.y, u.z, u.w};
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+            const unsigned short lo = static_cast<unsigned short>(w4[i] & 0xFFFF), hi = static_cast<unsigned short>(w4[i] >> 16);
+            if (TY == 1) {
+                v[2 * i] = __half2float(__ushort_as_half(lo));
+                v[2 * i + 1] = __half2float(__ushort_as_half(hi));
+            } else {
+                v[2 * i] = bf16_bits_to_float(lo);
+                v[2 * i + 1] = bf16_bits_to_float(hi);
+            }
+        }
+    }
+}
+
+// Float rows; k % 8 == 0 (the launcher checks; other k use matvec_scalar).
+template <int TY, int T>
+__global__ void __launch_bounds__(kWarps * 32)
+matvec_f(Jobs jobs, int n_tok) {
+    constexpr int esize = TY == 0 ? 4 : 2;
+    constexpr int R = rows_per_warp(T);
+    const int lane = threadIdx.x & 31;
+    int64_t r0;
+    const Job* job = locate<R>(jobs, r0);
+    if (!job) return;
+    const int64_t k = jobs.k;
+    const float* __restrict__ x = job->x;
+    const uint8_t* wr[R];
+#pragma unroll
+    for (int q = 0; q < R; ++q) wr[q] = job->w + min(r0 + q, job->rows - 1) * jobs.row_bytes;
+    const int64_t nc = k / 8;
+    float acc[R][T];
+#pragma unroll
+    for (int q = 0; q < R; ++q)
+#pragma unroll
+        for (int t = 0; t < T; ++t) acc[q][t] = 0.0f;
+#pragma unroll 4
+    for (int64_t c = (threadIdx.x / 32) * 32 + lane; c < nc; c += kWarps * 32) {
+        float wv[R][8];
+#pragma unroll
+        for (int q = 0; q < R; ++q) load8<TY>(wr[q] + c * 8 * esize, wv[q]);
+#pragma unroll
+        for (int t = 0; t < T; ++t) {
+            if (t >= n_tok) break;
+            const float4* xv = reinterpret_cast<const float4*>(x + t * k + c * 8);
+            const float4 a = __ldg(xv), b = __ldg(xv + 1);
+#pragma unroll
+            for (int q = 0; q < R; ++q) {
+                float s = acc[q][t];
+                s = fmaf(wv[q][0], a.x, s);
+                s = fmaf(wv[q][1], a.y, s);
+                s = fmaf(wv[q][2], a.z, s);
+                s = fmaf(wv[q][3], a.w, s);
+                s = fmaf(wv[q][4], b.x, s);
+                s = fmaf(wv[q][5], b.y, s);
+                s = fmaf(wv[q][6], b.z, s);
+                s = fmaf(wv[q][7], b.w, s);
+                acc[q][t] = s;
+            }
+        }
+    }
+    store<T, R>(acc, n_tok, r0, job->rows, job->y, job->ldy, job->accumulate);
+}
+
+// Any float type and k (slow path: element by element).
+template <int T>
+__global__ void matvec_scalar(int type, Jobs jobs, int n_tok) {
+    const int lane = threadIdx.x & 31;
+    int64_t r;
+    const Job* job = locate<1>(jobs, r);
+    if (!job) return;
+    const int64_t k = jobs.k;
+    const float* __restrict__ x = job->x;
+    const uint8_t* wr = job->w + r * jobs.row_bytes;
+    float acc[1][T];
+#pragma unroll
+    for (int t = 0; t < T; ++t) acc[0][t] = 0.0f;
+    for (int64_t j = (threadIdx.x / 32) * 32 + lane; j < k; j += kWarps * 32) {
+        const float wv = dequant_elem(type, wr, j);
+#pragma unroll
+        for (int t = 0; t < T; ++t) {
+            if (t >= n_tok) break;
+            acc[0][t] = fmaf(wv, x[t * k + j], acc[0][t]);
+        }
+    }
+    store<T, 1>(acc, n_tok, r, job->rows, job->y, job->ldy, job->accumulate);
+}
+
+template <int T>
+void launch(TensorType type, Jobs jobs, int n_tok, bool vec, cudaStream_t stream) {
+    // Blocks per job for the kernel that will run (rows per warp differ between kernels).
+    const bool scalar = !is_quantized(type) && !vec;
+    const int64_t rows_per_block = scalar ? 1 : rows_per_warp(T);
+    int blocks = 0;
+    for (int j = 0; j < jobs.n; ++j) {
+        jobs.job[j].begin = blocks;
+        blocks += static_cast<int>((jobs.job[j].rows + rows_per_block - 1) / rows_per_block);
+    }
+    if (blocks == 0) return;
+    const dim3 grid(static_cast<unsigned>(blocks)), block(kWarps * 32);
+    switch (type) {
+        case TensorType::Q8_0: matvec_q<8, T><<<grid, block, 0, stream>>>(jobs, n_tok); break;
+        case TensorType::Q4_0: matvec_q<2, T><<<grid, block, 0, stream>>>(jobs, n_tok); break;
+        case TensorType::Q4_1: matvec_q<3, T><<<grid, block, 0, stream>>>(jobs, n_tok); break;
+        case TensorType::F16:
+            if (vec) matvec_f<1, T><<<grid, block, 0, stream>>>(jobs, n_tok);
+            else matvec_scalar<T><<<grid, block, 0, stream>>>(static_cast<int>(type), jobs, n_tok);
+            break;
+        case TensorType::BF16:
+            if (vec) matvec_f<30, T><<<grid, block, 0, stream>>>(jobs, n_tok);
+            else matvec_scalar<T><<<grid, block, 0, stream>>>(static_cast<int>(type), jobs, n_tok);
+            break;
+        case TensorType::F32:
+            if (vec) matvec_f<0, T><<<grid, block, 0, stream>>>(jobs, n_tok);
+            else matvec_scalar<T><<<grid, block, 0, stream>>>(static_cast<int>(type), jobs, n_tok);
+            break;
+        default:
+            fail(APLS_STATUS_UNSUPPORTED, "CUDA: no matrix kernel for type ", type_name(type));
+    }
+    APLS_CUDA_LAUNCHED();
+}
+
+}  // namespace
+
+void quantize_q8(const float* x, int n_tok, int64_t k, const QActs& out, cudaStream_t stream) {
+    const int64_t n_blocks = static_cast<int64_t>(n_tok) * (k / 32);
+    if (n_blocks == 0) return;
+    quantize_q8_kernel<<<static_cast<unsigned>((n_blocks + 7) / 8), 256, 0, stream>>>(x, n_blocks, out);
+    APLS_CUDA_LAUNCHED();
+}
+
+void matvec_multi(const MatvecJob* jobs, int n_jobs, int n_tok, cudaStream_t stream) {
+    if (n_jobs <= 0 || n_tok <= 0) return;
+    if (n_jobs > kMaxJobs) {  // more than one launch's worth: split
+        matvec_multi(jobs, kMaxJobs, n_tok, stream);
+        return matvec_multi(jobs + kMaxJobs, n_jobs - kMaxJobs, n_tok, stream);
+    }
+    const DeviceWeight& w0 = *jobs[0].w;
+    Jobs js{};
+    js.n = n_jobs;
+    js.row_bytes = w0.row_bytes;
+    js.k = w0.k;
+    bool vec = w0.k % 8 == 0 && w0.row_bytes % 16 == 0;
+    for (int j = 0; j < n_jobs; ++j) {
+        const MatvecJob& m = jobs[j];
+        if (m.w->type != w0.type || m.w->k != w0.k)
+            fail(APLS_STATUS_INTERNAL, "CUDA matvec_multi: jobs differ in type or k");
+        if (is_quantized(w0.type) && !m.xq.qs) fail(APLS_STATUS_INTERNAL, "CUDA matvec: quantized weights need Q8 activations");
+        vec = vec && reinterpret_cast<uintptr_t>(m.w->data) % 16 == 0;
+        js.job[j] = Job{m.w->data, m.x, m.xq, m.y, m.rows, m.ldy, 0, m.accumulate};
+    }
+    // Batch sizes share instantiations (T = 1, 2, 4, 8, 16): only the predicate t < n_tok differs.
+    if (n_tok == 1) launch<1>(w0.type, js, n_tok, vec, stream);
+    else if (n_tok == 2) launch<2>(w0.type, js, n_tok, vec, stream);
+    else if (n_tok <= 4) launch<4>(w0.type, js, n_tok, vec, stream);
+    else if (n_tok <= 8) launch<8>(w0.type, js, n_tok, vec, stream);
+    else if (n_tok <= kMaxMatvecTokens) launch<16>(w0.type, js, n_tok, vec, stream);
+    else fail(APLS_STATUS_INTERNAL, "CUDA matvec called with ", n_tok, " tokens (max ", kMaxMatvecTokens, ")");
+}
+
+void matvec(const DeviceWeight& w, int64_t rows, const float* x, const QActs& xq, int n_tok, float* y, int64_t ldy,
+            bool accumulate, cudaStream_t stream) {
+    const MatvecJob job{&w, rows, x, xq, y, ldy, accumulate};
+    matvec_multi(&job, 1, n_tok, stream);
+}
+
+}  // namespace apls::cuda

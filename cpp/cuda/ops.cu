@@ -1,0 +1,271 @@
+// cuda/ops.cu — the row operations of the forward pass: embedding, RMSNorm, RoPE + KV store,
+// SwiGLU, parallel-group arithmetic, greedy selection. Each is one launch over the batch.
+#include <cfloat>
+#include <cmath>
+
+#include "cuda/dequant.cuh"
+#include "cuda/launch.h"
+
+namespace apls::cuda {
+
+namespace {
+
+constexpr int kThreads = 256;
+
+unsigned blocks_for(int64_t n, int per_block = kThreads) { return static_cast<unsigned>((n + per_block - 1) / per_block); }
+
+__global__ void embed_kernel(int type, const uint8_t* table, size_t row_bytes, int64_t d, const int32_t* tokens, float* x) {
+    const int i = blockIdx.y;
+    const uint8_t* row = table + static_cast<int64_t>(tokens[i]) * row_bytes;
+    for (int64_t j = blockIdx.x * blockDim.x + threadIdx.x; j < d; j += static_cast<int64_t>(gridDim.x) * blockDim.x)
+        x[i * d + j] = dequant_elem(type, row, j);
+}
+
+// Block-wide sum in a fixed order (warp butterflies, then warp 0 over the warp sums).
+__device__ float block_sum(float v, float* shared) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x / 32, n_warps = blockDim.x / 32;
+    v = warp_sum(v);
+    __syncthreads();
+    if (lane == 0) shared[warp] = v;
+    __syncthreads();
+    float total = 0.0f;
+    if (warp == 0) {
+        total = lane < n_warps ? shared[lane] : 0.0f;
+        total = warp_sum(total);
+        if (lane == 0) shared[0] = total;
+    }
+    __syncthreads();
+    return shared[0];
+}
+
+// With q.qs set (d % 32 == 0, blockDim % 32 == 0: each warp holds whole blocks of 32), the
+// output is also quantized for the next products (fused quantize_q8).
+__global__ void rms_norm_kernel(const float* x, const int32_t* rows, const float* w, float* y, int d, float eps, QActs q) {
+    __shared__ float red[32];
+    const int i = blockIdx.x;
+    const float* xr = x + static_cast<int64_t>(rows ? rows[i] : i) * d;
+    float ss = 0.0f;
+    for (int j = threadIdx.x; j < d; j += blockDim.x) ss = fmaf(xr[j], xr[j], ss);
+    ss = block_sum(ss, red);
+    const float scale = rsqrtf(ss / static_cast<float>(d) + eps);
+    for (int j = threadIdx.x; j < d; j += blockDim.x) {
+        const int64_t e = static_cast<int64_t>(i) * d + j;
+        const float v = xr[j] * scale * w[j];
+        y[e] = v;
+        if (q.qs) quantize32(v, q.qs + (e & ~int64_t{31}), q.d + e / 32, q.s + e / 32);
+    }
+}
+
+// One block per token: every (head, pair) of q and k rotated, then K and V written to the slot.
+__global__ void rope_store_kernel(RopeStoreArgs a) {
+    const int i = blockIdx.x;
+    const int pairs = a.n_rot / 2;
+    const double p = static_cast<double>(a.pos[i]) * a.freq_scale;
+    float* q = a.q + static_cast<int64_t>(i) * a.n_head * a.head_dim;
+    float* k = a.k + static_cast<int64_t>(i) * a.n_head_kv * a.head_dim;
+    for (int u = threadIdx.x; u < (a.n_head + a.n_head_kv) * pairs; u += blockDim.x) {
+        const int h = u / pairs, j = u % pairs;
+        const double theta = p * a.inv_freq[j];
+        const float c = static_cast<float>(cos(theta)), s = static_cast<float>(sin(theta));
+        float* v = h < a.n_head ? q + h * a.head_dim : k + (h - a.n_head) * a.head_dim;
+        const float x0 = v[2 * j], x1 = v[2 * j + 1];
+        v[2 * j] = __fsub_rn(__fmul_rn(x0, c), __fmul_rn(x1, s));
+        v[2 * j + 1] = __fadd_rn(__fmul_rn(x0, s), __fmul_rn(x1, c));
+    }
+    __syncthreads();
+    const int kvd = a.n_head_kv * a.head_dim;
+    const int64_t base = static_cast<int64_t>(a.slots[i]) * a.slot_stride;
+    const float* vr = a.v + static_cast<int64_t>(i) * kvd;
+    for (int j = threadIdx.x; j < kvd; j += blockDim.x) {
+        if (a.kv_f16) {
+            __half* kv = static_cast<__half*>(a.kv);
+            kv[base + a.k_offset + j] = __float2half_rn(k[j]);
+            kv[base + a.v_offset + j] = __float2half_rn(vr[j]);
+        } else {
+            float* kv = static_cast<float*>(a.kv);
+            kv[base + a.k_offset + j] = k[j];
+            kv[base + a.v_offset + j] = vr[j];
+        }
+    }
+}
+
+// n % 32 == 0 when q.qs is set (then the result is quantized too, as rms_norm_kernel does).
+__global__ void silu_mul_kernel(float* g, const float* u, int64_t n, QActs q) {
+    for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n; i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+        const float v = g[i];
+        const float r = v / (1.0f + expf(-v)) * u[i];
+        g[i] = r;
+        if (q.qs) quantize32(r, q.qs + (i & ~int64_t{31}), q.d + i / 32, q.s + i / 32);
+    }
+}
+
+__global__ void group_delta_kernel(float* acc, const float* x, const float* x0, int64_t n, bool first) {
+    for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n; i += static_cast<int64_t>(gridDim.x) * blockDim.x)
+        acc[i] = first ? x[i] - x0[i] : acc[i] + (x[i] - x0[i]);
+}
+
+__global__ void group_finish_kernel(float* x, const float* x0, const float* acc, int64_t n) {
+    for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n; i += static_cast<int64_t>(gridDim.x) * blockDim.x)
+        x[i] = x0[i] + acc[i];
+}
+
+// One block per row: argmax (lowest index on ties), then sum exp(x - max) for the probability.
+__global__ void argmax_kernel(float* logits, int n_vocab, int n_valid, int32_t* ids, float* top_p) {
+    __shared__ float sv[32];
+    __shared__ int si[32];
+    __shared__ float red[32];
+    float* x = logits + static_cast<int64_t>(blockIdx.x) * n_vocab;
+    float best = -FLT_MAX;
+    int bi = 0x7fffffff;
+    for (int j = threadIdx.x; j < n_valid; j += blockDim.x)
+        if (x[j] > best) best = x[j], bi = j;  // strided ascending: the first max of this thread
+    for (int j = n_valid + threadIdx.x; j < n_vocab; j += blockDim.x) x[j] = -INFINITY;
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) {
+        const float ov = __shfl_xor_sync(0xffffffffu, best, o);
+        const int oi = __shfl_xor_sync(0xffffffffu, bi, o);
+        if (ov > best || (ov == best && oi < bi)) best = ov, bi = oi;
+    }
+    const int lane = threadIdx.x & 31, warp = threadIdx.x / 32, n_warps = blockDim.x / 32;
+    if (lane == 0) sv[warp] = best, si[warp] = bi;
+    __syncthreads();
+    if (warp == 0) {
+        best = lane < n_warps ? sv[lane] : -FLT_MAX;
+        bi = lane < n_warps ? si[lane] : 0x7fffffff;
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) {
+            const float ov = __shfl_xor_sync(0xffffffffu, best, o);
+            const int oi = __shfl_xor_sync(0xffffffffu, bi, o);
+            if (ov > best || (ov == best && oi < bi)) best = ov, bi = oi;
+        }
+        if (lane == 0) sv[0] = best, si[0] = bi;
+    }
+    __syncthreads();
+    best = sv[0];
+    bi = si[0];
+    float s = 0.0f;
+    for (int j = threadIdx.x; j < n_valid; j += blockDim.x) s += expf(x[j] - best);
+    s = block_sum(s, red);
+    if (threadIdx.x == 0) {
+        ids[blockIdx.x] = bi == 0x7fffffff ? 0 : bi;  // all NaN: 0, as the CPU argmax
+        top_p[blockIdx.x] = 1.0f / s;
+    }
+}
+
+__global__ void rerotate_kernel(void* kv, bool kv_f16, int64_t slot_stride, int n_layer, int kv_dim, const int32_t* slots,
+                                const float* cos_sin, int n_head_kv, int head_dim, int n_rot) {
+    const int s = blockIdx.x, layer = blockIdx.y;
+    const int pairs = n_rot / 2;
+    const int64_t base = static_cast<int64_t>(slots[s]) * slot_stride + static_cast<int64_t>(layer) * 2 * kv_dim;
+    for (int u = threadIdx.x; u < n_head_kv * pairs; u += blockDim.x) {
+        const int h = u / pairs, j = u % pairs;
+        const int64_t e = base + h * head_dim + 2 * j;
+        const float c = cos_sin[2 * j], sn = cos_sin[2 * j + 1];
+        float x0, x1;
+        if (kv_f16) {
+            x0 = __half2float(static_cast<__half*>(kv)[e]);
+            x1 = __half2float(static_cast<__half*>(kv)[e + 1]);
+        } else {
+            x0 = static_cast<float*>(kv)[e];
+            x1 = static_cast<float*>(kv)[e + 1];
+        }
+        const float y0 = __fsub_rn(__fmul_rn(x0, c), __fmul_rn(x1, sn)), y1 = __fadd_rn(__fmul_rn(x0, sn), __fmul_rn(x1, c));
+        if (kv_f16) {
+            static_cast<__half*>(kv)[e] = __float2half_rn(y0);
+            static_cast<__half*>(kv)[e + 1] = __float2half_rn(y1);
+        } else {
+            static_cast<float*>(kv)[e] = y0;
+            static_cast<float*>(kv)[e + 1] = y1;
+        }
+    }
+}
+
+__global__ void dequantize_f16_kernel(int type, const uint8_t* w, size_t row_bytes, int64_t k, int64_t rows, __half* out) {
+    const int64_t n = rows * k;
+    for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n; i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+        const int64_t r = i / k, j = i % k;
+        out[i] = __float2half_rn(dequant_elem(type, w + r * row_bytes, j));
+    }
+}
+
+__global__ void to_f16_kernel(const float* x, int64_t n, __half* out) {
+    for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n; i += static_cast<int64_t>(gridDim.x) * blockDim.x)
+        out[i] = __float2half_rn(x[i]);
+}
+
+unsigned grid_1d(int64_t n) { return static_cast<unsigned>(std::min<int64_t>((n + kThreads - 1) / kThreads, 4096)); }
+
+}  // namespace
+
+void embed(const DeviceWeight& table, const int32_t* tokens, int n_tok, float* x, cudaStream_t stream) {
+    const dim3 grid(blocks_for(table.k), n_tok);
+    embed_kernel<<<grid, kThreads, 0, stream>>>(static_cast<int>(table.type), table.data, table.row_bytes, table.k, tokens, x);
+    APLS_CUDA_LAUNCHED();
+}
+
+void rms_norm(const float* x, const int32_t* rows, const float* w, float* y, int n_rows, int d, float eps, cudaStream_t stream,
+              const QActs& q) {
+    if (n_rows <= 0) return;
+    if (q.qs && d % 32 != 0) fail(APLS_STATUS_INTERNAL, "rms_norm: quantized output needs d % 32 == 0");
+    rms_norm_kernel<<<n_rows, 256, 0, stream>>>(x, rows, w, y, d, eps, q);
+    APLS_CUDA_LAUNCHED();
+}
+
+std::vector<double> rope_inv_freq(float base, int n_rot) {
+    std::vector<double> f(static_cast<size_t>(n_rot / 2));
+    for (int i = 0; i < n_rot / 2; ++i)
+        f[i] = std::pow(static_cast<double>(base), -2.0 * static_cast<double>(i) / static_cast<double>(n_rot));
+    return f;
+}
+
+void rope_store(const RopeStoreArgs& a, cudaStream_t stream) {
+    rope_store_kernel<<<a.n_tok, 256, 0, stream>>>(a);
+    APLS_CUDA_LAUNCHED();
+}
+
+void silu_mul(float* g, const float* u, int64_t n, cudaStream_t stream, const QActs& q) {
+    if (q.qs && n % 32 != 0) fail(APLS_STATUS_INTERNAL, "silu_mul: quantized output needs n % 32 == 0");
+    silu_mul_kernel<<<grid_1d(n), kThreads, 0, stream>>>(g, u, n, q);
+    APLS_CUDA_LAUNCHED();
+}
+
+void group_delta(float* acc, const float* x, const float* x0, int64_t n, bool first, cudaStream_t stream) {
+    group_delta_kernel<<<grid_1d(n), kThreads, 0, stream>>>(acc, x, x0, n, first);
+    APLS_CUDA_LAUNCHED();
+}
+
+void group_finish(float* x, const float* x0, const float* acc, int64_t n, cudaStream_t stream) {
+    group_finish_kernel<<<grid_1d(n), kThreads, 0, stream>>>(x, x0, acc, n);
+    APLS_CUDA_LAUNCHED();
+}
+
+void copy(float* dst, const float* src, int64_t n, cudaStream_t stream) {
+    APLS_CUDA_CHECK(cudaMemcpyAsync(dst, src, static_cast<size_t>(n) * sizeof(float), cudaMemcpyDeviceToDevice, stream));
+}
+
+void argmax_rows(float* logits, int m, int n_vocab, int n_valid, int32_t* ids, float* top_p, cudaStream_t stream) {
+    if (m <= 0) return;
+    argmax_kernel<<<m, 1024, 0, stream>>>(logits, n_vocab, n_valid, ids, top_p);
+    APLS_CUDA_LAUNCHED();
+}
+
+void kv_rerotate(void* kv, bool kv_f16, int64_t slot_stride, int n_layer, int kv_dim, const int32_t* slots, int n_slots,
+                 const float* cos_sin, int n_head_kv, int head_dim, int n_rot, cudaStream_t stream) {
+    if (n_slots <= 0) return;
+    rerotate_kernel<<<dim3(n_slots, n_layer), 128, 0, stream>>>(kv, kv_f16, slot_stride, n_layer, kv_dim, slots, cos_sin,
+                                                               n_head_kv, head_dim, n_rot);
+    APLS_CUDA_LAUNCHED();
+}
+
+void dequantize_f16(const DeviceWeight& w, int64_t rows, void* out, cudaStream_t stream) {
+    dequantize_f16_kernel<<<grid_1d(rows * w.k), kThreads, 0, stream>>>(static_cast<int>(w.type), w.data, w.row_bytes, w.k, rows,
+                                                                        static_cast<__half*>(out));
+    APLS_CUDA_LAUNCHED();
+}
+
+void to_f16(const float* x, int64_t n, void* out, cudaStream_t stream) {
+    to_f16_kernel<<<grid_1d(n), kThreads, 0, stream>>>(x, n, static_cast<__half*>(out));
+    APLS_CUDA_LAUNCHED();
+}
+
+}  // namespace apls::cuda

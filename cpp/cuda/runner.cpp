@@ -1,0 +1,495 @@
+// cuda/runner.cpp — a context on the GPU: KV storage, scratch, the forward pass as a sequence
+// of launches, replayed from CUDA graphs for decode-sized batches.
+//
+// Per decode call the host does three things: writes the step's small inputs (tokens,
+// positions, KV slots, the entries each token attends to) into one pinned buffer and copies it
+// up in one transfer; launches the forward (a graph replay when t <= 16: every kernel reads
+// its per-step inputs from that device buffer, so one captured graph serves every step with
+// the same plan and batch shape); and copies nothing back until asked (argmax/top_prob: 8 bytes
+// per output row; logits only when read).
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <list>
+#include <map>
+#include <memory>
+#include <string>
+#include <unordered_map>
+
+#include "context.h"
+#include "cpu/ops.h"
+#include "cuda/device_model.h"
+#include "cuda/gemm.h"
+#include "cuda/launch.h"
+
+namespace apls::cuda {
+
+namespace {
+
+constexpr size_t kMaxGraphs = 64;  // bounded graph cache: (plan, batch shape) -> executable graph
+
+bool graphs_enabled() {
+    static const bool on = [] {
+        const char* e = std::getenv("APLS_CUDA_GRAPHS");
+        return !(e && e[0] == '0');
+    }();
+    return on;
+}
+
+// Pinned host memory (freed with cudaFreeHost).
+template <typename T>
+struct PinnedBuffer {
+    T* p = nullptr;
+    size_t n = 0;
+    void resize(size_t want) {
+        if (want <= n) return;
+        if (p) cudaFreeHost(p);
+        p = nullptr;
+        n = 0;
+        APLS_CUDA_CHECK(cudaMallocHost(reinterpret_cast<void**>(&p), want * sizeof(T)));
+        n = want;
+    }
+    ~PinnedBuffer() {
+        if (p) cudaFreeHost(p);
+    }
+};
+
+class CudaRunner final : public DeviceRunner, public KVStore {
+public:
+    explicit CudaRunner(Context& ctx);
+    ~CudaRunner() override;
+
+    void forward(const Batch& batch, const Plan& plan, const KVView* view, const int64_t* slots) override;
+    void fetch_logits(float* dst, int32_t n_rows) override;
+    const int32_t* argmax() override;
+    const float* top_prob() override;
+
+    void copy_slot(int64_t dst, int64_t src) override;
+    void rerotate(int64_t slot, const float* cos_sin) override;
+    void flush() override;
+
+private:
+    // Step inputs: one int32 array on the device, segments at fixed offsets (graph replay needs
+    // fixed addresses): t = n_batch rows for the per-token arrays, E entries for the entries.
+    struct Segments {
+        size_t tokens, pos, slots, out_rows, off, n_end, n_old, entry_slot, entry_pos, total;
+    };
+    void layout(size_t entries);
+    size_t write_inputs(const Batch& batch, const KVView* view, const int64_t* slots);
+    void launch_forward(const Plan& plan, int n, int m, bool has_view, bool has_mask);
+    void layer(const Plan& plan, int l, int n, bool has_view, bool has_mask);
+    void attention_block(int l, int n, bool has_view, bool has_mask);
+    void mlp_block(int l, int n);
+    void mm(const DeviceWeight& w, int64_t rows, const float* x, int n, float* y, int64_t ldy, bool accumulate);
+    // Products sharing an input x (n rows): one launch when they can share it, else one each.
+    void mm_multi(std::initializer_list<MatvecJob> jobs, int n);
+    // Quantize x (n rows of k) for the quantized weights among ws that will read it.
+    void quantize_for(const float* x, int n, int64_t k, std::initializer_list<const DeviceWeight*> ws);
+    // The Q8 activation buffers when one of ws is quantized (and n takes the matvec path).
+    QActs acts_for(int n, std::initializer_list<const DeviceWeight*> ws) const;
+    void wait_results();
+    std::string graph_key(const Plan& plan, int n, int m, bool has_view, bool has_mask) const;
+
+    Context& ctx_;
+    const CudaModel& dm_;
+    const HParams& hp_;
+    cudaStream_t stream_ = nullptr;
+    std::unique_ptr<Gemm> gemm_;  // created on the first batch larger than kMaxMatvecTokens
+
+    // KV cache: slot-major, slot s holds for every layer l: K row then V row (kv_dim each).
+    DeviceBuffer<uint8_t> kv_;
+    bool kv_f16_;
+    int64_t slot_stride_;  // elements per slot: n_layer * 2 * kv_dim
+    std::vector<int32_t> rot_slots_;
+    std::vector<float> rot_cs_;
+    DeviceBuffer<int32_t> rot_slots_dev_;
+    DeviceBuffer<float> rot_cs_dev_;
+
+    // Scratch, (rows, width) floats. T = n_batch rows.
+    DeviceBuffer<float> x_, h_, q_, k_, v_, att_, gate_, up_, x0_, acc_, logits_;
+    DeviceBuffer<float> part_acc_, part_ml_;
+    DeviceBuffer<double> inv_freq_;  // RoPE frequencies (n_rot/2)
+    DeviceBuffer<int8_t> xq_qs_;
+    DeviceBuffer<float> xq_d_, xq_s_;
+    QActs xq_;
+    int max_splits_;
+    DeviceBuffer<int32_t> ids_;
+    DeviceBuffer<float> probs_;
+    PinnedBuffer<int32_t> ids_host_;
+    PinnedBuffer<float> probs_host_;
+    bool results_fetched_ = false;
+    int m_ = 0;          // output rows of the last forward
+    int head_rows_ = 0;  // valid logits per row of the last forward
+
+    Segments seg_{};
+    size_t entry_cap_ = 0;
+    DeviceBuffer<int32_t> in_dev_;
+    DeviceBuffer<uint8_t> mask_dev_;
+    PinnedBuffer<int32_t> in_host_;
+    PinnedBuffer<uint8_t> mask_host_;
+    cudaEvent_t inputs_copied_ = nullptr;
+    int32_t n_sink_ = 0, n_window_ = -1;
+
+    struct Graph {
+        cudaGraphExec_t exec = nullptr;
+    };
+    std::unordered_map<std::string, Graph> graphs_;
+    void clear_graphs();
+};
+
+CudaRunner::CudaRunner(Context& ctx)
+    : ctx_(ctx),
+      dm_(*static_cast<const CudaModel*>(ctx.model().device_model())),
+      hp_(ctx.model().hparams()),
+      kv_f16_(ctx.kv().f16()) {
+    APLS_CUDA_CHECK(cudaSetDevice(dm_.device));
+    APLS_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+    APLS_CUDA_CHECK(cudaEventCreateWithFlags(&inputs_copied_, cudaEventDisableTiming));
+    const KVCache& kv = ctx.kv();
+    slot_stride_ = static_cast<int64_t>(hp_.n_layer) * 2 * hp_.kv_dim();
+    kv_.resize(static_cast<size_t>(kv.capacity()) * slot_stride_ * (kv_f16_ ? 2 : 4));
+    APLS_CUDA_CHECK(cudaMemsetAsync(kv_.get(), 0, kv_.size(), stream_));
+
+    const size_t t = std::max<size_t>(ctx.params().n_batch, kMaxMatvecTokens);
+    const size_t d = hp_.n_embd, f = hp_.n_ff, qd = hp_.q_dim(), kvd = hp_.kv_dim();
+    x_.resize(t * d);
+    h_.resize(t * std::max(d, qd));
+    q_.resize(t * qd);
+    k_.resize(t * kvd);
+    v_.resize(t * kvd);
+    att_.resize(t * qd);
+    gate_.resize(t * f);
+    up_.resize(t * f);
+    x0_.resize(t * d);
+    acc_.resize(t * d);
+    logits_.resize(t * static_cast<size_t>(hp_.n_vocab));
+    max_splits_ = static_cast<int>((kv.capacity() + kAttnSplit - 1) / kAttnSplit);
+    part_acc_.resize(t * hp_.n_head * max_splits_ * hp_.head_dim);
+    part_ml_.resize(t * hp_.n_head * max_splits_ * 2);
+    const std::vector<double> inv_freq = rope_inv_freq(hp_.rope_freq_base, hp_.n_rot);
+    inv_freq_.resize(inv_freq.size() + 1);
+    APLS_CUDA_CHECK(cudaMemcpy(inv_freq_.get(), inv_freq.data(), inv_freq.size() * sizeof(double), cudaMemcpyHostToDevice));
+    const size_t wide = std::max({d, f, qd});
+    xq_qs_.resize(t * wide);
+    xq_d_.resize(t * wide / 32 + 1);
+    xq_s_.resize(t * wide / 32 + 1);
+    xq_ = QActs{xq_qs_.get(), xq_d_.get(), xq_s_.get()};
+    ids_.resize(t);
+    probs_.resize(t);
+    ids_host_.resize(t);
+    probs_host_.resize(t);
+    layout(kv.capacity());
+    ctx.kv().attach_store(this);
+    APLS_CUDA_CHECK(cudaStreamSynchronize(stream_));
+}
+
+CudaRunner::~CudaRunner() {
+    ctx_.kv().attach_store(nullptr);
+    clear_graphs();
+    if (stream_) cudaStreamSynchronize(stream_);
+    if (inputs_copied_) cudaEventDestroy(inputs_copied_);
+    if (stream_) cudaStreamDestroy(stream_);
+}
+
+void CudaRunner::clear_graphs() {
+    for (auto& [key, g] : graphs_)
+        if (g.exec) cudaGraphExecDestroy(g.exec);
+    graphs_.clear();
+}
+
+void CudaRunner::layout(size_t entries) {
+    const size_t t = std::max<size_t>(ctx_.params().n_batch, kMaxMatvecTokens);
+    seg_.tokens = 0;
+    seg_.pos = t;
+    seg_.slots = 2 * t;
+    seg_.out_rows = 3 * t;
+    seg_.off = 4 * t;
+    seg_.n_end = 5 * t;
+    seg_.n_old = 6 * t;
+    seg_.entry_slot = 7 * t;
+    seg_.entry_pos = 7 * t + entries;
+    seg_.total = 7 * t + 2 * entries;
+    entry_cap_ = entries;
+    in_dev_ = DeviceBuffer<int32_t>(seg_.total);
+    mask_dev_ = DeviceBuffer<uint8_t>(entries);
+    in_host_.resize(seg_.total);
+    mask_host_.resize(entries);
+    clear_graphs();  // graphs hold the old addresses
+}
+
+// ---- KV store ---------------------------------------------------------------------------------
+
+void CudaRunner::copy_slot(int64_t dst, int64_t src) {
+    flush();  // rotations issued before this copy apply first
+    const size_t bytes = static_cast<size_t>(slot_stride_) * (kv_f16_ ? 2 : 4);
+    APLS_CUDA_CHECK(cudaMemcpyAsync(kv_.get() + dst * bytes, kv_.get() + src * bytes, bytes, cudaMemcpyDeviceToDevice, stream_));
+}
+
+void CudaRunner::rerotate(int64_t slot, const float* cos_sin) {
+    const size_t n = static_cast<size_t>(hp_.n_rot);
+    if (!rot_slots_.empty() && !std::equal(rot_cs_.begin(), rot_cs_.end(), cos_sin)) flush();
+    rot_cs_.assign(cos_sin, cos_sin + n);
+    rot_slots_.push_back(static_cast<int32_t>(slot));
+}
+
+void CudaRunner::flush() {
+    if (rot_slots_.empty()) return;
+    rot_slots_dev_.resize(rot_slots_.size());
+    rot_cs_dev_.resize(rot_cs_.size());
+    APLS_CUDA_CHECK(cudaMemcpyAsync(rot_slots_dev_.get(), rot_slots_.data(), rot_slots_.size() * 4, cudaMemcpyHostToDevice, stream_));
+    APLS_CUDA_CHECK(cudaMemcpyAsync(rot_cs_dev_.get(), rot_cs_.data(), rot_cs_.size() * 4, cudaMemcpyHostToDevice, stream_));
+    kv_rerotate(kv_.get(), kv_f16_, slot_stride_, hp_.n_layer, hp_.kv_dim(), rot_slots_dev_.get(),
+                static_cast<int>(rot_slots_.size()), rot_cs_dev_.get(), hp_.n_head_kv, hp_.head_dim, hp_.n_rot, stream_);
+    APLS_CUDA_CHECK(cudaStreamSynchronize(stream_));  // the host vectors are reused
+    rot_slots_.clear();
+}
+
+// ---- inputs -----------------------------------------------------------------------------------
+
+size_t CudaRunner::write_inputs(const Batch& batch, const KVView* view, const int64_t* slots) {
+    const KVCache& kv = ctx_.kv();
+    const int n = batch.size();
+    // Sequences of the batch in order of appearance, each with its entries listed once.
+    std::map<int32_t, int32_t> seq_off;
+    size_t entries = 0;
+    for (int i = 0; i < n; ++i)
+        if (seq_off.emplace(batch.seq[i], 0).second) entries += kv.seq_len(batch.seq[i]);
+    if (entries > entry_cap_) layout(std::max(entries, entry_cap_ * 2));
+
+    APLS_CUDA_CHECK(cudaEventSynchronize(inputs_copied_));  // the previous upload has left the buffer
+    int32_t* in = in_host_.p;
+    uint8_t* mask = mask_host_.p;
+    size_t e = 0;
+    for (auto& [seq, off] : seq_off) {
+        off = static_cast<int32_t>(e);
+        const int32_t len = kv.seq_len(seq);
+        for (int32_t j = 0; j < len; ++j, ++e) {
+            in[seg_.entry_slot + e] = static_cast<int32_t>(kv.slot_of(seq, j));
+            in[seg_.entry_pos + e] = kv.entry_pos(seq, j);
+        }
+        if (view && view->explicit_list()) {
+            // Old entries the explicit view keeps (positions strictly increasing: a merge).
+            const std::vector<int32_t>& keep = view->positions;
+            for (int32_t j = 0; j < len; ++j) {
+                const int32_t p = kv.entry_pos(seq, j);
+                mask[off + j] = std::binary_search(keep.begin(), keep.end(), p) ? 1 : 0;
+            }
+        }
+    }
+    int m = 0;
+    for (int i = 0; i < n; ++i) {
+        const int32_t seq = batch.seq[i];
+        in[seg_.tokens + i] = batch.token[i];
+        in[seg_.pos + i] = batch.pos[i];
+        in[seg_.slots + i] = static_cast<int32_t>(slots[i]);
+        if (batch.out[i]) in[seg_.out_rows + m++] = i;
+        in[seg_.off + i] = seq_off[seq];
+        in[seg_.n_end + i] = kv.seq_sorted(seq) ? kv.lower_entry(seq, batch.pos[i] + 1) : kv.seq_len(seq);
+        in[seg_.n_old + i] = view ? view->n_old[seq] : 0;
+    }
+    n_sink_ = view ? view->n_sink : 0;
+    n_window_ = view ? view->n_window : -1;
+    // One upload for the per-token arrays (contiguous from offset 0) and one for the entries.
+    APLS_CUDA_CHECK(cudaMemcpyAsync(in_dev_.get(), in, seg_.entry_slot * 4, cudaMemcpyHostToDevice, stream_));
+    APLS_CUDA_CHECK(cudaMemcpyAsync(in_dev_.get() + seg_.entry_slot, in + seg_.entry_slot, e * 4, cudaMemcpyHostToDevice, stream_));
+    APLS_CUDA_CHECK(cudaMemcpyAsync(in_dev_.get() + seg_.entry_pos, in + seg_.entry_pos, e * 4, cudaMemcpyHostToDevice, stream_));
+    if (view && view->explicit_list())
+        APLS_CUDA_CHECK(cudaMemcpyAsync(mask_dev_.get(), mask, e, cudaMemcpyHostToDevice, stream_));
+    APLS_CUDA_CHECK(cudaEventRecord(inputs_copied_, stream_));
+    return static_cast<size_t>(m);
+}
+
+// ---- forward ----------------------------------------------------------------------------------
+
+QActs CudaRunner::acts_for(int n, std::initializer_list<const DeviceWeight*> ws) const {
+    if (n > kMaxMatvecTokens) return QActs{};
+    for (const DeviceWeight* w : ws)
+        if (is_quantized(w->type)) return xq_;
+    return QActs{};
+}
+
+void CudaRunner::quantize_for(const float* x, int n, int64_t k, std::initializer_list<const DeviceWeight*> ws) {
+    if (n > kMaxMatvecTokens) return;  // cuBLAS path: F16 activations
+    for (const DeviceWeight* w : ws)
+        if (is_quantized(w->type)) return quantize_q8(x, n, k, xq_, stream_);
+}
+
+void CudaRunner::mm(const DeviceWeight& w, int64_t rows, const float* x, int n, float* y, int64_t ldy, bool accumulate) {
+    if (n <= kMaxMatvecTokens) return matvec(w, rows, x, xq_, n, y, ldy, accumulate, stream_);
+    if (!gemm_) gemm_ = std::make_unique<Gemm>(stream_);
+    gemm_->run(w, rows, x, n, y, ldy, accumulate);
+}
+
+void CudaRunner::mm_multi(std::initializer_list<MatvecJob> jobs, int n) {
+    const MatvecJob* first = jobs.begin();
+    bool same = n <= kMaxMatvecTokens;
+    for (const MatvecJob& j : jobs) same = same && j.w->type == first->w->type && j.w->k == first->w->k;
+    if (same) return matvec_multi(jobs.begin(), static_cast<int>(jobs.size()), n, stream_);
+    for (const MatvecJob& j : jobs) mm(*j.w, j.rows, j.x, n, j.y, j.ldy, j.accumulate);
+}
+
+void CudaRunner::attention_block(int l, int n, bool has_view, bool has_mask) {
+    const DeviceLayer& L = dm_.layers[l];
+    const int d = hp_.n_embd, qd = hp_.q_dim(), kvd = hp_.kv_dim();
+    rms_norm(x_.get(), nullptr, L.attn_norm, h_.get(), n, d, hp_.rms_eps, stream_, acts_for(n, {&L.wq, &L.wk, &L.wv}));
+    mm_multi({{&L.wq, qd, h_.get(), xq_, q_.get(), qd, false},
+              {&L.wk, kvd, h_.get(), xq_, k_.get(), kvd, false},
+              {&L.wv, kvd, h_.get(), xq_, v_.get(), kvd, false}}, n);
+    int32_t* in = in_dev_.get();
+    RopeStoreArgs r{q_.get(), k_.get(), v_.get(), in + seg_.pos, in + seg_.slots, n, hp_.n_head, hp_.n_head_kv,
+                    hp_.head_dim, hp_.n_rot, hp_.rope_freq_base, hp_.rope_freq_scale, inv_freq_.get(), kv_.get(), slot_stride_,
+                    static_cast<int64_t>(l) * 2 * kvd, static_cast<int64_t>(l) * 2 * kvd + kvd, kv_f16_};
+    rope_store(r, stream_);
+    AttentionArgs a{};
+    a.q = q_.get();
+    a.out = att_.get();
+    a.kv = kv_.get();
+    a.slot_stride = slot_stride_;
+    a.k_offset = r.k_offset;
+    a.v_offset = r.v_offset;
+    a.kv_f16 = kv_f16_;
+    a.entry_slot = in + seg_.entry_slot;
+    a.entry_pos = in + seg_.entry_pos;
+    a.view_mask = has_mask ? mask_dev_.get() : nullptr;
+    a.off = in + seg_.off;
+    a.n_end = in + seg_.n_end;
+    a.n_old = has_view ? in + seg_.n_old : nullptr;
+    a.pos = in + seg_.pos;
+    a.n_sink = n_sink_;
+    a.n_window = n_window_;
+    a.n_tok = n;
+    a.n_head = hp_.n_head;
+    a.n_head_kv = hp_.n_head_kv;
+    a.head_dim = hp_.head_dim;
+    a.max_splits = max_splits_;
+    a.part_acc = part_acc_.get();
+    a.part_ml = part_ml_.get();
+    attention(a, stream_);
+    quantize_for(att_.get(), n, qd, {&L.wo});
+    mm(L.wo, d, att_.get(), n, x_.get(), d, true);  // x += Wo · attention
+}
+
+void CudaRunner::mlp_block(int l, int n) {
+    const DeviceLayer& L = dm_.layers[l];
+    const int d = hp_.n_embd, f = hp_.n_ff;
+    rms_norm(x_.get(), nullptr, L.ffn_norm, h_.get(), n, d, hp_.rms_eps, stream_, acts_for(n, {&L.w_gate, &L.w_up}));
+    mm_multi({{&L.w_gate, f, h_.get(), xq_, gate_.get(), f, false}, {&L.w_up, f, h_.get(), xq_, up_.get(), f, false}}, n);
+    silu_mul(gate_.get(), up_.get(), static_cast<int64_t>(n) * f, stream_, acts_for(n, {&L.w_down}));
+    mm(L.w_down, d, gate_.get(), n, x_.get(), d, true);  // x += Wdown · (silu(gate) * up)
+}
+
+void CudaRunner::layer(const Plan& plan, int l, int n, bool has_view, bool has_mask) {
+    if (plan.runs_attn(l)) attention_block(l, n, has_view, has_mask);
+    if (plan.runs_mlp(l)) mlp_block(l, n);
+}
+
+void CudaRunner::launch_forward(const Plan& plan, int n, int m, bool has_view, bool has_mask) {
+    const int64_t xd = static_cast<int64_t>(n) * hp_.n_embd;
+    embed(dm_.tok_embd, in_dev_.get() + seg_.tokens, n, x_.get(), stream_);
+    for (int32_t l = 0; l < hp_.n_layer;) {
+        int32_t end = l + 1;
+        const int32_t g = plan.group_of(l);
+        while (g >= 0 && end < hp_.n_layer && plan.group_of(end) == g) ++end;
+        if (end - l > 1) {  // parallel group: every layer reads h = x; x = h + sum(layer(h) - h)
+            copy(x0_.get(), x_.get(), xd, stream_);
+            for (int32_t j = l; j < end; ++j) {
+                if (j > l) copy(x_.get(), x0_.get(), xd, stream_);
+                layer(plan, j, n, has_view, has_mask);
+                group_delta(acc_.get(), x_.get(), x0_.get(), xd, j == l, stream_);
+            }
+            group_finish(x_.get(), x0_.get(), acc_.get(), xd, stream_);
+        } else {
+            layer(plan, l, n, has_view, has_mask);
+        }
+        l = end;
+    }
+    if (m == 0) return;
+    const int rows = plan.head_rows > 0 && plan.head_rows < hp_.n_vocab ? plan.head_rows : hp_.n_vocab;
+    rms_norm(x_.get(), in_dev_.get() + seg_.out_rows, dm_.output_norm, h_.get(), m, hp_.n_embd, hp_.rms_eps, stream_,
+             acts_for(m, {&dm_.output}));
+    mm(dm_.output, rows, h_.get(), m, logits_.get(), hp_.n_vocab, false);
+    argmax_rows(logits_.get(), m, hp_.n_vocab, rows, ids_.get(), probs_.get(), stream_);
+}
+
+std::string CudaRunner::graph_key(const Plan& plan, int n, int m, bool has_view, bool has_mask) const {
+    std::string key = str(n, "/", m, "/", plan.head_rows, "/", has_view, has_mask, "/");
+    key.append(plan.attn.begin(), plan.attn.end());
+    key += '|';
+    key.append(plan.mlp.begin(), plan.mlp.end());
+    key += '|';
+    for (int32_t g : plan.group) key += std::to_string(g) + ",";
+    return key;
+}
+
+void CudaRunner::forward(const Batch& batch, const Plan& plan, const KVView* view, const int64_t* slots) {
+    APLS_CUDA_CHECK(cudaSetDevice(dm_.device));
+    flush();
+    const int n = batch.size();
+    const int m = static_cast<int>(write_inputs(batch, view, slots));
+    const bool has_view = view != nullptr, has_mask = view && view->explicit_list();
+    m_ = m;
+    head_rows_ = plan.head_rows > 0 && plan.head_rows < hp_.n_vocab ? plan.head_rows : hp_.n_vocab;
+    results_fetched_ = false;
+    if (n > kMaxMatvecTokens || !graphs_enabled()) {
+        launch_forward(plan, n, m, has_view, has_mask);
+        return;
+    }
+    // View parameters are kernel arguments: they are part of the key through has_view only
+    // when they match the captured ones, so graphs with a view are keyed by them too.
+    std::string key = graph_key(plan, n, m, has_view, has_mask);
+    if (has_view) key += str("/v", n_sink_, ",", n_window_);
+    auto it = graphs_.find(key);
+    if (it == graphs_.end()) {
+        if (graphs_.size() >= kMaxGraphs) clear_graphs();
+        cudaGraph_t g = nullptr;
+        APLS_CUDA_CHECK(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
+        try {
+            launch_forward(plan, n, m, has_view, has_mask);
+        } catch (...) {
+            cudaStreamEndCapture(stream_, &g);
+            if (g) cudaGraphDestroy(g);
+            throw;
+        }
+        APLS_CUDA_CHECK(cudaStreamEndCapture(stream_, &g));
+        Graph entry;
+        const cudaError_t e = cudaGraphInstantiate(&entry.exec, g, 0);
+        cudaGraphDestroy(g);
+        APLS_CUDA_CHECK(e);
+        it = graphs_.emplace(key, entry).first;
+    }
+    APLS_CUDA_CHECK(cudaGraphLaunch(it->second.exec, stream_));
+}
+
+void CudaRunner::wait_results() {
+    if (results_fetched_) return;
+    APLS_CUDA_CHECK(cudaMemcpyAsync(ids_host_.p, ids_.get(), m_ * sizeof(int32_t), cudaMemcpyDeviceToHost, stream_));
+    APLS_CUDA_CHECK(cudaMemcpyAsync(probs_host_.p, probs_.get(), m_ * sizeof(float), cudaMemcpyDeviceToHost, stream_));
+    APLS_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    results_fetched_ = true;
+}
+
+const int32_t* CudaRunner::argmax() {
+    wait_results();
+    return ids_host_.p;
+}
+
+const float* CudaRunner::top_prob() {
+    wait_results();
+    return probs_host_.p;
+}
+
+void CudaRunner::fetch_logits(float* dst, int32_t n_rows) {
+    const size_t bytes = static_cast<size_t>(n_rows) * hp_.n_vocab * sizeof(float);
+    APLS_CUDA_CHECK(cudaMemcpyAsync(dst, logits_.get(), bytes, cudaMemcpyDeviceToHost, stream_));
+    APLS_CUDA_CHECK(cudaStreamSynchronize(stream_));
+}
+
+}  // namespace
+
+std::unique_ptr<DeviceRunner> make_runner(Context& ctx) {
+    if (!ctx.model().device_model()) fail(APLS_STATUS_INTERNAL, "CUDA context for a model not uploaded to the GPU");
+    return std::make_unique<CudaRunner>(ctx);
+}
+
+}  // namespace apls::cuda

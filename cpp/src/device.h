@@ -1,0 +1,56 @@
+// device.h — where a model runs. The CPU backend is the engine's own code (forward.cpp,
+// cpu/); the CUDA backend (cpp/cuda/) plugs in behind the two interfaces below, so that code
+// outside cpp/cuda/ never sees a CUDA type and the library builds and runs without CUDA.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+namespace apls {
+
+class Context;
+class Model;
+struct Batch;
+struct Plan;
+struct KVView;
+
+enum class Device : int32_t { CPU = 0, CUDA = 1 };
+const char* device_name(Device d);
+
+// A model's weights as a backend keeps them (device copies); owned by the Model.
+class DeviceModel {
+public:
+    virtual ~DeviceModel() = default;
+    virtual uint64_t bytes() const = 0;  // device memory held
+};
+
+// A context's state on a device: scratch buffers, the KV storage, logits. Owned by the Context.
+class DeviceRunner {
+public:
+    virtual ~DeviceRunner() = default;
+    // Forward pass of a validated batch under `plan`; K/V of token i go to KV slot slots[i].
+    // Results stay on the device until asked for.
+    virtual void forward(const Batch& batch, const Plan& plan, const KVView* view, const int64_t* slots) = 0;
+    // Logits of the last forward's output rows, (n_rows, n_vocab), copied to dst.
+    virtual void fetch_logits(float* dst, int32_t n_rows) = 0;
+    // Per output row of the last forward, computed on the device: the greedy choice (largest
+    // logit; ties to the lowest id) and its softmax probability.
+    virtual const int32_t* argmax() = 0;
+    virtual const float* top_prob() = 0;
+};
+
+namespace cuda {
+// True when the library was built with the CUDA backend.
+bool compiled();
+// Usable CUDA devices (0 when not compiled, no driver or no GPU).
+int device_count();
+// One line: the device in use, or why CUDA is unavailable.
+std::string describe();
+// Copy the model's weights to the GPU (throws APLS_STATUS_UNSUPPORTED when CUDA is unavailable).
+std::unique_ptr<DeviceModel> upload(const Model& model);
+// A runner for ctx (whose model was uploaded); attaches the device KV storage to ctx.kv().
+std::unique_ptr<DeviceRunner> make_runner(Context& ctx);
+}  // namespace cuda
+
+}  // namespace apls

@@ -1,0 +1,528 @@
+// test_cuda_ops.cpp — every CUDA op against the CPU op (or a float64 host reference) on fresh
+// random inputs, with poisoned outputs so that unwritten elements are caught; and a timing mode.
+//
+//   test_cuda_ops            checks (exit 77 = skipped: no usable GPU)
+//   test_cuda_ops --bench    times matvec (decode/verify shapes of 7B-class models) and attention
+//
+// Errors are NMSE = |out - ref|^2 / |ref|^2 against float64 references. Batch invariance (a
+// token's result bit-identical alone or inside a batch of up to 16) is checked exactly.
+#include <cuda_runtime.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "check.h"
+#include "cpu/kernels.h"
+#include "cpu/ops.h"
+#include "cuda/launch.h"
+#include "ggml_types.h"
+
+using namespace apls;
+using apls::cuda::DeviceBuffer;
+using apls::cuda::DeviceWeight;
+
+namespace {
+
+std::mt19937_64& rng() {
+    static std::mt19937_64 r(std::random_device{}());  // fresh inputs every run
+    return r;
+}
+
+std::vector<float> randn(size_t n, float scale = 1.0f) {
+    std::normal_distribution<float> d(0.0f, scale);
+    std::vector<float> v(n);
+    for (float& x : v) x = d(rng());
+    return v;
+}
+
+template <typename T>
+DeviceBuffer<T> upload(const std::vector<T>& v) {
+    DeviceBuffer<T> b(v.size());
+    APLS_CUDA_CHECK(cudaMemcpy(b.get(), v.data(), v.size() * sizeof(T), cudaMemcpyHostToDevice));
+    return b;
+}
+
+template <typename T>
+std::vector<T> download(const DeviceBuffer<T>& b, size_t n) {
+    std::vector<T> v(n);
+    APLS_CUDA_CHECK(cudaDeviceSynchronize());
+    APLS_CUDA_CHECK(cudaMemcpy(v.data(), b.get(), n * sizeof(T), cudaMemcpyDeviceToHost));
+    return v;
+}
+
+template <typename T>
+void poison(DeviceBuffer<T>& b) {  // NaN in every float (0xFF bytes)
+    APLS_CUDA_CHECK(cudaMemset(b.get(), 0xFF, b.size() * sizeof(T)));
+}
+
+double nmse(const std::vector<float>& out, const std::vector<double>& ref) {
+    double num = 0, den = 0;
+    for (size_t i = 0; i < ref.size(); ++i) {
+        if (!std::isfinite(out[i])) return INFINITY;  // unwritten (poison) or broken
+        num += (out[i] - ref[i]) * (out[i] - ref[i]);
+        den += ref[i] * ref[i];
+    }
+    return den > 0 ? num / den : num;
+}
+
+// Random weights of a type: quantized blocks with random scales and values (valid blocks).
+std::vector<uint8_t> random_weights(TensorType t, int64_t rows, int64_t k) {
+    const TypeTraits tt = type_traits(t);
+    const size_t bytes = static_cast<size_t>(rows * k / tt.block * tt.bytes);
+    std::vector<uint8_t> w(bytes);
+    std::uniform_int_distribution<int> byte(0, 255);
+    std::uniform_real_distribution<float> scale(0.001f, 0.02f);
+    const std::vector<float> f = randn(static_cast<size_t>(rows * k), 0.05f);
+    switch (t) {
+        case TensorType::F32: std::memcpy(w.data(), f.data(), bytes); break;
+        case TensorType::F16:
+            for (size_t i = 0; i < f.size(); ++i) { uint16_t h = f32_to_f16(f[i]); std::memcpy(&w[2 * i], &h, 2); }
+            break;
+        case TensorType::BF16:
+            for (size_t i = 0; i < f.size(); ++i) { uint32_t u; std::memcpy(&u, &f[i], 4); uint16_t h = u >> 16; std::memcpy(&w[2 * i], &h, 2); }
+            break;
+        default: {
+            for (auto& b : w) b = static_cast<uint8_t>(byte(rng()));
+            for (size_t off = 0; off < bytes; off += tt.bytes) {  // sane scales (and Q4_1 offsets)
+                uint16_t d = f32_to_f16(scale(rng())), m = f32_to_f16(-8.0f * scale(rng()));
+                std::memcpy(&w[off], &d, 2);
+                if (t == TensorType::Q4_1) std::memcpy(&w[off + 2], &m, 2);
+            }
+        }
+    }
+    return w;
+}
+
+std::vector<double> matvec_ref(TensorType t, const std::vector<uint8_t>& w, int64_t rows, int64_t k, const std::vector<float>& x, int n) {
+    std::vector<double> y(static_cast<size_t>(n * rows));
+    std::vector<float> row(static_cast<size_t>(k));
+    const uint64_t rb = static_cast<uint64_t>(k) / type_traits(t).block * type_traits(t).bytes;
+    for (int64_t r = 0; r < rows; ++r) {
+        cpu::dequantize_row(t, w.data() + r * rb, row.data(), k);
+        for (int i = 0; i < n; ++i) {
+            double s = 0;
+            for (int64_t j = 0; j < k; ++j) s += static_cast<double>(row[j]) * x[i * k + j];
+            y[i * rows + r] = s;
+        }
+    }
+    return y;
+}
+
+const TensorType kTypes[] = {TensorType::F32, TensorType::F16, TensorType::BF16, TensorType::Q8_0, TensorType::Q4_0, TensorType::Q4_1};
+
+}  // namespace
+
+namespace {
+
+// Q8 activations on the device (quantize_q8) for n rows of k.
+struct DeviceActs {
+    DeviceBuffer<int8_t> qs;
+    DeviceBuffer<float> d, s;
+    cuda::QActs acts;
+    DeviceActs(const DeviceBuffer<float>& x, int n, int64_t k) : qs(n * k + 1), d(n * k / 32 + 1), s(n * k / 32 + 1) {
+        acts = cuda::QActs{qs.get(), d.get(), s.get()};
+        cuda::quantize_q8(x.get(), n, k, acts, nullptr);
+    }
+};
+
+}  // namespace
+
+APLS_TEST(quantize_q8_is_the_cpu_quantization_bit_for_bit) {
+    const int n = 3;
+    const int64_t k = 4096;
+    auto x = randn(static_cast<size_t>(n * k), 2.0f);
+    for (int i = 0; i < 32; ++i) x[i] = 0.0f;                       // an all-zero block
+    for (int i = 32; i < 64; ++i) x[i] = (i % 2 ? 0.5f : -0.5f) * 127.0f / 64.0f;  // rounding ties
+    auto dx = upload(x);
+    DeviceActs a(dx, n, k);
+    const auto qs = download(a.qs, a.qs.size());
+    const auto d = download(a.d, a.d.size()), s = download(a.s, a.s.size());
+    std::vector<cpu::BlockQ8A> ref(static_cast<size_t>(n * k / 32));
+    for (int i = 0; i < n; ++i) cpu::kernels_generic()->quantize_act(x.data() + i * k, ref.data() + i * k / 32, k);
+    bool same = true;
+    for (size_t b = 0; b < ref.size(); ++b) {
+        same &= std::memcmp(&ref[b].d, &d[b], 4) == 0 && std::memcmp(&ref[b].s, &s[b], 4) == 0;
+        same &= std::memcmp(ref[b].qs, qs.data() + b * 32, 32) == 0;
+    }
+    CHECK(same);
+}
+
+APLS_TEST(matvec_matches_reference_and_is_batch_invariant) {
+    for (TensorType t : kTypes) {
+        const bool quant = cuda::is_quantized(t);
+        for (int64_t k : {576, 4096, 96}) {
+            const int64_t rows = 300;
+            const auto w = random_weights(t, rows, k);
+            const int n = 16;
+            const auto x = randn(static_cast<size_t>(n * k));
+            auto dw = upload(w);
+            auto dx = upload(x);
+            DeviceActs xq(dx, n, k);
+            DeviceWeight W{t, dw.get(), k, rows, static_cast<size_t>(w.size() / rows)};
+            // Reference: float64 for float weights; the CPU kernel (same Q8 activations, exact
+            // integer dots) for quantized ones, so only the float summation order differs.
+            std::vector<double> ref;
+            if (quant) {
+                std::vector<cpu::BlockQ8A> xa(static_cast<size_t>(n * k / 32));
+                for (int i = 0; i < n; ++i) cpu::kernels_generic()->quantize_act(x.data() + i * k, xa.data() + i * k / 32, k);
+                std::vector<float> yc(static_cast<size_t>(n * rows));
+                cpu::kernels_generic()->matmul_q(t, w.data(), k, xa.data(), n, yc.data(), rows, 0, rows);
+                ref.assign(yc.begin(), yc.end());
+            } else {
+                ref = matvec_ref(t, w, rows, k, x, n);
+            }
+            DeviceBuffer<float> y(static_cast<size_t>(n * rows));
+            poison(y);
+            cuda::matvec(W, rows, dx.get(), xq.acts, n, y.get(), rows, false, nullptr);
+            const auto batch = download(y, y.size());
+            const double e = nmse(batch, ref);
+            if (!(e < 1e-11)) std::fprintf(stderr, "matvec %s k=%ld: nmse %.3g\n", type_name(t).c_str(), (long)k, e);
+            CHECK(e < 1e-11);
+            // Each batch size: the same bits for every token as in the batch of 16.
+            for (int m : {1, 2, 3, 5, 8, 9, 13}) {
+                poison(y);
+                cuda::matvec(W, rows, dx.get(), xq.acts, m, y.get(), rows, false, nullptr);
+                const auto part = download(y, static_cast<size_t>(m * rows));
+                CHECK(std::memcmp(part.data(), batch.data(), part.size() * 4) == 0);
+            }
+            // accumulate: y += W x.
+            cuda::matvec(W, rows, dx.get(), xq.acts, n, y.get(), rows, false, nullptr);
+            cuda::matvec(W, rows, dx.get(), xq.acts, n, y.get(), rows, true, nullptr);
+            const auto twice = download(y, y.size());
+            std::vector<double> ref2(ref);
+            for (auto& v : ref2) v *= 2;
+            CHECK(nmse(twice, ref2) < 1e-11);
+        }
+    }
+}
+
+APLS_TEST(gemm_path_types_dequantize_to_f16) {
+    for (TensorType t : kTypes) {
+        const int64_t rows = 64, k = 256;
+        const auto w = random_weights(t, rows, k);
+        auto dw = upload(w);
+        DeviceWeight W{t, dw.get(), k, rows, static_cast<size_t>(w.size() / rows)};
+        DeviceBuffer<uint16_t> out(static_cast<size_t>(rows * k));
+        poison(out);
+        cuda::dequantize_f16(W, rows, out.get(), nullptr);
+        const auto h = download(out, out.size());
+        std::vector<float> row(static_cast<size_t>(k));
+        bool same = true;
+        for (int64_t r = 0; r < rows; ++r) {
+            cpu::dequantize_row(t, w.data() + r * (w.size() / rows), row.data(), k);
+            for (int64_t j = 0; j < k; ++j) same &= h[r * k + j] == f32_to_f16(row[j]);
+        }
+        CHECK(same);
+    }
+}
+
+APLS_TEST(rms_norm_matches_cpu) {
+    const int n = 7, d = 2048;
+    const auto x = randn(static_cast<size_t>(n * d), 3.0f), w = randn(d);
+    const std::vector<int32_t> rows = {6, 0, 3};
+    auto dx = upload(x), dw = upload(w);
+    auto dr = upload(rows);
+    DeviceBuffer<float> y(static_cast<size_t>(n * d));
+    for (bool selected : {false, true}) {
+        poison(y);
+        const int m = selected ? 3 : n;
+        cuda::rms_norm(dx.get(), selected ? dr.get() : nullptr, dw.get(), y.get(), m, d, 1e-5f, nullptr);
+        const auto out = download(y, static_cast<size_t>(m * d));
+        std::vector<double> ref(out.size());
+        std::vector<float> row(d);
+        for (int i = 0; i < m; ++i) {
+            cpu::rms_norm(x.data() + (selected ? rows[i] : i) * d, w.data(), row.data(), d, 1e-5f);
+            for (int j = 0; j < d; ++j) ref[i * d + j] = row[j];
+        }
+        CHECK(nmse(out, ref) < 1e-12);
+        // Fused quantization: the same bytes as quantize_q8 of the output.
+        DeviceActs alone(y, m, d);
+        DeviceBuffer<int8_t> qs(static_cast<size_t>(m * d));
+        DeviceBuffer<float> qd(static_cast<size_t>(m * d / 32)), qsum(static_cast<size_t>(m * d / 32));
+        cuda::rms_norm(dx.get(), selected ? dr.get() : nullptr, dw.get(), y.get(), m, d, 1e-5f, nullptr,
+                       cuda::QActs{qs.get(), qd.get(), qsum.get()});
+        CHECK(download(qs, qs.size()) == download(alone.qs, qs.size()));
+        CHECK(download(qd, qd.size()) == download(alone.d, qd.size()));
+        CHECK(download(qsum, qsum.size()) == download(alone.s, qsum.size()));
+    }
+}
+
+APLS_TEST(rope_store_matches_cpu_and_fills_slots) {
+    const int n = 5, nh = 8, nkv = 2, hd = 64, n_rot = 64, n_layer = 3, layer = 1, kvd = nkv * hd;
+    const std::vector<int32_t> pos = {0, 1, 17, 1000, 4095}, slots = {3, 0, 9, 4, 7};
+    for (bool f16 : {true, false}) {
+        const auto q = randn(static_cast<size_t>(n * nh * hd)), k = randn(static_cast<size_t>(n * kvd)), v = randn(static_cast<size_t>(n * kvd));
+        auto dq = upload(q), dk = upload(k), dv = upload(v);
+        auto dp = upload(pos), ds = upload(slots);
+        auto dfreq = upload(cuda::rope_inv_freq(10000.0f, n_rot));
+        const int64_t stride = static_cast<int64_t>(n_layer) * 2 * kvd;
+        DeviceBuffer<uint8_t> kv(static_cast<size_t>(10 * stride * (f16 ? 2 : 4)));
+        APLS_CUDA_CHECK(cudaMemset(kv.get(), 0, kv.size()));
+        cuda::RopeStoreArgs a{dq.get(), dk.get(), dv.get(), dp.get(), ds.get(), n, nh, nkv, hd, n_rot, 10000.0f, 1.0f,
+                              dfreq.get(), kv.get(), stride, layer * 2 * kvd, layer * 2 * kvd + kvd, f16};
+        cuda::rope_store(a, nullptr);
+        const auto qo = download(dq, q.size()), ko = download(dk, k.size());
+        const auto cache = download(kv, kv.size());
+        std::vector<float> qr(q), kr(k), cs(n_rot);
+        std::vector<double> qref(q.size()), kref(k.size());
+        for (int i = 0; i < n; ++i) {
+            cpu::rope_table(pos[i], n_rot, 10000.0f, 1.0f, cs.data());
+            cpu::rope_pairs(qr.data() + i * nh * hd, nh, hd, n_rot, cs.data());
+            cpu::rope_pairs(kr.data() + i * kvd, nkv, hd, n_rot, cs.data());
+        }
+        for (size_t i = 0; i < q.size(); ++i) qref[i] = qr[i];
+        for (size_t i = 0; i < k.size(); ++i) kref[i] = kr[i];
+        CHECK(nmse(qo, qref) < 1e-12);
+        CHECK(nmse(ko, kref) < 1e-12);
+        bool stored = true;
+        for (int i = 0; i < n; ++i)
+            for (int j = 0; j < kvd; ++j) {
+                const int64_t e = slots[i] * stride + layer * 2 * kvd + j;
+                float kc, vc;
+                if (f16) {
+                    uint16_t hk, hv;
+                    std::memcpy(&hk, &cache[2 * e], 2);
+                    std::memcpy(&hv, &cache[2 * (e + kvd)], 2);
+                    kc = f16_to_f32(hk), vc = f16_to_f32(hv);
+                    stored &= hk == f32_to_f16(ko[i * kvd + j]) && hv == f32_to_f16(v[i * kvd + j]);
+                } else {
+                    std::memcpy(&kc, &cache[4 * e], 4);
+                    std::memcpy(&vc, &cache[4 * (e + kvd)], 4);
+                    stored &= kc == ko[i * kvd + j] && vc == v[i * kvd + j];
+                }
+            }
+        CHECK(stored);
+    }
+}
+
+namespace {
+
+// Attention over random cache contents, float64 reference.
+struct AttnCase {
+    int n_head, n_head_kv, hd, n_entries;
+    int n_sink = 0, n_window = -1;
+    bool explicit_view = false;
+};
+
+void check_attention(const AttnCase& c) {
+    const int n_tok = 4, kvd = c.n_head_kv * c.hd, n_layer = 2, layer = 1;
+    const int64_t stride = static_cast<int64_t>(n_layer) * 2 * kvd;
+    const int cap = c.n_entries + 8;
+    // Entries: slots permuted (a block table), positions 0..n-1; the batch is the last n_tok.
+    std::vector<int32_t> slot(c.n_entries), epos(c.n_entries);
+    for (int j = 0; j < c.n_entries; ++j) slot[j] = j, epos[j] = j;
+    std::shuffle(slot.begin(), slot.end(), rng());
+    const auto kvf = randn(static_cast<size_t>(cap * stride));
+    std::vector<uint16_t> kvh(kvf.size());
+    for (size_t i = 0; i < kvf.size(); ++i) kvh[i] = f32_to_f16(kvf[i]);
+    const auto q = randn(static_cast<size_t>(n_tok * c.n_head * c.hd), 2.0f);
+    std::vector<int32_t> off(n_tok, 0), n_end(n_tok), n_old(n_tok, c.n_entries - n_tok), pos(n_tok);
+    for (int i = 0; i < n_tok; ++i) pos[i] = c.n_entries - n_tok + i, n_end[i] = pos[i] + 1;
+    std::vector<uint8_t> mask(c.n_entries, 0);
+    for (int j = 0; j < c.n_entries; ++j) mask[j] = (j % 3 == 0) || j < 2;
+    const bool view = c.explicit_view || c.n_sink > 0 || c.n_window >= 0;
+    auto dkv = upload(kvh);
+    auto dq = upload(q);
+    auto ds = upload(slot), dp = upload(epos), doff = upload(off), dend = upload(n_end), dold = upload(n_old), dpos = upload(pos);
+    auto dmask = upload(mask);
+    const int max_splits = (cap + cuda::kAttnSplit - 1) / cuda::kAttnSplit;
+    DeviceBuffer<float> out(static_cast<size_t>(n_tok * c.n_head * c.hd));
+    DeviceBuffer<float> pacc(static_cast<size_t>(n_tok * c.n_head * max_splits * c.hd)), pml(static_cast<size_t>(n_tok * c.n_head * max_splits * 2));
+    cuda::AttentionArgs a{};
+    a.q = dq.get(); a.out = out.get(); a.kv = dkv.get(); a.slot_stride = stride;
+    a.k_offset = layer * 2 * kvd; a.v_offset = layer * 2 * kvd + kvd; a.kv_f16 = true;
+    a.entry_slot = ds.get(); a.entry_pos = dp.get(); a.view_mask = c.explicit_view ? dmask.get() : nullptr;
+    a.off = doff.get(); a.n_end = dend.get(); a.n_old = view ? dold.get() : nullptr; a.pos = dpos.get();
+    a.n_sink = c.n_sink; a.n_window = c.n_window; a.n_tok = n_tok; a.n_head = c.n_head; a.n_head_kv = c.n_head_kv;
+    a.head_dim = c.hd; a.max_splits = max_splits; a.part_acc = pacc.get(); a.part_ml = pml.get();
+    poison(out);
+    cuda::attention(a, nullptr);
+    const auto o = download(out, out.size());
+
+    std::vector<double> ref(o.size(), 0.0);
+    const int group = c.n_head / c.n_head_kv;
+    for (int i = 0; i < n_tok; ++i)
+        for (int h = 0; h < c.n_head; ++h) {
+            const int g = h / group;
+            std::vector<double> s;
+            std::vector<int> who;
+            for (int j = 0; j < n_end[i]; ++j) {
+                const int p = epos[j];
+                bool vis = p <= pos[i];
+                if (view && j < n_old[i])
+                    vis &= c.explicit_view ? mask[j] != 0 : (p < c.n_sink || c.n_window < 0 || p > pos[i] - c.n_window);
+                if (!vis) continue;
+                double d = 0;
+                for (int e = 0; e < c.hd; ++e)
+                    d += static_cast<double>(q[(i * c.n_head + h) * c.hd + e]) *
+                         f16_to_f32(kvh[slot[j] * stride + layer * 2 * kvd + g * c.hd + e]);
+                s.push_back(d / std::sqrt(static_cast<double>(c.hd)));
+                who.push_back(j);
+            }
+            double mx = -INFINITY, sum = 0;
+            for (double v : s) mx = std::max(mx, v);
+            for (double& v : s) sum += (v = std::exp(v - mx));
+            for (size_t u = 0; u < s.size(); ++u)
+                for (int e = 0; e < c.hd; ++e)
+                    ref[(i * c.n_head + h) * c.hd + e] +=
+                        s[u] / sum * f16_to_f32(kvh[slot[who[u]] * stride + layer * 2 * kvd + kvd + g * c.hd + e]);
+        }
+    const double e = nmse(o, ref);
+    if (!(e < 1e-10)) std::fprintf(stderr, "attention heads %d/%d hd %d n %d: nmse %.3g\n", c.n_head, c.n_head_kv, c.hd, c.n_entries, e);
+    CHECK(e < 1e-10);
+
+    // Batch invariance: the last token alone gives the same bits.
+    a.n_tok = 1;
+    auto dpos1 = upload(std::vector<int32_t>{pos[n_tok - 1]});
+    auto dend1 = upload(std::vector<int32_t>{n_end[n_tok - 1]});
+    auto dold1 = upload(std::vector<int32_t>{n_old[n_tok - 1]});
+    auto dq1 = upload(std::vector<float>(q.end() - c.n_head * c.hd, q.end()));
+    a.q = dq1.get(); a.pos = dpos1.get(); a.n_end = dend1.get(); a.n_old = view ? dold1.get() : nullptr;
+    poison(out);
+    cuda::attention(a, nullptr);
+    const auto one = download(out, static_cast<size_t>(c.n_head * c.hd));
+    CHECK(std::memcmp(one.data(), o.data() + (n_tok - 1) * c.n_head * c.hd, one.size() * 4) == 0);
+}
+
+}  // namespace
+
+APLS_TEST(attention_matches_reference) {
+    check_attention({9, 3, 64, 40});             // SmolLM2's heads, one split
+    check_attention({32, 8, 64, 700});           // Llama-3.2-1B's heads, three splits
+    check_attention({32, 32, 128, 300});         // Llama-2-7B's heads (MHA)
+    check_attention({16, 1, 128, 520});          // MQA: one KV head, two chunks of 8 query heads
+    check_attention({9, 3, 64, 600, 4, 128});    // sinks + window view
+    AttnCase ex{8, 2, 64, 300};
+    ex.explicit_view = true;
+    check_attention(ex);                         // explicit positions view
+}
+
+APLS_TEST(argmax_matches_host) {
+    const int m = 5, n_vocab = 49152;
+    for (int n_valid : {n_vocab, 12288}) {
+        auto x = randn(static_cast<size_t>(m * n_vocab), 3.0f);
+        x[2 * n_vocab + 77] = 50.0f;                          // a clear winner
+        x[3 * n_vocab + 5] = x[3 * n_vocab + 9] = 60.0f;      // a tie: the lowest id wins
+        auto dx = upload(x);
+        DeviceBuffer<int32_t> ids(m);
+        DeviceBuffer<float> p(m);
+        poison(p);
+        cuda::argmax_rows(dx.get(), m, n_vocab, n_valid, ids.get(), p.get(), nullptr);
+        const auto id = download(ids, m);
+        const auto pr = download(p, m);
+        const auto after = download(dx, x.size());
+        for (int i = 0; i < m; ++i) {
+            int best = 0;
+            for (int j = 1; j < n_valid; ++j)
+                if (x[i * n_vocab + j] > x[i * n_vocab + best]) best = j;
+            double s = 0;
+            for (int j = 0; j < n_valid; ++j) s += std::exp(static_cast<double>(x[i * n_vocab + j]) - x[i * n_vocab + best]);
+            CHECK(id[i] == best);
+            CHECK(std::fabs(pr[i] - 1.0 / s) < 1e-5 * (1.0 / s) + 1e-7);
+            for (int j = n_valid; j < n_vocab; ++j) CHECK(std::isinf(after[i * n_vocab + j]) && after[i * n_vocab + j] < 0);
+        }
+        CHECK(id[3] == 5);
+    }
+}
+
+namespace {
+
+// Timing mode: matvec over 7B-class shapes (bandwidth) and attention at long context.
+float time_ms(const std::function<void()>& fn, int reps = 50) {
+    cudaEvent_t a, b;
+    cudaEventCreate(&a);
+    cudaEventCreate(&b);
+    for (int i = 0; i < 5; ++i) fn();
+    std::vector<float> t;
+    for (int i = 0; i < reps; ++i) {
+        cudaEventRecord(a);
+        fn();
+        cudaEventRecord(b);
+        cudaEventSynchronize(b);
+        float ms;
+        cudaEventElapsedTime(&ms, a, b);
+        t.push_back(ms);
+    }
+    std::sort(t.begin(), t.end());
+    cudaEventDestroy(a);
+    cudaEventDestroy(b);
+    return t[t.size() / 2];
+}
+
+// Attention of one decode token over n cached entries (random slots), per layer.
+void bench_attention() {
+    std::printf("%-22s %6s %4s %10s\n", "attention heads/kv/hd", "n", "t", "us");
+    struct S { int nh, nkv, hd; };
+    for (S s : {S{9, 3, 64}, S{32, 8, 64}, S{32, 32, 128}}) {
+        for (int n : {64, 512, 4096}) {
+            for (int t : {1, 9}) {
+                const int kvd = s.nkv * s.hd, cap = 4096 + 16;
+                const int64_t stride = 2 * kvd;
+                std::vector<uint16_t> kvh(static_cast<size_t>(cap) * stride);
+                for (auto& v : kvh) v = f32_to_f16(0.1f);
+                std::vector<int32_t> slot(n), epos(n);
+                for (int j = 0; j < n; ++j) slot[j] = j, epos[j] = j;
+                std::vector<int32_t> off(t, 0), n_end(t), pos(t);
+                for (int i = 0; i < t; ++i) pos[i] = n - t + i, n_end[i] = pos[i] + 1;
+                auto dkv = upload(kvh);
+                auto dq = upload(randn(static_cast<size_t>(t * s.nh * s.hd)));
+                auto ds = upload(slot), dp = upload(epos), doff = upload(off), dend = upload(n_end), dpos = upload(pos);
+                const int max_splits = (cap + cuda::kAttnSplit - 1) / cuda::kAttnSplit;
+                DeviceBuffer<float> out(static_cast<size_t>(t * s.nh * s.hd));
+                DeviceBuffer<float> pacc(static_cast<size_t>(t * s.nh * max_splits * s.hd)), pml(static_cast<size_t>(t * s.nh * max_splits * 2));
+                cuda::AttentionArgs a{};
+                a.q = dq.get(); a.out = out.get(); a.kv = dkv.get(); a.slot_stride = stride;
+                a.k_offset = 0; a.v_offset = kvd; a.kv_f16 = true;
+                a.entry_slot = ds.get(); a.entry_pos = dp.get(); a.off = doff.get(); a.n_end = dend.get();
+                a.pos = dpos.get(); a.n_window = -1; a.n_tok = t; a.n_head = s.nh; a.n_head_kv = s.nkv;
+                a.head_dim = s.hd; a.max_splits = max_splits; a.part_acc = pacc.get(); a.part_ml = pml.get();
+                const float ms = time_ms([&] { cuda::attention(a, nullptr); });
+                std::printf("%8d/%d/%-11d %6d %4d %10.1f\n", s.nh, s.nkv, s.hd, n, t, ms * 1e3);
+            }
+        }
+    }
+}
+
+int bench() {
+    bench_attention();
+    std::printf("%-6s %-14s %4s %10s %10s\n", "type", "rows x k", "t", "us", "GB/s");
+    for (TensorType t : {TensorType::F16, TensorType::Q8_0, TensorType::Q4_0, TensorType::Q4_1}) {
+        for (auto [rows, k] : {std::pair<int64_t, int64_t>{4096, 4096}, {11008, 4096}, {4096, 11008}}) {
+            // Several copies so repeated runs do not hit L2 (50 MB).
+            const int copies = 4;
+            const auto w = random_weights(t, rows, k);
+            std::vector<DeviceBuffer<uint8_t>> dw;
+            for (int c = 0; c < copies; ++c) dw.push_back(upload(w));
+            const auto x = randn(static_cast<size_t>(16 * k));
+            auto dx = upload(x);
+            DeviceActs xq(dx, 16, k);
+            DeviceBuffer<float> y(static_cast<size_t>(16 * rows));
+            for (int n : {1, 2, 4, 8, 9, 16}) {
+                int c = 0;
+                const float ms = time_ms([&] {
+                    DeviceWeight W{t, dw[c++ % copies].get(), k, rows, static_cast<size_t>(w.size() / rows)};
+                    cuda::matvec(W, rows, dx.get(), xq.acts, n, y.get(), rows, false, nullptr);
+                });
+                std::printf("%-6s %5ldx%-8ld %4d %10.1f %10.1f\n", type_name(t).c_str(), (long)rows, (long)k, n, ms * 1e3,
+                            w.size() / (ms * 1e-3) / 1e9);
+            }
+        }
+    }
+    return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    int n = 0;
+    if (cudaGetDeviceCount(&n) != cudaSuccess || n == 0) {
+        std::printf("SKIP: no usable CUDA device\n");
+        return 77;
+    }
+    if (argc > 1 && std::string(argv[1]) == "--bench") return bench();
+    return apls_test::run_all();
+}

@@ -1,0 +1,73 @@
+#!/usr/bin/env python3
+"""Where a decode step's time goes on the GPU (SmolLM2 by default): host time per decode call
+with and without CUDA graphs, the cost of the Python and logits round trip, and a speculative
+round's parts. Prints one line per measurement. Run under `nsys profile --stats=true` for kernels.
+
+    python tools/gpu_profile.py [MODEL.gguf] [--device cuda]
+"""
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "python"))
+import apls  # noqa: E402
+from apls import _core  # noqa: E402
+
+
+def per_call_ms(fn, n=100, warm=10):
+    for _ in range(warm):
+        fn()
+    t0 = time.perf_counter()
+    for _ in range(n):
+        fn()
+    return (time.perf_counter() - t0) / n * 1e3
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("model", nargs="?", default=None)
+    ap.add_argument("--device", default="cuda")
+    a = ap.parse_args()
+    m = apls.Model(a.model or apls.default_model_path(), device=a.device)
+    print(f"device {m.device}: {_core.cuda_describe()}")
+    ctx = m.context(n_ctx=1024)
+    ctx.decode(list(range(100, 164)), logits="last")
+    base = ctx.kv_seq_len(0)
+
+    def step(n, logits="last"):
+        def fn():
+            ctx.decode(list(range(200, 200 + n)), logits=logits)
+            ctx.kv.truncate(0, base)
+        return fn
+
+    try:  # kernel times through CUPTI (torch's profiler records every kernel of the process)
+        import torch
+        from torch.profiler import ProfilerActivity, profile
+        torch.zeros(1, device="cuda")
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            for _ in range(20):
+                step(1)()
+        print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=15, max_name_column_width=60))
+    except Exception as e:  # noqa: BLE001 - profiling is optional
+        print(f"(no kernel profile: {e})")
+    for n in (1, 2, 5, 9, 16):
+        print(f"decode {n:2d} tokens (python, last logits): {per_call_ms(step(n)):.3f} ms")
+    print(f"decode  9 tokens, all logits:              {per_call_ms(step(9, 'all')):.3f} ms")
+    # The C++ speculative round (greedy, no logits copied): full draft plan vs a skipping one.
+    from apls.plan import Plan
+    for name, plan in (("identity", Plan()), ("skip 10 layers", Plan.skipping(range(10, 20), range(10, 20)))):
+        kw = plan.arrays(m.n_layer)
+        for k in (1, 4, 8):
+            def rnd():
+                _core.spec_round(ctx._ctx, 300, kw["attn"], kw["mlp"], kw["group"], kw["head_rows"], n_draft_max=k,
+                                 draft_p_min=0.0)
+                ctx.kv.truncate(0, base)
+            print(f"spec_round {name}, k={k}: {per_call_ms(rnd, n=50):.3f} ms")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

