@@ -9,7 +9,8 @@
 #   tools/fuzz.sh campaign SECONDS [TARGET...]
 #                                       long runs; new inputs go to build/fuzz/corpus/<target>,
 #                                       logs to build/fuzz/logs, crashes to build/fuzz/artifacts
-#   tools/fuzz.sh merge TARGET          minimize build/fuzz/corpus/TARGET into tests/fuzz/corpus/TARGET
+#   tools/fuzz.sh merge TARGET          add the campaign's new-coverage inputs (<= 8 KB) to
+#                                       tests/fuzz/corpus/TARGET
 #   tools/fuzz.sh replay                every target once over its corpus and regression inputs
 #
 # Needs clang with libFuzzer (Debian: apt-get install -y clang libclang-rt-14-dev; `ci` installs
@@ -44,8 +45,10 @@ need_atheris() {
 
 build() {
   need_clang
-  CC=${CC:-clang} CXX=${CXX:-clang++} cmake -S . -B "$B" -DAPLS_FUZZ=ON -DAPLS_BUILD_TESTS=OFF \
-    -DAPLS_BUILD_EXAMPLES=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+  # CPU only: the sanitizers and the CUDA runtime do not mix (APLS_CUDA in the environment
+  # would override the cache value).
+  APLS_CUDA=OFF CC=${CC:-clang} CXX=${CXX:-clang++} cmake -S . -B "$B" -DAPLS_FUZZ=ON -DAPLS_CUDA=OFF \
+    -DAPLS_BUILD_TESTS=OFF -DAPLS_BUILD_EXAMPLES=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
   cmake --build "$B" -j "$JOBS" --target "${CPP_TARGETS[@]}"
 }
 
@@ -95,15 +98,19 @@ case "${1:-}" in
       run "$t" "$secs" "$B/corpus/$t" >"$B/logs/campaign_$t.log" 2>&1 || echo "campaign $t: finding (see log)"
     done ;;
   merge)
+    # Add to tests/fuzz/corpus/TARGET the campaign inputs (up to MERGE_MAX_BYTES, default 8192:
+    # the repository stays small) that reach new coverage; the files already there stay.
     t=${2:?merge TARGET}
-    out=$(mktemp -d)
+    small=$(mktemp -d)
+    find "$B/corpus/$t" -type f -size -"$(( ${MERGE_MAX_BYTES:-8192} + 1 ))"c -exec cp {} "$small/" \;
     if [ "$t" = fuzz_chat_template ]; then
-      "$PY" tests/fuzz/fuzz_chat_template.py -merge=1 "$out" "tests/fuzz/corpus/$t" "$B/corpus/$t"
+      # atheris's -merge=1 sees no features (its coverage is Python's): keep every input.
+      cp -n "$small"/* "tests/fuzz/corpus/$t/" 2>/dev/null || true
     else
-      "$B/tests/fuzz/$t" -merge=1 -max_len=65536 "$out" "tests/fuzz/corpus/$t" "$B/corpus/$t"
+      "$B/tests/fuzz/$t" -merge=1 -max_len=65536 "tests/fuzz/corpus/$t" "$small"
     fi
-    rm -rf "tests/fuzz/corpus/$t" && mv "$out" "tests/fuzz/corpus/$t"
-    du -sh "tests/fuzz/corpus/$t" ;;
+    rm -rf "$small"
+    echo "tests/fuzz/corpus/$t: $(ls "tests/fuzz/corpus/$t" | wc -l) files, $(du -sb "tests/fuzz/corpus/$t" | cut -f1) bytes" ;;
   replay)
     [ -x "$B/tests/fuzz/fuzz_gguf" ] || build
     for t in "${CPP_TARGETS[@]}"; do

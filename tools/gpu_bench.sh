@@ -67,6 +67,16 @@ phase_sanitize() {
     echo "memcheck speculative: $(grep -E 'ERROR SUMMARY' "$OUT/memcheck.log" | tail -1)" | tee -a "$SUMMARY"
 }
 
+# Static draft plans (tools/plans/) on Spec-Bench: what a cheaper draft buys on the GPU.
+phase_spec_static() {
+    fake_default_model
+    for plan in tools/plans/smollm2-*.json; do
+        echo "plan $(basename "$plan")" | tee -a "$SUMMARY"
+        $PY -m apls.cli bench --speculative -d cuda --prompts tests/data/spec_bench_prompts.jsonl --limit 3 \
+            --max-tokens 256 --policy static --plan "$plan" 2>/dev/null | tail -1 | tee -a "$SUMMARY"
+    done
+}
+
 phase_profile() {
     fake_default_model
     $PY tools/gpu_profile.py 2>&1 | tee "$OUT/profile.log"

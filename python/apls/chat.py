@@ -230,7 +230,8 @@ class _BoundedEnvironment(ImmutableSandboxedEnvironment):
         return out
 
     def call(__self, __context, __obj, *args, **kwargs):
-        _check_ints(getattr(__obj, "__name__", "a function"), args, kwargs)
+        if __obj is not jinja2.sandbox.safe_range:  # range has its own, tighter cap (MAX_RANGE)
+            _check_ints(getattr(__obj, "__name__", "a function"), args, kwargs)
         target = getattr(__obj, "__wrapped__", __obj)  # the sandbox wraps str.format
         owner, name = getattr(target, "__self__", None), getattr(target, "__name__", "")
         if isinstance(owner, str):

@@ -1,0 +1,31 @@
+"""The CUDA backend where no GPU is usable (CI): it is compiled when asked for, and asking for the
+GPU is a clear error that leaves the CPU path working."""
+import os
+
+import numpy as np
+import pytest
+
+import apls
+from apls import _core
+
+
+def test_cuda_backend_compiled_when_requested():
+    # tools/test.sh sets APLS_CUDA=ON where nvcc exists: the package must then carry the backend.
+    if os.environ.get("APLS_CUDA", "").upper() != "ON":
+        pytest.skip("APLS_CUDA=ON not requested for this build")
+    assert _core.cuda_compiled()
+    assert _core.cuda_describe().startswith("CUDA")
+
+
+@pytest.mark.skipif(_core.cuda_device_count() > 0, reason="a GPU is usable here: tests/test_cuda.py runs instead")
+def test_cuda_without_gpu_is_a_clear_error(smollm2_path):
+    with pytest.raises(apls.UnsupportedError, match="cuda"):
+        apls.Model(smollm2_path, device="cuda")
+    m = apls.Model(smollm2_path)  # auto: the CPU
+    assert m.device == "cpu"
+    assert np.isfinite(m.logits(m.tokenize("Hello"))).all()
+
+
+def test_unknown_device_is_named(smollm2_path):
+    with pytest.raises(apls.InvalidArgumentError, match="device must be 'auto', 'cpu' or 'cuda', not 'tpu'"):
+        apls.Model(smollm2_path, device="tpu")
