@@ -30,6 +30,7 @@ pytest.importorskip("gguf")
 pytest.importorskip("tokenizers")
 pytest.importorskip("transformers")
 
+import apls  # noqa: E402
 from apls import _core  # noqa: E402
 from apls.convert import ConvertError, convert  # noqa: E402
 from hf_tiny import (  # noqa: E402
@@ -315,7 +316,8 @@ def test_unknown_type(np_ckpt, tmp_path):
 
 def _run_cli(args, env_extra, cwd):
     env = dict(os.environ, **env_extra)
-    env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).parents[1] / "python"), env.get("PYTHONPATH", "")])
+    # The apls this test imported (the installed package, or the source tree with APLS_EXT_DIR).
+    env["PYTHONPATH"] = os.pathsep.join([str(Path(apls.__file__).parents[1]), env.get("PYTHONPATH", "")])
     return subprocess.run([sys.executable, "-m", "apls", "convert", *args], env=env, cwd=cwd,
                           capture_output=True, text=True, timeout=120)
 
