@@ -10,6 +10,7 @@
 
 #include "cuda/dequant.cuh"
 #include "cuda/launch.h"
+#include "cuda/pdl.cuh"
 
 namespace apls::cuda {
 
@@ -20,10 +21,6 @@ constexpr int kWarps = 4;
 constexpr int kThreads = 32 * kWarps;
 constexpr int kMaxHeadDim = 128;
 
-__device__ __forceinline__ float kv_at(const void* kv, bool f16, int64_t e) {
-    return f16 ? __half2float(static_cast<const __half*>(kv)[e]) : static_cast<const float*>(kv)[e];
-}
-
 __device__ __forceinline__ bool visible(const AttentionArgs& a, int i, int j, int p_entry) {
     const int p = a.pos[i];
     if (p_entry < 0 || p_entry > p) return false;
@@ -32,12 +29,26 @@ __device__ __forceinline__ bool visible(const AttentionArgs& a, int i, int j, in
     return p_entry < a.n_sink || a.n_window < 0 || p_entry > p - a.n_window;
 }
 
-// A row of hd cache values (F16 or F32) to floats in shared memory, 8 at a time (16- or
-// 32-byte loads; rows start at multiples of 8 elements).
-__device__ __forceinline__ void load8_kv(const void* kv, bool f16, int64_t e, float* dst) {
+// 8 cache values (F16 or F32) from element e, as raw bits: one 16-byte load (F16) or two (F32).
+struct Raw8 {
+    uint4 a, b;
+};
+
+__device__ __forceinline__ Raw8 load8_raw(const void* kv, bool f16, int64_t e) {
+    Raw8 r{};
     if (f16) {
-        const uint4 u = *reinterpret_cast<const uint4*>(static_cast<const __half*>(kv) + e);
-        const __half2* h = reinterpret_cast<const __half2*>(&u);
+        r.a = *reinterpret_cast<const uint4*>(static_cast<const __half*>(kv) + e);
+    } else {
+        const uint4* p = reinterpret_cast<const uint4*>(static_cast<const float*>(kv) + e);
+        r.a = p[0];
+        r.b = p[1];
+    }
+    return r;
+}
+
+__device__ __forceinline__ void raw8_to_floats(const Raw8& r, bool f16, float* dst) {
+    if (f16) {
+        const __half2* h = reinterpret_cast<const __half2*>(&r.a);
 #pragma unroll
         for (int i = 0; i < 4; ++i) {
             const float2 f = __half22float2(h[i]);
@@ -45,30 +56,38 @@ __device__ __forceinline__ void load8_kv(const void* kv, bool f16, int64_t e, fl
             dst[2 * i + 1] = f.y;
         }
     } else {
-        const float4* p = reinterpret_cast<const float4*>(static_cast<const float*>(kv) + e);
-        const float4 x = p[0], y = p[1];
-        dst[0] = x.x; dst[1] = x.y; dst[2] = x.z; dst[3] = x.w;
-        dst[4] = y.x; dst[5] = y.y; dst[6] = y.z; dst[7] = y.w;
+        const float* x = reinterpret_cast<const float*>(&r.a);
+        const float* y = reinterpret_cast<const float*>(&r.b);
+#pragma unroll
+        for (int i = 0; i < 4; ++i) dst[i] = x[i], dst[4 + i] = y[i];
     }
 }
 
-// The split's K (or V) rows into tile[j][d]: every thread issues its loads at once, so a tile
-// costs one memory latency (not one per entry). Entries not seen are zero rows.
+// The split's K (or V) rows into tile[j][d]. A tile is at most kTileUnits units of 8 values per
+// thread; all of a thread's loads are issued (into registers) before the first is used, so a
+// tile costs one memory latency, not one per unit. Entries not seen are zero rows.
+constexpr int kTileUnits = kAttnSplit * kMaxHeadDim / 8 / kThreads;
+
 __device__ __forceinline__ void load_tile(const AttentionArgs& a, const int* slot_s, int n, int64_t col,
                                           float (*tile)[kMaxHeadDim + 1]) {
-    const int hd = a.head_dim, per_row = hd / 8;
-    for (int u = threadIdx.x; u < n * per_row; u += blockDim.x) {
-        const int j = u / per_row, c = (u % per_row) * 8;
-        if (slot_s[j] >= 0) {
-            load8_kv(a.kv, a.kv_f16, static_cast<int64_t>(slot_s[j]) * a.slot_stride + col + c, &tile[j][c]);
-        } else {
+    const int per_row = a.head_dim / 8, total = n * per_row;
+    Raw8 r[kTileUnits];
 #pragma unroll
-            for (int i = 0; i < 8; ++i) tile[j][c + i] = 0.0f;
-        }
+    for (int t = 0; t < kTileUnits; ++t) {
+        const int u = threadIdx.x + t * kThreads, j = u / per_row, c = (u % per_row) * 8;
+        r[t] = Raw8{};
+        if (u < total && slot_s[j] >= 0)
+            r[t] = load8_raw(a.kv, a.kv_f16, static_cast<int64_t>(slot_s[j]) * a.slot_stride + col + c);
+    }
+#pragma unroll
+    for (int t = 0; t < kTileUnits; ++t) {
+        const int u = threadIdx.x + t * kThreads, j = u / per_row, c = (u % per_row) * 8;
+        if (u < total) raw8_to_floats(r[t], a.kv_f16, &tile[j][c]);  // zero bits: 0.0 in F16 and F32
     }
 }
 
 __global__ void __launch_bounds__(kThreads) attn_split_kernel(AttentionArgs a) {
+    pdl_enter();
     const int split = blockIdx.x, i = blockIdx.z;
     const int group = a.n_head / a.n_head_kv;
     const int chunks = (group + kHeads - 1) / kHeads;
@@ -96,9 +115,18 @@ __global__ void __launch_bounds__(kThreads) attn_split_kernel(AttentionArgs a) {
     const int n = e1 - e0;
     const float scale = rsqrtf(static_cast<float>(hd));
     const int64_t kv_col = static_cast<int64_t>(g) * hd;
-    for (int u = threadIdx.x; u < nh * hd; u += blockDim.x) {
-        const int h = u / hd, d = u % hd;
-        qs[h][d] = a.q[(static_cast<int64_t>(i) * a.n_head + h0 + h) * hd + d];
+    {  // the queries: all loads in flight at once (nh * hd <= kHeads * kMaxHeadDim)
+        float qv[kHeads * kMaxHeadDim / kThreads];
+#pragma unroll
+        for (int t = 0; t < kHeads * kMaxHeadDim / kThreads; ++t) {
+            const int u = threadIdx.x + t * kThreads;
+            qv[t] = u < nh * hd ? a.q[(static_cast<int64_t>(i) * a.n_head + h0) * hd + u] : 0.0f;
+        }
+#pragma unroll
+        for (int t = 0; t < kHeads * kMaxHeadDim / kThreads; ++t) {
+            const int u = threadIdx.x + t * kThreads;
+            if (u < nh * hd) qs[u / hd][u % hd] = qv[t];
+        }
     }
     for (int j = threadIdx.x; j < n; j += blockDim.x) {
         const int off = a.off[i] + e0 + j;
@@ -152,6 +180,7 @@ __global__ void __launch_bounds__(kThreads) attn_split_kernel(AttentionArgs a) {
 
 // out[i, h, :] = sum_s acc_s * exp(m_s - M) / sum_s l_s * exp(m_s - M), splits in order.
 __global__ void attn_merge_kernel(AttentionArgs a) {
+    pdl_enter();
     const int h = blockIdx.x, i = blockIdx.y, hd = a.head_dim;
     const int n_split = (a.n_end[i] + kAttnSplit - 1) / kAttnSplit;
     const int64_t part = (static_cast<int64_t>(i) * a.n_head + h) * a.max_splits;
@@ -178,10 +207,8 @@ void attention(const AttentionArgs& a, cudaStream_t stream) {
     if (a.head_dim > kMaxHeadDim || a.head_dim % 8 != 0)
         fail(APLS_STATUS_UNSUPPORTED, "CUDA attention: head_dim ", a.head_dim, " (supported: multiples of 8 up to ", kMaxHeadDim, ")");
     const int group = a.n_head / a.n_head_kv, chunks = (group + kHeads - 1) / kHeads;
-    attn_split_kernel<<<dim3(a.max_splits, a.n_head_kv * chunks, a.n_tok), kThreads, 0, stream>>>(a);
-    APLS_CUDA_LAUNCHED();
-    attn_merge_kernel<<<dim3(a.n_head, a.n_tok), 128, 0, stream>>>(a);
-    APLS_CUDA_LAUNCHED();
+    launch_kernel(attn_split_kernel, dim3(a.max_splits, a.n_head_kv * chunks, a.n_tok), kThreads, 0, stream, a);
+    launch_kernel(attn_merge_kernel, dim3(a.n_head, a.n_tok), 128, 0, stream, a);
 }
 
 }  // namespace apls::cuda

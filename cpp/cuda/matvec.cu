@@ -9,6 +9,7 @@
 // invariant: tokens beyond n_tok are skipped by a predicate, never change the order.
 #include "cuda/dequant.cuh"
 #include "cuda/launch.h"
+#include "cuda/pdl.cuh"
 
 namespace apls::cuda {
 
@@ -16,6 +17,7 @@ namespace {
 
 constexpr int kWarps = 4;
 constexpr int kMaxJobs = 8;
+constexpr int kPrefetchUnits = 8;  // per thread and row, before the wait for the previous kernel
 
 // Several products in one launch (q, k and v; gate and up; the layers of a parallel group):
 // same weight type and k, each with its own weight, input and output. Blocks [begin, end) of
@@ -49,6 +51,20 @@ __device__ __forceinline__ const Job* locate(const Jobs& jobs, int64_t& r) {
     const Job* job = &jobs.job[j];
     r = static_cast<int64_t>(blockIdx.x - job->begin) * R;
     return job;
+}
+
+// Before waiting for the previous kernel (weights depend on none): this thread's first units of
+// each of its rows toward L2, so that the block's loads after the wait hit L2 (pdl.cuh).
+template <int R>
+__device__ __forceinline__ void prefetch_units(const uint8_t* const (&wr)[R], int64_t first, int64_t n_units,
+                                               int64_t unit_bytes) {
+#pragma unroll
+    for (int q = 0; q < R; ++q)
+#pragma unroll
+        for (int i = 0; i < kPrefetchUnits; ++i) {
+            const int64_t u = first + static_cast<int64_t>(i) * kWarps * 32;
+            if (u < n_units) prefetch_l2(wr[q] + u * unit_bytes);
+        }
 }
 
 // Lanes' sums (butterfly), then the warps' sums in warp order, then out (+)= the total.
@@ -114,16 +130,18 @@ __global__ void __launch_bounds__(kWarps * 32)
 matvec_q(Jobs jobs, int n_tok) {
     constexpr int bytes = TY == 8 ? 34 : TY == 2 ? 18 : 20;
     constexpr int R = rows_per_warp(T);
+    pdl_trigger();
     const int lane = threadIdx.x & 31;
     int64_t r0;
     const Job* job = locate<R>(jobs, r0);
-    if (!job) return;
     const int64_t k = jobs.k;
     const QActs xq = job->xq;
     const int64_t nb = k / 32;
     const uint8_t* wr[R];
 #pragma unroll
     for (int q = 0; q < R; ++q) wr[q] = job->w + min(r0 + q, job->rows - 1) * jobs.row_bytes;  // past the end: row reread, not stored
+    prefetch_units<R>(wr, (threadIdx.x / 32) * 32 + lane, nb, bytes);
+    pdl_wait();
     float acc[R][T];
 #pragma unroll
     for (int q = 0; q < R; ++q)
@@ -170,6 +188,7 @@ matvec_q(Jobs jobs, int n_tok) {
 
 // One warp per block of 32 activations (lane = element).
 __global__ void quantize_q8_kernel(const float* __restrict__ x, int64_t n_blocks, QActs out) {
+    pdl_enter();
     const int64_t b = static_cast<int64_t>(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32;  // over (t, k/32)
     if (b >= n_blocks) return;
     quantize32(x[b * 32 + (threadIdx.x & 31)], out.qs + b * 32, out.d + b, out.s + b);
@@ -206,16 +225,18 @@ __global__ void __launch_bounds__(kWarps * 32)
 matvec_f(Jobs jobs, int n_tok) {
     constexpr int esize = TY == 0 ? 4 : 2;
     constexpr int R = rows_per_warp(T);
+    pdl_trigger();
     const int lane = threadIdx.x & 31;
     int64_t r0;
     const Job* job = locate<R>(jobs, r0);
-    if (!job) return;
     const int64_t k = jobs.k;
     const float* __restrict__ x = job->x;
     const uint8_t* wr[R];
 #pragma unroll
     for (int q = 0; q < R; ++q) wr[q] = job->w + min(r0 + q, job->rows - 1) * jobs.row_bytes;
     const int64_t nc = k / 8;
+    prefetch_units<R>(wr, (threadIdx.x / 32) * 32 + lane, nc, 8 * esize);
+    pdl_wait();
     float acc[R][T];
 #pragma unroll
     for (int q = 0; q < R; ++q)
@@ -252,10 +273,10 @@ matvec_f(Jobs jobs, int n_tok) {
 // Any float type and k (slow path: element by element).
 template <int T>
 __global__ void matvec_scalar(int type, Jobs jobs, int n_tok) {
+    pdl_enter();
     const int lane = threadIdx.x & 31;
     int64_t r;
     const Job* job = locate<1>(jobs, r);
-    if (!job) return;
     const int64_t k = jobs.k;
     const float* __restrict__ x = job->x;
     const uint8_t* wr = job->w + r * jobs.row_bytes;
@@ -286,25 +307,24 @@ void launch(TensorType type, Jobs jobs, int n_tok, bool vec, cudaStream_t stream
     if (blocks == 0) return;
     const dim3 grid(static_cast<unsigned>(blocks)), block(kWarps * 32);
     switch (type) {
-        case TensorType::Q8_0: matvec_q<8, T><<<grid, block, 0, stream>>>(jobs, n_tok); break;
-        case TensorType::Q4_0: matvec_q<2, T><<<grid, block, 0, stream>>>(jobs, n_tok); break;
-        case TensorType::Q4_1: matvec_q<3, T><<<grid, block, 0, stream>>>(jobs, n_tok); break;
+        case TensorType::Q8_0: launch_kernel(matvec_q<8, T>, grid, block, 0, stream, jobs, n_tok); break;
+        case TensorType::Q4_0: launch_kernel(matvec_q<2, T>, grid, block, 0, stream, jobs, n_tok); break;
+        case TensorType::Q4_1: launch_kernel(matvec_q<3, T>, grid, block, 0, stream, jobs, n_tok); break;
         case TensorType::F16:
-            if (vec) matvec_f<1, T><<<grid, block, 0, stream>>>(jobs, n_tok);
-            else matvec_scalar<T><<<grid, block, 0, stream>>>(static_cast<int>(type), jobs, n_tok);
+            if (vec) launch_kernel(matvec_f<1, T>, grid, block, 0, stream, jobs, n_tok);
+            else launch_kernel(matvec_scalar<T>, grid, block, 0, stream, static_cast<int>(type), jobs, n_tok);
             break;
         case TensorType::BF16:
-            if (vec) matvec_f<30, T><<<grid, block, 0, stream>>>(jobs, n_tok);
-            else matvec_scalar<T><<<grid, block, 0, stream>>>(static_cast<int>(type), jobs, n_tok);
+            if (vec) launch_kernel(matvec_f<30, T>, grid, block, 0, stream, jobs, n_tok);
+            else launch_kernel(matvec_scalar<T>, grid, block, 0, stream, static_cast<int>(type), jobs, n_tok);
             break;
         case TensorType::F32:
-            if (vec) matvec_f<0, T><<<grid, block, 0, stream>>>(jobs, n_tok);
-            else matvec_scalar<T><<<grid, block, 0, stream>>>(static_cast<int>(type), jobs, n_tok);
+            if (vec) launch_kernel(matvec_f<0, T>, grid, block, 0, stream, jobs, n_tok);
+            else launch_kernel(matvec_scalar<T>, grid, block, 0, stream, static_cast<int>(type), jobs, n_tok);
             break;
         default:
             fail(APLS_STATUS_UNSUPPORTED, "CUDA: no matrix kernel for type ", type_name(type));
     }
-    APLS_CUDA_LAUNCHED();
 }
 
 }  // namespace
@@ -312,8 +332,7 @@ void launch(TensorType type, Jobs jobs, int n_tok, bool vec, cudaStream_t stream
 void quantize_q8(const float* x, int n_tok, int64_t k, const QActs& out, cudaStream_t stream) {
     const int64_t n_blocks = static_cast<int64_t>(n_tok) * (k / 32);
     if (n_blocks == 0) return;
-    quantize_q8_kernel<<<static_cast<unsigned>((n_blocks + 7) / 8), 256, 0, stream>>>(x, n_blocks, out);
-    APLS_CUDA_LAUNCHED();
+    launch_kernel(quantize_q8_kernel, static_cast<unsigned>((n_blocks + 7) / 8), 256, 0, stream, x, n_blocks, out);
 }
 
 void matvec_multi(const MatvecJob* jobs, int n_jobs, int n_tok, cudaStream_t stream) {

@@ -5,6 +5,7 @@
 
 #include "cuda/dequant.cuh"
 #include "cuda/launch.h"
+#include "cuda/pdl.cuh"
 
 namespace apls::cuda {
 
@@ -15,6 +16,7 @@ constexpr int kThreads = 256;
 unsigned blocks_for(int64_t n, int per_block = kThreads) { return static_cast<unsigned>((n + per_block - 1) / per_block); }
 
 __global__ void embed_kernel(int type, const uint8_t* table, size_t row_bytes, int64_t d, const int32_t* tokens, float* x) {
+    pdl_enter();
     const int i = blockIdx.y;
     const uint8_t* row = table + static_cast<int64_t>(tokens[i]) * row_bytes;
     for (int64_t j = blockIdx.x * blockDim.x + threadIdx.x; j < d; j += static_cast<int64_t>(gridDim.x) * blockDim.x)
@@ -38,59 +40,98 @@ __device__ float block_sum(float v, float* shared) {
     return shared[0];
 }
 
-// With q.qs set (d % 32 == 0, blockDim % 32 == 0: each warp holds whole blocks of 32), the
-// output is also quantized for the next products (fused quantize_q8).
+// One block per row. The row is read in chunks of kNormPer elements per thread, all loads of a
+// chunk issued before their use (one memory latency per chunk, not per element): a 4096-wide row
+// with 1024 threads is one chunk. With q.qs set (d % 32 == 0, blockDim % 32 == 0: each warp holds
+// whole blocks of 32), the output is also quantized for the next products (fused quantize_q8).
+constexpr int kNormPer = 4;
+
 __global__ void rms_norm_kernel(const float* x, const int32_t* rows, const float* w, float* y, int d, float eps, QActs q) {
+    pdl_trigger();
+    for (int j = threadIdx.x * 32; j < d; j += static_cast<int>(blockDim.x) * 32)
+        prefetch_l2(w + j);  // one 128-byte line per thread; the weights depend on no kernel
+    pdl_wait();
     __shared__ float red[32];
     const int i = blockIdx.x;
     const float* xr = x + static_cast<int64_t>(rows ? rows[i] : i) * d;
+    const int step = static_cast<int>(blockDim.x) * kNormPer;
     float ss = 0.0f;
-    for (int j = threadIdx.x; j < d; j += blockDim.x) ss = fmaf(xr[j], xr[j], ss);
+    for (int j0 = threadIdx.x; j0 < d; j0 += step) {
+        float v[kNormPer];
+#pragma unroll
+        for (int u = 0; u < kNormPer; ++u) {
+            const int j = j0 + u * static_cast<int>(blockDim.x);
+            v[u] = j < d ? xr[j] : 0.0f;
+        }
+#pragma unroll
+        for (int u = 0; u < kNormPer; ++u) ss = fmaf(v[u], v[u], ss);
+    }
     ss = block_sum(ss, red);
     const float scale = rsqrtf(ss / static_cast<float>(d) + eps);
-    for (int j = threadIdx.x; j < d; j += blockDim.x) {
-        const int64_t e = static_cast<int64_t>(i) * d + j;
-        const float v = xr[j] * scale * w[j];
-        y[e] = v;
-        if (q.qs) quantize32(v, q.qs + (e & ~int64_t{31}), q.d + e / 32, q.s + e / 32);
+    for (int j0 = threadIdx.x; j0 < d; j0 += step) {
+        float v[kNormPer], g[kNormPer];
+#pragma unroll
+        for (int u = 0; u < kNormPer; ++u) {
+            const int j = j0 + u * static_cast<int>(blockDim.x);
+            v[u] = j < d ? xr[j] : 0.0f;
+            g[u] = j < d ? w[j] : 0.0f;
+        }
+#pragma unroll
+        for (int u = 0; u < kNormPer; ++u) {
+            const int j = j0 + u * static_cast<int>(blockDim.x);
+            if (j >= d) break;  // warp-uniform when q.qs is set (d % 32 == 0)
+            const int64_t e = static_cast<int64_t>(i) * d + j;
+            const float o = v[u] * scale * g[u];
+            y[e] = o;
+            if (q.qs) quantize32(o, q.qs + (e & ~int64_t{31}), q.d + e / 32, q.s + e / 32);
+        }
     }
 }
 
-// One block per token: every (head, pair) of q and k rotated, then K and V written to the slot.
+// One block per (head of q or k, token), one thread per pair of dimensions: pairs below n_rot/2
+// rotated (in place), then for a K head the pair of K and of V written to the KV slot. Every
+// element is one thread's work, so a token costs one memory latency, not one per head.
 __global__ void rope_store_kernel(RopeStoreArgs a) {
-    const int i = blockIdx.x;
-    const int pairs = a.n_rot / 2;
-    const double p = static_cast<double>(a.pos[i]) * a.freq_scale;
-    float* q = a.q + static_cast<int64_t>(i) * a.n_head * a.head_dim;
-    float* k = a.k + static_cast<int64_t>(i) * a.n_head_kv * a.head_dim;
-    for (int u = threadIdx.x; u < (a.n_head + a.n_head_kv) * pairs; u += blockDim.x) {
-        const int h = u / pairs, j = u % pairs;
-        const double theta = p * a.inv_freq[j];
+    pdl_enter();
+    const int h = blockIdx.x, i = blockIdx.y, j = threadIdx.x;  // j: pair (dims 2j, 2j + 1)
+    if (2 * j >= a.head_dim) return;
+    const bool is_k = h >= a.n_head;
+    float* v = is_k ? a.k + (static_cast<int64_t>(i) * a.n_head_kv + (h - a.n_head)) * a.head_dim
+                    : a.q + (static_cast<int64_t>(i) * a.n_head + h) * a.head_dim;
+    float x0 = v[2 * j], x1 = v[2 * j + 1];
+    if (j < a.n_rot / 2) {
+        const double theta = static_cast<double>(a.pos[i]) * a.freq_scale * a.inv_freq[j];
         const float c = static_cast<float>(cos(theta)), s = static_cast<float>(sin(theta));
-        float* v = h < a.n_head ? q + h * a.head_dim : k + (h - a.n_head) * a.head_dim;
-        const float x0 = v[2 * j], x1 = v[2 * j + 1];
-        v[2 * j] = __fsub_rn(__fmul_rn(x0, c), __fmul_rn(x1, s));
-        v[2 * j + 1] = __fadd_rn(__fmul_rn(x0, s), __fmul_rn(x1, c));
+        const float r0 = __fsub_rn(__fmul_rn(x0, c), __fmul_rn(x1, s));
+        const float r1 = __fadd_rn(__fmul_rn(x0, s), __fmul_rn(x1, c));
+        x0 = r0;
+        x1 = r1;
+        v[2 * j] = x0;
+        v[2 * j + 1] = x1;
     }
-    __syncthreads();
-    const int kvd = a.n_head_kv * a.head_dim;
+    if (!is_k) return;
+    const int64_t col = static_cast<int64_t>(h - a.n_head) * a.head_dim + 2 * j;  // within the layer's K (V) row
     const int64_t base = static_cast<int64_t>(a.slots[i]) * a.slot_stride;
-    const float* vr = a.v + static_cast<int64_t>(i) * kvd;
-    for (int j = threadIdx.x; j < kvd; j += blockDim.x) {
-        if (a.kv_f16) {
-            __half* kv = static_cast<__half*>(a.kv);
-            kv[base + a.k_offset + j] = __float2half_rn(k[j]);
-            kv[base + a.v_offset + j] = __float2half_rn(vr[j]);
-        } else {
-            float* kv = static_cast<float*>(a.kv);
-            kv[base + a.k_offset + j] = k[j];
-            kv[base + a.v_offset + j] = vr[j];
-        }
+    const float* vr = a.v + static_cast<int64_t>(i) * a.n_head_kv * a.head_dim + col;
+    const float v0 = vr[0], v1 = vr[1];
+    if (a.kv_f16) {
+        __half* kv = static_cast<__half*>(a.kv) + base;
+        kv[a.k_offset + col] = __float2half_rn(x0);
+        kv[a.k_offset + col + 1] = __float2half_rn(x1);
+        kv[a.v_offset + col] = __float2half_rn(v0);
+        kv[a.v_offset + col + 1] = __float2half_rn(v1);
+    } else {
+        float* kv = static_cast<float*>(a.kv) + base;
+        kv[a.k_offset + col] = x0;
+        kv[a.k_offset + col + 1] = x1;
+        kv[a.v_offset + col] = v0;
+        kv[a.v_offset + col + 1] = v1;
     }
 }
 
 // n % 32 == 0 when q.qs is set (then the result is quantized too, as rms_norm_kernel does).
 __global__ void silu_mul_kernel(float* g, const float* u, int64_t n, QActs q) {
+    pdl_enter();
     for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n; i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
         const float v = g[i];
         const float r = v / (1.0f + expf(-v)) * u[i];
@@ -100,17 +141,20 @@ __global__ void silu_mul_kernel(float* g, const float* u, int64_t n, QActs q) {
 }
 
 __global__ void group_delta_kernel(float* acc, const float* x, const float* x0, int64_t n, bool first) {
+    pdl_enter();
     for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n; i += static_cast<int64_t>(gridDim.x) * blockDim.x)
         acc[i] = first ? x[i] - x0[i] : acc[i] + (x[i] - x0[i]);
 }
 
 __global__ void group_finish_kernel(float* x, const float* x0, const float* acc, int64_t n) {
+    pdl_enter();
     for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n; i += static_cast<int64_t>(gridDim.x) * blockDim.x)
         x[i] = x0[i] + acc[i];
 }
 
 // One block per row: argmax (lowest index on ties), then sum exp(x - max) for the probability.
 __global__ void argmax_kernel(float* logits, int n_vocab, int n_valid, int32_t* ids, float* top_p) {
+    pdl_enter();
     __shared__ float sv[32];
     __shared__ int si[32];
     __shared__ float red[32];
@@ -154,6 +198,7 @@ __global__ void argmax_kernel(float* logits, int n_vocab, int n_valid, int32_t* 
 
 __global__ void rerotate_kernel(void* kv, bool kv_f16, int64_t slot_stride, int n_layer, int kv_dim, const int32_t* slots,
                                 const float* cos_sin, int n_head_kv, int head_dim, int n_rot) {
+    pdl_enter();
     const int s = blockIdx.x, layer = blockIdx.y;
     const int pairs = n_rot / 2;
     const int64_t base = static_cast<int64_t>(slots[s]) * slot_stride + static_cast<int64_t>(layer) * 2 * kv_dim;
@@ -181,6 +226,7 @@ __global__ void rerotate_kernel(void* kv, bool kv_f16, int64_t slot_stride, int 
 }
 
 __global__ void dequantize_f16_kernel(int type, const uint8_t* w, size_t row_bytes, int64_t k, int64_t rows, __half* out) {
+    pdl_enter();
     const int64_t n = rows * k;
     for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n; i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
         const int64_t r = i / k, j = i % k;
@@ -189,6 +235,7 @@ __global__ void dequantize_f16_kernel(int type, const uint8_t* w, size_t row_byt
 }
 
 __global__ void to_f16_kernel(const float* x, int64_t n, __half* out) {
+    pdl_enter();
     for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n; i += static_cast<int64_t>(gridDim.x) * blockDim.x)
         out[i] = __float2half_rn(x[i]);
 }
@@ -199,16 +246,16 @@ unsigned grid_1d(int64_t n) { return static_cast<unsigned>(std::min<int64_t>((n 
 
 void embed(const DeviceWeight& table, const int32_t* tokens, int n_tok, float* x, cudaStream_t stream) {
     const dim3 grid(blocks_for(table.k), n_tok);
-    embed_kernel<<<grid, kThreads, 0, stream>>>(static_cast<int>(table.type), table.data, table.row_bytes, table.k, tokens, x);
-    APLS_CUDA_LAUNCHED();
+    launch_kernel(embed_kernel, grid, kThreads, 0, stream, static_cast<int>(table.type), table.data, table.row_bytes, table.k, tokens, x);
 }
 
 void rms_norm(const float* x, const int32_t* rows, const float* w, float* y, int n_rows, int d, float eps, cudaStream_t stream,
               const QActs& q) {
     if (n_rows <= 0) return;
     if (q.qs && d % 32 != 0) fail(APLS_STATUS_INTERNAL, "rms_norm: quantized output needs d % 32 == 0");
-    rms_norm_kernel<<<n_rows, 256, 0, stream>>>(x, rows, w, y, d, eps, q);
-    APLS_CUDA_LAUNCHED();
+    // Threads: enough for one chunk of the row (at most 1024), a multiple of 32.
+    const int threads = std::min(1024, std::max(32, (d / kNormPer + 31) / 32 * 32));
+    launch_kernel(rms_norm_kernel, n_rows, threads, 0, stream, x, rows, w, y, d, eps, q);
 }
 
 std::vector<double> rope_inv_freq(float base, int n_rot) {
@@ -219,24 +266,22 @@ std::vector<double> rope_inv_freq(float base, int n_rot) {
 }
 
 void rope_store(const RopeStoreArgs& a, cudaStream_t stream) {
-    rope_store_kernel<<<a.n_tok, 256, 0, stream>>>(a);
-    APLS_CUDA_LAUNCHED();
+    if (a.n_tok <= 0) return;
+    const int threads = (a.head_dim / 2 + 31) / 32 * 32;  // one per pair
+    launch_kernel(rope_store_kernel, dim3(a.n_head + a.n_head_kv, a.n_tok), threads, 0, stream, a);
 }
 
 void silu_mul(float* g, const float* u, int64_t n, cudaStream_t stream, const QActs& q) {
     if (q.qs && n % 32 != 0) fail(APLS_STATUS_INTERNAL, "silu_mul: quantized output needs n % 32 == 0");
-    silu_mul_kernel<<<grid_1d(n), kThreads, 0, stream>>>(g, u, n, q);
-    APLS_CUDA_LAUNCHED();
+    launch_kernel(silu_mul_kernel, grid_1d(n), kThreads, 0, stream, g, u, n, q);
 }
 
 void group_delta(float* acc, const float* x, const float* x0, int64_t n, bool first, cudaStream_t stream) {
-    group_delta_kernel<<<grid_1d(n), kThreads, 0, stream>>>(acc, x, x0, n, first);
-    APLS_CUDA_LAUNCHED();
+    launch_kernel(group_delta_kernel, grid_1d(n), kThreads, 0, stream, acc, x, x0, n, first);
 }
 
 void group_finish(float* x, const float* x0, const float* acc, int64_t n, cudaStream_t stream) {
-    group_finish_kernel<<<grid_1d(n), kThreads, 0, stream>>>(x, x0, acc, n);
-    APLS_CUDA_LAUNCHED();
+    launch_kernel(group_finish_kernel, grid_1d(n), kThreads, 0, stream, x, x0, acc, n);
 }
 
 void copy(float* dst, const float* src, int64_t n, cudaStream_t stream) {
@@ -245,27 +290,23 @@ void copy(float* dst, const float* src, int64_t n, cudaStream_t stream) {
 
 void argmax_rows(float* logits, int m, int n_vocab, int n_valid, int32_t* ids, float* top_p, cudaStream_t stream) {
     if (m <= 0) return;
-    argmax_kernel<<<m, 1024, 0, stream>>>(logits, n_vocab, n_valid, ids, top_p);
-    APLS_CUDA_LAUNCHED();
+    launch_kernel(argmax_kernel, m, 1024, 0, stream, logits, n_vocab, n_valid, ids, top_p);
 }
 
 void kv_rerotate(void* kv, bool kv_f16, int64_t slot_stride, int n_layer, int kv_dim, const int32_t* slots, int n_slots,
                  const float* cos_sin, int n_head_kv, int head_dim, int n_rot, cudaStream_t stream) {
     if (n_slots <= 0) return;
-    rerotate_kernel<<<dim3(n_slots, n_layer), 128, 0, stream>>>(kv, kv_f16, slot_stride, n_layer, kv_dim, slots, cos_sin,
+    launch_kernel(rerotate_kernel, dim3(n_slots, n_layer), 128, 0, stream, kv, kv_f16, slot_stride, n_layer, kv_dim, slots, cos_sin,
                                                                n_head_kv, head_dim, n_rot);
-    APLS_CUDA_LAUNCHED();
 }
 
 void dequantize_f16(const DeviceWeight& w, int64_t rows, void* out, cudaStream_t stream) {
-    dequantize_f16_kernel<<<grid_1d(rows * w.k), kThreads, 0, stream>>>(static_cast<int>(w.type), w.data, w.row_bytes, w.k, rows,
+    launch_kernel(dequantize_f16_kernel, grid_1d(rows * w.k), kThreads, 0, stream, static_cast<int>(w.type), w.data, w.row_bytes, w.k, rows,
                                                                         static_cast<__half*>(out));
-    APLS_CUDA_LAUNCHED();
 }
 
 void to_f16(const float* x, int64_t n, void* out, cudaStream_t stream) {
-    to_f16_kernel<<<grid_1d(n), kThreads, 0, stream>>>(x, n, static_cast<__half*>(out));
-    APLS_CUDA_LAUNCHED();
+    launch_kernel(to_f16_kernel, grid_1d(n), kThreads, 0, stream, x, n, static_cast<__half*>(out));
 }
 
 }  // namespace apls::cuda

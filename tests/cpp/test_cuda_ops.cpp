@@ -220,8 +220,9 @@ APLS_TEST(gemm_path_types_dequantize_to_f16) {
     }
 }
 
-APLS_TEST(rms_norm_matches_cpu) {
-    const int n = 7, d = 2048;
+// d: SmolLM2's 576 (a partial chunk, 160 threads), 2048, and 8192 (two chunks of 1024 x 4).
+static void check_rms_norm(int d) {
+    const int n = 7;
     const auto x = randn(static_cast<size_t>(n * d), 3.0f), w = randn(d);
     const std::vector<int32_t> rows = {6, 0, 3};
     auto dx = upload(x), dw = upload(w);
@@ -251,8 +252,13 @@ APLS_TEST(rms_norm_matches_cpu) {
     }
 }
 
-APLS_TEST(rope_store_matches_cpu_and_fills_slots) {
-    const int n = 5, nh = 8, nkv = 2, hd = 64, n_rot = 64, n_layer = 3, layer = 1, kvd = nkv * hd;
+APLS_TEST(rms_norm_matches_cpu) {
+    for (int d : {576, 2048, 8192}) check_rms_norm(d);
+}
+
+// Heads of 64 and 128 dimensions, and a partial rotation (n_rot < head_dim: the rest is stored as is).
+static void check_rope_store(int hd, int n_rot) {
+    const int n = 5, nh = 8, nkv = 2, n_layer = 3, layer = 1, kvd = nkv * hd;
     const std::vector<int32_t> pos = {0, 1, 17, 1000, 4095}, slots = {3, 0, 9, 4, 7};
     for (bool f16 : {true, false}) {
         const auto q = randn(static_cast<size_t>(n * nh * hd)), k = randn(static_cast<size_t>(n * kvd)), v = randn(static_cast<size_t>(n * kvd));
@@ -297,6 +303,12 @@ APLS_TEST(rope_store_matches_cpu_and_fills_slots) {
             }
         CHECK(stored);
     }
+}
+
+APLS_TEST(rope_store_matches_cpu_and_fills_slots) {
+    check_rope_store(64, 64);
+    check_rope_store(128, 128);
+    check_rope_store(128, 64);
 }
 
 namespace {
@@ -487,7 +499,32 @@ void bench_attention() {
     }
 }
 
+// The per-layer row operations of one decode token (7B and SmolLM2 widths): latency-bound.
+void bench_row_ops() {
+    std::printf("%-28s %10s\n", "row op (one token)", "us");
+    for (int d : {576, 4096}) {
+        auto dx = upload(randn(static_cast<size_t>(d))), dw = upload(randn(static_cast<size_t>(d)));
+        DeviceBuffer<float> y(static_cast<size_t>(d));
+        const float ms = time_ms([&] { cuda::rms_norm(dx.get(), nullptr, dw.get(), y.get(), 1, d, 1e-5f, nullptr); });
+        std::printf("rms_norm d=%-17d %10.1f\n", d, ms * 1e3);
+    }
+    struct S { int nh, nkv, hd; };
+    for (S s : {S{9, 3, 64}, S{32, 32, 128}}) {
+        const int kvd = s.nkv * s.hd;
+        auto dq = upload(randn(static_cast<size_t>(s.nh * s.hd))), dk = upload(randn(static_cast<size_t>(kvd)));
+        auto dv = upload(randn(static_cast<size_t>(kvd)));
+        auto dp = upload(std::vector<int32_t>{100}), ds = upload(std::vector<int32_t>{1});
+        auto dfreq = upload(cuda::rope_inv_freq(10000.0f, s.hd));
+        DeviceBuffer<uint16_t> kv(static_cast<size_t>(4 * 2 * kvd));
+        cuda::RopeStoreArgs a{dq.get(), dk.get(), dv.get(), dp.get(), ds.get(), 1, s.nh, s.nkv, s.hd, s.hd, 10000.0f, 1.0f,
+                              dfreq.get(), kv.get(), 2 * kvd, 0, kvd, true};
+        const float ms = time_ms([&] { cuda::rope_store(a, nullptr); });
+        std::printf("rope_store heads %2d/%-2d hd %-4d %10.1f\n", s.nh, s.nkv, s.hd, ms * 1e3);
+    }
+}
+
 int bench() {
+    bench_row_ops();
     bench_attention();
     std::printf("%-6s %-14s %4s %10s %10s\n", "type", "rows x k", "t", "us", "GB/s");
     for (TensorType t : {TensorType::F16, TensorType::Q8_0, TensorType::Q4_0, TensorType::Q4_1}) {
