@@ -1,11 +1,13 @@
 // cuda/attention.cu — attention over the block KV cache (flash-decoding).
 //
-// Grid: (split, KV head x chunk of query heads, token). A block scores the entries
-// [split * kAttnSplit, ...) of its token's sequence for up to kHeads query heads of one KV head
-// (GQA: each K/V row is read once for the chunk), takes the softmax numerator with the split's own
-// max, and accumulates V; a second kernel merges the splits of each (token, head) in order. The
-// split size is fixed, so a token's result depends only on its own entries and view, never on
-// the batch or the grid (blocks past a token's last entry write an empty split and stop).
+// Grid: (split, KV head x chunk of query heads, tile of tokens). A block scores the entries
+// [split * kAttnSplit, ...) of its tokens' sequence for up to kHeads query heads of one KV head
+// (GQA: each K/V row is read once for the chunk; a prompt or verify batch: once for up to 16
+// tokens), takes the softmax numerator with the split's own max, and accumulates V; a second
+// kernel merges the splits of each (token, head) in order. The split size is fixed and every
+// (token, head) row is computed by the same operations in any tile, so a token's result
+// depends only on its own entries and view, never on the batch or the grid.
+#include <algorithm>
 #include <cfloat>
 
 #include "cuda/dequant.cuh"
@@ -86,95 +88,150 @@ __device__ __forceinline__ void load_tile(const AttentionArgs& a, const int* slo
     }
 }
 
-__global__ void __launch_bounds__(kThreads) attn_split_kernel(AttentionArgs a) {
-    pdl_enter();
-    const int split = blockIdx.x, i = blockIdx.z;
-    const int group = a.n_head / a.n_head_kv;
-    const int chunks = (group + kHeads - 1) / kHeads;
-    const int g = blockIdx.y / chunks, h0 = g * group + (blockIdx.y % chunks) * kHeads;
-    const int nh = min(kHeads, g * group + group - h0);
-    const int hd = a.head_dim;
-    const int n_end = a.n_end[i];
-    const int e0 = split * kAttnSplit, e1 = min(e0 + kAttnSplit, n_end);
-    const int64_t part = (static_cast<int64_t>(i) * a.n_head) * a.max_splits;
+// The query rows of one block: ROWS (token, head) pairs of consecutive tokens times the block's
+// heads. Decode and verify batches (t <= 16) take one token per block (ROWS = kHeads: the most
+// blocks in flight); prompts of MHA models take kPromptRows rows, so each K/V tile is read
+// once for up to kPromptRows / heads tokens (16 for MHA).
+constexpr int kPromptRows = 16;
+constexpr int kMaxTileTokens = kPromptRows;
 
-    __shared__ float qs[kHeads][kMaxHeadDim];
-    __shared__ float tile[kAttnSplit][kMaxHeadDim + 1];  // K, then V, of the split's entries (+1: no bank conflicts)
-    __shared__ float sc[kHeads][kAttnSplit];
-    __shared__ float mx[kHeads], sm[kHeads];
-    __shared__ int slot_s[kAttnSplit];  // cache slot of each entry, -1 = not seen
+template <int ROWS>
+__host__ __device__ constexpr int tokens_per_block(int n_head, int n_head_kv) {
+    const int heads = n_head / n_head_kv < kHeads ? n_head / n_head_kv : kHeads;  // rows per token
+    return ROWS == kHeads || ROWS <= heads ? 1 : ROWS / heads;
+}
 
-    if (e0 >= n_end) {  // past this token's entries: an empty split
-        for (int h = threadIdx.x; h < nh; h += blockDim.x) {
-            float* ml = a.part_ml + 2 * (part + static_cast<int64_t>(h0 + h) * a.max_splits + split);
-            ml[0] = -INFINITY;
-            ml[1] = 0.0f;
-        }
-        return;
-    }
-    const int n = e1 - e0;
-    const float scale = rsqrtf(static_cast<float>(hd));
-    const int64_t kv_col = static_cast<int64_t>(g) * hd;
-    {  // the queries: all loads in flight at once (nh * hd <= kHeads * kMaxHeadDim)
-        float qv[kHeads * kMaxHeadDim / kThreads];
+template <int ROWS>
+struct SplitShared {
+    float qs[ROWS][kMaxHeadDim];
+    float tile[kAttnSplit][kMaxHeadDim + 1];  // K, then V, of the split's entries (+1: no bank conflicts)
+    float sc[ROWS][kAttnSplit];
+    float mx[ROWS], sm[ROWS];
+    int slot[kAttnSplit];  // cache slot of each entry, -1 = seen by no token of the run (not loaded)
+    uint8_t seen[ROWS > kHeads ? kMaxTileTokens : 1][kAttnSplit];  // per token of the run
+};
+
+// The split [e0, e0 + kAttnSplit) for the tokens [ia, ib), which share an entry list (same
+// off): K and V tiles loaded once, then per (token, head) row exactly the single-token
+// arithmetic — scores in dimension order, the split's softmax, values in entry order. A row's
+// bits do not depend on the tile: an entry it does not see has probability 0 and adds
+// fmaf(0, v, o) = o, the same as the zero row a one-token block holds there (cache values are
+// finite: only written entries are loaded).
+template <int ROWS>
+__device__ __forceinline__ void attend_split(const AttentionArgs& a, int ia, int ib, int split, int g, int h0, int nh,
+                             SplitShared<ROWS>& S) {
+    const int hd = a.head_dim, rows = (ib - ia) * nh, e0 = split * kAttnSplit;
+    int end = 0;  // the longest entry list among the tokens
+    for (int i = ia; i < ib; ++i) end = max(end, a.n_end[i]);
+    const int n = min(kAttnSplit, end - e0);  // > 0: the caller skips empty splits
+    const int off = a.off[ia];
+    {  // the queries: all loads in flight at once (rows * hd <= ROWS * kMaxHeadDim)
+        constexpr int per = (ROWS * kMaxHeadDim + kThreads - 1) / kThreads;
+        float qv[per];
 #pragma unroll
-        for (int t = 0; t < kHeads * kMaxHeadDim / kThreads; ++t) {
-            const int u = threadIdx.x + t * kThreads;
-            qv[t] = u < nh * hd ? a.q[(static_cast<int64_t>(i) * a.n_head + h0) * hd + u] : 0.0f;
+        for (int t = 0; t < per; ++t) {
+            const int u = threadIdx.x + t * kThreads, r = u / hd;
+            qv[t] = u < rows * hd ? a.q[(static_cast<int64_t>(ia + r / nh) * a.n_head + h0 + r % nh) * hd + u % hd] : 0.0f;
         }
 #pragma unroll
-        for (int t = 0; t < kHeads * kMaxHeadDim / kThreads; ++t) {
+        for (int t = 0; t < per; ++t) {
             const int u = threadIdx.x + t * kThreads;
-            if (u < nh * hd) qs[u / hd][u % hd] = qv[t];
+            if (u < rows * hd) S.qs[u / hd][u % hd] = qv[t];
         }
     }
     for (int j = threadIdx.x; j < n; j += blockDim.x) {
-        const int off = a.off[i] + e0 + j;
-        slot_s[j] = visible(a, i, e0 + j, a.entry_pos[off]) ? a.entry_slot[off] : -1;
+        const int p = a.entry_pos[off + e0 + j];
+        bool any = false;
+        for (int i = ia; i < ib; ++i) {
+            const bool v = e0 + j < a.n_end[i] && visible(a, i, e0 + j, p);
+            S.seen[ROWS > kHeads ? i - ia : 0][j] = v;
+            any = any || v;
+        }
+        S.slot[j] = any ? a.entry_slot[off + e0 + j] : -1;
     }
     __syncthreads();
-    load_tile(a, slot_s, n, a.k_offset + kv_col, tile);
+    const int64_t kv_col = static_cast<int64_t>(g) * hd;
+    load_tile(a, S.slot, n, a.k_offset + kv_col, S.tile);
     __syncthreads();
 
-    // Scores: one thread per (head, entry), the dot product in dimension order.
-    for (int u = threadIdx.x; u < nh * n; u += blockDim.x) {
-        const int h = u / n, j = u % n;
+    // Scores: one thread per (row, entry), the dot product in dimension order.
+    const float scale = rsqrtf(static_cast<float>(hd));
+    for (int u = threadIdx.x; u < rows * n; u += blockDim.x) {
+        const int r = u / n, j = u % n;
         float s = 0.0f;
-        for (int d = 0; d < hd; ++d) s = fmaf(qs[h][d], tile[j][d], s);
-        sc[h][j] = slot_s[j] >= 0 ? s * scale : -INFINITY;
+        for (int d = 0; d < hd; ++d) s = fmaf(S.qs[r][d], S.tile[j][d], s);
+        S.sc[r][j] = S.seen[ROWS > kHeads ? r / nh : 0][j] ? s * scale : -INFINITY;
     }
     __syncthreads();
 
-    // Softmax numerator per head over this split (warp w handles heads w, w + kWarps, ...).
+    // Softmax numerator per row over this split (warp w handles rows w, w + kWarps, ...).
     const int lane = threadIdx.x & 31, warp = threadIdx.x / 32;
-    for (int h = warp; h < nh; h += kWarps) {
+    for (int r = warp; r < rows; r += kWarps) {
         float m = -INFINITY;
-        for (int j = lane; j < n; j += 32) m = fmaxf(m, sc[h][j]);
+        for (int j = lane; j < n; j += 32) m = fmaxf(m, S.sc[r][j]);
 #pragma unroll
         for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
         float l = 0.0f;
         for (int j = lane; j < n; j += 32) {
-            const float p = m == -INFINITY ? 0.0f : expf(sc[h][j] - m);
-            sc[h][j] = p;
+            const float p = m == -INFINITY ? 0.0f : expf(S.sc[r][j] - m);
+            S.sc[r][j] = p;
             l += p;
         }
         l = warp_sum(l);
-        if (lane == 0) mx[h] = m, sm[h] = l;
+        if (lane == 0) S.mx[r] = m, S.sm[r] = l;
     }
-    load_tile(a, slot_s, n, a.v_offset + kv_col, tile);  // the K tile is no longer read
+    load_tile(a, S.slot, n, a.v_offset + kv_col, S.tile);  // the K tile is no longer read
     __syncthreads();
 
-    // Values: one thread per (head, dimension), entries in order.
-    for (int u = threadIdx.x; u < nh * hd; u += blockDim.x) {
-        const int h = u / hd, d = u % hd;
+    // Values: one thread per (row, dimension), entries in order.
+    for (int u = threadIdx.x; u < rows * hd; u += blockDim.x) {
+        const int r = u / hd, d = u % hd;
         float o = 0.0f;
-        for (int j = 0; j < n; ++j) o = fmaf(sc[h][j], tile[j][d], o);
-        a.part_acc[(part + static_cast<int64_t>(h0 + h) * a.max_splits + split) * hd + d] = o;
+        for (int j = 0; j < n; ++j) o = fmaf(S.sc[r][j], S.tile[j][d], o);
+        const int64_t part = (static_cast<int64_t>(ia + r / nh) * a.n_head + h0 + r % nh) * a.max_splits + split;
+        a.part_acc[part * hd + d] = o;
     }
-    for (int h = threadIdx.x; h < nh; h += blockDim.x) {
-        float* ml = a.part_ml + 2 * (part + static_cast<int64_t>(h0 + h) * a.max_splits + split);
-        ml[0] = mx[h];
-        ml[1] = sm[h];
+    for (int r = threadIdx.x; r < rows; r += blockDim.x) {
+        const int64_t part = (static_cast<int64_t>(ia + r / nh) * a.n_head + h0 + r % nh) * a.max_splits + split;
+        a.part_ml[2 * part] = S.mx[r];
+        a.part_ml[2 * part + 1] = S.sm[r];
+    }
+    __syncthreads();  // the shared arrays are reused by the next run
+}
+
+// Grid: (split, KV head x chunk of query heads, tile of tokens_per_block<ROWS> tokens).
+template <int ROWS>
+__global__ void __launch_bounds__(kThreads) attn_split_kernel(AttentionArgs a) {
+    pdl_enter();
+    __shared__ SplitShared<ROWS> S;
+    const int split = blockIdx.x;
+    const int group = a.n_head / a.n_head_kv;
+    const int chunks = (group + kHeads - 1) / kHeads;
+    const int g = blockIdx.y / chunks, h0 = g * group + (blockIdx.y % chunks) * kHeads;
+    const int nh = min(kHeads, g * group + group - h0);
+    const int per = tokens_per_block<ROWS>(a.n_head, a.n_head_kv);
+    const int i0 = blockIdx.z * per, i1 = min(i0 + per, a.n_tok);
+    const int e0 = split * kAttnSplit;
+
+    // Tokens past their last entry write an empty split; the others go in runs of consecutive
+    // tokens sharing an entry list (one sequence), one pass over the split per run.
+    for (int i = i0; i < i1; ++i) {
+        if (e0 < a.n_end[i]) continue;
+        for (int h = threadIdx.x; h < nh; h += blockDim.x) {
+            float* ml = a.part_ml + 2 * ((static_cast<int64_t>(i) * a.n_head + h0 + h) * a.max_splits + split);
+            ml[0] = -INFINITY;
+            ml[1] = 0.0f;
+        }
+    }
+    for (int ia = i0; ia < i1;) {
+        if (e0 >= a.n_end[ia]) {
+            ++ia;
+            continue;
+        }
+        int ib = ia + 1;
+        while (ib < i1 && a.off[ib] == a.off[ia] && e0 < a.n_end[ib]) ++ib;
+        attend_split<ROWS>(a, ia, ib, split, g, h0, nh, S);
+        ia = ib;
     }
 }
 
@@ -207,7 +264,19 @@ void attention(const AttentionArgs& a, cudaStream_t stream) {
     if (a.head_dim > kMaxHeadDim || a.head_dim % 8 != 0)
         fail(APLS_STATUS_UNSUPPORTED, "CUDA attention: head_dim ", a.head_dim, " (supported: multiples of 8 up to ", kMaxHeadDim, ")");
     const int group = a.n_head / a.n_head_kv, chunks = (group + kHeads - 1) / kHeads;
-    launch_kernel(attn_split_kernel, dim3(a.max_splits, a.n_head_kv * chunks, a.n_tok), kThreads, 0, stream, a);
+    const dim3 block(kThreads);
+    // Decode, draft, verify (t <= 16): one token per block. Prompts share K/V tiles when a token
+    // has at most two query heads per KV head (MHA, as Llama-2): there each K/V row serves one
+    // query row per token and the traffic dominates; for GQA groups of 4 (Llama-3.2-1B) the
+    // longer serial work per block lost more than the traffic saved (docs/CUDA.md).
+    const int heads = std::min(kHeads, group);
+    if (a.n_tok <= kMaxMatvecTokens || heads > 2) {
+        launch_kernel(attn_split_kernel<kHeads>, dim3(a.max_splits, a.n_head_kv * chunks, a.n_tok), block, 0, stream, a);
+    } else {  // prompts: K/V tiles shared by the tokens of a tile
+        const int per = tokens_per_block<kPromptRows>(a.n_head, a.n_head_kv);
+        launch_kernel(attn_split_kernel<kPromptRows>, dim3(a.max_splits, a.n_head_kv * chunks, (a.n_tok + per - 1) / per),
+                      block, 0, stream, a);
+    }
     launch_kernel(attn_merge_kernel, dim3(a.n_head, a.n_tok), 128, 0, stream, a);
 }
 

@@ -314,28 +314,34 @@ APLS_TEST(rope_store_matches_cpu_and_fills_slots) {
 namespace {
 
 // Attention over random cache contents, float64 reference.
+// The batch: the last n_tok positions of one sequence, or (two_seqs) of two sequences with
+// separate entry lists, their tokens interleaved in the batch.
 struct AttnCase {
     int n_head, n_head_kv, hd, n_entries;
     int n_sink = 0, n_window = -1;
     bool explicit_view = false;
+    int n_tok = 4;
+    bool two_seqs = false;
 };
 
 void check_attention(const AttnCase& c) {
-    const int n_tok = 4, kvd = c.n_head_kv * c.hd, n_layer = 2, layer = 1;
+    const int n_tok = c.n_tok, n_seq = c.two_seqs ? 2 : 1, kvd = c.n_head_kv * c.hd, n_layer = 2, layer = 1;
     const int64_t stride = static_cast<int64_t>(n_layer) * 2 * kvd;
-    const int cap = c.n_entries + 8;
-    // Entries: slots permuted (a block table), positions 0..n-1; the batch is the last n_tok.
-    std::vector<int32_t> slot(c.n_entries), epos(c.n_entries);
-    for (int j = 0; j < c.n_entries; ++j) slot[j] = j, epos[j] = j;
+    const int cap = n_seq * c.n_entries + 8;
+    // Entries: slots permuted (a block table), positions 0..n-1 per sequence; the batch is the
+    // last positions (token i of sequence i % n_seq).
+    std::vector<int32_t> slot(n_seq * c.n_entries), epos(n_seq * c.n_entries);
+    for (int j = 0; j < n_seq * c.n_entries; ++j) slot[j] = j, epos[j] = j % c.n_entries;
     std::shuffle(slot.begin(), slot.end(), rng());
     const auto kvf = randn(static_cast<size_t>(cap * stride));
     std::vector<uint16_t> kvh(kvf.size());
     for (size_t i = 0; i < kvf.size(); ++i) kvh[i] = f32_to_f16(kvf[i]);
     const auto q = randn(static_cast<size_t>(n_tok * c.n_head * c.hd), 2.0f);
-    std::vector<int32_t> off(n_tok, 0), n_end(n_tok), n_old(n_tok, c.n_entries - n_tok), pos(n_tok);
-    for (int i = 0; i < n_tok; ++i) pos[i] = c.n_entries - n_tok + i, n_end[i] = pos[i] + 1;
-    std::vector<uint8_t> mask(c.n_entries, 0);
-    for (int j = 0; j < c.n_entries; ++j) mask[j] = (j % 3 == 0) || j < 2;
+    std::vector<int32_t> off(n_tok), n_end(n_tok), n_old(n_tok, c.n_entries - n_tok), pos(n_tok);
+    for (int i = 0; i < n_tok; ++i)
+        off[i] = (i % n_seq) * c.n_entries, pos[i] = c.n_entries - n_tok + i, n_end[i] = pos[i] + 1;
+    std::vector<uint8_t> mask(n_seq * c.n_entries, 0);  // indexed like the entries (off + j)
+    for (int j = 0; j < n_seq * c.n_entries; ++j) mask[j] = (j % c.n_entries % 3 == 0) || j % c.n_entries < 2;
     const bool view = c.explicit_view || c.n_sink > 0 || c.n_window >= 0;
     auto dkv = upload(kvh);
     auto dq = upload(q);
@@ -363,15 +369,15 @@ void check_attention(const AttnCase& c) {
             std::vector<double> s;
             std::vector<int> who;
             for (int j = 0; j < n_end[i]; ++j) {
-                const int p = epos[j];
+                const int p = epos[off[i] + j];
                 bool vis = p <= pos[i];
                 if (view && j < n_old[i])
-                    vis &= c.explicit_view ? mask[j] != 0 : (p < c.n_sink || c.n_window < 0 || p > pos[i] - c.n_window);
+                    vis &= c.explicit_view ? mask[off[i] + j] != 0 : (p < c.n_sink || c.n_window < 0 || p > pos[i] - c.n_window);
                 if (!vis) continue;
                 double d = 0;
                 for (int e = 0; e < c.hd; ++e)
                     d += static_cast<double>(q[(i * c.n_head + h) * c.hd + e]) *
-                         f16_to_f32(kvh[slot[j] * stride + layer * 2 * kvd + g * c.hd + e]);
+                         f16_to_f32(kvh[slot[off[i] + j] * stride + layer * 2 * kvd + g * c.hd + e]);
                 s.push_back(d / std::sqrt(static_cast<double>(c.hd)));
                 who.push_back(j);
             }
@@ -381,10 +387,11 @@ void check_attention(const AttnCase& c) {
             for (size_t u = 0; u < s.size(); ++u)
                 for (int e = 0; e < c.hd; ++e)
                     ref[(i * c.n_head + h) * c.hd + e] +=
-                        s[u] / sum * f16_to_f32(kvh[slot[who[u]] * stride + layer * 2 * kvd + kvd + g * c.hd + e]);
+                        s[u] / sum * f16_to_f32(kvh[slot[off[i] + who[u]] * stride + layer * 2 * kvd + kvd + g * c.hd + e]);
         }
     const double e = nmse(o, ref);
-    if (!(e < 1e-10)) std::fprintf(stderr, "attention heads %d/%d hd %d n %d: nmse %.3g\n", c.n_head, c.n_head_kv, c.hd, c.n_entries, e);
+    if (!(e < 1e-10))
+        std::fprintf(stderr, "attention heads %d/%d hd %d n %d t %d: nmse %.3g\n", c.n_head, c.n_head_kv, c.hd, c.n_entries, n_tok, e);
     CHECK(e < 1e-10);
 
     // Batch invariance: the last token alone gives the same bits.
@@ -392,8 +399,9 @@ void check_attention(const AttnCase& c) {
     auto dpos1 = upload(std::vector<int32_t>{pos[n_tok - 1]});
     auto dend1 = upload(std::vector<int32_t>{n_end[n_tok - 1]});
     auto dold1 = upload(std::vector<int32_t>{n_old[n_tok - 1]});
+    auto doff1 = upload(std::vector<int32_t>{off[n_tok - 1]});
     auto dq1 = upload(std::vector<float>(q.end() - c.n_head * c.hd, q.end()));
-    a.q = dq1.get(); a.pos = dpos1.get(); a.n_end = dend1.get(); a.n_old = view ? dold1.get() : nullptr;
+    a.q = dq1.get(); a.pos = dpos1.get(); a.n_end = dend1.get(); a.n_old = view ? dold1.get() : nullptr; a.off = doff1.get();
     poison(out);
     cuda::attention(a, nullptr);
     const auto one = download(out, static_cast<size_t>(c.n_head * c.hd));
@@ -411,6 +419,32 @@ APLS_TEST(attention_matches_reference) {
     AttnCase ex{8, 2, 64, 300};
     ex.explicit_view = true;
     check_attention(ex);                         // explicit positions view
+    // Prompt-sized batches (t > 16) share K/V tiles among tokens: partial tiles, two interleaved
+    // sequences, views; each checked bit for bit against its last token alone (decode kernel).
+    AttnCase c{32, 32, 128, 300};
+    c.n_tok = 40;                                // MHA: 16 tokens per tile, the last tile partial
+    check_attention(c);
+    c = AttnCase{8, 4, 64, 200};
+    c.n_tok = 23;
+    c.two_seqs = true;                           // 2 heads per KV head (8 tokens per tile): every tile mixes sequences
+    check_attention(c);
+    c = AttnCase{32, 32, 64, 700, 4, 128};
+    c.n_tok = 20;                                // MHA, sinks + window
+    check_attention(c);
+    c = AttnCase{32, 8, 64, 700};
+    c.n_tok = 20;                                // GQA of 4: one token per block
+    check_attention(c);
+    c = AttnCase{32, 8, 64, 700};
+    c.n_tok = 9;                                 // verify-sized: one token per block
+    check_attention(c);
+    c = AttnCase{16, 1, 128, 520};
+    c.n_tok = 18;                                // MQA (chunks of 8 query heads): one token per block
+    check_attention(c);
+    c = AttnCase{8, 8, 64, 300};
+    c.explicit_view = true;
+    c.n_tok = 17;
+    c.two_seqs = true;                           // MHA, explicit view, two sequences
+    check_attention(c);
 }
 
 APLS_TEST(argmax_matches_host) {
