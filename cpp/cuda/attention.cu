@@ -90,8 +90,8 @@ __device__ __forceinline__ void load_tile(const AttentionArgs& a, const int* slo
 
 // The query rows of one block: ROWS (token, head) pairs of consecutive tokens times the block's
 // heads. Decode and verify batches (t <= 16) take one token per block (ROWS = kHeads: the most
-// blocks in flight); prompts of MHA models take kPromptRows rows, so each K/V tile is read
-// once for up to kPromptRows / heads tokens (16 for MHA).
+// blocks in flight); prompts of models with at most two query heads per KV head (MHA) take
+// kPromptRows rows, so each K/V tile is read once for up to kPromptRows / heads tokens.
 constexpr int kPromptRows = 16;
 constexpr int kMaxTileTokens = kPromptRows;
 
