@@ -69,6 +69,24 @@ inline void k4_scales(const uint8_t* s, uint8_t* sc, uint8_t* m) {
     }
 }
 
+// Element decoders, shared by dequantization (cpu/ops.cpp) and the portable dot products
+// (cpu/kernels_generic.cpp), so that the bit layouts above are read in one place.
+// Q5_0 / Q5_1: element j (< 32) of a block, in [0, 32); qh as a little-endian word.
+inline int q5_quant(const uint8_t* qs, uint32_t qh, int j) {
+    return ((j < QK / 2 ? qs[j] : qs[j - QK / 2] >> 4) & 0xF) | static_cast<int>((qh >> j) & 1) << 4;
+}
+// Q4_K / Q5_K: element l (< 32) of sub-block j (< 8), in [0, 16) or, with qh (Q5_K), [0, 32).
+inline int k45_quant(const uint8_t* qs, const uint8_t* qh, int j, int l) {
+    const int q = (qs[32 * (j / 2) + l] >> (4 * (j & 1))) & 0xF;
+    return qh ? q | ((qh[l] >> j) & 1) << 4 : q;
+}
+// Q6_K: element 32c + l of half h (c < 4, l < 32), in [0, 64) (x = d * scale * (q - 32)).
+inline int q6k_quant(const uint8_t* ql, const uint8_t* qh, int h, int c, int l) {
+    const int lo = (ql[64 * h + l + 32 * (c & 1)] >> (4 * (c / 2))) & 0xF;
+    const int hi = (qh[32 * h + l] >> (2 * c)) & 3;
+    return lo | hi << 4;
+}
+
 // IEEE half and bfloat16 conversions (portable; SIMD code uses F16C / AVX-512 instead).
 float f16_to_f32(uint16_t h);
 uint16_t f32_to_f16(float f);

@@ -67,10 +67,7 @@ float dot_q8_0(const BlockQ8_0* w, const BlockQ8A* x, int64_t nb) {
 void unpack_q5(const uint8_t* qh4, const uint8_t* qs, int* q) {
     uint32_t qh;
     std::memcpy(&qh, qh4, 4);
-    for (int j = 0; j < QK / 2; ++j) {
-        q[j] = (qs[j] & 0xF) | static_cast<int>((qh >> j) & 1) << 4;
-        q[j + QK / 2] = (qs[j] >> 4) | static_cast<int>((qh >> (j + QK / 2)) & 1) << 4;
-    }
+    for (int j = 0; j < QK; ++j) q[j] = q5_quant(qs, qh, j);
 }
 
 int qsum(const BlockQ8A& x) {
@@ -114,17 +111,13 @@ float dot_q45_k(const uint8_t* w, const BlockQ8A* x, int64_t nb) {
         std::memcpy(&mh, b + 2, 2);
         uint8_t sc[8], mn[8];
         k4_scales(b + 4, sc, mn);
-        const uint8_t* qh = b + 16;
+        const uint8_t* qh = kQ5 ? b + 16 : nullptr;
         const uint8_t* qs = b + (kQ5 ? 48 : 16);
         const float d = f16_to_f32(dh), dmin = f16_to_f32(mh);
         for (int j = 0; j < 8; ++j) {
             const BlockQ8A& a = x[8 * i + j];
             int isum = 0;
-            for (int l = 0; l < 32; ++l) {
-                int q = (qs[32 * (j / 2) + l] >> (4 * (j & 1))) & 0xF;
-                if (kQ5) q |= ((qh[l] >> j) & 1) << 4;
-                isum += q * a.qs[l];
-            }
+            for (int l = 0; l < 32; ++l) isum += k45_quant(qs, qh, j, l) * a.qs[l];
             acc += d * static_cast<float>(sc[j]) * a.d * static_cast<float>(isum) - dmin * static_cast<float>(mn[j]) * a.s;
         }
     }
@@ -142,11 +135,8 @@ float dot_q6_k(const BlockQ6_K* w, const BlockQ8A* x, int64_t nb) {
             int isum = 0;
             for (int half = 0; half < 2; ++half) {
                 int s16 = 0;
-                for (int l = 16 * half; l < 16 * half + 16; ++l) {
-                    const int lo = (w[i].ql[64 * h + l + 32 * (c & 1)] >> (4 * (c / 2))) & 0xF;
-                    const int hi = (w[i].qh[32 * h + l] >> (2 * c)) & 3;
-                    s16 += ((lo | hi << 4) - 32) * a.qs[l];
-                }
+                for (int l = 16 * half; l < 16 * half + 16; ++l)
+                    s16 += (q6k_quant(w[i].ql, w[i].qh, h, c, l) - 32) * a.qs[l];
                 isum += w[i].scales[2 * c8 + half] * s16;
             }
             acc += d * a.d * static_cast<float>(isum);

@@ -65,7 +65,7 @@ void dequantize_row(TensorType type, const uint8_t* src, float* dst, int64_t k) 
                 const uint8_t* qs = b + (q5_1 ? 8 : 6);
                 const float d = f16_to_f32(dh), m = f16_to_f32(mh);
                 for (int j = 0; j < QK; ++j) {
-                    const int q = ((j < 16 ? qs[j] : qs[j - 16] >> 4) & 0xF) | static_cast<int>((qh >> j) & 1) << 4;
+                    const int q = q5_quant(qs, qh, j);
                     dst[i * QK + j] = q5_1 ? d * static_cast<float>(q) + m : d * static_cast<float>(q - 16);
                 }
             }
@@ -82,15 +82,12 @@ void dequantize_row(TensorType type, const uint8_t* src, float* dst, int64_t k) 
                 std::memcpy(&mh, b + 2, 2);
                 uint8_t sc[8], mn[8];
                 k4_scales(b + 4, sc, mn);
-                const uint8_t* qh = b + 16;
+                const uint8_t* qh = q5 ? b + 16 : nullptr;
                 const uint8_t* qs = b + (q5 ? 48 : 16);
                 for (int j = 0; j < 8; ++j) {
                     const float ds = f16_to_f32(dh) * sc[j], dm = f16_to_f32(mh) * mn[j];
-                    for (int l = 0; l < 32; ++l) {
-                        int q = (qs[32 * (j / 2) + l] >> (4 * (j & 1))) & 0xF;
-                        if (q5) q |= ((qh[l] >> j) & 1) << 4;
-                        dst[i * QK_K + 32 * j + l] = ds * static_cast<float>(q) - dm;
-                    }
+                    for (int l = 0; l < 32; ++l)
+                        dst[i * QK_K + 32 * j + l] = ds * static_cast<float>(k45_quant(qs, qh, j, l)) - dm;
                 }
             }
             return;
@@ -100,10 +97,8 @@ void dequantize_row(TensorType type, const uint8_t* src, float* dst, int64_t k) 
             for (int64_t i = 0; i < k / QK_K; ++i) {
                 const float d = f16_to_f32(b[i].d);
                 for (int e = 0; e < QK_K; ++e) {
-                    const int h = e / 128, c = (e % 128) / 32, l = e % 32;
-                    const int lo = (b[i].ql[64 * h + l + 32 * (c & 1)] >> (4 * (c / 2))) & 0xF;
-                    const int hi = (b[i].qh[32 * h + l] >> (2 * c)) & 3;
-                    dst[i * QK_K + e] = d * static_cast<float>(b[i].scales[e / 16]) * static_cast<float>((lo | hi << 4) - 32);
+                    const int q = q6k_quant(b[i].ql, b[i].qh, e / 128, (e % 128) / 32, e % 32);
+                    dst[i * QK_K + e] = d * static_cast<float>(b[i].scales[e / 16]) * static_cast<float>(q - 32);
                 }
             }
             return;
