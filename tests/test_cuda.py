@@ -8,10 +8,9 @@ import pytest
 
 import apls
 from apls import _core
-from apls.generate import generate_tokens
-from apls.plan import Plan
 from apls.policy import DraftLength, StaticPolicy
 from apls.speculative import SpeculativeGenerator
+from smollm2_cases import PLANS, chat_ids, plain_greedy
 
 pytestmark = pytest.mark.skipif(_core.cuda_device_count() == 0, reason=f"no usable CUDA device ({_core.cuda_describe()})")
 
@@ -20,16 +19,6 @@ PROMPTS = [
     "List three uses of copper.", "def fibonacci(n):", "Why is the sky blue?",
     "Describe the water cycle.", "What is the capital of Australia?",
 ]
-
-
-def chat_ids(model, text):
-    return model.tokenize(model.chat_prompt([{"role": "user", "content": text}]), add_special=False,
-                          parse_special=True)
-
-
-def greedy(model, ids, n):
-    ctx = model.context(n_ctx=512)
-    return list(generate_tokens(ctx, ids, n, _core.Sampler(temperature=0.0), ignore_eos=True))
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +72,7 @@ def test_greedy_tokens_match_cpu(cpu, gpu):
     step must be a near-tie (Q4_1 weights: the CPU rounds activations to Q8, the GPU does not)."""
     for text in PROMPTS:
         ids = chat_ids(cpu, text)
-        want, got = greedy(cpu, ids, 32), greedy(gpu, ids, 32)
+        want, got = plain_greedy(cpu, ids, 32), plain_greedy(gpu, ids, 32)
         if got == want:
             continue
         i = next(j for j in range(32) if got[j] != want[j])
@@ -92,19 +81,11 @@ def test_greedy_tokens_match_cpu(cpu, gpu):
         assert top2[1] - top2[0] < 0.3, (text, i, top2)
 
 
-PLANS = {
-    "skip": Plan.skipping(range(10, 20), range(10, 20)),
-    "skip-attn-head": Plan.skipping(range(6, 24), [], head_rows=8192),
-    "groups": Plan.skipping([], [14], groups=[(8, 11), (20, 23)]),
-    "early-exit": Plan.early_exit(24, 30),
-}
-
-
 @pytest.mark.parametrize("name", sorted(PLANS))
 def test_speculative_greedy_identical_on_cuda(gpu, name):
     for text in PROMPTS:
         ids = chat_ids(gpu, text)
-        want = greedy(gpu, ids, 64)
+        want = plain_greedy(gpu, ids, 64)
         gen = SpeculativeGenerator(gpu, StaticPolicy(PLANS[name], DraftLength(n_max=8, p_min=0.0)), n_ctx=512)
         assert list(gen.generate_tokens(ids, 64, None, ignore_eos=True)) == want, (name, text)
         assert gen.last_stats.n_rounds < 64

@@ -7,10 +7,10 @@ import pytest
 
 import apls
 from apls import _core
-from apls.generate import generate_tokens
 from apls.plan import Plan
 from apls.policy import AdaptivePolicy, DraftLength, RoundResult, StaticPolicy
 from apls.speculative import SpeculativeGenerator
+from smollm2_cases import PLANS, chat_ids, plain_greedy
 from reference import Reference
 from tiny_model import write_tiny_llama
 
@@ -28,24 +28,6 @@ PROMPTS = [
 @pytest.fixture(scope="module")
 def model(smollm2_path):
     return apls.Model(smollm2_path, n_ctx=512)
-
-
-def chat_ids(model, text):
-    return model.tokenize(model.chat_prompt([{"role": "user", "content": text}]), add_special=False,
-                          parse_special=True)
-
-
-def plain_greedy(model, ids, n):
-    ctx = model.context(n_ctx=512)
-    return list(generate_tokens(ctx, ids, n, _core.Sampler(temperature=0.0), ignore_eos=True))
-
-
-PLANS = {
-    "skip": Plan.skipping(range(10, 20), range(10, 20)),
-    "skip-attn-head": Plan.skipping(range(6, 24), [], head_rows=8192),
-    "groups": Plan.skipping([], [14], groups=[(8, 11), (20, 23)]),
-    "early-exit": Plan.early_exit(24, 30),
-}
 
 
 @pytest.mark.parametrize("name", sorted(PLANS))

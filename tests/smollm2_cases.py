@@ -1,0 +1,27 @@
+"""Shared by the SmolLM2 speculative tests on the CPU (test_speculative.py) and on the GPU
+(test_cuda.py): chat-formatted prompt ids, plain greedy decoding as the reference, and the
+draft plans both check for lossless output."""
+from apls import _core
+from apls.generate import generate_tokens
+from apls.plan import Plan
+
+# Draft plans over SmolLM2's 30 layers: skipped blocks, skipped attention with a truncated head,
+# parallel groups, early exit.
+PLANS = {
+    "skip": Plan.skipping(range(10, 20), range(10, 20)),
+    "skip-attn-head": Plan.skipping(range(6, 24), [], head_rows=8192),
+    "groups": Plan.skipping([], [14], groups=[(8, 11), (20, 23)]),
+    "early-exit": Plan.early_exit(24, 30),
+}
+
+
+def chat_ids(model, text):
+    """Token ids of `text` as one user turn in the model's chat template."""
+    return model.tokenize(model.chat_prompt([{"role": "user", "content": text}]), add_special=False,
+                          parse_special=True)
+
+
+def plain_greedy(model, ids, n):
+    """n tokens of plain greedy decoding after ids (end of generation ignored)."""
+    ctx = model.context(n_ctx=512)
+    return list(generate_tokens(ctx, ids, n, _core.Sampler(temperature=0.0), ignore_eos=True))
