@@ -29,18 +29,15 @@ def write_requantized(src: str, dst: str, to_type) -> None:
     """Copy a GGUF file with every 2-D weight dequantized and stored as `to_type` (F16 or F32);
     1-D tensors stay F32. Metadata is copied as it is."""
     import numpy as np
-    from gguf import GGMLQuantizationType, GGUFReader, GGUFValueType, GGUFWriter
+    from gguf import GGMLQuantizationType, GGUFReader, GGUFWriter
     from gguf.quants import dequantize
+
+    from apls.quantize import copy_metadata
 
     r = GGUFReader(src)
     arch = r.fields["general.architecture"].contents()
     w = GGUFWriter(dst, arch)
-    for key, f in r.fields.items():
-        if key.startswith("GGUF.") or key in ("general.architecture", "general.file_type"):
-            continue
-        vtype = f.types[0]
-        sub = f.types[-1] if vtype == GGUFValueType.ARRAY else None
-        w.add_key_value(key, f.contents(), vtype, sub_type=sub)
+    copy_metadata(r, w)
     w.add_file_type(1 if to_type == GGMLQuantizationType.F16 else 0)
     for t in r.tensors:
         a = dequantize(t.data, t.tensor_type).astype(np.float32)

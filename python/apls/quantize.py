@@ -90,6 +90,19 @@ def target_type(name: str, shape, ftype: str, n_layer: int, tied_output: bool) -
     return t
 
 
+def copy_metadata(reader, writer) -> None:
+    """Every key-value pair of a GGUFReader into a GGUFWriter, except the header fields and
+    the two keys the writer sets itself (architecture, file type)."""
+    from gguf import GGUFValueType
+
+    for key, f in reader.fields.items():
+        if key.startswith("GGUF.") or key in ("general.architecture", "general.file_type"):
+            continue
+        vtype = f.types[0]
+        sub = f.types[-1] if vtype == GGUFValueType.ARRAY else None
+        writer.add_key_value(key, f.contents(), vtype, sub_type=sub)
+
+
 def _progress(total: int, enabled: bool):
     """A progress bar over `total` elements (tqdm when installed, else plain lines on stderr)."""
     if not enabled:
@@ -127,7 +140,7 @@ def quantize(in_path: str, out_path: str, type: str, *, allow_requantize: bool =
     Returns a `QuantizeResult`. Raises ValueError for an unknown type, a tensor whose rows do not
     fit the type, or an already-quantized tensor without `allow_requantize` (the message names
     the tensor); OSError when a file cannot be read or written. A partial output is removed."""
-    from gguf import GGMLQuantizationType, GGUFReader, GGUFValueType, GGUFWriter
+    from gguf import GGMLQuantizationType, GGUFReader, GGUFWriter
     from gguf.quants import dequantize
 
     if type not in TYPES and type not in MIXES:
@@ -157,12 +170,7 @@ def quantize(in_path: str, out_path: str, type: str, *, allow_requantize: bool =
 
     w = GGUFWriter(out_path, arch)
     try:
-        for key, f in r.fields.items():
-            if key.startswith("GGUF.") or key in ("general.architecture", "general.file_type"):
-                continue
-            vtype = f.types[0]
-            sub = f.types[-1] if vtype == GGUFValueType.ARRAY else None
-            w.add_key_value(key, f.contents(), vtype, sub_type=sub)
+        copy_metadata(r, w)
         w.add_file_type(FILE_TYPE[type])
         for t, src, dst in plan:
             k = int(t.shape[0])
