@@ -56,6 +56,19 @@ float signed_absmax(const float* x, int n) {
     return m;
 }
 
+// A block's 32 quants (< 2^kBits) stored from p: for 5 bits the high bits first (qh, bit j of a
+// little-endian word = bit 4 of element j), then the nibbles (element j low, j + 16 high).
+template <int kBits>
+void pack_q45(const uint8_t* q, uint8_t* p) {
+    if (kBits == 5) {
+        uint32_t qh = 0;
+        for (int j = 0; j < QK; ++j) qh |= static_cast<uint32_t>(q[j] >> 4) << j;
+        std::memcpy(p, &qh, 4);
+        p += 4;
+    }
+    for (int j = 0; j < QK / 2; ++j) p[j] = static_cast<uint8_t>((q[j] & 0xF) | (q[j + QK / 2] & 0xF) << 4);
+}
+
 // Q4_0 / Q5_0: d = max / -(2^(bits-1)), q = trunc(x / d + offset + 0.5) clamped.
 template <int kBits>
 void quantize_sym(const float* x, uint8_t* y, int64_t k) {
@@ -67,13 +80,7 @@ void quantize_sym(const float* x, uint8_t* y, int64_t k) {
         for (int j = 0; j < QK; ++j)
             q[j] = static_cast<uint8_t>(std::min(qmax, static_cast<int>(std::trunc(x[j] * id + (static_cast<float>(half) + 0.5f)))));
         put_half(y, d);
-        uint8_t* qs = y + (kBits == 4 ? 2 : 6);
-        for (int j = 0; j < QK / 2; ++j) qs[j] = static_cast<uint8_t>((q[j] & 0xF) | (q[j + QK / 2] & 0xF) << 4);
-        if (kBits == 5) {
-            uint32_t qh = 0;
-            for (int j = 0; j < QK; ++j) qh |= static_cast<uint32_t>(q[j] >> 4) << j;
-            std::memcpy(y + 2, &qh, 4);
-        }
+        pack_q45<kBits>(q, y + 2);
     }
 }
 
@@ -94,13 +101,7 @@ void quantize_affine(const float* x, uint8_t* y, int64_t k) {
             q[j] = static_cast<uint8_t>(std::clamp(static_cast<int>(std::trunc((x[j] - lo) * id + 0.5f)), 0, qmax));
         put_half(y, d);
         put_half(y + 2, lo);
-        uint8_t* qs = y + (kBits == 4 ? 4 : 8);
-        for (int j = 0; j < QK / 2; ++j) qs[j] = static_cast<uint8_t>((q[j] & 0xF) | (q[j + QK / 2] & 0xF) << 4);
-        if (kBits == 5) {
-            uint32_t qh = 0;
-            for (int j = 0; j < QK; ++j) qh |= static_cast<uint32_t>(q[j] >> 4) << j;
-            std::memcpy(y + 4, &qh, 4);
-        }
+        pack_q45<kBits>(q, y + 4);
     }
 }
 
