@@ -97,4 +97,25 @@ inline float bf16_to_f32(uint16_t h) {
     return f;
 }
 
+// A Q4_K / Q5_K super-block's header, decoded: d, dmin, the 8 (scale, min) pairs, and where
+// its quants are (qh: nullptr for Q4_K; elements through k45_quant).
+struct K45Block {
+    float d, dmin;
+    uint8_t sc[8], mn[8];
+    const uint8_t* qh;
+    const uint8_t* qs;
+};
+inline K45Block k45_block(const uint8_t* b, bool q5) {
+    K45Block k;
+    uint16_t dh, mh;
+    __builtin_memcpy(&dh, b, 2);
+    __builtin_memcpy(&mh, b + 2, 2);
+    k.d = f16_to_f32(dh);
+    k.dmin = f16_to_f32(mh);
+    k4_scales(b + 4, k.sc, k.mn);
+    k.qh = q5 ? b + 16 : nullptr;
+    k.qs = b + (q5 ? 48 : 16);
+    return k;
+}
+
 }  // namespace apls

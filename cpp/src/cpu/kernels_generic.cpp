@@ -105,20 +105,13 @@ float dot_q45_k(const uint8_t* w, const BlockQ8A* x, int64_t nb) {
     const uint64_t bs = kQ5 ? sizeof(BlockQ5_K) : sizeof(BlockQ4_K);
     float acc = 0.0f;
     for (int64_t i = 0; i < nb / 8; ++i) {
-        const uint8_t* b = w + i * bs;
-        uint16_t dh, mh;
-        std::memcpy(&dh, b, 2);
-        std::memcpy(&mh, b + 2, 2);
-        uint8_t sc[8], mn[8];
-        k4_scales(b + 4, sc, mn);
-        const uint8_t* qh = kQ5 ? b + 16 : nullptr;
-        const uint8_t* qs = b + (kQ5 ? 48 : 16);
-        const float d = f16_to_f32(dh), dmin = f16_to_f32(mh);
+        const K45Block b = k45_block(w + i * bs, kQ5);
         for (int j = 0; j < 8; ++j) {
             const BlockQ8A& a = x[8 * i + j];
             int isum = 0;
-            for (int l = 0; l < 32; ++l) isum += k45_quant(qs, qh, j, l) * a.qs[l];
-            acc += d * static_cast<float>(sc[j]) * a.d * static_cast<float>(isum) - dmin * static_cast<float>(mn[j]) * a.s;
+            for (int l = 0; l < 32; ++l) isum += k45_quant(b.qs, b.qh, j, l) * a.qs[l];
+            acc += b.d * static_cast<float>(b.sc[j]) * a.d * static_cast<float>(isum) -
+                   b.dmin * static_cast<float>(b.mn[j]) * a.s;
         }
     }
     return acc;

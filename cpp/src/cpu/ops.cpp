@@ -76,18 +76,11 @@ void dequantize_row(TensorType type, const uint8_t* src, float* dst, int64_t k) 
             const bool q5 = type == TensorType::Q5_K;
             const uint64_t bs = q5 ? sizeof(BlockQ5_K) : sizeof(BlockQ4_K);
             for (int64_t i = 0; i < k / QK_K; ++i) {
-                const uint8_t* b = src + i * bs;
-                uint16_t dh, mh;
-                std::memcpy(&dh, b, 2);
-                std::memcpy(&mh, b + 2, 2);
-                uint8_t sc[8], mn[8];
-                k4_scales(b + 4, sc, mn);
-                const uint8_t* qh = q5 ? b + 16 : nullptr;
-                const uint8_t* qs = b + (q5 ? 48 : 16);
+                const K45Block b = k45_block(src + i * bs, q5);
                 for (int j = 0; j < 8; ++j) {
-                    const float ds = f16_to_f32(dh) * sc[j], dm = f16_to_f32(mh) * mn[j];
+                    const float ds = b.d * b.sc[j], dm = b.dmin * b.mn[j];
                     for (int l = 0; l < 32; ++l)
-                        dst[i * QK_K + 32 * j + l] = ds * static_cast<float>(k45_quant(qs, qh, j, l)) - dm;
+                        dst[i * QK_K + 32 * j + l] = ds * static_cast<float>(k45_quant(b.qs, b.qh, j, l)) - dm;
                 }
             }
             return;
