@@ -39,11 +39,13 @@ set(APLS_SOURCES
 if(APLS_WITH_CUDA)
   list(APPEND APLS_SOURCES
     cpp/cuda/device_model.cpp
+    cpp/cuda/weight_layout.cpp
     cpp/cuda/runner.cpp
     cpp/cuda/gemm.cpp
     cpp/cuda/cublas_loader.cpp
     cpp/cuda/matvec.cu
     cpp/cuda/attention.cu
+    cpp/cuda/prompt_attention.cu
     cpp/cuda/ops.cu
   )
   # cudart linked statically; cuBLAS opened at run time (cublas_loader.cpp).

@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cfloat>
 
+#include "cuda/attention_visible.cuh"
 #include "cuda/dequant.cuh"
 #include "cuda/launch.h"
 #include "cuda/pdl.cuh"
@@ -22,14 +23,6 @@ constexpr int kHeads = 8;     // query heads per block (a GQA group, or a chunk 
 constexpr int kWarps = 4;
 constexpr int kThreads = 32 * kWarps;
 constexpr int kMaxHeadDim = 128;
-
-__device__ __forceinline__ bool visible(const AttentionArgs& a, int i, int j, int p_entry) {
-    const int p = a.pos[i];
-    if (p_entry < 0 || p_entry > p) return false;
-    if (!a.n_old || j >= a.n_old[i]) return true;
-    if (a.view_mask) return a.view_mask[a.off[i] + j] != 0;
-    return p_entry < a.n_sink || a.n_window < 0 || p_entry > p - a.n_window;
-}
 
 // 8 cache values (F16 or F32) from element e, as raw bits: one 16-byte load (F16) or two (F32).
 struct Raw8 {
@@ -199,9 +192,11 @@ __device__ __forceinline__ void attend_split(const AttentionArgs& a, int ia, int
     __syncthreads();  // the shared arrays are reused by the next run
 }
 
-// Grid: (split, KV head x chunk of query heads, tile of tokens_per_block<ROWS> tokens).
+// Grid: (split, KV head x chunk of query heads, tile of tokens_per_block<ROWS> tokens). The
+// one-token kernel is held to five blocks per SM (96 registers, no spills; free it takes 122
+// and fits four, which cost GQA prompts 8%: docs/CUDA.md).
 template <int ROWS>
-__global__ void __launch_bounds__(kThreads) attn_split_kernel(AttentionArgs a) {
+__global__ void __launch_bounds__(kThreads, ROWS == kHeads ? 5 : 1) attn_split_kernel(AttentionArgs a) {
     pdl_enter();
     __shared__ SplitShared<ROWS> S;
     const int split = blockIdx.x;

@@ -57,6 +57,7 @@ const Cublas& cublas() {
             resolve(h, "cublasSetStream_v2", lib.set_stream);
             resolve(h, "cublasSetMathMode", lib.set_math_mode);
             resolve(h, "cublasGemmEx", lib.gemm_ex);
+            resolve(h, "cublasGemmStridedBatchedEx", lib.gemm_strided_batched_ex);
         } catch (const std::exception& e) {
             error = e.what();
         }

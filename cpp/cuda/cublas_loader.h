@@ -14,6 +14,10 @@ struct Cublas {
     cublasStatus_t (*gemm_ex)(cublasHandle_t, cublasOperation_t, cublasOperation_t, int, int, int, const void*,
                               const void*, cudaDataType, int, const void*, cudaDataType, int, const void*, void*,
                               cudaDataType, int, cublasComputeType_t, cublasGemmAlgo_t) = nullptr;
+    cublasStatus_t (*gemm_strided_batched_ex)(cublasHandle_t, cublasOperation_t, cublasOperation_t, int, int, int,
+                                              const void*, const void*, cudaDataType, int, long long, const void*,
+                                              cudaDataType, int, long long, const void*, void*, cudaDataType, int,
+                                              long long, int, cublasComputeType_t, cublasGemmAlgo_t) = nullptr;
 };
 
 // The loaded library (first call loads it); throws APLS_STATUS_UNSUPPORTED naming what was

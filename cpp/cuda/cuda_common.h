@@ -59,7 +59,8 @@ private:
     size_t n_ = 0;
 };
 
-// A weight matrix on the device: `rows` rows of k elements in the GGUF block layout.
+// A weight matrix on the device: `rows` rows of k elements, row_bytes apart, in the device
+// layout (weight_layout.h: float rows as in GGUF, quantized rows with quants and scales apart).
 struct DeviceWeight {
     TensorType type = TensorType::F32;
     const uint8_t* data = nullptr;

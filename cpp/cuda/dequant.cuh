@@ -1,6 +1,6 @@
-// cuda/dequant.cuh — device-side reading of GGUF weight blocks (F32, F16, BF16, Q8_0, Q4_0,
-// Q4_1; layouts in ggml_types.h). Quantized blocks are 2- or 4-byte aligned in memory, so they
-// are read with 16-bit loads.
+// cuda/dequant.cuh — device-side reading of weight rows (F32, F16, BF16, Q8_0, Q4_0, Q4_1) in
+// the device layout (weight_layout.h): quantized rows hold their blocks' quants, then their
+// scale fields. Values as in ggml_types.h.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -18,29 +18,59 @@ __device__ __forceinline__ float bf16_bits_to_float(unsigned short b) {
     return __uint_as_float(static_cast<unsigned int>(b) << 16);
 }
 
-// One element of a row (slow path: embedding lookups, conversions).
-__device__ __forceinline__ float dequant_elem(int type, const uint8_t* row, int64_t j) {
+// Byte offsets in a quantized device row of nb blocks (TY: Q8_0 = 8, Q4_0 = 2, Q4_1 = 3): block
+// b's quants at b * quant_bytes<TY>, its scale d (and Q4_1's offset m after it) at scale_at.
+template <int TY>
+constexpr int quant_bytes() { return TY == 8 ? 32 : 16; }
+template <int TY>
+__device__ __forceinline__ int64_t scale_at(int64_t nb, int64_t b) {
+    return nb * quant_bytes<TY>() + b * (TY == 3 ? 4 : 2);
+}
+
+// Element j of a row of k elements (slow path: embedding lookups, conversions); the CPU's
+// dequantize_row value bit for bit.
+__device__ __forceinline__ float dequant_elem(int type, const uint8_t* row, int64_t k, int64_t j) {
+    const int64_t nb = k / 32, b = j / 32;
+    const int i = static_cast<int>(j % 32);
     switch (type) {
         case 0: return reinterpret_cast<const float*>(row)[j];
         case 1: return half_at(row + 2 * j);
         case 30: return bf16_bits_to_float(*reinterpret_cast<const unsigned short*>(row + 2 * j));
-        case 8: {
-            const uint8_t* b = row + (j / 32) * 34;
-            return half_at(b) * static_cast<float>(static_cast<int8_t>(b[2 + j % 32]));
-        }
+        case 8: return half_at(row + scale_at<8>(nb, b)) * static_cast<float>(static_cast<int8_t>(row[j]));
         case 2: {
-            const uint8_t* b = row + (j / 32) * 18;
-            const int i = static_cast<int>(j % 32);
-            const int q = i < 16 ? (b[2 + i] & 0xF) : (b[2 + i - 16] >> 4);
-            return half_at(b) * static_cast<float>(q - 8);
+            const uint8_t* q = row + b * 16;
+            const int v = i < 16 ? (q[i] & 0xF) : (q[i - 16] >> 4);
+            return half_at(row + scale_at<2>(nb, b)) * static_cast<float>(v - 8);
         }
         case 3: {
-            const uint8_t* b = row + (j / 32) * 20;
-            const int i = static_cast<int>(j % 32);
-            const int q = i < 16 ? (b[4 + i] & 0xF) : (b[4 + i - 16] >> 4);
-            return half_at(b) * static_cast<float>(q) + half_at(b + 2);
+            const uint8_t* q = row + b * 16;
+            const int v = i < 16 ? (q[i] & 0xF) : (q[i - 16] >> 4);
+            const uint8_t* dm = row + scale_at<3>(nb, b);
+            return __fadd_rn(__fmul_rn(half_at(dm), static_cast<float>(v)), half_at(dm + 2));  // as the CPU: no fma
         }
         default: return __int_as_float(0x7fc00000);  // unreachable: the loader refuses other types
+    }
+}
+
+// Block b of a quantized device row of nb blocks as 32 values: dequant_elem's, one 128-bit
+// load (two for Q8_0) for the quants.
+template <int TY>
+__device__ __forceinline__ void dequant_block(const uint8_t* row, int64_t nb, int64_t b, float (&v)[32]) {
+    const uint4* q = reinterpret_cast<const uint4*>(row + b * quant_bytes<TY>());
+    const uint8_t* dm = row + scale_at<TY>(nb, b);
+    const float d = half_at(dm), m = TY == 3 ? half_at(dm + 2) : 0.0f;
+    uint4 raw[2];
+    raw[0] = q[0];
+    raw[1] = TY == 8 ? q[1] : raw[0];
+    const uint8_t* bytes = reinterpret_cast<const uint8_t*>(raw);
+#pragma unroll
+    for (int i = 0; i < 32; ++i) {
+        if (TY == 8) {
+            v[i] = __fmul_rn(d, static_cast<float>(static_cast<int8_t>(bytes[i])));
+        } else {
+            const int n = i < 16 ? (bytes[i] & 0xF) : (bytes[i - 16] >> 4);
+            v[i] = TY == 2 ? __fmul_rn(d, static_cast<float>(n - 8)) : __fadd_rn(__fmul_rn(d, static_cast<float>(n)), m);
+        }
     }
 }
 

@@ -3,8 +3,10 @@
 
 #include <cstdlib>
 #include <string>
+#include <vector>
 
 #include "context.h"
+#include "cuda/weight_layout.h"
 
 namespace apls::cuda {
 
@@ -95,10 +97,16 @@ DeviceWeight CudaModel::upload(const Weight& w) {
             fail(APLS_STATUS_UNSUPPORTED, "the CUDA backend has no kernels for tensor '", w.name, "' of type ",
                  type_name(w.type), " (it runs F32, F16, BF16, Q8_0, Q4_0, Q4_1); load the model with device 'cpu'");
     }
-    const size_t n = static_cast<size_t>(w.row_bytes() * w.rows);
+    const size_t row_bytes = device_row_bytes(w.type, w.k), n = row_bytes * static_cast<size_t>(w.rows);
     DeviceBuffer<uint8_t> buf(n);
-    APLS_CUDA_CHECK(cudaMemcpy(buf.get(), w.data, n, cudaMemcpyHostToDevice));
-    DeviceWeight d{w.type, buf.get(), w.k, w.rows, static_cast<size_t>(w.row_bytes())};
+    if (quant_split(w.type).quant_bytes == 0) {  // float rows: as in the file
+        APLS_CUDA_CHECK(cudaMemcpy(buf.get(), w.data, n, cudaMemcpyHostToDevice));
+    } else {  // quantized rows: quants and scales apart (weight_layout.h)
+        std::vector<uint8_t> rows(n);
+        to_device_rows(w.type, w.data, w.k, w.rows, rows.data());
+        APLS_CUDA_CHECK(cudaMemcpy(buf.get(), rows.data(), n, cudaMemcpyHostToDevice));
+    }
+    DeviceWeight d{w.type, buf.get(), w.k, w.rows, row_bytes};
     bytes_ += n;
     buffers_.push_back(std::move(buf));
     return d;

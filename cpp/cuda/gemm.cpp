@@ -17,7 +17,8 @@ Gemm::~Gemm() {
     if (handle_) cublas().destroy(handle_);
 }
 
-void Gemm::run(const DeviceWeight& w, int64_t rows, const float* x, int n_tok, float* y, int64_t ldy, bool accumulate) {
+void Gemm::run(const DeviceWeight& w, int64_t rows, const float* x, int n_tok, float* y, int64_t ldy, bool accumulate,
+               bool same_x) {
     const int64_t k = w.k;
     const void* a = w.data;
     if (w.type != TensorType::F16) {
@@ -25,8 +26,10 @@ void Gemm::run(const DeviceWeight& w, int64_t rows, const float* x, int n_tok, f
         dequantize_f16(w, rows, w16_.get(), stream_);
         a = w16_.get();
     }
-    x16_.resize(static_cast<size_t>(n_tok) * k);
-    to_f16(x, static_cast<int64_t>(n_tok) * k, x16_.get(), stream_);
+    if (!same_x) {
+        x16_.resize(static_cast<size_t>(n_tok) * k);
+        to_f16(x, static_cast<int64_t>(n_tok) * k, x16_.get(), stream_);
+    }
     // Column-major view: Y^T (rows, t) = W (k, rows)^T · X^T (k, t); ld of Y^T is ldy.
     const float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;
     cublas_check(cublas().gemm_ex(handle_, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(rows), n_tok, static_cast<int>(k), &alpha,

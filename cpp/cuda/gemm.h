@@ -16,8 +16,10 @@ public:
     Gemm(const Gemm&) = delete;
     Gemm& operator=(const Gemm&) = delete;
 
-    // y (t, ldy) [+]= x (t, k) · W[:rows]^T.
-    void run(const DeviceWeight& w, int64_t rows, const float* x, int n_tok, float* y, int64_t ldy, bool accumulate);
+    // y (t, ldy) [+]= x (t, k) · W[:rows]^T. same_x: x is the previous call's input, unchanged
+    // (q/k/v, gate/up): its F16 copy is reused.
+    void run(const DeviceWeight& w, int64_t rows, const float* x, int n_tok, float* y, int64_t ldy, bool accumulate,
+             bool same_x = false);
 
 private:
     cudaStream_t stream_;

@@ -1,12 +1,15 @@
 // cuda/matvec.cu — matrix times a few vectors (decode, draft, verify: t <= 16 tokens).
 //
-// A block computes R rows (1 for one token, 4 for batches); its kWarps warps split each row
-// (split-K). Thread (warp w, lane i) walks the row in units (a quantized block of 32, or 8 float
-// elements = 16 bytes) w*32 + i, + kWarps*32, ...: a warp's loads are consecutive (coalesced).
-// Each unit is read once and multiplied with all t activation rows (read through the cache).
-// Per (token, row) the arithmetic is the same sequence of operations for any batch size T (per
-// thread in unit order, then a butterfly over lanes, then warps in order), so results are batch
-// invariant: tokens beyond n_tok are skipped by a predicate, never change the order.
+// Float rows: a block computes R rows (1 for one token, 4 for batches); its kWarps warps split
+// each row (split-K). Thread (warp w, lane i) walks the row in units of 8 elements (16 bytes)
+// w*32 + i, + kWarps*32, ...: a warp's loads are consecutive (coalesced). Quantized rows (a
+// block of 32 is only 16-34 bytes): one warp per row, lane i taking blocks i, i + 32, ..., so
+// that each thread has several loads in flight; a warp computes R rows (1 for one token, more
+// for batches). Each unit is read once and multiplied with all t activation rows (read through
+// the cache). Per (token, row) the arithmetic is the same sequence of operations for any batch
+// size T (per thread in unit order, then a butterfly over lanes, then warps in order), so
+// results are batch invariant: tokens beyond n_tok are skipped by a predicate, never change
+// the order.
 #include "cuda/dequant.cuh"
 #include "cuda/launch.h"
 #include "cuda/pdl.cuh"
@@ -38,9 +41,12 @@ struct Jobs {
     int64_t k;
 };
 
-// Rows per block: one for a single token (more blocks in flight); four for batches, so that each
-// activation load (the batch's cost: T loads per weight unit) serves four rows.
-__host__ __device__ constexpr int rows_per_warp(int T) { return T == 1 ? 1 : 4; }
+// Float kernels, rows per block: one for a single token (more blocks in flight); four for
+// batches, so that each activation load (the batch's cost: T loads per weight unit) serves four
+// rows.
+__host__ __device__ constexpr int float_rows_per_block(int T) { return T == 1 ? 1 : 4; }
+// Quantized kernels, rows per warp (a block has kWarps warps): the same trade.
+__host__ __device__ constexpr int q_rows_per_warp(int T) { return T == 1 ? 1 : T == 2 ? 2 : 4; }
 
 // This block's job and first row (rows r .. r + R - 1). The block's kWarps warps split the row
 // (split-K): warp w takes units w*32 + lane, + kWarps*32, ...; their sums are added in warp order.
@@ -57,12 +63,12 @@ __device__ __forceinline__ const Job* locate(const Jobs& jobs, int64_t& r) {
 // each of its rows toward L2, so that the block's loads after the wait hit L2 (pdl.cuh).
 template <int R>
 __device__ __forceinline__ void prefetch_units(const uint8_t* const (&wr)[R], int64_t first, int64_t n_units,
-                                               int64_t unit_bytes) {
+                                               int64_t unit_bytes, int stride = kWarps * 32) {
 #pragma unroll
     for (int q = 0; q < R; ++q)
 #pragma unroll
         for (int i = 0; i < kPrefetchUnits; ++i) {
-            const int64_t u = first + static_cast<int64_t>(i) * kWarps * 32;
+            const int64_t u = first + static_cast<int64_t>(i) * stride;
             if (u < n_units) prefetch_l2(wr[q] + u * unit_bytes);
         }
 }
@@ -94,27 +100,22 @@ __device__ __forceinline__ void store(float (&acc)[R][T], int n_tok, int64_t r0,
     }
 }
 
-// A quantized block's 32 weights as 8 packed int8x4 words (w[i] holds elements 4i..4i+3), its
-// scale and offset. Q4 nibbles stay unsigned (0..15); the -8 of Q4_0 is applied in floats.
+// Block ib of a quantized device row of nb blocks (weight_layout.h) as 8 packed int8x4 words
+// (w[i] holds elements 4i..4i+3), its scale and offset: the quants in one (Q4) or two (Q8)
+// aligned 128-bit loads. Q4 nibbles stay unsigned (0..15); the -8 of Q4_0 is applied in floats.
 template <int TY>
-__device__ __forceinline__ void load_block(const uint8_t* b, int (&w)[8], float& d, float& m) {
-    d = half_at(b);
-    m = TY == 3 ? half_at(b + 2) : 0.0f;
+__device__ __forceinline__ void load_block(const uint8_t* row, int64_t nb, int64_t ib, int (&w)[8], float& d, float& m) {
+    const uint4* q = reinterpret_cast<const uint4*>(row + ib * quant_bytes<TY>());
+    const uint8_t* dm = row + scale_at<TY>(nb, ib);
+    d = half_at(dm);
+    m = TY == 3 ? half_at(dm + 2) : 0.0f;
+    const uint4 a = __ldg(q);
     if (TY == 8) {
-        const unsigned short* s = reinterpret_cast<const unsigned short*>(b + 2);
-#pragma unroll
-        for (int i = 0; i < 8; ++i) w[i] = static_cast<int>(s[2 * i] | (static_cast<unsigned>(s[2 * i + 1]) << 16));
+        const uint4 b = __ldg(q + 1);
+        w[0] = static_cast<int>(a.x), w[1] = static_cast<int>(a.y), w[2] = static_cast<int>(a.z), w[3] = static_cast<int>(a.w);
+        w[4] = static_cast<int>(b.x), w[5] = static_cast<int>(b.y), w[6] = static_cast<int>(b.z), w[7] = static_cast<int>(b.w);
     } else {
-        unsigned v[4];
-        if (TY == 3) {
-            const unsigned* s = reinterpret_cast<const unsigned*>(b + 4);
-#pragma unroll
-            for (int i = 0; i < 4; ++i) v[i] = s[i];
-        } else {
-            const unsigned short* s = reinterpret_cast<const unsigned short*>(b + 2);
-#pragma unroll
-            for (int i = 0; i < 4; ++i) v[i] = s[2 * i] | (static_cast<unsigned>(s[2 * i + 1]) << 16);
-        }
+        const unsigned v[4] = {a.x, a.y, a.z, a.w};
 #pragma unroll
         for (int i = 0; i < 4; ++i) {
             w[i] = static_cast<int>(v[i] & 0x0F0F0F0Fu);             // elements 4i..4i+3
@@ -125,34 +126,35 @@ __device__ __forceinline__ void load_block(const uint8_t* b, int (&w)[8], float&
 
 // Quantized rows (Q8_0 = 8, Q4_0 = 2, Q4_1 = 3) times Q8 activations: per block an exact integer
 // dot product (dp4a), then the CPU kernels' float expression for the block (no contraction).
+// Warp w of the block computes rows r0 + w*R .. + R-1; lane i takes blocks i, i + 32, ...
 template <int TY, int T>
 __global__ void __launch_bounds__(kWarps * 32)
 matvec_q(Jobs jobs, int n_tok) {
-    constexpr int bytes = TY == 8 ? 34 : TY == 2 ? 18 : 20;
-    constexpr int R = rows_per_warp(T);
+    constexpr int R = q_rows_per_warp(T);
     pdl_trigger();
     const int lane = threadIdx.x & 31;
     int64_t r0;
-    const Job* job = locate<R>(jobs, r0);
+    const Job* job = locate<kWarps * R>(jobs, r0);
+    r0 += (threadIdx.x / 32) * R;
     const int64_t k = jobs.k;
     const QActs xq = job->xq;
     const int64_t nb = k / 32;
     const uint8_t* wr[R];
 #pragma unroll
     for (int q = 0; q < R; ++q) wr[q] = job->w + min(r0 + q, job->rows - 1) * jobs.row_bytes;  // past the end: row reread, not stored
-    prefetch_units<R>(wr, (threadIdx.x / 32) * 32 + lane, nb, bytes);
+    prefetch_units<R>(wr, lane, nb, quant_bytes<TY>(), 32);
     pdl_wait();
     float acc[R][T];
 #pragma unroll
     for (int q = 0; q < R; ++q)
 #pragma unroll
         for (int t = 0; t < T; ++t) acc[q][t] = 0.0f;
-#pragma unroll 2
-    for (int64_t ib = (threadIdx.x / 32) * 32 + lane; ib < nb; ib += kWarps * 32) {
+#pragma unroll 4
+    for (int64_t ib = lane; ib < nb; ib += 32) {
         int wq[R][8];
         float d[R], m[R];
 #pragma unroll
-        for (int q = 0; q < R; ++q) load_block<TY>(wr[q] + ib * bytes, wq[q], d[q], m[q]);
+        for (int q = 0; q < R; ++q) load_block<TY>(wr[q], nb, ib, wq[q], d[q], m[q]);
 #pragma unroll
         for (int t = 0; t < T; ++t) {
             if (t >= n_tok) break;
@@ -183,7 +185,19 @@ matvec_q(Jobs jobs, int n_tok) {
             }
         }
     }
-    store<T, R>(acc, n_tok, r0, job->rows, job->y, job->ldy, job->accumulate);
+    // The lanes' sums (butterfly); lane 0 stores.
+#pragma unroll
+    for (int q = 0; q < R; ++q) {
+#pragma unroll
+        for (int t = 0; t < T; ++t) {
+            if (t >= n_tok) break;
+            const float sum = warp_sum(acc[q][t]);
+            if (lane == 0 && r0 + q < job->rows) {
+                float* o = job->y + t * job->ldy + r0 + q;
+                *o = job->accumulate ? *o + sum : sum;
+            }
+        }
+    }
 }
 
 // One warp per block of 32 activations (lane = element).
@@ -224,7 +238,7 @@ template <int TY, int T>
 __global__ void __launch_bounds__(kWarps * 32)
 matvec_f(Jobs jobs, int n_tok) {
     constexpr int esize = TY == 0 ? 4 : 2;
-    constexpr int R = rows_per_warp(T);
+    constexpr int R = float_rows_per_block(T);
     pdl_trigger();
     const int lane = threadIdx.x & 31;
     int64_t r0;
@@ -284,7 +298,7 @@ __global__ void matvec_scalar(int type, Jobs jobs, int n_tok) {
 #pragma unroll
     for (int t = 0; t < T; ++t) acc[0][t] = 0.0f;
     for (int64_t j = (threadIdx.x / 32) * 32 + lane; j < k; j += kWarps * 32) {
-        const float wv = dequant_elem(type, wr, j);
+        const float wv = dequant_elem(type, wr, k, j);
 #pragma unroll
         for (int t = 0; t < T; ++t) {
             if (t >= n_tok) break;
@@ -298,7 +312,7 @@ template <int T>
 void launch(TensorType type, Jobs jobs, int n_tok, bool vec, cudaStream_t stream) {
     // Blocks per job for the kernel that will run (rows per warp differ between kernels).
     const bool scalar = !is_quantized(type) && !vec;
-    const int64_t rows_per_block = scalar ? 1 : rows_per_warp(T);
+    const int64_t rows_per_block = is_quantized(type) ? kWarps * q_rows_per_warp(T) : scalar ? 1 : float_rows_per_block(T);
     int blocks = 0;
     for (int j = 0; j < jobs.n; ++j) {
         jobs.job[j].begin = blocks;

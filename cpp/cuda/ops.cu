@@ -20,7 +20,7 @@ __global__ void embed_kernel(int type, const uint8_t* table, size_t row_bytes, i
     const int i = blockIdx.y;
     const uint8_t* row = table + static_cast<int64_t>(tokens[i]) * row_bytes;
     for (int64_t j = blockIdx.x * blockDim.x + threadIdx.x; j < d; j += static_cast<int64_t>(gridDim.x) * blockDim.x)
-        x[i * d + j] = dequant_elem(type, row, j);
+        x[i * d + j] = dequant_elem(type, row, d, j);
 }
 
 // Block-wide sum in a fixed order (warp butterflies, then warp 0 over the warp sums).
@@ -152,47 +152,74 @@ __global__ void group_finish_kernel(float* x, const float* x0, const float* acc,
         x[i] = x0[i] + acc[i];
 }
 
-// One block per row: argmax (lowest index on ties), then sum exp(x - max) for the probability.
+// Online softmax denominators: (m1, s1) + (m2, s2) with s_i = sum exp(x - m_i).
+__device__ __forceinline__ void merge_exp_sums(float& m, float& s, float m2, float s2) {
+    const float M = fmaxf(m, m2);
+    if (M == -INFINITY) return;  // both empty
+    s = (m == -INFINITY ? 0.0f : s * expf(m - M)) + (m2 == -INFINITY ? 0.0f : s2 * expf(m2 - M));
+    m = M;
+}
+
+// The better of two (value, id) candidates: larger value, then lower id.
+__device__ __forceinline__ void merge_best(float& v, int& i, float v2, int i2) {
+    if (v2 > v || (v2 == v && i2 < i)) v = v2, i = i2;
+}
+
+// One block per row, one pass: kArgPer elements per thread at a time (all loads issued before
+// use), keeping the first maximum (lowest id on ties) and sum exp(x - running max), rescaled
+// when the maximum grows; then warps and the block combine in a fixed order.
+constexpr int kArgPer = 16;
+
 __global__ void argmax_kernel(float* logits, int n_vocab, int n_valid, int32_t* ids, float* top_p) {
     pdl_enter();
-    __shared__ float sv[32];
-    __shared__ int si[32];
-    __shared__ float red[32];
+    __shared__ float s_best[32], s_m[32], s_s[32];
+    __shared__ int s_id[32];
     float* x = logits + static_cast<int64_t>(blockIdx.x) * n_vocab;
-    float best = -FLT_MAX;
+    float best = -FLT_MAX, m = -INFINITY, s = 0.0f;
     int bi = 0x7fffffff;
-    for (int j = threadIdx.x; j < n_valid; j += blockDim.x)
-        if (x[j] > best) best = x[j], bi = j;  // strided ascending: the first max of this thread
+    const int step = kArgPer * blockDim.x;
+    for (int j0 = threadIdx.x; j0 < n_valid; j0 += step) {
+        float v[kArgPer];
+#pragma unroll
+        for (int i = 0; i < kArgPer; ++i) {
+            const int j = j0 + i * blockDim.x;
+            v[i] = j < n_valid ? x[j] : -INFINITY;
+        }
+        float pm = -INFINITY;
+#pragma unroll
+        for (int i = 0; i < kArgPer; ++i) {
+            if (v[i] > best) best = v[i], bi = j0 + i * blockDim.x;  // ascending: this thread's first max
+            pm = fmaxf(pm, v[i]);
+        }
+        float ps = 0.0f;
+        if (pm != -INFINITY) {
+#pragma unroll
+            for (int i = 0; i < kArgPer; ++i) ps += expf(v[i] - pm);
+        }
+        merge_exp_sums(m, s, pm, ps);
+    }
     for (int j = n_valid + threadIdx.x; j < n_vocab; j += blockDim.x) x[j] = -INFINITY;
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) {
-        const float ov = __shfl_xor_sync(0xffffffffu, best, o);
-        const int oi = __shfl_xor_sync(0xffffffffu, bi, o);
-        if (ov > best || (ov == best && oi < bi)) best = ov, bi = oi;
+        merge_best(best, bi, __shfl_xor_sync(0xffffffffu, best, o), __shfl_xor_sync(0xffffffffu, bi, o));
+        merge_exp_sums(m, s, __shfl_xor_sync(0xffffffffu, m, o), __shfl_xor_sync(0xffffffffu, s, o));
     }
     const int lane = threadIdx.x & 31, warp = threadIdx.x / 32, n_warps = blockDim.x / 32;
-    if (lane == 0) sv[warp] = best, si[warp] = bi;
+    if (lane == 0) s_best[warp] = best, s_id[warp] = bi, s_m[warp] = m, s_s[warp] = s;
     __syncthreads();
-    if (warp == 0) {
-        best = lane < n_warps ? sv[lane] : -FLT_MAX;
-        bi = lane < n_warps ? si[lane] : 0x7fffffff;
+    if (warp != 0) return;
+    best = lane < n_warps ? s_best[lane] : -FLT_MAX;
+    bi = lane < n_warps ? s_id[lane] : 0x7fffffff;
+    m = lane < n_warps ? s_m[lane] : -INFINITY;
+    s = lane < n_warps ? s_s[lane] : 0.0f;
 #pragma unroll
-        for (int o = 16; o > 0; o >>= 1) {
-            const float ov = __shfl_xor_sync(0xffffffffu, best, o);
-            const int oi = __shfl_xor_sync(0xffffffffu, bi, o);
-            if (ov > best || (ov == best && oi < bi)) best = ov, bi = oi;
-        }
-        if (lane == 0) sv[0] = best, si[0] = bi;
+    for (int o = 16; o > 0; o >>= 1) {
+        merge_best(best, bi, __shfl_xor_sync(0xffffffffu, best, o), __shfl_xor_sync(0xffffffffu, bi, o));
+        merge_exp_sums(m, s, __shfl_xor_sync(0xffffffffu, m, o), __shfl_xor_sync(0xffffffffu, s, o));
     }
-    __syncthreads();
-    best = sv[0];
-    bi = si[0];
-    float s = 0.0f;
-    for (int j = threadIdx.x; j < n_valid; j += blockDim.x) s += expf(x[j] - best);
-    s = block_sum(s, red);
-    if (threadIdx.x == 0) {
+    if (lane == 0) {
         ids[blockIdx.x] = bi == 0x7fffffff ? 0 : bi;  // all NaN: 0, as the CPU argmax
-        top_p[blockIdx.x] = 1.0f / s;
+        top_p[blockIdx.x] = 1.0f / s;                 // m is the row's maximum: exp(best - m) = 1
     }
 }
 
@@ -230,7 +257,27 @@ __global__ void dequantize_f16_kernel(int type, const uint8_t* w, size_t row_byt
     const int64_t n = rows * k;
     for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n; i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
         const int64_t r = i / k, j = i % k;
-        out[i] = __float2half_rn(dequant_elem(type, w + r * row_bytes, j));
+        out[i] = __float2half_rn(dequant_elem(type, w + r * row_bytes, k, j));
+    }
+}
+
+// Quantized rows, one thread per block of 32: 32 halfs written as four 16-byte stores.
+template <int TY>
+__global__ void dequantize_blocks_f16_kernel(const uint8_t* w, size_t row_bytes, int64_t nb, int64_t rows, __half* out) {
+    pdl_enter();
+    const int64_t n = rows * nb;
+    for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n; i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+        const int64_t r = i / nb, b = i % nb;
+        float v[32];
+        dequant_block<TY>(w + r * row_bytes, nb, b, v);
+        uint4* o = reinterpret_cast<uint4*>(out + i * 32);  // = out + r * k + b * 32
+#pragma unroll
+        for (int c = 0; c < 4; ++c) {
+            __half2 h[4];
+#pragma unroll
+            for (int j = 0; j < 4; ++j) h[j] = __floats2half2_rn(v[8 * c + 2 * j], v[8 * c + 2 * j + 1]);
+            o[c] = *reinterpret_cast<const uint4*>(h);
+        }
     }
 }
 
@@ -301,6 +348,22 @@ void kv_rerotate(void* kv, bool kv_f16, int64_t slot_stride, int n_layer, int kv
 }
 
 void dequantize_f16(const DeviceWeight& w, int64_t rows, void* out, cudaStream_t stream) {
+    __half* h = static_cast<__half*>(out);
+    const int64_t nb = w.k / 32;
+    const unsigned grid = grid_1d(rows * nb);
+    switch (w.type) {  // quantized: a thread per block
+        case TensorType::Q8_0:
+            launch_kernel(dequantize_blocks_f16_kernel<8>, grid, kThreads, 0, stream, w.data, w.row_bytes, nb, rows, h);
+            return;
+        case TensorType::Q4_0:
+            launch_kernel(dequantize_blocks_f16_kernel<2>, grid, kThreads, 0, stream, w.data, w.row_bytes, nb, rows, h);
+            return;
+        case TensorType::Q4_1:
+            launch_kernel(dequantize_blocks_f16_kernel<3>, grid, kThreads, 0, stream, w.data, w.row_bytes, nb, rows, h);
+            return;
+        default:
+            break;
+    }
     launch_kernel(dequantize_f16_kernel, grid_1d(rows * w.k), kThreads, 0, stream, static_cast<int>(w.type), w.data, w.row_bytes, w.k, rows,
                                                                         static_cast<__half*>(out));
 }

@@ -22,6 +22,7 @@
 #include "cuda/device_model.h"
 #include "cuda/gemm.h"
 #include "cuda/launch.h"
+#include "cuda/prompt_attention.h"
 
 namespace apls::cuda {
 
@@ -81,7 +82,8 @@ private:
     void layer(const Plan& plan, int l, int n, bool has_view, bool has_mask);
     void attention_block(int l, int n, bool has_view, bool has_mask);
     void mlp_block(int l, int n);
-    void mm(const DeviceWeight& w, int64_t rows, const float* x, int n, float* y, int64_t ldy, bool accumulate);
+    void mm(const DeviceWeight& w, int64_t rows, const float* x, int n, float* y, int64_t ldy, bool accumulate,
+            bool same_x = false);
     // Products sharing an input x (n rows): one launch when they can share it, else one each.
     void mm_multi(std::initializer_list<MatvecJob> jobs, int n);
     // Quantize x (n rows of k) for the quantized weights among ws that will read it.
@@ -96,6 +98,8 @@ private:
     const HParams& hp_;
     cudaStream_t stream_ = nullptr;
     std::unique_ptr<Gemm> gemm_;  // created on the first batch larger than kMaxMatvecTokens
+    std::unique_ptr<PromptAttention> prompt_attn_;  // created on the first such batch of one sequence
+    int one_list_entries_ = 0;  // the batch's tokens share one entry list of this length (0: several)
 
     // KV cache: slot-major, slot s holds for every layer l: K row then V row (kv_dim each).
     DeviceBuffer<uint8_t> kv_;
@@ -288,6 +292,7 @@ size_t CudaRunner::write_inputs(const Batch& batch, const KVView* view, const in
         in[seg_.n_end + i] = kv.seq_sorted(seq) ? kv.lower_entry(seq, batch.pos[i] + 1) : kv.seq_len(seq);
         in[seg_.n_old + i] = view ? view->n_old[seq] : 0;
     }
+    one_list_entries_ = seq_off.size() == 1 ? static_cast<int>(e) : 0;
     n_sink_ = view ? view->n_sink : 0;
     n_window_ = view ? view->n_window : -1;
     // One upload for the per-token arrays (contiguous from offset 0) and one for the entries.
@@ -315,10 +320,11 @@ void CudaRunner::quantize_for(const float* x, int n, int64_t k, std::initializer
         if (is_quantized(w->type)) return quantize_q8(x, n, k, xq_, stream_);
 }
 
-void CudaRunner::mm(const DeviceWeight& w, int64_t rows, const float* x, int n, float* y, int64_t ldy, bool accumulate) {
+void CudaRunner::mm(const DeviceWeight& w, int64_t rows, const float* x, int n, float* y, int64_t ldy, bool accumulate,
+                    bool same_x) {
     if (n <= kMaxMatvecTokens) return matvec(w, rows, x, xq_, n, y, ldy, accumulate, stream_);
     if (!gemm_) gemm_ = std::make_unique<Gemm>(stream_);
-    gemm_->run(w, rows, x, n, y, ldy, accumulate);
+    gemm_->run(w, rows, x, n, y, ldy, accumulate, same_x);
 }
 
 void CudaRunner::mm_multi(std::initializer_list<MatvecJob> jobs, int n) {
@@ -326,7 +332,9 @@ void CudaRunner::mm_multi(std::initializer_list<MatvecJob> jobs, int n) {
     bool same = n <= kMaxMatvecTokens;
     for (const MatvecJob& j : jobs) same = same && j.w->type == first->w->type && j.w->k == first->w->k;
     if (same) return matvec_multi(jobs.begin(), static_cast<int>(jobs.size()), n, stream_);
-    for (const MatvecJob& j : jobs) mm(*j.w, j.rows, j.x, n, j.y, j.ldy, j.accumulate);
+    // One at a time; in a run of products of one input (and k), the first converts it for cuBLAS.
+    for (const MatvecJob* j = first; j != jobs.end(); ++j)
+        mm(*j->w, j->rows, j->x, n, j->y, j->ldy, j->accumulate, j != first && j->x == j[-1].x && j->w->k == j[-1].w->k);
 }
 
 void CudaRunner::attention_block(int l, int n, bool has_view, bool has_mask) {
@@ -365,7 +373,11 @@ void CudaRunner::attention_block(int l, int n, bool has_view, bool has_mask) {
     a.max_splits = max_splits_;
     a.part_acc = part_acc_.get();
     a.part_ml = part_ml_.get();
-    attention(a, stream_);
+    // A prompt of one sequence: GEMMs (prompt_attention.h); decode, draft and verify batches,
+    // and batches over several sequences: the flash-decoding kernel.
+    const bool prompt = n > kMaxMatvecTokens && one_list_entries_ > 0 && prompt_attention_enabled();
+    if (prompt && !prompt_attn_) prompt_attn_ = std::make_unique<PromptAttention>(stream_);
+    if (!prompt || !prompt_attn_->run(a, one_list_entries_)) attention(a, stream_);
     quantize_for(att_.get(), n, qd, {&L.wo});
     mm(L.wo, d, att_.get(), n, x_.get(), d, true);  // x += Wo · attention
 }

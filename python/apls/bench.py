@@ -86,9 +86,9 @@ def run_bench(path: str, n_prompt: int = 512, n_gen: int = 128, n_threads: int =
         if peer is None:
             raise RuntimeError("--vs-llama-cpp needs llama-cpp-python: pip install llama-cpp-python")
         runners.append(peer)
-    for r in runners:  # warm-up: page in the weights, start the threads
+    for r in runners:  # warm-up, as llama-bench: page in the weights, start the threads, size the buffers
         r.reset()
-        r.prefill(prompt[:32] if len(prompt) else gen[:1])
+        r.prefill(prompt if len(prompt) else gen[:1])
         r.decode_one(int(gen[0]) if len(gen) else 0)
     for _ in range(reps):
         for r in runners:

@@ -19,6 +19,8 @@
 #include "cpu/kernels.h"
 #include "cpu/ops.h"
 #include "cuda/launch.h"
+#include "cuda/prompt_attention.h"
+#include "cuda/weight_layout.h"
 #include "ggml_types.h"
 
 using namespace apls;
@@ -97,6 +99,19 @@ std::vector<uint8_t> random_weights(TensorType t, int64_t rows, int64_t k) {
     return w;
 }
 
+// GGUF rows of a type on the device, in the device layout (as the model loader uploads them).
+struct DeviceRows {
+    DeviceBuffer<uint8_t> buf;
+    DeviceWeight w;
+};
+DeviceRows upload_rows(TensorType t, const std::vector<uint8_t>& gguf, int64_t rows, int64_t k) {
+    std::vector<uint8_t> dev(cuda::device_row_bytes(t, k) * static_cast<size_t>(rows));
+    cuda::to_device_rows(t, gguf.data(), k, rows, dev.data());
+    DeviceRows r{upload(dev), {}};
+    r.w = DeviceWeight{t, r.buf.get(), k, rows, cuda::device_row_bytes(t, k)};
+    return r;
+}
+
 std::vector<double> matvec_ref(TensorType t, const std::vector<uint8_t>& w, int64_t rows, int64_t k, const std::vector<float>& x, int n) {
     std::vector<double> y(static_cast<size_t>(n * rows));
     std::vector<float> row(static_cast<size_t>(k));
@@ -159,10 +174,10 @@ APLS_TEST(matvec_matches_reference_and_is_batch_invariant) {
             const auto w = random_weights(t, rows, k);
             const int n = 16;
             const auto x = randn(static_cast<size_t>(n * k));
-            auto dw = upload(w);
+            const DeviceRows dw = upload_rows(t, w, rows, k);
+            const DeviceWeight& W = dw.w;
             auto dx = upload(x);
             DeviceActs xq(dx, n, k);
-            DeviceWeight W{t, dw.get(), k, rows, static_cast<size_t>(w.size() / rows)};
             // Reference: float64 for float weights; the CPU kernel (same Q8 activations, exact
             // integer dots) for quantized ones, so only the float summation order differs.
             std::vector<double> ref;
@@ -200,23 +215,46 @@ APLS_TEST(matvec_matches_reference_and_is_batch_invariant) {
     }
 }
 
+// Embedding lookups read rows of the device layout: the CPU's dequantized values bit for bit,
+// also for rows padded to 16 bytes (k = 96: three blocks).
+APLS_TEST(embed_is_the_cpu_dequantization) {
+    for (TensorType t : kTypes) {
+        for (int64_t k : {96, 576}) {
+            const int64_t rows = 50;
+            const auto w = random_weights(t, rows, k);
+            const DeviceRows dw = upload_rows(t, w, rows, k);
+            const std::vector<int32_t> tokens = {3, 0, 49, 3, 17};
+            auto dt = upload(tokens);
+            DeviceBuffer<float> x(tokens.size() * static_cast<size_t>(k));
+            poison(x);
+            cuda::embed(dw.w, dt.get(), static_cast<int>(tokens.size()), x.get(), nullptr);
+            const auto out = download(x, x.size());
+            std::vector<float> ref(out.size());
+            for (size_t i = 0; i < tokens.size(); ++i)
+                cpu::dequantize_row(t, w.data() + tokens[i] * (w.size() / rows), ref.data() + i * k, k);
+            CHECK(std::memcmp(out.data(), ref.data(), out.size() * 4) == 0);
+        }
+    }
+}
+
 APLS_TEST(gemm_path_types_dequantize_to_f16) {
     for (TensorType t : kTypes) {
-        const int64_t rows = 64, k = 256;
-        const auto w = random_weights(t, rows, k);
-        auto dw = upload(w);
-        DeviceWeight W{t, dw.get(), k, rows, static_cast<size_t>(w.size() / rows)};
-        DeviceBuffer<uint16_t> out(static_cast<size_t>(rows * k));
-        poison(out);
-        cuda::dequantize_f16(W, rows, out.get(), nullptr);
-        const auto h = download(out, out.size());
-        std::vector<float> row(static_cast<size_t>(k));
-        bool same = true;
-        for (int64_t r = 0; r < rows; ++r) {
-            cpu::dequantize_row(t, w.data() + r * (w.size() / rows), row.data(), k);
-            for (int64_t j = 0; j < k; ++j) same &= h[r * k + j] == f32_to_f16(row[j]);
+        for (int64_t k : {256, 96}) {
+            const int64_t rows = 64;
+            const auto w = random_weights(t, rows, k);
+            const DeviceRows dw = upload_rows(t, w, rows, k);
+            DeviceBuffer<uint16_t> out(static_cast<size_t>(rows * k));
+            poison(out);
+            cuda::dequantize_f16(dw.w, rows, out.get(), nullptr);
+            const auto h = download(out, out.size());
+            std::vector<float> row(static_cast<size_t>(k));
+            bool same = true;
+            for (int64_t r = 0; r < rows; ++r) {
+                cpu::dequantize_row(t, w.data() + r * (w.size() / rows), row.data(), k);
+                for (int64_t j = 0; j < k; ++j) same &= h[r * k + j] == f32_to_f16(row[j]);
+            }
+            CHECK(same);
         }
-        CHECK(same);
     }
 }
 
@@ -394,6 +432,17 @@ void check_attention(const AttnCase& c) {
         std::fprintf(stderr, "attention heads %d/%d hd %d n %d t %d: nmse %.3g\n", c.n_head, c.n_head_kv, c.hd, c.n_entries, n_tok, e);
     CHECK(e < 1e-10);
 
+    // The prompt path (one entry list): cuBLAS scores and values, the same reference.
+    if (!c.two_seqs && n_tok > 1) {
+        cuda::PromptAttention prompt(nullptr);
+        poison(out);
+        CHECK(prompt.run(a, c.n_entries));
+        const double ep = nmse(download(out, out.size()), ref);
+        if (!(ep < 1e-10)) std::fprintf(stderr, "prompt attention heads %d/%d hd %d n %d t %d: nmse %.3g\n", c.n_head,
+                                        c.n_head_kv, c.hd, c.n_entries, n_tok, ep);
+        CHECK(ep < 1e-10);
+    }
+
     // Batch invariance: the last token alone gives the same bits.
     a.n_tok = 1;
     auto dpos1 = upload(std::vector<int32_t>{pos[n_tok - 1]});
@@ -566,8 +615,8 @@ int bench() {
             // Several copies so repeated runs do not hit L2 (50 MB).
             const int copies = 4;
             const auto w = random_weights(t, rows, k);
-            std::vector<DeviceBuffer<uint8_t>> dw;
-            for (int c = 0; c < copies; ++c) dw.push_back(upload(w));
+            std::vector<DeviceRows> dw;
+            for (int c = 0; c < copies; ++c) dw.push_back(upload_rows(t, w, rows, k));
             const auto x = randn(static_cast<size_t>(16 * k));
             auto dx = upload(x);
             DeviceActs xq(dx, 16, k);
@@ -575,8 +624,7 @@ int bench() {
             for (int n : {1, 2, 4, 8, 9, 16}) {
                 int c = 0;
                 const float ms = time_ms([&] {
-                    DeviceWeight W{t, dw[c++ % copies].get(), k, rows, static_cast<size_t>(w.size() / rows)};
-                    cuda::matvec(W, rows, dx.get(), xq.acts, n, y.get(), rows, false, nullptr);
+                    cuda::matvec(dw[c++ % copies].w, rows, dx.get(), xq.acts, n, y.get(), rows, false, nullptr);
                 });
                 std::printf("%-6s %5ldx%-8ld %4d %10.1f %10.1f\n", type_name(t).c_str(), (long)rows, (long)k, n, ms * 1e3,
                             w.size() / (ms * 1e-3) / 1e9);
