@@ -124,9 +124,62 @@ __device__ __forceinline__ void load_block(const uint8_t* row, int64_t nb, int64
     }
 }
 
-// Quantized rows (Q8_0 = 8, Q4_0 = 2, Q4_1 = 3) times Q8 activations: per block an exact integer
-// dot product (dp4a), then the CPU kernels' float expression for the block (no contraction).
-// Warp w of the block computes rows r0 + w*R .. + R-1; lane i takes blocks i, i + 32, ...
+// The CPU kernels' float expression for block b of a quantized row (Q8_0 = 8, Q4_0 = 2,
+// Q4_1 = 3) and one token: isum = the exact integer dot product of the block's quants with the
+// token's Q8 activations (scale xd, xs = xd * their sum); d, m: the block's scale and offset.
+template <int TY>
+__device__ __forceinline__ float block_part(float d, float m, float xd, float xs, int isum) {
+    if (TY == 8) return __fmul_rn(__fmul_rn(d, xd), static_cast<float>(isum));
+    if (TY == 2) return __fmul_rn(d, __fsub_rn(__fmul_rn(xd, static_cast<float>(isum)), __fmul_rn(8.0f, xs)));
+    return __fadd_rn(__fmul_rn(__fmul_rn(d, xd), static_cast<float>(isum)), __fmul_rn(m, xs));
+}
+
+// One token times quantized rows: one warp per row; lane i sums the parts of blocks i, i + 32,
+// ... in order (stream i), then a butterfly over the lanes adds the 32 streams. The batch
+// kernel (matvec_q) keeps exactly this order, so a token's result is the same bits
+// alone or in a batch.
+template <int TY>
+__global__ void __launch_bounds__(kWarps * 32)
+matvec_q1(Jobs jobs, int n_tok) {
+    pdl_trigger();
+    const int lane = threadIdx.x & 31;
+    int64_t r0;
+    const Job* job = locate<kWarps>(jobs, r0);
+    const int64_t r = r0 + threadIdx.x / 32;
+    const int64_t k = jobs.k, nb = k / 32;
+    const QActs xq = job->xq;
+    const uint8_t* wr[1] = {job->w + min(r, job->rows - 1) * jobs.row_bytes};  // past the end: reread, not stored
+    prefetch_units<1>(wr, lane, nb, quant_bytes<TY>(), 32);
+    pdl_wait();
+    float acc = 0.0f;
+#pragma unroll 4
+    for (int64_t ib = lane; ib < nb; ib += 32) {
+        int wq[8];
+        float d, m;
+        load_block<TY>(wr[0], nb, ib, wq, d, m);
+        const int4* xv = reinterpret_cast<const int4*>(xq.qs + ib * 32);
+        const int4 a = __ldg(xv), b = __ldg(xv + 1);
+        int isum = 0;
+        isum = __dp4a(wq[0], a.x, isum);
+        isum = __dp4a(wq[1], a.y, isum);
+        isum = __dp4a(wq[2], a.z, isum);
+        isum = __dp4a(wq[3], a.w, isum);
+        isum = __dp4a(wq[4], b.x, isum);
+        isum = __dp4a(wq[5], b.y, isum);
+        isum = __dp4a(wq[6], b.z, isum);
+        isum = __dp4a(wq[7], b.w, isum);
+        acc = __fadd_rn(acc, block_part<TY>(d, m, __ldg(xq.d + ib), TY == 8 ? 0.0f : __ldg(xq.s + ib), isum));
+    }
+    acc = warp_sum(acc);
+    if (lane == 0 && r < job->rows) {
+        float* o = job->y + r;
+        *o = job->accumulate ? *o + acc : acc;
+    }
+}
+
+// Batches (2 <= t <= 16) of quantized rows: per block an exact integer dot product (dp4a), then
+// block_part. Warp w of the block computes rows r0 + w*R .. + R-1; lane i takes blocks i,
+// i + 32, ... (matvec_q1's streams, then its butterfly).
 template <int TY, int T>
 __global__ void __launch_bounds__(kWarps * 32)
 matvec_q(Jobs jobs, int n_tok) {
@@ -173,15 +226,7 @@ matvec_q(Jobs jobs, int n_tok) {
                 isum = __dp4a(wq[q][5], b.y, isum);
                 isum = __dp4a(wq[q][6], b.z, isum);
                 isum = __dp4a(wq[q][7], b.w, isum);
-                float part;
-                if (TY == 8) {
-                    part = __fmul_rn(__fmul_rn(d[q], xd), static_cast<float>(isum));
-                } else if (TY == 2) {
-                    part = __fmul_rn(d[q], __fsub_rn(__fmul_rn(xd, static_cast<float>(isum)), __fmul_rn(8.0f, xs)));
-                } else {
-                    part = __fadd_rn(__fmul_rn(__fmul_rn(d[q], xd), static_cast<float>(isum)), __fmul_rn(m[q], xs));
-                }
-                acc[q][t] = __fadd_rn(acc[q][t], part);
+                acc[q][t] = __fadd_rn(acc[q][t], block_part<TY>(d[q], m[q], xd, xs, isum));
             }
         }
     }
@@ -321,9 +366,18 @@ void launch(TensorType type, Jobs jobs, int n_tok, bool vec, cudaStream_t stream
     if (blocks == 0) return;
     const dim3 grid(static_cast<unsigned>(blocks)), block(kWarps * 32);
     switch (type) {
-        case TensorType::Q8_0: launch_kernel(matvec_q<8, T>, grid, block, 0, stream, jobs, n_tok); break;
-        case TensorType::Q4_0: launch_kernel(matvec_q<2, T>, grid, block, 0, stream, jobs, n_tok); break;
-        case TensorType::Q4_1: launch_kernel(matvec_q<3, T>, grid, block, 0, stream, jobs, n_tok); break;
+        case TensorType::Q8_0:
+            if constexpr (T == 1) launch_kernel(matvec_q1<8>, grid, block, 0, stream, jobs, n_tok);
+            else launch_kernel(matvec_q<8, T>, grid, block, 0, stream, jobs, n_tok);
+            break;
+        case TensorType::Q4_0:
+            if constexpr (T == 1) launch_kernel(matvec_q1<2>, grid, block, 0, stream, jobs, n_tok);
+            else launch_kernel(matvec_q<2, T>, grid, block, 0, stream, jobs, n_tok);
+            break;
+        case TensorType::Q4_1:
+            if constexpr (T == 1) launch_kernel(matvec_q1<3>, grid, block, 0, stream, jobs, n_tok);
+            else launch_kernel(matvec_q<3, T>, grid, block, 0, stream, jobs, n_tok);
+            break;
         case TensorType::F16:
             if (vec) launch_kernel(matvec_f<1, T>, grid, block, 0, stream, jobs, n_tok);
             else launch_kernel(matvec_scalar<T>, grid, block, 0, stream, static_cast<int>(type), jobs, n_tok);
