@@ -260,7 +260,8 @@ void attention(const AttentionArgs& a, cudaStream_t stream) {
         fail(APLS_STATUS_UNSUPPORTED, "CUDA attention: head_dim ", a.head_dim, " (supported: multiples of 8 up to ", kMaxHeadDim, ")");
     const int group = a.n_head / a.n_head_kv, chunks = (group + kHeads - 1) / kHeads;
     const dim3 block(kThreads);
-    // Decode, draft, verify (t <= 16): one token per block. Prompts share K/V tiles when a token
+    // Decode, draft, verify (t <= 16): one token per block. (A prompt of one sequence usually
+    // takes prompt_attention.h; this serves the rest.) Prompts share K/V tiles when a token
     // has at most two query heads per KV head (MHA, as Llama-2): there each K/V row serves one
     // query row per token and the traffic dominates; for GQA groups of 4 (Llama-3.2-1B) the
     // longer serial work per block lost more than the traffic saved (docs/CUDA.md).
