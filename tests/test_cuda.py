@@ -150,19 +150,44 @@ print(h.hexdigest())
 """
 
 
-def test_dependent_launch_changes_no_result(smollm2_path):
-    """Programmatic dependent launch (cuda/pdl.cuh) overlaps a kernel's start with the end of the
-    one before it; every kernel waits for its inputs, so logits are bit-identical with it off."""
+_GROUPS_PROBE = """
+import hashlib, sys
+import numpy as np
+import apls
+m = apls.Model(sys.argv[1], n_ctx=512, device="cuda")
+ctx = m.context(n_ctx=512)
+plan = apls.Plan.skipping([], [14], groups=[(8, 11), (20, 23)])
+ids = m.tokenize("The three primary colors are")
+h = hashlib.sha256(np.asarray(ctx.decode(ids, logits="all"), dtype=np.float32).tobytes())
+for t in range(200, 208):  # single-token steps under the plan (graphs replayed)
+    h.update(np.asarray(ctx.decode([t], logits="last", plan=plan), dtype=np.float32).tobytes())
+h.update(np.asarray(ctx.decode(list(range(300, 309)), logits="all", plan=plan), dtype=np.float32).tobytes())
+print(h.hexdigest())
+"""
+
+
+def _probe_digest(probe, path, **env):
     import os
     import subprocess
     import sys
 
-    def digest(pdl):
-        env = dict(os.environ, APLS_CUDA_PDL=pdl)
-        r = subprocess.run([sys.executable, "-c", _PDL_PROBE, str(smollm2_path)], env=env, capture_output=True,
-                           text=True, timeout=300)
-        assert r.returncode == 0, r.stderr
-        return r.stdout.strip()
+    r = subprocess.run([sys.executable, "-c", probe, str(path)], env=dict(os.environ, **env), capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    return r.stdout.strip()
 
-    on, off = digest("1"), digest("0")
+
+def test_fused_parallel_groups_change_no_result(smollm2_path):
+    """A parallel group's layers run side by side (each matrix stage of all members one launch);
+    the logits are bit-identical to running them one after the other."""
+    fused = _probe_digest(_GROUPS_PROBE, smollm2_path, APLS_CUDA_FUSED_GROUPS="1")
+    alone = _probe_digest(_GROUPS_PROBE, smollm2_path, APLS_CUDA_FUSED_GROUPS="0")
+    assert len(fused) == 64 and fused == alone
+
+
+def test_dependent_launch_changes_no_result(smollm2_path):
+    """Programmatic dependent launch (cuda/pdl.cuh) overlaps a kernel's start with the end of the
+    one before it; every kernel waits for its inputs, so logits are bit-identical with it off."""
+    on = _probe_digest(_PDL_PROBE, smollm2_path, APLS_CUDA_PDL="1")
+    off = _probe_digest(_PDL_PROBE, smollm2_path, APLS_CUDA_PDL="0")
     assert len(on) == 64 and on == off

@@ -38,6 +38,16 @@ bool graphs_enabled() {
     return on;
 }
 
+// A parallel group's layers side by side, each matrix stage one launch (APLS_CUDA_FUSED_GROUPS=0:
+// one layer after the other).
+bool fused_groups_enabled() {
+    static const bool on = [] {
+        const char* e = std::getenv("APLS_CUDA_FUSED_GROUPS");
+        return !(e && e[0] == '0');
+    }();
+    return on;
+}
+
 // Pinned host memory (freed with cudaFreeHost).
 template <typename T>
 struct PinnedBuffer {
@@ -79,17 +89,33 @@ private:
     void layout(size_t entries);
     size_t write_inputs(const Batch& batch, const KVView* view, const int64_t* slots);
     void launch_forward(const Plan& plan, int n, int m, bool has_view, bool has_mask);
-    void layer(const Plan& plan, int l, int n, bool has_view, bool has_mask);
-    void attention_block(int l, int n, bool has_view, bool has_mask);
-    void mlp_block(int l, int n);
-    void mm(const DeviceWeight& w, int64_t rows, const float* x, int n, float* y, int64_t ldy, bool accumulate,
-            bool same_x = false);
-    // Products sharing an input x (n rows): one launch when they can share it, else one each.
-    void mm_multi(std::initializer_list<MatvecJob> jobs, int n);
-    // Quantize x (n rows of k) for the quantized weights among ws that will read it.
-    void quantize_for(const float* x, int n, int64_t k, std::initializer_list<const DeviceWeight*> ws);
-    // The Q8 activation buffers when one of ws is quantized (and n takes the matvec path).
-    QActs acts_for(int n, std::initializer_list<const DeviceWeight*> ws) const;
+
+    // The buffers a layer works in: the context's own (main_lane()), or, for a parallel group run
+    // side by side, one set per member (lanes_). Widths as x_, h_, q_, ...
+    struct Lane {
+        float *x, *h, *q, *k, *v, *att, *gate, *up;
+        QActs xq;
+    };
+    struct LaneBuffers {
+        DeviceBuffer<float> x, h, q, k, v, att, gate, up, xq_d, xq_s;
+        DeviceBuffer<int8_t> xq_qs;
+        Lane lane() const;
+    };
+    Lane main_lane() const;
+    void ensure_lanes(int count);  // before graph capture: capture cannot allocate
+    // Layers ls[0..count) on lanes[0..count), stage by stage: every matrix stage of all of them
+    // is one list of products (one launch for decode-sized batches). count = 1: one layer.
+    void run_layers(const Plan& plan, const int32_t* ls, const Lane* lanes, int count, int n, bool has_view,
+                    bool has_mask);
+    void parallel_group(const Plan& plan, int32_t first, int32_t end, int n, bool has_view, bool has_mask);
+    void attention_core(int l, int n, bool has_view, bool has_mask, const Lane& b);
+    // Products of n rows: one launch when they share weight type and k (decode-sized), else one
+    // each (a run of products of one input converts it for cuBLAS once).
+    void run_jobs(const std::vector<MatvecJob>& jobs, int n);
+    // Quantize x (n rows of k) into q when one of ws is quantized and n takes the matvec path.
+    void quantize_for(const float* x, int n, int64_t k, std::initializer_list<const DeviceWeight*> ws, const QActs& q);
+    // q when one of ws is quantized (and n takes the matvec path), else none.
+    QActs acts_for(int n, std::initializer_list<const DeviceWeight*> ws, const QActs& q) const;
     void wait_results();
     std::string graph_key(const Plan& plan, int n, int m, bool has_view, bool has_mask) const;
 
@@ -98,6 +124,7 @@ private:
     const HParams& hp_;
     cudaStream_t stream_ = nullptr;
     std::unique_ptr<Gemm> gemm_;  // created on the first batch larger than kMaxMatvecTokens
+    std::vector<std::unique_ptr<LaneBuffers>> lanes_;  // parallel group members, decode-sized batches
     std::unique_ptr<PromptAttention> prompt_attn_;  // created on the first such batch of one sequence
     int one_list_entries_ = 0;  // the batch's tokens share one entry list of this length (0: several)
 
@@ -307,51 +334,77 @@ size_t CudaRunner::write_inputs(const Batch& batch, const KVView* view, const in
 
 // ---- forward ----------------------------------------------------------------------------------
 
-QActs CudaRunner::acts_for(int n, std::initializer_list<const DeviceWeight*> ws) const {
+QActs CudaRunner::acts_for(int n, std::initializer_list<const DeviceWeight*> ws, const QActs& q) const {
     if (n > kMaxMatvecTokens) return QActs{};
     for (const DeviceWeight* w : ws)
-        if (is_quantized(w->type)) return xq_;
+        if (is_quantized(w->type)) return q;
     return QActs{};
 }
 
-void CudaRunner::quantize_for(const float* x, int n, int64_t k, std::initializer_list<const DeviceWeight*> ws) {
+void CudaRunner::quantize_for(const float* x, int n, int64_t k, std::initializer_list<const DeviceWeight*> ws,
+                              const QActs& q) {
     if (n > kMaxMatvecTokens) return;  // cuBLAS path: F16 activations
     for (const DeviceWeight* w : ws)
-        if (is_quantized(w->type)) return quantize_q8(x, n, k, xq_, stream_);
+        if (is_quantized(w->type)) return quantize_q8(x, n, k, q, stream_);
 }
 
-void CudaRunner::mm(const DeviceWeight& w, int64_t rows, const float* x, int n, float* y, int64_t ldy, bool accumulate,
-                    bool same_x) {
-    if (n <= kMaxMatvecTokens) return matvec(w, rows, x, xq_, n, y, ldy, accumulate, stream_);
-    if (!gemm_) gemm_ = std::make_unique<Gemm>(stream_);
-    gemm_->run(w, rows, x, n, y, ldy, accumulate, same_x);
-}
-
-void CudaRunner::mm_multi(std::initializer_list<MatvecJob> jobs, int n) {
-    const MatvecJob* first = jobs.begin();
+void CudaRunner::run_jobs(const std::vector<MatvecJob>& jobs, int n) {
+    if (jobs.empty()) return;
+    const MatvecJob& first = jobs.front();
     bool same = n <= kMaxMatvecTokens;
-    for (const MatvecJob& j : jobs) same = same && j.w->type == first->w->type && j.w->k == first->w->k;
-    if (same) return matvec_multi(jobs.begin(), static_cast<int>(jobs.size()), n, stream_);
-    // One at a time; in a run of products of one input (and k), the first converts it for cuBLAS.
-    for (const MatvecJob* j = first; j != jobs.end(); ++j)
-        mm(*j->w, j->rows, j->x, n, j->y, j->ldy, j->accumulate, j != first && j->x == j[-1].x && j->w->k == j[-1].w->k);
+    for (const MatvecJob& j : jobs) same = same && j.w->type == first.w->type && j.w->k == first.w->k;
+    if (same) return matvec_multi(jobs.data(), static_cast<int>(jobs.size()), n, stream_);
+    for (size_t i = 0; i < jobs.size(); ++i) {
+        const MatvecJob& j = jobs[i];
+        if (n <= kMaxMatvecTokens) {
+            matvec(*j.w, j.rows, j.x, j.xq, n, j.y, j.ldy, j.accumulate, stream_);
+            continue;
+        }
+        if (!gemm_) gemm_ = std::make_unique<Gemm>(stream_);
+        const bool same_x = i > 0 && j.x == jobs[i - 1].x && j.w->k == jobs[i - 1].w->k;
+        gemm_->run(*j.w, j.rows, j.x, n, j.y, j.ldy, j.accumulate, same_x);
+    }
 }
 
-void CudaRunner::attention_block(int l, int n, bool has_view, bool has_mask) {
-    const DeviceLayer& L = dm_.layers[l];
-    const int d = hp_.n_embd, qd = hp_.q_dim(), kvd = hp_.kv_dim();
-    rms_norm(x_.get(), nullptr, L.attn_norm, h_.get(), n, d, hp_.rms_eps, stream_, acts_for(n, {&L.wq, &L.wk, &L.wv}));
-    mm_multi({{&L.wq, qd, h_.get(), xq_, q_.get(), qd, false},
-              {&L.wk, kvd, h_.get(), xq_, k_.get(), kvd, false},
-              {&L.wv, kvd, h_.get(), xq_, v_.get(), kvd, false}}, n);
+CudaRunner::Lane CudaRunner::main_lane() const {
+    return Lane{x_.get(), h_.get(), q_.get(), k_.get(), v_.get(), att_.get(), gate_.get(), up_.get(), xq_};
+}
+
+CudaRunner::Lane CudaRunner::LaneBuffers::lane() const {
+    return Lane{x.get(), h.get(), q.get(), k.get(), v.get(), att.get(), gate.get(), up.get(),
+                QActs{xq_qs.get(), xq_d.get(), xq_s.get()}};
+}
+
+void CudaRunner::ensure_lanes(int count) {
+    const size_t t = kMaxMatvecTokens;
+    const size_t d = hp_.n_embd, f = hp_.n_ff, qd = hp_.q_dim(), kvd = hp_.kv_dim(), wide = std::max({d, f, qd});
+    while (static_cast<int>(lanes_.size()) < count) {
+        auto b = std::make_unique<LaneBuffers>();
+        b->x.resize(t * d);
+        b->h.resize(t * std::max(d, qd));
+        b->q.resize(t * qd);
+        b->k.resize(t * kvd);
+        b->v.resize(t * kvd);
+        b->att.resize(t * qd);
+        b->gate.resize(t * f);
+        b->up.resize(t * f);
+        b->xq_qs.resize(t * wide);
+        b->xq_d.resize(t * wide / 32 + 1);
+        b->xq_s.resize(t * wide / 32 + 1);
+        lanes_.push_back(std::move(b));
+    }
+}
+
+void CudaRunner::attention_core(int l, int n, bool has_view, bool has_mask, const Lane& b) {
+    const int qd = hp_.q_dim(), kvd = hp_.kv_dim();
     int32_t* in = in_dev_.get();
-    RopeStoreArgs r{q_.get(), k_.get(), v_.get(), in + seg_.pos, in + seg_.slots, n, hp_.n_head, hp_.n_head_kv,
+    RopeStoreArgs r{b.q, b.k, b.v, in + seg_.pos, in + seg_.slots, n, hp_.n_head, hp_.n_head_kv,
                     hp_.head_dim, hp_.n_rot, hp_.rope_freq_base, hp_.rope_freq_scale, inv_freq_.get(), kv_.get(), slot_stride_,
                     static_cast<int64_t>(l) * 2 * kvd, static_cast<int64_t>(l) * 2 * kvd + kvd, kv_f16_};
     rope_store(r, stream_);
     AttentionArgs a{};
-    a.q = q_.get();
-    a.out = att_.get();
+    a.q = b.q;
+    a.out = b.att;
     a.kv = kv_.get();
     a.slot_stride = slot_stride_;
     a.k_offset = r.k_offset;
@@ -378,49 +431,94 @@ void CudaRunner::attention_block(int l, int n, bool has_view, bool has_mask) {
     const bool prompt = n > kMaxMatvecTokens && one_list_entries_ > 0 && prompt_attention_enabled();
     if (prompt && !prompt_attn_) prompt_attn_ = std::make_unique<PromptAttention>(stream_);
     if (!prompt || !prompt_attn_->run(a, one_list_entries_)) attention(a, stream_);
-    quantize_for(att_.get(), n, qd, {&L.wo});
-    mm(L.wo, d, att_.get(), n, x_.get(), d, true);  // x += Wo · attention
+    quantize_for(b.att, n, qd, {&dm_.layers[l].wo}, b.xq);
 }
 
-void CudaRunner::mlp_block(int l, int n) {
-    const DeviceLayer& L = dm_.layers[l];
-    const int d = hp_.n_embd, f = hp_.n_ff;
-    rms_norm(x_.get(), nullptr, L.ffn_norm, h_.get(), n, d, hp_.rms_eps, stream_, acts_for(n, {&L.w_gate, &L.w_up}));
-    mm_multi({{&L.w_gate, f, h_.get(), xq_, gate_.get(), f, false}, {&L.w_up, f, h_.get(), xq_, up_.get(), f, false}}, n);
-    silu_mul(gate_.get(), up_.get(), static_cast<int64_t>(n) * f, stream_, acts_for(n, {&L.w_down}));
-    mm(L.w_down, d, gate_.get(), n, x_.get(), d, true);  // x += Wdown · (silu(gate) * up)
+void CudaRunner::run_layers(const Plan& plan, const int32_t* ls, const Lane* lanes, int count, int n, bool has_view,
+                            bool has_mask) {
+    const int d = hp_.n_embd, f = hp_.n_ff, qd = hp_.q_dim(), kvd = hp_.kv_dim();
+    std::vector<MatvecJob> jobs;
+    // Attention: h = norm(x); q, k, v; RoPE, cache, attention; x += Wo · attention.
+    for (int j = 0; j < count; ++j) {
+        const DeviceLayer& L = dm_.layers[ls[j]];
+        const Lane& b = lanes[j];
+        if (!plan.runs_attn(ls[j])) continue;
+        rms_norm(b.x, nullptr, L.attn_norm, b.h, n, d, hp_.rms_eps, stream_, acts_for(n, {&L.wq, &L.wk, &L.wv}, b.xq));
+        jobs.push_back({&L.wq, qd, b.h, b.xq, b.q, qd, false});
+        jobs.push_back({&L.wk, kvd, b.h, b.xq, b.k, kvd, false});
+        jobs.push_back({&L.wv, kvd, b.h, b.xq, b.v, kvd, false});
+    }
+    run_jobs(jobs, n);
+    jobs.clear();
+    for (int j = 0; j < count; ++j) {
+        if (!plan.runs_attn(ls[j])) continue;
+        attention_core(ls[j], n, has_view, has_mask, lanes[j]);
+        jobs.push_back({&dm_.layers[ls[j]].wo, d, lanes[j].att, lanes[j].xq, lanes[j].x, d, true});
+    }
+    run_jobs(jobs, n);
+    jobs.clear();
+    // MLP: h = norm(x); gate, up; g = silu(gate) * up; x += Wdown · g.
+    for (int j = 0; j < count; ++j) {
+        const DeviceLayer& L = dm_.layers[ls[j]];
+        const Lane& b = lanes[j];
+        if (!plan.runs_mlp(ls[j])) continue;
+        rms_norm(b.x, nullptr, L.ffn_norm, b.h, n, d, hp_.rms_eps, stream_, acts_for(n, {&L.w_gate, &L.w_up}, b.xq));
+        jobs.push_back({&L.w_gate, f, b.h, b.xq, b.gate, f, false});
+        jobs.push_back({&L.w_up, f, b.h, b.xq, b.up, f, false});
+    }
+    run_jobs(jobs, n);
+    jobs.clear();
+    for (int j = 0; j < count; ++j) {
+        const DeviceLayer& L = dm_.layers[ls[j]];
+        const Lane& b = lanes[j];
+        if (!plan.runs_mlp(ls[j])) continue;
+        silu_mul(b.gate, b.up, static_cast<int64_t>(n) * f, stream_, acts_for(n, {&L.w_down}, b.xq));
+        jobs.push_back({&L.w_down, d, b.gate, b.xq, b.x, d, true});
+    }
+    run_jobs(jobs, n);
 }
 
-void CudaRunner::layer(const Plan& plan, int l, int n, bool has_view, bool has_mask) {
-    if (plan.runs_attn(l)) attention_block(l, n, has_view, has_mask);
-    if (plan.runs_mlp(l)) mlp_block(l, n);
+// Every layer of [first, end) reads x0 = x; x = x0 + sum_j (layer_j(x0) - x0), members in order.
+void CudaRunner::parallel_group(const Plan& plan, int32_t first, int32_t end, int n, bool has_view, bool has_mask) {
+    const int64_t xd = static_cast<int64_t>(n) * hp_.n_embd;
+    copy(x0_.get(), x_.get(), xd, stream_);
+    if (n <= kMaxMatvecTokens && fused_groups_enabled()) {  // side by side (lanes sized at forward())
+        std::vector<int32_t> ls;
+        std::vector<Lane> lanes;
+        for (int32_t l = first; l < end; ++l) {
+            ls.push_back(l);
+            lanes.push_back(lanes_[l - first]->lane());
+            copy(lanes.back().x, x0_.get(), xd, stream_);
+        }
+        run_layers(plan, ls.data(), lanes.data(), end - first, n, has_view, has_mask);
+        for (size_t j = 0; j < lanes.size(); ++j) group_delta(acc_.get(), lanes[j].x, x0_.get(), xd, j == 0, stream_);
+    } else {  // one after the other on the main buffers
+        const Lane main = main_lane();
+        for (int32_t l = first; l < end; ++l) {
+            if (l > first) copy(x_.get(), x0_.get(), xd, stream_);
+            run_layers(plan, &l, &main, 1, n, has_view, has_mask);
+            group_delta(acc_.get(), x_.get(), x0_.get(), xd, l == first, stream_);
+        }
+    }
+    group_finish(x_.get(), x0_.get(), acc_.get(), xd, stream_);
 }
 
 void CudaRunner::launch_forward(const Plan& plan, int n, int m, bool has_view, bool has_mask) {
-    const int64_t xd = static_cast<int64_t>(n) * hp_.n_embd;
     embed(dm_.tok_embd, in_dev_.get() + seg_.tokens, n, x_.get(), stream_);
+    const Lane main = main_lane();
     for (int32_t l = 0; l < hp_.n_layer;) {
         int32_t end = l + 1;
         const int32_t g = plan.group_of(l);
         while (g >= 0 && end < hp_.n_layer && plan.group_of(end) == g) ++end;
-        if (end - l > 1) {  // parallel group: every layer reads h = x; x = h + sum(layer(h) - h)
-            copy(x0_.get(), x_.get(), xd, stream_);
-            for (int32_t j = l; j < end; ++j) {
-                if (j > l) copy(x_.get(), x0_.get(), xd, stream_);
-                layer(plan, j, n, has_view, has_mask);
-                group_delta(acc_.get(), x_.get(), x0_.get(), xd, j == l, stream_);
-            }
-            group_finish(x_.get(), x0_.get(), acc_.get(), xd, stream_);
-        } else {
-            layer(plan, l, n, has_view, has_mask);
-        }
+        if (end - l > 1) parallel_group(plan, l, end, n, has_view, has_mask);
+        else run_layers(plan, &l, &main, 1, n, has_view, has_mask);
         l = end;
     }
     if (m == 0) return;
     const int rows = plan.head_rows > 0 && plan.head_rows < hp_.n_vocab ? plan.head_rows : hp_.n_vocab;
     rms_norm(x_.get(), in_dev_.get() + seg_.out_rows, dm_.output_norm, h_.get(), m, hp_.n_embd, hp_.rms_eps, stream_,
-             acts_for(m, {&dm_.output}));
-    mm(dm_.output, rows, h_.get(), m, logits_.get(), hp_.n_vocab, false);
+             acts_for(m, {&dm_.output}, xq_));
+    run_jobs({{&dm_.output, rows, h_.get(), xq_, logits_.get(), hp_.n_vocab, false}}, m);
     argmax_rows(logits_.get(), m, hp_.n_vocab, rows, ids_.get(), probs_.get(), stream_);
 }
 
@@ -443,6 +541,14 @@ void CudaRunner::forward(const Batch& batch, const Plan& plan, const KVView* vie
     m_ = m;
     head_rows_ = plan.head_rows > 0 && plan.head_rows < hp_.n_vocab ? plan.head_rows : hp_.n_vocab;
     results_fetched_ = false;
+    if (n <= kMaxMatvecTokens && fused_groups_enabled()) {  // lanes for the plan's largest group
+        int most = 0;
+        for (int32_t l = 0, run = 0; l < hp_.n_layer; ++l) {
+            run = plan.group_of(l) >= 0 && l > 0 && plan.group_of(l) == plan.group_of(l - 1) ? run + 1 : 1;
+            most = std::max(most, run);
+        }
+        if (most > 1) ensure_lanes(most);
+    }
     if (n > kMaxMatvecTokens || !graphs_enabled()) {
         launch_forward(plan, n, m, has_view, has_mask);
         return;
