@@ -53,6 +53,26 @@ def test_deadline_leaves_no_pending_exception(short_deadline):
     assert render_chat("{{ 1 + 1 }}", MSGS) == "2"
 
 
+def test_a_swallowed_timeout_is_raised_again():
+    """A timeout that lands where Python ignores exceptions (a weakref callback, a __del__) must
+    not let the render run on: the watchdog raises it again until the render stops."""
+    swallowed = 0
+    start = time.monotonic()
+    with pytest.raises(ChatTemplateError, match="took longer"):
+        with chat._Watchdog(0.2):
+            while True:
+                try:
+                    while time.monotonic() - start < 5.0:
+                        pass
+                    break
+                except chat._RenderTimeout:
+                    swallowed += 1
+                    if swallowed > 1:
+                        raise
+    assert swallowed == 2 and time.monotonic() - start < 2.0
+    time.sleep(0.2)  # and nothing fires after the watchdog has stopped
+
+
 @pytest.mark.parametrize("template,what", [
     ("{{ 'x' * 10**9 }}", "'\\*' would make 1000000000"),
     ("{{ ['x' * 1000] * 10**6 }}", "'\\*' would make"),

@@ -246,7 +246,11 @@ def _set_async_exc(thread_id: int, exc) -> None:
 
 
 class _Watchdog:
-    """Raises _RenderTimeout into the current thread after `seconds`, unless stopped first."""
+    """Raises _RenderTimeout into the current thread after `seconds`, unless stopped first, and
+    again every REFIRE_SECONDS until stopped: an asynchronous exception that lands in a weakref
+    callback or a __del__ is swallowed there ("Exception ignored"), and the render would go on."""
+
+    REFIRE_SECONDS = 0.05
 
     def __init__(self, seconds: float):
         self.thread_id = threading.get_ident()
@@ -261,17 +265,20 @@ class _Watchdog:
             if not self.done:
                 self.fired = True
                 _set_async_exc(self.thread_id, _RenderTimeout)
+                self.timer = threading.Timer(self.REFIRE_SECONDS, self._fire)
+                self.timer.daemon = True
+                self.timer.start()
 
     def __enter__(self):
         self.timer.start()
         return self
 
     def __exit__(self, *exc) -> bool:
-        self.timer.cancel()
         while True:  # the timeout may land anywhere here, even while we stop the watchdog
             try:
                 with self.lock:
-                    self.done = True
+                    self.done = True  # no more firing (a pending timer finds done)
+                    self.timer.cancel()
                     if self.fired:
                         _set_async_exc(self.thread_id, None)  # drop it if still pending
                 break
