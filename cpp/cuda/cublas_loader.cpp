@@ -70,4 +70,20 @@ void cublas_check(cublasStatus_t s, const char* what) {
     if (s != CUBLAS_STATUS_SUCCESS) fail(APLS_STATUS_INTERNAL, "cuBLAS error ", static_cast<int>(s), " in ", what);
 }
 
+CublasHandle::CublasHandle(cudaStream_t stream) {
+    const Cublas& b = cublas();
+    cublas_check(b.create(&handle_), "cublasCreate");
+    try {
+        cublas_check(b.set_stream(handle_, stream), "cublasSetStream");
+        cublas_check(b.set_math_mode(handle_, CUBLAS_DEFAULT_MATH), "cublasSetMathMode");
+    } catch (...) {
+        b.destroy(handle_);
+        throw;
+    }
+}
+
+CublasHandle::~CublasHandle() {
+    if (handle_) cublas().destroy(handle_);
+}
+
 }  // namespace apls::cuda

@@ -27,4 +27,18 @@ const Cublas& cublas();
 // Throws APLS_STATUS_INTERNAL naming the call on a cuBLAS error.
 void cublas_check(cublasStatus_t s, const char* what);
 
+// A cuBLAS handle working on one stream, in the default math mode (F32 products stay F32: no
+// TF32), destroyed with its owner.
+class CublasHandle {
+public:
+    explicit CublasHandle(cudaStream_t stream);
+    ~CublasHandle();
+    CublasHandle(const CublasHandle&) = delete;
+    CublasHandle& operator=(const CublasHandle&) = delete;
+    cublasHandle_t get() const { return handle_; }
+
+private:
+    cublasHandle_t handle_ = nullptr;
+};
+
 }  // namespace apls::cuda

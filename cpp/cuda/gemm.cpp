@@ -1,21 +1,9 @@
 // cuda/gemm.cpp — see gemm.h.
 #include "cuda/gemm.h"
 
-#include "cuda/cublas_loader.h"
 #include "cuda/launch.h"
 
 namespace apls::cuda {
-
-Gemm::Gemm(cudaStream_t stream) : stream_(stream) {
-    const Cublas& b = cublas();
-    cublas_check(b.create(&handle_), "cublasCreate");
-    cublas_check(b.set_stream(handle_, stream_), "cublasSetStream");
-    cublas_check(b.set_math_mode(handle_, CUBLAS_DEFAULT_MATH), "cublasSetMathMode");
-}
-
-Gemm::~Gemm() {
-    if (handle_) cublas().destroy(handle_);
-}
 
 void Gemm::run(const DeviceWeight& w, int64_t rows, const float* x, int n_tok, float* y, int64_t ldy, bool accumulate,
                bool same_x) {
@@ -32,7 +20,7 @@ void Gemm::run(const DeviceWeight& w, int64_t rows, const float* x, int n_tok, f
     }
     // Column-major view: Y^T (rows, t) = W (k, rows)^T · X^T (k, t); ld of Y^T is ldy.
     const float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;
-    cublas_check(cublas().gemm_ex(handle_, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(rows), n_tok, static_cast<int>(k), &alpha,
+    cublas_check(cublas().gemm_ex(handle_.get(), CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(rows), n_tok, static_cast<int>(k), &alpha,
                                   a, CUDA_R_16F, static_cast<int>(k), x16_.get(), CUDA_R_16F, static_cast<int>(k), &beta, y,
                                   CUDA_R_32F, static_cast<int>(ldy), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
                  "cublasGemmEx");

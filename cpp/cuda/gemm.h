@@ -3,18 +3,14 @@
 // F16 activations on the tensor cores through cuBLAS, F32 accumulation and output.
 #pragma once
 
-#include <cublas_v2.h>
-
+#include "cuda/cublas_loader.h"
 #include "cuda/cuda_common.h"
 
 namespace apls::cuda {
 
 class Gemm {
 public:
-    explicit Gemm(cudaStream_t stream);
-    ~Gemm();
-    Gemm(const Gemm&) = delete;
-    Gemm& operator=(const Gemm&) = delete;
+    explicit Gemm(cudaStream_t stream) : stream_(stream), handle_(stream) {}
 
     // y (t, ldy) [+]= x (t, k) · W[:rows]^T. same_x: x is the previous call's input, unchanged
     // (q/k/v, gate/up): its F16 copy is reused.
@@ -23,7 +19,7 @@ public:
 
 private:
     cudaStream_t stream_;
-    cublasHandle_t handle_ = nullptr;
+    CublasHandle handle_;
     DeviceBuffer<uint16_t> w16_, x16_;  // F16 scratch: weights (rows, k), activations (t, k)
 };
 

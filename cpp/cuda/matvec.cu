@@ -3,9 +3,9 @@
 // Float rows: a block computes R rows (1 for one token, 4 for batches); its kWarps warps split
 // each row (split-K). Thread (warp w, lane i) walks the row in units of 8 elements (16 bytes)
 // w*32 + i, + kWarps*32, ...: a warp's loads are consecutive (coalesced). Quantized rows (a
-// block of 32 is only 16-34 bytes): one warp per row, lane i taking blocks i, i + 32, ..., so
-// that each thread has several loads in flight; a warp computes R rows (1 for one token, more
-// for batches). Each unit is read once and multiplied with all t activation rows (read through
+// block of 32 is only 16-34 bytes): lane i of a warp takes blocks i, i + 32, ..., so that each
+// thread has several loads in flight; one token runs matvec_q1 (a warp per row), batches
+// matvec_q (a warp per R rows, the same 32 streams per row). Each unit is read once and multiplied with all t activation rows (read through
 // the cache). Per (token, row) the arithmetic is the same sequence of operations for any batch
 // size T (per thread in unit order, then a butterfly over lanes, then warps in order), so
 // results are batch invariant: tokens beyond n_tok are skipped by a predicate, never change

@@ -3,6 +3,7 @@
 #include <cfloat>
 #include <cmath>
 
+#include "cuda/block_reduce.cuh"
 #include "cuda/dequant.cuh"
 #include "cuda/launch.h"
 #include "cuda/pdl.cuh"
@@ -21,23 +22,6 @@ __global__ void embed_kernel(int type, const uint8_t* table, size_t row_bytes, i
     const uint8_t* row = table + static_cast<int64_t>(tokens[i]) * row_bytes;
     for (int64_t j = blockIdx.x * blockDim.x + threadIdx.x; j < d; j += static_cast<int64_t>(gridDim.x) * blockDim.x)
         x[i * d + j] = dequant_elem(type, row, d, j);
-}
-
-// Block-wide sum in a fixed order (warp butterflies, then warp 0 over the warp sums).
-__device__ float block_sum(float v, float* shared) {
-    const int lane = threadIdx.x & 31, warp = threadIdx.x / 32, n_warps = blockDim.x / 32;
-    v = warp_sum(v);
-    __syncthreads();
-    if (lane == 0) shared[warp] = v;
-    __syncthreads();
-    float total = 0.0f;
-    if (warp == 0) {
-        total = lane < n_warps ? shared[lane] : 0.0f;
-        total = warp_sum(total);
-        if (lane == 0) shared[0] = total;
-    }
-    __syncthreads();
-    return shared[0];
 }
 
 // One block per row. The row is read in chunks of kNormPer elements per thread, all loads of a

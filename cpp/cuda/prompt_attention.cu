@@ -8,6 +8,7 @@
 
 #include "cuda/attention_visible.cuh"
 #include "cuda/cublas_loader.h"
+#include "cuda/block_reduce.cuh"
 #include "cuda/dequant.cuh"
 #include "cuda/pdl.cuh"
 
@@ -39,25 +40,6 @@ __global__ void gather_kv_kernel(AttentionArgs a, int n, int kv_dim, float* k, f
     }
 }
 
-__device__ float block_reduce(float x, bool is_max, float* shared) {
-    const int lane = threadIdx.x & 31, warp = threadIdx.x / 32, n_warps = blockDim.x / 32;
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) {
-        const float y = __shfl_xor_sync(0xffffffffu, x, o);
-        x = is_max ? fmaxf(x, y) : x + y;
-    }
-    __syncthreads();  // shared is reused between calls
-    if (lane == 0) shared[warp] = x;
-    __syncthreads();
-    x = lane < n_warps ? shared[lane] : (is_max ? -INFINITY : 0.0f);
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) {
-        const float y = __shfl_xor_sync(0xffffffffu, x, o);
-        x = is_max ? fmaxf(x, y) : x + y;
-    }
-    return x;
-}
-
 // Row (head h0 + blockIdx.y, token blockIdx.x) of the scores s (heads, t, n): entries the token
 // does not see to probability 0, the rest to their softmax (a row seeing nothing: all 0).
 __global__ void masked_softmax_kernel(AttentionArgs a, float* s, int n) {
@@ -72,14 +54,14 @@ __global__ void masked_softmax_kernel(AttentionArgs a, float* s, int n) {
         row[j] = x;
         m = fmaxf(m, x);
     }
-    m = block_reduce(m, true, red);
+    m = block_max(m, red);
     float l = 0.0f;
     for (int j = threadIdx.x; j < n; j += blockDim.x) {
         const float p = m == -INFINITY ? 0.0f : expf(row[j] - m);
         row[j] = p;
         l += p;
     }
-    l = block_reduce(l, false, red);
+    l = block_sum(l, red);
     const float inv = l > 0.0f ? 1.0f / l : 0.0f;
     for (int j = threadIdx.x; j < n; j += blockDim.x) row[j] *= inv;
 }
@@ -93,16 +75,9 @@ bool prompt_attention_enabled() {
     return !(e && std::strcmp(e, "0") == 0);
 }
 
-PromptAttention::PromptAttention(cudaStream_t stream) : stream_(stream) {
-    const Cublas& b = cublas();
-    cublas_check(b.create(&handle_), "cublasCreate");
-    cublas_check(b.set_stream(handle_, stream_), "cublasSetStream");
-    cublas_check(b.set_math_mode(handle_, CUBLAS_DEFAULT_MATH), "cublasSetMathMode");  // F32: no TF32
-}
+PromptAttention::PromptAttention(cudaStream_t stream) : stream_(stream), handle_(std::make_unique<CublasHandle>(stream)) {}
 
-PromptAttention::~PromptAttention() {
-    if (handle_) cublas().destroy(handle_);
-}
+PromptAttention::~PromptAttention() = default;
 
 bool PromptAttention::run(const AttentionArgs& a, int n) {
     const int t = a.n_tok, hd = a.head_dim, group = a.n_head / a.n_head_kv, kv_dim = a.n_head_kv * hd;
@@ -123,7 +98,7 @@ bool PromptAttention::run(const AttentionArgs& a, int n) {
         // row-major (t, n) = column-major (n, t): S^T = K_g (n, hd) . Q_h^T, batched over g.
         for (int hh = 0; hh < group; ++hh) {
             const float* q = a.q + (static_cast<int64_t>(g0) * group + hh) * hd;
-            cublas_check(b.gemm_strided_batched_ex(handle_, CUBLAS_OP_T, CUBLAS_OP_N, n, t, hd, &scale,
+            cublas_check(b.gemm_strided_batched_ex(handle_->get(), CUBLAS_OP_T, CUBLAS_OP_N, n, t, hd, &scale,
                                                    k_.get() + static_cast<int64_t>(g0) * hd, CUDA_R_32F, kv_dim, hd,
                                                    q, CUDA_R_32F, a.n_head * hd, static_cast<long long>(group) * hd, &zero,
                                                    s_.get() + hh * tn, CUDA_R_32F, n, group * tn, ng,
@@ -134,7 +109,7 @@ bool PromptAttention::run(const AttentionArgs& a, int n) {
         // O_h^T (hd, t) = V_g^T (hd, n) . P_h^T (n, t), into out (t, n_head*hd) at head h.
         for (int hh = 0; hh < group; ++hh) {
             float* o = a.out + (static_cast<int64_t>(g0) * group + hh) * hd;
-            cublas_check(b.gemm_strided_batched_ex(handle_, CUBLAS_OP_N, CUBLAS_OP_N, hd, t, n, &one,
+            cublas_check(b.gemm_strided_batched_ex(handle_->get(), CUBLAS_OP_N, CUBLAS_OP_N, hd, t, n, &one,
                                                    v_.get() + static_cast<int64_t>(g0) * hd, CUDA_R_32F, kv_dim, hd,
                                                    s_.get() + hh * tn, CUDA_R_32F, n, group * tn, &zero,
                                                    o, CUDA_R_32F, a.n_head * hd, static_cast<long long>(group) * hd, ng,

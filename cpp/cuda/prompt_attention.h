@@ -12,19 +12,19 @@
 // draft and verify batches keep the flash-decoding kernel and its batch invariance.
 #pragma once
 
+#include <memory>
+
 #include "cuda/cuda_common.h"
 #include "cuda/launch.h"
 
-struct cublasContext;  // cublas_v2.h's handle type, kept out of this header (its users need no cuBLAS headers)
-
 namespace apls::cuda {
+
+class CublasHandle;  // cublas_loader.h, kept out of this header (its users need no cuBLAS headers)
 
 class PromptAttention {
 public:
     explicit PromptAttention(cudaStream_t stream);
     ~PromptAttention();
-    PromptAttention(const PromptAttention&) = delete;
-    PromptAttention& operator=(const PromptAttention&) = delete;
 
     // a as for attention(), every token's list being entries [a.off[0], + n_entries); false (and
     // nothing done) when the scores of even one KV head's group would exceed the scratch limit.
@@ -32,7 +32,7 @@ public:
 
 private:
     cudaStream_t stream_;
-    cublasContext* handle_ = nullptr;
+    std::unique_ptr<CublasHandle> handle_;
     DeviceBuffer<float> k_, v_, s_;  // gathered K and V (n, kv_dim); scores (heads of a pass, t, n)
 };
 

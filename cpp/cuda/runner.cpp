@@ -107,6 +107,10 @@ private:
     // is one list of products (one launch for decode-sized batches). count = 1: one layer.
     void run_layers(const Plan& plan, const int32_t* ls, const Lane* lanes, int count, int n, bool has_view,
                     bool has_mask);
+    // One stage of run_layers: step(l, layer, lane, jobs) for each member whose attention (attn)
+    // or MLP sub-block the plan runs (its row work, then its products into jobs); then the jobs.
+    template <typename Step>
+    void stage(const Plan& plan, const int32_t* ls, const Lane* lanes, int count, int n, bool attn, Step step);
     void parallel_group(const Plan& plan, int32_t first, int32_t end, int n, bool has_view, bool has_mask);
     void attention_core(int l, int n, bool has_view, bool has_mask, const Lane& b);
     // Products of n rows: one launch when they share weight type and k (decode-sized), else one
@@ -434,48 +438,39 @@ void CudaRunner::attention_core(int l, int n, bool has_view, bool has_mask, cons
     quantize_for(b.att, n, qd, {&dm_.layers[l].wo}, b.xq);
 }
 
+template <typename Step>
+void CudaRunner::stage(const Plan& plan, const int32_t* ls, const Lane* lanes, int count, int n, bool attn, Step step) {
+    std::vector<MatvecJob> jobs;
+    for (int j = 0; j < count; ++j)
+        if (attn ? plan.runs_attn(ls[j]) : plan.runs_mlp(ls[j])) step(ls[j], dm_.layers[ls[j]], lanes[j], jobs);
+    run_jobs(jobs, n);
+}
+
 void CudaRunner::run_layers(const Plan& plan, const int32_t* ls, const Lane* lanes, int count, int n, bool has_view,
                             bool has_mask) {
     const int d = hp_.n_embd, f = hp_.n_ff, qd = hp_.q_dim(), kvd = hp_.kv_dim();
-    std::vector<MatvecJob> jobs;
+    using Jobs = std::vector<MatvecJob>;
     // Attention: h = norm(x); q, k, v; RoPE, cache, attention; x += Wo · attention.
-    for (int j = 0; j < count; ++j) {
-        const DeviceLayer& L = dm_.layers[ls[j]];
-        const Lane& b = lanes[j];
-        if (!plan.runs_attn(ls[j])) continue;
+    stage(plan, ls, lanes, count, n, true, [&](int32_t, const DeviceLayer& L, const Lane& b, Jobs& jobs) {
         rms_norm(b.x, nullptr, L.attn_norm, b.h, n, d, hp_.rms_eps, stream_, acts_for(n, {&L.wq, &L.wk, &L.wv}, b.xq));
         jobs.push_back({&L.wq, qd, b.h, b.xq, b.q, qd, false});
         jobs.push_back({&L.wk, kvd, b.h, b.xq, b.k, kvd, false});
         jobs.push_back({&L.wv, kvd, b.h, b.xq, b.v, kvd, false});
-    }
-    run_jobs(jobs, n);
-    jobs.clear();
-    for (int j = 0; j < count; ++j) {
-        if (!plan.runs_attn(ls[j])) continue;
-        attention_core(ls[j], n, has_view, has_mask, lanes[j]);
-        jobs.push_back({&dm_.layers[ls[j]].wo, d, lanes[j].att, lanes[j].xq, lanes[j].x, d, true});
-    }
-    run_jobs(jobs, n);
-    jobs.clear();
+    });
+    stage(plan, ls, lanes, count, n, true, [&](int32_t l, const DeviceLayer& L, const Lane& b, Jobs& jobs) {
+        attention_core(l, n, has_view, has_mask, b);
+        jobs.push_back({&L.wo, d, b.att, b.xq, b.x, d, true});
+    });
     // MLP: h = norm(x); gate, up; g = silu(gate) * up; x += Wdown · g.
-    for (int j = 0; j < count; ++j) {
-        const DeviceLayer& L = dm_.layers[ls[j]];
-        const Lane& b = lanes[j];
-        if (!plan.runs_mlp(ls[j])) continue;
+    stage(plan, ls, lanes, count, n, false, [&](int32_t, const DeviceLayer& L, const Lane& b, Jobs& jobs) {
         rms_norm(b.x, nullptr, L.ffn_norm, b.h, n, d, hp_.rms_eps, stream_, acts_for(n, {&L.w_gate, &L.w_up}, b.xq));
         jobs.push_back({&L.w_gate, f, b.h, b.xq, b.gate, f, false});
         jobs.push_back({&L.w_up, f, b.h, b.xq, b.up, f, false});
-    }
-    run_jobs(jobs, n);
-    jobs.clear();
-    for (int j = 0; j < count; ++j) {
-        const DeviceLayer& L = dm_.layers[ls[j]];
-        const Lane& b = lanes[j];
-        if (!plan.runs_mlp(ls[j])) continue;
+    });
+    stage(plan, ls, lanes, count, n, false, [&](int32_t, const DeviceLayer& L, const Lane& b, Jobs& jobs) {
         silu_mul(b.gate, b.up, static_cast<int64_t>(n) * f, stream_, acts_for(n, {&L.w_down}, b.xq));
         jobs.push_back({&L.w_down, d, b.gate, b.xq, b.x, d, true});
-    }
-    run_jobs(jobs, n);
+    });
 }
 
 // Every layer of [first, end) reads x0 = x; x = x0 + sum_j (layer_j(x0) - x0), members in order.

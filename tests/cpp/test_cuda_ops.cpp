@@ -611,7 +611,7 @@ int bench() {
     bench_attention();
     std::printf("%-6s %-14s %4s %10s %10s\n", "type", "rows x k", "t", "us", "GB/s");
     for (TensorType t : {TensorType::F16, TensorType::Q8_0, TensorType::Q4_0, TensorType::Q4_1}) {
-        for (auto [rows, k] : {std::pair<int64_t, int64_t>{4096, 4096}, {11008, 4096}, {4096, 11008}}) {
+        for (auto [rows, k] : {std::pair<int64_t, int64_t>{4096, 4096}, {11008, 4096}, {4096, 11008}, {2048, 2048}, {8192, 2048}, {2048, 8192}}) {
             // Several copies so repeated runs do not hit L2 (50 MB).
             const int copies = 4;
             const auto w = random_weights(t, rows, k);
