@@ -91,6 +91,26 @@ def test_speculative_greedy_identical_on_cuda(gpu, name):
         assert gen.last_stats.n_rounds < 64
 
 
+@pytest.mark.parametrize("name", ["skip", "groups"])
+def test_draft_chain_drafts_what_waiting_per_token_drafts(gpu, name, monkeypatch):
+    """Greedy drafting without a confidence stop is queued as one chain (each token taken from
+    the previous step's choice on the device, one wait per round): the rounds, drafts and output
+    are those of waiting for every token (APLS_DRAFT_CHAIN=0), and the output is plain greedy."""
+    for text in PROMPTS[:4]:
+        ids = chat_ids(gpu, text)
+        runs = {}
+        for chain in ("1", "0"):
+            monkeypatch.setenv("APLS_DRAFT_CHAIN", chain)
+            policy = StaticPolicy(PLANS[name], DraftLength(n_max=8, p_min=0.0), adapt_length=False)
+            gen = SpeculativeGenerator(gpu, policy, n_ctx=512)
+            out = list(gen.generate_tokens(ids, 64, None, ignore_eos=True))
+            s = gen.last_stats
+            runs[chain] = (out, s.n_rounds, s.n_drafted, s.n_accepted)
+        assert runs["1"] == runs["0"], (name, text)
+        assert runs["1"][0] == plain_greedy(gpu, ids, 64), (name, text)
+        assert runs["1"][2] > 2 * runs["1"][1]  # chains of several steps per round
+
+
 def test_plans_match_cpu_f16(smollm2_f16_path):
     cpu = apls.Model(smollm2_f16_path, device="cpu")
     gpu = apls.Model(smollm2_f16_path, device="cuda")

@@ -194,7 +194,16 @@ def test_plan_json_round_trip(tmp_path):
     p.save(str(tmp_path / "plan.json"), n_draft=4)
     assert Plan.load(str(tmp_path / "plan.json")) == p
     pol = StaticPolicy.from_file(str(tmp_path / "plan.json"))
-    assert pol.plan == p and pol.draft.n_max == 4
+    assert pol.plan == p and pol.draft.n_max == 4 and pol.adapt_length
+    # A fixed draft length: p_min stays where the file puts it whatever the acceptance.
+    p.save(str(tmp_path / "fixed.json"), n_draft=6, p_min=0.0, adapt_length=False)
+    fixed = StaticPolicy.from_file(str(tmp_path / "fixed.json"))
+    for _ in range(5):
+        fixed.observe(fixed.next_round(100), RoundResult([1], 6, 0, [0.5] * 6, 0.001, 0.001))
+    assert fixed.next_round(100).p_min == 0.0 and fixed.next_round(100).n_draft == 6
+    (tmp_path / "bad.json").write_text(json.dumps({"skip_attn": [1], "adapt_length": "no"}))
+    with pytest.raises(ValueError, match="adapt_length must be true or false"):
+        StaticPolicy.from_file(str(tmp_path / "bad.json"))
     (tmp_path / "bad.json").write_text(json.dumps({"skip_atn": [1]}))
     with pytest.raises(ValueError, match="unknown plan keys"):
         Plan.load(str(tmp_path / "bad.json"))

@@ -71,7 +71,9 @@ public:
     explicit CudaRunner(Context& ctx);
     ~CudaRunner() override;
 
-    void forward(const Batch& batch, const Plan& plan, const KVView* view, const int64_t* slots) override;
+    void forward(const Batch& batch, const Plan& plan, const KVView* view, const int64_t* slots,
+                 int32_t chain_step) override;
+    void chain_results(int32_t n, int32_t* ids, float* probs) override;
     void fetch_logits(float* dst, int32_t n_rows) override;
     const int32_t* argmax() override;
     const float* top_prob() override;
@@ -120,6 +122,9 @@ private:
     void quantize_for(const float* x, int n, int64_t k, std::initializer_list<const DeviceWeight*> ws, const QActs& q);
     // q when one of ws is quantized (and n takes the matvec path), else none.
     QActs acts_for(int n, std::initializer_list<const DeviceWeight*> ws, const QActs& q) const;
+    // The forward of the inputs written: a replayed graph per (plan, batch shape) for
+    // decode-sized batches, else launched directly.
+    void launch(const Plan& plan, int n, int m, bool has_view, bool has_mask);
     void wait_results();
     std::string graph_key(const Plan& plan, int n, int m, bool has_view, bool has_mask) const;
 
@@ -151,6 +156,8 @@ private:
     int max_splits_;
     DeviceBuffer<int32_t> ids_;
     DeviceBuffer<float> probs_;
+    DeviceBuffer<int32_t> chain_ids_;  // the draft chain's greedy choices (n_batch)
+    DeviceBuffer<float> chain_probs_;
     PinnedBuffer<int32_t> ids_host_;
     PinnedBuffer<float> probs_host_;
     bool results_fetched_ = false;
@@ -212,6 +219,8 @@ CudaRunner::CudaRunner(Context& ctx)
     xq_ = QActs{xq_qs_.get(), xq_d_.get(), xq_s_.get()};
     ids_.resize(t);
     probs_.resize(t);
+    chain_ids_.resize(t);
+    chain_probs_.resize(t);
     ids_host_.resize(t);
     probs_host_.resize(t);
     layout(kv.capacity());
@@ -527,11 +536,18 @@ std::string CudaRunner::graph_key(const Plan& plan, int n, int m, bool has_view,
     return key;
 }
 
-void CudaRunner::forward(const Batch& batch, const Plan& plan, const KVView* view, const int64_t* slots) {
+void CudaRunner::forward(const Batch& batch, const Plan& plan, const KVView* view, const int64_t* slots,
+                         int32_t chain_step) {
     APLS_CUDA_CHECK(cudaSetDevice(dm_.device));
-    flush();
     const int n = batch.size();
+    if (chain_step >= 0 && (n != 1 || chain_step >= static_cast<int32_t>(chain_ids_.size())))
+        fail(APLS_STATUS_INVALID_ARGUMENT, "draft chain step ", chain_step, " of ", n,
+             " tokens: a chain step is one token, at most n_batch steps");
+    flush();
     const int m = static_cast<int>(write_inputs(batch, view, slots));
+    if (chain_step > 0)  // the token: the previous step's choice, on the device
+        APLS_CUDA_CHECK(cudaMemcpyAsync(in_dev_.get() + seg_.tokens, chain_ids_.get() + chain_step - 1, sizeof(int32_t),
+                                        cudaMemcpyDeviceToDevice, stream_));
     const bool has_view = view != nullptr, has_mask = view && view->explicit_list();
     m_ = m;
     head_rows_ = plan.head_rows > 0 && plan.head_rows < hp_.n_vocab ? plan.head_rows : hp_.n_vocab;
@@ -544,10 +560,17 @@ void CudaRunner::forward(const Batch& batch, const Plan& plan, const KVView* vie
         }
         if (most > 1) ensure_lanes(most);
     }
-    if (n > kMaxMatvecTokens || !graphs_enabled()) {
-        launch_forward(plan, n, m, has_view, has_mask);
-        return;
+    launch(plan, n, m, has_view, has_mask);
+    if (chain_step >= 0) {  // this step's choice and probability into the chain
+        APLS_CUDA_CHECK(cudaMemcpyAsync(chain_ids_.get() + chain_step, ids_.get(), sizeof(int32_t), cudaMemcpyDeviceToDevice,
+                                        stream_));
+        APLS_CUDA_CHECK(cudaMemcpyAsync(chain_probs_.get() + chain_step, probs_.get(), sizeof(float),
+                                        cudaMemcpyDeviceToDevice, stream_));
     }
+}
+
+void CudaRunner::launch(const Plan& plan, int n, int m, bool has_view, bool has_mask) {
+    if (n > kMaxMatvecTokens || !graphs_enabled()) return launch_forward(plan, n, m, has_view, has_mask);
     // View parameters are kernel arguments: they are part of the key through has_view only
     // when they match the captured ones, so graphs with a view are keyed by them too.
     std::string key = graph_key(plan, n, m, has_view, has_mask);
@@ -572,6 +595,14 @@ void CudaRunner::forward(const Batch& batch, const Plan& plan, const KVView* vie
         it = graphs_.emplace(key, entry).first;
     }
     APLS_CUDA_CHECK(cudaGraphLaunch(it->second.exec, stream_));
+}
+
+void CudaRunner::chain_results(int32_t n, int32_t* ids, float* probs) {
+    if (n < 0 || n > static_cast<int32_t>(chain_ids_.size()))
+        fail(APLS_STATUS_INVALID_ARGUMENT, "draft chain of ", n, " steps (at most ", chain_ids_.size(), ")");
+    APLS_CUDA_CHECK(cudaMemcpyAsync(ids, chain_ids_.get(), n * sizeof(int32_t), cudaMemcpyDeviceToHost, stream_));
+    APLS_CUDA_CHECK(cudaMemcpyAsync(probs, chain_probs_.get(), n * sizeof(float), cudaMemcpyDeviceToHost, stream_));
+    APLS_CUDA_CHECK(cudaStreamSynchronize(stream_));
 }
 
 void CudaRunner::wait_results() {

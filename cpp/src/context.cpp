@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <map>
 
 #include "common.h"
@@ -170,7 +171,34 @@ std::vector<float>& Context::logits_buffer(int32_t n_rows) {
     return logits_;
 }
 
-void Context::decode(const Batch& batch, const Plan& plan, const KVView* view) {
+void Context::decode(const Batch& batch, const Plan& plan, const KVView* view) { decode_step(batch, plan, view, -1); }
+
+void Context::draft_greedy(int32_t first, int32_t pos0, int32_t seq, int32_t k, const Plan& plan, const KVView* view,
+                           std::vector<int32_t>* ids, std::vector<float>* confs) {
+    ids->assign(static_cast<size_t>(std::max(k, 0)), 0);
+    confs->assign(ids->size(), 0.0f);
+    const char* env = std::getenv("APLS_DRAFT_CHAIN");
+    const bool chain = runner_ && !(env && env[0] == '0');
+    Batch b;
+    b.token = {first};
+    b.pos = {pos0};
+    b.seq = {seq};
+    b.out = {1};
+    for (int32_t i = 0; i < k; ++i) {
+        b.pos[0] = pos0 + i;
+        decode_step(b, plan, view, chain ? i : -1);
+        if (chain) continue;  // b.token[0] stays a placeholder (in range); the device supplies the token
+        b.token[0] = (*ids)[i] = argmax(0, &(*confs)[i]);
+        if (model_.vocab() && model_.vocab()->is_eog(b.token[0])) {  // nothing follows an end of generation
+            ids->resize(i + 1);
+            confs->resize(i + 1);
+            break;
+        }
+    }
+    if (chain && k > 0) runner_->chain_results(k, ids->data(), confs->data());
+}
+
+void Context::decode_step(const Batch& batch, const Plan& plan, const KVView* view, int32_t chain_step) {
     // Remember every sequence's length so that a failure part-way leaves the cache as it was.
     std::vector<int32_t> before(kv_.n_seq_max());
     for (uint32_t s = 0; s < kv_.n_seq_max(); ++s) before[s] = kv_.seq_len(static_cast<int32_t>(s));
@@ -190,7 +218,7 @@ void Context::decode(const Batch& batch, const Plan& plan, const KVView* view) {
             int32_t m = 0;
             for (int8_t o : batch.out) m += o != 0;
             logits_buffer(m);  // sized now; filled on demand (logits())
-            runner_->forward(batch, plan, view, scratch_.slots.data());
+            runner_->forward(batch, plan, view, scratch_.slots.data(), chain_step);
             logits_stale_ = m > 0;
         } else {
             forward_cpu(*this, batch, plan, view);

@@ -56,6 +56,14 @@ public:
     // Forward pass under `plan`, attention restricted to `view` when given (every sequence of
     // the batch); appends K/V; on error the cache is restored.
     void decode(const Batch& batch, const Plan& plan, const KVView* view = nullptr);
+    // Greedy draft: k tokens after `first` at positions pos0, pos0 + 1, ... of seq, one decode
+    // each under plan/view; ids/confs receive the choices and their probabilities, their entries
+    // stay in the cache. On a GPU the steps are queued as a chain (each token taken from the
+    // previous step's choice on the device) and the host waits once, not once per token. Waiting
+    // per token (the CPU, or APLS_DRAFT_CHAIN=0) it stops after an end-of-generation token; the
+    // chain drafts all k. The same tokens either way.
+    void draft_greedy(int32_t first, int32_t pos0, int32_t seq, int32_t k, const Plan& plan, const KVView* view,
+                      std::vector<int32_t>* ids, std::vector<float>* confs);
 
     int32_t n_outputs() const { return n_outputs_; }
     // (n_outputs, n_vocab). On a device, copied to the host on first use after each decode.
@@ -68,6 +76,8 @@ public:
     Device device() const { return model_.device(); }
 
 private:
+    void decode_step(const Batch& batch, const Plan& plan, const KVView* view, int32_t chain_step);
+
     const Model& model_;
     apls_context_params params_;
     KVCache kv_;

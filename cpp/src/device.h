@@ -31,7 +31,14 @@ public:
     virtual ~DeviceRunner() = default;
     // Forward pass of a validated batch under `plan`; K/V of token i go to KV slot slots[i].
     // Results stay on the device until asked for.
-    virtual void forward(const Batch& batch, const Plan& plan, const KVView* view, const int64_t* slots) = 0;
+    // chain_step >= 0: step of a greedy draft chain (a batch of one token). Its greedy choice and
+    // probability are kept on the device as the chain's entry chain_step; for chain_step > 0 the
+    // batch's token is replaced, on the device, by entry chain_step - 1, so the host queues the
+    // whole chain without waiting for a token.
+    virtual void forward(const Batch& batch, const Plan& plan, const KVView* view, const int64_t* slots,
+                         int32_t chain_step = -1) = 0;
+    // The first n entries of the draft chain (waits for them).
+    virtual void chain_results(int32_t n, int32_t* ids, float* probs) = 0;
     // Logits of the last forward's output rows, (n_rows, n_vocab), copied to dst.
     virtual void fetch_logits(float* dst, int32_t n_rows) = 0;
     // Per output row of the last forward, computed on the device: the greedy choice (largest

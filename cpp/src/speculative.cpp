@@ -68,25 +68,37 @@ SpecResult spec_round(Context& ctx, int32_t last, const Plan& draft_plan, const 
 
     // ---- draft: k tokens under the draft plan, one at a time ---------------------------------
     auto t0 = Clock::now();
+    const Vocab* vocab = ctx.model().vocab();
     try {
-        int32_t tok = last;
-        for (int32_t i = 0; i < k_max; ++i) {
-            ctx.decode(one_token(tok, pos0 + i, seq), draft_plan, draft_view);
-            int32_t d;
-            float conf;
-            if (greedy) {
-                d = ctx.argmax(0, &conf);  // on a GPU: no logits copied
-            } else {
-                q.push_back(sampler->probs(ctx.logits(), n_vocab));
-                d = draw(q.back(), sampler->uniform());
-                conf = *std::max_element(q.back().begin(), q.back().end());
+        if (greedy && params.draft_p_min <= 0.0f) {
+            // No confidence stop: all k_max tokens are drafted, so they can be queued as one
+            // chain on a GPU (Context::draft_greedy); an end of generation still ends the draft.
+            std::vector<int32_t> ids;
+            ctx.draft_greedy(last, pos0, seq, k_max, draft_plan, draft_view, &ids, &res.draft_conf);
+            for (int32_t d : ids) {
+                draft.push_back(d);
+                if (vocab && vocab->is_eog(d)) break;  // nothing follows an end of generation
             }
-            draft.push_back(d);
-            res.draft_conf.push_back(conf);
-            tok = d;
-            if (conf < params.draft_p_min) break;
-            const Vocab* vocab = ctx.model().vocab();
-            if (vocab && vocab->is_eog(d)) break;  // nothing follows an end of generation
+            res.draft_conf.resize(draft.size());
+        } else {
+            int32_t tok = last;
+            for (int32_t i = 0; i < k_max; ++i) {
+                ctx.decode(one_token(tok, pos0 + i, seq), draft_plan, draft_view);
+                int32_t d;
+                float conf;
+                if (greedy) {
+                    d = ctx.argmax(0, &conf);  // on a GPU: no logits copied
+                } else {
+                    q.push_back(sampler->probs(ctx.logits(), n_vocab));
+                    d = draw(q.back(), sampler->uniform());
+                    conf = *std::max_element(q.back().begin(), q.back().end());
+                }
+                draft.push_back(d);
+                res.draft_conf.push_back(conf);
+                tok = d;
+                if (conf < params.draft_p_min) break;
+                if (vocab && vocab->is_eog(d)) break;  // nothing follows an end of generation
+            }
         }
     } catch (...) {
         kv.truncate(seq, n_past);

@@ -44,7 +44,8 @@ class Plan:
     def from_dict(d: Dict) -> "Plan":
         """From {"skip_attn": [...], "skip_mlp": [...], "groups": [[a, b], ...], "head_rows": n}.
         Raises ValueError on unknown keys."""
-        unknown = set(d) - {"skip_attn", "skip_mlp", "groups", "head_rows", "comment", "metrics", "n_draft", "p_min"}
+        unknown = set(d) - {"skip_attn", "skip_mlp", "groups", "head_rows", "comment", "metrics", "n_draft", "p_min",
+                              "adapt_length"}
         if unknown:
             raise ValueError(f"unknown plan keys: {sorted(unknown)}")
         return Plan.skipping(d.get("skip_attn", ()), d.get("skip_mlp", ()), d.get("groups", ()),

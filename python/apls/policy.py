@@ -131,11 +131,16 @@ class StaticPolicy(Policy):
 
     @staticmethod
     def from_file(path: str) -> "StaticPolicy":
-        """A plan JSON (see Plan.load), optionally with "n_draft" and "p_min" keys."""
+        """A plan JSON (see Plan.load), optionally with "n_draft" and "p_min" keys, and
+        "adapt_length": false to keep p_min fixed (a draft of n_draft tokens every round when
+        p_min is 0)."""
         with open(path) as f:
             d = json.load(f)
         draft = DraftLength(n_max=int(d.pop("n_draft", 8)), p_min=float(d.pop("p_min", 0.3)))
-        return StaticPolicy(Plan.from_dict(d), draft)
+        adapt = d.pop("adapt_length", True)
+        if not isinstance(adapt, bool):
+            raise ValueError(f"adapt_length must be true or false, not {adapt!r}")
+        return StaticPolicy(Plan.from_dict(d), draft, adapt_length=adapt)
 
     def next_round(self, n_context: int) -> RoundPlan:
         plan = self.schedule.plan_for(n_context) if self.schedule else self.plan
