@@ -98,7 +98,7 @@ def test_draft_chain_drafts_what_waiting_per_token_drafts(gpu, name, monkeypatch
     are those of waiting for every token (APLS_DRAFT_CHAIN=0), and the output is plain greedy."""
     for text in PROMPTS[:4]:
         ids = chat_ids(gpu, text)
-        runs = {}
+        runs, waits = {}, {}
         for chain in ("1", "0"):
             monkeypatch.setenv("APLS_DRAFT_CHAIN", chain)
             policy = StaticPolicy(PLANS[name], DraftLength(n_max=8, p_min=0.0), adapt_length=False)
@@ -106,9 +106,12 @@ def test_draft_chain_drafts_what_waiting_per_token_drafts(gpu, name, monkeypatch
             out = list(gen.generate_tokens(ids, 64, None, ignore_eos=True))
             s = gen.last_stats
             runs[chain] = (out, s.n_rounds, s.n_drafted, s.n_accepted)
+            waits[chain] = s.n_draft_waits
         assert runs["1"] == runs["0"], (name, text)
         assert runs["1"][0] == plain_greedy(gpu, ids, 64), (name, text)
-        assert runs["1"][2] > 2 * runs["1"][1]  # chains of several steps per round
+        out, n_rounds, n_drafted, _ = runs["1"]
+        assert n_drafted > 2 * n_rounds  # chains of several steps per round
+        assert waits == {"1": n_rounds, "0": n_drafted}  # chained: one wait per round, not per token
 
 
 def test_plans_match_cpu_f16(smollm2_f16_path):

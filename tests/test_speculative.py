@@ -40,6 +40,7 @@ def test_greedy_identical_to_plain_decoding(model, name):
         got = list(gen.generate_tokens(ids, 64, None, ignore_eos=True))
         assert got == want, (name, text)
         assert gen.last_stats.n_rounds < 64  # something was accepted: the draft is not useless
+        assert gen.last_stats.n_draft_waits == gen.last_stats.n_drafted  # the CPU: one wait per token
 
 
 def test_greedy_identical_with_kv_view_and_adaptive_policy(model):

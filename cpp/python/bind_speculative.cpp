@@ -40,6 +40,7 @@ void bind_speculative(py::module_& m) {
             out["n_drafted"] = r.n_drafted;
             out["n_accepted"] = r.n_accepted;
             out["draft_conf"] = r.draft_conf;
+            out["n_draft_waits"] = r.n_draft_waits;
             out["t_draft_s"] = r.t_draft_s;
             out["t_verify_s"] = r.t_verify_s;
             return out;

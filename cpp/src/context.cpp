@@ -173,29 +173,43 @@ std::vector<float>& Context::logits_buffer(int32_t n_rows) {
 
 void Context::decode(const Batch& batch, const Plan& plan, const KVView* view) { decode_step(batch, plan, view, -1); }
 
-void Context::draft_greedy(int32_t first, int32_t pos0, int32_t seq, int32_t k, const Plan& plan, const KVView* view,
-                           std::vector<int32_t>* ids, std::vector<float>* confs) {
-    ids->assign(static_cast<size_t>(std::max(k, 0)), 0);
-    confs->assign(ids->size(), 0.0f);
+bool Context::ends_draft(int32_t id, float conf, float p_min) const {
+    return conf < p_min || (model_.vocab() && model_.vocab()->is_eog(id));
+}
+
+GreedyDraft Context::draft_greedy(int32_t first, int32_t pos0, int32_t seq, int32_t k, float p_min, const Plan& plan,
+                                  const KVView* view) {
+    GreedyDraft d;
     const char* env = std::getenv("APLS_DRAFT_CHAIN");
-    const bool chain = runner_ && !(env && env[0] == '0');
-    Batch b;
-    b.token = {first};
-    b.pos = {pos0};
-    b.seq = {seq};
-    b.out = {1};
-    for (int32_t i = 0; i < k; ++i) {
-        b.pos[0] = pos0 + i;
-        decode_step(b, plan, view, chain ? i : -1);
-        if (chain) continue;  // b.token[0] stays a placeholder (in range); the device supplies the token
-        b.token[0] = (*ids)[i] = argmax(0, &(*confs)[i]);
-        if (model_.vocab() && model_.vocab()->is_eog(b.token[0])) {  // nothing follows an end of generation
-            ids->resize(i + 1);
-            confs->resize(i + 1);
-            break;
+    if (runner_ && p_min <= 0.0f && k > 0 && !(env && env[0] == '0')) {
+        Batch b = Batch::single(first, pos0, seq);  // later steps: the device supplies the token
+        for (int32_t i = 0; i < k; ++i) {
+            b.pos[0] = pos0 + i;
+            decode_step(b, plan, view, i);
         }
+        d.ids.resize(k);
+        d.confs.resize(k);
+        runner_->chain_results(k, d.ids.data(), d.confs.data());
+        d.n_waits = 1;
+        for (int32_t i = 0; i < k; ++i)
+            if (ends_draft(d.ids[i], d.confs[i], p_min)) {  // the chain ran on past it: cut
+                d.ids.resize(i + 1);
+                d.confs.resize(i + 1);
+                break;
+            }
+        return d;
     }
-    if (chain && k > 0) runner_->chain_results(k, ids->data(), confs->data());
+    int32_t tok = first;
+    for (int32_t i = 0; i < k; ++i) {
+        decode_step(Batch::single(tok, pos0 + i, seq), plan, view, -1);
+        float conf = 0.0f;
+        tok = argmax(0, &conf);
+        d.ids.push_back(tok);
+        d.confs.push_back(conf);
+        ++d.n_waits;
+        if (ends_draft(tok, conf, p_min)) break;
+    }
+    return d;
 }
 
 void Context::decode_step(const Batch& batch, const Plan& plan, const KVView* view, int32_t chain_step) {

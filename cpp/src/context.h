@@ -20,6 +20,16 @@ struct Batch {
     std::vector<int32_t> token, pos, seq;
     std::vector<int8_t> out;
     int32_t size() const { return static_cast<int32_t>(token.size()); }
+    // One token at `pos` of `seq`, with its logits (a draft step).
+    static Batch single(int32_t token, int32_t pos, int32_t seq) { return Batch{{token}, {pos}, {seq}, {1}}; }
+};
+
+// A greedy draft: the chosen tokens, the probability of each, and how many times the host
+// waited for the device to learn a drafted token (one per token, or one per chain).
+struct GreedyDraft {
+    std::vector<int32_t> ids;
+    std::vector<float> confs;
+    int32_t n_waits = 0;
 };
 
 // Scratch memory for one forward pass, sized at context creation for n_batch tokens.
@@ -56,14 +66,16 @@ public:
     // Forward pass under `plan`, attention restricted to `view` when given (every sequence of
     // the batch); appends K/V; on error the cache is restored.
     void decode(const Batch& batch, const Plan& plan, const KVView* view = nullptr);
-    // Greedy draft: k tokens after `first` at positions pos0, pos0 + 1, ... of seq, one decode
-    // each under plan/view; ids/confs receive the choices and their probabilities, their entries
-    // stay in the cache. On a GPU the steps are queued as a chain (each token taken from the
-    // previous step's choice on the device) and the host waits once, not once per token. Waiting
-    // per token (the CPU, or APLS_DRAFT_CHAIN=0) it stops after an end-of-generation token; the
-    // chain drafts all k. The same tokens either way.
-    void draft_greedy(int32_t first, int32_t pos0, int32_t seq, int32_t k, const Plan& plan, const KVView* view,
-                      std::vector<int32_t>* ids, std::vector<float>* confs);
+    // Greedy draft: up to k tokens after `first` at positions pos0, pos0 + 1, ... of seq, one
+    // decode each under plan/view; their entries stay in the cache. The draft ends after a token
+    // for which ends_draft holds. Without a confidence stop (p_min <= 0) every step runs, so on a
+    // GPU the steps are queued as a chain (each token taken from the previous step's choice on
+    // the device) and the host waits once, not once per token (APLS_DRAFT_CHAIN=0: per token);
+    // the same tokens either way.
+    GreedyDraft draft_greedy(int32_t first, int32_t pos0, int32_t seq, int32_t k, float p_min, const Plan& plan,
+                             const KVView* view);
+    // A draft ends after a token whose probability is below p_min or that ends generation.
+    bool ends_draft(int32_t id, float conf, float p_min) const;
 
     int32_t n_outputs() const { return n_outputs_; }
     // (n_outputs, n_vocab). On a device, copied to the host on first use after each decode.

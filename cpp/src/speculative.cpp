@@ -30,15 +30,6 @@ int32_t draw(const std::vector<float>& p, double u) {
     return last_nonzero;  // rounding left u just above the total
 }
 
-Batch one_token(int32_t token, int32_t pos, int32_t seq) {
-    Batch b;
-    b.token = {token};
-    b.pos = {pos};
-    b.seq = {seq};
-    b.out = {1};
-    return b;
-}
-
 }  // namespace
 
 SpecResult spec_round(Context& ctx, int32_t last, const Plan& draft_plan, const KVView* draft_view,
@@ -66,38 +57,25 @@ SpecResult spec_round(Context& ctx, int32_t last, const Plan& draft_plan, const 
     std::vector<int32_t> draft;
     std::vector<std::vector<float>> q;  // sampling: the draft distribution of each drafted token
 
-    // ---- draft: k tokens under the draft plan, one at a time ---------------------------------
+    // ---- draft: up to k tokens under the draft plan, one decode each --------------------------
     auto t0 = Clock::now();
-    const Vocab* vocab = ctx.model().vocab();
     try {
-        if (greedy && params.draft_p_min <= 0.0f) {
-            // No confidence stop: all k_max tokens are drafted, so they can be queued as one
-            // chain on a GPU (Context::draft_greedy); an end of generation still ends the draft.
-            std::vector<int32_t> ids;
-            ctx.draft_greedy(last, pos0, seq, k_max, draft_plan, draft_view, &ids, &res.draft_conf);
-            for (int32_t d : ids) {
-                draft.push_back(d);
-                if (vocab && vocab->is_eog(d)) break;  // nothing follows an end of generation
-            }
-            res.draft_conf.resize(draft.size());
+        if (greedy) {
+            GreedyDraft g = ctx.draft_greedy(last, pos0, seq, k_max, params.draft_p_min, draft_plan, draft_view);
+            draft = std::move(g.ids);
+            res.draft_conf = std::move(g.confs);
+            res.n_draft_waits = g.n_waits;
         } else {
             int32_t tok = last;
             for (int32_t i = 0; i < k_max; ++i) {
-                ctx.decode(one_token(tok, pos0 + i, seq), draft_plan, draft_view);
-                int32_t d;
-                float conf;
-                if (greedy) {
-                    d = ctx.argmax(0, &conf);  // on a GPU: no logits copied
-                } else {
-                    q.push_back(sampler->probs(ctx.logits(), n_vocab));
-                    d = draw(q.back(), sampler->uniform());
-                    conf = *std::max_element(q.back().begin(), q.back().end());
-                }
-                draft.push_back(d);
+                ctx.decode(Batch::single(tok, pos0 + i, seq), draft_plan, draft_view);
+                q.push_back(sampler->probs(ctx.logits(), n_vocab));
+                tok = draw(q.back(), sampler->uniform());
+                const float conf = *std::max_element(q.back().begin(), q.back().end());
+                draft.push_back(tok);
                 res.draft_conf.push_back(conf);
-                tok = d;
-                if (conf < params.draft_p_min) break;
-                if (vocab && vocab->is_eog(d)) break;  // nothing follows an end of generation
+                ++res.n_draft_waits;
+                if (ctx.ends_draft(tok, conf, params.draft_p_min)) break;
             }
         }
     } catch (...) {

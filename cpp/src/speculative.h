@@ -34,6 +34,7 @@ struct SpecResult {
     int32_t n_drafted = 0;         // k
     int32_t n_accepted = 0;        // m
     std::vector<float> draft_conf; // (k) the draft's top probability for each drafted token
+    int32_t n_draft_waits = 0;     // times the host waited for a drafted token (1 for a GPU chain)
     double t_draft_s = 0.0;
     double t_verify_s = 0.0;
 };

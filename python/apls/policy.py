@@ -40,6 +40,7 @@ class RoundResult:
     draft_conf: List[float]
     t_draft_s: float
     t_verify_s: float
+    n_draft_waits: int = 0  # times the host waited for a drafted token (1 for a GPU draft chain)
 
 
 @dataclass

@@ -23,6 +23,7 @@ class SpecStats(GenerationStats):
     n_accepted: int = 0
     t_draft_s: float = 0.0
     t_verify_s: float = 0.0
+    n_draft_waits: int = 0  # times the host waited for a drafted token
     accepted_at: List[int] = field(default_factory=list)  # accepted_at[i]: rounds whose draft i+1 was accepted
     drafted_at: List[int] = field(default_factory=list)   # drafted_at[i]: rounds that drafted an (i+1)-th token
 
@@ -42,6 +43,7 @@ class SpecStats(GenerationStats):
         self.n_accepted += r.n_accepted
         self.t_draft_s += r.t_draft_s
         self.t_verify_s += r.t_verify_s
+        self.n_draft_waits += r.n_draft_waits
         for i in range(r.n_drafted):
             if i >= len(self.drafted_at):
                 self.drafted_at.append(0)
