@@ -43,10 +43,12 @@ struct Jobs {
 
 // Float kernels, rows per block: one for a single token (more blocks in flight); four for
 // batches, so that each activation load (the batch's cost: T loads per weight unit) serves four
-// rows.
+// rows (two or one: slower, measured).
 __host__ __device__ constexpr int float_rows_per_block(int T) { return T == 1 ? 1 : 4; }
-// Quantized kernels, rows per warp (a block has kWarps warps): the same trade.
-__host__ __device__ constexpr int q_rows_per_warp(int T) { return T == 1 ? 1 : T == 2 ? 2 : 4; }
+// Quantized kernels, rows per warp (a block has kWarps warps): the same trade, but two for 16
+// tokens, where four would hold 64 accumulators per thread (verify of 9 tokens on a 7B Q4_0:
+// 2.79x -> 2.54x of one token, docs/BENCHMARKS.md).
+__host__ __device__ constexpr int q_rows_per_warp(int T) { return T == 1 ? 1 : T == 2 || T == 16 ? 2 : 4; }
 
 // This block's job and first row (rows r .. r + R - 1). The block's kWarps warps split the row
 // (split-K): warp w takes units w*32 + lane, + kWarps*32, ...; their sums are added in warp order.
@@ -100,6 +102,16 @@ __device__ __forceinline__ void store(float (&acc)[R][T], int n_tok, int64_t r0,
     }
 }
 
+// 16 bytes of weights. A block reads each weight once, so they are loaded without allocating in
+// L1: a batch's activations, read again for every row of the block, stay there.
+__device__ __forceinline__ uint4 load_weights16(const void* p) {
+    uint4 r;
+    asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+        : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
+        : "l"(p));
+    return r;
+}
+
 // Block ib of a quantized device row of nb blocks (weight_layout.h) as 8 packed int8x4 words
 // (w[i] holds elements 4i..4i+3), its scale and offset: the quants in one (Q4) or two (Q8)
 // aligned 128-bit loads. Q4 nibbles stay unsigned (0..15); the -8 of Q4_0 is applied in floats.
@@ -109,9 +121,9 @@ __device__ __forceinline__ void load_block(const uint8_t* row, int64_t nb, int64
     const uint8_t* dm = row + scale_at<TY>(nb, ib);
     d = half_at(dm);
     m = TY == 3 ? half_at(dm + 2) : 0.0f;
-    const uint4 a = __ldg(q);
+    const uint4 a = load_weights16(q);
     if (TY == 8) {
-        const uint4 b = __ldg(q + 1);
+        const uint4 b = load_weights16(q + 1);
         w[0] = static_cast<int>(a.x), w[1] = static_cast<int>(a.y), w[2] = static_cast<int>(a.z), w[3] = static_cast<int>(a.w);
         w[4] = static_cast<int>(b.x), w[5] = static_cast<int>(b.y), w[6] = static_cast<int>(b.z), w[7] = static_cast<int>(b.w);
     } else {
@@ -257,12 +269,11 @@ __global__ void quantize_q8_kernel(const float* __restrict__ x, int64_t n_blocks
 template <int TY>
 __device__ __forceinline__ void load8(const uint8_t* p, float (&v)[8]) {
     if (TY == 0) {
-        const float4 a = __ldg(reinterpret_cast<const float4*>(p));
-        const float4 b = __ldg(reinterpret_cast<const float4*>(p) + 1);
-        v[0] = a.x; v[1] = a.y; v[2] = a.z; v[3] = a.w;
-        v[4] = b.x; v[5] = b.y; v[6] = b.z; v[7] = b.w;
+        const uint4 a = load_weights16(p), b = load_weights16(p + 16);
+        v[0] = __uint_as_float(a.x); v[1] = __uint_as_float(a.y); v[2] = __uint_as_float(a.z); v[3] = __uint_as_float(a.w);
+        v[4] = __uint_as_float(b.x); v[5] = __uint_as_float(b.y); v[6] = __uint_as_float(b.z); v[7] = __uint_as_float(b.w);
     } else {
-        const uint4 u = __ldg(reinterpret_cast<const uint4*>(p));
+        const uint4 u = load_weights16(p);
         const unsigned int w4[4] = {u.x, u.y, u.z, u.w};
 #pragma unroll
         for (int i = 0; i < 4; ++i) {
