@@ -55,6 +55,7 @@ apls_status apls_spec_round(apls_context* ctx, int32_t last_token, const apls_pl
             stats->n_accepted = r.n_accepted;
             stats->t_draft_s = r.t_draft_s;
             stats->t_verify_s = r.t_verify_s;
+            stats->n_draft_waits = r.n_draft_waits;
         }
     });
 }

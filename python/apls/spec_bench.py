@@ -73,7 +73,7 @@ def run(model, prompts_path: str, policy_factory, limit: Optional[int] = 10, max
                 acc["apls_s"] += st.decode_s
                 acc["ident"] &= same
             for agg in (gstats, overall_stats):
-                for k in ("n_rounds", "n_drafted", "n_accepted", "t_draft_s", "t_verify_s"):
+                for k in ("n_rounds", "n_drafted", "n_accepted", "n_draft_waits", "t_draft_s", "t_verify_s"):
                     setattr(agg, k, getattr(agg, k) + getattr(st, k))
             if st.n_drafted and ps.n_generated:
                 draft_cost.append((st.t_draft_s / st.n_drafted) / (ps.decode_s / ps.n_generated))

@@ -599,6 +599,7 @@ APLS_TEST(spec_rounds_equal_greedy_on_the_tiny_model) {
         apls_spec_stats st{};
         CHECK_OK(apls_spec_round(t.ctx, last, &plan, nullptr, &sp, nullptr, out, 4, &n, &st));
         CHECK(n == st.n_accepted + 1 && st.n_accepted <= st.n_drafted && st.n_drafted <= 3);
+        CHECK(st.n_draft_waits == st.n_drafted);  // the CPU learns each drafted token as it is made
         if (n < 1) break;
         spec.insert(spec.end(), out, out + n);
         last = out[n - 1];

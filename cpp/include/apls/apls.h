@@ -325,6 +325,7 @@ typedef struct apls_spec_stats {
     int32_t n_accepted;   /* drafts accepted (out_tokens has n_accepted + 1 tokens) */
     double t_draft_s;     /* wall time drafting */
     double t_verify_s;    /* wall time verifying and accepting */
+    int32_t n_draft_waits; /* times the host waited for a drafted token (1 when a GPU drafts a chain) */
 } apls_spec_stats;
 
 APLS_API apls_spec_params apls_spec_default_params(void);
