@@ -22,14 +22,21 @@ __device__ __forceinline__ uint4 ldna(const void* p) {
 __device__ __forceinline__ float sum16(uint4 u) {
     return __uint_as_float(u.x) + __uint_as_float(u.y) + __uint_as_float(u.z) + __uint_as_float(u.w);
 }
+// Sum of the 16-byte units at r + i * bytes for i = from, from + step, ... < to (unrolled by 8).
+__device__ __forceinline__ float walk(const uint8_t* r, int from, int to, int step, int bytes) {
+    float s = 0;
+#pragma unroll 8
+    for (int i = from; i < to; i += step) s += sum16(ldna(r + static_cast<int64_t>(i) * bytes));
+    return s;
+}
+__device__ __forceinline__ void keep(float s, float* out) {
+    if (s == 12345.f) out[0] = s;  // never true for the zeroed matrix; keeps the loads
+}
 // A: a block of 128 threads per row; thread t takes 16-byte units t, t + 128, ...
 __global__ void walk_row(const uint8_t* w, int64_t row_bytes, float* out) {
     const uint8_t* r = w + blockIdx.x * row_bytes;
     const int nu = row_bytes / 16;
-    float s = 0;
-#pragma unroll 4
-    for (int u = threadIdx.x; u < nu; u += 128) s += sum16(ldna(r + u * 16));
-    if (s == 12345.f) out[0] = s;
+    keep(walk(r, threadIdx.x, nu, 128, 16), out);
 }
 // B: 8 rows per block of 4 warps; lane -> row lane/4, 16 bytes at (lane%4)*16 of a 64-byte chunk;
 // warp w takes chunks w, w + 4, ... (the tensor-core fragment walk).
@@ -37,20 +44,14 @@ __global__ void walk_tc8(const uint8_t* w, int64_t row_bytes, float* out) {
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const uint8_t* r = w + (blockIdx.x * 8 + lane / 4) * row_bytes + (lane % 4) * 16;
     const int nc = row_bytes / 64;
-    float s = 0;
-#pragma unroll 8
-    for (int c = warp; c < nc; c += 4) s += sum16(ldna(r + c * 64));
-    if (s == 12345.f) out[0] = s;
+    keep(walk(r, warp, nc, 4, 64), out);
 }
 // C: as B, but warp w takes a contiguous quarter of the chunks.
 __global__ void walk_tc8q(const uint8_t* w, int64_t row_bytes, float* out) {
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const uint8_t* r = w + (blockIdx.x * 8 + lane / 4) * row_bytes + (lane % 4) * 16;
     const int nc = row_bytes / 64, q = nc / 4;
-    float s = 0;
-#pragma unroll 8
-    for (int c = warp * q; c < (warp + 1) * q; ++c) s += sum16(ldna(r + c * 64));
-    if (s == 12345.f) out[0] = s;
+    keep(walk(r, warp * q, (warp + 1) * q, 1, 64), out);
 }
 // D: 8 rows per block of 8 warps, a warp per row: lane takes units lane, lane + 32, ... (512
 // contiguous bytes per warp load; an mma would read its fragments from shared memory).
@@ -58,22 +59,15 @@ __global__ void walk_warprow(const uint8_t* w, int64_t row_bytes, float* out) {
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const uint8_t* r = w + (blockIdx.x * 8 + warp) * row_bytes;
     const int nu = row_bytes / 16;
-    float s = 0;
-#pragma unroll 8
-    for (int u = lane; u < nu; u += 32) s += sum16(ldna(r + u * 16));
-    if (s == 12345.f) out[0] = s;
+    keep(walk(r, lane, nu, 32, 16), out);
 }
 // E: 8 rows per block of 4 warps, each warp two rows one after the other (512 B per load).
 __global__ void walk_warp2row(const uint8_t* w, int64_t row_bytes, float* out) {
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int nu = row_bytes / 16;
     float s = 0;
-    for (int j = 0; j < 2; ++j) {
-        const uint8_t* r = w + (blockIdx.x * 8 + warp * 2 + j) * row_bytes;
-#pragma unroll 8
-        for (int u = lane; u < nu; u += 32) s += sum16(ldna(r + u * 16));
-    }
-    if (s == 12345.f) out[0] = s;
+    for (int j = 0; j < 2; ++j) s += walk(w + (blockIdx.x * 8 + warp * 2 + j) * row_bytes, lane, nu, 32, 16);
+    keep(s, out);
 }
 // F: 8 rows per block of 4 warps, a warp per 2 rows interleaved: lane -> row (lane/16), units
 // (lane%16) + 16 i (256 contiguous bytes per row per load).
@@ -81,12 +75,8 @@ __global__ void walk_half(const uint8_t* w, int64_t row_bytes, float* out) {
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const uint8_t* r = w + (blockIdx.x * 8 + warp * 2 + lane / 16) * row_bytes;
     const int nu = row_bytes / 16;
-    float s = 0;
-#pragma unroll 8
-    for (int u = lane % 16; u < nu; u += 16) s += sum16(ldna(r + u * 16));
-    if (s == 12345.f) out[0] = s;
+    keep(walk(r, lane % 16, nu, 16, 16), out);
 }
-
 // G: as A, plus the F32 activations (32 bytes per unit, L1) and 8 FMAs per unit: the real
 // one-token kernel's work without its conversion and reduction. R rows per block share x.
 template <int R>
@@ -108,8 +98,7 @@ __global__ void walk_rowx(const uint8_t* w, int64_t row_bytes, const float* x, f
         }
     }
 #pragma unroll
-    for (int q = 0; q < R; ++q)
-        if (s[q] == 12345.f) out[0] = s[q];
+    for (int q = 0; q < R; ++q) keep(s[q], out);
 }
 
 int main() {
