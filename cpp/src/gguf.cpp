@@ -24,7 +24,6 @@ namespace apls::gguf {
 namespace {
 
 constexpr uint32_t kMagic = 0x46554747;  // "GGUF" read as a little-endian u32
-constexpr uint64_t kDefaultAlignment = 32;
 
 // Smallest encoding of one element of type t: lets us reject absurd counts up front.
 uint64_t min_encoded_size(ValueType t) {
@@ -283,7 +282,7 @@ void File::parse_tensor_infos(Cursor& c, uint64_t n_tensors) {
 
 void File::apply_alignment() {
     const Value* v = find("general.alignment");
-    if (!v) return;
+    if (!v) return;  // GGUF's default, 32 (alignment_'s initial value)
     // ggml and gguf-py both insist on UINT32 here.
     if (v->type != ValueType::U32)
         fail(APLS_STATUS_FORMAT, "bad alignment: general.alignment has type ", v->type_string(), ", expected UINT32");

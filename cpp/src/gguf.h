@@ -121,7 +121,7 @@ private:
     void* map_ = nullptr;       // non-null when we own an mmap (of size_ bytes)
     std::vector<uint8_t> owned_;  // the file's bytes when not mapped
     uint32_t version_ = 0;
-    uint64_t alignment_ = 32;
+    uint64_t alignment_ = 32;   // GGUF's default when general.alignment is absent
     uint64_t data_offset_ = 0;
     std::vector<std::pair<std::string, Value>> kv_;
     std::unordered_map<std::string, size_t> kv_index_;

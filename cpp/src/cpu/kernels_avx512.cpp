@@ -13,7 +13,9 @@
 // does not depend on n_tok, r0, r1 or the row grouping (batch invariance).
 // GCC 12 reports its own _mm512_undefined_*() inside the intrinsic headers as uninitialized.
 #pragma GCC diagnostic ignored "-Wuninitialized"
+#if defined(__GNUC__) && !defined(__clang__)  // clang has no -Wmaybe-uninitialized
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 #include <immintrin.h>
 
 #include <algorithm>
