@@ -5,6 +5,7 @@ loop forever, build huge strings in one step or by doubling, recurse, reach for 
 or use undefined variables; each must end quickly with a ChatTemplateError that says why. The
 fuzzer's inputs (tests/fuzz/corpus/fuzz_chat_template and regressions/) are replayed here too.
 """
+import sys
 import time
 from pathlib import Path
 
@@ -71,6 +72,34 @@ def test_a_swallowed_timeout_is_raised_again():
                         raise
     assert swallowed == 2 and time.monotonic() - start < 2.0
     time.sleep(0.2)  # and nothing fires after the watchdog has stopped
+
+
+class _RaisesOnDel:
+    def __init__(self, exc):
+        self.exc = exc
+
+    def __del__(self):
+        raise self.exc
+
+
+def test_a_swallowed_timeout_is_not_reported_and_other_unraisables_are():
+    """While a watchdog runs, a _RenderTimeout that Python swallows in a __del__ is expected and
+    not reported; any other swallowed exception still reaches the previous unraisable hook,
+    which is back in place after the watchdog stops."""
+    seen = []
+    previous = sys.unraisablehook
+    sys.unraisablehook = lambda u: seen.append(u.exc_type)
+    recorder = sys.unraisablehook
+    try:
+        with chat._Watchdog(60.0):
+            _RaisesOnDel(chat._RenderTimeout())  # dropped at once: its __del__ raises
+            _RaisesOnDel(ValueError("other"))
+        assert seen == [ValueError]
+        assert sys.unraisablehook is recorder
+        _RaisesOnDel(chat._RenderTimeout())  # no watchdog: reported like any other
+        assert seen == [ValueError, chat._RenderTimeout]
+    finally:
+        sys.unraisablehook = previous
 
 
 @pytest.mark.parametrize("template,what", [

@@ -238,3 +238,22 @@ def test_adaptive_policy_falls_back_to_plain_decoding_when_drafts_do_not_pay():
             pol.observe(step, RoundResult([7, 8], 4, 1, [0.5] * 4, 0.003, 0.001))
     steps = [pol.next_round(100) for _ in range(30)]
     assert sum(s.n_draft == 0 for s in steps) >= 27
+
+
+def test_spec_bench_rows_report_what_the_rounds_did(model, tmp_path):
+    """`apls bench --speculative`'s rows: output identical to plain greedy, and the per-round
+    figures consistent with each other (the CPU waits once per drafted token, so waits per round
+    = drafted per round = (tau - 1) / acceptance)."""
+    from apls import spec_bench
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text("\n".join(json.dumps({"category": c, "text": t}) for c, t in [
+        ("writing", PROMPTS[0]), ("qa", PROMPTS[3]), ("qa", PROMPTS[7])]) + "\n")
+    policy = lambda: StaticPolicy(PLANS["skip"], DraftLength(n_max=4, p_min=0.0), adapt_length=False)
+    res = spec_bench.run(model, str(prompts), policy, limit=2, max_tokens=24, log=lambda *_: None)
+    rows = [res["overall"], res["groups"]["mt_bench"], res["groups"]["qa"]]
+    for r in rows:
+        assert r["identical"] is True and r["ar_tok_s"] > 0 and r["apls_tok_s"] > 0
+        assert r["draft_waits_per_round"] == pytest.approx((r["tau"] - 1) / r["acceptance"])
+        assert 1.0 < r["draft_waits_per_round"] <= 4.0
+    assert set(res["groups"]) == {"mt_bench", "qa"}  # groups without prompts are left out
+    assert res["overall"]["rounds"] > 0

@@ -47,7 +47,7 @@ struct Jobs {
 __host__ __device__ constexpr int float_rows_per_block(int T) { return T == 1 ? 1 : 4; }
 // Quantized kernels, rows per warp (a block has kWarps warps): the same trade, but two for 16
 // tokens, where four would hold 64 accumulators per thread (verify of 9 tokens on a 7B Q4_0:
-// 2.79x -> 2.54x of one token, docs/BENCHMARKS.md).
+// 2.81x -> 2.57x of one token with the L1 bypass, docs/BENCHMARKS.md).
 __host__ __device__ constexpr int q_rows_per_warp(int T) { return T == 1 ? 1 : T == 2 || T == 16 ? 2 : 4; }
 
 // This block's job and first row (rows r .. r + R - 1). The block's kWarps warps split the row

@@ -180,7 +180,7 @@ bool Context::ends_draft(int32_t id, float conf, float p_min) const {
 GreedyDraft Context::draft_greedy(int32_t first, int32_t pos0, int32_t seq, int32_t k, float p_min, const Plan& plan,
                                   const KVView* view) {
     GreedyDraft d;
-    const char* env = std::getenv("APLS_DRAFT_CHAIN");
+    const char* env = std::getenv("APLS_DRAFT_CHAIN");  // per round (~0.1 us): tests switch it in-process
     if (runner_ && p_min <= 0.0f && k > 0 && !(env && env[0] == '0')) {
         Batch b = Batch::single(first, pos0, seq);  // later steps: the device supplies the token
         for (int32_t i = 0; i < k; ++i) {

@@ -19,6 +19,7 @@ from __future__ import annotations
 import ctypes
 import math
 import re
+import sys
 import threading
 from typing import Any, Dict, List, Optional
 
@@ -245,10 +246,45 @@ def _set_async_exc(thread_id: int, exc) -> None:
     ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), ctypes.py_object(exc) if exc else None)
 
 
+class _QuietTimeouts:
+    """While any watchdog runs, sys.unraisablehook drops a _RenderTimeout that Python swallowed
+    (it is expected: the watchdog fires again) and passes every other unraisable exception to
+    the hook that was there before. Process-wide, so counted: the first watchdog installs it,
+    the last one restores the previous hook (unless someone replaced ours meanwhile)."""
+
+    lock = threading.Lock()
+    users = 0
+    previous = None
+
+    @classmethod
+    def hook(cls, unraisable) -> None:
+        if unraisable.exc_type is _RenderTimeout:
+            return
+        (cls.previous or sys.__unraisablehook__)(unraisable)
+
+    @classmethod
+    def enter(cls) -> None:
+        with cls.lock:
+            if cls.users == 0:
+                cls.previous = sys.unraisablehook
+                sys.unraisablehook = cls.hook
+            cls.users += 1
+
+    @classmethod
+    def exit(cls) -> None:
+        with cls.lock:
+            cls.users -= 1
+            if cls.users == 0:
+                if sys.unraisablehook == cls.hook:
+                    sys.unraisablehook = cls.previous
+                cls.previous = None
+
+
 class _Watchdog:
     """Raises _RenderTimeout into the current thread after `seconds`, unless stopped first, and
     again every REFIRE_SECONDS until stopped: an asynchronous exception that lands in a weakref
-    callback or a __del__ is swallowed there ("Exception ignored"), and the render would go on."""
+    callback or a __del__ is swallowed there ("Exception ignored"), and the render would go on.
+    Those swallowed ones are not reported (_QuietTimeouts)."""
 
     REFIRE_SECONDS = 0.05
 
@@ -270,6 +306,7 @@ class _Watchdog:
                 self.timer.start()
 
     def __enter__(self):
+        _QuietTimeouts.enter()
         self.timer.start()
         return self
 
@@ -284,6 +321,7 @@ class _Watchdog:
                 break
             except _RenderTimeout:
                 continue
+        _QuietTimeouts.exit()
         if self.fired:
             raise ChatTemplateError(f"chat template rendering took longer than {MAX_RENDER_SECONDS} s")
         return False
