@@ -192,12 +192,29 @@ __device__ __forceinline__ void attend_split(const AttentionArgs& a, int ia, int
     __syncthreads();  // the shared arrays are reused by the next run
 }
 
+// Before waiting for the previous kernel: the K and V rows of the split's entries (of the
+// block's first token) toward L2. The entry list and n_end/off are step inputs (uploaded before
+// the forward; no kernel writes them), so reading them here is safe; the cache rows are only
+// prefetched (a row this step's RoPE + store writes is read after the wait, from L2).
+__device__ __forceinline__ void prefetch_split(const AttentionArgs& a, int i, int split, int g) {
+    if (i >= a.n_tok || threadIdx.x >= kAttnSplit) return;
+    const int e = split * kAttnSplit + static_cast<int>(threadIdx.x);
+    if (e >= a.n_end[i]) return;
+    const int es = a.kv_f16 ? 2 : 4;  // bytes per cache value
+    const char* kv = static_cast<const char*>(a.kv);
+    const int64_t row = a.entry_slot[a.off[i] + e] * a.slot_stride + static_cast<int64_t>(g) * a.head_dim;
+    for (int b = 0; b < a.head_dim * es; b += 128) {  // 128-byte lines
+        prefetch_l2(kv + (row + a.k_offset) * es + b);
+        prefetch_l2(kv + (row + a.v_offset) * es + b);
+    }
+}
+
 // Grid: (split, KV head x chunk of query heads, tile of tokens_per_block<ROWS> tokens). The
 // one-token kernel is held to five blocks per SM (96 registers, no spills; free it takes 122
 // and fits four, which cost GQA prompts 8%: docs/CUDA.md).
 template <int ROWS>
 __global__ void __launch_bounds__(kThreads, ROWS == kHeads ? 5 : 1) attn_split_kernel(AttentionArgs a) {
-    pdl_enter();
+    pdl_trigger();
     __shared__ SplitShared<ROWS> S;
     const int split = blockIdx.x;
     const int group = a.n_head / a.n_head_kv;
@@ -207,6 +224,8 @@ __global__ void __launch_bounds__(kThreads, ROWS == kHeads ? 5 : 1) attn_split_k
     const int per = tokens_per_block<ROWS>(a.n_head, a.n_head_kv);
     const int i0 = blockIdx.z * per, i1 = min(i0 + per, a.n_tok);
     const int e0 = split * kAttnSplit;
+    prefetch_split(a, i0, split, g);
+    pdl_wait();
 
     // Tokens past their last entry write an empty split; the others go in runs of consecutive
     // tokens sharing an entry list (one sequence), one pass over the split per run.

@@ -10,7 +10,8 @@
 // The protocol every kernel of the backend follows (launch_kernel() below launches them all with PDL):
 //   1. pdl_trigger() first: the next kernel may be launched once all of this grid's blocks
 //      have started (so earlier grids are all resident: no block can wait on one that never runs);
-//   2. nothing that reads or writes a buffer another kernel writes or reads, until
+//   2. nothing that reads a buffer another kernel writes, or writes one another kernel reads
+//      (weights, and the step inputs uploaded before the forward, may be read), until
 //   3. pdl_wait(), which every block reaches before any other memory access or return.
 // Because each kernel completes only after its wait, waiting for the previous grid waits for
 // all grids before it: copies and host synchronisation after a kernel see every earlier write.
