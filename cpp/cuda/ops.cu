@@ -76,16 +76,23 @@ __global__ void rms_norm_kernel(const float* x, const int32_t* rows, const float
 // rotated (in place), then for a K head the pair of K and of V written to the KV slot. Every
 // element is one thread's work, so a token costs one memory latency, not one per head.
 __global__ void rope_store_kernel(RopeStoreArgs a) {
-    pdl_enter();
+    pdl_trigger();
     const int h = blockIdx.x, i = blockIdx.y, j = threadIdx.x;  // j: pair (dims 2j, 2j + 1)
+    // The rotation depends only on the position (a step input) and the frequencies (weights):
+    // its cos and sin (double precision, the longest part) are taken before the wait.
+    const bool rotates = 2 * j < a.head_dim && j < a.n_rot / 2;
+    float c = 1.0f, s = 0.0f;
+    if (rotates) {
+        const double theta = static_cast<double>(a.pos[i]) * a.freq_scale * a.inv_freq[j];
+        c = static_cast<float>(cos(theta)), s = static_cast<float>(sin(theta));
+    }
+    pdl_wait();
     if (2 * j >= a.head_dim) return;
     const bool is_k = h >= a.n_head;
     float* v = is_k ? a.k + (static_cast<int64_t>(i) * a.n_head_kv + (h - a.n_head)) * a.head_dim
                     : a.q + (static_cast<int64_t>(i) * a.n_head + h) * a.head_dim;
     float x0 = v[2 * j], x1 = v[2 * j + 1];
-    if (j < a.n_rot / 2) {
-        const double theta = static_cast<double>(a.pos[i]) * a.freq_scale * a.inv_freq[j];
-        const float c = static_cast<float>(cos(theta)), s = static_cast<float>(sin(theta));
+    if (rotates) {
         const float r0 = __fsub_rn(__fmul_rn(x0, c), __fmul_rn(x1, s));
         const float r1 = __fadd_rn(__fmul_rn(x0, s), __fmul_rn(x1, c));
         x0 = r0;
