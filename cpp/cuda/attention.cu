@@ -262,13 +262,16 @@ __global__ void attn_merge_kernel(AttentionArgs a) {
         const float m = a.part_ml[2 * (part + s)];
         if (m != -INFINITY) L = fmaf(a.part_ml[2 * (part + s) + 1], expf(m - M), L);
     }
-    for (int d = threadIdx.x; d < hd; d += blockDim.x) {
+    for (int d = threadIdx.x; d < hd; d += blockDim.x) {  // out_q: hd % 32 == 0, whole warps
         float o = 0.0f;
         for (int s = 0; s < n_split; ++s) {
             const float m = a.part_ml[2 * (part + s)];
             if (m != -INFINITY) o = fmaf(a.part_acc[(part + s) * hd + d], expf(m - M), o);
         }
-        a.out[(static_cast<int64_t>(i) * a.n_head + h) * hd + d] = L > 0.0f ? o / L : 0.0f;
+        const int64_t e = (static_cast<int64_t>(i) * a.n_head + h) * hd + d;
+        const float r = L > 0.0f ? o / L : 0.0f;
+        a.out[e] = r;
+        if (a.out_q.qs) quantize32(r, a.out_q.qs + (e & ~int64_t{31}), a.out_q.d + e / 32, a.out_q.s + e / 32);
     }
 }
 
@@ -277,6 +280,8 @@ __global__ void attn_merge_kernel(AttentionArgs a) {
 void attention(const AttentionArgs& a, cudaStream_t stream) {
     if (a.head_dim > kMaxHeadDim || a.head_dim % 8 != 0)
         fail(APLS_STATUS_UNSUPPORTED, "CUDA attention: head_dim ", a.head_dim, " (supported: multiples of 8 up to ", kMaxHeadDim, ")");
+    if (a.out_q.qs && a.head_dim % 32 != 0)
+        fail(APLS_STATUS_INTERNAL, "CUDA attention: Q8 output needs head_dim % 32 == 0, not ", a.head_dim);
     const int group = a.n_head / a.n_head_kv, chunks = (group + kHeads - 1) / kHeads;
     const dim3 block(kThreads);
     // Decode, draft, verify (t <= 16): one token per block. (A prompt of one sequence usually

@@ -111,6 +111,7 @@ struct AttentionArgs {
     int max_splits;  // grid size: splits of the longest possible sequence (graph capture)
     float* part_acc;  // (t, n_head, max_splits, hd) scratch
     float* part_ml;   // (t, n_head, max_splits, 2) scratch
+    QActs out_q;      // set: out also as Q8 activations (as quantize_q8); needs hd % 32 == 0 and t <= 16
 };
 void attention(const AttentionArgs& a, cudaStream_t stream);
 

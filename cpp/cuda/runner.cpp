@@ -440,11 +440,14 @@ void CudaRunner::attention_core(int l, int n, bool has_view, bool has_mask, cons
     a.part_acc = part_acc_.get();
     a.part_ml = part_ml_.get();
     // A prompt of one sequence: GEMMs (prompt_attention.h); decode, draft and verify batches,
-    // and batches over several sequences: the flash-decoding kernel.
+    // and batches over several sequences: the flash-decoding kernel, which also writes the Q8
+    // activations for quantized Wo (no quantize launch) when heads are whole Q8 blocks.
     const bool prompt = n > kMaxMatvecTokens && one_list_entries_ > 0 && prompt_attention_enabled();
     if (prompt && !prompt_attn_) prompt_attn_ = std::make_unique<PromptAttention>(stream_);
-    if (!prompt || !prompt_attn_->run(a, one_list_entries_)) attention(a, stream_);
-    quantize_for(b.att, n, qd, {&dm_.layers[l].wo}, b.xq);
+    if (prompt && prompt_attn_->run(a, one_list_entries_)) return quantize_for(b.att, n, qd, {&dm_.layers[l].wo}, b.xq);
+    if (hp_.head_dim % 32 == 0) a.out_q = acts_for(n, {&dm_.layers[l].wo}, b.xq);
+    attention(a, stream_);
+    if (!a.out_q.qs) quantize_for(b.att, n, qd, {&dm_.layers[l].wo}, b.xq);
 }
 
 template <typename Step>

@@ -432,6 +432,25 @@ void check_attention(const AttnCase& c) {
         std::fprintf(stderr, "attention heads %d/%d hd %d n %d t %d: nmse %.3g\n", c.n_head, c.n_head_kv, c.hd, c.n_entries, n_tok, e);
     CHECK(e < 1e-10);
 
+    // With Q8 output (quantized Wo): the same floats, and their Q8 blocks bit for bit those of
+    // quantize_q8 (DeviceActs) on them.
+    if (n_tok <= cuda::kMaxMatvecTokens && c.hd % 32 == 0) {
+        const int64_t k = static_cast<int64_t>(c.n_head) * c.hd;
+        DeviceBuffer<int8_t> qs(n_tok * k);
+        DeviceBuffer<float> qd(n_tok * k / 32), qsum(n_tok * k / 32);
+        poison(qd);
+        a.out_q = cuda::QActs{qs.get(), qd.get(), qsum.get()};
+        poison(out);
+        cuda::attention(a, nullptr);
+        a.out_q = cuda::QActs{};
+        CHECK(std::memcmp(download(out, out.size()).data(), o.data(), o.size() * 4) == 0);
+        const DeviceActs want(out, n_tok, k);
+        CHECK(download(qs, qs.size()) == download(want.qs, qs.size()));
+        const auto d = download(qd, qd.size()), s = download(qsum, qsum.size());
+        const auto wd = download(want.d, qd.size()), ws = download(want.s, qsum.size());
+        CHECK(std::memcmp(d.data(), wd.data(), d.size() * 4) == 0 && std::memcmp(s.data(), ws.data(), s.size() * 4) == 0);
+    }
+
     // The prompt path (one entry list): cuBLAS scores and values, the same reference.
     if (!c.two_seqs && n_tok > 1) {
         cuda::PromptAttention prompt(nullptr);
