@@ -30,6 +30,44 @@ def test_greedy_generate_equals_argmax_decoding(model):
     assert model.last_stats.n_generated == 24 and model.last_stats.stop_reason == "length"
 
 
+def test_decode_greedy_is_the_argmax_of_the_logits(model):
+    """Context.decode_greedy: the same cache effect as decode, and the largest logit's id."""
+    ids = model.tokenize("The three primary colors are")
+    a, b = model.context(n_ctx=128), model.context(n_ctx=128)
+    tok = b.decode_greedy(ids)
+    logits = a.decode(ids, logits="last")[-1]
+    for _ in range(12):
+        assert tok == int(np.argmax(logits))
+        logits = a.decode([tok], logits="last")[-1]
+        tok = b.decode_greedy([tok])
+    assert a.kv_seq_len(0) == b.kv_seq_len(0) == len(ids) + 12
+    with pytest.raises(apls.InvalidArgumentError, match="out of range"):
+        b.decode_greedy([model.n_vocab])
+
+
+@pytest.mark.parametrize("sampler,argmax", [
+    (apls.Sampler(temperature=0.0), True),
+    (apls.Sampler.chain([("top_k", 5), ("temperature", 0.5), ("greedy",)]), True),
+    (apls.Sampler(temperature=0.0, repeat_penalty=1.3), False),
+    (apls.Sampler(temperature=0.8, seed=1), False),
+])
+def test_generation_picks_what_the_sampler_picks(model, sampler, argmax):
+    """Greedy without penalties takes the device's choice (Sampler.picks_argmax); any other
+    chain samples the logits row. Either way the tokens are the sampler's on the logits."""
+    from apls.generate import generate_tokens
+    assert sampler.picks_argmax == argmax
+    ids = model.tokenize("List three uses of copper:")
+    got = list(generate_tokens(model.context(n_ctx=128), ids, 20, sampler, ignore_eos=True))
+    sampler.reset()
+    ctx = model.context(n_ctx=128)
+    logits, want = ctx.decode(ids, logits="last")[-1], []
+    for _ in range(20):
+        want.append(int(sampler.sample(logits)))
+        sampler.accept(want[-1])
+        logits = ctx.decode([want[-1]], logits="last")[-1]
+    assert got == want
+
+
 def test_stream_pieces_join_to_the_same_text_and_are_whole_characters(model):
     prompt = "Write the word 'café' and a smiley emoji:"
     full = model.generate(prompt, 32, temperature=0, ignore_eos=True)
@@ -125,3 +163,5 @@ def test_cli_fails_clearly(tmp_path):
     assert r.returncode == 1 and "magic" in r.stderr and "Traceback" not in r.stderr
     r = run_cli("run", "--no-such-flag", "hi")
     assert r.returncode == 2 and "unrecognized arguments: --no-such-flag" in r.stderr
+    r = run_cli("run", "-m", str(bad), "--speculative", "--repeat-penalty", "1.2", "hi")
+    assert r.returncode == 2 and "--repeat-penalty is not supported with --speculative" in r.stderr

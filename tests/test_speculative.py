@@ -157,9 +157,12 @@ def test_sampling_keeps_the_full_model_distribution(tiny, plan):
     assert stat < chi2_critical(len(obs) - 1), stat
 
 
-def test_speculative_sampling_refuses_penalties(tiny):
+@pytest.mark.parametrize("temperature", [0.8, 0.0])
+def test_speculative_decoding_refuses_penalties(tiny, temperature):
+    """Sampled or greedy: a penalty would need every drafted token in its history (greedy with a
+    penalty is not the raw argmax the verifier compares)."""
     ctx = _core.Context(tiny, n_ctx=16)
-    s = _core.Sampler(temperature=0.8, repeat_penalty=1.3)
+    s = _core.Sampler(temperature=temperature, repeat_penalty=1.3)
     with pytest.raises(apls.InvalidArgumentError, match="penalties"):
         _core.spec_round(ctx, 1, sampler=s)
     assert ctx.kv_seq_len(0) == 0

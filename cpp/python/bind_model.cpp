@@ -52,12 +52,11 @@ std::vector<int32_t> to_vec(const I32Array& a, const char* what) {
     return std::vector<int32_t>(a.data(), a.data() + a.shape(0));
 }
 
-// decode(tokens, pos=None, seq_ids=None, logits="last"|"all"|mask, attn=None, mlp=None, group=None,
-//        head_rows=0) -> float32 (n_outputs, n_vocab); view: attention restricted to it, or nullptr.
-py::array_t<float> decode(Context& ctx, const I32Array& tokens, std::optional<I32Array> pos,
-                          std::optional<I32Array> seq_ids, py::object logits, std::optional<U8Array> attn,
-                          std::optional<U8Array> mlp, std::optional<I32Array> group, int32_t head_rows,
-                          const apls::KVView* view = nullptr) {
+// The forward of decode(tokens, pos=None, seq_ids=None, logits="last"|"all"|mask, attn=None,
+// mlp=None, group=None, head_rows=0); view: attention restricted to it, or nullptr.
+void run_decode(Context& ctx, const I32Array& tokens, std::optional<I32Array> pos, std::optional<I32Array> seq_ids,
+                py::object logits, std::optional<U8Array> attn, std::optional<U8Array> mlp,
+                std::optional<I32Array> group, int32_t head_rows, const apls::KVView* view) {
     const std::vector<int32_t> tok = to_vec(tokens, "tokens");
     const int32_t n = static_cast<int32_t>(tok.size());
     std::vector<int32_t> pv, sv;
@@ -97,6 +96,14 @@ py::array_t<float> decode(Context& ctx, const I32Array& tokens, std::optional<I3
         py::gil_scoped_release release;
         ctx.decode(batch, plan, view);
     }
+}
+
+// run_decode, then the logits: float32 (n_outputs, n_vocab).
+py::array_t<float> decode(Context& ctx, const I32Array& tokens, std::optional<I32Array> pos,
+                          std::optional<I32Array> seq_ids, py::object logits, std::optional<U8Array> attn,
+                          std::optional<U8Array> mlp, std::optional<I32Array> group, int32_t head_rows,
+                          const apls::KVView* view = nullptr) {
+    run_decode(ctx, tokens, pos, seq_ids, logits, attn, mlp, group, head_rows, view);
     const int64_t rows = ctx.n_outputs(), n_vocab = ctx.model().hparams().n_vocab;
     py::array_t<float> out({rows, n_vocab});
     std::memcpy(out.mutable_data(), ctx.logits(), static_cast<size_t>(rows * n_vocab) * sizeof(float));
@@ -145,6 +152,14 @@ void bind_model(py::module_& m) {
              }, py::arg("tokens"), py::arg("pos") = py::none(), py::arg("seq_ids") = py::none(),
              py::arg("logits") = "last", py::arg("attn") = py::none(), py::arg("mlp") = py::none(),
              py::arg("group") = py::none(), py::arg("head_rows") = 0)
+        .def("decode_greedy", [](Context& ctx, const I32Array& tokens, std::optional<I32Array> pos,
+                                 std::optional<I32Array> seq_ids) {
+                 run_decode(ctx, tokens, pos, seq_ids, py::str("last"), std::nullopt, std::nullopt, std::nullopt, 0,
+                            nullptr);
+                 return ctx.argmax(ctx.n_outputs() - 1);
+             }, py::arg("tokens"), py::arg("pos") = py::none(), py::arg("seq_ids") = py::none(),
+             "decode(tokens) and the greedy choice after the last token (largest logit, ties to the lowest "
+             "id); on a GPU chosen there, so the logits are not copied back.")
         .def_property_readonly("n_ctx", [](const Context& c) { return c.params().n_ctx; })
         .def_property_readonly("n_batch", [](const Context& c) { return c.params().n_batch; })
         .def_property_readonly("n_threads", [](Context& c) { return c.pool().size(); })

@@ -133,6 +133,9 @@ void bind_sampling(py::module_& m) {
             s.probs(logits.data(), n, out.mutable_data());
             return out;
         }, py::arg("logits"), "The distribution the selector draws from (zeros for removed tokens).")
+        .def_property_readonly("picks_argmax", &Sampler::picks_argmax,
+                               "True when the chosen token is always the largest raw logit (greedy, no "
+                               "penalties): Context.decode_greedy gives it without the logits.")
         .def("accept", &Sampler::accept, py::arg("token"), "Record a generated token for the penalties.")
         .def("reset", &Sampler::reset, "Clear the token history and reseed.")
         .def_property_readonly("n_vocab", &Sampler::n_vocab)

@@ -164,6 +164,13 @@ const float* apls_get_logits_ith(apls_context* ctx, int32_t i) {
     return row;
 }
 
+apls_status apls_get_argmax_ith(apls_context* ctx, int32_t i, int32_t* out_token) {
+    if (!out_token) return null_arg("out_token");
+    *out_token = -1;
+    if (!ctx) return null_arg("ctx");
+    return guard([&] { *out_token = ctx->impl->argmax(i); });
+}
+
 int32_t apls_kv_seq_len(const apls_context* ctx, int32_t seq_id) {
     if (!ctx || !ctx->impl->kv().valid_seq(seq_id)) return -1;
     return ctx->impl->kv().seq_len(seq_id);

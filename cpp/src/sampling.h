@@ -88,6 +88,10 @@ public:
     int32_t n_vocab() const { return n_vocab_; }
     bool greedy() const { return selector_ == Selector::GREEDY; }
     bool uses_history() const;  // some stage depends on accepted tokens
+    // The chosen token is always the largest raw logit (ties: the lowest id): greedy, and no
+    // stage changes logits (top-k/p, min-p and temperature keep the largest one; penalties
+    // do not). Then Context::argmax gives the same token, on a GPU without copying logits.
+    bool picks_argmax() const { return greedy() && !uses_history(); }
     // A uniform double in [0, 1) from the chain's seeded generator (speculative acceptance draws
     // from the same stream, so a seed reproduces a whole run).
     double uniform();

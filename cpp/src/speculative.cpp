@@ -40,9 +40,9 @@ SpecResult spec_round(Context& ctx, int32_t last, const Plan& draft_plan, const 
     if (!kv.valid_seq(seq)) fail(APLS_STATUS_INVALID_ARGUMENT, "unknown sequence ", seq);
     if (last < 0 || last >= n_vocab) fail(APLS_STATUS_INVALID_ARGUMENT, "token ", last, " is out of range [0, ", n_vocab, ")");
     if (params.n_draft_max < 0) fail(APLS_STATUS_INVALID_ARGUMENT, "n_draft_max ", params.n_draft_max, " is negative");
-    const bool greedy = sampler == nullptr || sampler->greedy();
-    if (!greedy && sampler->uses_history())
-        fail(APLS_STATUS_INVALID_ARGUMENT, "speculative sampling does not support repetition/frequency/presence penalties");
+    if (sampler && sampler->uses_history())  // a draft's tokens would need the penalties' history
+        fail(APLS_STATUS_INVALID_ARGUMENT, "speculative decoding does not support repetition/frequency/presence penalties");
+    const bool greedy = sampler == nullptr || sampler->picks_argmax();
     draft_plan.validate(hp.n_layer, n_vocab);
 
     const int32_t n_past = kv.seq_len(seq);

@@ -72,6 +72,10 @@ def cmd_run(args) -> int:
     if prompt is None:
         print("apls run: a prompt is required (apls run \"Once upon a time\" or -p TEXT)", file=sys.stderr)
         return 2
+    if args.speculative and args.repeat_penalty != 1.0:
+        print("apls run: --repeat-penalty is not supported with --speculative (a penalty would change what the "
+              "verifier accepts)", file=sys.stderr)
+        return 2
     model = _load(args)
     kw = _sampling_kwargs(args)
     if args.speculative:

@@ -98,9 +98,12 @@ def generate_tokens(ctx, prompt_ids: List[int], max_tokens: int, sampler, ignore
     stats.prefill_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     stats.stop_reason = "length"
+    # Greedy without penalties: the context picks the token (on a GPU there, without copying
+    # the logits back); the same token the sampler would pick.
+    argmax = getattr(sampler, "picks_argmax", False)
     try:
+        tok = sampler.sample(logits) if max_tokens > 0 else -1
         for _ in range(max_tokens):
-            tok = sampler.sample(logits)
             sampler.accept(tok)
             if not ignore_eos and vocab is not None and vocab.is_eog(tok):
                 stats.stop_reason = "eog"
@@ -114,7 +117,10 @@ def generate_tokens(ctx, prompt_ids: List[int], max_tokens: int, sampler, ignore
             elif ctx.kv_seq_len(0) >= ctx.n_ctx:
                 stats.stop_reason = "context"
                 return
-            logits = ctx.decode([tok], logits="last")[-1]
+            if argmax:
+                tok = ctx.decode_greedy([tok])
+            else:
+                tok = sampler.sample(ctx.decode([tok], logits="last")[-1])
     finally:
         stats.decode_s = time.perf_counter() - t0
 

@@ -83,6 +83,14 @@ class Context:
         return self._ctx.decode(_tokens(tokens), None if pos is None else _tokens(pos),
                                 None if seq_ids is None else _tokens(seq_ids), mask, **kw)
 
+    def decode_greedy(self, tokens: TokenIds, *, pos: Optional[TokenIds] = None,
+                      seq_ids: Optional[TokenIds] = None) -> int:
+        """Like `decode`, but return the greedy choice after the last token (its largest logit;
+        ties to the lowest id) instead of logits: what a greedy sampler without penalties picks.
+        On a GPU the choice is made there and only the token is copied back."""
+        return self._ctx.decode_greedy(_tokens(tokens), None if pos is None else _tokens(pos),
+                                       None if seq_ids is None else _tokens(seq_ids))
+
     @property
     def kv(self) -> "KVCache":
         """The KV cache's operations: truncate, delete, fork, keep, clear, stats (`apls.kv.KVCache`)."""

@@ -359,6 +359,27 @@ APLS_TEST(context_params_are_checked) {
 
 // ---- decode ------------------------------------------------------------------------------------
 
+APLS_TEST(argmax_is_the_largest_logit_of_the_row) {
+    Loaded t(tiny_path(), 64, 8);
+    const std::vector<int32_t> four = {1, 2, 3, 4};
+    apls_batch b = batch_of(four);
+    std::vector<int8_t> all(four.size(), 1);
+    b.logits = all.data();
+    CHECK_OK(apls_decode(t.ctx, &b, nullptr));
+    for (int32_t i = 0; i < 4; ++i) {
+        const float* row = apls_get_logits_ith(t.ctx, i);
+        int32_t tok = -1;
+        CHECK_OK(apls_get_argmax_ith(t.ctx, i, &tok));
+        CHECK(tok == static_cast<int32_t>(std::max_element(row, row + kVocab) - row));  // first of the largest
+    }
+    int32_t tok = 7;
+    CHECK_STATUS(apls_get_argmax_ith(t.ctx, 4, &tok), APLS_STATUS_INVALID_ARGUMENT, "out of range");
+    CHECK(tok == -1);
+    CHECK_STATUS(apls_get_argmax_ith(t.ctx, -1, &tok), APLS_STATUS_INVALID_ARGUMENT, "out of range");
+    CHECK_STATUS(apls_get_argmax_ith(nullptr, 0, &tok), APLS_STATUS_INVALID_ARGUMENT, "ctx is NULL");
+    CHECK_STATUS(apls_get_argmax_ith(t.ctx, 0, nullptr), APLS_STATUS_INVALID_ARGUMENT, "out_token is NULL");
+}
+
 APLS_TEST(bad_batches_leave_the_context_unchanged) {
     Loaded t(tiny_path(), 64, 8);
     const std::vector<int32_t> four = {1, 2, 3, 4};

@@ -160,6 +160,10 @@ APLS_API int32_t apls_get_n_outputs(const apls_context* ctx);
 APLS_API const float* apls_get_logits(const apls_context* ctx);
 /* Row i of the last decode's outputs, or NULL (and an error) if i is out of range. */
 APLS_API const float* apls_get_logits_ith(apls_context* ctx, int32_t i);
+/* The greedy choice for output row i of the last decode: the largest logit, ties to the lowest
+ * id (what a greedy sampler without penalties picks). On a GPU it is chosen there and only the
+ * token is copied back, not the logits. */
+APLS_API apls_status apls_get_argmax_ith(apls_context* ctx, int32_t i, int32_t* out_token);
 
 /* ---- KV cache ------------------------------------------------------------------------------- */
 

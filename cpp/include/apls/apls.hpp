@@ -155,6 +155,12 @@ public:
         if (!row) throw Error(APLS_STATUS_INVALID_ARGUMENT, apls_last_error());
         return row;
     }
+    // The greedy choice for output row i (largest logit; on a GPU without copying the logits).
+    int32_t argmax(int32_t i) const {
+        int32_t token = -1;
+        check(apls_get_argmax_ith(get(), i, &token));
+        return token;
+    }
 };
 
 class Sampler : public detail::Handle<apls_sampler, apls_sampler_free> {
