@@ -314,8 +314,9 @@ APLS_API void apls_sampler_free(apls_sampler* smpl);  /* NULL is a no-op */
  * written to out_tokens) is the next round's last_token.
  *
  * sampler NULL (or a greedy chain): greedy — output identical to plain greedy decoding. Else the
- * sampler's distribution (history-dependent penalties are refused) with rejection sampling, which
- * keeps the full model's distribution exactly; its seeded generator draws every random number.
+ * sampler's distribution with rejection sampling, which keeps the full model's distribution
+ * exactly; its seeded generator draws every random number. A chain with history-dependent
+ * penalties (repeat, frequency, presence) is refused, greedy or not (APLS_STATUS_INVALID_ARGUMENT).
  * out_tokens receives n_accepted + 1 tokens (max_out must be >= n_draft_max + 1).
  * On error the cache is left as it was. */
 typedef struct apls_spec_params {
