@@ -91,6 +91,20 @@ def test_speculative_greedy_identical_on_cuda(gpu, name):
         assert gen.last_stats.n_rounds < 64
 
 
+def test_long_drafts_stay_within_the_invariant_batch(gpu):
+    """Verify batches of more than 16 tokens would take the prompt kernels (cuBLAS), whose
+    logits are not bit-identical to one-token decoding: a draft of up to 24 tokens is cut to 15,
+    and the output stays plain greedy."""
+    for text in PROMPTS[:4]:
+        ids = chat_ids(gpu, text)
+        policy = StaticPolicy(PLANS["skip"], DraftLength(n_max=24, p_min=0.0), adapt_length=False)
+        gen = SpeculativeGenerator(gpu, policy, n_ctx=512)
+        rounds = []
+        gen.policy.observe = lambda step, r, rounds=rounds: rounds.append(r.n_drafted)
+        assert list(gen.generate_tokens(ids, 96, None, ignore_eos=True)) == plain_greedy(gpu, ids, 96), text
+        assert max(rounds) == 15, rounds
+
+
 @pytest.mark.parametrize("name", ["skip", "groups"])
 def test_draft_chain_drafts_what_waiting_per_token_drafts(gpu, name, monkeypatch):
     """Greedy drafting without a confidence stop is queued as one chain (each token taken from

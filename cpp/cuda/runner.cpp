@@ -77,6 +77,7 @@ public:
     void fetch_logits(float* dst, int32_t n_rows) override;
     const int32_t* argmax() override;
     const float* top_prob() override;
+    int32_t max_invariant_batch() const override { return kMaxMatvecTokens; }  // beyond: cuBLAS
 
     void copy_slot(int64_t dst, int64_t src) override;
     void rerotate(int64_t slot, const float* cos_sin) override;

@@ -173,6 +173,11 @@ std::vector<float>& Context::logits_buffer(int32_t n_rows) {
 
 void Context::decode(const Batch& batch, const Plan& plan, const KVView* view) { decode_step(batch, plan, view, -1); }
 
+int32_t Context::max_invariant_batch() const {
+    const int32_t n_batch = static_cast<int32_t>(params_.n_batch);
+    return runner_ ? std::min(n_batch, runner_->max_invariant_batch()) : n_batch;
+}
+
 bool Context::ends_draft(int32_t id, float conf, float p_min) const {
     return conf < p_min || (model_.vocab() && model_.vocab()->is_eog(id));
 }

@@ -86,6 +86,9 @@ public:
     int32_t argmax(int32_t i, float* top_p = nullptr) const;
     std::vector<float>& logits_buffer(int32_t n_rows);
     Device device() const { return model_.device(); }
+    // The most tokens of a batch whose logits are each bit-identical to decoding the token
+    // alone: n_batch on the CPU, the device's limit there (DeviceRunner::max_invariant_batch).
+    int32_t max_invariant_batch() const;
 
 private:
     void decode_step(const Batch& batch, const Plan& plan, const KVView* view, int32_t chain_step);

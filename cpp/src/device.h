@@ -45,6 +45,9 @@ public:
     // logit; ties to the lowest id) and its softmax probability.
     virtual const int32_t* argmax() = 0;
     virtual const float* top_prob() = 0;
+    // The most tokens a batch may hold with each token's logits bit-identical to decoding it
+    // alone (larger batches take other kernels); speculative verify batches stay within it.
+    virtual int32_t max_invariant_batch() const = 0;
 };
 
 namespace cuda {

@@ -321,7 +321,8 @@ APLS_API void apls_sampler_free(apls_sampler* smpl);  /* NULL is a no-op */
  * On error the cache is left as it was. */
 typedef struct apls_spec_params {
     int32_t seq_id;       /* default 0 */
-    int32_t n_draft_max;  /* default 8 */
+    int32_t n_draft_max;  /* default 8; capped so the verify batch (drafts + 1) stays within n_batch and,
+                           * on a GPU, 16 tokens (the batch whose logits match one-token decoding) */
     float draft_p_min;    /* default 0 (never stop early) */
 } apls_spec_params;
 
