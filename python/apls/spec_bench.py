@@ -39,7 +39,8 @@ def _row(plain_tok, plain_s, apls_tok, apls_s, st: SpecStats, identical: bool) -
     ar = plain_tok / plain_s if plain_s else 0.0
     ap = apls_tok / apls_s if apls_s else 0.0
     # draft_waits_per_round: the host's waits for drafted tokens per round (1 when the draft ran
-    # as one device chain, about tau + 1 when it waited per token).
+    # as one device chain; the drafted tokens per round, (tau - 1) / acceptance, when it waited
+    # per token).
     return {"ar_tok_s": ar, "apls_tok_s": ap, "speedup": ap / ar if ar else 0.0, "tau": st.tau,
             "acceptance": st.acceptance, "identical": identical,
             "draft_waits_per_round": st.n_draft_waits / st.n_rounds if st.n_rounds else 0.0}
