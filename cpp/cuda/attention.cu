@@ -82,8 +82,8 @@ __device__ __forceinline__ void load_tile(const AttentionArgs& a, const int* slo
 }
 
 // The query rows of one block: ROWS (token, head) pairs of consecutive tokens times the block's
-// heads. Decode and verify batches (t <= 16) take one token per block (ROWS = kHeads: the most
-// blocks in flight); prompts of models with at most two query heads per KV head (MHA) take
+// heads. One token (and any batch of a GQA model) takes one token per block (ROWS = kHeads: the
+// most blocks in flight); batches of models with at most two query heads per KV head (MHA) take
 // kPromptRows rows, so each K/V tile is read once for up to kPromptRows / heads tokens.
 constexpr int kPromptRows = 16;
 constexpr int kMaxTileTokens = kPromptRows;
@@ -284,13 +284,14 @@ void attention(const AttentionArgs& a, cudaStream_t stream) {
         fail(APLS_STATUS_INTERNAL, "CUDA attention: Q8 output needs head_dim % 32 == 0, not ", a.head_dim);
     const int group = a.n_head / a.n_head_kv, chunks = (group + kHeads - 1) / kHeads;
     const dim3 block(kThreads);
-    // Decode, draft, verify (t <= 16): one token per block. (A prompt of one sequence usually
-    // takes prompt_attention.h; this serves the rest.) Prompts share K/V tiles when a token
-    // has at most two query heads per KV head (MHA, as Llama-2): there each K/V row serves one
-    // query row per token and the traffic dominates; for GQA groups of 4 (Llama-3.2-1B) the
-    // longer serial work per block lost more than the traffic saved (docs/CUDA.md).
+    // Decode and draft (one token): one token per block. (A prompt of one sequence usually
+    // takes prompt_attention.h; this serves the rest.) Verify batches and prompts share K/V
+    // tiles when a token has at most two query heads per KV head (MHA, as Llama-2): there each
+    // K/V row serves one query row per token and the traffic dominates; for GQA groups of 4
+    // (Llama-3.2-1B) the longer serial work per block lost more than the traffic saved
+    // (docs/CUDA.md), so they keep one token per block.
     const int heads = std::min(kHeads, group);
-    if (a.n_tok <= kMaxMatvecTokens || heads > 2) {
+    if (a.n_tok == 1 || heads > 2) {
         launch_kernel(attn_split_kernel<kHeads>, dim3(a.max_splits, a.n_head_kv * chunks, a.n_tok), block, 0, stream, a);
     } else {  // prompts: K/V tiles shared by the tokens of a tile
         const int per = tokens_per_block<kPromptRows>(a.n_head, a.n_head_kv);

@@ -340,6 +340,26 @@ matvec_f(Jobs jobs, int n_tok) {
     store<T, R>(acc, n_tok, r0, job->rows, job->y, job->ldy, job->accumulate);
 }
 
+}  // namespace
+}  // namespace apls::cuda
+
+#include "cuda/matvec_tc.cuh"
+
+namespace apls::cuda {
+namespace {
+
+// Whether F16 rows take matvec_tc (opt-in, see matvec_tc.cuh): APLS_CUDA_TC is "1" and the
+// kernel's PTX has the f16 mma (compute capability >= 8.0). Decided once per process.
+bool tc_enabled() {
+    static const bool on = [] {
+        const char* env = std::getenv("APLS_CUDA_TC");
+        if (!env || std::strcmp(env, "1") != 0) return false;
+        cudaFuncAttributes a{};
+        return cudaFuncGetAttributes(&a, matvec_tc<8>) == cudaSuccess && a.ptxVersion >= 80;
+    }();
+    return on;
+}
+
 // Any float type and k (slow path: element by element).
 template <int T>
 __global__ void matvec_scalar(int type, Jobs jobs, int n_tok) {
@@ -368,14 +388,18 @@ template <int T>
 void launch(TensorType type, Jobs jobs, int n_tok, bool vec, cudaStream_t stream) {
     // Blocks per job for the kernel that will run (rows per warp differ between kernels).
     const bool scalar = !is_quantized(type) && !vec;
-    const int64_t rows_per_block = is_quantized(type) ? kWarps * q_rows_per_warp(T) : scalar ? 1 : float_rows_per_block(T);
+    const bool tc = type == TensorType::F16 && vec && tc_enabled();
+    const int64_t rows_per_block = is_quantized(type) ? kWarps * q_rows_per_warp(T)
+                                   : scalar           ? 1
+                                   : tc               ? kTcRows
+                                                      : float_rows_per_block(T);
     int blocks = 0;
     for (int j = 0; j < jobs.n; ++j) {
         jobs.job[j].begin = blocks;
         blocks += static_cast<int>((jobs.job[j].rows + rows_per_block - 1) / rows_per_block);
     }
     if (blocks == 0) return;
-    const dim3 grid(static_cast<unsigned>(blocks)), block(kWarps * 32);
+    const dim3 grid(static_cast<unsigned>(blocks)), block((tc ? kTcWarps : kWarps) * 32);
     switch (type) {
         case TensorType::Q8_0:
             if constexpr (T == 1) launch_kernel(matvec_q1<8>, grid, block, 0, stream, jobs, n_tok);
@@ -390,7 +414,8 @@ void launch(TensorType type, Jobs jobs, int n_tok, bool vec, cudaStream_t stream
             else launch_kernel(matvec_q<3, T>, grid, block, 0, stream, jobs, n_tok);
             break;
         case TensorType::F16:
-            if (vec) launch_kernel(matvec_f<1, T>, grid, block, 0, stream, jobs, n_tok);
+            if (tc) launch_kernel(matvec_tc<(T <= 8 ? 8 : 16)>, grid, block, 0, stream, jobs, n_tok);
+            else if (vec) launch_kernel(matvec_f<1, T>, grid, block, 0, stream, jobs, n_tok);
             else launch_kernel(matvec_scalar<T>, grid, block, 0, stream, static_cast<int>(type), jobs, n_tok);
             break;
         case TensorType::BF16:

@@ -487,8 +487,13 @@ APLS_TEST(attention_matches_reference) {
     AttnCase ex{8, 2, 64, 300};
     ex.explicit_view = true;
     check_attention(ex);                         // explicit positions view
-    // Prompt-sized batches (t > 16) share K/V tiles among tokens: partial tiles, two interleaved
-    // sequences, views; each checked bit for bit against its last token alone (decode kernel).
+    // MHA batches (verify-sized and prompts) share K/V tiles among tokens: partial tiles, two
+    // interleaved sequences, views; each checked bit for bit against its last token alone
+    // (decode kernel).
+    AttnCase v{32, 32, 128, 300};
+    v.n_tok = 9;
+    v.two_seqs = true;                           // MHA verify-sized, two sequences: two runs per tile
+    check_attention(v);
     AttnCase c{32, 32, 128, 300};
     c.n_tok = 40;                                // MHA: 16 tokens per tile, the last tile partial
     check_attention(c);
