@@ -5,12 +5,14 @@ program tests/cpp/test_cuda_ops.cpp; these tests check whole models: logits, gre
 lossless speculative decoding and KV-cache operations on the GPU."""
 import numpy as np
 import pytest
+from gguf import GGMLQuantizationType
 
 import apls
 from apls import _core
 from apls.policy import DraftLength, StaticPolicy
 from apls.speculative import SpeculativeGenerator
 from smollm2_cases import PLANS, chat_ids, plain_greedy
+from tiny_model import write_tiny_llama
 
 pytestmark = pytest.mark.skipif(_core.cuda_device_count() == 0, reason=f"no usable CUDA device ({_core.cuda_describe()})")
 
@@ -36,6 +38,24 @@ def test_device_selection(gpu, cpu, smollm2_path):
     assert apls.Model(smollm2_path).device == "cuda"  # auto: the GPU when one is usable
     with pytest.raises(apls.InvalidArgumentError, match="device must be"):
         apls.Model(smollm2_path, device="tpu")
+
+
+@pytest.mark.parametrize("kw, reason", [(dict(d=16, n_head=4, n_kv=2), "head dimensions"),
+                                        (dict(weight_type=GGMLQuantizationType.Q5_0), "no kernels for tensor")])
+def test_auto_device_takes_the_cpu_for_models_cuda_does_not_run(tmp_path, kw, reason):
+    """A model the CUDA kernels do not cover (head dimension 4; Q5_0 matrices, which only the
+    CPU runs) loads on the CPU under "auto" and decodes there; asked for "cuda", it is refused
+    at load with the reason, not at the first decode."""
+    path = tmp_path / "m.gguf"
+    write_tiny_llama(path, **kw)
+    m = apls.Model(str(path))
+    assert m.device == "cpu"
+    assert np.isfinite(m.context(n_ctx=32).decode([1, 2, 3], logits="last")).all()
+    with pytest.raises(apls.UnsupportedError, match=reason):
+        apls.Model(str(path), device="cuda")
+    ok = tmp_path / "ok.gguf"  # the same tiny llama with head dimension 8 stays on the GPU
+    write_tiny_llama(ok)
+    assert apls.Model(str(ok)).device == "cuda"
 
 
 def rel_err(a, b):
@@ -99,10 +119,9 @@ def test_long_drafts_stay_within_the_invariant_batch(gpu):
         ids = chat_ids(gpu, text)
         policy = StaticPolicy(PLANS["skip"], DraftLength(n_max=24, p_min=0.0), adapt_length=False)
         gen = SpeculativeGenerator(gpu, policy, n_ctx=512)
-        rounds = []
-        gen.policy.observe = lambda step, r, rounds=rounds: rounds.append(r.n_drafted)
         assert list(gen.generate_tokens(ids, 96, None, ignore_eos=True)) == plain_greedy(gpu, ids, 96), text
-        assert max(rounds) == 15, rounds
+        longest = len(gen.last_stats.drafted_at)  # drafted_at[i]: rounds that drafted an (i+1)-th token
+        assert longest == 15, gen.last_stats.drafted_at
 
 
 @pytest.mark.parametrize("name", ["skip", "groups"])

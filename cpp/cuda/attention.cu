@@ -22,7 +22,7 @@ namespace {
 constexpr int kHeads = 8;     // query heads per block (a GQA group, or a chunk of it)
 constexpr int kWarps = 4;
 constexpr int kThreads = 32 * kWarps;
-constexpr int kMaxHeadDim = 128;
+constexpr int kMaxHeadDim = kMaxAttentionHeadDim;
 
 // 8 cache values (F16 or F32) from element e, as raw bits: one 16-byte load (F16) or two (F32).
 struct Raw8 {
@@ -94,15 +94,116 @@ __host__ __device__ constexpr int tokens_per_block(int n_head, int n_head_kv) {
     return ROWS == kHeads || ROWS <= heads ? 1 : ROWS / heads;
 }
 
+// Scores: kRowGroups threads per entry, each taking kScoreRows<ROWS> rows.
+constexpr int kRowGroups = kThreads / kAttnSplit;
+template <int ROWS>
+constexpr int kScoreRows = (ROWS + kRowGroups - 1) / kRowGroups;
+static_assert(kThreads % kAttnSplit == 0 && kMaxHeadDim <= kThreads, "thread layouts of attend_split");
+
 template <int ROWS>
 struct SplitShared {
-    float qs[ROWS][kMaxHeadDim];
+    alignas(16) float qs[ROWS][kMaxHeadDim];  // read as float4
     float tile[kAttnSplit][kMaxHeadDim + 1];  // K, then V, of the split's entries (+1: no bank conflicts)
-    float sc[ROWS][kAttnSplit];
+    alignas(16) float sc[ROWS][kAttnSplit];   // read as float4
     float mx[ROWS], sm[ROWS];
     int slot[kAttnSplit];  // cache slot of each entry, -1 = seen by no token of the run (not loaded)
     uint8_t seen[ROWS > kHeads ? kMaxTileTokens : 1][kAttnSplit];  // per token of the run
 };
+
+// A split's scores: S.sc[r][j] = (q_r . k_j) * scale, the dot product in dimension order, or
+// -inf where row r's token does not see entry j. Two thread layouts, the same operations per
+// (row, entry), so a row's bits do not depend on the kernel that computed it:
+// one thread per (row, entry) — the shortest chains, for one token, where latency rules;
+template <int ROWS>
+__device__ __forceinline__ void scores_by_pair(SplitShared<ROWS>& S, int rows, int n, int nh, int hd, float scale) {
+    for (int u = threadIdx.x; u < rows * n; u += blockDim.x) {
+        const int r = u / n, j = u % n;
+        float s = 0.0f;
+        for (int d = 0; d < hd; ++d) s = fmaf(S.qs[r][d], S.tile[j][d], s);
+        S.sc[r][j] = S.seen[ROWS > kHeads ? r / nh : 0][j] ? s * scale : -INFINITY;
+    }
+}
+
+// thread (entry j, row group rg) for the rows rg, rg + kRowGroups, ... — each K value read once
+// for all of them, the queries four dimensions at a time: for batches, where shared-memory
+// traffic rules (7B verify of 9 tokens: 2 LDS per FMA before).
+template <int ROWS>
+__device__ __forceinline__ void scores_by_entry(SplitShared<ROWS>& S, int rows, int n, int nh, int hd, float scale) {
+    const int j = threadIdx.x % kAttnSplit, rg = threadIdx.x / kAttnSplit;
+    if (j >= n) return;
+    float s[kScoreRows<ROWS>] = {};
+    for (int d = 0; d < hd; d += 4) {
+        const float k0 = S.tile[j][d], k1 = S.tile[j][d + 1], k2 = S.tile[j][d + 2], k3 = S.tile[j][d + 3];
+#pragma unroll
+        for (int i = 0; i < kScoreRows<ROWS>; ++i) {
+            const int r = rg + i * kRowGroups;
+            if (r >= rows) break;
+            const float4 qv = *reinterpret_cast<const float4*>(&S.qs[r][d]);
+            s[i] = fmaf(qv.w, k3, fmaf(qv.z, k2, fmaf(qv.y, k1, fmaf(qv.x, k0, s[i]))));
+        }
+    }
+#pragma unroll
+    for (int i = 0; i < kScoreRows<ROWS>; ++i) {
+        const int r = rg + i * kRowGroups;
+        if (r >= rows) break;
+        S.sc[r][j] = S.seen[ROWS > kHeads ? r / nh : 0][j] ? s[i] * scale : -INFINITY;
+    }
+}
+
+// Row r's (token ia + r / nh, head h0 + r % nh) accumulator for this split.
+__device__ __forceinline__ float* part_acc_row(const AttentionArgs& a, int ia, int h0, int nh, int r, int split) {
+    const int64_t part = (static_cast<int64_t>(ia + r / nh) * a.n_head + h0 + r % nh) * a.max_splits + split;
+    return a.part_acc + part * a.head_dim;
+}
+
+// A split's values: acc[r][d] = sum_j p[r][j] v_j[d], entries in order. Again two layouts with
+// the same operations per (row, dimension): one thread per (row, dimension);
+template <int ROWS>
+__device__ __forceinline__ void values_by_pair(const AttentionArgs& a, SplitShared<ROWS>& S, int rows, int n, int nh,
+                                               int hd, int ia, int h0, int split) {
+    for (int u = threadIdx.x; u < rows * hd; u += blockDim.x) {
+        const int r = u / hd, d = u % hd;
+        float o = 0.0f;
+        for (int j = 0; j < n; ++j) o = fmaf(S.sc[r][j], S.tile[j][d], o);
+        part_acc_row(a, ia, h0, nh, r, split)[d] = o;
+    }
+}
+
+// thread (dimension d, row group rg) for the rows rg, rg + groups, ... — each V value read once
+// for all of them, the probabilities four entries at a time.
+template <int ROWS>
+__device__ __forceinline__ void values_by_dim(const AttentionArgs& a, SplitShared<ROWS>& S, int rows, int n, int nh,
+                                              int hd, int ia, int h0, int split) {
+    const int groups = kThreads / hd, d = threadIdx.x % hd, rg = threadIdx.x / hd;  // groups >= 1
+    if (rg >= groups) return;
+    float o[ROWS] = {};
+    const int n4 = n & ~3;
+    for (int j = 0; j < n4; j += 4) {
+        const float v0 = S.tile[j][d], v1 = S.tile[j + 1][d], v2 = S.tile[j + 2][d], v3 = S.tile[j + 3][d];
+#pragma unroll
+        for (int i = 0; i < ROWS; ++i) {
+            const int r = rg + i * groups;
+            if (r >= rows) break;
+            const float4 p = *reinterpret_cast<const float4*>(&S.sc[r][j]);
+            o[i] = fmaf(p.w, v3, fmaf(p.z, v2, fmaf(p.y, v1, fmaf(p.x, v0, o[i]))));
+        }
+    }
+    for (int j = n4; j < n; ++j) {
+        const float v = S.tile[j][d];
+#pragma unroll
+        for (int i = 0; i < ROWS; ++i) {
+            const int r = rg + i * groups;
+            if (r >= rows) break;
+            o[i] = fmaf(S.sc[r][j], v, o[i]);
+        }
+    }
+#pragma unroll
+    for (int i = 0; i < ROWS; ++i) {
+        const int r = rg + i * groups;
+        if (r >= rows) break;
+        part_acc_row(a, ia, h0, nh, r, split)[d] = o[i];
+    }
+}
 
 // The split [e0, e0 + kAttnSplit) for the tokens [ia, ib), which share an entry list (same
 // off): K and V tiles loaded once, then per (token, head) row exactly the single-token
@@ -147,14 +248,9 @@ __device__ __forceinline__ void attend_split(const AttentionArgs& a, int ia, int
     load_tile(a, S.slot, n, a.k_offset + kv_col, S.tile);
     __syncthreads();
 
-    // Scores: one thread per (row, entry), the dot product in dimension order.
     const float scale = rsqrtf(static_cast<float>(hd));
-    for (int u = threadIdx.x; u < rows * n; u += blockDim.x) {
-        const int r = u / n, j = u % n;
-        float s = 0.0f;
-        for (int d = 0; d < hd; ++d) s = fmaf(S.qs[r][d], S.tile[j][d], s);
-        S.sc[r][j] = S.seen[ROWS > kHeads ? r / nh : 0][j] ? s * scale : -INFINITY;
-    }
+    if constexpr (ROWS > kHeads) scores_by_entry(S, rows, n, nh, hd, scale);
+    else scores_by_pair(S, rows, n, nh, hd, scale);
     __syncthreads();
 
     // Softmax numerator per row over this split (warp w handles rows w, w + kWarps, ...).
@@ -176,14 +272,8 @@ __device__ __forceinline__ void attend_split(const AttentionArgs& a, int ia, int
     load_tile(a, S.slot, n, a.v_offset + kv_col, S.tile);  // the K tile is no longer read
     __syncthreads();
 
-    // Values: one thread per (row, dimension), entries in order.
-    for (int u = threadIdx.x; u < rows * hd; u += blockDim.x) {
-        const int r = u / hd, d = u % hd;
-        float o = 0.0f;
-        for (int j = 0; j < n; ++j) o = fmaf(S.sc[r][j], S.tile[j][d], o);
-        const int64_t part = (static_cast<int64_t>(ia + r / nh) * a.n_head + h0 + r % nh) * a.max_splits + split;
-        a.part_acc[part * hd + d] = o;
-    }
+    if constexpr (ROWS > kHeads) values_by_dim(a, S, rows, n, nh, hd, ia, h0, split);
+    else values_by_pair(a, S, rows, n, nh, hd, ia, h0, split);
     for (int r = threadIdx.x; r < rows; r += blockDim.x) {
         const int64_t part = (static_cast<int64_t>(ia + r / nh) * a.n_head + h0 + r % nh) * a.max_splits + split;
         a.part_ml[2 * part] = S.mx[r];

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "context.h"
+#include "cuda/launch.h"
 #include "cuda/weight_layout.h"
 
 namespace apls::cuda {
@@ -22,6 +23,17 @@ int chosen_device() {
     const char* e = std::getenv("APLS_CUDA_DEVICE");
     return e ? std::atoi(e) : 0;
 }
+// Weight types the matrix kernels run.
+bool has_kernels(TensorType t) {
+    switch (t) {
+        case TensorType::F32: case TensorType::F16: case TensorType::BF16:
+        case TensorType::Q8_0: case TensorType::Q4_0: case TensorType::Q4_1:
+            return true;
+        default:
+            return false;
+    }
+}
+
 }  // namespace
 
 bool compiled() { return true; }
@@ -45,7 +57,8 @@ std::string describe() {
     if (n == 0) return "CUDA: no device";
     cudaDeviceProp p{};
     if (cudaGetDeviceProperties(&p, chosen_device()) != cudaSuccess) return "CUDA: cannot query device";
-    return str("CUDA: ", p.name, " (sm_", p.major, p.minor, ", ", p.totalGlobalMem >> 20, " MiB, ", p.multiProcessorCount, " SMs)");
+    return str("CUDA: ", p.name, " (sm_", p.major, p.minor, ", ", p.totalGlobalMem >> 20, " MiB, ", p.multiProcessorCount,
+               " SMs; F16 products on ", f16_on_tensor_cores() ? "tensor cores" : "FMA units", ")");
 }
 
 std::unique_ptr<DeviceModel> upload(const Model& model) {
@@ -56,7 +69,7 @@ std::unique_ptr<DeviceModel> upload(const Model& model) {
     return std::make_unique<CudaModel>(model);
 }
 
-CudaModel::CudaModel(const Model& model) {
+std::string unsupported_reason(const Model& model) {
     const HParams& hp = model.hparams();
     // The CUDA forward is the llama one (RMSNorm, NORM-style RoPE, no attention biases or q/k
     // norms): other architectures run on the CPU until their pieces have CUDA kernels.
@@ -64,8 +77,25 @@ CudaModel::CudaModel(const Model& model) {
     for (const Layer& L : model.layers()) extras |= !L.bq.empty() || !L.bk.empty() || !L.bv.empty() || !L.bo.empty() ||
                                                     !L.q_norm.empty() || !L.k_norm.empty();
     if (hp.arch != Arch::LLAMA || hp.rope_style != RopeStyle::NORM || extras)
-        fail(APLS_STATUS_UNSUPPORTED, "the CUDA backend runs llama-architecture models without attention biases or q/k norms; this ",
-             arch_name(hp.arch), " model needs device 'cpu'");
+        return str("the CUDA backend runs llama-architecture models without attention biases or q/k norms, not this ",
+                   arch_name(hp.arch), " model");
+    if (hp.head_dim % 8 != 0 || hp.head_dim > kMaxAttentionHeadDim)
+        return str("the CUDA attention takes head dimensions that are multiples of 8 up to ", kMaxAttentionHeadDim,
+                   ", not ", hp.head_dim);
+    std::vector<const Weight*> ws = {&model.tok_embd(), &model.output()};
+    for (const Layer& L : model.layers())
+        for (const Weight* w : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down}) ws.push_back(w);
+    for (const Weight* w : ws)
+        if (!has_kernels(w->type))
+            return str("the CUDA backend has no kernels for tensor '", w->name, "' of type ", type_name(w->type),
+                       " (it runs F32, F16, BF16, Q8_0, Q4_0, Q4_1)");
+    return "";
+}
+
+CudaModel::CudaModel(const Model& model) {
+    const HParams& hp = model.hparams();
+    if (const std::string why = unsupported_reason(model); !why.empty())
+        fail(APLS_STATUS_UNSUPPORTED, why, ": this model needs device 'cpu'");
     device = chosen_device();
     APLS_CUDA_CHECK(cudaSetDevice(device));
     tok_embd = upload(model.tok_embd());
@@ -89,14 +119,8 @@ CudaModel::CudaModel(const Model& model) {
 }
 
 DeviceWeight CudaModel::upload(const Weight& w) {
-    switch (w.type) {
-        case TensorType::F32: case TensorType::F16: case TensorType::BF16:
-        case TensorType::Q8_0: case TensorType::Q4_0: case TensorType::Q4_1:
-            break;
-        default:
-            fail(APLS_STATUS_UNSUPPORTED, "the CUDA backend has no kernels for tensor '", w.name, "' of type ",
-                 type_name(w.type), " (it runs F32, F16, BF16, Q8_0, Q4_0, Q4_1); load the model with device 'cpu'");
-    }
+    if (!has_kernels(w.type))  // unsupported_reason() checked every matrix: a new one was missed there
+        fail(APLS_STATUS_INTERNAL, "the CUDA backend has no kernels for tensor '", w.name, "' of type ", type_name(w.type));
     const size_t row_bytes = device_row_bytes(w.type, w.k), n = row_bytes * static_cast<size_t>(w.rows);
     DeviceBuffer<uint8_t> buf(n);
     if (quant_split(w.type).quant_bytes == 0) {  // float rows: as in the file

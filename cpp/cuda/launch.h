@@ -25,6 +25,10 @@ constexpr int kMaxMatvecTokens = 16;
 
 void quantize_q8(const float* x, int n_tok, int64_t k, const QActs& out, cudaStream_t stream);
 
+// Whether F16 matrix products run on the tensor cores (matvec_tc) on the current device:
+// APLS_CUDA_TC=1/0, else by the device's peak memory bandwidth (matvec.cu).
+bool f16_on_tensor_cores();
+
 // y (t, ldy) [+]= x (t, k) · W^T for t <= kMaxMatvecTokens: every weight is read once for the
 // whole batch, and each (token, row) result is computed by the same operations whatever t is
 // (batch invariance: a token's result is bit-identical alone or in a verify batch).
@@ -93,6 +97,7 @@ void argmax_rows(float* logits, int m, int n_vocab, int n_valid, int32_t* ids, f
 // an entry is seen when its position <= pos[i] and (index >= n_old[i], or no view, or the view
 // keeps it: explicit views through mask[off[i] + j], else position < n_sink or > pos - n_window).
 constexpr int kAttnSplit = 64;
+constexpr int kMaxAttentionHeadDim = 128;  // head dimensions: multiples of 8 up to this
 struct AttentionArgs {
     const float* q;  // (t, n_head*hd), RoPE applied
     float* out;      // (t, n_head*hd)

@@ -346,19 +346,33 @@ matvec_f(Jobs jobs, int n_tok) {
 #include "cuda/matvec_tc.cuh"
 
 namespace apls::cuda {
-namespace {
 
-// Whether F16 rows take matvec_tc (opt-in, see matvec_tc.cuh): APLS_CUDA_TC is "1" and the
-// kernel's PTX has the f16 mma (compute capability >= 8.0). Decided once per process.
-bool tc_enabled() {
+// Whether F16 rows take matvec_tc (see matvec_tc.cuh) rather than matvec_f: APLS_CUDA_TC "1" or
+// "0" decides; otherwise the tensor cores where the device's peak memory bandwidth is at least
+// 4 TB/s. There matvec_f's one-token walk falls behind and matvec_tc is faster at every batch
+// size (H200: 7B F16 decode +2%); below it matvec_f keeps the bandwidth and matvec_tc costs the
+// single token 3.4% (H100), so it is the choice for verify-heavy work only (docs/CUDA.md). Either
+// way the kernel needs the f16 mma (compute capability >= 8.0). Decided once per process.
+bool f16_on_tensor_cores() {
     static const bool on = [] {
+        cudaFuncAttributes fa{};
+        if (cudaFuncGetAttributes(&fa, matvec_tc<8>) != cudaSuccess || fa.ptxVersion < 80) return false;
         const char* env = std::getenv("APLS_CUDA_TC");
-        if (!env || std::strcmp(env, "1") != 0) return false;
-        cudaFuncAttributes a{};
-        return cudaFuncGetAttributes(&a, matvec_tc<8>) == cudaSuccess && a.ptxVersion >= 80;
+        if (env && std::strcmp(env, "0") == 0) return false;
+        if (env && std::strcmp(env, "1") == 0) return true;
+        int dev = 0, khz = 0, bits = 0;
+        if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&khz, cudaDevAttrMemoryClockRate, dev) != cudaSuccess ||
+            cudaDeviceGetAttribute(&bits, cudaDevAttrGlobalMemoryBusWidth, dev) != cudaSuccess) {
+            cudaGetLastError();
+            return false;
+        }
+        const double peak = 2.0 * khz * 1e3 * bits / 8;  // bytes/s (double data rate)
+        return peak >= 4e12;
     }();
     return on;
 }
+
+namespace {
 
 // Any float type and k (slow path: element by element).
 template <int T>
@@ -388,10 +402,10 @@ template <int T>
 void launch(TensorType type, Jobs jobs, int n_tok, bool vec, cudaStream_t stream) {
     // Blocks per job for the kernel that will run (rows per warp differ between kernels).
     const bool scalar = !is_quantized(type) && !vec;
-    const bool tc = type == TensorType::F16 && vec && tc_enabled();
+    const bool tc = type == TensorType::F16 && vec && f16_on_tensor_cores();
     const int64_t rows_per_block = is_quantized(type) ? kWarps * q_rows_per_warp(T)
                                    : scalar           ? 1
-                                   : tc               ? kTcRows
+                                   : tc               ? kTcBlockRows
                                                       : float_rows_per_block(T);
     int blocks = 0;
     for (int j = 0; j < jobs.n; ++j) {
@@ -414,7 +428,9 @@ void launch(TensorType type, Jobs jobs, int n_tok, bool vec, cudaStream_t stream
             else launch_kernel(matvec_q<3, T>, grid, block, 0, stream, jobs, n_tok);
             break;
         case TensorType::F16:
-            if (tc) launch_kernel(matvec_tc<(T <= 8 ? 8 : 16)>, grid, block, 0, stream, jobs, n_tok);
+            // Without PDL: launched early, its blocks wait beside the previous kernel's and the
+            // grid no longer fits in one wave (7B F16 decode 172 against 210 tok/s, H200).
+            if (tc) launch_kernel_with(false, matvec_tc<(T <= 8 ? 8 : 16)>, grid, block, 0, stream, jobs, n_tok);
             else if (vec) launch_kernel(matvec_f<1, T>, grid, block, 0, stream, jobs, n_tok);
             else launch_kernel(matvec_scalar<T>, grid, block, 0, stream, static_cast<int>(type), jobs, n_tok);
             break;

@@ -7,7 +7,8 @@
 // complete, with its memory visible, before it touches activations. Work that depends on
 // nothing before it — loading this block's weight rows toward L2 — can go ahead of the wait.
 //
-// The protocol every kernel of the backend follows (launch_kernel() below launches them all with PDL):
+// The protocol every kernel of the backend follows (launch_kernel() below launches them with PDL;
+// launch_kernel_with(false, ...) without, for a kernel that measured slower with it):
 //   1. pdl_trigger() first: the next kernel may be launched once all of this grid's blocks
 //      have started (so earlier grids are all resident: no block can wait on one that never runs);
 //   2. nothing that reads a buffer another kernel writes, or writes one another kernel reads
@@ -67,9 +68,10 @@ inline bool pdl_enabled() {
     return on;
 }
 
-// kernel<<<grid, block, smem, stream>>>(args...), with PDL when enabled; checks the launch.
+// kernel<<<grid, block, smem, stream>>>(args...), with PDL when `pdl` and enabled; checks the launch.
 template <typename... Params, typename... Args>
-void launch_kernel(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream, Args&&... args) {
+void launch_kernel_with(bool pdl, void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream,
+                        Args&&... args) {
     cudaLaunchAttribute attr[1];
     attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
     attr[0].val.programmaticStreamSerializationAllowed = 1;
@@ -79,8 +81,13 @@ void launch_kernel(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem
     cfg.dynamicSmemBytes = smem;
     cfg.stream = stream;
     cfg.attrs = attr;
-    cfg.numAttrs = pdl_enabled() ? 1 : 0;
+    cfg.numAttrs = pdl && pdl_enabled() ? 1 : 0;
     APLS_CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...));
+}
+
+template <typename... Params, typename... Args>
+void launch_kernel(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream, Args&&... args) {
+    launch_kernel_with(true, kernel, grid, block, smem, stream, std::forward<Args>(args)...);
 }
 
 }  // namespace apls::cuda

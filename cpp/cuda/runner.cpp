@@ -445,7 +445,7 @@ void CudaRunner::attention_core(int l, int n, bool has_view, bool has_mask, cons
     // activations for quantized Wo (no quantize launch) when heads are whole Q8 blocks.
     const bool prompt = n > kMaxMatvecTokens && one_list_entries_ > 0 && prompt_attention_enabled();
     if (prompt && !prompt_attn_) prompt_attn_ = std::make_unique<PromptAttention>(stream_);
-    if (prompt && prompt_attn_->run(a, one_list_entries_)) return quantize_for(b.att, n, qd, {&dm_.layers[l].wo}, b.xq);
+    if (prompt && prompt_attn_->run(a, one_list_entries_)) return;  // n > 16: Wo on cuBLAS, F16 activations
     if (hp_.head_dim % 32 == 0) a.out_q = acts_for(n, {&dm_.layers[l].wo}, b.xq);
     attention(a, stream_);
     if (!a.out_q.qs) quantize_for(b.att, n, qd, {&dm_.layers[l].wo}, b.xq);

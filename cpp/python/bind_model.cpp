@@ -19,15 +19,15 @@ namespace {
 using I32Array = py::array_t<int32_t, py::array::c_style | py::array::forcecast>;
 using U8Array = py::array_t<uint8_t, py::array::c_style | py::array::forcecast>;
 
-apls::Device parse_device(const std::string& device) {
-    if (device == "auto") return apls::resolve_device(APLS_DEVICE_AUTO);
-    if (device == "cpu") return apls::Device::CPU;
-    if (device == "cuda" || device == "gpu") return apls::Device::CUDA;
+int32_t parse_device(const std::string& device) {
+    if (device == "auto") return APLS_DEVICE_AUTO;
+    if (device == "cpu") return APLS_DEVICE_CPU;
+    if (device == "cuda" || device == "gpu") return APLS_DEVICE_CUDA;
     apls::fail(APLS_STATUS_INVALID_ARGUMENT, "device must be 'auto', 'cpu' or 'cuda', not '", device, "'");
 }
 
 std::shared_ptr<Model> load_model(const std::string& path, bool use_mmap, const std::string& device) {
-    const apls::Device d = parse_device(device);
+    const int32_t d = parse_device(device);
     py::gil_scoped_release release;
     return std::shared_ptr<Model>(Model::load(path, use_mmap, d).release());
 }

@@ -52,7 +52,7 @@ apls_status apls_model_load(const char* path, apls_model_params params, apls_mod
     *out_model = nullptr;
     return guard([&] {
         auto m = std::make_unique<apls_model>();
-        m->impl = apls::Model::load(path, params.use_mmap, apls::resolve_device(static_cast<int32_t>(params.device)));
+        m->impl = apls::Model::load(path, params.use_mmap, static_cast<int32_t>(params.device));
         *out_model = m.release();
     });
 }

@@ -57,7 +57,11 @@ bool compiled();
 int device_count();
 // One line: the device in use, or why CUDA is unavailable.
 std::string describe();
-// Copy the model's weights to the GPU (throws APLS_STATUS_UNSUPPORTED when CUDA is unavailable).
+// Why the CUDA backend cannot run this model ("" when it can): an architecture or shape its
+// kernels do not cover, or a build without it.
+std::string unsupported_reason(const Model& model);
+// Copy the model's weights to the GPU (throws APLS_STATUS_UNSUPPORTED when CUDA is unavailable
+// or unsupported_reason(model) is not empty).
 std::unique_ptr<DeviceModel> upload(const Model& model);
 // A runner for ctx (whose model was uploaded); attaches the device KV storage to ctx.kv().
 std::unique_ptr<DeviceRunner> make_runner(Context& ctx);

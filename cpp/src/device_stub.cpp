@@ -9,6 +9,8 @@ bool compiled() { return false; }
 int device_count() { return 0; }
 std::string describe() { return "CUDA: not built (configure with APLS_CUDA=ON and nvcc + cuBLAS headers)"; }
 
+std::string unsupported_reason(const Model&) { return "this build of APLS has no CUDA backend"; }
+
 std::unique_ptr<DeviceModel> upload(const Model&) {
     fail(APLS_STATUS_UNSUPPORTED, "device 'cuda' requested but this build of APLS has no CUDA backend (", describe(), ")");
 }

@@ -37,7 +37,8 @@ Device resolve_device(int32_t requested) {
     }
 }
 
-std::unique_ptr<Model> Model::load(const std::string& path, bool use_mmap, Device device) {
+std::unique_ptr<Model> Model::load(const std::string& path, bool use_mmap, int32_t requested_device) {
+    Device device = resolve_device(requested_device);  // an unknown value fails before the file is read
     std::unique_ptr<Model> m(new Model());
     m->file_ = gguf::File::open(path, use_mmap);
     m->hp_ = HParams::from_gguf(*m->file_);
@@ -92,6 +93,8 @@ std::unique_ptr<Model> Model::load(const std::string& path, bool use_mmap, Devic
         m->n_params_ += t.n_elements;
         m->n_bytes_ += t.n_bytes;
     }
+    if (requested_device == APLS_DEVICE_AUTO && device == Device::CUDA && !cuda::unsupported_reason(*m).empty())
+        device = Device::CPU;
     m->device_ = device;
     if (device == Device::CUDA) m->device_model_ = cuda::upload(*m);
     return m;

@@ -45,8 +45,11 @@ public:
     // Map (or read) and validate a GGUF file, check every tensor's presence, shape and type.
     // Throws apls::Error: APLS_STATUS_IO, _FORMAT, or _UNSUPPORTED naming the architecture,
     // tensor type or tensor.
-    // device: where the weights go and the forward pass runs (CUDA: copied to the GPU at load).
-    static std::unique_ptr<Model> load(const std::string& path, bool use_mmap = true, Device device = Device::CPU);
+    // device (APLS_DEVICE_*): where the weights go and the forward pass runs (CUDA: copied to
+    // the GPU at load). AUTO takes CUDA when a GPU is usable and the CUDA backend runs this
+    // model (cuda::unsupported_reason), else the CPU; CUDA for a model it does not run throws
+    // APLS_STATUS_UNSUPPORTED with the reason.
+    static std::unique_ptr<Model> load(const std::string& path, bool use_mmap = true, int32_t device = APLS_DEVICE_CPU);
     ~Model();
 
     Device device() const { return device_; }
@@ -83,7 +86,8 @@ private:
     std::unique_ptr<DeviceModel> device_model_;
 };
 
-// APLS_DEVICE_* (apls.h) to a device: AUTO is CUDA when a GPU is usable, else CPU.
+// APLS_DEVICE_* (apls.h) to a device, before a model is known: AUTO is CUDA when a GPU is
+// usable, else CPU (Model::load also checks that the CUDA backend runs the model).
 // Throws APLS_STATUS_INVALID_ARGUMENT for an unknown value.
 Device resolve_device(int32_t requested);
 

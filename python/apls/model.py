@@ -119,7 +119,9 @@ class Model:
         n_threads: default worker threads (0: physical cores).
         use_mmap: map the file instead of reading it.
         device: "cuda" (weights copied to the GPU, forward pass there), "cpu", or "auto" (the
-            default: CUDA when this build has it and a GPU is usable, else the CPU).
+            default: CUDA when this build has it, a GPU is usable and the CUDA backend runs the
+            model — llama architecture, head dimension a multiple of 8 up to 128, F32, F16,
+            BF16, Q8_0, Q4_0 or Q4_1 matrices — else the CPU).
 
     Raises:
         apls.FileError: the file cannot be opened; apls.FormatError: it is not valid GGUF;

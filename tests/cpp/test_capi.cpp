@@ -620,7 +620,10 @@ APLS_TEST(spec_rounds_equal_greedy_on_the_tiny_model) {
         apls_spec_stats st{};
         CHECK_OK(apls_spec_round(t.ctx, last, &plan, nullptr, &sp, nullptr, out, 4, &n, &st));
         CHECK(n == st.n_accepted + 1 && st.n_accepted <= st.n_drafted && st.n_drafted <= 3);
-        CHECK(st.n_draft_waits == st.n_drafted);  // the CPU learns each drafted token as it is made
+        // The CPU learns each drafted token as it is made; a GPU queues a draft without a
+        // confidence stop (draft_p_min 0, the default) as one chain and waits once.
+        if (apls_model_device(t.model) == APLS_DEVICE_CPU) CHECK(st.n_draft_waits == st.n_drafted);
+        else CHECK(st.n_draft_waits == (st.n_drafted > 0 ? 1 : 0));
         if (n < 1) break;
         spec.insert(spec.end(), out, out + n);
         last = out[n - 1];

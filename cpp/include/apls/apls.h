@@ -59,14 +59,18 @@ APLS_API const char* apls_cpu_isa(void);      /* the SIMD kernels chosen at run 
 
 /* Where a model's weights live and its forward pass runs. */
 typedef enum apls_device {
-    APLS_DEVICE_AUTO = -1, /* CUDA when this build has it and a GPU is present, else CPU (default) */
+    APLS_DEVICE_AUTO = -1, /* CUDA when this build has it, a GPU is present and the CUDA backend
+                              runs the model (see apls_model_params), else CPU (default) */
     APLS_DEVICE_CPU = 0,
     APLS_DEVICE_CUDA = 1,
 } apls_device;
 
 typedef struct apls_model_params {
     bool use_mmap;      /* map the file (default true); false reads it into memory */
-    apls_device device; /* default APLS_DEVICE_AUTO; CUDA without a usable GPU -> APLS_STATUS_UNSUPPORTED */
+    apls_device device; /* default APLS_DEVICE_AUTO; CUDA without a usable GPU, or for a model the
+                           CUDA backend does not run (not llama, head dim not a multiple of 8 up
+                           to 128, weights other than F32/F16/BF16/Q8_0/Q4_0/Q4_1) ->
+                           APLS_STATUS_UNSUPPORTED naming the reason */
 } apls_model_params;
 
 APLS_API apls_model_params apls_model_default_params(void);
