@@ -302,6 +302,29 @@ APLS_TEST(load_failures_leave_no_model) {
     unlink(path);
 }
 
+// The device parameter: an unknown value is refused before the file is read; AUTO never picks
+// a GPU the model cannot run on (here: none is usable, or the tiny model's shape); CUDA without
+// a usable GPU is refused with the reason.
+APLS_TEST(model_device_parameter) {
+    apls_model_params mp = apls_model_default_params();
+    CHECK(mp.device == APLS_DEVICE_AUTO);
+    mp.device = static_cast<apls_device>(7);
+    apls_model* m = reinterpret_cast<apls_model*>(0x1);
+    CHECK_STATUS(apls_model_load("/nonexistent/model.gguf", mp, &m), APLS_STATUS_INVALID_ARGUMENT, "unknown device 7");
+    CHECK(m == nullptr);
+    mp.device = APLS_DEVICE_AUTO;
+    CHECK_OK(apls_model_load(tiny_path().c_str(), mp, &m));
+    const apls_device d = apls_model_device(m);
+    CHECK(d == APLS_DEVICE_CPU || (d == APLS_DEVICE_CUDA && apls_cuda_device_count() > 0));
+    apls_model_free(m);
+    if (apls_cuda_device_count() == 0) {
+        mp.device = APLS_DEVICE_CUDA;
+        m = reinterpret_cast<apls_model*>(0x1);
+        CHECK_STATUS(apls_model_load(tiny_path().c_str(), mp, &m), APLS_STATUS_UNSUPPORTED, "device 'cuda' requested");
+        CHECK(m == nullptr);
+    }
+}
+
 APLS_TEST(model_getters_and_metadata) {
     Loaded t(tiny_path());
     CHECK(apls_model_n_vocab(t.model) == kVocab && apls_model_n_layer(t.model) == kLayers);
