@@ -52,7 +52,12 @@ apls_status apls_model_load(const char* path, apls_model_params params, apls_mod
     *out_model = nullptr;
     return guard([&] {
         auto m = std::make_unique<apls_model>();
-        m->impl = apls::Model::load(path, params.use_mmap, static_cast<int32_t>(params.device));
+        // The field's bits as an int: a C caller may store any int in the enum, and loading an
+        // out-of-range value as apls_device would be undefined behaviour in C++.
+        static_assert(sizeof(params.device) == sizeof(int32_t), "apls_device is an int");
+        int32_t device = 0;
+        std::memcpy(&device, &params.device, sizeof device);
+        m->impl = apls::Model::load(path, params.use_mmap, device);
         *out_model = m.release();
     });
 }

@@ -308,7 +308,8 @@ APLS_TEST(load_failures_leave_no_model) {
 APLS_TEST(model_device_parameter) {
     apls_model_params mp = apls_model_default_params();
     CHECK(mp.device == APLS_DEVICE_AUTO);
-    mp.device = static_cast<apls_device>(7);
+    const int32_t unknown = 7;  // as a C caller may store it (an int out of the enum's range)
+    std::memcpy(&mp.device, &unknown, sizeof unknown);
     apls_model* m = reinterpret_cast<apls_model*>(0x1);
     CHECK_STATUS(apls_model_load("/nonexistent/model.gguf", mp, &m), APLS_STATUS_INVALID_ARGUMENT, "unknown device 7");
     CHECK(m == nullptr);
