@@ -150,10 +150,10 @@ __device__ __forceinline__ void scores_by_entry(SplitShared<ROWS>& S, int rows, 
     }
 }
 
-// Row r's (token ia + r / nh, head h0 + r % nh) accumulator for this split.
-__device__ __forceinline__ float* part_acc_row(const AttentionArgs& a, int ia, int h0, int nh, int r, int split) {
-    const int64_t part = (static_cast<int64_t>(ia + r / nh) * a.n_head + h0 + r % nh) * a.max_splits + split;
-    return a.part_acc + part * a.head_dim;
+// Index of row r's (token ia + r / nh, head h0 + r % nh) partial result for this split, in
+// part_acc (times head_dim) and part_ml (times 2).
+__device__ __forceinline__ int64_t split_part(const AttentionArgs& a, int ia, int h0, int nh, int r, int split) {
+    return (static_cast<int64_t>(ia + r / nh) * a.n_head + h0 + r % nh) * a.max_splits + split;
 }
 
 // A split's values: acc[r][d] = sum_j p[r][j] v_j[d], entries in order. Again two layouts with
@@ -165,7 +165,7 @@ __device__ __forceinline__ void values_by_pair(const AttentionArgs& a, SplitShar
         const int r = u / hd, d = u % hd;
         float o = 0.0f;
         for (int j = 0; j < n; ++j) o = fmaf(S.sc[r][j], S.tile[j][d], o);
-        part_acc_row(a, ia, h0, nh, r, split)[d] = o;
+        a.part_acc[split_part(a, ia, h0, nh, r, split) * hd + d] = o;
     }
 }
 
@@ -201,7 +201,7 @@ __device__ __forceinline__ void values_by_dim(const AttentionArgs& a, SplitShare
     for (int i = 0; i < ROWS; ++i) {
         const int r = rg + i * groups;
         if (r >= rows) break;
-        part_acc_row(a, ia, h0, nh, r, split)[d] = o[i];
+        a.part_acc[split_part(a, ia, h0, nh, r, split) * hd + d] = o[i];
     }
 }
 
@@ -275,7 +275,7 @@ __device__ __forceinline__ void attend_split(const AttentionArgs& a, int ia, int
     if constexpr (ROWS > kHeads) values_by_dim(a, S, rows, n, nh, hd, ia, h0, split);
     else values_by_pair(a, S, rows, n, nh, hd, ia, h0, split);
     for (int r = threadIdx.x; r < rows; r += blockDim.x) {
-        const int64_t part = (static_cast<int64_t>(ia + r / nh) * a.n_head + h0 + r % nh) * a.max_splits + split;
+        const int64_t part = split_part(a, ia, h0, nh, r, split);
         a.part_ml[2 * part] = S.mx[r];
         a.part_ml[2 * part + 1] = S.sm[r];
     }

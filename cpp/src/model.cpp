@@ -28,6 +28,11 @@ Model::~Model() = default;
 
 const char* device_name(Device d) { return d == Device::CUDA ? "cuda" : "cpu"; }
 
+namespace {
+
+// APLS_DEVICE_* (apls.h) to a device, before the model is known: AUTO is CUDA when a GPU is
+// usable (Model::load then checks that the CUDA backend runs the model). Throws
+// APLS_STATUS_INVALID_ARGUMENT for an unknown value.
 Device resolve_device(int32_t requested) {
     switch (requested) {
         case APLS_DEVICE_AUTO: return cuda::device_count() > 0 ? Device::CUDA : Device::CPU;
@@ -36,6 +41,8 @@ Device resolve_device(int32_t requested) {
         default: fail(APLS_STATUS_INVALID_ARGUMENT, "unknown device ", requested, " (use APLS_DEVICE_AUTO, _CPU or _CUDA)");
     }
 }
+
+}  // namespace
 
 std::unique_ptr<Model> Model::load(const std::string& path, bool use_mmap, int32_t requested_device) {
     Device device = resolve_device(requested_device);  // an unknown value fails before the file is read

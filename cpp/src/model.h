@@ -86,11 +86,6 @@ private:
     std::unique_ptr<DeviceModel> device_model_;
 };
 
-// APLS_DEVICE_* (apls.h) to a device, before a model is known: AUTO is CUDA when a GPU is
-// usable, else CPU (Model::load also checks that the CUDA backend runs the model).
-// Throws APLS_STATUS_INVALID_ARGUMENT for an unknown value.
-Device resolve_device(int32_t requested);
-
 // Types the CPU matrix kernels run.
 bool is_supported_weight_type(TensorType t);
 
