@@ -25,13 +25,16 @@ constexpr int kThreads = 32 * kWarps;
 constexpr int kMaxHeadDim = kMaxAttentionHeadDim;
 
 // 8 cache values (F16 or F32) from element e, as raw bits: one 16-byte load (F16) or two (F32).
+// The cache type is a template parameter of the kernels: a block runs its code once, cold from
+// the instruction cache, so code it does not need costs it time (docs/CUDA.md).
 struct Raw8 {
     uint4 a, b;
 };
 
-__device__ __forceinline__ Raw8 load8_raw(const void* kv, bool f16, int64_t e) {
+template <bool F16>
+__device__ __forceinline__ Raw8 load8_raw(const void* kv, int64_t e) {
     Raw8 r{};
-    if (f16) {
+    if constexpr (F16) {
         r.a = *reinterpret_cast<const uint4*>(static_cast<const __half*>(kv) + e);
     } else {
         const uint4* p = reinterpret_cast<const uint4*>(static_cast<const float*>(kv) + e);
@@ -41,8 +44,9 @@ __device__ __forceinline__ Raw8 load8_raw(const void* kv, bool f16, int64_t e) {
     return r;
 }
 
-__device__ __forceinline__ void raw8_to_floats(const Raw8& r, bool f16, float* dst) {
-    if (f16) {
+template <bool F16>
+__device__ __forceinline__ void raw8_to_floats(const Raw8& r, float* dst) {
+    if constexpr (F16) {
         const __half2* h = reinterpret_cast<const __half2*>(&r.a);
 #pragma unroll
         for (int i = 0; i < 4; ++i) {
@@ -63,21 +67,29 @@ __device__ __forceinline__ void raw8_to_floats(const Raw8& r, bool f16, float* d
 // tile costs one memory latency, not one per unit. Entries not seen are zero rows.
 constexpr int kTileUnits = kAttnSplit * kMaxHeadDim / 8 / kThreads;
 
+// Unit u = threadIdx.x + t * kThreads is (row j, column 8c); (j, c) steps without a division.
+template <bool F16>
 __device__ __forceinline__ void load_tile(const AttentionArgs& a, const int* slot_s, int n, int64_t col,
                                           float (*tile)[kMaxHeadDim + 1]) {
     const int per_row = a.head_dim / 8, total = n * per_row;
+    const int dj = kThreads / per_row, dc = kThreads % per_row;
+    const int j0 = threadIdx.x / per_row, c0 = threadIdx.x % per_row;
     Raw8 r[kTileUnits];
+    int j = j0, c = c0;
 #pragma unroll
     for (int t = 0; t < kTileUnits; ++t) {
-        const int u = threadIdx.x + t * kThreads, j = u / per_row, c = (u % per_row) * 8;
         r[t] = Raw8{};
-        if (u < total && slot_s[j] >= 0)
-            r[t] = load8_raw(a.kv, a.kv_f16, static_cast<int64_t>(slot_s[j]) * a.slot_stride + col + c);
+        if (threadIdx.x + t * kThreads < total && slot_s[j] >= 0)
+            r[t] = load8_raw<F16>(a.kv, static_cast<int64_t>(slot_s[j]) * a.slot_stride + col + 8 * c);
+        j += dj, c += dc;
+        if (c >= per_row) c -= per_row, ++j;
     }
+    j = j0, c = c0;
 #pragma unroll
     for (int t = 0; t < kTileUnits; ++t) {
-        const int u = threadIdx.x + t * kThreads, j = u / per_row, c = (u % per_row) * 8;
-        if (u < total) raw8_to_floats(r[t], a.kv_f16, &tile[j][c]);  // zero bits: 0.0 in F16 and F32
+        if (threadIdx.x + t * kThreads < total) raw8_to_floats<F16>(r[t], &tile[j][8 * c]);  // zero bits: 0.0 in F16 and F32
+        j += dj, c += dc;
+        if (c >= per_row) c -= per_row, ++j;
     }
 }
 
@@ -102,7 +114,7 @@ static_assert(kThreads % kAttnSplit == 0 && kMaxHeadDim <= kThreads, "thread lay
 
 template <int ROWS>
 struct SplitShared {
-    alignas(16) float qs[ROWS][kMaxHeadDim];  // read as float4
+    alignas(16) float qs[ROWS * kMaxHeadDim];  // row r at r * head_dim; read as float4
     float tile[kAttnSplit][kMaxHeadDim + 1];  // K, then V, of the split's entries (+1: no bank conflicts)
     alignas(16) float sc[ROWS][kAttnSplit];   // read as float4
     float mx[ROWS], sm[ROWS];
@@ -119,7 +131,7 @@ __device__ __forceinline__ void scores_by_pair(SplitShared<ROWS>& S, int rows, i
     for (int u = threadIdx.x; u < rows * n; u += blockDim.x) {
         const int r = u / n, j = u % n;
         float s = 0.0f;
-        for (int d = 0; d < hd; ++d) s = fmaf(S.qs[r][d], S.tile[j][d], s);
+        for (int d = 0; d < hd; ++d) s = fmaf(S.qs[r * hd + d], S.tile[j][d], s);
         S.sc[r][j] = S.seen[ROWS > kHeads ? r / nh : 0][j] ? s * scale : -INFINITY;
     }
 }
@@ -138,7 +150,7 @@ __device__ __forceinline__ void scores_by_entry(SplitShared<ROWS>& S, int rows, 
         for (int i = 0; i < kScoreRows<ROWS>; ++i) {
             const int r = rg + i * kRowGroups;
             if (r >= rows) break;
-            const float4 qv = *reinterpret_cast<const float4*>(&S.qs[r][d]);
+            const float4 qv = *reinterpret_cast<const float4*>(&S.qs[r * hd + d]);
             s[i] = fmaf(qv.w, k3, fmaf(qv.z, k2, fmaf(qv.y, k1, fmaf(qv.x, k0, s[i]))));
         }
     }
@@ -211,7 +223,7 @@ __device__ __forceinline__ void values_by_dim(const AttentionArgs& a, SplitShare
 // bits do not depend on the tile: an entry it does not see has probability 0 and adds
 // fmaf(0, v, o) = o, the same as the zero row a one-token block holds there (cache values are
 // finite: only written entries are loaded).
-template <int ROWS>
+template <int ROWS, bool F16>
 __device__ __forceinline__ void attend_split(const AttentionArgs& a, int ia, int ib, int split, int g, int h0, int nh,
                              SplitShared<ROWS>& S) {
     const int hd = a.head_dim, rows = (ib - ia) * nh, e0 = split * kAttnSplit;
@@ -219,18 +231,23 @@ __device__ __forceinline__ void attend_split(const AttentionArgs& a, int ia, int
     for (int i = ia; i < ib; ++i) end = max(end, a.n_end[i]);
     const int n = min(kAttnSplit, end - e0);  // > 0: the caller skips empty splits
     const int off = a.off[ia];
-    {  // the queries: all loads in flight at once (rows * hd <= ROWS * kMaxHeadDim)
+    {  // the queries, all loads in flight at once: element u = (token ia + i) * seg + e of the
+       // rows (token, head h0 ..) in order; (i, e) steps without a division.
         constexpr int per = (ROWS * kMaxHeadDim + kThreads - 1) / kThreads;
+        const int seg = nh * hd, di = kThreads / seg, de = kThreads % seg;
+        const float* q = a.q + (static_cast<int64_t>(ia) * a.n_head + h0) * hd;
         float qv[per];
+        int i = threadIdx.x / seg, e = threadIdx.x % seg;
 #pragma unroll
         for (int t = 0; t < per; ++t) {
-            const int u = threadIdx.x + t * kThreads, r = u / hd;
-            qv[t] = u < rows * hd ? a.q[(static_cast<int64_t>(ia + r / nh) * a.n_head + h0 + r % nh) * hd + u % hd] : 0.0f;
+            qv[t] = threadIdx.x + t * kThreads < rows * hd ? q[static_cast<int64_t>(i) * a.n_head * hd + e] : 0.0f;
+            i += di, e += de;
+            if (e >= seg) e -= seg, ++i;
         }
 #pragma unroll
         for (int t = 0; t < per; ++t) {
             const int u = threadIdx.x + t * kThreads;
-            if (u < rows * hd) S.qs[u / hd][u % hd] = qv[t];
+            if (u < rows * hd) S.qs[u] = qv[t];
         }
     }
     for (int j = threadIdx.x; j < n; j += blockDim.x) {
@@ -245,7 +262,7 @@ __device__ __forceinline__ void attend_split(const AttentionArgs& a, int ia, int
     }
     __syncthreads();
     const int64_t kv_col = static_cast<int64_t>(g) * hd;
-    load_tile(a, S.slot, n, a.k_offset + kv_col, S.tile);
+    load_tile<F16>(a, S.slot, n, a.k_offset + kv_col, S.tile);
     __syncthreads();
 
     const float scale = rsqrtf(static_cast<float>(hd));
@@ -269,7 +286,7 @@ __device__ __forceinline__ void attend_split(const AttentionArgs& a, int ia, int
         l = warp_sum(l);
         if (lane == 0) S.mx[r] = m, S.sm[r] = l;
     }
-    load_tile(a, S.slot, n, a.v_offset + kv_col, S.tile);  // the K tile is no longer read
+    load_tile<F16>(a, S.slot, n, a.v_offset + kv_col, S.tile);  // the K tile is no longer read
     __syncthreads();
 
     if constexpr (ROWS > kHeads) values_by_dim(a, S, rows, n, nh, hd, ia, h0, split);
@@ -286,11 +303,12 @@ __device__ __forceinline__ void attend_split(const AttentionArgs& a, int ia, int
 // block's first token) toward L2. The entry list and n_end/off are step inputs (uploaded before
 // the forward; no kernel writes them), so reading them here is safe; the cache rows are only
 // prefetched (a row this step's RoPE + store writes is read after the wait, from L2).
+template <bool F16>
 __device__ __forceinline__ void prefetch_split(const AttentionArgs& a, int i, int split, int g) {
     if (i >= a.n_tok || threadIdx.x >= kAttnSplit) return;
     const int e = split * kAttnSplit + static_cast<int>(threadIdx.x);
     if (e >= a.n_end[i]) return;
-    const int es = a.kv_f16 ? 2 : 4;  // bytes per cache value
+    constexpr int es = F16 ? 2 : 4;  // bytes per cache value
     const char* kv = static_cast<const char*>(a.kv);
     const int64_t row = a.entry_slot[a.off[i] + e] * a.slot_stride + static_cast<int64_t>(g) * a.head_dim;
     for (int b = 0; b < a.head_dim * es; b += 128) {  // 128-byte lines
@@ -300,10 +318,11 @@ __device__ __forceinline__ void prefetch_split(const AttentionArgs& a, int i, in
 }
 
 // Grid: (split, KV head x chunk of query heads, tile of tokens_per_block<ROWS> tokens). The
-// one-token kernel is held to five blocks per SM (96 registers, no spills; free it takes 122
-// and fits four, which cost GQA prompts 8%: docs/CUDA.md).
-template <int ROWS>
-__global__ void __launch_bounds__(kThreads, ROWS == kHeads ? 5 : 1) attn_split_kernel(AttentionArgs a) {
+// one-token kernel is held to five blocks per SM on an F16 cache (96 registers, no spills; free
+// it takes more and fits four, which cost GQA prompts 8%: docs/CUDA.md), four on an F32 cache
+// (its tile loads hold twice the registers).
+template <int ROWS, bool F16>
+__global__ void __launch_bounds__(kThreads, ROWS == kHeads ? (F16 ? 5 : 4) : 1) attn_split_kernel(AttentionArgs a) {
     pdl_trigger();
     __shared__ SplitShared<ROWS> S;
     const int split = blockIdx.x;
@@ -314,19 +333,12 @@ __global__ void __launch_bounds__(kThreads, ROWS == kHeads ? 5 : 1) attn_split_k
     const int per = tokens_per_block<ROWS>(a.n_head, a.n_head_kv);
     const int i0 = blockIdx.z * per, i1 = min(i0 + per, a.n_tok);
     const int e0 = split * kAttnSplit;
-    prefetch_split(a, i0, split, g);
+    prefetch_split<F16>(a, i0, split, g);
     pdl_wait();
 
-    // Tokens past their last entry write an empty split; the others go in runs of consecutive
-    // tokens sharing an entry list (one sequence), one pass over the split per run.
-    for (int i = i0; i < i1; ++i) {
-        if (e0 < a.n_end[i]) continue;
-        for (int h = threadIdx.x; h < nh; h += blockDim.x) {
-            float* ml = a.part_ml + 2 * ((static_cast<int64_t>(i) * a.n_head + h0 + h) * a.max_splits + split);
-            ml[0] = -INFINITY;
-            ml[1] = 0.0f;
-        }
-    }
+    // Runs of consecutive tokens sharing an entry list (one sequence), one pass over the split
+    // per run. A token past its last entry has nothing here: the merge reads the splits
+    // [0, ceil(n_end / kAttnSplit)) of a token only.
     for (int ia = i0; ia < i1;) {
         if (e0 >= a.n_end[ia]) {
             ++ia;
@@ -334,7 +346,7 @@ __global__ void __launch_bounds__(kThreads, ROWS == kHeads ? 5 : 1) attn_split_k
         }
         int ib = ia + 1;
         while (ib < i1 && a.off[ib] == a.off[ia] && e0 < a.n_end[ib]) ++ib;
-        attend_split<ROWS>(a, ia, ib, split, g, h0, nh, S);
+        attend_split<ROWS, F16>(a, ia, ib, split, g, h0, nh, S);
         ia = ib;
     }
 }
@@ -382,11 +394,14 @@ void attention(const AttentionArgs& a, cudaStream_t stream) {
     // (docs/CUDA.md), so they keep one token per block.
     const int heads = std::min(kHeads, group);
     if (a.n_tok == 1 || heads > 2) {
-        launch_kernel(attn_split_kernel<kHeads>, dim3(a.max_splits, a.n_head_kv * chunks, a.n_tok), block, 0, stream, a);
+        const dim3 grid(a.max_splits, a.n_head_kv * chunks, a.n_tok);
+        if (a.kv_f16) launch_kernel(attn_split_kernel<kHeads, true>, grid, block, 0, stream, a);
+        else launch_kernel(attn_split_kernel<kHeads, false>, grid, block, 0, stream, a);
     } else {  // prompts: K/V tiles shared by the tokens of a tile
         const int per = tokens_per_block<kPromptRows>(a.n_head, a.n_head_kv);
-        launch_kernel(attn_split_kernel<kPromptRows>, dim3(a.max_splits, a.n_head_kv * chunks, (a.n_tok + per - 1) / per),
-                      block, 0, stream, a);
+        const dim3 grid(a.max_splits, a.n_head_kv * chunks, (a.n_tok + per - 1) / per);
+        if (a.kv_f16) launch_kernel(attn_split_kernel<kPromptRows, true>, grid, block, 0, stream, a);
+        else launch_kernel(attn_split_kernel<kPromptRows, false>, grid, block, 0, stream, a);
     }
     launch_kernel(attn_merge_kernel, dim3(a.n_head, a.n_tok), 128, 0, stream, a);
 }

@@ -82,14 +82,12 @@ __device__ __forceinline__ void store(float (&acc)[R][T], int n_tok, int64_t r0,
     __shared__ float part[kWarps][R][T];
     const int warp = threadIdx.x / 32;
 #pragma unroll
-    for (int q = 0; q < R; ++q) {
+    for (int q = 0; q < R; ++q)
 #pragma unroll
-        for (int t = 0; t < T; ++t) {
-            if (t >= n_tok) break;
+        for (int t = 0; t < T; ++t) {  // every slot (zeros past the batch): chains that interleave
             const float s = warp_sum(acc[q][t]);
             if ((threadIdx.x & 31) == 0) part[warp][q][t] = s;
         }
-    }
     __syncthreads();
     for (int u = threadIdx.x; u < R * T; u += blockDim.x) {
         const int q = u / T, t = u % T;
@@ -242,17 +240,22 @@ matvec_q(Jobs jobs, int n_tok) {
             }
         }
     }
-    // The lanes' sums (butterfly); lane 0 stores.
+    // The lanes' sums (butterflies, every slot: independent chains the compiler interleaves;
+    // slots past the batch hold zeros); lane 0 stores the batch's.
+    float sum[R][T];
+#pragma unroll
+    for (int q = 0; q < R; ++q)
+#pragma unroll
+        for (int t = 0; t < T; ++t) sum[q][t] = warp_sum(acc[q][t]);
+    if (lane != 0) return;
 #pragma unroll
     for (int q = 0; q < R; ++q) {
+        if (r0 + q >= job->rows) break;
 #pragma unroll
         for (int t = 0; t < T; ++t) {
             if (t >= n_tok) break;
-            const float sum = warp_sum(acc[q][t]);
-            if (lane == 0 && r0 + q < job->rows) {
-                float* o = job->y + t * job->ldy + r0 + q;
-                *o = job->accumulate ? *o + sum : sum;
-            }
+            float* o = job->y + t * job->ldy + r0 + q;
+            *o = job->accumulate ? *o + sum[q][t] : sum[q][t];
         }
     }
 }
