@@ -260,3 +260,69 @@ def test_spec_bench_rows_report_what_the_rounds_did(model, tmp_path):
         assert 1.0 < r["draft_waits_per_round"] <= 4.0
     assert set(res["groups"]) == {"mt_bench", "qa"}  # groups without prompts are left out
     assert res["overall"]["rounds"] > 0
+
+
+def _plain_or_draft_round(step, draft_tokens=2, draft_s=0.003):
+    """Fake timings: plain decoding one token per 1 ms round; a drafting round draft_tokens
+    tokens in draft_s + 1 ms."""
+    if step.n_draft == 0:
+        return RoundResult([7], 0, 0, [], 0.0, 0.001)
+    return RoundResult([7] * draft_tokens, 4, draft_tokens - 1, [0.5] * 4, draft_s, 0.001)
+
+
+def test_adaptive_policy_explores_losing_drafts_less_and_less():
+    """Drafts at 0.5x of plain decoding: each lost burst doubles the bursts a candidate sits out,
+    so over many generations the drafting rounds fall well below the fixed 4-in-40 exploration."""
+    cands = [Plan.skipping([1]), Plan.skipping([2]), Plan.skipping([3])]
+    fixed = AdaptivePolicy(cands, explore_every=40, burst=4, margin=0.05, with_plain=True)
+    backing = AdaptivePolicy(cands, explore_every=40, burst=4, margin=0.05, with_plain=True, max_backoff=8)
+    share = {}
+    for name, pol in (("fixed", fixed), ("backoff", backing)):
+        drafting = total = 0
+        for gen in range(12):
+            pol.start(10)
+            for _ in range(200):
+                step = pol.next_round(100)
+                pol.observe(step, _plain_or_draft_round(step))
+                if gen >= 4:
+                    drafting += step.n_draft != 0
+                    total += 1
+        share[name] = drafting / total
+    assert share["fixed"] >= 0.09          # a burst of 4 in every 40 rounds
+    assert share["backoff"] <= 0.04        # backed off to one burst in 8 for each candidate
+    assert [a.backoff for a in backing.arms[1:]] == [8, 8, 8]
+
+
+def test_adaptive_policy_starts_a_generation_with_the_best_so_far_and_finds_a_new_winner():
+    """The prior of earlier generations picks the first arm of a new one; when drafting turns
+    faster (a text that drafts well), the backed-off candidates are still explored and win."""
+    pol = AdaptivePolicy([Plan.skipping([1])], explore_every=10, burst=2, margin=0.05, with_plain=True, max_backoff=4)
+    for _ in range(3):  # drafting loses: two tokens in 4 ms
+        pol.start(10)
+        for _ in range(100):
+            step = pol.next_round(100)
+            pol.observe(step, _plain_or_draft_round(step))
+    pol.start(10)
+    assert pol.next_round(100).n_draft == 0 and pol.arms[1].backoff == 4
+    for _ in range(200):  # now drafting wins: four tokens in 1.5 ms
+        step = pol.next_round(100)
+        pol.observe(step, _plain_or_draft_round(step, draft_tokens=4, draft_s=0.0005))
+    steps = [pol.next_round(100) for _ in range(20)]
+    assert sum(s.n_draft != 0 for s in steps) >= 16 and pol.arms[1].backoff == 1
+    pol.start(10)  # and the next generation starts with it
+    assert pol.next_round(100).n_draft != 0
+
+
+def test_adaptive_policy_never_backs_off_a_close_second():
+    """Plain decoding 10% behind a draft that runs: it keeps being explored at every turn (only a
+    candidate clearly slower than the running one backs off), so it can take over again."""
+    pol = AdaptivePolicy([Plan.skipping([1])], explore_every=10, burst=2, margin=0.05, with_plain=True, max_backoff=8)
+    pol.start(10)
+    plain_rounds = 0
+    for i in range(300):  # drafting: two tokens per 1.8 ms; plain: one token per 1 ms
+        step = pol.next_round(100)
+        pol.observe(step, _plain_or_draft_round(step, draft_tokens=2, draft_s=0.0008))
+        plain_rounds += i >= 100 and step.n_draft == 0
+    assert pol.current == 1                                 # the draft runs,
+    assert pol.arms[0].backoff == 1 and pol.arms[0].skip == 0  # plain is not backed off
+    assert plain_rounds == 2 * 200 // 10                    # and is explored at every turn

@@ -6,7 +6,8 @@
   acceptance rate; a hard cap on the draft length.
 - `ProgressiveSchedule`: plans that skip more as the context grows.
 - `AdaptivePolicy`: on-line choice among candidate plans (measured tokens per second of the
-  rounds each plan ran), exploring at most one round in `explore_every`.
+  rounds each plan ran), exploring at most one burst in `explore_every` rounds, less often for
+  candidates that keep losing.
 """
 from __future__ import annotations
 
@@ -157,9 +158,12 @@ class StaticPolicy(Policy):
 class _Arm:
     plan: Plan
     n_draft: Optional[int] = None  # fixed draft length (0: plain decoding); None: DraftLength decides
-    tokens: float = 0.0   # decayed sums over the rounds this plan ran
+    tokens: float = 0.0   # decayed sums over the rounds this plan ran (this generation)
     seconds: float = 0.0
     rounds: int = 0
+    prior: float = 0.0    # speed over earlier generations (0: none yet)
+    backoff: int = 1      # explored at most once in this many bursts
+    skip: int = 0         # bursts to sit out before the next exploration
 
     def speed(self) -> float:
         return self.tokens / self.seconds if self.seconds > 0 else math.inf
@@ -173,13 +177,19 @@ class AdaptivePolicy(Policy):
     the text. The best candidate runs (a challenger must be `margin` faster to take over); every
     `explore_every` rounds, a burst of `burst` rounds runs the least-tried other candidate, so
     the overhead of adaptation is bounded by burst/explore_every of the rounds running a possibly
-    worse plan (and nothing else: scoring uses the rounds' own timings). A new generation starts
-    with the previous winner. Draft length adapts as in StaticPolicy.
+    worse plan (and nothing else: scoring uses the rounds' own timings). A candidate whose burst
+    leaves it clearly slower than the running one (by more than `backoff_gap`) sits out twice as
+    many bursts as before (up to `max_backoff`); any other is explored at every turn again, so a
+    close second (plain decoding behind a draft that won on a good stretch) is never starved. A new generation starts with
+    the candidate of the best speed over earlier generations (the prior), and the backoffs carry
+    over: they describe the model and the machine more than the text. Draft length adapts as in
+    StaticPolicy.
     """
 
     def __init__(self, candidates: Sequence[Plan], draft: Optional[DraftLength] = None,
                  kv: Optional[KVViewPolicy] = None, explore_every: int = 10, decay: float = 0.9,
-                 with_plain: bool = False, burst: int = 1, margin: float = 0.0):
+                 with_plain: bool = False, burst: int = 1, margin: float = 0.0, max_backoff: int = 1,
+                 backoff_gap: float = 0.15):
         if not candidates:
             raise ValueError("AdaptivePolicy needs at least one candidate plan")
         self.arms = [_Arm(p) for p in candidates]
@@ -191,26 +201,33 @@ class AdaptivePolicy(Policy):
         self.burst = burst      # rounds per exploration: one round's timing is noisy
         self.margin = margin    # a challenger must be this much faster to take over
         self.decay = decay
+        self.max_backoff = max_backoff  # 1: every candidate is explored in turn, always
+        self.backoff_gap = backoff_gap  # how much slower a candidate must be to back off
         self.round = 0
         self.current = 0
-        self.exploring = 0
+        self.exploring = -1  # the arm of the burst under way, -1: none
 
     def start(self, n_prompt: int) -> None:
-        # Speeds depend on the context length, so scores from another generation do not compare:
-        # start afresh with the last winner and let exploration re-measure the others here.
+        # Speeds depend on the context length, so scores from another generation do not compare
+        # with this one's: they become priors, the best prior starts, and exploration re-measures
+        # the others here.
         self.round = 0
         for a in self.arms:
+            if a.rounds:
+                a.prior = a.speed() if a.prior == 0.0 else 0.5 * (a.prior + a.speed())
             a.tokens = a.seconds = 0.0
             a.rounds = 0
+        if any(a.prior > 0.0 for a in self.arms):
+            self.current = max(range(len(self.arms)), key=lambda i: self.arms[i].prior)
+        self.exploring = -1
 
     def next_round(self, n_context: int) -> RoundPlan:
         self.round += 1
         arm = self.current
         phase = self.round % self.explore_every
-        if len(self.arms) > 1 and phase >= self.explore_every - self.burst:
-            if phase == self.explore_every - self.burst:  # a new exploration burst: pick its arm
-                others = [i for i in range(len(self.arms)) if i != self.current]
-                self.exploring = min(others, key=lambda i: self.arms[i].rounds)
+        if len(self.arms) > 1 and phase == self.explore_every - self.burst:  # a burst's turn
+            self.exploring = self._explore_next()
+        if self.exploring >= 0 and phase >= self.explore_every - self.burst:
             arm = self.exploring
         view = self.kv.view_for(n_context) if self.kv else None
         a = self.arms[arm]
@@ -225,8 +242,33 @@ class AdaptivePolicy(Policy):
         cur = self.arms[self.current]
         if cur.rounds == 0 or self.arms[best].speed() > cur.speed() * (1.0 + self.margin):
             self.current = best
+        if step.arm == self.exploring and self.round % self.explore_every == self.explore_every - 1:  # burst's last round
+            self._judge(self.exploring)
         if self.arms[step.arm].n_draft is None:
             self.draft.update(result.n_drafted, result.n_accepted)
+
+    def _explore_next(self) -> int:
+        """The arm of this burst: the least-tried other arm not sitting out, or -1 (none)."""
+        due = []
+        for i, a in enumerate(self.arms):
+            if i == self.current:
+                continue
+            if a.skip > 0:
+                a.skip -= 1
+            else:
+                due.append(i)
+        return min(due, key=lambda i: self.arms[i].rounds) if due else -1
+
+    def _judge(self, i: int) -> None:
+        """After arm i's burst: back off if it was clearly slower than the running arm, else
+        explore it at every turn."""
+        a = self.arms[i]
+        if a.speed() < self.arms[self.current].speed() * (1.0 - self.backoff_gap):
+            a.backoff = min(2 * a.backoff, self.max_backoff)
+        else:
+            a.backoff = 1
+        a.skip = a.backoff - 1
+        self.exploring = -1
 
     def scores(self) -> Dict[str, float]:
         return {("plain decoding" if a.n_draft == 0 else a.plan.describe()): a.speed() for a in self.arms}
@@ -241,7 +283,7 @@ def make_policy(name: str, model, plan_file: Optional[str] = None) -> Policy:
         return StaticPolicy.from_file(plan_file) if plan_file else StaticPolicy(base)
     if name == "adaptive":
         return AdaptivePolicy(_neighbours(base, model.n_layer), kv=KVViewPolicy(), with_plain=True,
-                              explore_every=40, burst=4, margin=0.05)
+                              explore_every=40, burst=4, margin=0.05, max_backoff=8)
     if name == "progressive":
         more = Plan.skipping(set(base.skip_attn) | set(range(1, model.n_layer - 1, 2)), base.skip_mlp,
                              base.groups, base.head_rows)

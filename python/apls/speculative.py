@@ -105,11 +105,13 @@ class SpeculativeGenerator:
                 return
             stats.n_generated += 1
             yield last
+            ctx_size = ctx.n_ctx
             while stats.n_generated < max_tokens:
-                if ctx.kv_seq_len(0) + 1 >= ctx.n_ctx:
+                n_context = ctx.kv_seq_len(0) + 1
+                if n_context >= ctx_size:
                     stats.stop_reason = "context"
                     return
-                step = self.policy.next_round(ctx.kv_seq_len(0) + 1)
+                step = self.policy.next_round(n_context)
                 kw = step.plan.arrays(self.model.n_layer)
                 view = {} if step.view is None else {"view_sink": step.view[0], "view_window": step.view[1]}
                 raw = _core.spec_round(ctx._ctx, last, kw["attn"], kw["mlp"], kw["group"], kw["head_rows"],
