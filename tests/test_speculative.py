@@ -309,7 +309,12 @@ def test_adaptive_policy_starts_a_generation_with_the_best_so_far_and_finds_a_ne
         pol.observe(step, _plain_or_draft_round(step, draft_tokens=4, draft_s=0.0005))
     steps = [pol.next_round(100) for _ in range(20)]
     assert sum(s.n_draft != 0 for s in steps) >= 16 and pol.arms[1].backoff == 1
-    pol.start(10)  # and the next generation starts with it
+    pol.start(10)  # a generation where drafting turns slow again: plain takes over by its end,
+    for _ in range(200):
+        step = pol.next_round(100)
+        pol.observe(step, _plain_or_draft_round(step))
+    assert pol.current == 0
+    pol.start(10)  # but the next starts with the best speed so far (drafting), not the last winner
     assert pol.next_round(100).n_draft != 0
 
 

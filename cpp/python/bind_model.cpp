@@ -5,6 +5,7 @@
 
 #include <optional>
 
+#include "arrays.h"
 #include "common.h"
 #include "context.h"
 #include "cpu/kernels.h"
@@ -16,8 +17,9 @@ using apls::Model;
 
 namespace {
 
-using I32Array = py::array_t<int32_t, py::array::c_style | py::array::forcecast>;
-using U8Array = py::array_t<uint8_t, py::array::c_style | py::array::forcecast>;
+using apls_bind::I32Array;
+using apls_bind::to_vec;
+using apls_bind::U8Array;
 
 int32_t parse_device(const std::string& device) {
     if (device == "auto") return APLS_DEVICE_AUTO;
@@ -45,11 +47,6 @@ std::unique_ptr<Context> make_context(std::shared_ptr<Model> model, uint32_t n_c
     else if (kv_type == "f32") p.kv_type = APLS_KV_TYPE_F32;
     else apls::fail(APLS_STATUS_INVALID_ARGUMENT, "kv_type must be 'f16' or 'f32', not '", kv_type, "'");
     return std::make_unique<Context>(*model, p);
-}
-
-std::vector<int32_t> to_vec(const I32Array& a, const char* what) {
-    if (a.ndim() != 1) apls::fail(APLS_STATUS_INVALID_ARGUMENT, what, " must be 1-D");
-    return std::vector<int32_t>(a.data(), a.data() + a.shape(0));
 }
 
 // The forward of decode(tokens, pos=None, seq_ids=None, logits="last"|"all"|mask, attn=None,
@@ -84,11 +81,7 @@ void run_decode(Context& ctx, const I32Array& tokens, std::optional<I32Array> po
     if (!lv.empty()) b.logits = lv.data();
 
     const int32_t n_layer = ctx.model().hparams().n_layer;
-    apls::Plan plan;
-    if (attn) plan.attn.assign(attn->data(), attn->data() + attn->size());
-    if (mlp) plan.mlp.assign(mlp->data(), mlp->data() + mlp->size());
-    if (group) plan.group = to_vec(*group, "group");
-    plan.head_rows = head_rows;
+    const apls::Plan plan = apls_bind::plan_from_arrays(attn, mlp, group, head_rows);
     plan.validate(n_layer, ctx.model().hparams().n_vocab);
 
     {

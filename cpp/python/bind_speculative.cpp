@@ -5,25 +5,15 @@
 
 #include <optional>
 
+#include "arrays.h"
 #include "common.h"
 #include "context.h"
 #include "speculative.h"
 
 namespace py = pybind11;
 
-namespace {
-
-// The plan's per-layer flags as NumPy arrays (Plan.arrays), read in place: a std::vector
-// argument would convert them element by element (~30 us a round, 4% of a SmolLM2 step on a GPU).
-using U8Array = py::array_t<uint8_t, py::array::c_style | py::array::forcecast>;
-using I32Array = py::array_t<int32_t, py::array::c_style | py::array::forcecast>;
-
-template <typename T, typename A>
-void assign(std::vector<T>& dst, const std::optional<A>& src) {
-    if (src) dst.assign(src->data(), src->data() + src->size());
-}
-
-}  // namespace
+using apls_bind::I32Array;
+using apls_bind::U8Array;
 
 void bind_speculative(py::module_& m) {
     m.def(
@@ -32,11 +22,7 @@ void bind_speculative(py::module_& m) {
            std::optional<I32Array> group, int32_t head_rows,
            std::optional<int32_t> view_sink, std::optional<int32_t> view_window, int32_t seq, int32_t n_draft_max,
            float draft_p_min, apls::Sampler* sampler) {
-            apls::Plan plan;
-            assign(plan.attn, attn);
-            assign(plan.mlp, mlp);
-            assign(plan.group, group);
-            plan.head_rows = head_rows;
+            const apls::Plan plan = apls_bind::plan_from_arrays(attn, mlp, group, head_rows);
             apls::KVView view;
             const bool use_view = view_sink.has_value() || view_window.has_value();
             if (use_view) {

@@ -180,10 +180,10 @@ class AdaptivePolicy(Policy):
     worse plan (and nothing else: scoring uses the rounds' own timings). A candidate whose burst
     leaves it clearly slower than the running one (by more than `backoff_gap`) sits out twice as
     many bursts as before (up to `max_backoff`); any other is explored at every turn again, so a
-    close second (plain decoding behind a draft that won on a good stretch) is never starved. A new generation starts with
-    the candidate of the best speed over earlier generations (the prior), and the backoffs carry
-    over: they describe the model and the machine more than the text. Draft length adapts as in
-    StaticPolicy.
+    close second (plain decoding behind a draft that won on a good stretch) is never starved. A
+    new generation starts with the candidate of the best speed over earlier generations (the
+    prior), and the backoffs carry over: they describe the model and the machine more than the
+    text. Draft length adapts as in StaticPolicy.
     """
 
     def __init__(self, candidates: Sequence[Plan], draft: Optional[DraftLength] = None,
