@@ -35,7 +35,8 @@ def gpu(smollm2_path):
 
 def test_device_selection(gpu, cpu, smollm2_path):
     assert gpu.device == "cuda" and cpu.device == "cpu"
-    assert apls.Model(smollm2_path).device == "cuda"  # auto: the GPU when one is usable
+    auto = apls.Model(smollm2_path)  # auto: the GPU when one is usable
+    assert auto.device == "cuda" and auto.device_note == "" and gpu.device_note == cpu.device_note == ""
     with pytest.raises(apls.InvalidArgumentError, match="device must be"):
         apls.Model(smollm2_path, device="tpu")
 
@@ -49,7 +50,7 @@ def test_auto_device_takes_the_cpu_for_models_cuda_does_not_run(tmp_path, kw, re
     path = tmp_path / "m.gguf"
     write_tiny_llama(path, **kw)
     m = apls.Model(str(path))
-    assert m.device == "cpu"
+    assert m.device == "cpu" and reason in m.device_note
     assert np.isfinite(m.context(n_ctx=32).decode([1, 2, 3], logits="last")).all()
     with pytest.raises(apls.UnsupportedError, match=reason):
         apls.Model(str(path), device="cuda")

@@ -21,8 +21,11 @@ def test_cuda_backend_compiled_when_requested():
 def test_cuda_without_gpu_is_a_clear_error(smollm2_path):
     with pytest.raises(apls.UnsupportedError, match="cuda"):
         apls.Model(smollm2_path, device="cuda")
-    m = apls.Model(smollm2_path)  # auto: the CPU
+    m = apls.Model(smollm2_path)  # auto: the CPU, and why
     assert m.device == "cpu"
+    want = "no usable CUDA device" if _core.cuda_compiled() else "no CUDA backend"
+    assert want in m.device_note
+    assert apls.Model(smollm2_path, device="cpu").device_note == ""
     assert np.isfinite(m.logits(m.tokenize("Hello"))).all()
 
 

@@ -45,6 +45,67 @@ def test_decode_greedy_is_the_argmax_of_the_logits(model):
         b.decode_greedy([model.n_vocab])
 
 
+def test_generate_greedy_chains_equal_token_by_token(model):
+    """Context.generate_greedy: the tokens decode_greedy picks one at a time (chains longer than
+    n_batch too), the same cache, and the end-of-turn token ends it when asked."""
+    ids = model.tokenize(model.chat_prompt([{"role": "user", "content": "Say hello."}]), add_special=False,
+                         parse_special=True)
+    ref = model.context(n_ctx=256)
+    want = [ref.decode_greedy(ids)]
+    while len(want) < 60:
+        want.append(ref.decode_greedy([want[-1]]))
+    eog = next((i for i, t in enumerate(want) if model.vocab.is_eog(t)), None)
+    assert eog is not None and eog > 2  # the reply ends within 60 tokens
+
+    ctx = model.context(n_ctx=256, n_batch=8)
+    for i in range(0, len(ids) - 8, 8):
+        ctx.decode(ids[i:i + 8])
+    got = [ctx.decode_greedy(ids[i + 8:])]
+    for n in (1, 3, 11):  # 11: two chains of at most n_batch steps
+        got += ctx.generate_greedy(got[-1], n, stop_at_eog=False)
+        assert ctx.kv_seq_len(0) == len(ids) + len(got) - 1
+    assert got == want[:len(got)]
+    rest = ctx.generate_greedy(got[-1], 100)  # ends after the end token
+    assert got + rest == want[:eog + 1]
+    assert ctx.kv_seq_len(0) == len(ids) + eog
+    assert ctx.generate_greedy(rest[-1], 0) == [] and ctx.kv_seq_len(0) == len(ids) + eog
+
+
+def test_generate_greedy_misuse_leaves_the_cache(model):
+    ctx = model.context(n_ctx=32, n_batch=8)
+    tok = ctx.decode_greedy([1, 2, 3])
+    for args, err, msg in [((model.n_vocab, 4), apls.InvalidArgumentError, "out of range"),
+                           ((-1, 4), apls.InvalidArgumentError, "out of range"),
+                           ((tok, -1), apls.InvalidArgumentError, "negative")]:
+        with pytest.raises(err, match=msg):
+            ctx.generate_greedy(*args)
+        assert ctx.kv_seq_len(0) == 3
+    with pytest.raises(apls.InvalidArgumentError, match="unknown sequence"):
+        ctx.generate_greedy(tok, 4, seq=3)
+    out = ctx.generate_greedy(tok, 100, stop_at_eog=False)  # capped by the free room
+    assert len(out) == 29 and ctx.kv_seq_len(0) == 32
+    with pytest.raises(apls.KVCacheFullError, match="KV cache full"):
+        ctx.generate_greedy(out[-1], 1)
+    assert ctx.kv_seq_len(0) == 32
+
+
+def test_generation_stopped_inside_a_chain_leaves_the_token_by_token_cache(model):
+    """Plain greedy generation chains its steps; a caller that stops early finds the cache as
+    token-by-token decoding leaves it: everything before the last token it took."""
+    import itertools
+    from apls.generate import generate_tokens
+    ids = model.tokenize("The three primary colors are")
+    tokens = {}
+    for chain in (1, 8):
+        ctx = model.context(n_ctx=128)
+        gen = generate_tokens(ctx, ids, 30, apls.Sampler(temperature=0.0), ignore_eos=True, chain=chain)
+        tokens[chain] = list(itertools.islice(gen, 11))
+        gen.close()
+        assert ctx.kv_seq_len(0) == len(ids) + 10
+        tokens[chain].append(ctx.decode_greedy([tokens[chain][-1]]))  # the cache goes on correctly
+    assert tokens[1] == tokens[8]
+
+
 @pytest.mark.parametrize("sampler,argmax", [
     (apls.Sampler(temperature=0.0), True),
     (apls.Sampler.chain([("top_k", 5), ("temperature", 0.5), ("greedy",)]), True),

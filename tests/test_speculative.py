@@ -331,3 +331,33 @@ def test_adaptive_policy_never_backs_off_a_close_second():
     assert pol.current == 1                                 # the draft runs,
     assert pol.arms[0].backoff == 1 and pol.arms[0].skip == 0  # plain is not backed off
     assert plain_rounds == 2 * 200 // 10                    # and is explored at every turn
+
+
+def test_adaptive_policy_runs_plain_stretches_up_to_the_next_burst():
+    """With plain_chain, a plain round takes the steps up to the next exploration burst (at most
+    plain_chain), each counted as a round: the same arms run at the same steps as with one step
+    per round, in far fewer rounds."""
+    def run(chain):
+        pol = AdaptivePolicy([Plan.skipping([1])], explore_every=40, burst=4, margin=0.05, with_plain=True,
+                             max_backoff=8, plain_chain=chain)
+        arms, rounds = [], 0
+        for _ in range(3):
+            pol.start(10)
+            n = 0
+            while n < 400:
+                step = pol.next_round(100)
+                k = min(step.n_plain, 400 - n) if step.n_draft == 0 else 1
+                assert 1 <= step.n_plain <= chain
+                r = (RoundResult([7] * k, 0, 0, [], 0.0, 0.001 * k) if step.n_draft == 0
+                     else _plain_or_draft_round(step))
+                pol.observe(step, r)
+                arms += [step.arm] * len(r.tokens)
+                n += len(r.tokens)
+                rounds += 1
+        return arms, rounds
+
+    one, one_rounds = run(1)
+    chained, chained_rounds = run(16)
+    assert chained == one
+    assert 0 < one.count(1) < len(one) // 10  # drafts are explored, and lose
+    assert chained_rounds < one_rounds // 4

@@ -115,6 +115,8 @@ void bind_model(py::module_& m) {
     py::class_<Model, std::shared_ptr<Model>>(m, "Model")
         .def(py::init(&load_model), py::arg("path"), py::arg("use_mmap") = true, py::arg("device") = "auto")
         .def_property_readonly("device", [](const Model& x) { return std::string(apls::device_name(x.device())); })
+        .def_property_readonly("device_note", [](const Model& x) { return x.device_note(); },
+                               "Why device 'auto' chose the CPU ('' when it chose CUDA or a device was named).")
         .def_property_readonly("n_vocab", [](const Model& x) { return x.hparams().n_vocab; })
         .def_property_readonly("n_layer", [](const Model& x) { return x.hparams().n_layer; })
         .def_property_readonly("n_embd", [](const Model& x) { return x.hparams().n_embd; })
@@ -153,6 +155,17 @@ void bind_model(py::module_& m) {
              }, py::arg("tokens"), py::arg("pos") = py::none(), py::arg("seq_ids") = py::none(),
              "decode(tokens) and the greedy choice after the last token (largest logit, ties to the lowest "
              "id); on a GPU chosen there, so the logits are not copied back.")
+        .def("generate_greedy", [](Context& ctx, int32_t last, int32_t n_max, int32_t seq, bool stop_at_eog) {
+                 std::vector<int32_t> ids;
+                 {
+                     py::gil_scoped_release release;
+                     ids = ctx.generate_greedy(seq, last, n_max, stop_at_eog);
+                 }
+                 return ids;
+             }, py::arg("last"), py::arg("n_max"), py::arg("seq") = 0, py::arg("stop_at_eog") = true,
+             "Greedy generation after `last` (chosen, not yet decoded): up to n_max tokens with the full "
+             "model, ending after an end-of-generation token when stop_at_eog; on a GPU queued as one chain "
+             "(apls_generate_greedy).")
         .def_property_readonly("n_ctx", [](const Context& c) { return c.params().n_ctx; })
         .def_property_readonly("n_batch", [](const Context& c) { return c.params().n_batch; })
         .def_property_readonly("n_threads", [](Context& c) { return c.pool().size(); })

@@ -68,6 +68,8 @@ apls_device apls_model_device(const apls_model* model) {
     return model ? static_cast<apls_device>(model->impl->device()) : APLS_DEVICE_CPU;
 }
 
+const char* apls_model_device_note(const apls_model* model) { return model ? model->impl->device_note().c_str() : ""; }
+
 int32_t apls_cuda_device_count(void) { return apls::cuda::device_count(); }
 
 int32_t apls_model_n_vocab(const apls_model* m) { return m ? m->impl->hparams().n_vocab : 0; }
@@ -174,6 +176,19 @@ apls_status apls_get_argmax_ith(apls_context* ctx, int32_t i, int32_t* out_token
     *out_token = -1;
     if (!ctx) return null_arg("ctx");
     return guard([&] { *out_token = ctx->impl->argmax(i); });
+}
+
+apls_status apls_generate_greedy(apls_context* ctx, int32_t seq_id, int32_t last_token, int32_t n_max, bool stop_at_eog,
+                                 int32_t* out_tokens, int32_t* n_out) {
+    if (!n_out) return null_arg("n_out");
+    *n_out = 0;
+    if (!ctx) return null_arg("ctx");
+    if (!out_tokens) return null_arg("out_tokens");
+    return guard([&] {
+        const std::vector<int32_t> ids = ctx->impl->generate_greedy(seq_id, last_token, n_max, stop_at_eog);
+        std::memcpy(out_tokens, ids.data(), ids.size() * sizeof(int32_t));
+        *n_out = static_cast<int32_t>(ids.size());
+    });
 }
 
 int32_t apls_kv_seq_len(const apls_context* ctx, int32_t seq_id) {

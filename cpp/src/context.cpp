@@ -182,11 +182,12 @@ bool Context::ends_draft(int32_t id, float conf, float p_min) const {
     return conf < p_min || (model_.vocab() && model_.vocab()->is_eog(id));
 }
 
-GreedyDraft Context::draft_greedy(int32_t first, int32_t pos0, int32_t seq, int32_t k, float p_min, const Plan& plan,
-                                  const KVView* view) {
+template <typename Ends>
+GreedyDraft Context::greedy_steps(int32_t first, int32_t pos0, int32_t seq, int32_t k, const Plan& plan,
+                                  const KVView* view, bool chain, Ends ends) {
     GreedyDraft d;
-    const char* env = std::getenv("APLS_DRAFT_CHAIN");  // per round (~0.1 us): tests switch it in-process
-    if (runner_ && p_min <= 0.0f && k > 0 && !(env && env[0] == '0')) {
+    if (k <= 0) return d;
+    if (runner_ && chain) {
         Batch b = Batch::single(first, pos0, seq);  // later steps: the device supplies the token
         for (int32_t i = 0; i < k; ++i) {
             b.pos[0] = pos0 + i;
@@ -197,7 +198,7 @@ GreedyDraft Context::draft_greedy(int32_t first, int32_t pos0, int32_t seq, int3
         runner_->chain_results(k, d.ids.data(), d.confs.data());
         d.n_waits = 1;
         for (int32_t i = 0; i < k; ++i)
-            if (ends_draft(d.ids[i], d.confs[i], p_min)) {  // the chain ran on past it: cut
+            if (ends(d.ids[i], d.confs[i])) {  // the chain ran on past it: cut
                 d.ids.resize(i + 1);
                 d.confs.resize(i + 1);
                 break;
@@ -212,9 +213,49 @@ GreedyDraft Context::draft_greedy(int32_t first, int32_t pos0, int32_t seq, int3
         d.ids.push_back(tok);
         d.confs.push_back(conf);
         ++d.n_waits;
-        if (ends_draft(tok, conf, p_min)) break;
+        if (ends(tok, conf)) break;
     }
     return d;
+}
+
+GreedyDraft Context::draft_greedy(int32_t first, int32_t pos0, int32_t seq, int32_t k, float p_min, const Plan& plan,
+                                  const KVView* view) {
+    // A confidence stop saves the steps after it only when the host looks after each one.
+    const char* env = std::getenv("APLS_DRAFT_CHAIN");  // per round (~0.1 us): tests switch it in-process
+    const bool chain = p_min <= 0.0f && !(env && env[0] == '0');
+    return greedy_steps(first, pos0, seq, k, plan, view, chain,
+                        [&](int32_t id, float conf) { return ends_draft(id, conf, p_min); });
+}
+
+std::vector<int32_t> Context::generate_greedy(int32_t seq, int32_t last, int32_t n_max, bool stop_at_eog) {
+    const HParams& hp = model_.hparams();
+    if (!kv_.valid_seq(seq)) fail(APLS_STATUS_INVALID_ARGUMENT, "unknown sequence ", seq);
+    if (last < 0 || last >= hp.n_vocab) fail(APLS_STATUS_INVALID_ARGUMENT, "token ", last, " is out of range [0, ", hp.n_vocab, ")");
+    if (n_max < 0) fail(APLS_STATUS_INVALID_ARGUMENT, "n_max ", n_max, " is negative");
+    std::vector<int32_t> out;
+    if (n_max == 0) return out;
+    if (kv_.room(seq) < 1) fail(APLS_STATUS_KV_FULL, "KV cache full: no room for the next token of sequence ", seq);
+    const int32_t n_past = kv_.seq_len(seq), n = std::min(n_max, kv_.room(seq));
+    const int32_t chain_max = static_cast<int32_t>(params_.n_batch);  // the device keeps n_batch choices
+    const Vocab* vocab = model_.vocab();
+    const auto ends = [&](int32_t id, float) { return stop_at_eog && vocab && vocab->is_eog(id); };
+    const Plan full;
+    try {
+        while (static_cast<int32_t>(out.size()) < n) {
+            const int32_t k = std::min(n - static_cast<int32_t>(out.size()), chain_max);
+            const GreedyDraft g = greedy_steps(out.empty() ? last : out.back(), kv_.seq_next_pos(seq), seq, k, full,
+                                               nullptr, true, ends);
+            out.insert(out.end(), g.ids.begin(), g.ids.end());
+            if (static_cast<int32_t>(g.ids.size()) < k || ends(out.back(), 0.0f)) break;
+        }
+    } catch (...) {
+        kv_.truncate(seq, n_past);
+        throw;
+    }
+    kv_.truncate(seq, n_past + static_cast<int32_t>(out.size()));  // entries run past an end token
+    n_outputs_ = 0;
+    logits_stale_ = false;
+    return out;
 }
 
 void Context::decode_step(const Batch& batch, const Plan& plan, const KVView* view, int32_t chain_step) {

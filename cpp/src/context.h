@@ -76,6 +76,14 @@ public:
                              const KVView* view);
     // A draft ends after a token whose probability is below p_min or that ends generation.
     bool ends_draft(int32_t id, float conf, float p_min) const;
+    // Greedy generation with the full model: decode `last` (chosen, not yet in the cache of
+    // seq) and then each token it chooses, up to n_max steps (at most the free KV room; KV_FULL
+    // when there is none), ending after an end-of-generation token when stop_at_eog. Returns
+    // the chosen tokens; the cache then holds everything before the last of them, as after
+    // decoding token by token (the same tokens). On a GPU the steps run as chains of up to
+    // n_batch steps and the host waits once per chain; entries a chain ran past an end token
+    // are dropped. No logits are kept (n_outputs() is 0). On error the cache is as it was.
+    std::vector<int32_t> generate_greedy(int32_t seq, int32_t last, int32_t n_max, bool stop_at_eog);
 
     int32_t n_outputs() const { return n_outputs_; }
     // (n_outputs, n_vocab). On a device, copied to the host on first use after each decode.
@@ -92,6 +100,12 @@ public:
 
 private:
     void decode_step(const Batch& batch, const Plan& plan, const KVView* view, int32_t chain_step);
+    // k greedy steps from `first` at pos0, pos0 + 1, ... of seq under plan/view, cut after the
+    // first token for which ends(id, conf) holds. chain: on a GPU queue them as one chain (the
+    // device supplies each step's token; every step runs, the result is cut afterwards).
+    template <typename Ends>
+    GreedyDraft greedy_steps(int32_t first, int32_t pos0, int32_t seq, int32_t k, const Plan& plan, const KVView* view,
+                             bool chain, Ends ends);
 
     const Model& model_;
     apls_context_params params_;

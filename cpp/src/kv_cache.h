@@ -160,6 +160,10 @@ public:
     void clear();                 // drop everything
 
     uint32_t n_free_blocks() const { return static_cast<uint32_t>(free_.size()); }
+    // Entries seq can still append: its last block's free slots and every free block.
+    int32_t room(int32_t seq) const {
+        return static_cast<int32_t>(free_.size() * block_size_ + seqs_[seq].blocks.size() * block_size_) - seqs_[seq].n;
+    }
     int32_t ref_count(int32_t block) const { return refs_[block]; }
     KVStats stats() const;
     // Debug: throws APLS_STATUS_INTERNAL naming the first violated invariant (reference counts

@@ -100,8 +100,16 @@ std::unique_ptr<Model> Model::load(const std::string& path, bool use_mmap, int32
         m->n_params_ += t.n_elements;
         m->n_bytes_ += t.n_bytes;
     }
-    if (requested_device == APLS_DEVICE_AUTO && device == Device::CUDA && !cuda::unsupported_reason(*m).empty())
-        device = Device::CPU;
+    if (requested_device == APLS_DEVICE_AUTO) {
+        if (device == Device::CPU) {
+            std::string why = cuda::describe();  // "CUDA: unavailable (reason)", "CUDA: no device"
+            if (why.rfind("CUDA: ", 0) == 0) why.erase(0, 6);
+            m->device_note_ = cuda::compiled() ? "no usable CUDA device: " + why : "this build of APLS has no CUDA backend";
+        } else if (std::string why = cuda::unsupported_reason(*m); !why.empty()) {
+            device = Device::CPU;
+            m->device_note_ = std::move(why);
+        }
+    }
     m->device_ = device;
     if (device == Device::CUDA) m->device_model_ = cuda::upload(*m);
     return m;

@@ -53,6 +53,8 @@ public:
     ~Model();
 
     Device device() const { return device_; }
+    // Why device AUTO chose the CPU ("" when it chose CUDA or a device was named).
+    const std::string& device_note() const { return device_note_; }
     // The backend's copy of the weights (nullptr on the CPU, which reads the mapping directly).
     DeviceModel* device_model() const { return device_model_.get(); }
 
@@ -83,6 +85,7 @@ private:
     std::unique_ptr<Vocab> vocab_;
     uint64_t n_params_ = 0, n_bytes_ = 0;
     Device device_ = Device::CPU;
+    std::string device_note_;
     std::unique_ptr<DeviceModel> device_model_;
 };
 

@@ -56,8 +56,9 @@ def _policy_name(args) -> str:
 def _print_stats(model) -> None:
     st = getattr(model, "last_stats", None)
     if st is not None:
+        note = f" ({model.device_note})" if model.device_note else ""
         print(f"\n[prompt: {st.n_prompt} tokens, {st.prefill_tok_s:.1f} tok/s | generation: {st.n_generated} tokens, "
-              f"{st.decode_tok_s:.1f} tok/s | stop: {st.stop_reason}]", file=sys.stderr)
+              f"{st.decode_tok_s:.1f} tok/s | stop: {st.stop_reason} | device: {model.device}{note}]", file=sys.stderr)
 
 
 def _stream(pieces) -> None:

@@ -80,11 +80,15 @@ class _StopMatcher:
 
 def generate_tokens(ctx, prompt_ids: List[int], max_tokens: int, sampler, ignore_eos: bool = False,
                     stats: Optional[GenerationStats] = None, stream_past_window: bool = False,
-                    n_sink: int = 4) -> Iterator[int]:
+                    n_sink: int = 4, chain: int = 8) -> Iterator[int]:
     """Yield up to max_tokens sampled token ids after prefilling `prompt_ids` into `ctx`.
 
     stream_past_window: when the context is full, delete the oldest entries after the first
-    `n_sink` (attention sinks), shifting later positions down, and go on (apls.kv.make_room)."""
+    `n_sink` (attention sinks), shifting later positions down, and go on (apls.kv.make_room).
+    chain: greedy decoding without penalties runs up to this many steps per call into the
+    engine (`Context.generate_greedy`: on a GPU one chain, one wait), then yields them one by
+    one; 1 = one call per token. Whenever a token is yielded the cache holds what token-by-token
+    decoding would hold (a chain's later entries are dropped if the caller stops early)."""
     from .kv import make_room
 
     vocab = ctx.model.vocab
@@ -101,6 +105,8 @@ def generate_tokens(ctx, prompt_ids: List[int], max_tokens: int, sampler, ignore
     # Greedy without penalties: the context picks the token (on a GPU there, without copying
     # the logits back); the same token the sampler would pick.
     argmax = getattr(sampler, "picks_argmax", False)
+    chained = argmax and chain > 1 and not stream_past_window
+    ahead: List[int] = []  # chosen by a chain, not yet yielded; their entries are in the cache
     try:
         tok = sampler.sample(logits) if max_tokens > 0 else -1
         for _ in range(max_tokens):
@@ -112,16 +118,24 @@ def generate_tokens(ctx, prompt_ids: List[int], max_tokens: int, sampler, ignore
             yield tok
             if stats.n_generated == max_tokens:
                 return
+            if ahead:
+                tok = ahead.pop(0)
+                continue
             if stream_past_window:
                 make_room(ctx, 0, 1, n_sink=n_sink)
             elif ctx.kv_seq_len(0) >= ctx.n_ctx:
                 stats.stop_reason = "context"
                 return
-            if argmax:
+            if chained:
+                ahead = ctx.generate_greedy(tok, min(chain, max_tokens - stats.n_generated), stop_at_eog=not ignore_eos)
+                tok = ahead.pop(0)
+            elif argmax:
                 tok = ctx.decode_greedy([tok])
             else:
                 tok = sampler.sample(ctx.decode([tok], logits="last")[-1])
     finally:
+        if ahead:  # stopped inside a chain: drop the entries of tokens not yielded
+            ctx.kv_truncate(0, ctx.kv_seq_len(0) - len(ahead))
         stats.decode_s = time.perf_counter() - t0
 
 

@@ -91,6 +91,22 @@ class Context:
         return self._ctx.decode_greedy(_tokens(tokens), None if pos is None else _tokens(pos),
                                        None if seq_ids is None else _tokens(seq_ids))
 
+    def generate_greedy(self, last: int, n_max: int, *, seq: int = 0, stop_at_eog: bool = True) -> List[int]:
+        """Greedy generation with the full model after `last`, a token chosen but not yet decoded:
+        decodes it and then each token the model picks, up to n_max steps (fewer when the KV
+        cache has less room), ending after an end-of-generation token when stop_at_eog.
+
+        Returns the chosen tokens, the same as `decode_greedy` one token at a time; the cache then
+        holds everything before the last of them (the next call's `last`). On a GPU the steps
+        are queued as one chain, each token taken from the previous step's choice on the device,
+        and the host waits once. No logits are kept.
+
+        Raises:
+            apls.InvalidArgumentError: `last` out of range, an unknown sequence, n_max < 0;
+            apls.KVCacheFullError: no room for `last` (the cache is unchanged).
+        """
+        return self._ctx.generate_greedy(int(last), int(n_max), int(seq), bool(stop_at_eog))
+
     @property
     def kv(self) -> "KVCache":
         """The KV cache's operations: truncate, delete, fork, keep, clear, stats (`apls.kv.KVCache`)."""
@@ -121,7 +137,8 @@ class Model:
         device: "cuda" (weights copied to the GPU, forward pass there), "cpu", or "auto" (the
             default: CUDA when this build has it, a GPU is usable and the CUDA backend runs the
             model — llama architecture, head dimension a multiple of 8 up to 128, F32, F16,
-            BF16, Q8_0, Q4_0 or Q4_1 matrices — else the CPU).
+            BF16, Q8_0, Q4_0 or Q4_1 matrices — else the CPU). `model.device` says where it
+            runs; `model.device_note` why "auto" chose the CPU.
 
     Raises:
         apls.FileError: the file cannot be opened; apls.FormatError: it is not valid GGUF;

@@ -29,6 +29,7 @@ class RoundPlan:
     p_min: float
     view: Optional[Tuple[int, int]] = None  # (n_sink, n_window) for the draft, or None
     arm: int = 0                            # index of the candidate plan (AdaptivePolicy)
+    n_plain: int = 1  # with n_draft 0: plain steps the round may run (greedy: one chain, one wait)
 
 
 @dataclass
@@ -183,13 +184,14 @@ class AdaptivePolicy(Policy):
     close second (plain decoding behind a draft that won on a good stretch) is never starved. A
     new generation starts with the candidate of the best speed over earlier generations (the
     prior), and the backoffs carry over: they describe the model and the machine more than the
-    text. Draft length adapts as in StaticPolicy.
+    text. Draft length adapts as in StaticPolicy. While plain decoding runs, a round may take
+    up to `plain_chain` steps at once, never past the next burst: each step counts as a round.
     """
 
     def __init__(self, candidates: Sequence[Plan], draft: Optional[DraftLength] = None,
                  kv: Optional[KVViewPolicy] = None, explore_every: int = 10, decay: float = 0.9,
                  with_plain: bool = False, burst: int = 1, margin: float = 0.0, max_backoff: int = 1,
-                 backoff_gap: float = 0.15):
+                 backoff_gap: float = 0.15, plain_chain: int = 1):
         if not candidates:
             raise ValueError("AdaptivePolicy needs at least one candidate plan")
         self.arms = [_Arm(p) for p in candidates]
@@ -203,6 +205,7 @@ class AdaptivePolicy(Policy):
         self.decay = decay
         self.max_backoff = max_backoff  # 1: every candidate is explored in turn, always
         self.backoff_gap = backoff_gap  # how much slower a candidate must be to back off
+        self.plain_chain = plain_chain  # plain steps one round may run
         self.round = 0
         self.current = 0
         self.exploring = -1  # the arm of the burst under way, -1: none
@@ -231,9 +234,16 @@ class AdaptivePolicy(Policy):
             arm = self.exploring
         view = self.kv.view_for(n_context) if self.kv else None
         a = self.arms[arm]
-        return RoundPlan(a.plan, self.draft.n_max if a.n_draft is None else a.n_draft, self.draft.p_min, view, arm)
+        n_plain = 1
+        if a.n_draft == 0 and arm != self.exploring:  # up to the round before the next burst
+            start = self.explore_every - self.burst
+            n_plain = max(1, min(self.plain_chain, (start if phase < start else self.explore_every) - phase))
+        return RoundPlan(a.plan, self.draft.n_max if a.n_draft is None else a.n_draft, self.draft.p_min, view, arm,
+                         n_plain)
 
     def observe(self, step: RoundPlan, result: RoundResult) -> None:
+        if step.n_draft == 0:  # every plain step it ran counts as a round
+            self.round += max(0, len(result.tokens) - 1)
         a = self.arms[step.arm]
         a.tokens = a.tokens * self.decay + len(result.tokens)
         a.seconds = a.seconds * self.decay + result.t_draft_s + result.t_verify_s
@@ -283,7 +293,7 @@ def make_policy(name: str, model, plan_file: Optional[str] = None) -> Policy:
         return StaticPolicy.from_file(plan_file) if plan_file else StaticPolicy(base)
     if name == "adaptive":
         return AdaptivePolicy(_neighbours(base, model.n_layer), kv=KVViewPolicy(), with_plain=True,
-                              explore_every=40, burst=4, margin=0.05, max_backoff=8)
+                              explore_every=40, burst=4, margin=0.05, max_backoff=8, plain_chain=16)
     if name == "progressive":
         more = Plan.skipping(set(base.skip_attn) | set(range(1, model.n_layer - 1, 2)), base.skip_mlp,
                              base.groups, base.head_rows)

@@ -38,7 +38,7 @@ class SpecStats(GenerationStats):
         return self.n_accepted / self.n_drafted if self.n_drafted else 0.0
 
     def record(self, r: RoundResult) -> None:
-        self.n_rounds += 1
+        self.n_rounds += max(1, len(r.tokens) - r.n_accepted)  # full-model steps (a plain chain: one per token)
         self.n_drafted += r.n_drafted
         self.n_accepted += r.n_accepted
         self.t_draft_s += r.t_draft_s
@@ -112,11 +112,15 @@ class SpeculativeGenerator:
                     stats.stop_reason = "context"
                     return
                 step = self.policy.next_round(n_context)
-                kw = step.plan.arrays(self.model.n_layer)
-                view = {} if step.view is None else {"view_sink": step.view[0], "view_window": step.view[1]}
-                raw = _core.spec_round(ctx._ctx, last, kw["attn"], kw["mlp"], kw["group"], kw["head_rows"],
-                                       n_draft_max=step.n_draft, draft_p_min=step.p_min, sampler=sampler, **view)
-                r = RoundResult(**raw)
+                if step.n_draft == 0 and step.n_plain > 1 and sampler is None:
+                    r = self._plain_chain(ctx, last, min(step.n_plain, max_tokens - stats.n_generated,
+                                                         ctx_size - n_context + 1), ignore_eos)
+                else:
+                    kw = step.plan.arrays(self.model.n_layer)
+                    view = {} if step.view is None else {"view_sink": step.view[0], "view_window": step.view[1]}
+                    raw = _core.spec_round(ctx._ctx, last, kw["attn"], kw["mlp"], kw["group"], kw["head_rows"],
+                                           n_draft_max=step.n_draft, draft_p_min=step.p_min, sampler=sampler, **view)
+                    r = RoundResult(**raw)
                 self.policy.observe(step, r)
                 stats.record(r)
                 for tok in r.tokens:
@@ -130,6 +134,13 @@ class SpeculativeGenerator:
                 last = r.tokens[-1]
         finally:
             stats.decode_s = time.perf_counter() - t0
+
+    @staticmethod
+    def _plain_chain(ctx, last: int, n: int, ignore_eos: bool) -> RoundResult:
+        """Plain greedy steps after `last` as one round (Context.generate_greedy: one chain)."""
+        t0 = time.perf_counter()
+        tokens = ctx.generate_greedy(last, n, stop_at_eog=not ignore_eos)
+        return RoundResult(tokens, 0, 0, [], 0.0, time.perf_counter() - t0)
 
     def generate(self, prompt: Union[str, Sequence[int]], max_tokens: int = 128, *, temperature: float = 0.0,
                  top_k: int = 40, top_p: float = 0.95, min_p: float = 0.05, seed: int = 0,

@@ -317,7 +317,17 @@ APLS_TEST(model_device_parameter) {
     CHECK_OK(apls_model_load(tiny_path().c_str(), mp, &m));
     const apls_device d = apls_model_device(m);
     CHECK(d == APLS_DEVICE_CPU || (d == APLS_DEVICE_CUDA && apls_cuda_device_count() > 0));
+    // The note says why auto chose the CPU, and is empty when it chose CUDA.
+    const std::string note = apls_model_device_note(m);
+    if (d == APLS_DEVICE_CUDA) CHECK(note.empty());
+    else if (apls_cuda_device_count() == 0) CHECK(note.find("CUDA") != std::string::npos);
+    else CHECK(note.find("the CUDA") != std::string::npos);  // what the backend does not run
     apls_model_free(m);
+    mp.device = APLS_DEVICE_CPU;
+    CHECK_OK(apls_model_load(tiny_path().c_str(), mp, &m));
+    CHECK(apls_model_device(m) == APLS_DEVICE_CPU && std::string(apls_model_device_note(m)).empty());
+    apls_model_free(m);
+    CHECK(std::string(apls_model_device_note(nullptr)).empty());
     if (apls_cuda_device_count() == 0) {
         mp.device = APLS_DEVICE_CUDA;
         m = reinterpret_cast<apls_model*>(0x1);
@@ -661,6 +671,63 @@ APLS_TEST(spec_rounds_equal_greedy_on_the_tiny_model) {
     std::printf("spec rounds %d, accepted %d of %d tokens\n", rounds, accepted, n_gen);
 }
 
+APLS_TEST(generate_greedy_equals_token_by_token) {
+    const std::vector<int32_t> prompt = {3, 14, 15, 9, 26};
+    const int n_gen = 24;
+    std::vector<int32_t> plain;
+    {
+        Loaded t(tiny_path());
+        plain = greedy_c(t.model, t.ctx, prompt, n_gen + 1);
+    }
+    Loaded t(tiny_path(), 64, 8);
+    const std::vector<int32_t> head(prompt.begin(), prompt.end() - 1);
+    apls_batch b = batch_of(head);
+    CHECK_OK(apls_decode(t.ctx, &b, nullptr));
+    std::vector<int32_t> got;
+    int32_t last = prompt.back();
+    for (int32_t n_max : {1, 5, 12, 6}) {  // 12: two chains of at most n_batch = 8 steps
+        std::vector<int32_t> out(n_max);
+        int32_t n = -1;
+        CHECK_OK(apls_generate_greedy(t.ctx, 0, last, n_max, true, out.data(), &n));
+        CHECK(n == n_max);  // no tokenizer: nothing ends generation
+        got.insert(got.end(), out.begin(), out.begin() + n);
+        last = got.back();
+        CHECK(apls_kv_seq_len(t.ctx, 0) == static_cast<int32_t>(prompt.size() + got.size() - 1));
+        CHECK(apls_get_n_outputs(t.ctx) == 0);
+    }
+    CHECK(got == std::vector<int32_t>(plain.begin(), plain.begin() + n_gen));
+
+    // Misuse: a clear error, the cache untouched.
+    const int32_t len = apls_kv_seq_len(t.ctx, 0);
+    int32_t out[4], n = 7;
+    CHECK_STATUS(apls_generate_greedy(t.ctx, 0, kVocab, 4, true, out, &n), APLS_STATUS_INVALID_ARGUMENT, "out of range");
+    CHECK(n == 0);
+    CHECK_STATUS(apls_generate_greedy(t.ctx, 0, -1, 4, true, out, &n), APLS_STATUS_INVALID_ARGUMENT, "out of range");
+    CHECK_STATUS(apls_generate_greedy(t.ctx, 5, last, 4, true, out, &n), APLS_STATUS_INVALID_ARGUMENT, "unknown sequence");
+    CHECK_STATUS(apls_generate_greedy(t.ctx, 0, last, -2, true, out, &n), APLS_STATUS_INVALID_ARGUMENT, "negative");
+    CHECK_STATUS(apls_generate_greedy(nullptr, 0, last, 4, true, out, &n), APLS_STATUS_INVALID_ARGUMENT, "ctx is NULL");
+    CHECK_STATUS(apls_generate_greedy(t.ctx, 0, last, 4, true, nullptr, &n), APLS_STATUS_INVALID_ARGUMENT,
+                 "out_tokens is NULL");
+    CHECK_STATUS(apls_generate_greedy(t.ctx, 0, last, 4, true, out, nullptr), APLS_STATUS_INVALID_ARGUMENT, "n_out is NULL");
+    CHECK_OK(apls_generate_greedy(t.ctx, 0, last, 0, true, out, &n));
+    CHECK(n == 0 && apls_kv_seq_len(t.ctx, 0) == len);
+
+    // The KV room caps the steps; a full cache is refused.
+    std::vector<int32_t> rest(64);
+    CHECK_OK(apls_generate_greedy(t.ctx, 0, last, 64, true, rest.data(), &n));
+    CHECK(n == 64 - len && apls_kv_seq_len(t.ctx, 0) == 64);
+    CHECK(rest[0] == plain[n_gen]);
+    CHECK_STATUS(apls_generate_greedy(t.ctx, 0, rest[n - 1], 4, true, out, &n), APLS_STATUS_KV_FULL, "KV cache full");
+    CHECK(n == 0 && apls_kv_seq_len(t.ctx, 0) == 64);
+    CHECK_OK(apls_kv_check(t.ctx));
+
+    apls::c::Model m(tiny_path());
+    apls::c::Context ctx(m);
+    ctx.decode(head);
+    CHECK(ctx.generate_greedy(prompt.back(), 10) == std::vector<int32_t>(plain.begin(), plain.begin() + 10));
+    CHECK(ctx.seq_len() == static_cast<int32_t>(prompt.size() + 9));
+}
+
 // ---- apls.hpp ----------------------------------------------------------------------------------
 
 APLS_TEST(cpp_wrappers_own_and_throw) {
@@ -835,6 +902,16 @@ APLS_TEST(greedy_generation_c_cpp_and_speculative_agree) {
         last = out[n - 1];
     }
     CHECK(spec == c_ids);
+
+    // Chained greedy generation: the same tokens, then the end token, where generation ends.
+    apls::c::Context gen(m);
+    gen.decode(ids.data(), static_cast<int32_t>(ids.size() - 1));
+    std::vector<int32_t> chained = gen.generate_greedy(ids.back(), n_gen + 1);
+    const bool ended = !chained.empty() && m.is_eog(chained.back());
+    if (ended) chained.pop_back();
+    chained.resize(std::min<size_t>(chained.size(), n_gen));
+    CHECK(chained == c_ids);
+    if (static_cast<int>(c_ids.size()) < n_gen) CHECK(ended);  // greedy_c stopped at an end token
 }
 
 int main() {

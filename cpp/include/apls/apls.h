@@ -78,6 +78,10 @@ APLS_API apls_status apls_model_load(const char* path, apls_model_params params,
 APLS_API void apls_model_free(apls_model* model);
 
 APLS_API apls_device apls_model_device(const apls_model* model); /* CPU or CUDA, never AUTO */
+/* Why APLS_DEVICE_AUTO chose the CPU for this model (no usable GPU, a build without CUDA, or what
+ * the CUDA backend does not run); "" when it chose CUDA or the device was named. Owned by the
+ * model; "" for NULL. */
+APLS_API const char* apls_model_device_note(const apls_model* model);
 /* Number of usable CUDA devices (0 when the build has no CUDA backend, or no driver/GPU). */
 APLS_API int32_t apls_cuda_device_count(void);
 APLS_API int32_t apls_model_n_vocab(const apls_model* model);
@@ -168,6 +172,19 @@ APLS_API const float* apls_get_logits_ith(apls_context* ctx, int32_t i);
  * id (what a greedy sampler without penalties picks). On a GPU it is chosen there and only the
  * token is copied back, not the logits. */
 APLS_API apls_status apls_get_argmax_ith(apls_context* ctx, int32_t i, int32_t* out_token);
+
+/* Greedy generation with the full model, without a host wait per token: decodes last_token
+ * (chosen, not yet in the cache of seq_id) and then each token the model chooses, up to n_max
+ * steps (capped at the free KV room), ending after an end-of-generation token when
+ * stop_at_eog. out_tokens (room for n_max) receives the *n_out chosen tokens, the same tokens
+ * as decoding one at a time with apls_get_argmax_ith; the cache then holds everything before
+ * the last of them, which is the next call's last_token. On a GPU the steps are queued as
+ * chains of up to n_batch steps, each token taken from the previous step's choice on the
+ * device, and the host waits once per chain. Afterwards no logits are held (n_outputs 0).
+ * Errors: APLS_STATUS_KV_FULL when no entry fits; APLS_STATUS_INVALID_ARGUMENT for an unknown
+ * sequence, a token out of range, n_max < 0; on error the cache is left as it was. */
+APLS_API apls_status apls_generate_greedy(apls_context* ctx, int32_t seq_id, int32_t last_token, int32_t n_max,
+                                          bool stop_at_eog, int32_t* out_tokens, int32_t* n_out);
 
 /* ---- KV cache ------------------------------------------------------------------------------- */
 
