@@ -67,6 +67,10 @@ phase_sanitize() {
     APLS_CUDA_GRAPHS=0 "$cs" --tool memcheck --error-exitcode 3 \
         $PY -m apls.cli run -d cuda --temp 0 -n 24 --speculative "The three primary colors are" >> "$OUT/memcheck.log" 2>&1 || true
     echo "memcheck speculative: $(grep -E 'ERROR SUMMARY' "$OUT/memcheck.log" | tail -1)" | tee -a "$SUMMARY"
+    # Plain greedy generation: its steps run as device chains (Context.generate_greedy).
+    APLS_CUDA_GRAPHS=0 "$cs" --tool memcheck --error-exitcode 3 \
+        $PY -m apls.cli run -d cuda --temp 0 -n 24 "The three primary colors are" >> "$OUT/memcheck.log" 2>&1 || true
+    echo "memcheck plain chains: $(grep -E 'ERROR SUMMARY' "$OUT/memcheck.log" | tail -1)" | tee -a "$SUMMARY"
 }
 
 # Static draft plans (tools/plans/) on Spec-Bench: what a cheaper draft buys on the GPU.

@@ -67,30 +67,35 @@ __device__ __forceinline__ void raw8_to_floats(const Raw8& r, float* dst) {
 // tile costs one memory latency, not one per unit. Entries not seen are zero rows.
 constexpr int kTileUnits = kAttnSplit * kMaxHeadDim / 8 / kThreads;
 
-// Unit u = threadIdx.x + t * kThreads is (row j, column 8c); (j, c) steps without a division.
+// A block's walk over a grid of rows of `width` units: unit u = threadIdx.x + t * kThreads of
+// step t is (row, col) = (u / width, u % width), stepped without a division.
+struct GridWalk {
+    int row, col, drow, dcol, width;
+    __device__ __forceinline__ explicit GridWalk(int w)
+        : row(threadIdx.x / w), col(threadIdx.x % w), drow(kThreads / w), dcol(kThreads % w), width(w) {}
+    __device__ __forceinline__ void next() {
+        row += drow, col += dcol;
+        if (col >= width) col -= width, ++row;
+    }
+};
+
+// Unit u is (entry row, column 8 * col) of the tile.
 template <bool F16>
 __device__ __forceinline__ void load_tile(const AttentionArgs& a, const int* slot_s, int n, int64_t col,
                                           float (*tile)[kMaxHeadDim + 1]) {
     const int per_row = a.head_dim / 8, total = n * per_row;
-    const int dj = kThreads / per_row, dc = kThreads % per_row;
-    const int j0 = threadIdx.x / per_row, c0 = threadIdx.x % per_row;
     Raw8 r[kTileUnits];
-    int j = j0, c = c0;
+    GridWalk w(per_row);
 #pragma unroll
-    for (int t = 0; t < kTileUnits; ++t) {
+    for (int t = 0; t < kTileUnits; ++t, w.next()) {
         r[t] = Raw8{};
-        if (threadIdx.x + t * kThreads < total && slot_s[j] >= 0)
-            r[t] = load8_raw<F16>(a.kv, static_cast<int64_t>(slot_s[j]) * a.slot_stride + col + 8 * c);
-        j += dj, c += dc;
-        if (c >= per_row) c -= per_row, ++j;
+        if (threadIdx.x + t * kThreads < total && slot_s[w.row] >= 0)
+            r[t] = load8_raw<F16>(a.kv, static_cast<int64_t>(slot_s[w.row]) * a.slot_stride + col + 8 * w.col);
     }
-    j = j0, c = c0;
+    w = GridWalk(per_row);
 #pragma unroll
-    for (int t = 0; t < kTileUnits; ++t) {
-        if (threadIdx.x + t * kThreads < total) raw8_to_floats<F16>(r[t], &tile[j][8 * c]);  // zero bits: 0.0 in F16 and F32
-        j += dj, c += dc;
-        if (c >= per_row) c -= per_row, ++j;
-    }
+    for (int t = 0; t < kTileUnits; ++t, w.next())  // zero bits: 0.0 in F16 and F32
+        if (threadIdx.x + t * kThreads < total) raw8_to_floats<F16>(r[t], &tile[w.row][8 * w.col]);
 }
 
 // The query rows of one block: ROWS (token, head) pairs of consecutive tokens times the block's
@@ -231,19 +236,16 @@ __device__ __forceinline__ void attend_split(const AttentionArgs& a, int ia, int
     for (int i = ia; i < ib; ++i) end = max(end, a.n_end[i]);
     const int n = min(kAttnSplit, end - e0);  // > 0: the caller skips empty splits
     const int off = a.off[ia];
-    {  // the queries, all loads in flight at once: element u = (token ia + i) * seg + e of the
-       // rows (token, head h0 ..) in order; (i, e) steps without a division.
+    {  // the queries, all loads in flight at once: element u = (token ia + row) * seg + col of
+       // the rows (token, head h0 ..) in order.
         constexpr int per = (ROWS * kMaxHeadDim + kThreads - 1) / kThreads;
-        const int seg = nh * hd, di = kThreads / seg, de = kThreads % seg;
+        const int seg = nh * hd;
         const float* q = a.q + (static_cast<int64_t>(ia) * a.n_head + h0) * hd;
         float qv[per];
-        int i = threadIdx.x / seg, e = threadIdx.x % seg;
+        GridWalk w(seg);
 #pragma unroll
-        for (int t = 0; t < per; ++t) {
-            qv[t] = threadIdx.x + t * kThreads < rows * hd ? q[static_cast<int64_t>(i) * a.n_head * hd + e] : 0.0f;
-            i += di, e += de;
-            if (e >= seg) e -= seg, ++i;
-        }
+        for (int t = 0; t < per; ++t, w.next())
+            qv[t] = threadIdx.x + t * kThreads < rows * hd ? q[static_cast<int64_t>(w.row) * a.n_head * hd + w.col] : 0.0f;
 #pragma unroll
         for (int t = 0; t < per; ++t) {
             const int u = threadIdx.x + t * kThreads;
