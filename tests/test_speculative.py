@@ -272,7 +272,9 @@ def _plain_or_draft_round(step, draft_tokens=2, draft_s=0.003):
 
 def test_adaptive_policy_explores_losing_drafts_less_and_less():
     """Drafts at 0.5x of plain decoding: each lost burst doubles the bursts a candidate sits out,
-    so over many generations the drafting rounds fall well below the fixed 4-in-40 exploration."""
+    and a backed-off candidate whose first round loses again ends its burst there, so over many
+    generations the drafting rounds fall well below the fixed 4-in-40 exploration: three
+    candidates, each probed for one round in 8 turns of 40 rounds."""
     cands = [Plan.skipping([1]), Plan.skipping([2]), Plan.skipping([3])]
     fixed = AdaptivePolicy(cands, explore_every=40, burst=4, margin=0.05, with_plain=True)
     backing = AdaptivePolicy(cands, explore_every=40, burst=4, margin=0.05, with_plain=True, max_backoff=8)
@@ -289,7 +291,7 @@ def test_adaptive_policy_explores_losing_drafts_less_and_less():
                     total += 1
         share[name] = drafting / total
     assert share["fixed"] >= 0.09          # a burst of 4 in every 40 rounds
-    assert share["backoff"] <= 0.04        # backed off to one burst in 8 for each candidate
+    assert share["backoff"] <= 3 / 320 + 0.001  # one probe round in 8 turns for each candidate
     assert [a.backoff for a in backing.arms[1:]] == [8, 8, 8]
 
 

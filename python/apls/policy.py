@@ -181,7 +181,9 @@ class AdaptivePolicy(Policy):
     worse plan (and nothing else: scoring uses the rounds' own timings). A candidate whose burst
     leaves it clearly slower than the running one (by more than `backoff_gap`) sits out twice as
     many bursts as before (up to `max_backoff`); any other is explored at every turn again, so a
-    close second (plain decoding behind a draft that won on a good stretch) is never starved. A
+    close second (plain decoding behind a draft that won on a good stretch) is never starved. The
+    burst of a backed-off candidate ends after its first round when that round is clearly slower
+    too, so a candidate that keeps losing costs one round per turn, not a whole burst. A
     new generation starts with the candidate of the best speed over earlier generations (the
     prior), and the backoffs carry over: they describe the model and the machine more than the
     text. Draft length adapts as in StaticPolicy. While plain decoding runs, a round may take
@@ -252,10 +254,20 @@ class AdaptivePolicy(Policy):
         cur = self.arms[self.current]
         if cur.rounds == 0 or self.arms[best].speed() > cur.speed() * (1.0 + self.margin):
             self.current = best
-        if step.arm == self.exploring and self.round % self.explore_every == self.explore_every - 1:  # burst's last round
-            self._judge(self.exploring)
+        if step.arm == self.exploring:
+            phase = self.round % self.explore_every
+            if phase == self.explore_every - 1:  # the burst's last round
+                self._judge(self.exploring)
+            elif phase == self.explore_every - self.burst and a.backoff > 1 and self._probe_lost(result):
+                self._judge(self.exploring)  # a backed-off candidate's first round lost again: the burst ends
         if self.arms[step.arm].n_draft is None:
             self.draft.update(result.n_drafted, result.n_accepted)
+
+    def _probe_lost(self, result: RoundResult) -> bool:
+        """Whether one round ran clearly slower (by more than backoff_gap) than the running arm."""
+        t = result.t_draft_s + result.t_verify_s
+        speed = len(result.tokens) / t if t > 0 else math.inf
+        return speed < self.arms[self.current].speed() * (1.0 - self.backoff_gap)
 
     def _explore_next(self) -> int:
         """The arm of this burst: the least-tried other arm not sitting out, or -1 (none)."""
