@@ -56,29 +56,36 @@ public:
         // The window grows as tokens are accepted: last_n comes from the caller (INT32_MAX is
         // "the whole history") and must not size an allocation up front.
         const size_t initial = std::min<size_t>(static_cast<size_t>(last_n), 4096);
-        ring_.reserve(initial);
+        hist_.reserve(initial);
         counts_.reserve(initial * 2);
     }
 
     void accept(int32_t token) override {
         if (last_n_ == 0) return;
-        if (ring_.size() < static_cast<size_t>(last_n_)) {
-            ring_.push_back(token);
-        } else {  // full: the oldest token (at head_) leaves the window
-            auto it = counts_.find(ring_[head_]);
-            if (--it->second == 0) counts_.erase(it);
-            ring_[head_] = token;
-            head_ = (head_ + 1) % ring_.size();
-        }
+        hist_.push_back(token);
         counts_[token]++;
+        if (hist_.size() > window()) leave(hist_[hist_.size() - 1 - window()]);  // the oldest leaves the window
+        if (hist_.size() >= window() + 2 * kRewind) {
+            hist_.erase(hist_.begin(), hist_.begin() + kRewind);
+            trimmed_ += kRewind;
+        }
+    }
+
+    void unaccept() override {
+        if (last_n_ == 0) return;
+        if (hist_.empty()) throw Error(APLS_STATUS_INTERNAL, "sampler: no accepted token to take back");
+        leave(hist_.back());
+        hist_.pop_back();
+        if (hist_.size() >= window()) counts_[hist_[hist_.size() - window()]]++;  // back into the window
+        else if (trimmed_ > 0) throw Error(APLS_STATUS_INTERNAL, "sampler: history taken back past what is kept");
     }
 
     bool uses_history() const override { return repeat_ != 1.0f || freq_ != 0.0f || presence_ != 0.0f; }
 
     void reset() override {
         counts_.clear();
-        ring_.clear();
-        head_ = 0;
+        hist_.clear();
+        trimmed_ = 0;
     }
 
     void apply(Candidates& c) override {
@@ -101,6 +108,15 @@ public:
     }
 
 private:
+    // Tokens that may be taken back (speculative drafts) beyond the window: hist_ keeps the
+    // window plus up to 2 * kRewind older tokens, trimmed kRewind at a time.
+    static constexpr size_t kRewind = 1024;
+
+    size_t window() const { return static_cast<size_t>(last_n_); }
+    void leave(int32_t token) {
+        auto it = counts_.find(token);
+        if (--it->second == 0) counts_.erase(it);
+    }
     void penalize(Candidate& cd, int32_t n) const {
         // llama.cpp semantics: the repetition penalty always pushes a logit towards "less likely".
         cd.logit = cd.logit <= 0 ? cd.logit * repeat_ : cd.logit / repeat_;
@@ -109,9 +125,9 @@ private:
 
     int32_t last_n_;
     float repeat_, freq_, presence_;
-    std::vector<int32_t> ring_;  // the window; once full, head_ is its oldest entry
-    size_t head_ = 0;
-    std::unordered_map<int32_t, int32_t> counts_;
+    std::vector<int32_t> hist_;  // accepted tokens, oldest first: the window is the last last_n
+    size_t trimmed_ = 0;         // tokens erased from hist_'s front
+    std::unordered_map<int32_t, int32_t> counts_;  // occurrences in the window
 };
 
 class TopK : public Stage {
@@ -387,6 +403,11 @@ void Sampler::accept(int32_t token) {
     if (token < 0) bad_arg(str("token ", token, " is negative"));
     if (n_vocab_ != 0 && token >= n_vocab_) bad_arg(str("token ", token, " out of range [0, ", n_vocab_, ")"));
     for (auto& s : stages_) s->accept(token);
+}
+
+void Sampler::unaccept(int32_t n) {
+    for (int32_t i = 0; i < n; ++i)
+        for (auto& s : stages_) s->unaccept();
 }
 
 void Sampler::reset() {

@@ -51,6 +51,7 @@ public:
     virtual ~Stage() = default;
     virtual void apply(Candidates& c) = 0;
     virtual void accept(int32_t /*token*/) {}
+    virtual void unaccept() {}  // take back the last accepted token
     virtual void reset() {}
     virtual std::string describe() const = 0;
     // True when the stage depends on the accepted-token history (penalties that change logits).
@@ -83,6 +84,9 @@ public:
     std::vector<float> probs(const float* logits, int32_t n_vocab);
 
     void accept(int32_t token);  // record a generated token for the penalties
+    // Take back the last n accepted tokens (speculative decoding tries drafts in the history;
+    // at most 1024 beyond the penalty window).
+    void unaccept(int32_t n);
     void reset();                // clear the history and reseed
 
     int32_t n_vocab() const { return n_vocab_; }

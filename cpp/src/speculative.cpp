@@ -40,9 +40,11 @@ SpecResult spec_round(Context& ctx, int32_t last, const Plan& draft_plan, const 
     if (!kv.valid_seq(seq)) fail(APLS_STATUS_INVALID_ARGUMENT, "unknown sequence ", seq);
     if (last < 0 || last >= n_vocab) fail(APLS_STATUS_INVALID_ARGUMENT, "token ", last, " is out of range [0, ", n_vocab, ")");
     if (params.n_draft_max < 0) fail(APLS_STATUS_INVALID_ARGUMENT, "n_draft_max ", params.n_draft_max, " is negative");
-    if (sampler && sampler->uses_history())  // a draft's tokens would need the penalties' history
-        fail(APLS_STATUS_INVALID_ARGUMENT, "speculative decoding does not support repetition/frequency/presence penalties");
+    // The raw argmax on the device, unless the sampler draws or its penalties change the logits:
+    // then each draft and verify row goes through the sampler, its history extended by the
+    // drafts before the row (taken back afterwards: the history gets the round's output).
     const bool greedy = sampler == nullptr || sampler->picks_argmax();
+    const bool history = sampler && sampler->uses_history();
     draft_plan.validate(hp.n_layer, n_vocab);
 
     const int32_t n_past = kv.seq_len(seq);
@@ -56,6 +58,7 @@ SpecResult spec_round(Context& ctx, int32_t last, const Plan& draft_plan, const 
     SpecResult res;
     std::vector<int32_t> draft;
     std::vector<std::vector<float>> q;  // sampling: the draft distribution of each drafted token
+    int32_t n_tried = 0;                // drafts now in the sampler's history, to be taken back
 
     // ---- draft: up to k tokens under the draft plan, one decode each --------------------------
     auto t0 = Clock::now();
@@ -73,6 +76,7 @@ SpecResult spec_round(Context& ctx, int32_t last, const Plan& draft_plan, const 
                 tok = draw(q.back(), sampler->uniform());
                 const float conf = *std::max_element(q.back().begin(), q.back().end());
                 draft.push_back(tok);
+                if (history) sampler->accept(tok), ++n_tried;
                 res.draft_conf.push_back(conf);
                 ++res.n_draft_waits;
                 if (ctx.ends_draft(tok, conf, params.draft_p_min)) break;
@@ -80,9 +84,11 @@ SpecResult spec_round(Context& ctx, int32_t last, const Plan& draft_plan, const 
         }
     } catch (...) {
         kv.truncate(seq, n_past);
+        if (history) sampler->unaccept(n_tried);
         throw;
     }
     kv.truncate(seq, n_past);  // the draft's entries skipped layers: the verifier rewrites them
+    if (history) sampler->unaccept(n_tried), n_tried = 0;
     res.t_draft_s = seconds_since(t0);
     const int32_t k = static_cast<int32_t>(draft.size());
     res.n_drafted = k;
@@ -97,7 +103,7 @@ SpecResult spec_round(Context& ctx, int32_t last, const Plan& draft_plan, const 
         vb.seq.push_back(seq);
         vb.out.push_back(1);
     }
-    ctx.decode(vb, Plan{}, nullptr);
+    ctx.decode(vb, Plan{}, nullptr);  // on error: the cache as it was, the history untouched
     // Output row i predicts the token after vb.token[i].
 
     // ---- accept -------------------------------------------------------------------------------
@@ -117,7 +123,10 @@ SpecResult spec_round(Context& ctx, int32_t last, const Plan& draft_plan, const 
             std::vector<float> p = sampler->probs(logits + static_cast<size_t>(m) * n_vocab, n_vocab);
             const int32_t d = draft[m];
             const double accept = q[m][d] > 0.0f ? std::min(1.0, static_cast<double>(p[d]) / q[m][d]) : 0.0;
-            if (sampler->uniform() < accept) continue;
+            if (sampler->uniform() < accept) {
+                if (history) sampler->accept(d);  // the next row's history
+                continue;
+            }
             // Rejected: sample from the residual norm(max(0, p - q)).
             double total = 0.0;
             for (int32_t i = 0; i < n_vocab; ++i) {
@@ -136,6 +145,7 @@ SpecResult spec_round(Context& ctx, int32_t last, const Plan& draft_plan, const 
             next = draw(p, sampler->uniform());
         }
     }
+    if (history) sampler->accept(next);  // the history now ends with the round's output
     kv.truncate(seq, n_past + 1 + m);  // keep last and the accepted drafts
     res.t_verify_s = seconds_since(t0);
     res.n_accepted = m;

@@ -73,10 +73,6 @@ def cmd_run(args) -> int:
     if prompt is None:
         print("apls run: a prompt is required (apls run \"Once upon a time\" or -p TEXT)", file=sys.stderr)
         return 2
-    if args.speculative and args.repeat_penalty != 1.0:
-        print("apls run: --repeat-penalty is not supported with --speculative (a penalty would change what the "
-              "verifier accepts)", file=sys.stderr)
-        return 2
     model = _load(args)
     kw = _sampling_kwargs(args)
     if args.speculative:
@@ -86,7 +82,8 @@ def cmd_run(args) -> int:
         gen = SpeculativeGenerator(model, make_policy(_policy_name(args), model, args.plan), n_ctx=args.ctx_size or None)
         text = model.chat_prompt([{"role": "user", "content": prompt}]) if args.chat else prompt
         pieces = gen.generate(text, args.max_tokens, temperature=args.temp, top_k=args.top_k, top_p=args.top_p,
-                              min_p=args.min_p, seed=args.seed, stream=True, ignore_eos=args.ignore_eos,
+                              min_p=args.min_p, seed=args.seed, repeat_penalty=args.repeat_penalty, stream=True,
+                              ignore_eos=args.ignore_eos,
                               add_special=not args.chat, parse_special=args.chat)
         _stream(pieces)
         _print_stats(model)

@@ -208,7 +208,7 @@ class Model:
 
         speculative=True decodes with APLS (self-speculative decoding; `policy` chooses the draft
         plan, default `apls.policy.StaticPolicy.default_for(model)`): greedy output is identical,
-        sampled output has the same distribution (penalties are not supported there).
+        sampled output has the same distribution, penalties included.
 
         Returns:
             the generated text, or with stream=True an iterator of text pieces (whole characters).
@@ -220,7 +220,9 @@ class Model:
 
             return SpeculativeGenerator(self, policy, n_ctx=n_ctx).generate(
                 prompt, max_tokens, temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p, seed=seed,
-                stop=stop, stream=stream, ignore_eos=ignore_eos, add_special=add_special, parse_special=parse_special)
+                repeat_penalty=repeat_penalty, frequency_penalty=frequency_penalty, presence_penalty=presence_penalty,
+                penalty_last_n=penalty_last_n, stop=stop, stream=stream, ignore_eos=ignore_eos, add_special=add_special,
+                parse_special=parse_special)
         if max_tokens < 0:
             raise ValueError(f"max_tokens must be >= 0, got {max_tokens}")
         ids = self.tokenize(prompt, add_special, parse_special) if isinstance(prompt, (str, bytes)) else list(prompt)

@@ -74,7 +74,9 @@ class SpeculativeGenerator:
 
     def generate_tokens(self, prompt_ids: Sequence[int], max_tokens: int, sampler=None, ignore_eos: bool = False,
                         stats: Optional[SpecStats] = None, ctx=None) -> Iterator[int]:
-        """Yield up to max_tokens token ids after the prompt. sampler None = greedy."""
+        """Yield up to max_tokens token ids after the prompt. sampler None = greedy; a sampler's
+        penalty history receives every generated token (the first one here, the rest from the
+        rounds), as plain generation's does."""
         stats = stats if stats is not None else SpecStats()
         self.last_stats = stats
         ids = [int(t) for t in prompt_ids]
@@ -100,6 +102,8 @@ class SpeculativeGenerator:
             if max_tokens <= 0:
                 return
             last = int(np.argmax(logits)) if sampler is None else int(sampler.sample(logits))
+            if sampler is not None:
+                sampler.accept(last)  # rounds record their own output in the penalties' history
             if not ignore_eos and vocab is not None and vocab.is_eog(last):
                 stats.stop_reason = "eog"
                 return
@@ -144,13 +148,17 @@ class SpeculativeGenerator:
 
     def generate(self, prompt: Union[str, Sequence[int]], max_tokens: int = 128, *, temperature: float = 0.0,
                  top_k: int = 40, top_p: float = 0.95, min_p: float = 0.05, seed: int = 0,
-                 stop: Optional[Sequence[str]] = None, stream: bool = False, ignore_eos: bool = False,
-                 add_special: bool = True, parse_special: bool = False) -> Union[str, Iterator[str]]:
+                 repeat_penalty: float = 1.0, frequency_penalty: float = 0.0, presence_penalty: float = 0.0,
+                 penalty_last_n: int = 64, stop: Optional[Sequence[str]] = None, stream: bool = False,
+                 ignore_eos: bool = False, add_special: bool = True,
+                 parse_special: bool = False) -> Union[str, Iterator[str]]:
         """Like `Model.generate` (greedy by default). Returns text, or an iterator with stream=True."""
         ids = self.model.tokenize(prompt, add_special, parse_special) if isinstance(prompt, (str, bytes)) else list(prompt)
-        sampler = None
-        if temperature > 0:
-            sampler = SamplingParams(temperature, top_k, top_p, min_p, seed=seed).sampler()
+        params = SamplingParams(temperature, top_k, top_p, min_p, repeat_penalty, frequency_penalty, presence_penalty,
+                                penalty_last_n, seed)
+        sampler = params.sampler()  # validates the settings
+        if sampler.picks_argmax:  # plain greedy: the engine's argmax path
+            sampler = None
         stats = SpecStats()
         self.model.last_stats = stats
         pieces = stream_text(self.model.vocab, self.generate_tokens(ids, max_tokens, sampler, ignore_eos, stats),

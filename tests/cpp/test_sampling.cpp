@@ -2,6 +2,7 @@
 // message naming the problem, and nothing crashes. Plus a few engine-level checks.
 #include <cmath>
 #include <cstring>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -178,6 +179,34 @@ APLS_TEST(engine_errors_are_invalid_argument) {
     const float row[2] = {1.0f, 1.0f};
     CHECK(s.sample(row, 2) == 0);  // ties go to the lowest id
     CHECK_THROWS(s.sample(row, 5), APLS_STATUS_INVALID_ARGUMENT, "does not match");
+}
+
+// Taking tokens back restores the penalties exactly as a sampler that never saw them, also
+// when the taken-back tokens had pushed older ones out of the window (last_n 4 here), and past
+// the history's trimming (thousands of tokens accepted).
+APLS_TEST(unaccept_restores_the_penalty_window) {
+    const int32_t V = 16;
+    std::vector<float> row(V);
+    for (int32_t i = 0; i < V; ++i) row[i] = 0.1f * static_cast<float>((i * 7) % V);
+    auto made = [&](const std::vector<int32_t>& hist) {
+        auto s = std::make_unique<apls::Sampler>();
+        s->add_penalties(4, 1.7f, 0.3f, 0.2f);
+        s->add_temperature(1.0f);
+        s->add_dist(1);
+        for (int32_t t : hist) s->accept(t);
+        return s;
+    };
+    std::vector<int32_t> hist;
+    for (int32_t i = 0; i < 5000; ++i) hist.push_back((i * 5 + i / 3) % V);
+    auto s = made(hist);
+    for (int32_t back : {1, 3, 4, 9, 700}) {
+        s->unaccept(back);
+        hist.resize(hist.size() - back);
+        CHECK(s->probs(row.data(), V) == made(hist)->probs(row.data(), V));
+    }
+    for (int32_t t : {3, 3, 9}) s->accept(t), hist.push_back(t);
+    CHECK(s->probs(row.data(), V) == made(hist)->probs(row.data(), V));
+    CHECK(s->probs(row.data(), V) != made({})->probs(row.data(), V));
 }
 
 APLS_TEST_MAIN()

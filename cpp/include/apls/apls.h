@@ -336,8 +336,11 @@ APLS_API void apls_sampler_free(apls_sampler* smpl);  /* NULL is a no-op */
  *
  * sampler NULL (or a greedy chain): greedy — output identical to plain greedy decoding. Else the
  * sampler's distribution with rejection sampling, which keeps the full model's distribution
- * exactly; its seeded generator draws every random number. A chain with history-dependent
- * penalties (repeat, frequency, presence) is refused, greedy or not (APLS_STATUS_INVALID_ARGUMENT).
+ * exactly; its seeded generator draws every random number. A chain with penalties (repeat,
+ * frequency, presence) sees, for each draft and verify row, its history extended by the drafts
+ * before that row, so greedy output stays identical to plain decoding with the same chain; the
+ * round then records its output tokens in the history (as apls_sampler_accept), so the caller
+ * accepts only the first token it sampled itself.
  * out_tokens receives n_accepted + 1 tokens (max_out must be >= n_draft_max + 1).
  * On error the cache is left as it was. */
 typedef struct apls_spec_params {
