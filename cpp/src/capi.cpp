@@ -186,7 +186,7 @@ apls_status apls_generate_greedy(apls_context* ctx, int32_t seq_id, int32_t last
     if (!out_tokens) return null_arg("out_tokens");
     return guard([&] {
         const std::vector<int32_t> ids = ctx->impl->generate_greedy(seq_id, last_token, n_max, stop_at_eog);
-        std::memcpy(out_tokens, ids.data(), ids.size() * sizeof(int32_t));
+        if (!ids.empty()) std::memcpy(out_tokens, ids.data(), ids.size() * sizeof(int32_t));
         *n_out = static_cast<int32_t>(ids.size());
     });
 }

@@ -726,6 +726,7 @@ APLS_TEST(generate_greedy_equals_token_by_token) {
     ctx.decode(head);
     CHECK(ctx.generate_greedy(prompt.back(), 10) == std::vector<int32_t>(plain.begin(), plain.begin() + 10));
     CHECK(ctx.seq_len() == static_cast<int32_t>(prompt.size() + 9));
+    CHECK(ctx.generate_greedy(plain[9], 0).empty() && ctx.seq_len() == static_cast<int32_t>(prompt.size() + 9));
 }
 
 // ---- apls.hpp ----------------------------------------------------------------------------------

@@ -164,7 +164,7 @@ public:
     // Greedy generation after `last` (chosen, not yet decoded): up to n_max tokens, ending
     // after an end-of-generation token when stop_at_eog (apls_generate_greedy).
     std::vector<int32_t> generate_greedy(int32_t last, int32_t n_max, bool stop_at_eog = true, int32_t seq_id = 0) {
-        std::vector<int32_t> out(n_max > 0 ? static_cast<size_t>(n_max) : 0);
+        std::vector<int32_t> out(n_max > 0 ? static_cast<size_t>(n_max) : 1);  // never a NULL buffer
         int32_t n = 0;
         check(apls_generate_greedy(get(), seq_id, last, n_max, stop_at_eog, out.data(), &n));
         out.resize(static_cast<size_t>(n));
