@@ -484,6 +484,24 @@ def test_pretokenizer_pieces(pre, corpus):
     assert not bad, f"{len(bad)} mismatches, first: {bad[:3]}"
 
 
+# Code points whose class changed after Unicode 14.0 (Python 3.11's unicodedata): letters of 15.0
+# (CJK Extension H), 15.1 (CJK Extension I) and 16.0 (Cyrillic Tje, Garay), Garay digits (16.0),
+# and letters of 17.0 (CJK Extension J, Sidetic), unassigned for `tokenizers` 0.23 (Unicode 16.0).
+NEWER_UNICODE = [
+    "a\U00031350b \U00031894\u80d6", "x \U0002EBF0\U0002EBF1 y", "\u1C89\u1C8A Tje", "ab\U00010D50\U00010D51 cd",
+    "7\U00010D40\U00010D41 8", "q\U000323B0r \U00010940s", "\ue8be\u3276\ue0c0\ufb93\u32fd\U00031894\u80d6\ue211\u5a15",
+]
+
+
+@pytest.mark.parametrize("pre", list(PRE_CONFIGS) + ["smollm"])
+def test_pretokenizer_follows_the_references_unicode_version(pre):
+    """The class tables are Unicode 16.0, as in the reference tokenizers, whichever Python runs
+    (on 3.12 the corpus above draws CJK Extension H letters, which 14.0 tables split apart)."""
+    ref = smollm_pre() if pre == "smollm" else PRE_CONFIGS[pre][0]()
+    for s in NEWER_UNICODE:
+        assert _core._pretokenize(pre, s) == [s[a:b].encode() for _, (a, b) in ref.pre_tokenize_str(s)], s
+
+
 @pytest.mark.parametrize("pre", list(PRE_CONFIGS) + ["smollm"])
 def test_pretokenizer_covers_any_bytes(pre):
     """Invalid UTF-8 never crashes and every byte lands in exactly one non-empty piece."""
