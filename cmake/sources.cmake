@@ -27,6 +27,7 @@ set(APLS_SOURCES
   cpp/src/quantize.cpp
   cpp/src/capi_quantize.cpp
   cpp/src/cpu/threadpool.cpp
+  cpp/src/cpu/cores.cpp
   cpp/src/cpu/dispatch.cpp
   cpp/src/cpu/kernels_generic.cpp
   cpp/src/cpu/kernels_avx2.cpp

@@ -1,5 +1,9 @@
 """SmolLM2-135M end to end: engine logits against the NumPy reference, greedy decoding, batch
 invariance, and errors on bad input."""
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -221,3 +225,16 @@ def test_public_python_api(smollm2_path):
         ctx.decode([m.n_vocab])
     with pytest.raises(ValueError, match="non-empty"):
         ctx.decode([])
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="no CPU affinity on this platform")
+def test_default_threads_follow_the_cpu_affinity(smollm2_path):
+    """n_threads=0 means the physical cores this process may use: pinned to one CPU (taskset, a
+    container's cpuset) the pool has one thread, not one per core of the host."""
+    probe = ("import os, sys; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); import apls; "
+             "print(apls.Model(sys.argv[1]).context(n_ctx=64, n_threads=0).n_threads)")
+    r = subprocess.run([sys.executable, "-c", probe, smollm2_path], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "1"
+    n = _core.Context(_core.Model(smollm2_path), n_ctx=64, n_threads=0).n_threads
+    assert 1 <= n <= len(os.sched_getaffinity(0))

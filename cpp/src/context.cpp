@@ -7,6 +7,7 @@
 #include <map>
 
 #include "common.h"
+#include "cpu/cores.h"
 
 namespace apls {
 
@@ -234,8 +235,9 @@ std::vector<int32_t> Context::generate_greedy(int32_t seq, int32_t last, int32_t
     if (n_max < 0) fail(APLS_STATUS_INVALID_ARGUMENT, "n_max ", n_max, " is negative");
     std::vector<int32_t> out;
     if (n_max == 0) return out;
-    if (kv_.room(seq) < 1) fail(APLS_STATUS_KV_FULL, "KV cache full: no room for the next token of sequence ", seq);
-    const int32_t n_past = kv_.seq_len(seq), n = std::min(n_max, kv_.room(seq));
+    const int32_t room = kv_.room(seq);
+    if (room < 1) fail(APLS_STATUS_KV_FULL, "KV cache full: no room for the next token of sequence ", seq);
+    const int32_t n_past = kv_.seq_len(seq), n = std::min(n_max, room);
     const int32_t chain_max = static_cast<int32_t>(params_.n_batch);  // the device keeps n_batch choices
     const Vocab* vocab = model_.vocab();
     const auto ends = [&](int32_t id, float) { return stop_at_eog && vocab && vocab->is_eog(id); };

@@ -2,9 +2,6 @@
 #include "cpu/threadpool.h"
 
 #include <chrono>
-#include <fstream>
-#include <set>
-#include <string>
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -70,20 +67,6 @@ void ThreadPool::worker(int ith) {
         (*job_)(ith, n_threads_);
         pending_.fetch_sub(1, std::memory_order_acq_rel);
     }
-}
-
-int physical_cores() {
-    std::set<std::string> cores;
-    for (int cpu = 0;; ++cpu) {
-        std::ifstream f("/sys/devices/system/cpu/cpu" + std::to_string(cpu) + "/topology/thread_siblings_list");
-        if (!f) break;
-        std::string s;
-        std::getline(f, s);
-        cores.insert(s);
-    }
-    if (!cores.empty()) return static_cast<int>(cores.size());
-    unsigned n = std::thread::hardware_concurrency();
-    return n > 0 ? static_cast<int>(n) : 1;
 }
 
 }  // namespace apls::cpu

@@ -38,9 +38,6 @@ private:
     std::condition_variable wake_;
 };
 
-// Physical cores of this machine (SMT siblings counted once); at least 1.
-int physical_cores();
-
 // Split [0, n) into nth nearly equal parts, aligned to `align`; returns [begin, end) of part ith.
 inline void split_range(int64_t n, int ith, int nth, int64_t align, int64_t* begin, int64_t* end) {
     const int64_t units = (n + align - 1) / align;
