@@ -88,7 +88,7 @@ SpecResult spec_round(Context& ctx, int32_t last, const Plan& draft_plan, const 
         throw;
     }
     kv.truncate(seq, n_past);  // the draft's entries skipped layers: the verifier rewrites them
-    if (history) sampler->unaccept(n_tried), n_tried = 0;
+    if (history) sampler->unaccept(n_tried);
     res.t_draft_s = seconds_since(t0);
     const int32_t k = static_cast<int32_t>(draft.size());
     res.n_drafted = k;

@@ -44,6 +44,11 @@ class RoundResult:
     t_verify_s: float
     n_draft_waits: int = 0  # times the host waited for a drafted token (1 for a GPU draft chain)
 
+    def speed(self) -> float:
+        """Tokens per second of this round (inf for a round that took no measurable time)."""
+        t = self.t_draft_s + self.t_verify_s
+        return len(self.tokens) / t if t > 0 else math.inf
+
 
 @dataclass
 class DraftLength:
@@ -258,15 +263,13 @@ class AdaptivePolicy(Policy):
             phase = self.round % self.explore_every
             if phase == self.explore_every - 1:  # the burst's last round
                 self._judge(self.exploring)
-            elif phase == self.explore_every - self.burst and a.backoff > 1 and self._probe_lost(result):
+            elif phase == self.explore_every - self.burst and a.backoff > 1 and self._clearly_slower(result.speed()):
                 self._judge(self.exploring)  # a backed-off candidate's first round lost again: the burst ends
         if self.arms[step.arm].n_draft is None:
             self.draft.update(result.n_drafted, result.n_accepted)
 
-    def _probe_lost(self, result: RoundResult) -> bool:
-        """Whether one round ran clearly slower (by more than backoff_gap) than the running arm."""
-        t = result.t_draft_s + result.t_verify_s
-        speed = len(result.tokens) / t if t > 0 else math.inf
+    def _clearly_slower(self, speed: float) -> bool:
+        """Whether a speed (tokens/s) is clearly below the running arm's (by more than backoff_gap)."""
         return speed < self.arms[self.current].speed() * (1.0 - self.backoff_gap)
 
     def _explore_next(self) -> int:
@@ -285,7 +288,7 @@ class AdaptivePolicy(Policy):
         """After arm i's burst: back off if it was clearly slower than the running arm, else
         explore it at every turn."""
         a = self.arms[i]
-        if a.speed() < self.arms[self.current].speed() * (1.0 - self.backoff_gap):
+        if self._clearly_slower(a.speed()):
             a.backoff = min(2 * a.backoff, self.max_backoff)
         else:
             a.backoff = 1
