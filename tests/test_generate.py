@@ -195,6 +195,7 @@ def test_cli_run_and_info(smollm2_path):
     assert r.returncode == 0, r.stderr
     assert len(r.stdout.strip()) > 0
     assert "tok/s" in r.stderr
+    assert "device: cpu (named by APLS_DEVICE=cpu)" in r.stderr  # conftest.py pins the CPU for "auto"
     r = run_cli("run", "-n", "8", "--temp", "0", "--speculative", "Hello")  # the default model
     assert r.returncode == 0, r.stderr
     assert "tau" in r.stderr

@@ -2,6 +2,9 @@
 // and types, keep views into the mapping (no copies of matrices).
 #include "model.h"
 
+#include <cstdlib>
+#include <cstring>
+
 #include "common.h"
 #include "cpu/ops.h"
 
@@ -30,6 +33,17 @@ const char* device_name(Device d) { return d == Device::CUDA ? "cuda" : "cpu"; }
 
 namespace {
 
+// What APLS_DEVICE_AUTO asks for in this process: the environment variable APLS_DEVICE names
+// "cpu" or "cuda" (as if the caller had named it); unset, empty or "auto" leaves AUTO. Throws
+// APLS_STATUS_INVALID_ARGUMENT for any other value.
+int32_t device_from_environment() {
+    const char* e = std::getenv("APLS_DEVICE");
+    if (!e || !*e || std::strcmp(e, "auto") == 0) return APLS_DEVICE_AUTO;
+    if (std::strcmp(e, "cpu") == 0) return APLS_DEVICE_CPU;
+    if (std::strcmp(e, "cuda") == 0) return APLS_DEVICE_CUDA;
+    fail(APLS_STATUS_INVALID_ARGUMENT, "APLS_DEVICE='", e, "' is not a device (use auto, cpu or cuda)");
+}
+
 // APLS_DEVICE_* (apls.h) to a device, before the model is known: AUTO is CUDA when a GPU is
 // usable (Model::load then checks that the CUDA backend runs the model). Throws
 // APLS_STATUS_INVALID_ARGUMENT for an unknown value.
@@ -45,6 +59,9 @@ Device resolve_device(int32_t requested) {
 }  // namespace
 
 std::unique_ptr<Model> Model::load(const std::string& path, bool use_mmap, int32_t requested_device) {
+    const int32_t named = requested_device == APLS_DEVICE_AUTO ? device_from_environment() : requested_device;
+    const bool by_environment = named != requested_device;
+    requested_device = named;
     Device device = resolve_device(requested_device);  // an unknown value fails before the file is read
     std::unique_ptr<Model> m(new Model());
     m->file_ = gguf::File::open(path, use_mmap);
@@ -110,6 +127,7 @@ std::unique_ptr<Model> Model::load(const std::string& path, bool use_mmap, int32
             m->device_note_ = std::move(why);
         }
     }
+    if (by_environment) m->device_note_ = std::string("named by APLS_DEVICE=") + device_name(device);
     m->device_ = device;
     if (device == Device::CUDA) m->device_model_ = cuda::upload(*m);
     return m;

