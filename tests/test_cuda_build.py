@@ -54,4 +54,3 @@ def test_apls_device_names_the_device_for_auto(smollm2_path, monkeypatch):
     with pytest.raises(apls.InvalidArgumentError, match="APLS_DEVICE='tpu' is not a device"):
         apls.Model(smollm2_path)
     assert apls.Model(smollm2_path, device="cpu").device == "cpu"
-

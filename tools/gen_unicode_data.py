@@ -12,9 +12,8 @@ Usage: pip install unicodedata2==16.0.0; python tools/gen_unicode_data.py > cpp/
 The tables must follow the Unicode version of the reference tokenizers, not of whatever Python
 runs this script: Hugging Face `tokenizers` 0.23 classifies by Unicode 16.0 (U+1C89, a 16.0
 letter, is \p{L} there; the 17.0 letters are not), so the data comes from the PyPI package
-`unicodedata2` 16.0.0 when it is installed, else from the running Python's `unicodedata` (3.11:
-14.0, which treats the 15.0-16.0 letters, e.g. CJK Extensions H and I, as unassigned). The
-version is printed in the header.
+`unicodedata2` 16.0.0; any other version is refused (Python 3.11's `unicodedata` is 14.0, which
+treats the 15.0-16.0 letters, e.g. CJK Extensions H and I, as unassigned).
 """
 import sys
 
@@ -55,8 +54,7 @@ def flags_of(cp, ws):
 
 def main():
     if unicodedata.unidata_version != WANT_VERSION:
-        print(f"warning: Unicode {unicodedata.unidata_version}, not {WANT_VERSION} "
-              f"(pip install unicodedata2=={WANT_VERSION})", file=sys.stderr)
+        sys.exit(f"Unicode {unicodedata.unidata_version}, not {WANT_VERSION}: pip install unicodedata2=={WANT_VERSION}")
     ws = set()
     for a, b in WHITE_SPACE:
         ws.update(range(a, b + 1))

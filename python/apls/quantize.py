@@ -145,7 +145,7 @@ def quantize(in_path: str, out_path: str, type: str, *, allow_requantize: bool =
 
     if type not in TYPES and type not in MIXES:
         raise ValueError(f"unknown quantization type '{type}' (choose from {', '.join(TYPES + tuple(MIXES))})")
-    n_threads = n_threads if n_threads > 0 else (os.cpu_count() or 1)
+    n_threads = n_threads if n_threads > 0 else _core.physical_cores()  # the engine's default
     r = GGUFReader(in_path)
     arch = r.fields["general.architecture"].contents()
     names = {t.name for t in r.tensors}
