@@ -59,10 +59,10 @@ Device resolve_device(int32_t requested) {
 }  // namespace
 
 std::unique_ptr<Model> Model::load(const std::string& path, bool use_mmap, int32_t requested_device) {
+    // The device asked for: the caller's, or for auto the one APLS_DEVICE names (auto when unset).
     const int32_t named = requested_device == APLS_DEVICE_AUTO ? device_from_environment() : requested_device;
     const bool by_environment = named != requested_device;
-    requested_device = named;
-    Device device = resolve_device(requested_device);  // an unknown value fails before the file is read
+    Device device = resolve_device(named);  // an unknown value fails before the file is read
     std::unique_ptr<Model> m(new Model());
     m->file_ = gguf::File::open(path, use_mmap);
     m->hp_ = HParams::from_gguf(*m->file_);
@@ -117,7 +117,7 @@ std::unique_ptr<Model> Model::load(const std::string& path, bool use_mmap, int32
         m->n_params_ += t.n_elements;
         m->n_bytes_ += t.n_bytes;
     }
-    if (requested_device == APLS_DEVICE_AUTO) {
+    if (named == APLS_DEVICE_AUTO) {
         if (device == Device::CPU) {
             std::string why = cuda::describe();  // "CUDA: unavailable (reason)", "CUDA: no device"
             if (why.rfind("CUDA: ", 0) == 0) why.erase(0, 6);

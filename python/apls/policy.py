@@ -32,6 +32,11 @@ class RoundPlan:
     n_plain: int = 1  # with n_draft 0: plain steps the round may run (greedy: one chain, one wait)
 
 
+def tokens_per_second(tokens: float, seconds: float) -> float:
+    """The speed a round or a plan is judged by: inf for what took no measurable time."""
+    return tokens / seconds if seconds > 0 else math.inf
+
+
 @dataclass
 class RoundResult:
     """What a round did (from the engine)."""
@@ -46,8 +51,7 @@ class RoundResult:
 
     def speed(self) -> float:
         """Tokens per second of this round (inf for a round that took no measurable time)."""
-        t = self.t_draft_s + self.t_verify_s
-        return len(self.tokens) / t if t > 0 else math.inf
+        return tokens_per_second(len(self.tokens), self.t_draft_s + self.t_verify_s)
 
 
 @dataclass
@@ -172,7 +176,7 @@ class _Arm:
     skip: int = 0         # bursts to sit out before the next exploration
 
     def speed(self) -> float:
-        return self.tokens / self.seconds if self.seconds > 0 else math.inf
+        return tokens_per_second(self.tokens, self.seconds)
 
 
 class AdaptivePolicy(Policy):

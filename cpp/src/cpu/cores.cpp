@@ -3,6 +3,7 @@
 #include "cpu/cores.h"
 
 #include <fstream>
+#include <iterator>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -43,18 +44,36 @@ int cores_in_affinity() {
 #endif
 }
 
-// The quota of this process's cgroup (v2 `cpu.max`, else v1 cfs quota/period); 0: none.
-int cgroup_cpus() {
-    std::ifstream self("/proc/self/cgroup");
-    std::string line, v2_path;
-    while (std::getline(self, line))
-        if (line.rfind("0::", 0) == 0) v2_path = line.substr(3);
-    for (const std::string& dir : {"/sys/fs/cgroup" + v2_path, std::string("/sys/fs/cgroup")})
-        if (const std::string s = read_line(dir + "/cpu.max"); !s.empty()) return cpus_from_cgroup_quota(s);
-    const std::string quota = read_line("/sys/fs/cgroup/cpu/cpu.cfs_quota_us");
-    const std::string period = read_line("/sys/fs/cgroup/cpu/cpu.cfs_period_us");
+// The smallest positive quota over `dir` and its ancestors up to `top` (dir = top + path);
+// `read(dir)` gives one directory's quota in CPUs (0: none there).
+template <typename Read>
+int smallest_quota_up(const std::string& top, std::string path, Read read) {
+    int best = 0;
+    for (;;) {
+        if (const int q = read(top + path); q > 0 && (best == 0 || q < best)) best = q;
+        if (path.empty() || path == "/") return best;
+        const size_t cut = path.find_last_of('/');
+        path = cut == std::string::npos ? std::string() : path.substr(0, cut);
+    }
+}
+
+int v2_quota(const std::string& dir) { return cpus_from_cgroup_quota(read_line(dir + "/cpu.max")); }
+
+int v1_quota(const std::string& dir) {
+    const std::string quota = read_line(dir + "/cpu.cfs_quota_us"), period = read_line(dir + "/cpu.cfs_period_us");
     return quota.empty() || period.empty() ? 0 : cpus_from_cgroup_quota(quota + " " + period);
 }
+
+// Whether a v1 line's controller list ("cpu,cpuacct") names the cpu controller.
+bool names_cpu(const std::string& controllers) {
+    std::istringstream in(controllers);
+    std::string c;
+    while (std::getline(in, c, ','))
+        if (c == "cpu") return true;
+    return false;
+}
+
+int min_positive(int a, int b) { return a <= 0 ? b : b <= 0 ? a : (a < b ? a : b); }
 
 }  // namespace
 
@@ -65,10 +84,30 @@ int cpus_from_cgroup_quota(const std::string& cpu_max) {
     return static_cast<int>((quota + period - 1) / period);
 }
 
+int cgroup_quota_cpus(const std::string& root, const std::string& self_cgroup) {
+    std::istringstream lines(self_cgroup);
+    std::string line;
+    int cpus = 0;
+    while (std::getline(lines, line)) {
+        const size_t a = line.find(':'), b = a == std::string::npos ? a : line.find(':', a + 1);
+        if (b == std::string::npos) continue;
+        const std::string id = line.substr(0, a), controllers = line.substr(a + 1, b - a - 1), path = line.substr(b + 1);
+        if (id == "0" && controllers.empty()) {
+            cpus = min_positive(cpus, smallest_quota_up(root, path, v2_quota));
+        } else if (names_cpu(controllers)) {  // v1: mounted as cpu, or under its list (cpu,cpuacct)
+            cpus = min_positive(cpus, smallest_quota_up(root + "/cpu", path, v1_quota));
+            if (controllers != "cpu") cpus = min_positive(cpus, smallest_quota_up(root + "/" + controllers, path, v1_quota));
+        }
+    }
+    return cpus;
+}
+
 int physical_cores() {
     int n = cores_in_affinity();
     if (n <= 0) n = static_cast<int>(std::thread::hardware_concurrency());
-    if (const int quota = cgroup_cpus(); quota > 0 && (n <= 0 || quota < n)) n = quota;
+    std::ifstream self("/proc/self/cgroup");
+    const std::string self_cgroup((std::istreambuf_iterator<char>(self)), std::istreambuf_iterator<char>());
+    if (const int quota = cgroup_quota_cpus("/sys/fs/cgroup", self_cgroup); quota > 0 && (n <= 0 || quota < n)) n = quota;
     return n > 0 ? n : 1;
 }
 

@@ -14,4 +14,13 @@ int physical_cores();
 // ("150000 100000" -> 2); 0 when the text sets no limit ("max 100000") or cannot be read.
 int cpus_from_cgroup_quota(const std::string& cpu_max);
 
+// CPUs the cgroup quotas allow this process, rounded up; 0 when none is set. `root`: where the
+// cgroup file systems are mounted (/sys/fs/cgroup); `self_cgroup`: the text of /proc/self/cgroup
+// ("0::/a/b" for v2, "4:cpu,cpuacct:/a/b" for v1). A limit may sit on any ancestor of the
+// process's cgroup (a systemd slice, a Kubernetes pod above its container), so each hierarchy
+// is walked from the process's cgroup up to its root and the smallest quota wins. A path that
+// does not exist under `root` (a container that mounts its own cgroup as the root) is skipped
+// on the way up.
+int cgroup_quota_cpus(const std::string& root, const std::string& self_cgroup);
+
 }  // namespace apls::cpu
