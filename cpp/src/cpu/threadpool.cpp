@@ -1,4 +1,4 @@
-// cpu/threadpool.cpp — spin-then-sleep workers; see threadpool.h.
+// cpu/threadpool.cpp — tasks claimed from a counter, spin-then-sleep workers; see threadpool.h.
 #include "cpu/threadpool.h"
 
 #include <chrono>
@@ -13,7 +13,7 @@
 namespace apls::cpu {
 
 ThreadPool::ThreadPool(int n_threads) : n_threads_(n_threads < 1 ? 1 : n_threads) {
-    for (int i = 1; i < n_threads_; ++i) workers_.emplace_back([this, i] { worker(i); });
+    for (int i = 1; i < n_threads_; ++i) workers_.emplace_back([this] { worker(); });
 }
 
 ThreadPool::~ThreadPool() {
@@ -32,22 +32,42 @@ void ThreadPool::run(const std::function<void(int, int)>& fn) {
         return;
     }
     job_ = &fn;
-    pending_.store(n_threads_ - 1, std::memory_order_relaxed);
+    error_ = nullptr;
+    done_.store(0, std::memory_order_relaxed);
+    next_task_.store(0, std::memory_order_release);  // the tasks of this dispatch are open
     {
         std::lock_guard<std::mutex> lock(mutex_);  // pairs with the sleepers' predicate check
         generation_.fetch_add(1, std::memory_order_release);
     }
     wake_.notify_all();
-    fn(0, n_threads_);
-    // Wait for the workers; yield once the wait is no longer short, so that on a busy machine a
-    // descheduled worker gets the core instead of this thread burning its time slice.
-    for (int spins = 0; pending_.load(std::memory_order_acquire) != 0; ++spins) {
+    work();
+    // Every task is claimed; wait for those still running elsewhere. Yield once the wait is no
+    // longer short, so that a descheduled thread gets the core instead of this one spinning.
+    for (int spins = 0; done_.load(std::memory_order_acquire) != n_threads_; ++spins) {
         if (spins < 4096) APLS_PAUSE();
         else std::this_thread::yield();
     }
+    job_ = nullptr;
+    if (error_) std::rethrow_exception(error_);
 }
 
-void ThreadPool::worker(int ith) {
+void ThreadPool::work() {
+    for (;;) {
+        // One atomic add claims a task. A thread that woke late may claim one of a later dispatch:
+        // it runs that task, which the later run() waits for, so job_ is the one it belongs to.
+        const int64_t task = next_task_.fetch_add(1, std::memory_order_acq_rel);
+        if (task >= n_threads_) return;  // none left
+        try {
+            (*job_)(static_cast<int>(task), n_threads_);
+        } catch (...) {
+            std::lock_guard<std::mutex> lock(mutex_);
+            if (!error_) error_ = std::current_exception();
+        }
+        done_.fetch_add(1, std::memory_order_acq_rel);
+    }
+}
+
+void ThreadPool::worker() {
     uint64_t seen = 0;
     for (;;) {
         // Spin for a while: the next dispatch of a decode step usually comes within microseconds.
@@ -64,8 +84,7 @@ void ThreadPool::worker(int ith) {
         }
         seen = generation_.load(std::memory_order_acquire);
         if (stop_.load()) return;
-        (*job_)(ith, n_threads_);
-        pending_.fetch_sub(1, std::memory_order_acq_rel);
+        work();
     }
 }
 

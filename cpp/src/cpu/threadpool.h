@@ -1,13 +1,19 @@
 // cpu/threadpool.h — a persistent pool for the forward pass.
 //
-// run(fn) calls fn(ith, nth) on every thread (the caller is thread 0) and returns when all are
-// done. A decode step dispatches a few hundred times, so workers spin briefly before sleeping:
-// a dispatch costs about a microsecond while the pool is hot.
+// run(fn) calls fn(task, n_tasks) once for every task < n_tasks = size() and returns when all
+// are done. The split into tasks is fixed (it decides what each call computes, so results do
+// not depend on timing), but which thread runs a task is not: the caller and the workers claim
+// tasks from a shared counter. When a worker is descheduled (more busy threads than CPUs: two
+// engines on one machine, a build beside it), the threads that are running take its task
+// instead of waiting for the scheduler to bring it back. A decode step dispatches a few hundred
+// times, so workers spin briefly before sleeping: a dispatch costs about a microsecond while the
+// pool is hot. An exception thrown by a task is rethrown by run() once every task has ended.
 #pragma once
 
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
+#include <exception>
 #include <functional>
 #include <mutex>
 #include <thread>
@@ -23,16 +29,19 @@ public:
     ThreadPool& operator=(const ThreadPool&) = delete;
 
     int size() const { return n_threads_; }
-    void run(const std::function<void(int ith, int nth)>& fn);
+    void run(const std::function<void(int task, int n_tasks)>& fn);
 
 private:
-    void worker(int ith);
+    void worker();
+    void work();  // claim and run tasks until none is left
 
     int n_threads_;
     std::vector<std::thread> workers_;
     const std::function<void(int, int)>* job_ = nullptr;
-    std::atomic<uint64_t> generation_{0};
-    std::atomic<int> pending_{0};
+    std::atomic<uint64_t> generation_{0};  // one per dispatch; workers wake when it changes
+    std::atomic<int64_t> next_task_{0};    // the next task to claim (past the last: none left)
+    std::atomic<int> done_{0};             // tasks of this dispatch that have ended
+    std::exception_ptr error_;             // the first task's exception (guarded by mutex_)
     std::atomic<bool> stop_{false};
     std::mutex mutex_;
     std::condition_variable wake_;
