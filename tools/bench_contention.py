@@ -23,7 +23,7 @@ import apls  # noqa: E402
 
 def decode_loop(path: str, n_threads: int, seconds: float, start, out) -> None:
     """One engine: one-token decode steps (the same token each time) for `seconds`."""
-    model = apls.Model(path)
+    model = apls.Model(path, device="cpu")  # the CPU thread pool is what this measures
     ctx = model.context(n_ctx=512, n_threads=n_threads)
     ids = model.tokenize("The three primary colors are")
     ctx.decode(ids)

@@ -1,4 +1,4 @@
-// cpu/threadpool.cpp — tasks claimed from a counter, spin-then-sleep workers; see threadpool.h.
+// cpu/threadpool.cpp — own task first, then unclaimed ones; spin-then-sleep workers; see threadpool.h.
 #include "cpu/threadpool.h"
 
 #include <chrono>
@@ -12,8 +12,8 @@
 
 namespace apls::cpu {
 
-ThreadPool::ThreadPool(int n_threads) : n_threads_(n_threads < 1 ? 1 : n_threads) {
-    for (int i = 1; i < n_threads_; ++i) workers_.emplace_back([this] { worker(); });
+ThreadPool::ThreadPool(int n_threads) : n_threads_(n_threads < 1 ? 1 : n_threads), slots_(n_threads_) {
+    for (int i = 1; i < n_threads_; ++i) workers_.emplace_back([this, i] { worker(i); });
 }
 
 ThreadPool::~ThreadPool() {
@@ -34,13 +34,13 @@ void ThreadPool::run(const std::function<void(int, int)>& fn) {
     job_ = &fn;
     error_ = nullptr;
     done_.store(0, std::memory_order_relaxed);
-    next_task_.store(0, std::memory_order_release);  // the tasks of this dispatch are open
+    const uint64_t g = generation_.load(std::memory_order_relaxed) + 1;
     {
         std::lock_guard<std::mutex> lock(mutex_);  // pairs with the sleepers' predicate check
-        generation_.fetch_add(1, std::memory_order_release);
+        generation_.store(g, std::memory_order_release);  // publishes job_: the tasks of g are open
     }
     wake_.notify_all();
-    work();
+    work(0, g);
     // Every task is claimed; wait for those still running elsewhere. Yield once the wait is no
     // longer short, so that a descheduled thread gets the core instead of this one spinning.
     for (int spins = 0; done_.load(std::memory_order_acquire) != n_threads_; ++spins) {
@@ -51,23 +51,33 @@ void ThreadPool::run(const std::function<void(int, int)>& fn) {
     if (error_) std::rethrow_exception(error_);
 }
 
-void ThreadPool::work() {
-    for (;;) {
-        // One atomic add claims a task. A thread that woke late may claim one of a later dispatch:
-        // it runs that task, which the later run() waits for, so job_ is the one it belongs to.
-        const int64_t task = next_task_.fetch_add(1, std::memory_order_acq_rel);
-        if (task >= n_threads_) return;  // none left
-        try {
-            (*job_)(static_cast<int>(task), n_threads_);
-        } catch (...) {
-            std::lock_guard<std::mutex> lock(mutex_);
-            if (!error_) error_ = std::current_exception();
-        }
-        done_.fetch_add(1, std::memory_order_acq_rel);
+// A task is claimed once per dispatch: its slot moves from an earlier generation to this one.
+// A thread that woke late holds an older generation than the slots and claims nothing.
+bool ThreadPool::claim(int task, uint64_t generation) {
+    std::atomic<uint64_t>& slot = slots_[static_cast<size_t>(task)].claimed;
+    uint64_t c = slot.load(std::memory_order_relaxed);
+    return c < generation && slot.compare_exchange_strong(c, generation, std::memory_order_acq_rel);
+}
+
+void ThreadPool::run_task(int task) {
+    try {
+        (*job_)(task, n_threads_);
+    } catch (...) {
+        std::lock_guard<std::mutex> lock(mutex_);
+        if (!error_) error_ = std::current_exception();
+    }
+    done_.fetch_add(1, std::memory_order_acq_rel);
+}
+
+void ThreadPool::work(int own, uint64_t generation) {
+    if (claim(own, generation)) run_task(own);
+    for (int i = 1; i < n_threads_; ++i) {
+        const int task = (own + i) % n_threads_;
+        if (claim(task, generation)) run_task(task);
     }
 }
 
-void ThreadPool::worker() {
+void ThreadPool::worker(int own) {
     uint64_t seen = 0;
     for (;;) {
         // Spin for a while: the next dispatch of a decode step usually comes within microseconds.
@@ -84,7 +94,7 @@ void ThreadPool::worker() {
         }
         seen = generation_.load(std::memory_order_acquire);
         if (stop_.load()) return;
-        work();
+        work(own, seen);
     }
 }
 

@@ -2,8 +2,9 @@
 //
 // run(fn) calls fn(task, n_tasks) once for every task < n_tasks = size() and returns when all
 // are done. The split into tasks is fixed (it decides what each call computes, so results do
-// not depend on timing), but which thread runs a task is not: the caller and the workers claim
-// tasks from a shared counter. When a worker is descheduled (more busy threads than CPUs: two
+// not depend on timing). Thread i (the caller is 0) claims task i first, so that a thread
+// works on the same rows dispatch after dispatch; a thread done with its own task then claims
+// any task still unclaimed. When a worker is descheduled (more busy threads than CPUs: two
 // engines on one machine, a build beside it), the threads that are running take its task
 // instead of waiting for the scheduler to bring it back. A decode step dispatches a few hundred
 // times, so workers spin briefly before sleeping: a dispatch costs about a microsecond while the
@@ -32,14 +33,22 @@ public:
     void run(const std::function<void(int task, int n_tasks)>& fn);
 
 private:
-    void worker();
-    void work();  // claim and run tasks until none is left
+    void worker(int own);
+    void work(int own, uint64_t generation);  // task `own`, then any unclaimed, of this dispatch
+    bool claim(int task, uint64_t generation);
+    void run_task(int task);
+
+    // Per task, the last dispatch (generation) that claimed it; a cache line each, so that a
+    // thread claiming its own task does not contend with the others.
+    struct alignas(64) Slot {
+        std::atomic<uint64_t> claimed{0};
+    };
 
     int n_threads_;
     std::vector<std::thread> workers_;
     const std::function<void(int, int)>* job_ = nullptr;
     std::atomic<uint64_t> generation_{0};  // one per dispatch; workers wake when it changes
-    std::atomic<int64_t> next_task_{0};    // the next task to claim (past the last: none left)
+    std::vector<Slot> slots_;
     std::atomic<int> done_{0};             // tasks of this dispatch that have ended
     std::exception_ptr error_;             // the first task's exception (guarded by mutex_)
     std::atomic<bool> stop_{false};
