@@ -74,9 +74,13 @@ APLS_TEST(cgroup_v1_quota_under_the_cpu_mount) {
     fs.write("cpu,cpuacct/kubepods/pod1/cpu.cfs_quota_us", "400000");
     fs.write("cpu,cpuacct/kubepods/pod1/cpu.cfs_period_us", "100000");
     CHECK(fs.cpus(self) == 4);                              // the pod's limit, through cpu,cpuacct
-    fs.write("cpu/kubepods/pod1/c1/cpu.cfs_quota_us", "-1");  // the container: none of its own
-    fs.write("cpu/kubepods/pod1/c1/cpu.cfs_period_us", "100000");
+    fs.write("cpu,cpuacct/kubepods/pod1/c1/cpu.cfs_quota_us", "-1");  // the container: none of its own
+    fs.write("cpu,cpuacct/kubepods/pod1/c1/cpu.cfs_period_us", "100000");
     CHECK(fs.cpus(self) == 4);
+    FakeCgroupFs linked;  // only /cpu (the list's mount not there): found through it
+    linked.write("cpu/kubepods/pod1/cpu.cfs_quota_us", "200000");
+    linked.write("cpu/kubepods/pod1/cpu.cfs_period_us", "100000");
+    CHECK(linked.cpus(self) == 2);
     FakeCgroupFs docker;  // the container's own cgroup mounted as the cpu root
     docker.write("cpu/cpu.cfs_quota_us", "250000");
     docker.write("cpu/cpu.cfs_period_us", "100000");

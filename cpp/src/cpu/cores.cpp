@@ -2,6 +2,7 @@
 // cgroup CPU quota. A pool larger than the CPUs it may run on spins against itself.
 #include "cpu/cores.h"
 
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <set>
@@ -44,13 +45,15 @@ int cores_in_affinity() {
 #endif
 }
 
+int min_positive(int a, int b) { return a <= 0 ? b : b <= 0 ? a : (a < b ? a : b); }
+
 // The smallest positive quota over `dir` and its ancestors up to `top` (dir = top + path);
 // `read(dir)` gives one directory's quota in CPUs (0: none there).
 template <typename Read>
 int smallest_quota_up(const std::string& top, std::string path, Read read) {
     int best = 0;
     for (;;) {
-        if (const int q = read(top + path); q > 0 && (best == 0 || q < best)) best = q;
+        best = min_positive(best, read(top + path));
         if (path.empty() || path == "/") return best;
         const size_t cut = path.find_last_of('/');
         path = cut == std::string::npos ? std::string() : path.substr(0, cut);
@@ -73,7 +76,13 @@ bool names_cpu(const std::string& controllers) {
     return false;
 }
 
-int min_positive(int a, int b) { return a <= 0 ? b : b <= 0 ? a : (a < b ? a : b); }
+// The v1 cpu hierarchy's mount: named by its controller list (cpu,cpuacct), or /cpu (often a
+// link to it).
+std::string v1_cpu_mount(const std::string& root, const std::string& controllers) {
+    std::error_code ec;
+    const std::string named = root + "/" + controllers;
+    return std::filesystem::is_directory(named, ec) ? named : root + "/cpu";
+}
 
 }  // namespace
 
@@ -94,9 +103,8 @@ int cgroup_quota_cpus(const std::string& root, const std::string& self_cgroup) {
         const std::string id = line.substr(0, a), controllers = line.substr(a + 1, b - a - 1), path = line.substr(b + 1);
         if (id == "0" && controllers.empty()) {
             cpus = min_positive(cpus, smallest_quota_up(root, path, v2_quota));
-        } else if (names_cpu(controllers)) {  // v1: mounted as cpu, or under its list (cpu,cpuacct)
-            cpus = min_positive(cpus, smallest_quota_up(root + "/cpu", path, v1_quota));
-            if (controllers != "cpu") cpus = min_positive(cpus, smallest_quota_up(root + "/" + controllers, path, v1_quota));
+        } else if (names_cpu(controllers)) {
+            cpus = min_positive(cpus, smallest_quota_up(v1_cpu_mount(root, controllers), path, v1_quota));
         }
     }
     return cpus;
