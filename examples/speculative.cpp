@@ -175,7 +175,8 @@ std::unique_ptr<PlanArrays> read_plan(const std::string& path, int32_t n_layer) 
     auto list = [&](const char* key) -> const std::vector<Json>* {
         auto it = root.obj.find(key);
         if (it == root.obj.end()) return nullptr;
-        if (it->second.kind != Json::ARR) throw std::runtime_error(std::string("plan JSON: ") + key + " must be a list");
+        if (it->second.kind != Json::ARR)
+            throw std::runtime_error(std::string("plan JSON: ") + key + " must be a list");
         return &it->second.arr;
     };
     if (auto* a = list("skip_attn"))
@@ -190,7 +191,8 @@ std::unique_ptr<PlanArrays> read_plan(const std::string& path, int32_t n_layer) 
             const int32_t first = layer(g.arr[0], "groups"), last = layer(g.arr[1], "groups");
             if (first > last) throw std::runtime_error("plan JSON: a group's first layer is after its last");
             for (int32_t l = first; l <= last; ++l) {
-                if (p->group[l] >= 0) throw std::runtime_error("plan JSON: groups overlap at layer " + std::to_string(l));
+                if (p->group[l] >= 0)
+                    throw std::runtime_error("plan JSON: groups overlap at layer " + std::to_string(l));
                 p->group[l] = gid;
             }
             ++gid;

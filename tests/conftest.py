@@ -1,4 +1,5 @@
 """Shared fixtures: the default model file and temporary GGUF files."""
+
 import importlib.util
 import os
 from pathlib import Path

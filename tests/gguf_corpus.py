@@ -5,6 +5,7 @@ refuse `data` with apls.FormatError whose message contains the substring. `valid
 returns well-formed images (seeds for a fuzzer). Everything is built here with `struct`, byte by
 byte, so the corpus needs nothing but the standard library and is identical on every run.
 """
+
 from __future__ import annotations
 
 import struct
@@ -65,9 +66,11 @@ def _data(n: int) -> bytes:
 
 def two_tensors(**kw) -> bytes:
     """Valid: F32 'a' [4, 2] at 0 and Q8_0 'b' [32] at 32, in a 66-byte data section."""
-    args = dict(kvs=[kv_str("general.architecture", "llama")],
-                tensors=[tensor("a", [4, 2], T_F32, 0), tensor("b", [32], T_Q8_0, 32)],
-                data=_data(66))
+    args = dict(
+        kvs=[kv_str("general.architecture", "llama")],
+        tensors=[tensor("a", [4, 2], T_F32, 0), tensor("b", [32], T_Q8_0, 32)],
+        data=_data(66),
+    )
     args.update(kw)
     return image(**args)
 
@@ -90,10 +93,17 @@ def _nested(depth: int) -> bytes:
 
 def valid_images() -> list[tuple[str, bytes]]:
     every = [
-        kv("u8", U8, b"\xc8"), kv("i8", I8, struct.pack("<b", -5)), kv("u16", U16, struct.pack("<H", 65535)),
-        kv("i16", I16, struct.pack("<h", -2)), kv_u32("u32", 7), kv("i32", I32, struct.pack("<i", -7)),
-        kv("f32", F32, struct.pack("<f", 0.5)), kv("bool", BOOL, b"\x01"), kv_str("str", "text"),
-        kv("u64", U64, struct.pack("<Q", 2**64 - 1)), kv("i64", I64, struct.pack("<q", -(2**63))),
+        kv("u8", U8, b"\xc8"),
+        kv("i8", I8, struct.pack("<b", -5)),
+        kv("u16", U16, struct.pack("<H", 65535)),
+        kv("i16", I16, struct.pack("<h", -2)),
+        kv_u32("u32", 7),
+        kv("i32", I32, struct.pack("<i", -7)),
+        kv("f32", F32, struct.pack("<f", 0.5)),
+        kv("bool", BOOL, b"\x01"),
+        kv_str("str", "text"),
+        kv("u64", U64, struct.pack("<Q", 2**64 - 1)),
+        kv("i64", I64, struct.pack("<q", -(2**63))),
         kv("f64", F64, struct.pack("<d", 1e300)),
         kv("strs", ARRAY, arr(STRING, 2, s("x") + s(""))),
         kv("nested", ARRAY, arr(ARRAY, 2, arr(I32, 1, struct.pack("<i", 3)) + arr(STRING, 1, s("y")))),
@@ -102,9 +112,15 @@ def valid_images() -> list[tuple[str, bytes]]:
         ("two_tensors", two_tensors()),
         ("every_type_v3", image(kvs=every)),
         ("every_type_v2", image(kvs=every, version=2)),
-        ("alignment_64", image(kvs=[kv_u32("general.alignment", 64)],
-                               tensors=[tensor("t", [16], T_F32, 0), tensor("u", [3], T_F16, 64)],
-                               data=_data(70), alignment=64)),
+        (
+            "alignment_64",
+            image(
+                kvs=[kv_u32("general.alignment", 64)],
+                tensors=[tensor("t", [16], T_F32, 0), tensor("u", [3], T_F16, 64)],
+                data=_data(70),
+                alignment=64,
+            ),
+        ),
     ]
 
 
@@ -133,34 +149,61 @@ def cases() -> list[tuple[str, bytes, str]]:
     add("kv_count_2p40", two_tensors(n_kv=2**40), "metadata count 1099511627776 is absurd")
     add("kv_count_max", two_tensors(n_kv=2**64 - 1), "metadata count 18446744073709551615 is absurd")
     for et, tname in ((U8, "UINT8"), (U64, "UINT64"), (STRING, "STRING"), (ARRAY, "ARRAY")):
-        add(f"array_2p40_{tname}", image(kvs=[kv("big", ARRAY, arr(et, 2**40))]),
-            f"array of 1099511627776 {tname} elements at key 'big' runs past the end")
-    add("string_10GB", image(kvs=[kv("s", STRING, struct.pack("<Q", 10 * 10**9) + b"ab")]),
-        "string length 10000000000 past the end of the file at key 's'")
-    add("string_len_max", image(kvs=[kv("s", STRING, struct.pack("<Q", 2**64 - 1))]),
-        "string length 18446744073709551615 past the end of the file at key 's'")
-    add("key_len_past_end", MAGIC + struct.pack("<IQQQ", 3, 0, 1, 2**62) + b"k" * 16,
-        "string length 4611686018427387904 past the end of the file of metadata entry 0")
-    add("array_string_past_end", image(kvs=[kv("toks", ARRAY, arr(STRING, 2, s("ok") + struct.pack("<Q", 1000)))]),
-        "string length 1000 past the end of the file at key 'toks'")
+        add(
+            f"array_2p40_{tname}",
+            image(kvs=[kv("big", ARRAY, arr(et, 2**40))]),
+            f"array of 1099511627776 {tname} elements at key 'big' runs past the end",
+        )
+    add(
+        "string_10GB",
+        image(kvs=[kv("s", STRING, struct.pack("<Q", 10 * 10**9) + b"ab")]),
+        "string length 10000000000 past the end of the file at key 's'",
+    )
+    add(
+        "string_len_max",
+        image(kvs=[kv("s", STRING, struct.pack("<Q", 2**64 - 1))]),
+        "string length 18446744073709551615 past the end of the file at key 's'",
+    )
+    add(
+        "key_len_past_end",
+        MAGIC + struct.pack("<IQQQ", 3, 0, 1, 2**62) + b"k" * 16,
+        "string length 4611686018427387904 past the end of the file of metadata entry 0",
+    )
+    add(
+        "array_string_past_end",
+        image(kvs=[kv("toks", ARRAY, arr(STRING, 2, s("ok") + struct.pack("<Q", 1000)))]),
+        "string length 1000 past the end of the file at key 'toks'",
+    )
 
     # Metadata.
     add("unknown_value_type", image(kvs=[kv("k", 13, b"\0" * 8)]), "unknown metadata value type 13 at key 'k'")
-    add("unknown_array_elem_type", image(kvs=[kv("k", ARRAY, arr(99, 0))]),
-        "unknown metadata value type 99 in array at key 'k'")
+    add(
+        "unknown_array_elem_type",
+        image(kvs=[kv("k", ARRAY, arr(99, 0))]),
+        "unknown metadata value type 99 in array at key 'k'",
+    )
     add("duplicate_key", image(kvs=[kv_u32("k", 1), kv_str("x", "y"), kv_str("k", "z")]), "duplicate key 'k'")
     add("bad_bool", image(kvs=[kv("flag", BOOL, b"\x02")]), "bad bool value 2 at key 'flag'")
     add("nested_too_deep", image(kvs=[kv("deep", ARRAY, _nested(9))]), "arrays nested deeper than 8 at key 'deep'")
-    add("nested_very_deep", image(kvs=[kv("deep", ARRAY, struct.pack("<IQ", ARRAY, 1) * 100000)]),
-        "arrays nested deeper than 8 at key 'deep'")
+    add(
+        "nested_very_deep",
+        image(kvs=[kv("deep", ARRAY, struct.pack("<IQ", ARRAY, 1) * 100000)]),
+        "arrays nested deeper than 8 at key 'deep'",
+    )
 
     # Alignment.
     arch = kv_str("general.architecture", "llama")
     add("alignment_zero", two_tensors(kvs=[arch, kv_u32("general.alignment", 0)]), "bad alignment 0")
-    add("alignment_24", two_tensors(kvs=[arch, kv_u32("general.alignment", 24)]),
-        "bad alignment 24: general.alignment must be a nonzero power of two")
-    add("alignment_u64", two_tensors(kvs=[arch, kv("general.alignment", U64, struct.pack("<Q", 32))]),
-        "bad alignment: general.alignment has type UINT64")
+    add(
+        "alignment_24",
+        two_tensors(kvs=[arch, kv_u32("general.alignment", 24)]),
+        "bad alignment 24: general.alignment must be a nonzero power of two",
+    )
+    add(
+        "alignment_u64",
+        two_tensors(kvs=[arch, kv("general.alignment", U64, struct.pack("<Q", 32))]),
+        "bad alignment: general.alignment has type UINT64",
+    )
 
     # Tensor infos.
     t = _tensors_with
@@ -175,16 +218,31 @@ def cases() -> list[tuple[str, bytes, str]]:
     add("duplicate_tensor", two_tensors(tensors=t(1, name="a")), "duplicate tensor name 'a'")
     add("tensor_name_too_long", two_tensors(tensors=t(1, name="n" * 65)), "name too long")
     add("offset_unaligned", two_tensors(tensors=t(1, offset=33)), "tensor 'b' offset not aligned")
-    add("data_past_end", two_tensors(tensors=t(1, offset=64)),
-        "tensor 'b' data [64, 64+34) past the end of the data section (66 bytes)")
+    add(
+        "data_past_end",
+        two_tensors(tensors=t(1, offset=64)),
+        "tensor 'b' data [64, 64+34) past the end of the data section (66 bytes)",
+    )
     add("data_offset_overflow", two_tensors(tensors=t(1, offset=2**64 - 32)), "tensor 'b' data [")
-    add("tensor_2p60_elements", two_tensors(tensors=t(0, ne=[2**60])),
-        "tensor 'a' data [0, 0+4611686018427387904) past the end of the data section")
+    add(
+        "tensor_2p60_elements",
+        two_tensors(tensors=t(0, ne=[2**60])),
+        "tensor 'a' data [0, 0+4611686018427387904) past the end of the data section",
+    )
     add("overlap", two_tensors(tensors=t(1, offset=0)), "tensors 'a' and 'b' overlap")
-    add("overlap_not_adjacent", image(
-        tensors=[tensor("big", [40], T_F32, 0), tensor("x", [2], T_F32, 32),
-                 tensor("y", [2], T_F32, 128), tensor("z", [2], T_F32, 96)], data=_data(200)),
-        "tensors 'big' and 'x' overlap")
+    add(
+        "overlap_not_adjacent",
+        image(
+            tensors=[
+                tensor("big", [40], T_F32, 0),
+                tensor("x", [2], T_F32, 32),
+                tensor("y", [2], T_F32, 128),
+                tensor("z", [2], T_F32, 96),
+            ],
+            data=_data(200),
+        ),
+        "tensors 'big' and 'x' overlap",
+    )
     return out
 
 

@@ -10,10 +10,11 @@ the comparison with the engine tight where the engine rounds on purpose:
   - act_f16: activations entering every matrix product are rounded to float16, as the CUDA
     backend's prompt path (cuBLAS on F16 operands) does.
 """
+
 from __future__ import annotations
 
 import numpy as np
-from gguf import GGUFReader, GGMLQuantizationType
+from gguf import GGMLQuantizationType, GGUFReader
 from gguf.quants import dequantize
 
 QUANTIZED = {GGMLQuantizationType.Q4_0, GGMLQuantizationType.Q4_1, GGMLQuantizationType.Q8_0}
@@ -89,9 +90,9 @@ class Reference:
         i = np.arange(self.n_rot // 2)
         theta = np.outer(np.asarray(pos, np.float64) * self.pos_scale, self.base ** (-2.0 * i / self.n_rot))
         c, s = np.cos(theta)[:, None, :], np.sin(theta)[:, None, :]
-        a, b = x[..., 0:self.n_rot:2].copy(), x[..., 1:self.n_rot:2].copy()
-        x[..., 0:self.n_rot:2] = a * c - b * s
-        x[..., 1:self.n_rot:2] = a * s + b * c
+        a, b = x[..., 0 : self.n_rot : 2].copy(), x[..., 1 : self.n_rot : 2].copy()
+        x[..., 0 : self.n_rot : 2] = a * c - b * s
+        x[..., 1 : self.n_rot : 2] = a * s + b * c
         return x.reshape(len(pos), -1)
 
     # --- forward ------------------------------------------------------------------------
@@ -133,12 +134,12 @@ class Reference:
                 mask = np.arange(K.shape[0])[None, :] <= pos[:, None]  # causal
                 for hh in range(self.n_head):
                     g = hh // group
-                    qh = q[:, hh * self.hd:(hh + 1) * self.hd].astype(np.float64)
-                    kh = K[:, g * self.hd:(g + 1) * self.hd].astype(np.float64)
-                    vh = V[:, g * self.hd:(g + 1) * self.hd].astype(np.float64)
+                    qh = q[:, hh * self.hd : (hh + 1) * self.hd].astype(np.float64)
+                    kh = K[:, g * self.hd : (g + 1) * self.hd].astype(np.float64)
+                    vh = V[:, g * self.hd : (g + 1) * self.hd].astype(np.float64)
                     sc = np.where(mask, qh @ kh.T / np.sqrt(self.hd), -np.inf)
                     sc = np.exp(sc - sc.max(axis=1, keepdims=True))
-                    out[:, hh * self.hd:(hh + 1) * self.hd] = (sc / sc.sum(axis=1, keepdims=True)) @ vh
+                    out[:, hh * self.hd : (hh + 1) * self.hd] = (sc / sc.sum(axis=1, keepdims=True)) @ vh
                 x = x + self.mm(out, p + "attn_output.weight")
             if self.plan is None or self.plan[1][l]:
                 h = self.norm(x, p + "ffn_norm.weight")

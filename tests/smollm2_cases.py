@@ -1,6 +1,7 @@
 """Shared by the SmolLM2 speculative tests on the CPU (test_speculative.py) and on the GPU
 (test_cuda.py): chat-formatted prompt ids, plain greedy decoding as the reference, and the
 draft plans both check for lossless output."""
+
 from apls import _core
 from apls.generate import generate_tokens
 from apls.plan import Plan
@@ -17,8 +18,7 @@ PLANS = {
 
 def chat_ids(model, text):
     """Token ids of `text` as one user turn in the model's chat template."""
-    return model.tokenize(model.chat_prompt([{"role": "user", "content": text}]), add_special=False,
-                          parse_special=True)
+    return model.tokenize(model.chat_prompt([{"role": "user", "content": text}]), add_special=False, parse_special=True)
 
 
 def plain_greedy(model, ids, n):

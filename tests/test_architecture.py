@@ -1,12 +1,13 @@
 """The llama family on small models made here: separate or tied output, linear RoPE scaling,
 GQA layouts — against the NumPy reference — and clear refusals of what the engine cannot run."""
+
 import numpy as np
 import pytest
 from gguf import GGMLQuantizationType
-
-from apls import _core
 from reference import Reference
 from tiny_model import write_tiny_llama
+
+from apls import _core
 
 TOKENS = [3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5, 8]
 
@@ -15,13 +16,17 @@ def rel_err(a, b):
     return float(np.linalg.norm(a - b) / np.linalg.norm(b))
 
 
-@pytest.mark.parametrize("kw", [
-    dict(),                                   # separate output head
-    dict(tied=True),                          # tied embeddings
-    dict(rope_linear=4.0),                    # linear RoPE scaling
-    dict(n_head=4, n_kv=4),                   # multi-head (no GQA)
-    dict(n_head=8, n_kv=1, d=64),             # multi-query
-], ids=["separate-output", "tied", "rope-linear", "mha", "mqa"])
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(),  # separate output head
+        dict(tied=True),  # tied embeddings
+        dict(rope_linear=4.0),  # linear RoPE scaling
+        dict(n_head=4, n_kv=4),  # multi-head (no GQA)
+        dict(n_head=8, n_kv=1, d=64),  # multi-query
+    ],
+    ids=["separate-output", "tied", "rope-linear", "mha", "mqa"],
+)
 def test_tiny_llama_matches_reference(tmp_path, kw):
     # F32 weights: float activations end to end, only summation order differs (~1e-7).
     path = write_tiny_llama(tmp_path / "m.gguf", n_vocab=16, seed=11, **kw)
@@ -35,8 +40,8 @@ def test_rope_scaling_changes_the_result(tmp_path):
     b = write_tiny_llama(tmp_path / "b.gguf", seed=2, rope_linear=4.0)
     la = _core.Context(_core.Model(a), n_ctx=32).decode(np.array(TOKENS, np.int32), logits="all")
     lb = _core.Context(_core.Model(b), n_ctx=32).decode(np.array(TOKENS, np.int32), logits="all")
-    assert np.array_equal(la[0], lb[0])          # position 0 is not rotated
-    assert rel_err(lb[-1], la[-1]) > 1e-3        # later positions are
+    assert np.array_equal(la[0], lb[0])  # position 0 is not rotated
+    assert rel_err(lb[-1], la[-1]) > 1e-3  # later positions are
 
 
 def test_unknown_architecture_is_named(tmp_path):
@@ -52,8 +57,11 @@ def test_unsupported_tensor_type_is_named(tmp_path):
         _core.Model(path)
 
 
-@pytest.mark.parametrize("qt", [GGMLQuantizationType.Q8_0, GGMLQuantizationType.Q4_0, GGMLQuantizationType.Q4_1],
-                         ids=["Q8_0", "Q4_0", "Q4_1"])
+@pytest.mark.parametrize(
+    "qt",
+    [GGMLQuantizationType.Q8_0, GGMLQuantizationType.Q4_0, GGMLQuantizationType.Q4_1],
+    ids=["Q8_0", "Q4_0", "Q4_1"],
+)
 def test_quantized_tiny_llama_runs_close_to_its_dequantized_reference(tmp_path, qt):
     # Quantized weights: the engine rounds activations to Q8 (see test_model.py); the reference
     # emulates that rounding, so on 4 tiny layers the two agree to summation order almost always.

@@ -2,12 +2,13 @@
 reference on tiny random models: GQA group sizes 1, 3, 4; head_dim 32, 64, 128; F32 and F16
 KV; contexts that are not multiples of the block size; and bit-identity of a query whatever the
 batch, the thread count and the way its query heads are split into tasks."""
+
 import numpy as np
 import pytest
-
-from apls import _core
 from reference import Reference
 from tiny_model import write_tiny_llama
+
+from apls import _core
 
 # (n_head, n_kv, head_dim): group sizes 1, 3, 4 and head_dim 32, 64, 128.
 SHAPES = [(2, 2, 32), (3, 1, 64), (6, 2, 64), (4, 1, 128), (8, 2, 32), (4, 4, 128)]
@@ -21,14 +22,16 @@ def rel_err(a, b):
 def tiny(request, tmp_path_factory):
     n_head, n_kv, hd = request.param
     path = tmp_path_factory.mktemp("attn") / "tiny.gguf"
-    write_tiny_llama(path, n_layer=2, d=n_head * hd, n_head=n_head, n_kv=n_kv, n_ff=64, n_vocab=32,
-                     seed=n_head * 100 + hd, n_ctx=512)
+    write_tiny_llama(
+        path, n_layer=2, d=n_head * hd, n_head=n_head, n_kv=n_kv, n_ff=64, n_vocab=32, seed=n_head * 100 + hd, n_ctx=512
+    )
     return str(path), _core.Model(str(path))
 
 
 def ctx_of(model, kv_type, block, n_threads=2, n_seq_max=1, n_ctx=256):
-    return _core.Context(model, n_ctx=n_ctx, n_batch=512, n_threads=n_threads, n_seq_max=n_seq_max,
-                         kv_block_size=block, kv_type=kv_type)
+    return _core.Context(
+        model, n_ctx=n_ctx, n_batch=512, n_threads=n_threads, n_seq_max=n_seq_max, kv_block_size=block, kv_type=kv_type
+    )
 
 
 def toks(n, seed=0):
@@ -45,8 +48,8 @@ def test_matches_reference(tiny, kv_type, block):
     got = [ctx.decode(t[:37], None, None, "all")]  # prompt: 37 entries, not a block multiple
     want = [ref.forward(t[:37])]
     for i in range(37, 45):  # then single-token decodes (one query, heads split into tasks)
-        got.append(ctx.decode(t[i:i + 1], None, None, "all"))
-        want.append(ref.forward(t[i:i + 1]))
+        got.append(ctx.decode(t[i : i + 1], None, None, "all"))
+        want.append(ref.forward(t[i : i + 1]))
     got, want = np.concatenate(got), np.concatenate(want)
     # F32 KV: the engine differs from the float64-attention reference only by float32 rounding
     # (matmul and summation order, exp polynomial): ~2e-7 measured, for the old per-head path

@@ -5,11 +5,13 @@ loop forever, build huge strings in one step or by doubling, recurse, reach for 
 or use undefined variables; each must end quickly with a ChatTemplateError that says why. The
 fuzzer's inputs (tests/fuzz/corpus/fuzz_chat_template and regressions/) are replayed here too.
 """
+
 import sys
 import time
 from pathlib import Path
 
 import pytest
+
 from apls import chat
 from apls.chat import MAX_RENDERED_CHARS, ChatTemplateError, render_chat
 
@@ -31,18 +33,24 @@ def refused(template, match, messages=MSGS, bound_s=5.0):
 
 
 def test_ordinary_templates_render_as_before():
-    t = ("{% for m in messages %}<{{ m['role'] }}>{{ m['content'] | trim }}{% endfor %}{{ '%3d' % 7 }}"
-         "{{ '{:>4}'.format('x') }}{{ messages | map(attribute='content') | join(', ') | center(6) }}"
-         "{% set ns = namespace(s='') %}{% for i in range(3) %}{% set ns.s = ns.s ~ i %}{% endfor %}{{ ns.s }}"
-         "{{ ('a\nb') | indent(2) }}{{ 'abc'.replace('b', 'BB') }}{{ 2 ** 10 }}{{ [1, 2] + [3] }}")
+    t = (
+        "{% for m in messages %}<{{ m['role'] }}>{{ m['content'] | trim }}{% endfor %}{{ '%3d' % 7 }}"
+        "{{ '{:>4}'.format('x') }}{{ messages | map(attribute='content') | join(', ') | center(6) }}"
+        "{% set ns = namespace(s='') %}{% for i in range(3) %}{% set ns.s = ns.s ~ i %}{% endfor %}{{ ns.s }}"
+        "{{ ('a\nb') | indent(2) }}{{ 'abc'.replace('b', 'BB') }}{{ 2 ** 10 }}{{ [1, 2] + [3] }}"
+    )
     assert render_chat(t, MSGS) == "<user>hi  7   x  hi  012a\n  baBBc1024[1, 2, 3]"
 
 
-@pytest.mark.parametrize("template", [
-    "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
-    "{% set s = 'x' * 1000000 %}{% for a in s %}{% for b in s %}{% endfor %}{% endfor %}",
-    "{% macro f(n) %}{% if n > 0 %}{{ f(n - 1) }}{{ f(n - 1) }}{% endif %}{% endmacro %}{{ f(60) }}",
-], ids=["nested_range", "nested_string_loops", "exponential_macro"])
+@pytest.mark.parametrize(
+    "template",
+    [
+        "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
+        "{% set s = 'x' * 1000000 %}{% for a in s %}{% for b in s %}{% endfor %}{% endfor %}",
+        "{% macro f(n) %}{% if n > 0 %}{{ f(n - 1) }}{{ f(n - 1) }}{% endif %}{% endmacro %}{{ f(60) }}",
+    ],
+    ids=["nested_range", "nested_string_loops", "exponential_macro"],
+)
 def test_endless_loops_stop_at_the_deadline(short_deadline, template):
     refused(template, "took longer than 0.3 s", bound_s=short_deadline + 1.0)
 
@@ -102,57 +110,85 @@ def test_a_swallowed_timeout_is_not_reported_and_other_unraisables_are():
         sys.unraisablehook = previous
 
 
-@pytest.mark.parametrize("template,what", [
-    ("{{ 'x' * 10**9 }}", "'\\*' would make 1000000000"),
-    ("{{ ['x' * 1000] * 10**6 }}", "'\\*' would make"),
-    ("{% set ns = namespace(s='ab') %}{% for i in range(64) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}", "'~'"),
-    ("{% set ns = namespace(s='ab') %}{% for i in range(64) %}{% set ns.s = ns.s + ns.s %}{% endfor %}", "'\\+'"),
-    ("{% set ns = namespace(s='ab') %}{% for i in range(64) %}{% set t %}{{ ns.s }}{{ ns.s }}{% endset %}"
-     "{% set ns.s = t %}{% endfor %}", "a block"),
-    ("{{ ('a\n' * 500000) | indent(1000000) }}", "filter 'indent'"),
-    ("{{ ('a\n' * 500000) | indent('x' * 1000) }}", "filter 'indent'"),
-    ("{{ '%0999999999d' % 1 }}", "'%'"),
-    ("{{ '%*d' % (999999, 1) * 1000 }}", "'\\*'"),
-    ("{{ '{:>999999999}'.format(1) }}", "str.format"),
-    ("{{ '%0999999999d' | format(1) }}", "filter 'format'"),
-    ("{{ ('x' * 1000000).replace('', 'yyyyyyyyyy') }}", "str.replace"),
-    ("{{ ('x' * 1000000) | replace('x', 'yy') }}", "filter 'replace'"),
-    ("{{ ['x' * 1000000] * 2 }}", "'\\*' would make"),
-    ("{% set inner = ['x' * 1000] * 1000 %}{{ [inner] * 1000 }}", "'\\*' would make"),
-    ("{{ ('x' * 1000) | list | join('-' * 2000) }}", "filter 'join' would make"),
-    ("{{ ('x' * 1000000) | list }}", "filter 'list' would make"),
-    ("{{ ('\t' * 1000000).expandtabs(1000) }}", "str.expandtabs"),
-    ("{{ ('x' * 100) | wordwrap(1, wrapstring='y' * 1000000) }}", "filter 'wordwrap'"),
-    ("{% for i in range(100000) %}{{ 'x' * 100 }}{% endfor %}", "exceeds"),
-], ids=lambda v: v if len(v) < 30 else None)
+@pytest.mark.parametrize(
+    "template,what",
+    [
+        ("{{ 'x' * 10**9 }}", "'\\*' would make 1000000000"),
+        ("{{ ['x' * 1000] * 10**6 }}", "'\\*' would make"),
+        ("{% set ns = namespace(s='ab') %}{% for i in range(64) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}", "'~'"),
+        ("{% set ns = namespace(s='ab') %}{% for i in range(64) %}{% set ns.s = ns.s + ns.s %}{% endfor %}", "'\\+'"),
+        (
+            "{% set ns = namespace(s='ab') %}{% for i in range(64) %}{% set t %}{{ ns.s }}{{ ns.s }}{% endset %}"
+            "{% set ns.s = t %}{% endfor %}",
+            "a block",
+        ),
+        ("{{ ('a\n' * 500000) | indent(1000000) }}", "filter 'indent'"),
+        ("{{ ('a\n' * 500000) | indent('x' * 1000) }}", "filter 'indent'"),
+        ("{{ '%0999999999d' % 1 }}", "'%'"),
+        ("{{ '%*d' % (999999, 1) * 1000 }}", "'\\*'"),
+        ("{{ '{:>999999999}'.format(1) }}", "str.format"),
+        ("{{ '%0999999999d' | format(1) }}", "filter 'format'"),
+        ("{{ ('x' * 1000000).replace('', 'yyyyyyyyyy') }}", "str.replace"),
+        ("{{ ('x' * 1000000) | replace('x', 'yy') }}", "filter 'replace'"),
+        ("{{ ['x' * 1000000] * 2 }}", "'\\*' would make"),
+        ("{% set inner = ['x' * 1000] * 1000 %}{{ [inner] * 1000 }}", "'\\*' would make"),
+        ("{{ ('x' * 1000) | list | join('-' * 2000) }}", "filter 'join' would make"),
+        ("{{ ('x' * 1000000) | list }}", "filter 'list' would make"),
+        ("{{ ('\t' * 1000000).expandtabs(1000) }}", "str.expandtabs"),
+        ("{{ ('x' * 100) | wordwrap(1, wrapstring='y' * 1000000) }}", "filter 'wordwrap'"),
+        ("{% for i in range(100000) %}{{ 'x' * 100 }}{% endfor %}", "exceeds"),
+    ],
+    ids=lambda v: v if len(v) < 30 else None,
+)
 def test_size_amplifiers_are_refused_before_they_run(template, what):
     refused(template, f"{what}", bound_s=5.0)
 
 
-@pytest.mark.parametrize("template,match", [
-    ("{{ 'x' | center(10**9) }}", "integer argument 1000000000 to filter 'center' is too large"),
-    ("{{ 'x'.ljust(10**9) }}", "integer argument 1000000000 to ljust is too large"),
-    ("{{ 10 ** 100000000 }}", "is too large \\(about 100000000 digits\\)"),
-    ("{% set ns = namespace(x=3) %}{% for i in range(40) %}{% set ns.x = ns.x * ns.x %}{% endfor %}",
-     "product of integers too large"),
-    ("{{ range(10**9) | list }}", "too large|MAX_RANGE"),
-], ids=["center", "ljust", "pow", "squaring", "range"])
+@pytest.mark.parametrize(
+    "template,match",
+    [
+        ("{{ 'x' | center(10**9) }}", "integer argument 1000000000 to filter 'center' is too large"),
+        ("{{ 'x'.ljust(10**9) }}", "integer argument 1000000000 to ljust is too large"),
+        ("{{ 10 ** 100000000 }}", "is too large \\(about 100000000 digits\\)"),
+        (
+            "{% set ns = namespace(x=3) %}{% for i in range(40) %}{% set ns.x = ns.x * ns.x %}{% endfor %}",
+            "product of integers too large",
+        ),
+        ("{{ range(10**9) | list }}", "too large|MAX_RANGE"),
+    ],
+    ids=["center", "ljust", "pow", "squaring", "range"],
+)
 def test_huge_numbers_are_refused(template, match):
     refused(template, match)
 
 
-@pytest.mark.parametrize("template,match", [
-    ("{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}", "recursed too deeply"),
-    ("{{ foo.bar }}", "'foo' is undefined"),
-    ("{% for %}", "chat template failed: Expected an expression"),
-    ("{{ raise_exception('no system role') }}", "chat template raised: no system role"),
-    ("{{ ''.__class__.__mro__ }}", "unsafe"),
-    ("{{ messages.append(1) }}", "unsafe|not safely callable"),
-    ("{{ messages[0]['content'] / 0 }}", "TypeError"),
-    ("{{ 1 / 0 }}", "ZeroDivisionError"),
-    ("{{ lipsum(100000) }}", "'lipsum' is undefined"),
-    ("x" * (MAX_RENDERED_CHARS + 1), "is too long"),
-], ids=["recursion", "undefined_attr", "syntax", "raise", "internals", "mutation", "type", "zerodiv", "lipsum", "long"])
+@pytest.mark.parametrize(
+    "template,match",
+    [
+        ("{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}", "recursed too deeply"),
+        ("{{ foo.bar }}", "'foo' is undefined"),
+        ("{% for %}", "chat template failed: Expected an expression"),
+        ("{{ raise_exception('no system role') }}", "chat template raised: no system role"),
+        ("{{ ''.__class__.__mro__ }}", "unsafe"),
+        ("{{ messages.append(1) }}", "unsafe|not safely callable"),
+        ("{{ messages[0]['content'] / 0 }}", "TypeError"),
+        ("{{ 1 / 0 }}", "ZeroDivisionError"),
+        ("{{ lipsum(100000) }}", "'lipsum' is undefined"),
+        ("x" * (MAX_RENDERED_CHARS + 1), "is too long"),
+    ],
+    ids=[
+        "recursion",
+        "undefined_attr",
+        "syntax",
+        "raise",
+        "internals",
+        "mutation",
+        "type",
+        "zerodiv",
+        "lipsum",
+        "long",
+    ],
+)
 def test_failures_are_clear_errors(template, match):
     refused(template, match)
 

@@ -13,6 +13,7 @@ as safetensors (Qwen2's sharded with an index) and converted:
 Bad input (missing files, unsupported architecture, shape mismatch, corrupt safetensors,
 offline and not cached) gives a ConvertError naming the problem; these need no torch.
 """
+
 from __future__ import annotations
 
 import copy
@@ -30,9 +31,6 @@ pytest.importorskip("gguf")
 pytest.importorskip("tokenizers")
 pytest.importorskip("transformers")
 
-import apls  # noqa: E402
-from apls import _core  # noqa: E402
-from apls.convert import ConvertError, convert  # noqa: E402
 from hf_tiny import (  # noqa: E402
     ARCH_CONFIGS,
     llama_config,
@@ -40,6 +38,10 @@ from hf_tiny import (  # noqa: E402
     write_bpe_tokenizer,
     write_numpy_checkpoint,
 )
+
+import apls  # noqa: E402
+from apls import _core  # noqa: E402
+from apls.convert import ConvertError, convert  # noqa: E402
 
 PROMPT = [5, 17, 200, 33, 1, 99, 250, 7, 301, 45, 12, 3]
 N_VOCAB = 416  # > the tokenizer's 400 + 1 added tokens: the converter pads with unused tokens
@@ -71,6 +73,7 @@ def hf_models(tmp_path_factory, tok_dir):
                 shutil.copy(f, d)
             cache[arch] = (d, model)
         return cache[arch]
+
     return get
 
 
@@ -99,6 +102,7 @@ def engine(path, n_ctx=128):
 
 # ---- architectures ------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("arch", list(ARCH_CONFIGS))
 def test_f32_logits_and_greedy_match_transformers(hf_models, tmp_path, arch):
     import torch
@@ -120,7 +124,7 @@ def test_f32_logits_and_greedy_match_transformers(hf_models, tmp_path, arch):
         ids = torch.tensor([tokens])
         for _ in range(32):
             ids = torch.cat([ids, model(ids).logits[:, -1].argmax(-1, keepdim=True)], dim=1)
-    assert ours_gen == ids[0, len(PROMPT):].tolist()
+    assert ours_gen == ids[0, len(PROMPT) :].tolist()
 
 
 @pytest.mark.parametrize("out_type,bound", [("f16", 1e-2), ("bf16", 6e-2)])
@@ -150,8 +154,11 @@ def test_q8_0(hf_models, tmp_path):
     # The file holds exactly gguf's Q8_0 of the (q: permuted) weights.
     sd = model.state_dict()
     from apls.convert.tensors import rope_pairs_order
-    want = {"blk.1.ffn_down.weight": sd["model.layers.1.mlp.down_proj.weight"].numpy(),
-            "blk.0.attn_q.weight": rope_pairs_order(sd["model.layers.0.self_attn.q_proj.weight"].numpy(), 4)}
+
+    want = {
+        "blk.1.ffn_down.weight": sd["model.layers.1.mlp.down_proj.weight"].numpy(),
+        "blk.0.attn_q.weight": rope_pairs_order(sd["model.layers.0.self_attn.q_proj.weight"].numpy(), 4),
+    }
     for name, w in want.items():
         assert tensors[name].tensor_type == QT.Q8_0
         assert np.array_equal(np.asarray(tensors[name].data).reshape(-1), quantize(w, QT.Q8_0).reshape(-1))
@@ -175,6 +182,7 @@ def test_sharded_checkpoint_and_metadata(hf_models, tmp_path):
     m = _core.Model(str(out))
     assert m.arch == "qwen2" and m.n_layer == 3 and m.n_vocab == N_VOCAB
     from gguf import GGUFReader
+
     r = GGUFReader(str(out))
     meta = {k: f.contents() for k, f in r.fields.items() if not k.startswith("GGUF.")}
     assert meta["general.architecture"] == "qwen2" and meta["general.file_type"] == 1
@@ -189,6 +197,7 @@ def test_qwen3_head_dim_and_norms(hf_models, tmp_path):
     d, _ = hf_models("qwen3")
     out = convert(str(d), str(tmp_path / "m.gguf"), "f32", progress=False)
     from gguf import GGUFReader
+
     r = GGUFReader(str(out))
     assert r.fields["qwen3.attention.key_length"].contents() == 24
     shapes = {t.name: list(t.shape) for t in r.tensors}
@@ -212,6 +221,7 @@ def test_kv_shift_uses_the_architectures_rope(hf_models, tmp_path, arch):
 
 
 # ---- bad input (no torch needed) -----------------------------------------------------------------
+
 
 @pytest.fixture
 def np_ckpt(tmp_path, tok_dir):
@@ -247,7 +257,9 @@ def test_missing_shard(hf_models, tmp_path):
     bad = tmp_path / "bad"
     shutil.copytree(d, bad)
     next(bad.glob("model-*.safetensors")).unlink()
-    with pytest.raises(ConvertError, match=r"model-.*\.safetensors: missing \(listed in model.safetensors.index.json\)"):
+    with pytest.raises(
+        ConvertError, match=r"model-.*\.safetensors: missing \(listed in model.safetensors.index.json\)"
+    ):
         convert(str(bad), str(tmp_path / "o.gguf"), progress=False)
 
 
@@ -255,16 +267,22 @@ def test_unsupported_architecture_is_named(np_ckpt, tmp_path):
     cfg = json.loads((np_ckpt / "config.json").read_text())
     cfg["architectures"] = ["GPTNeoXForCausalLM"]
     (np_ckpt / "config.json").write_text(json.dumps(cfg))
-    with pytest.raises(ConvertError, match="unsupported architecture 'GPTNeoXForCausalLM' "
-                                           r"\(supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM"):
+    with pytest.raises(
+        ConvertError,
+        match="unsupported architecture 'GPTNeoXForCausalLM' "
+        r"\(supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM",
+    ):
         convert(str(np_ckpt), str(tmp_path / "o.gguf"), progress=False)
 
 
-@pytest.mark.parametrize("change,match", [
-    (dict(rope_scaling={"rope_type": "yarn", "factor": 4.0}), "RoPE scaling type 'yarn' is not supported"),
-    (dict(hidden_act="gelu"), "hidden_act 'gelu' is not supported"),
-    (dict(num_key_value_heads=3), "num_attention_heads 4 is not a multiple of num_key_value_heads 3"),
-])
+@pytest.mark.parametrize(
+    "change,match",
+    [
+        (dict(rope_scaling={"rope_type": "yarn", "factor": 4.0}), "RoPE scaling type 'yarn' is not supported"),
+        (dict(hidden_act="gelu"), "hidden_act 'gelu' is not supported"),
+        (dict(num_key_value_heads=3), "num_attention_heads 4 is not a multiple of num_key_value_heads 3"),
+    ],
+)
 def test_unsupported_settings(np_ckpt, tmp_path, change, match):
     cfg = json.loads((np_ckpt / "config.json").read_text())
     cfg.update(change)
@@ -277,8 +295,11 @@ def test_shape_mismatch_and_missing_tensor(tmp_path, tok_dir):
     cfg = llama_config(vocab_size=N_VOCAB)
     d = write_numpy_checkpoint(tmp_path / "a", cfg, reshape={"model.layers.0.mlp.up_proj.weight": (48, 32)})
     shutil.copy(tok_dir / "tokenizer.json", d)
-    with pytest.raises(ConvertError, match=r"shape mismatch: 'model.layers.0.mlp.up_proj.weight' is \[48, 32\] "
-                                           r"but config.json implies \[64, 32\]"):
+    with pytest.raises(
+        ConvertError,
+        match=r"shape mismatch: 'model.layers.0.mlp.up_proj.weight' is \[48, 32\] "
+        r"but config.json implies \[64, 32\]",
+    ):
         convert(str(d), str(tmp_path / "o.gguf"), progress=False)
     d = write_numpy_checkpoint(tmp_path / "b", cfg, drop=("model.layers.0.self_attn.k_proj.weight",))
     shutil.copy(tok_dir / "tokenizer.json", d)
@@ -296,7 +317,7 @@ def test_shape_mismatch_and_missing_tensor(tmp_path, tok_dir):
 def test_corrupt_safetensors(np_ckpt, tmp_path):
     f = np_ckpt / "model.safetensors"
     data = f.read_bytes()
-    f.write_bytes(data[:len(data) // 2])  # truncated: offsets run past the end
+    f.write_bytes(data[: len(data) // 2])  # truncated: offsets run past the end
     with pytest.raises(ConvertError, match="corrupt safetensors file: tensor '.*' .* has data range"):
         convert(str(np_ckpt), str(tmp_path / "o.gguf"), progress=False)
     f.write_bytes((10).to_bytes(8, "little") + b"not json!!" + data[100:])
@@ -314,12 +335,14 @@ def test_unknown_type(np_ckpt, tmp_path):
 
 # ---- Hugging Face Hub and the command line ---------------------------------------------------------
 
+
 def _run_cli(args, env_extra, cwd):
     env = dict(os.environ, **env_extra)
     # The apls this test imported (the installed package, or the source tree with APLS_EXT_DIR).
     env["PYTHONPATH"] = os.pathsep.join([str(Path(apls.__file__).parents[1]), env.get("PYTHONPATH", "")])
-    return subprocess.run([sys.executable, "-m", "apls", "convert", *args], env=env, cwd=cwd,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "apls", "convert", *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=120
+    )
 
 
 def _fake_cache(hf_home: Path, repo: str, files_from: Path):

@@ -6,6 +6,7 @@ script, digit, space and symbol class (the corpus of test_tokenizer.py).
 Byte-level BPE tokenizers are trained here with `tokenizers`, one per pre-tokenizer the
 converter identifies (gpt-2, smollm, llama-bpe, qwen2); the SentencePiece BPE one with
 `sentencepiece`. The models are NumPy-written (no torch)."""
+
 from __future__ import annotations
 
 import json
@@ -18,8 +19,6 @@ pytest.importorskip("gguf")
 pytest.importorskip("tokenizers")
 pytest.importorskip("transformers")
 
-from apls import _core  # noqa: E402
-from apls.convert import ConvertError, convert  # noqa: E402
 from hf_tiny import (  # noqa: E402
     llama_config,
     write_bpe_tokenizer,
@@ -33,6 +32,9 @@ from test_tokenizer import (  # noqa: E402
     spec_bench_prompts,
 )
 
+from apls import _core  # noqa: E402
+from apls.convert import ConvertError, convert  # noqa: E402
+
 N_VOCAB = 640
 TEMPLATE = "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
 
@@ -40,8 +42,13 @@ TEMPLATE = "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im
 @pytest.fixture(scope="module")
 def corpus():
     prompts = spec_bench_prompts()
-    return prompts + prompt_slices(prompts, 300) + generated_strings(600) + EDGE_CASES + [
-        "<|im_start|>user\nhi <think>ok</think><|im_end|>", "a<|endoftext|>b", " <think> x"]
+    return (
+        prompts
+        + prompt_slices(prompts, 300)
+        + generated_strings(600)
+        + EDGE_CASES
+        + ["<|im_start|>user\nhi <think>ok</think><|im_end|>", "a<|endoftext|>b", " <think> x"]
+    )
 
 
 def converted(d):
@@ -84,11 +91,12 @@ def test_bpe_metadata(tmp_path):
     converted(tmp_path)
     from gguf import GGUFReader
 
-    meta = {k: f.contents() for k, f in GGUFReader(str(tmp_path / "m.gguf")).fields.items()
-            if k.startswith("tokenizer.")}
+    meta = {
+        k: f.contents() for k, f in GGUFReader(str(tmp_path / "m.gguf")).fields.items() if k.startswith("tokenizer.")
+    }
     toks, types = meta["tokenizer.ggml.tokens"], meta["tokenizer.ggml.token_type"]
     assert types[toks.index("<|im_end|>")] == 3 and types[toks.index("<think>")] == 4  # control, user-defined
-    assert toks[-1] == f"[PAD{N_VOCAB - 1}]" and types[-1] == 5                        # padding: unused
+    assert toks[-1] == f"[PAD{N_VOCAB - 1}]" and types[-1] == 5  # padding: unused
     assert meta["tokenizer.chat_template"] == TEMPLATE
     assert meta["tokenizer.ggml.eos_token_id"] == toks.index("<|im_end|>")
     assert meta["tokenizer.ggml.padding_token_id"] == toks.index("<|endoftext|>")
@@ -130,13 +138,18 @@ def test_unknown_pretokenizer_is_named(tmp_path):
 
     def other_regex(tj):
         tj["pre_tokenizer"]["pretokenizers"][0]["pattern"]["Regex"] = r"\p{N}{1,2}|\p{L}+|\s+"
+
     _edit_tokenizer_json(tmp_path, other_regex)
-    with pytest.raises(ConvertError, match=r"unknown pre-tokenizer in tokenizer.json: Split\(Regex "
-                                           r"'\\\\p\{N\}\{1,2\}\|\\\\p\{L\}\+\|\\\\s\+', Isolated\) \+ ByteLevel"):
+    with pytest.raises(
+        ConvertError,
+        match=r"unknown pre-tokenizer in tokenizer.json: Split\(Regex "
+        r"'\\\\p\{N\}\{1,2\}\|\\\\p\{L\}\+\|\\\\s\+', Isolated\) \+ ByteLevel",
+    ):
         converted(tmp_path)
 
     def metaspace(tj):
         tj["pre_tokenizer"] = {"type": "Metaspace", "replacement": "\u2581", "prepend_scheme": "always", "split": True}
+
     _edit_tokenizer_json(tmp_path, metaspace)
     with pytest.raises(ConvertError, match="BPE tokenizer that is not byte-level BPE, and there is no tokenizer.model"):
         converted(tmp_path)

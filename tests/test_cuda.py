@@ -3,24 +3,32 @@
 Op-level checks (every kernel against the CPU op, NMSE per type, poisoned outputs) are the C++
 program tests/cpp/test_cuda_ops.cpp; these tests check whole models: logits, greedy tokens,
 lossless speculative decoding and KV-cache operations on the GPU."""
+
 import numpy as np
 import pytest
 from gguf import GGMLQuantizationType
+from smollm2_cases import PLANS, chat_ids, plain_greedy
+from tiny_model import write_tiny_llama
 
 import apls
 from apls import _core
 from apls.policy import DraftLength, StaticPolicy
 from apls.speculative import SpeculativeGenerator
-from smollm2_cases import PLANS, chat_ids, plain_greedy
-from tiny_model import write_tiny_llama
 
-pytestmark = [pytest.mark.skipif(_core.cuda_device_count() == 0, reason=f"no usable CUDA device ({_core.cuda_describe()})"),
-              pytest.mark.usefixtures("auto_device")]  # "auto" as users get it (conftest.py pins the CPU)
+pytestmark = [
+    pytest.mark.skipif(_core.cuda_device_count() == 0, reason=f"no usable CUDA device ({_core.cuda_describe()})"),
+    pytest.mark.usefixtures("auto_device"),
+]  # "auto" as users get it (conftest.py pins the CPU)
 
 PROMPTS = [
-    "Explain how a rainbow forms.", "Write a haiku about autumn.", "What is 17 times 23?",
-    "List three uses of copper.", "def fibonacci(n):", "Why is the sky blue?",
-    "Describe the water cycle.", "What is the capital of Australia?",
+    "Explain how a rainbow forms.",
+    "Write a haiku about autumn.",
+    "What is 17 times 23?",
+    "List three uses of copper.",
+    "def fibonacci(n):",
+    "Why is the sky blue?",
+    "Describe the water cycle.",
+    "What is the capital of Australia?",
 ]
 
 
@@ -42,8 +50,13 @@ def test_device_selection(gpu, cpu, smollm2_path):
         apls.Model(smollm2_path, device="tpu")
 
 
-@pytest.mark.parametrize("kw, reason", [(dict(d=16, n_head=4, n_kv=2), "head dimensions"),
-                                        (dict(weight_type=GGMLQuantizationType.Q5_0), "no kernels for tensor")])
+@pytest.mark.parametrize(
+    "kw, reason",
+    [
+        (dict(d=16, n_head=4, n_kv=2), "head dimensions"),
+        (dict(weight_type=GGMLQuantizationType.Q5_0), "no kernels for tensor"),
+    ],
+)
 def test_auto_device_takes_the_cpu_for_models_cuda_does_not_run(tmp_path, kw, reason):
     """A model the CUDA kernels do not cover (head dimension 4; Q5_0 matrices, which only the
     CPU runs) loads on the CPU under "auto" and decodes there; asked for "cuda", it is refused
@@ -173,8 +186,8 @@ def test_kv_operations_on_cuda_match_cpu(smollm2_f16_path):
         ctx = m.context(n_ctx=256, n_seq_max=2, kv_block_size=16, kv_type="f32")
         for t in ids:
             ctx.decode([t])
-        ctx.kv.delete(0, 3, 11, shift=True)       # middle of blocks: compaction copies + rotation
-        ctx.kv.fork(0, 1)                          # shared blocks, then a private copy on append
+        ctx.kv.delete(0, 3, 11, shift=True)  # middle of blocks: compaction copies + rotation
+        ctx.kv.fork(0, 1)  # shared blocks, then a private copy on append
         a = ctx.decode([ids[-1]], seq_ids=[1])
         ctx.kv.truncate(0, ctx.kv.seq_len(0) - 2)
         b = ctx.decode([ids[-2]], seq_ids=[0])
@@ -229,8 +242,13 @@ def _probe_digest(probe, path, **env):
     import subprocess
     import sys
 
-    r = subprocess.run([sys.executable, "-c", probe, str(path)], env=dict(os.environ, **env), capture_output=True,
-                       text=True, timeout=300)
+    r = subprocess.run(
+        [sys.executable, "-c", probe, str(path)],
+        env=dict(os.environ, **env),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr
     return r.stdout.strip()
 

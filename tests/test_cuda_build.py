@@ -1,5 +1,6 @@
 """The CUDA backend where no GPU is usable (CI): it is compiled when asked for, and asking for the
 GPU is a clear error that leaves the CPU path working."""
+
 import os
 
 import numpy as np

@@ -1,4 +1,5 @@
 """Text in, text out: generation, streaming, stop strings, chat templates and the `apls` CLI."""
+
 import os
 import subprocess
 import sys
@@ -48,8 +49,9 @@ def test_decode_greedy_is_the_argmax_of_the_logits(model):
 def test_generate_greedy_chains_equal_token_by_token(model):
     """Context.generate_greedy: the tokens decode_greedy picks one at a time (chains longer than
     n_batch too), the same cache, and the end-of-turn token ends it when asked."""
-    ids = model.tokenize(model.chat_prompt([{"role": "user", "content": "Say hello."}]), add_special=False,
-                         parse_special=True)
+    ids = model.tokenize(
+        model.chat_prompt([{"role": "user", "content": "Say hello."}]), add_special=False, parse_special=True
+    )
     ref = model.context(n_ctx=256)
     want = [ref.decode_greedy(ids)]
     while len(want) < 60:
@@ -59,14 +61,14 @@ def test_generate_greedy_chains_equal_token_by_token(model):
 
     ctx = model.context(n_ctx=256, n_batch=8)
     for i in range(0, len(ids) - 8, 8):
-        ctx.decode(ids[i:i + 8])
-    got = [ctx.decode_greedy(ids[i + 8:])]
+        ctx.decode(ids[i : i + 8])
+    got = [ctx.decode_greedy(ids[i + 8 :])]
     for n in (1, 3, 11):  # 11: two chains of at most n_batch steps
         got += ctx.generate_greedy(got[-1], n, stop_at_eog=False)
         assert ctx.kv_seq_len(0) == len(ids) + len(got) - 1
-    assert got == want[:len(got)]
+    assert got == want[: len(got)]
     rest = ctx.generate_greedy(got[-1], 100)  # ends after the end token
-    assert got + rest == want[:eog + 1]
+    assert got + rest == want[: eog + 1]
     assert ctx.kv_seq_len(0) == len(ids) + eog
     assert ctx.generate_greedy(rest[-1], 0) == [] and ctx.kv_seq_len(0) == len(ids) + eog
 
@@ -74,9 +76,11 @@ def test_generate_greedy_chains_equal_token_by_token(model):
 def test_generate_greedy_misuse_leaves_the_cache(model):
     ctx = model.context(n_ctx=32, n_batch=8)
     tok = ctx.decode_greedy([1, 2, 3])
-    for args, err, msg in [((model.n_vocab, 4), apls.InvalidArgumentError, "out of range"),
-                           ((-1, 4), apls.InvalidArgumentError, "out of range"),
-                           ((tok, -1), apls.InvalidArgumentError, "negative")]:
+    for args, err, msg in [
+        ((model.n_vocab, 4), apls.InvalidArgumentError, "out of range"),
+        ((-1, 4), apls.InvalidArgumentError, "out of range"),
+        ((tok, -1), apls.InvalidArgumentError, "negative"),
+    ]:
         with pytest.raises(err, match=msg):
             ctx.generate_greedy(*args)
         assert ctx.kv_seq_len(0) == 3
@@ -93,7 +97,9 @@ def test_generation_stopped_inside_a_chain_leaves_the_token_by_token_cache(model
     """Plain greedy generation chains its steps; a caller that stops early finds the cache as
     token-by-token decoding leaves it: everything before the last token it took."""
     import itertools
+
     from apls.generate import generate_tokens
+
     ids = model.tokenize("The three primary colors are")
     tokens = {}
     for chain in (1, 8):
@@ -106,16 +112,20 @@ def test_generation_stopped_inside_a_chain_leaves_the_token_by_token_cache(model
     assert tokens[1] == tokens[8]
 
 
-@pytest.mark.parametrize("sampler,argmax", [
-    (apls.Sampler(temperature=0.0), True),
-    (apls.Sampler.chain([("top_k", 5), ("temperature", 0.5), ("greedy",)]), True),
-    (apls.Sampler(temperature=0.0, repeat_penalty=1.3), False),
-    (apls.Sampler(temperature=0.8, seed=1), False),
-])
+@pytest.mark.parametrize(
+    "sampler,argmax",
+    [
+        (apls.Sampler(temperature=0.0), True),
+        (apls.Sampler.chain([("top_k", 5), ("temperature", 0.5), ("greedy",)]), True),
+        (apls.Sampler(temperature=0.0, repeat_penalty=1.3), False),
+        (apls.Sampler(temperature=0.8, seed=1), False),
+    ],
+)
 def test_generation_picks_what_the_sampler_picks(model, sampler, argmax):
     """Greedy without penalties takes the device's choice (Sampler.picks_argmax); any other
     chain samples the logits row. Either way the tokens are the sampler's on the logits."""
     from apls.generate import generate_tokens
+
     assert sampler.picks_argmax == argmax
     ids = model.tokenize("List three uses of copper:")
     got = list(generate_tokens(model.context(n_ctx=128), ids, 20, sampler, ignore_eos=True))
@@ -148,17 +158,21 @@ def test_stop_strings_cut_the_output(model):
     full = model.generate("Count: 1, 2, 3,", 24, temperature=0, ignore_eos=True)
     assert "," in full
     cut = model.generate("Count: 1, 2, 3,", 24, temperature=0, ignore_eos=True, stop=[","])
-    assert cut == full[:full.index(",")]
+    assert cut == full[: full.index(",")]
     assert model.last_stats.stop_reason == "stop"
 
 
 def test_chat_template_matches_jinja2_rendering(model):
-    messages = [{"role": "user", "content": "Hi there"}, {"role": "assistant", "content": "Hello!"},
-                {"role": "user", "content": "What is 2+2?"}]
+    messages = [
+        {"role": "user", "content": "Hi there"},
+        {"role": "assistant", "content": "Hello!"},
+        {"role": "user", "content": "What is 2+2?"},
+    ]
     template = model._model.meta("tokenizer.chat_template")
     env = jinja2.Environment(trim_blocks=True, lstrip_blocks=True)
-    want = env.from_string(template).render(messages=messages, add_generation_prompt=True,
-                                            bos_token="<|im_start|>", eos_token="<|im_end|>")
+    want = env.from_string(template).render(
+        messages=messages, add_generation_prompt=True, bos_token="<|im_start|>", eos_token="<|im_end|>"
+    )
     assert model.chat_prompt(messages) == want
     assert want.endswith("<|im_start|>assistant\n")
 
@@ -175,8 +189,10 @@ def test_hostile_templates_fail_clearly():
     with pytest.raises(ChatTemplateError, match="Range too big"):
         render_chat("{% for i in range(100000000) %}x{% endfor %}", [{"role": "user", "content": "x"}])
     with pytest.raises(ChatTemplateError, match="exceeds"):  # within the range cap, over the output cap
-        render_chat("{% for i in range(99999) %}{% for j in range(99) %}xxxx{% endfor %}{% endfor %}",
-                    [{"role": "user", "content": "x"}])
+        render_chat(
+            "{% for i in range(99999) %}{% for j in range(99) %}xxxx{% endfor %}{% endfor %}",
+            [{"role": "user", "content": "x"}],
+        )
     with pytest.raises(ChatTemplateError, match="raised: nope"):
         render_chat("{{ raise_exception('nope') }}", [{"role": "user", "content": "x"}])
     with pytest.raises(ChatTemplateError):
@@ -186,8 +202,9 @@ def test_hostile_templates_fail_clearly():
 
 def run_cli(*args, timeout=300):
     env = dict(os.environ)
-    return subprocess.run([sys.executable, "-m", "apls", *args], capture_output=True, text=True, timeout=timeout,
-                          env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "apls", *args], capture_output=True, text=True, timeout=timeout, env=env
+    )
 
 
 def test_cli_run_and_info(smollm2_path):
@@ -199,8 +216,20 @@ def test_cli_run_and_info(smollm2_path):
     r = run_cli("run", "-n", "8", "--temp", "0", "--speculative", "Hello")  # the default model
     assert r.returncode == 0, r.stderr
     assert "tau" in r.stderr
-    r = run_cli("run", "-m", smollm2_path, "-n", "150", "-c", "64", "--temp", "0.8", "--ignore-eos",
-                "--stream-past-window", "Once upon a time")
+    r = run_cli(
+        "run",
+        "-m",
+        smollm2_path,
+        "-n",
+        "150",
+        "-c",
+        "64",
+        "--temp",
+        "0.8",
+        "--ignore-eos",
+        "--stream-past-window",
+        "Once upon a time",
+    )
     assert r.returncode == 0, r.stderr
     assert "generation: 150 tokens" in r.stderr  # more than the 64-token window holds
     r = run_cli("info", smollm2_path)
@@ -209,8 +238,13 @@ def test_cli_run_and_info(smollm2_path):
 
 
 def test_cli_chat_keeps_history_and_leaves_on_eof(smollm2_path):
-    r = subprocess.run([sys.executable, "-m", "apls", "chat", "-m", smollm2_path, "-n", "12", "--temp", "0"],
-                       input="Hello!\nWhat did I just say?\n", capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [sys.executable, "-m", "apls", "chat", "-m", smollm2_path, "-n", "12", "--temp", "0"],
+        input="Hello!\nWhat did I just say?\n",
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr
     replies = [line for line in r.stdout.splitlines() if line.strip()]
     assert len(replies) >= 2  # one reply per user turn, then EOF ends the session

@@ -3,6 +3,7 @@
 Files are written with gguf.GGUFWriter and read back both by APLS and by gguf.GGUFReader; the
 malformed corpus comes from tests/gguf_corpus.py.
 """
+
 import struct
 import sys
 from pathlib import Path
@@ -72,8 +73,8 @@ def expected_value(key):
 
 def make_tensors():
     rng = np.random.default_rng(1234)
-    q8 = rng.integers(0, 256, size=(3, 2 * 34), dtype=np.uint8)   # 3 rows of 64 Q8_0 elements
-    q41 = rng.integers(0, 256, size=(2, 20), dtype=np.uint8)      # 2 rows of 32 Q4_1 elements
+    q8 = rng.integers(0, 256, size=(3, 2 * 34), dtype=np.uint8)  # 3 rows of 64 Q8_0 elements
+    q41 = rng.integers(0, 256, size=(2, 20), dtype=np.uint8)  # 2 rows of 32 Q4_1 elements
     return {
         "tok_embd.weight": (rng.standard_normal((5, 8)).astype(np.float32), None, "F32", [8, 5]),
         "norm.weight": (rng.standard_normal(7).astype(np.float16), None, "F16", [7]),
@@ -203,8 +204,12 @@ def test_version_2(tmp_path):
 def test_undecodable_strings(tmp_path):
     """Invalid UTF-8 values come back as bytes; keys and names stay str (surrogate-escaped)."""
     c = gguf_corpus
-    data = c.image(kvs=[c.kv("bad\xff".encode("latin-1"), c.STRING, c.s(b"\xff\xfeok")),
-                        c.kv("toks", c.ARRAY, c.arr(c.STRING, 2, c.s(b"fine") + c.s(b"\xc3")))])
+    data = c.image(
+        kvs=[
+            c.kv("bad\xff".encode("latin-1"), c.STRING, c.s(b"\xff\xfeok")),
+            c.kv("toks", c.ARRAY, c.arr(c.STRING, 2, c.s(b"fine") + c.s(b"\xc3"))),
+        ]
+    )
     path = tmp_path / "utf8.gguf"
     path.write_bytes(data)
     meta = _core.gguf_read(str(path))["metadata"]

@@ -1,9 +1,10 @@
 """CPU kernel tables (cpu/kernels_*.cpp) through apls._core: every ISA this CPU has, against
 NumPy references built independently of the engine, plus the batch-invariance contract."""
+
 import numpy as np
 import pytest
 
-from apls import _core, InvalidArgumentError
+from apls import InvalidArgumentError, _core
 
 gguf_quants = pytest.importorskip("gguf.quants")
 from gguf import GGMLQuantizationType  # noqa: E402
@@ -12,7 +13,7 @@ ISAS = _core.kernel_isas()
 QTYPES = ["Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q4_K", "Q5_K", "Q6_K"]
 KTYPES = {"Q4_K", "Q5_K", "Q6_K"}  # 256-element super-blocks
 FTYPES = ["F32", "F16", "BF16"]
-U = 2.0 ** -24  # float32 unit roundoff
+U = 2.0**-24  # float32 unit roundoff
 
 
 def test_isa_list():
@@ -21,6 +22,7 @@ def test_isa_list():
 
 
 # ---- NumPy references ----
+
 
 def quantize_act_ref(x):
     """Q8 activation blocks as the kernels must make them: d = amax/127, q = rint(x/d) (half to
@@ -42,7 +44,11 @@ def valid_k(type_name, k):
 
 # K-quant blocks (gguf.quants has no K quantizer): random bytes for the quants and sub-block
 # scales, sane half-precision super-block scales at these byte offsets. Independent of our quantizer.
-K_HALVES = {"Q4_K": (144, [(0, 0.004), (2, 0.01)]), "Q5_K": (176, [(0, 0.002), (2, 0.01)]), "Q6_K": (210, [(208, 0.0004)])}
+K_HALVES = {
+    "Q4_K": (144, [(0, 0.004), (2, 0.01)]),
+    "Q5_K": (176, [(0, 0.002), (2, 0.01)]),
+    "Q6_K": (210, [(208, 0.0004)]),
+}
 
 
 def random_k_blocks(type_name, rows, k, rng):
@@ -50,7 +56,7 @@ def random_k_blocks(type_name, rows, k, rng):
     b = rng.integers(0, 256, size=(rows, k // 256, bs), dtype=np.uint8)
     for off, scale in halves:
         d = (scale * rng.uniform(0.5, 1.5, size=(rows, k // 256))).astype(np.float16)
-        b[..., off:off + 2] = d[..., None].view(np.uint8)
+        b[..., off : off + 2] = d[..., None].view(np.uint8)
     return b.reshape(rows, -1)
 
 
@@ -156,8 +162,14 @@ def test_matmul_float(isa, type_name, k):
 
 # ---- batch invariance ----
 
-SPLITS = [[(0, 75)], [(0, 16), (16, 75)], [(0, 32), (32, 64), (64, 75)], [(0, 1), (1, 75)],
-          [(0, 5), (5, 37), (37, 38), (38, 75)], [(0, 48), (48, 70), (70, 75)]]
+SPLITS = [
+    [(0, 75)],
+    [(0, 16), (16, 75)],
+    [(0, 32), (32, 64), (64, 75)],
+    [(0, 1), (1, 75)],
+    [(0, 5), (5, 37), (37, 38), (38, 75)],
+    [(0, 48), (48, 70), (70, 75)],
+]
 
 
 @pytest.mark.parametrize("isa", ISAS)
@@ -170,11 +182,11 @@ def test_batch_invariance(isa, type_name, k):
     rows, n_tok = 75, 17
     wb, _, _ = make_weights(type_name, rows, k, rng)
     x = rng.standard_normal((n_tok, k)).astype(np.float32)
-    alone = np.stack([_core.matmul(isa, type_name, wb, k, x[t:t + 1])[0] for t in range(n_tok)])
+    alone = np.stack([_core.matmul(isa, type_name, wb, k, x[t : t + 1])[0] for t in range(n_tok)])
     for n in range(2, 17):
         for start in sorted({0, n_tok - n, (n_tok - n) // 2}):
-            batch = _core.matmul(isa, type_name, wb, k, x[start:start + n])
-            assert np.array_equal(batch, alone[start:start + n]), f"n_tok={n} start={start}"
+            batch = _core.matmul(isa, type_name, wb, k, x[start : start + n])
+            assert np.array_equal(batch, alone[start : start + n]), f"n_tok={n} start={start}"
     for split in SPLITS:
         for xs, ref in [(x[:1], alone[:1]), (x, alone)]:
             y = np.full_like(ref, np.nan)
@@ -199,6 +211,7 @@ def test_row_range_poisoning(isa, type_name):
 
 
 # ---- activation quantization ----
+
 
 def act_cases(rng):
     ties = np.zeros(64, np.float32)
@@ -239,6 +252,7 @@ def test_quantize_act_same_across_isas():
 
 # ---- attention primitives ----
 
+
 @pytest.mark.parametrize("isa", ISAS)
 @pytest.mark.parametrize("f16", [False, True])
 @pytest.mark.parametrize("n", [1, 7, 8, 17, 64, 100, 128, 130])
@@ -266,6 +280,7 @@ def test_axpy_kv(isa, f16, n):
 
 
 # ---- argument errors ----
+
 
 def test_errors():
     x = np.zeros((1, 64), np.float32)

@@ -11,15 +11,16 @@ References:
     context that decodes exactly the retained (token, position) entries, in cache order, is an
     exact reference: logits must be bit-identical unless a shift re-rotated keys.
 """
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from reference import Reference
 
 import apls
 from apls import _core
 from apls.kv import KVView, make_room
-from reference import Reference
 
 VOCAB = 256
 
@@ -47,18 +48,18 @@ def write_tiny_llama(path, n_layer, d=64, n_head=4, n_head_kv=2, n_ff=128, seed=
 
     w.add_tensor("token_embd.weight", f(VOCAB, d))
     w.add_tensor("output_norm.weight", 1 + f(d, sc=0.1))
-    w.add_tensor("output.weight", f(VOCAB, d, sc=d ** -0.5))
+    w.add_tensor("output.weight", f(VOCAB, d, sc=d**-0.5))
     for layer in range(n_layer):
         p = f"blk.{layer}."
         w.add_tensor(p + "attn_norm.weight", 1 + f(d, sc=0.1))
-        w.add_tensor(p + "attn_q.weight", f(d, d, sc=2 * d ** -0.5))  # peaked attention: entries matter
-        w.add_tensor(p + "attn_k.weight", f(n_head_kv * hd, d, sc=2 * d ** -0.5))
-        w.add_tensor(p + "attn_v.weight", f(n_head_kv * hd, d, sc=d ** -0.5))
-        w.add_tensor(p + "attn_output.weight", f(d, d, sc=d ** -0.5))
+        w.add_tensor(p + "attn_q.weight", f(d, d, sc=2 * d**-0.5))  # peaked attention: entries matter
+        w.add_tensor(p + "attn_k.weight", f(n_head_kv * hd, d, sc=2 * d**-0.5))
+        w.add_tensor(p + "attn_v.weight", f(n_head_kv * hd, d, sc=d**-0.5))
+        w.add_tensor(p + "attn_output.weight", f(d, d, sc=d**-0.5))
         w.add_tensor(p + "ffn_norm.weight", 1 + f(d, sc=0.1))
-        w.add_tensor(p + "ffn_gate.weight", f(n_ff, d, sc=d ** -0.5))
-        w.add_tensor(p + "ffn_up.weight", f(n_ff, d, sc=d ** -0.5))
-        w.add_tensor(p + "ffn_down.weight", f(d, n_ff, sc=n_ff ** -0.5))
+        w.add_tensor(p + "ffn_gate.weight", f(n_ff, d, sc=d**-0.5))
+        w.add_tensor(p + "ffn_up.weight", f(n_ff, d, sc=d**-0.5))
+        w.add_tensor(p + "ffn_down.weight", f(d, n_ff, sc=n_ff**-0.5))
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
@@ -109,13 +110,19 @@ class DenseRef:
                 group = r.n_head // r.n_head_kv
                 for hh in range(r.n_head):
                     g = hh // group
-                    sc = K[:, g * r.hd:(g + 1) * r.hd] @ q[0, hh * r.hd:(hh + 1) * r.hd].astype(np.float64) / np.sqrt(r.hd)
+                    sc = (
+                        K[:, g * r.hd : (g + 1) * r.hd]
+                        @ q[0, hh * r.hd : (hh + 1) * r.hd].astype(np.float64)
+                        / np.sqrt(r.hd)
+                    )
                     w = np.exp(sc - sc.max())
-                    out[0, hh * r.hd:(hh + 1) * r.hd] = (w / w.sum()) @ V[:, g * r.hd:(g + 1) * r.hd]
+                    out[0, hh * r.hd : (hh + 1) * r.hd] = (w / w.sum()) @ V[:, g * r.hd : (g + 1) * r.hd]
                 x = x + r.mm(out, pre + "attn_output.weight")
                 h = r.norm(x, pre + "ffn_norm.weight")
                 gt, up = r.mm(h, pre + "ffn_gate.weight"), r.mm(h, pre + "ffn_up.weight")
-                x = x + r.mm((gt / (1.0 + np.exp(-gt.astype(np.float64)))).astype(np.float32) * up, pre + "ffn_down.weight")
+                x = x + r.mm(
+                    (gt / (1.0 + np.exp(-gt.astype(np.float64)))).astype(np.float32) * up, pre + "ffn_down.weight"
+                )
             new.append(ent)
             rows.append(r.mm(r.norm(x, "output_norm.weight"), "output.weight")[0])
         if commit:
@@ -166,7 +173,7 @@ op = st.one_of(
     st.tuples(st.just("clear"), st.integers(0, N_SEQ - 1)),
     st.tuples(st.just("keep"), st.integers(0, N_SEQ - 1)),
     st.tuples(st.just("window"), st.integers(0, N_SEQ - 1), st.integers(0, 3), st.integers(0, 8)),
-    st.tuples(st.just("subset"), st.integers(0, N_SEQ - 1), st.integers(0, 2 ** 30)),
+    st.tuples(st.just("subset"), st.integers(0, N_SEQ - 1), st.integers(0, 2**30)),
     st.tuples(st.just("multi"), st.integers(1, 3)),
 )
 
@@ -182,8 +189,11 @@ def run_ops(model, ref, n_layer, ops, tokens):
         pos = np.arange(kv.pos_max(s) + 1, kv.pos_max(s) + 1 + len(ts), dtype=np.int32)
         args = dict(pos=pos, seq_ids=np.full(len(ts), s, np.int32), logits="all")
         try:
-            got = ctx.decode_view(np.array(ts, np.int32), **args, **view.arrays()) if view else \
-                ctx.decode(np.array(ts, np.int32), **args)
+            got = (
+                ctx.decode_view(np.array(ts, np.int32), **args, **view.arrays())
+                if view
+                else ctx.decode(np.array(ts, np.int32), **args)
+            )
         except apls.KVCacheFullError:
             return
         want = dense.decode(s, ts, view)
@@ -268,8 +278,9 @@ def run_ops(model, ref, n_layer, ops, tokens):
             n_before = kv.seq_len(q)
             p = kv.pos_max(q) + 1
             try:
-                got = ctx.decode(np.array([PROBE], np.int32), pos=np.array([p], np.int32),
-                                 seq_ids=np.array([q], np.int32))[0]
+                got = ctx.decode(
+                    np.array([PROBE], np.int32), pos=np.array([p], np.int32), seq_ids=np.array([q], np.int32)
+                )[0]
             except apls.KVCacheFullError:
                 continue
             kv.truncate(q, n_before)  # roll the probe back
@@ -277,8 +288,9 @@ def run_ops(model, ref, n_layer, ops, tokens):
             if n_layer == 1:  # exact reference: a fresh context holding the same (token, position) entries
                 fresh = ctx_of(model, n_ctx=N_CTX, kv_block_size=16)
                 es = dense.seqs[q]
-                fresh.decode(np.array([e["token"] for e in es], np.int32),
-                             pos=np.array([e["pos"] for e in es], np.int32))
+                fresh.decode(
+                    np.array([e["token"] for e in es], np.int32), pos=np.array([e["pos"] for e in es], np.int32)
+                )
                 want = fresh.decode(np.array([PROBE], np.int32), pos=np.array([p], np.int32))[0]
                 if shifted[q]:
                     # F32 keys re-rotated by -delta vs rotated directly: a few float32 ulps per
@@ -291,7 +303,7 @@ def run_ops(model, ref, n_layer, ops, tokens):
 
 @pytest.mark.parametrize("n_layer", [1, 2])
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(ops=st.lists(op, min_size=4, max_size=14), seed=st.integers(0, 2 ** 16))
+@given(ops=st.lists(op, min_size=4, max_size=14), seed=st.integers(0, 2**16))
 def test_random_operations_match_dense_reference(tiny, n_layer, ops, seed):
     _, model, ref = tiny[n_layer]
     tokens = np.random.default_rng(seed).integers(0, VOCAB, 400).tolist()
@@ -345,14 +357,14 @@ def test_fork_equals_separate_contexts(smol):
 def test_rollback_multiple_sequences_is_bit_identical(smol):
     ctx = smol.context(n_ctx=256, n_seq_max=3)
     for s in range(3):
-        ctx.decode(PROMPT[:10 + s], seq_ids=[s] * (10 + s))
+        ctx.decode(PROMPT[: 10 + s], seq_ids=[s] * (10 + s))
     ctx.decode([5, 6, 7, 8, 9, 10], seq_ids=[0, 1, 2, 0, 1, 2])  # speculative tokens of every sequence
     for s in range(3):
         ctx.kv.truncate(s, 10 + s)
     got = ctx.decode(PROMPT[20:23], seq_ids=[0, 1, 2], logits="all")
     for s in range(3):
         fresh = smol.context(n_ctx=64)
-        fresh.decode(PROMPT[:10 + s])
+        fresh.decode(PROMPT[: 10 + s])
         assert np.array_equal(got[s], fresh.decode([PROMPT[20 + s]])[0])
 
 
@@ -366,7 +378,7 @@ def test_batch_across_sequences_is_invariant(smol):
     off = 0
     for p in prompts:
         alone = smol.context(n_ctx=64, n_threads=2).decode(p, logits="all")
-        assert np.array_equal(got[off:off + len(p)], alone)
+        assert np.array_equal(got[off : off + len(p)], alone)
         off += len(p)
 
 
@@ -433,7 +445,7 @@ def test_streaming_generates_past_the_window(smol):
         t = int(lg.argmax())
         d = make_room(ctx, 0, 1, n_sink=4)
         if d:
-            del held[4:4 + d]
+            del held[4 : 4 + d]
             n_deleted += d
         lg = ctx.decode([t], logits="last")[-1]
         held.append(t)

@@ -1,21 +1,61 @@
 """SmolLM2-135M end to end: engine logits against the NumPy reference, greedy decoding, batch
 invariance, and errors on bad input."""
+
 import os
 import subprocess
 import sys
 
 import numpy as np
 import pytest
+from reference import Reference
 
 from apls import _core
-from reference import Reference
 
 # "The quick brown fox jumps over the lazy dog. In 1969, astronauts first walked on the Moon, and
 # the world watched as history was made on live television. Years later," after <|im_start|> (id 1),
 # tokenized with SmolLM2's tokenizer: 40 tokens.
-PROMPT = [1, 504, 2365, 6354, 16438, 27003, 690, 260, 23790, 2767, 30, 533, 216, 33, 41, 38, 41, 28, 17885,
-          808, 13197, 335, 260, 8872, 28, 284, 260, 905, 12635, 347, 1463, 436, 1135, 335, 2330, 8552, 30,
-          13320, 1916, 28]
+PROMPT = [
+    1,
+    504,
+    2365,
+    6354,
+    16438,
+    27003,
+    690,
+    260,
+    23790,
+    2767,
+    30,
+    533,
+    216,
+    33,
+    41,
+    38,
+    41,
+    28,
+    17885,
+    808,
+    13197,
+    335,
+    260,
+    8872,
+    28,
+    284,
+    260,
+    905,
+    12635,
+    347,
+    1463,
+    436,
+    1135,
+    335,
+    2330,
+    8552,
+    30,
+    13320,
+    1916,
+    28,
+]
 
 
 @pytest.fixture(scope="module")
@@ -137,7 +177,7 @@ def test_batch_invariance(model, n_threads):
         ctx = _core.Context(model, n_ctx=128, n_threads=n_threads)
         rows = []
         for i in range(0, len(seq), bs):
-            rows.append(ctx.decode(np.array(seq[i:i + bs], np.int32), logits="all"))
+            rows.append(ctx.decode(np.array(seq[i : i + bs], np.int32), logits="all"))
         got = np.concatenate(rows)
         assert np.array_equal(got, singles), f"batch size {bs}"
 
@@ -145,8 +185,9 @@ def test_batch_invariance(model, n_threads):
 def test_identity_plan_is_bit_identical(model):
     n = model.n_layer
     a = _core.Context(model, n_ctx=64).decode(np.array(PROMPT[:8], np.int32), logits="all")
-    b = _core.Context(model, n_ctx=64).decode(np.array(PROMPT[:8], np.int32), logits="all",
-                                               attn=np.ones(n, np.uint8), mlp=np.ones(n, np.uint8))
+    b = _core.Context(model, n_ctx=64).decode(
+        np.array(PROMPT[:8], np.int32), logits="all", attn=np.ones(n, np.uint8), mlp=np.ones(n, np.uint8)
+    )
     assert np.array_equal(a, b)
 
 
@@ -156,8 +197,9 @@ def test_skip_plan_matches_reference(model_f16, smollm2_f16_path):
     mlp = np.ones(n, np.uint8)
     attn[[3, 11, 17]] = 0
     mlp[[7, 11, 20, 21]] = 0
-    ours = _core.Context(model_f16, n_ctx=64, kv_type="f32").decode(np.array(PROMPT[:16], np.int32),
-                                                                    logits="all", attn=attn, mlp=mlp)
+    ours = _core.Context(model_f16, n_ctx=64, kv_type="f32").decode(
+        np.array(PROMPT[:16], np.int32), logits="all", attn=attn, mlp=mlp
+    )
     ref = Reference(smollm2_f16_path, plan=(attn, mlp)).forward(PROMPT[:16])
     assert max(rel_err(ours[t], ref[t]) for t in range(16)) < TIGHT
     full = _core.Context(model_f16, n_ctx=64, kv_type="f32").decode(np.array(PROMPT[:16], np.int32), logits="all")
@@ -218,7 +260,7 @@ def test_public_python_api(smollm2_path):
     assert full.shape == (10, m.n_vocab) and full.dtype == np.float32
     ctx = m.context()
     assert ctx.n_threads == 2 and ctx.n_ctx == 128
-    a = ctx.decode(PROMPT[:6])                  # all rows by default
+    a = ctx.decode(PROMPT[:6])  # all rows by default
     b = ctx.decode(PROMPT[6:10], logits="last")
     assert np.array_equal(a, full[:6]) and np.array_equal(b[0], full[9])  # batch invariance
     with pytest.raises(apls.InvalidArgumentError, match="out of range"):
@@ -231,8 +273,10 @@ def test_public_python_api(smollm2_path):
 def test_default_threads_follow_the_cpu_affinity(smollm2_path):
     """n_threads=0 means the physical cores this process may use: pinned to one CPU (taskset, a
     container's cpuset) the pool has one thread, not one per core of the host."""
-    probe = ("import os, sys; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); import apls; "
-             "print(apls.Model(sys.argv[1]).context(n_ctx=64, n_threads=0).n_threads)")
+    probe = (
+        "import os, sys; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); import apls; "
+        "print(apls.Model(sys.argv[1]).context(n_ctx=64, n_threads=0).n_threads)"
+    )
     r = subprocess.run([sys.executable, "-c", probe, smollm2_path], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "1"

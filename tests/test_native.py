@@ -5,6 +5,7 @@ run it, and check that its greedy token ids and text equal apls.Model's greedy g
 Which library: APLS_BUILD_DIR names an existing CMake build tree to install from (tools/test.sh
 has one); otherwise the engine is configured and built here in a temporary directory (a few
 minutes on two cores; JOBS sets the parallelism). Skipped without cmake or a C compiler."""
+
 import os
 import re
 import shutil
@@ -56,8 +57,19 @@ def consumer(tmp_path_factory):
         _run(["cmake", "--build", build, "-j", jobs])  # up to date: a no-op
     else:
         build = tmp / "build"
-        _run(["cmake", "-S", ROOT, "-B", build, "-DCMAKE_BUILD_TYPE=Release", "-DAPLS_BUILD_TESTS=OFF",
-              "-DAPLS_BUILD_EXAMPLES=OFF", "-DAPLS_BUILD_PYTHON=OFF"])
+        _run(
+            [
+                "cmake",
+                "-S",
+                ROOT,
+                "-B",
+                build,
+                "-DCMAKE_BUILD_TYPE=Release",
+                "-DAPLS_BUILD_TESTS=OFF",
+                "-DAPLS_BUILD_EXAMPLES=OFF",
+                "-DAPLS_BUILD_PYTHON=OFF",
+            ]
+        )
         _run(["cmake", "--build", build, "-j", jobs])
     prefix = tmp / "prefix"
     _run(["cmake", "--install", build, "--prefix", prefix])
@@ -66,9 +78,20 @@ def consumer(tmp_path_factory):
     # An instrumented library (APLS_SANITIZE=ON) needs an instrumented program to load it.
     san = "-fsanitize=address,undefined" if _cache_value(build, "APLS_SANITIZE") == "ON" else ""
     cbuild = tmp / "consumer"
-    _run(["cmake", "-S", ROOT / "tests" / "consumer", "-B", cbuild, f"-DCMAKE_PREFIX_PATH={prefix}",
-          "-DCMAKE_BUILD_TYPE=Release", f"-DCMAKE_C_FLAGS={san}", f"-DCMAKE_CXX_FLAGS={san}",
-          f"-DCMAKE_EXE_LINKER_FLAGS={san}"])
+    _run(
+        [
+            "cmake",
+            "-S",
+            ROOT / "tests" / "consumer",
+            "-B",
+            cbuild,
+            f"-DCMAKE_PREFIX_PATH={prefix}",
+            "-DCMAKE_BUILD_TYPE=Release",
+            f"-DCMAKE_C_FLAGS={san}",
+            f"-DCMAKE_CXX_FLAGS={san}",
+            f"-DCMAKE_EXE_LINKER_FLAGS={san}",
+        ]
+    )
     _run(["cmake", "--build", cbuild])
     return cbuild / "apls_consumer"
 
@@ -97,7 +120,8 @@ def test_consumer_greedy_ids_equal_python(consumer, model, smollm2_path, prompt)
 
 def test_consumer_reports_errors(consumer, tmp_path):
     """A missing model file: non-zero exit and the library's message on stderr."""
-    r = subprocess.run([str(consumer), str(tmp_path / "missing.gguf")], capture_output=True, text=True,
-                       env=_clean_env())
+    r = subprocess.run(
+        [str(consumer), str(tmp_path / "missing.gguf")], capture_output=True, text=True, env=_clean_env()
+    )
     assert r.returncode != 0
     assert "missing.gguf" in r.stderr and "cannot open" in r.stderr

@@ -1,32 +1,36 @@
 """Quantization (cpp/src/quantize.cpp, python/apls/quantize.py): blocks against gguf.quants,
 the engine's dequantization, the file-level rules, and perplexity on SmolLM2 per type."""
+
 import ctypes
 import os
 from pathlib import Path
 
 import numpy as np
 import pytest
+
 from apls import InvalidArgumentError, _core
 from apls.quantize import quantize, target_type
 
 gguf_quants = pytest.importorskip("gguf.quants")
-from gguf import GGMLQuantizationType
+from gguf import GGMLQuantizationType  # noqa: E402  (after the importorskip)
 
 REF_TYPES = ["Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0"]  # gguf.quants has a quantizer for these
-K_TYPES = ["Q4_K", "Q5_K", "Q6_K"]                    # dequantizer only
+K_TYPES = ["Q4_K", "Q5_K", "Q6_K"]  # dequantizer only
 HELDOUT = Path(__file__).parent / "data" / "heldout_text.txt"
 
 
 def cases(rng, k):
     ties = (rng.integers(-20, 20, size=(4, k)) * 0.25).astype(np.float32)  # many exact halves after scaling
-    x = [rng.standard_normal((16, k)).astype(np.float32),
-         (rng.standard_normal((4, k)) * 1e-3).astype(np.float32),
-         (rng.standard_normal((4, k)) * 300).astype(np.float32),
-         np.zeros((2, k), np.float32),
-         np.full((2, k), -1.5, np.float32),
-         np.abs(rng.standard_normal((2, k))).astype(np.float32),    # all positive (min > 0)
-         -np.abs(rng.standard_normal((2, k))).astype(np.float32),   # all negative
-         ties]
+    x = [
+        rng.standard_normal((16, k)).astype(np.float32),
+        (rng.standard_normal((4, k)) * 1e-3).astype(np.float32),
+        (rng.standard_normal((4, k)) * 300).astype(np.float32),
+        np.zeros((2, k), np.float32),
+        np.full((2, k), -1.5, np.float32),
+        np.abs(rng.standard_normal((2, k))).astype(np.float32),  # all positive (min > 0)
+        -np.abs(rng.standard_normal((2, k))).astype(np.float32),  # all negative
+        ties,
+    ]
     heavy = rng.standard_normal((4, k)).astype(np.float32)
     heavy[:, ::37] *= 40  # outliers
     x.append(heavy)
@@ -48,8 +52,9 @@ def test_engine_dequantize_matches_gguf(type_name):
     rng = np.random.default_rng(11)
     x = cases(rng, 768)
     q = _core.quantize_rows(type_name, x, 1)
-    assert np.array_equal(_core.dequantize_rows(type_name, q, 768),
-                          gguf_quants.dequantize(q, GGMLQuantizationType[type_name]))
+    assert np.array_equal(
+        _core.dequantize_rows(type_name, q, 768), gguf_quants.dequantize(q, GGMLQuantizationType[type_name])
+    )
 
 
 def nmse(x, y):
@@ -72,8 +77,9 @@ def test_k_quant_round_trip(type_name):
     err = nmse(x, gguf_quants.dequantize(_core.quantize_rows(type_name, x, 2), qt))
     assert err <= K_NMSE_MAX[type_name], err
     other = K_BEATS[type_name]
-    assert err < nmse(x, gguf_quants.dequantize(gguf_quants.quantize(x, GGMLQuantizationType[other]),
-                                                GGMLQuantizationType[other]))
+    assert err < nmse(
+        x, gguf_quants.dequantize(gguf_quants.quantize(x, GGMLQuantizationType[other]), GGMLQuantizationType[other])
+    )
 
 
 @pytest.mark.parametrize("type_name", K_TYPES)
@@ -124,8 +130,15 @@ def test_c_api():
     if path is None or not path.exists():
         pytest.skip("libapls.so not found (APLS_EXT_DIR)")
     lib = ctypes.CDLL(str(path))
-    lib.apls_quantize_rows.argtypes = [ctypes.c_uint32, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
-                                       ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int32]
+    lib.apls_quantize_rows.argtypes = [
+        ctypes.c_uint32,
+        ctypes.c_void_p,
+        ctypes.c_int64,
+        ctypes.c_int64,
+        ctypes.c_void_p,
+        ctypes.c_size_t,
+        ctypes.c_int32,
+    ]
     lib.apls_type_from_name.argtypes = [ctypes.c_char_p, ctypes.POINTER(ctypes.c_uint32)]
     lib.apls_type_row_size.argtypes = [ctypes.c_uint32, ctypes.c_int64]
     lib.apls_type_row_size.restype = ctypes.c_size_t
@@ -144,6 +157,7 @@ def test_c_api():
 
 # ---- which tensor gets which type ----
 
+
 def test_target_type_rules():
     n = 30
     assert target_type("blk.0.attn_norm.weight", [576], "Q4_K", n, True) == "F32"
@@ -157,7 +171,7 @@ def test_target_type_rules():
     assert target_type("blk.4.ffn_down.weight", [1536, 576], "Q5_K_M", n, True) == "Q5_K"
     assert target_type("blk.4.ffn_up.weight", [1536, 576], "Q4_K_M", n, True) == "Q4_K"
     assert target_type("output.weight", [1024, 49152], "Q4_K_M", n, False) == "Q6_K"
-    assert target_type("token_embd.weight", [1024, 49152], "Q4_K_M", n, True) == "Q6_K"   # tied head
+    assert target_type("token_embd.weight", [1024, 49152], "Q4_K_M", n, True) == "Q6_K"  # tied head
     assert target_type("token_embd.weight", [1024, 49152], "Q4_K_M", n, False) == "Q4_K"
 
 
@@ -171,6 +185,7 @@ def test_refuses_requantize(smollm2_path, tmp_path):
 
 
 # ---- perplexity on SmolLM2 ----
+
 
 def _eval(path, toks):
     from apls import Model

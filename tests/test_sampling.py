@@ -1,4 +1,5 @@
 """Samplers (apls._core.Sampler) against hand-computed distributions and NumPy references."""
+
 import math
 
 import numpy as np
@@ -33,28 +34,35 @@ def softmax(x):
 
 # ---- single stages on probs [0.1, 0.2, 0.3, 0.4] (expected values by hand) ----------------------
 
-@pytest.mark.parametrize("k, expected", [
-    (1, [0, 0, 0, 1]),
-    (2, [0, 0, 3 / 7, 4 / 7]),
-    (3, [0, 2 / 9, 3 / 9, 4 / 9]),
-    (4, [0.1, 0.2, 0.3, 0.4]),
-    (5, [0.1, 0.2, 0.3, 0.4]),
-    (0, [0.1, 0.2, 0.3, 0.4]),  # 0 = off
-])
+
+@pytest.mark.parametrize(
+    "k, expected",
+    [
+        (1, [0, 0, 0, 1]),
+        (2, [0, 0, 3 / 7, 4 / 7]),
+        (3, [0, 2 / 9, 3 / 9, 4 / 9]),
+        (4, [0.1, 0.2, 0.3, 0.4]),
+        (5, [0.1, 0.2, 0.3, 0.4]),
+        (0, [0.1, 0.2, 0.3, 0.4]),  # 0 = off
+    ],
+)
 def test_top_k(k, expected):
     np.testing.assert_allclose(chain_probs([("top_k", k)]), expected, rtol=1e-6, atol=1e-7)
 
 
 # Sorted descending the cumulative sums are 0.4, 0.7, 0.9, 1.0; p values sit between them so the
 # kept set does not depend on rounding.
-@pytest.mark.parametrize("p, expected", [
-    (0.05, [0, 0, 0, 1]),
-    (0.3, [0, 0, 0, 1]),
-    (0.5, [0, 0, 3 / 7, 4 / 7]),
-    (0.8, [0, 2 / 9, 3 / 9, 4 / 9]),
-    (0.95, [0.1, 0.2, 0.3, 0.4]),
-    (1.0, [0.1, 0.2, 0.3, 0.4]),
-])
+@pytest.mark.parametrize(
+    "p, expected",
+    [
+        (0.05, [0, 0, 0, 1]),
+        (0.3, [0, 0, 0, 1]),
+        (0.5, [0, 0, 3 / 7, 4 / 7]),
+        (0.8, [0, 2 / 9, 3 / 9, 4 / 9]),
+        (0.95, [0.1, 0.2, 0.3, 0.4]),
+        (1.0, [0.1, 0.2, 0.3, 0.4]),
+    ],
+)
 def test_top_p(p, expected):
     np.testing.assert_allclose(chain_probs([("top_p", p)]), expected, rtol=1e-6, atol=1e-7)
 
@@ -64,14 +72,17 @@ def test_top_p_min_keep():
 
 
 # p_max = 0.4; thresholds min_p * 0.4 chosen away from 0.1, 0.2, 0.3.
-@pytest.mark.parametrize("min_p, expected", [
-    (0.0, [0.1, 0.2, 0.3, 0.4]),
-    (0.1, [0.1, 0.2, 0.3, 0.4]),    # keep p >= 0.04
-    (0.3, [0, 2 / 9, 3 / 9, 4 / 9]),  # keep p >= 0.12
-    (0.6, [0, 0, 3 / 7, 4 / 7]),    # keep p >= 0.24
-    (0.9, [0, 0, 0, 1]),            # keep p >= 0.36
-    (1.0, [0, 0, 0, 1]),
-])
+@pytest.mark.parametrize(
+    "min_p, expected",
+    [
+        (0.0, [0.1, 0.2, 0.3, 0.4]),
+        (0.1, [0.1, 0.2, 0.3, 0.4]),  # keep p >= 0.04
+        (0.3, [0, 2 / 9, 3 / 9, 4 / 9]),  # keep p >= 0.12
+        (0.6, [0, 0, 3 / 7, 4 / 7]),  # keep p >= 0.24
+        (0.9, [0, 0, 0, 1]),  # keep p >= 0.36
+        (1.0, [0, 0, 0, 1]),
+    ],
+)
 def test_min_p(min_p, expected):
     np.testing.assert_allclose(chain_probs([("min_p", min_p)]), expected, rtol=1e-6, atol=1e-7)
 
@@ -80,13 +91,16 @@ def test_min_p_min_keep():
     np.testing.assert_allclose(chain_probs([("min_p", 0.9, 2)]), [0, 0, 3 / 7, 4 / 7], rtol=1e-6, atol=1e-7)
 
 
-@pytest.mark.parametrize("t, expected", [
-    (1.0, P4),
-    (0.5, P4 ** 2 / np.sum(P4 ** 2)),                    # softmax(log p / 0.5) = p^2 / sum p^2
-    (2.0, np.sqrt(P4) / np.sum(np.sqrt(P4))),
-    (0.0, [0, 0, 0, 1]),                                 # T <= 0: greedy
-    (-1.0, [0, 0, 0, 1]),
-])
+@pytest.mark.parametrize(
+    "t, expected",
+    [
+        (1.0, P4),
+        (0.5, P4**2 / np.sum(P4**2)),  # softmax(log p / 0.5) = p^2 / sum p^2
+        (2.0, np.sqrt(P4) / np.sum(np.sqrt(P4))),
+        (0.0, [0, 0, 0, 1]),  # T <= 0: greedy
+        (-1.0, [0, 0, 0, 1]),
+    ],
+)
 def test_temperature(t, expected):
     np.testing.assert_allclose(chain_probs([("temperature", t)]), expected, rtol=1e-5, atol=1e-7)
 
@@ -131,6 +145,7 @@ def test_repeat_penalty_alone_divides_positive_multiplies_negative():
 
 
 # ---- selectors -----------------------------------------------------------------------------------
+
 
 def test_greedy_is_argmax():
     rng = np.random.default_rng(0)
@@ -261,17 +276,21 @@ def test_repr_names_the_chain():
 
 # ---- bad arguments -------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"top_p": 0.0}, r"top_p must be in \(0, 1\], got 0"),
-    ({"top_p": 1.5}, r"top_p must be in \(0, 1\], got 1.5"),
-    ({"top_p": math.nan}, "top_p"),
-    ({"top_k": -1}, "top_k must be >= 0"),
-    ({"min_p": -0.1}, r"min_p must be in \[0, 1\]"),
-    ({"min_p": 1.1}, r"min_p must be in \[0, 1\]"),
-    ({"temperature": math.inf}, "temperature must be finite"),
-    ({"repeat_penalty": 0.0}, "repeat_penalty"),
-    ({"penalty_last_n": -1}, "penalty_last_n"),
-])
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"top_p": 0.0}, r"top_p must be in \(0, 1\], got 0"),
+        ({"top_p": 1.5}, r"top_p must be in \(0, 1\], got 1.5"),
+        ({"top_p": math.nan}, "top_p"),
+        ({"top_k": -1}, "top_k must be >= 0"),
+        ({"min_p": -0.1}, r"min_p must be in \[0, 1\]"),
+        ({"min_p": 1.1}, r"min_p must be in \[0, 1\]"),
+        ({"temperature": math.inf}, "temperature must be finite"),
+        ({"repeat_penalty": 0.0}, "repeat_penalty"),
+        ({"penalty_last_n": -1}, "penalty_last_n"),
+    ],
+)
 def test_bad_parameters(kwargs, match):
     with pytest.raises(apls.InvalidArgumentError, match=match):
         _core.Sampler(**kwargs)

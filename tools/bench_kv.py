@@ -10,6 +10,7 @@
 
 Usage: PYTHONPATH=python APLS_EXT_DIR=build python tools/bench_kv.py [--model PATH] [--json FILE]
 """
+
 import argparse
 import json
 import random
@@ -38,7 +39,7 @@ def timed(fn, reps):
 def fill(ctx, n, seq=0, seed=0):
     toks = np.random.default_rng(seed).integers(100, 20000, n).astype(np.int32)
     for i in range(0, n, 512):
-        ctx.decode(toks[i:i + 512], logits="last", seq_ids=np.full(len(toks[i:i + 512]), seq, np.int32))
+        ctx.decode(toks[i : i + 512], logits="last", seq_ids=np.full(len(toks[i : i + 512]), seq, np.int32))
 
 
 def decode_speed(model, n_big, n_view, reps, n_threads):
@@ -62,8 +63,14 @@ def decode_speed(model, n_big, n_view, reps, n_threads):
         small.kv.truncate(0, n_view)
 
     fresh = timed(step_small, reps)
-    return {"full_cache_ms": full * 1e3, "view_sinks_window_ms": view_sw * 1e3, "view_explicit_ms": view_ex * 1e3,
-            "fresh_small_cache_ms": fresh * 1e3, "n_cache": n_big, "n_view": n_view}
+    return {
+        "full_cache_ms": full * 1e3,
+        "view_sinks_window_ms": view_sw * 1e3,
+        "view_explicit_ms": view_ex * 1e3,
+        "fresh_small_cache_ms": fresh * 1e3,
+        "n_cache": n_big,
+        "n_view": n_view,
+    }
 
 
 def op_times(model, n_big, n_threads):
@@ -85,12 +92,15 @@ def op_times(model, n_big, n_threads):
     kv.delete(1, 100, 164, shift=False)  # rewrites the shared blocks after 100: copies them
     out["delete_64_shared_no_shift"] = time.perf_counter() - t0
     kv.clear(1)
-    for name, a, shift in (("delete_64_middle_no_shift", 100, False), ("delete_64_middle_shift", 100, True),
-                           ("delete_64_block_aligned_shift", 96, True)):
+    for name, a, shift in (
+        ("delete_64_middle_no_shift", 100, False),
+        ("delete_64_middle_shift", 100, True),
+        ("delete_64_block_aligned_shift", 96, True),
+    ):
         # Without shift the deleted positions stay free, so each repetition takes the next 64.
         starts = [a + (0 if shift else 64 * i) for i in range(5)]
         it = iter(starts)
-        out[name] = timed(lambda: (lambda p: kv.delete(0, p, p + 64, shift=shift))(next(it)), 5)
+        out[name] = timed(lambda it=it, shift=shift: kv.delete(0, (p := next(it)), p + 64, shift=shift), 5)
     n = kv.seq_len(0)
     out["truncate_1"] = timed(lambda: (ctx.decode([42], logits="last"), kv.truncate(0, n)), 5)  # includes a decode
     t0 = time.perf_counter()
@@ -135,10 +145,17 @@ def long_run(model, n_ctx, n_seq, steps, n_threads, seed=0):
         excess.append(st["blocks_used"] - ideal)  # <= 0: sharing makes it below the unshared ideal
         frag.append(st["fragmentation"])
     kv.check()
-    return {"steps": steps, "ops": counts, "blocks_total": kv.stats()["n_blocks"], "blocks_used_mean": statistics.mean(used),
-            "blocks_used_max": max(used), "blocks_above_ideal_max": max(excess),
-            "fragmentation_mean": statistics.mean(frag), "fragmentation_max": max(frag),
-            "fragmentation_bound_per_seq_blocks": f"< 1 block per sequence ({n_seq} x {B} slots)"}
+    return {
+        "steps": steps,
+        "ops": counts,
+        "blocks_total": kv.stats()["n_blocks"],
+        "blocks_used_mean": statistics.mean(used),
+        "blocks_used_max": max(used),
+        "blocks_above_ideal_max": max(excess),
+        "fragmentation_mean": statistics.mean(frag),
+        "fragmentation_max": max(frag),
+        "fragmentation_bound_per_seq_blocks": f"< 1 block per sequence ({n_seq} x {B} slots)",
+    }
 
 
 def main():
@@ -168,8 +185,10 @@ def main():
     res["long_run"] = long_run(model, 1024, 4, args.steps, args.threads)
     lr = res["long_run"]
     print(f"long random run ({lr['steps']} steps, 4 sequences, {lr['blocks_total']} blocks of 16): {lr['ops']}")
-    print(f"  blocks used mean {lr['blocks_used_mean']:.1f} max {lr['blocks_used_max']}; "
-          f"max blocks above sum of ceil(n/B): {lr['blocks_above_ideal_max']}")
+    print(
+        f"  blocks used mean {lr['blocks_used_mean']:.1f} max {lr['blocks_used_max']}; "
+        f"max blocks above sum of ceil(n/B): {lr['blocks_above_ideal_max']}"
+    )
     print(f"  fragmentation mean {lr['fragmentation_mean']:.3f} max {lr['fragmentation_max']:.3f}")
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=2))

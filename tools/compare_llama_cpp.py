@@ -11,6 +11,7 @@ equal, greedy tokens equal, and the relative difference of the prompt's last log
 
 Needs torch, transformers, tokenizers and llama-cpp-python (not a CI dependency).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,8 +43,16 @@ def apls_greedy(path, tokens, n):
 def llama_cpp_greedy(path, tokens, n):
     import llama_cpp
 
-    llm = llama_cpp.Llama(model_path=str(path), n_ctx=256, n_batch=256, n_threads=2, verbose=False,
-                          logits_all=True, type_k=llama_cpp.GGML_TYPE_F32, type_v=llama_cpp.GGML_TYPE_F32)
+    llm = llama_cpp.Llama(
+        model_path=str(path),
+        n_ctx=256,
+        n_batch=256,
+        n_threads=2,
+        verbose=False,
+        logits_all=True,
+        type_k=llama_cpp.GGML_TYPE_F32,
+        type_v=llama_cpp.GGML_TYPE_F32,
+    )
     llm.eval(tokens)
     logits = np.array(llm.scores[llm.n_tokens - 1], np.float32)
     first, out = logits.copy(), []
@@ -60,9 +69,10 @@ def main() -> int:
     ap.add_argument("--n", type=int, default=32, help="greedy tokens (default 32)")
     args = ap.parse_args()
 
+    from hf_tiny import ARCH_CONFIGS, make_hf_model, write_bpe_tokenizer
+
     from apls import _core
     from apls.convert import convert
-    from hf_tiny import ARCH_CONFIGS, make_hf_model, write_bpe_tokenizer
 
     ok = True
     with tempfile.TemporaryDirectory() as tmp:
@@ -82,9 +92,11 @@ def main() -> int:
                 err = float(np.linalg.norm(a_first - l_first) / np.linalg.norm(l_first))
                 same = a_out == l_out
                 ok &= same and cpp_tok == ours_tok
-                print(f"{arch:16s} {ty:4s}  tokenizer {'equal' if cpp_tok == ours_tok else 'DIFFERS'}  "
-                      f"greedy {args.n} tokens {'identical' if same else 'DIFFER'}  "
-                      f"last-logit rel diff {err:.1e}")
+                print(
+                    f"{arch:16s} {ty:4s}  tokenizer {'equal' if cpp_tok == ours_tok else 'DIFFERS'}  "
+                    f"greedy {args.n} tokens {'identical' if same else 'DIFFER'}  "
+                    f"last-logit rel diff {err:.1e}"
+                )
                 if not same:
                     print(f"   apls     : {a_out}\n   llama.cpp: {l_out}")
                 del llm

@@ -5,6 +5,7 @@
 
 SRC is a checkpoint directory or a Hugging Face repo id.
 """
+
 import sys
 from pathlib import Path
 

@@ -12,6 +12,7 @@ sampling /proc/PID/status every 0.1 s. Prints a table last and writes JSON.
 Two numbers per run: peak anonymous memory (what the converter allocates) and peak resident set
 (anonymous + file pages of the memory-mapped shards, which the kernel can drop at will).
 """
+
 import argparse
 import json
 import os
@@ -25,8 +26,14 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))  # hf_tiny: the test suite's tokenizer builder
 
-SHAPE = dict(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32,
-             num_key_value_heads=32, vocab_size=32000)
+SHAPE = dict(
+    hidden_size=4096,
+    intermediate_size=11008,
+    num_hidden_layers=32,
+    num_attention_heads=32,
+    num_key_value_heads=32,
+    vocab_size=32000,
+)
 SHARD_BYTES = 5 << 30
 
 
@@ -35,11 +42,17 @@ def tensor_shapes(cfg):
     yield "model.embed_tokens.weight", (v, h)
     for i in range(n):
         p = f"model.layers.{i}."
-        for name, shape in (("input_layernorm.weight", (h,)), ("self_attn.q_proj.weight", (h, h)),
-                            ("self_attn.k_proj.weight", (h, h)), ("self_attn.v_proj.weight", (h, h)),
-                            ("self_attn.o_proj.weight", (h, h)), ("post_attention_layernorm.weight", (h,)),
-                            ("mlp.gate_proj.weight", (f, h)), ("mlp.up_proj.weight", (f, h)),
-                            ("mlp.down_proj.weight", (h, f))):
+        for name, shape in (
+            ("input_layernorm.weight", (h,)),
+            ("self_attn.q_proj.weight", (h, h)),
+            ("self_attn.k_proj.weight", (h, h)),
+            ("self_attn.v_proj.weight", (h, h)),
+            ("self_attn.o_proj.weight", (h, h)),
+            ("post_attention_layernorm.weight", (h,)),
+            ("mlp.gate_proj.weight", (f, h)),
+            ("mlp.up_proj.weight", (f, h)),
+            ("mlp.down_proj.weight", (h, f)),
+        ):
             yield p + name, shape
     yield "model.norm.weight", (h,)
     yield "lm_head.weight", (v, h)
@@ -48,10 +61,19 @@ def tensor_shapes(cfg):
 def write_checkpoint(d: Path) -> int:
     """The checkpoint, written shard by shard (one tensor in memory at a time). Returns its bytes."""
     from hf_tiny import write_bpe_tokenizer
+
     d.mkdir(parents=True, exist_ok=True)
-    cfg = dict(architectures=["LlamaForCausalLM"], model_type="llama", max_position_embeddings=4096,
-               rms_norm_eps=1e-5, rope_theta=10000.0, hidden_act="silu", tie_word_embeddings=False,
-               torch_dtype="float16", **SHAPE)
+    cfg = dict(
+        architectures=["LlamaForCausalLM"],
+        model_type="llama",
+        max_position_embeddings=4096,
+        rms_norm_eps=1e-5,
+        rope_theta=10000.0,
+        hidden_act="silu",
+        tie_word_embeddings=False,
+        torch_dtype="float16",
+        **SHAPE,
+    )
     (d / "config.json").write_text(json.dumps(cfg))
     write_bpe_tokenizer(d, "smollm", vocab_size=400)  # padded to vocab_size by the converter
     block = (np.random.default_rng(0).standard_normal(1 << 20) * 0.02).astype(np.float16)
@@ -68,7 +90,7 @@ def write_checkpoint(d: Path) -> int:
     for k, tensors in enumerate(shards):
         fname = f"model-{k + 1:05d}-of-{len(shards):05d}.safetensors"
         header, off = {}, 0
-        for name, shape in tensors:
+        for _name, shape in tensors:
             n = int(np.prod(shape)) * 2
             header[name] = {"dtype": "F16", "shape": list(shape), "data_offsets": [off, off + n]}
             off += n
@@ -77,12 +99,13 @@ def write_checkpoint(d: Path) -> int:
         raw += b" " * (-len(raw) % 8)
         with open(d / fname, "wb") as f:
             f.write(len(raw).to_bytes(8, "little") + raw)
-            for name, shape in tensors:
+            for _name, shape in tensors:
                 count = int(np.prod(shape))
                 np.resize(block, count).tofile(f)
         total += off
-    (d / "model.safetensors.index.json").write_text(json.dumps({"metadata": {"total_size": total},
-                                                                "weight_map": weight_map}))
+    (d / "model.safetensors.index.json").write_text(
+        json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map})
+    )
     return total
 
 
@@ -105,8 +128,13 @@ def run_convert(src: Path, out: Path, out_type: str) -> dict:
     err = p.stderr.read()
     if p.wait() != 0:
         raise SystemExit(f"convert failed ({p.returncode}):\n{err[-2000:]}")
-    return {"type": out_type, "seconds": time.perf_counter() - t0, "peak_anon": peak_anon, "peak_rss": peak_rss,
-            "out_bytes": out.stat().st_size}
+    return {
+        "type": out_type,
+        "seconds": time.perf_counter() - t0,
+        "peak_anon": peak_anon,
+        "peak_rss": peak_rss,
+        "out_bytes": out.stat().st_size,
+    }
 
 
 def main() -> int:
@@ -139,8 +167,10 @@ def main() -> int:
     print("| output type | seconds | output GB | peak anonymous memory GiB | peak resident (incl. mapped input) GiB |")
     print("|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['type']} | {r['seconds']:.0f} | {r['out_bytes'] / 1e9:.2f} | {r['peak_anon'] / 2**30:.2f} | "
-              f"{r['peak_rss'] / 2**30:.2f} |")
+        print(
+            f"| {r['type']} | {r['seconds']:.0f} | {r['out_bytes'] / 1e9:.2f} | {r['peak_anon'] / 2**30:.2f} | "
+            f"{r['peak_rss'] / 2**30:.2f} |"
+        )
     return 0
 
 

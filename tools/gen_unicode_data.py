@@ -11,10 +11,11 @@ Usage: pip install unicodedata2==16.0.0; python tools/gen_unicode_data.py > cpp/
 
 The tables must follow the Unicode version of the reference tokenizers, not of whatever Python
 runs this script: Hugging Face `tokenizers` 0.23 classifies by Unicode 16.0 (U+1C89, a 16.0
-letter, is \p{L} there; the 17.0 letters are not), so the data comes from the PyPI package
+letter, is \\p{L} there; the 17.0 letters are not), so the data comes from the PyPI package
 `unicodedata2` 16.0.0; any other version is refused (Python 3.11's `unicodedata` is 14.0, which
 treats the 15.0-16.0 letters, e.g. CJK Extensions H and I, as unassigned).
 """
+
 import sys
 
 try:
@@ -26,22 +27,29 @@ WANT_VERSION = "16.0.0"
 
 # Flag bits; keep in sync with cpp/src/unicode.h (enum CpFlags).
 FLAGS = {
-    "L": 1 << 0,   # letters
-    "N": 1 << 1,   # numbers
-    "M": 1 << 2,   # marks
-    "P": 1 << 3,   # punctuation
-    "S": 1 << 4,   # symbols
-    "Z": 1 << 5,   # separators
-    "C": 1 << 6,   # Cc, Cf, Co, Cs (not Cn: unassigned code points get no flag)
+    "L": 1 << 0,  # letters
+    "N": 1 << 1,  # numbers
+    "M": 1 << 2,  # marks
+    "P": 1 << 3,  # punctuation
+    "S": 1 << 4,  # symbols
+    "Z": 1 << 5,  # separators
+    "C": 1 << 6,  # Cc, Cf, Co, Cs (not Cn: unassigned code points get no flag)
 }
 WHITESPACE = 1 << 7
 
 # Unicode White_Space (PropList.txt).
-WHITE_SPACE = (
-    [(0x0009, 0x000D), (0x0020, 0x0020), (0x0085, 0x0085), (0x00A0, 0x00A0),
-     (0x1680, 0x1680), (0x2000, 0x200A), (0x2028, 0x2029), (0x202F, 0x202F),
-     (0x205F, 0x205F), (0x3000, 0x3000)]
-)
+WHITE_SPACE = [
+    (0x0009, 0x000D),
+    (0x0020, 0x0020),
+    (0x0085, 0x0085),
+    (0x00A0, 0x00A0),
+    (0x1680, 0x1680),
+    (0x2000, 0x200A),
+    (0x2028, 0x2029),
+    (0x202F, 0x202F),
+    (0x205F, 0x205F),
+    (0x3000, 0x3000),
+]
 
 
 def flags_of(cp, ws):

@@ -8,6 +8,7 @@ cost of verifying k+1 tokens relative to one. Prints a table last, writes JSON.
 Run by tools/gpu_bench.sh (phase `models`) on the GPU machine. The llama.cpp anchors in the table
 are the figures measured on the lent H100 with llama-bench (issue "CUDA backend").
 """
+
 import argparse
 import json
 import os
@@ -61,7 +62,7 @@ def verify_cost(model, ks=(1, 2, 4, 8, 12, 16), n_ctx_prompt=512, reps=20):
     for n in (1,) + tuple(k + 1 for k in ks):
         toks = rng.integers(0, model.n_vocab, n).astype(np.int32)
         ts = []
-        for i in range(reps + 3):
+        for _i in range(reps + 3):
             t0 = time.perf_counter()
             ctx.decode(toks, logits="last")
             ts.append(time.perf_counter() - t0)
@@ -90,17 +91,24 @@ def main() -> int:
         else:
             path = os.path.join(a.dir, f"{name}.gguf")
             if not os.path.exists(path):
-                info = synthetic.write_synthetic_gguf(path, synthetic.SHAPES[shape], wtype,
-                                                      **({"donor": a.donor} if a.donor else {}))
+                info = synthetic.write_synthetic_gguf(
+                    path, synthetic.SHAPES[shape], wtype, **({"donor": a.donor} if a.donor else {})
+                )
                 print(f"{name}: wrote {info['bytes'] / 1e9:.2f} GB in {info['seconds']:.1f} s", flush=True)
         t0 = time.perf_counter()
         res = run_bench(path, n_prompt=512, n_gen=128, reps=a.reps, device="cuda")
         model = apls.Model(path, device="cuda")
         size = os.path.getsize(path)
-        row = {"name": name, "bytes": size, "load_s": time.perf_counter() - t0,
-               "pp512": res["prefill_tok_s"], "decode": res["decode_tok_s"],
-               "llama_pp512": ll_pp, "llama_decode": ll_tg,
-               "bw_frac": res["decode_tok_s"] * size / bw if bw else 0.0}
+        row = {
+            "name": name,
+            "bytes": size,
+            "load_s": time.perf_counter() - t0,
+            "pp512": res["prefill_tok_s"],
+            "decode": res["decode_tok_s"],
+            "llama_pp512": ll_pp,
+            "llama_decode": ll_tg,
+            "bw_frac": res["decode_tok_s"] * size / bw if bw else 0.0,
+        }
         if name.startswith("7b"):
             row["verify"] = verify_cost(model)
         del model
@@ -111,16 +119,23 @@ def main() -> int:
     with open(os.path.join(a.out, "models.json"), "w") as f:
         json.dump({"device": apls._core.cuda_describe(), "copy_bw": bw, "rows": results}, f, indent=2)
     print()
-    print("| model | size GB | pp512 tok/s (vs llama.cpp H100) | decode tok/s (vs llama.cpp H100) | decode bytes/s vs copy bw |")
+    print(
+        "| model | size GB | pp512 tok/s (vs llama.cpp H100) | decode tok/s (vs llama.cpp H100) | decode bytes/s vs copy bw |"
+    )
     print("|---|---|---|---|---|")
     for r in results:
-        print(f"| {r['name']} | {r['bytes'] / 1e9:.2f} | {r['pp512']:.0f} ({r['pp512'] / r['llama_pp512']:.2f}x) | "
-              f"{r['decode']:.1f} ({r['decode'] / r['llama_decode']:.2f}x) | {100 * r['bw_frac']:.0f}% |")
+        print(
+            f"| {r['name']} | {r['bytes'] / 1e9:.2f} | {r['pp512']:.0f} ({r['pp512'] / r['llama_pp512']:.2f}x) | "
+            f"{r['decode']:.1f} ({r['decode'] / r['llama_decode']:.2f}x) | {100 * r['bw_frac']:.0f}% |"
+        )
     for r in results:
         if "verify" in r:
             v = r["verify"]
-            print(f"| verify {r['name']} (1 token {v['t1_ms']:.2f} ms) | " +
-                  " ".join(f"{k}: {x:.2f}x" for k, x in v.items() if k.startswith("k=")) + " |")
+            print(
+                f"| verify {r['name']} (1 token {v['t1_ms']:.2f} ms) | "
+                + " ".join(f"{k}: {x:.2f}x" for k, x in v.items() if k.startswith("k="))
+                + " |"
+            )
     return 0
 
 

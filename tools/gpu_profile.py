@@ -5,12 +5,11 @@ round's parts. Prints one line per measurement. Run under `nsys profile --stats=
 
     python tools/gpu_profile.py [MODEL.gguf] [--device cuda]
 """
+
 import argparse
 import os
 import sys
 import time
-
-import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "python"))
 import apls  # noqa: E402
@@ -41,11 +40,13 @@ def main() -> int:
         def fn():
             ctx.decode(list(range(200, 200 + n)), logits=logits)
             ctx.kv.truncate(0, base)
+
         return fn
 
     try:  # kernel times through CUPTI (torch's profiler records every kernel of the process)
         import torch
         from torch.profiler import ProfilerActivity, profile
+
         torch.zeros(1, device="cuda")
         with profile(activities=[ProfilerActivity.CUDA]) as prof:
             for _ in range(20):
@@ -58,13 +59,17 @@ def main() -> int:
     print(f"decode  9 tokens, all logits:              {per_call_ms(step(9, 'all')):.3f} ms")
     # The C++ speculative round (greedy, no logits copied): full draft plan vs a skipping one.
     from apls.plan import Plan
+
     for name, plan in (("identity", Plan()), ("skip 10 layers", Plan.skipping(range(10, 20), range(10, 20)))):
         kw = plan.arrays(m.n_layer)
         for k in (1, 4, 8):
-            def rnd():
-                _core.spec_round(ctx._ctx, 300, kw["attn"], kw["mlp"], kw["group"], kw["head_rows"], n_draft_max=k,
-                                 draft_p_min=0.0)
+
+            def rnd(kw=kw, k=k):
+                _core.spec_round(
+                    ctx._ctx, 300, kw["attn"], kw["mlp"], kw["group"], kw["head_rows"], n_draft_max=k, draft_p_min=0.0
+                )
                 ctx.kv.truncate(0, base)
+
             print(f"spec_round {name}, k={k}: {per_call_ms(rnd, n=50):.3f} ms")
     return 0
 

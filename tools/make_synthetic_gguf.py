@@ -11,6 +11,7 @@ Usage: python tools/make_synthetic_gguf.py --shape llama-2-7b --type q4_0 --out 
        python tools/make_synthetic_gguf.py --shape llama-3-8b --layers 2 --seed 1 -o small.gguf
        python tools/make_synthetic_gguf.py --list
 """
+
 import importlib.util
 import sys
 from pathlib import Path
@@ -21,6 +22,7 @@ def _load():
     sys.path.insert(0, str(root / "python"))
     try:  # the package, when its extension is there (its GGUF reader reads the donor faster)
         from apls import synthetic
+
         return synthetic
     except ImportError:  # no extension: load python/apls/synthetic.py alone (numpy and gguf suffice)
         spec = importlib.util.spec_from_file_location("apls_synthetic", root / "python" / "apls" / "synthetic.py")

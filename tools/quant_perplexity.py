@@ -8,12 +8,14 @@ For each type: quantize F16.gguf to OUT_DIR/TYPE.gguf (apls.quantize), then over
 and 512 tokens of the text: perplexity, its increase over the F16 model, and the mean KL
 divergence of the next-token distribution from the F16 model's (docs/QUANTIZATION.md).
 """
+
 import sys
 import time
 from pathlib import Path
 
-import apls
 import numpy as np
+
+import apls
 
 
 def log_probs(path, toks):

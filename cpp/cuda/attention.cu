@@ -230,7 +230,7 @@ __device__ __forceinline__ void values_by_dim(const AttentionArgs& a, SplitShare
 // finite: only written entries are loaded).
 template <int ROWS, bool F16>
 __device__ __forceinline__ void attend_split(const AttentionArgs& a, int ia, int ib, int split, int g, int h0, int nh,
-                             SplitShared<ROWS>& S) {
+                                             SplitShared<ROWS>& S) {
     const int hd = a.head_dim, rows = (ib - ia) * nh, e0 = split * kAttnSplit;
     int end = 0;  // the longest entry list among the tokens
     for (int i = ia; i < ib; ++i) end = max(end, a.n_end[i]);
@@ -245,7 +245,8 @@ __device__ __forceinline__ void attend_split(const AttentionArgs& a, int ia, int
         GridWalk w(seg);
 #pragma unroll
         for (int t = 0; t < per; ++t, w.next())
-            qv[t] = threadIdx.x + t * kThreads < rows * hd ? q[static_cast<int64_t>(w.row) * a.n_head * hd + w.col] : 0.0f;
+            qv[t] =
+                threadIdx.x + t * kThreads < rows * hd ? q[static_cast<int64_t>(w.row) * a.n_head * hd + w.col] : 0.0f;
 #pragma unroll
         for (int t = 0; t < per; ++t) {
             const int u = threadIdx.x + t * kThreads;
@@ -383,7 +384,8 @@ __global__ void attn_merge_kernel(AttentionArgs a) {
 
 void attention(const AttentionArgs& a, cudaStream_t stream) {
     if (a.head_dim > kMaxHeadDim || a.head_dim % 8 != 0)
-        fail(APLS_STATUS_UNSUPPORTED, "CUDA attention: head_dim ", a.head_dim, " (supported: multiples of 8 up to ", kMaxHeadDim, ")");
+        fail(APLS_STATUS_UNSUPPORTED, "CUDA attention: head_dim ", a.head_dim, " (supported: multiples of 8 up to ",
+             kMaxHeadDim, ")");
     if (a.out_q.qs && a.head_dim % 32 != 0)
         fail(APLS_STATUS_INTERNAL, "CUDA attention: Q8 output needs head_dim % 32 == 0, not ", a.head_dim);
     const int group = a.n_head / a.n_head_kv, chunks = (group + kHeads - 1) / kHeads;

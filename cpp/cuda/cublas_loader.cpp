@@ -48,7 +48,8 @@ const Cublas& cublas() {
         std::string tried;
         void* h = open_library(&tried);
         if (!h) {
-            error = "cuBLAS not found (tried " + tried + "; install the CUDA toolkit's cuBLAS or `pip install nvidia-cublas` and set APLS_CUBLAS_LIB)";
+            error = "cuBLAS not found (tried " + tried +
+                    "; install the CUDA toolkit's cuBLAS or `pip install nvidia-cublas` and set APLS_CUBLAS_LIB)";
             return;
         }
         try {

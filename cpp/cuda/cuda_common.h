@@ -17,9 +17,9 @@ namespace apls::cuda {
 // the CUDA error's name, the call and where it was made.
 [[noreturn]] void cuda_fail(cudaError_t e, const char* call, const char* file, int line);
 
-#define APLS_CUDA_CHECK(call)                                                                  \
-    do {                                                                                       \
-        cudaError_t apls_e_ = (call);                                                          \
+#define APLS_CUDA_CHECK(call)                                                                    \
+    do {                                                                                         \
+        cudaError_t apls_e_ = (call);                                                            \
         if (apls_e_ != cudaSuccess) ::apls::cuda::cuda_fail(apls_e_, #call, __FILE__, __LINE__); \
     } while (0)
 // After every kernel launch: launch-configuration errors surface here, not later.

@@ -21,7 +21,9 @@ __device__ __forceinline__ float bf16_bits_to_float(unsigned short b) {
 // Byte offsets in a quantized device row of nb blocks (TY: Q8_0 = 8, Q4_0 = 2, Q4_1 = 3): block
 // b's quants at b * quant_bytes<TY>, its scale d (and Q4_1's offset m after it) at scale_at.
 template <int TY>
-constexpr int quant_bytes() { return TY == 8 ? 32 : 16; }
+constexpr int quant_bytes() {
+    return TY == 8 ? 32 : 16;
+}
 template <int TY>
 __device__ __forceinline__ int64_t scale_at(int64_t nb, int64_t b) {
     return nb * quant_bytes<TY>() + b * (TY == 3 ? 4 : 2);
@@ -33,10 +35,14 @@ __device__ __forceinline__ float dequant_elem(int type, const uint8_t* row, int6
     const int64_t nb = k / 32, b = j / 32;
     const int i = static_cast<int>(j % 32);
     switch (type) {
-        case 0: return reinterpret_cast<const float*>(row)[j];
-        case 1: return half_at(row + 2 * j);
-        case 30: return bf16_bits_to_float(*reinterpret_cast<const unsigned short*>(row + 2 * j));
-        case 8: return half_at(row + scale_at<8>(nb, b)) * static_cast<float>(static_cast<int8_t>(row[j]));
+        case 0:
+            return reinterpret_cast<const float*>(row)[j];
+        case 1:
+            return half_at(row + 2 * j);
+        case 30:
+            return bf16_bits_to_float(*reinterpret_cast<const unsigned short*>(row + 2 * j));
+        case 8:
+            return half_at(row + scale_at<8>(nb, b)) * static_cast<float>(static_cast<int8_t>(row[j]));
         case 2: {
             const uint8_t* q = row + b * 16;
             const int v = i < 16 ? (q[i] & 0xF) : (q[i - 16] >> 4);
@@ -48,7 +54,8 @@ __device__ __forceinline__ float dequant_elem(int type, const uint8_t* row, int6
             const uint8_t* dm = row + scale_at<3>(nb, b);
             return __fadd_rn(__fmul_rn(half_at(dm), static_cast<float>(v)), half_at(dm + 2));  // as the CPU: no fma
         }
-        default: return __int_as_float(0x7fc00000);  // unreachable: the loader refuses other types
+        default:
+            return __int_as_float(0x7fc00000);  // unreachable: the loader refuses other types
     }
 }
 
@@ -69,7 +76,8 @@ __device__ __forceinline__ void dequant_block(const uint8_t* row, int64_t nb, in
             v[i] = __fmul_rn(d, static_cast<float>(static_cast<int8_t>(bytes[i])));
         } else {
             const int n = i < 16 ? (bytes[i] & 0xF) : (bytes[i - 16] >> 4);
-            v[i] = TY == 2 ? __fmul_rn(d, static_cast<float>(n - 8)) : __fadd_rn(__fmul_rn(d, static_cast<float>(n)), m);
+            v[i] =
+                TY == 2 ? __fmul_rn(d, static_cast<float>(n - 8)) : __fadd_rn(__fmul_rn(d, static_cast<float>(n)), m);
         }
     }
 }

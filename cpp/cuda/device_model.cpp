@@ -26,8 +26,12 @@ int chosen_device() {
 // Weight types the matrix kernels run.
 bool has_kernels(TensorType t) {
     switch (t) {
-        case TensorType::F32: case TensorType::F16: case TensorType::BF16:
-        case TensorType::Q8_0: case TensorType::Q4_0: case TensorType::Q4_1:
+        case TensorType::F32:
+        case TensorType::F16:
+        case TensorType::BF16:
+        case TensorType::Q8_0:
+        case TensorType::Q4_0:
+        case TensorType::Q4_1:
             return true;
         default:
             return false;
@@ -57,15 +61,18 @@ std::string describe() {
     if (n == 0) return "CUDA: no device";
     cudaDeviceProp p{};
     if (cudaGetDeviceProperties(&p, chosen_device()) != cudaSuccess) return "CUDA: cannot query device";
-    return str("CUDA: ", p.name, " (sm_", p.major, p.minor, ", ", p.totalGlobalMem >> 20, " MiB, ", p.multiProcessorCount,
-               " SMs; F16 products on ", f16_on_tensor_cores() ? "tensor cores" : "FMA units", ")");
+    return str("CUDA: ", p.name, " (sm_", p.major, p.minor, ", ", p.totalGlobalMem >> 20, " MiB, ",
+               p.multiProcessorCount, " SMs; F16 products on ", f16_on_tensor_cores() ? "tensor cores" : "FMA units",
+               ")");
 }
 
 std::unique_ptr<DeviceModel> upload(const Model& model) {
     const int n = device_count();
-    if (n == 0) fail(APLS_STATUS_UNSUPPORTED, "device 'cuda' requested but no CUDA device is usable (", describe(), ")");
+    if (n == 0)
+        fail(APLS_STATUS_UNSUPPORTED, "device 'cuda' requested but no CUDA device is usable (", describe(), ")");
     if (chosen_device() < 0 || chosen_device() >= n)
-        fail(APLS_STATUS_INVALID_ARGUMENT, "APLS_CUDA_DEVICE=", chosen_device(), " but ", n, " CUDA devices are present");
+        fail(APLS_STATUS_INVALID_ARGUMENT, "APLS_CUDA_DEVICE=", chosen_device(), " but ", n,
+             " CUDA devices are present");
     return std::make_unique<CudaModel>(model);
 }
 
@@ -74,8 +81,9 @@ std::string unsupported_reason(const Model& model) {
     // The CUDA forward is the llama one (RMSNorm, NORM-style RoPE, no attention biases or q/k
     // norms): other architectures run on the CPU until their pieces have CUDA kernels.
     bool extras = false;
-    for (const Layer& L : model.layers()) extras |= !L.bq.empty() || !L.bk.empty() || !L.bv.empty() || !L.bo.empty() ||
-                                                    !L.q_norm.empty() || !L.k_norm.empty();
+    for (const Layer& L : model.layers())
+        extras |=
+            !L.bq.empty() || !L.bk.empty() || !L.bv.empty() || !L.bo.empty() || !L.q_norm.empty() || !L.k_norm.empty();
     if (hp.arch != Arch::LLAMA || hp.rope_style != RopeStyle::NORM || extras)
         return str("the CUDA backend runs llama-architecture models without attention biases or q/k norms, not this ",
                    arch_name(hp.arch), " model");
@@ -120,7 +128,8 @@ CudaModel::CudaModel(const Model& model) {
 
 DeviceWeight CudaModel::upload(const Weight& w) {
     if (!has_kernels(w.type))  // unsupported_reason() checked every matrix: a new one was missed there
-        fail(APLS_STATUS_INTERNAL, "the CUDA backend has no kernels for tensor '", w.name, "' of type ", type_name(w.type));
+        fail(APLS_STATUS_INTERNAL, "the CUDA backend has no kernels for tensor '", w.name, "' of type ",
+             type_name(w.type));
     const size_t row_bytes = device_row_bytes(w.type, w.k), n = row_bytes * static_cast<size_t>(w.rows);
     DeviceBuffer<uint8_t> buf(n);
     if (quant_split(w.type).quant_bytes == 0) {  // float rows: as in the file

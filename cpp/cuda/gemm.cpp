@@ -20,10 +20,11 @@ void Gemm::run(const DeviceWeight& w, int64_t rows, const float* x, int n_tok, f
     }
     // Column-major view: Y^T (rows, t) = W (k, rows)^T · X^T (k, t); ld of Y^T is ldy.
     const float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;
-    cublas_check(cublas().gemm_ex(handle_.get(), CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(rows), n_tok, static_cast<int>(k), &alpha,
-                                  a, CUDA_R_16F, static_cast<int>(k), x16_.get(), CUDA_R_16F, static_cast<int>(k), &beta, y,
-                                  CUDA_R_32F, static_cast<int>(ldy), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
-                 "cublasGemmEx");
+    cublas_check(
+        cublas().gemm_ex(handle_.get(), CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(rows), n_tok, static_cast<int>(k),
+                         &alpha, a, CUDA_R_16F, static_cast<int>(k), x16_.get(), CUDA_R_16F, static_cast<int>(k), &beta,
+                         y, CUDA_R_32F, static_cast<int>(ldy), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+        "cublasGemmEx");
 }
 
 }  // namespace apls::cuda

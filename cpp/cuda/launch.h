@@ -47,7 +47,9 @@ struct MatvecJob {
     bool accumulate;
 };
 void matvec_multi(const MatvecJob* jobs, int n_jobs, int n_tok, cudaStream_t stream);
-inline bool is_quantized(TensorType t) { return t == TensorType::Q8_0 || t == TensorType::Q4_0 || t == TensorType::Q4_1; }
+inline bool is_quantized(TensorType t) {
+    return t == TensorType::Q8_0 || t == TensorType::Q4_0 || t == TensorType::Q4_1;
+}
 
 // Embedding lookup: x[i] = dequantize(table row tokens[i]) for i < n_tok.
 void embed(const DeviceWeight& table, const int32_t* tokens, int n_tok, float* x, cudaStream_t stream);
@@ -121,8 +123,8 @@ struct AttentionArgs {
 void attention(const AttentionArgs& a, cudaStream_t stream);
 
 // K rows of every layer at the given slots re-rotated by cos_sin (n_rot/2 pairs of cos, sin).
-void kv_rerotate(void* kv, bool kv_f16, int64_t slot_stride, int n_layer, int kv_dim, const int32_t* slots,
-                 int n_slots, const float* cos_sin, int n_head_kv, int head_dim, int n_rot, cudaStream_t stream);
+void kv_rerotate(void* kv, bool kv_f16, int64_t slot_stride, int n_layer, int kv_dim, const int32_t* slots, int n_slots,
+                 const float* cos_sin, int n_head_kv, int head_dim, int n_rot, cudaStream_t stream);
 
 // Weights to F16 (for cuBLAS): out (rows, k) halfs.
 void dequantize_f16(const DeviceWeight& w, int64_t rows, void* out, cudaStream_t stream);

@@ -114,7 +114,8 @@ __device__ __forceinline__ uint4 load_weights16(const void* p) {
 // (w[i] holds elements 4i..4i+3), its scale and offset: the quants in one (Q4) or two (Q8)
 // aligned 128-bit loads. Q4 nibbles stay unsigned (0..15); the -8 of Q4_0 is applied in floats.
 template <int TY>
-__device__ __forceinline__ void load_block(const uint8_t* row, int64_t nb, int64_t ib, int (&w)[8], float& d, float& m) {
+__device__ __forceinline__ void load_block(const uint8_t* row, int64_t nb, int64_t ib, int (&w)[8], float& d,
+                                           float& m) {
     const uint4* q = reinterpret_cast<const uint4*>(row + ib * quant_bytes<TY>());
     const uint8_t* dm = row + scale_at<TY>(nb, ib);
     d = half_at(dm);
@@ -122,13 +123,15 @@ __device__ __forceinline__ void load_block(const uint8_t* row, int64_t nb, int64
     const uint4 a = load_weights16(q);
     if (TY == 8) {
         const uint4 b = load_weights16(q + 1);
-        w[0] = static_cast<int>(a.x), w[1] = static_cast<int>(a.y), w[2] = static_cast<int>(a.z), w[3] = static_cast<int>(a.w);
-        w[4] = static_cast<int>(b.x), w[5] = static_cast<int>(b.y), w[6] = static_cast<int>(b.z), w[7] = static_cast<int>(b.w);
+        w[0] = static_cast<int>(a.x), w[1] = static_cast<int>(a.y), w[2] = static_cast<int>(a.z),
+        w[3] = static_cast<int>(a.w);
+        w[4] = static_cast<int>(b.x), w[5] = static_cast<int>(b.y), w[6] = static_cast<int>(b.z),
+        w[7] = static_cast<int>(b.w);
     } else {
         const unsigned v[4] = {a.x, a.y, a.z, a.w};
 #pragma unroll
         for (int i = 0; i < 4; ++i) {
-            w[i] = static_cast<int>(v[i] & 0x0F0F0F0Fu);             // elements 4i..4i+3
+            w[i] = static_cast<int>(v[i] & 0x0F0F0F0Fu);  // elements 4i..4i+3
             w[i + 4] = static_cast<int>((v[i] >> 4) & 0x0F0F0F0Fu);  // elements 16+4i..
         }
     }
@@ -149,8 +152,7 @@ __device__ __forceinline__ float block_part(float d, float m, float xd, float xs
 // kernel (matvec_q) keeps exactly this order, so a token's result is the same bits
 // alone or in a batch.
 template <int TY>
-__global__ void __launch_bounds__(kWarps * 32)
-matvec_q1(Jobs jobs, int n_tok) {
+__global__ void __launch_bounds__(kWarps * 32) matvec_q1(Jobs jobs, int n_tok) {
     pdl_trigger();
     const int lane = threadIdx.x & 31;
     int64_t r0;
@@ -191,8 +193,7 @@ matvec_q1(Jobs jobs, int n_tok) {
 // block_part. Warp w of the block computes rows r0 + w*R .. + R-1; lane i takes blocks i,
 // i + 32, ... (matvec_q1's streams, then its butterfly).
 template <int TY, int T>
-__global__ void __launch_bounds__(kWarps * 32)
-matvec_q(Jobs jobs, int n_tok) {
+__global__ void __launch_bounds__(kWarps * 32) matvec_q(Jobs jobs, int n_tok) {
     constexpr int R = q_rows_per_warp(T);
     pdl_trigger();
     const int lane = threadIdx.x & 31;
@@ -204,7 +205,8 @@ matvec_q(Jobs jobs, int n_tok) {
     const int64_t nb = k / 32;
     const uint8_t* wr[R];
 #pragma unroll
-    for (int q = 0; q < R; ++q) wr[q] = job->w + min(r0 + q, job->rows - 1) * jobs.row_bytes;  // past the end: row reread, not stored
+    for (int q = 0; q < R; ++q)
+        wr[q] = job->w + min(r0 + q, job->rows - 1) * jobs.row_bytes;  // past the end: row reread, not stored
     prefetch_units<R>(wr, lane, nb, quant_bytes<TY>(), 32);
     pdl_wait();
     float acc[R][T];
@@ -273,14 +275,21 @@ template <int TY>
 __device__ __forceinline__ void load8(const uint8_t* p, float (&v)[8]) {
     if (TY == 0) {
         const uint4 a = load_weights16(p), b = load_weights16(p + 16);
-        v[0] = __uint_as_float(a.x); v[1] = __uint_as_float(a.y); v[2] = __uint_as_float(a.z); v[3] = __uint_as_float(a.w);
-        v[4] = __uint_as_float(b.x); v[5] = __uint_as_float(b.y); v[6] = __uint_as_float(b.z); v[7] = __uint_as_float(b.w);
+        v[0] = __uint_as_float(a.x);
+        v[1] = __uint_as_float(a.y);
+        v[2] = __uint_as_float(a.z);
+        v[3] = __uint_as_float(a.w);
+        v[4] = __uint_as_float(b.x);
+        v[5] = __uint_as_float(b.y);
+        v[6] = __uint_as_float(b.z);
+        v[7] = __uint_as_float(b.w);
     } else {
         const uint4 u = load_weights16(p);
         const unsigned int w4[4] = {u.x, u.y, u.z, u.w};
 #pragma unroll
         for (int i = 0; i < 4; ++i) {
-            const unsigned short lo = static_cast<unsigned short>(w4[i] & 0xFFFF), hi = static_cast<unsigned short>(w4[i] >> 16);
+            const unsigned short lo = static_cast<unsigned short>(w4[i] & 0xFFFF),
+                                 hi = static_cast<unsigned short>(w4[i] >> 16);
             if (TY == 1) {
                 v[2 * i] = __half2float(__ushort_as_half(lo));
                 v[2 * i + 1] = __half2float(__ushort_as_half(hi));
@@ -294,8 +303,7 @@ __device__ __forceinline__ void load8(const uint8_t* p, float (&v)[8]) {
 
 // Float rows; k % 8 == 0 (the launcher checks; other k use matvec_scalar).
 template <int TY, int T>
-__global__ void __launch_bounds__(kWarps * 32)
-matvec_f(Jobs jobs, int n_tok) {
+__global__ void __launch_bounds__(kWarps * 32) matvec_f(Jobs jobs, int n_tok) {
     constexpr int esize = TY == 0 ? 4 : 2;
     constexpr int R = float_rows_per_block(T);
     pdl_trigger();
@@ -364,7 +372,8 @@ bool f16_on_tensor_cores() {
         if (env && std::strcmp(env, "0") == 0) return false;
         if (env && std::strcmp(env, "1") == 0) return true;
         int dev = 0, khz = 0, bits = 0;
-        if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&khz, cudaDevAttrMemoryClockRate, dev) != cudaSuccess ||
+        if (cudaGetDevice(&dev) != cudaSuccess ||
+            cudaDeviceGetAttribute(&khz, cudaDevAttrMemoryClockRate, dev) != cudaSuccess ||
             cudaDeviceGetAttribute(&bits, cudaDevAttrGlobalMemoryBusWidth, dev) != cudaSuccess) {
             cudaGetLastError();
             return false;
@@ -474,7 +483,8 @@ void matvec_multi(const MatvecJob* jobs, int n_jobs, int n_tok, cudaStream_t str
         const MatvecJob& m = jobs[j];
         if (m.w->type != w0.type || m.w->k != w0.k)
             fail(APLS_STATUS_INTERNAL, "CUDA matvec_multi: jobs differ in type or k");
-        if (is_quantized(w0.type) && !m.xq.qs) fail(APLS_STATUS_INTERNAL, "CUDA matvec: quantized weights need Q8 activations");
+        if (is_quantized(w0.type) && !m.xq.qs)
+            fail(APLS_STATUS_INTERNAL, "CUDA matvec: quantized weights need Q8 activations");
         vec = vec && reinterpret_cast<uintptr_t>(m.w->data) % 16 == 0;
         js.job[j] = Job{m.w->data, m.x, m.xq, m.y, m.rows, m.ldy, 0, m.accumulate};
     }

@@ -14,9 +14,12 @@ namespace {
 
 constexpr int kThreads = 256;
 
-unsigned blocks_for(int64_t n, int per_block = kThreads) { return static_cast<unsigned>((n + per_block - 1) / per_block); }
+unsigned blocks_for(int64_t n, int per_block = kThreads) {
+    return static_cast<unsigned>((n + per_block - 1) / per_block);
+}
 
-__global__ void embed_kernel(int type, const uint8_t* table, size_t row_bytes, int64_t d, const int32_t* tokens, float* x) {
+__global__ void embed_kernel(int type, const uint8_t* table, size_t row_bytes, int64_t d, const int32_t* tokens,
+                             float* x) {
     pdl_enter();
     const int i = blockIdx.y;
     const uint8_t* row = table + static_cast<int64_t>(tokens[i]) * row_bytes;
@@ -30,7 +33,8 @@ __global__ void embed_kernel(int type, const uint8_t* table, size_t row_bytes, i
 // whole blocks of 32), the output is also quantized for the next products (fused quantize_q8).
 constexpr int kNormPer = 4;
 
-__global__ void rms_norm_kernel(const float* x, const int32_t* rows, const float* w, float* y, int d, float eps, QActs q) {
+__global__ void rms_norm_kernel(const float* x, const int32_t* rows, const float* w, float* y, int d, float eps,
+                                QActs q) {
     pdl_trigger();
     for (int j = threadIdx.x * 32; j < d; j += static_cast<int>(blockDim.x) * 32)
         prefetch_l2(w + j);  // one 128-byte line per thread; the weights depend on no kernel
@@ -123,7 +127,8 @@ __global__ void rope_store_kernel(RopeStoreArgs a) {
 // n % 32 == 0 when q.qs is set (then the result is quantized too, as rms_norm_kernel does).
 __global__ void silu_mul_kernel(float* g, const float* u, int64_t n, QActs q) {
     pdl_enter();
-    for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n; i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+         i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
         const float v = g[i];
         const float r = v / (1.0f + expf(-v)) * u[i];
         g[i] = r;
@@ -133,13 +138,15 @@ __global__ void silu_mul_kernel(float* g, const float* u, int64_t n, QActs q) {
 
 __global__ void group_delta_kernel(float* acc, const float* x, const float* x0, int64_t n, bool first) {
     pdl_enter();
-    for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n; i += static_cast<int64_t>(gridDim.x) * blockDim.x)
+    for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+         i += static_cast<int64_t>(gridDim.x) * blockDim.x)
         acc[i] = first ? x[i] - x0[i] : acc[i] + (x[i] - x0[i]);
 }
 
 __global__ void group_finish_kernel(float* x, const float* x0, const float* acc, int64_t n) {
     pdl_enter();
-    for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n; i += static_cast<int64_t>(gridDim.x) * blockDim.x)
+    for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+         i += static_cast<int64_t>(gridDim.x) * blockDim.x)
         x[i] = x0[i] + acc[i];
 }
 
@@ -214,8 +221,8 @@ __global__ void argmax_kernel(float* logits, int n_vocab, int n_valid, int32_t* 
     }
 }
 
-__global__ void rerotate_kernel(void* kv, bool kv_f16, int64_t slot_stride, int n_layer, int kv_dim, const int32_t* slots,
-                                const float* cos_sin, int n_head_kv, int head_dim, int n_rot) {
+__global__ void rerotate_kernel(void* kv, bool kv_f16, int64_t slot_stride, int n_layer, int kv_dim,
+                                const int32_t* slots, const float* cos_sin, int n_head_kv, int head_dim, int n_rot) {
     pdl_enter();
     const int s = blockIdx.x, layer = blockIdx.y;
     const int pairs = n_rot / 2;
@@ -232,7 +239,8 @@ __global__ void rerotate_kernel(void* kv, bool kv_f16, int64_t slot_stride, int 
             x0 = static_cast<float*>(kv)[e];
             x1 = static_cast<float*>(kv)[e + 1];
         }
-        const float y0 = __fsub_rn(__fmul_rn(x0, c), __fmul_rn(x1, sn)), y1 = __fadd_rn(__fmul_rn(x0, sn), __fmul_rn(x1, c));
+        const float y0 = __fsub_rn(__fmul_rn(x0, c), __fmul_rn(x1, sn)),
+                    y1 = __fadd_rn(__fmul_rn(x0, sn), __fmul_rn(x1, c));
         if (kv_f16) {
             static_cast<__half*>(kv)[e] = __float2half_rn(y0);
             static_cast<__half*>(kv)[e + 1] = __float2half_rn(y1);
@@ -243,10 +251,12 @@ __global__ void rerotate_kernel(void* kv, bool kv_f16, int64_t slot_stride, int 
     }
 }
 
-__global__ void dequantize_f16_kernel(int type, const uint8_t* w, size_t row_bytes, int64_t k, int64_t rows, __half* out) {
+__global__ void dequantize_f16_kernel(int type, const uint8_t* w, size_t row_bytes, int64_t k, int64_t rows,
+                                      __half* out) {
     pdl_enter();
     const int64_t n = rows * k;
-    for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n; i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+         i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
         const int64_t r = i / k, j = i % k;
         out[i] = __float2half_rn(dequant_elem(type, w + r * row_bytes, k, j));
     }
@@ -254,10 +264,12 @@ __global__ void dequantize_f16_kernel(int type, const uint8_t* w, size_t row_byt
 
 // Quantized rows, one thread per block of 32: 32 halfs written as four 16-byte stores.
 template <int TY>
-__global__ void dequantize_blocks_f16_kernel(const uint8_t* w, size_t row_bytes, int64_t nb, int64_t rows, __half* out) {
+__global__ void dequantize_blocks_f16_kernel(const uint8_t* w, size_t row_bytes, int64_t nb, int64_t rows,
+                                             __half* out) {
     pdl_enter();
     const int64_t n = rows * nb;
-    for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n; i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+         i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
         const int64_t r = i / nb, b = i % nb;
         float v[32];
         dequant_block<TY>(w + r * row_bytes, nb, b, v);
@@ -274,7 +286,8 @@ __global__ void dequantize_blocks_f16_kernel(const uint8_t* w, size_t row_bytes,
 
 __global__ void to_f16_kernel(const float* x, int64_t n, __half* out) {
     pdl_enter();
-    for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n; i += static_cast<int64_t>(gridDim.x) * blockDim.x)
+    for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+         i += static_cast<int64_t>(gridDim.x) * blockDim.x)
         out[i] = __float2half_rn(x[i]);
 }
 
@@ -284,11 +297,12 @@ unsigned grid_1d(int64_t n) { return static_cast<unsigned>(std::min<int64_t>((n 
 
 void embed(const DeviceWeight& table, const int32_t* tokens, int n_tok, float* x, cudaStream_t stream) {
     const dim3 grid(blocks_for(table.k), n_tok);
-    launch_kernel(embed_kernel, grid, kThreads, 0, stream, static_cast<int>(table.type), table.data, table.row_bytes, table.k, tokens, x);
+    launch_kernel(embed_kernel, grid, kThreads, 0, stream, static_cast<int>(table.type), table.data, table.row_bytes,
+                  table.k, tokens, x);
 }
 
-void rms_norm(const float* x, const int32_t* rows, const float* w, float* y, int n_rows, int d, float eps, cudaStream_t stream,
-              const QActs& q) {
+void rms_norm(const float* x, const int32_t* rows, const float* w, float* y, int n_rows, int d, float eps,
+              cudaStream_t stream, const QActs& q) {
     if (n_rows <= 0) return;
     if (q.qs && d % 32 != 0) fail(APLS_STATUS_INTERNAL, "rms_norm: quantized output needs d % 32 == 0");
     // Threads: enough for one chunk of the row (at most 1024), a multiple of 32.
@@ -323,7 +337,8 @@ void group_finish(float* x, const float* x0, const float* acc, int64_t n, cudaSt
 }
 
 void copy(float* dst, const float* src, int64_t n, cudaStream_t stream) {
-    APLS_CUDA_CHECK(cudaMemcpyAsync(dst, src, static_cast<size_t>(n) * sizeof(float), cudaMemcpyDeviceToDevice, stream));
+    APLS_CUDA_CHECK(
+        cudaMemcpyAsync(dst, src, static_cast<size_t>(n) * sizeof(float), cudaMemcpyDeviceToDevice, stream));
 }
 
 void argmax_rows(float* logits, int m, int n_vocab, int n_valid, int32_t* ids, float* top_p, cudaStream_t stream) {
@@ -334,8 +349,8 @@ void argmax_rows(float* logits, int m, int n_vocab, int n_valid, int32_t* ids, f
 void kv_rerotate(void* kv, bool kv_f16, int64_t slot_stride, int n_layer, int kv_dim, const int32_t* slots, int n_slots,
                  const float* cos_sin, int n_head_kv, int head_dim, int n_rot, cudaStream_t stream) {
     if (n_slots <= 0) return;
-    launch_kernel(rerotate_kernel, dim3(n_slots, n_layer), 128, 0, stream, kv, kv_f16, slot_stride, n_layer, kv_dim, slots, cos_sin,
-                                                               n_head_kv, head_dim, n_rot);
+    launch_kernel(rerotate_kernel, dim3(n_slots, n_layer), 128, 0, stream, kv, kv_f16, slot_stride, n_layer, kv_dim,
+                  slots, cos_sin, n_head_kv, head_dim, n_rot);
 }
 
 void dequantize_f16(const DeviceWeight& w, int64_t rows, void* out, cudaStream_t stream) {
@@ -355,8 +370,8 @@ void dequantize_f16(const DeviceWeight& w, int64_t rows, void* out, cudaStream_t
         default:
             break;
     }
-    launch_kernel(dequantize_f16_kernel, grid_1d(rows * w.k), kThreads, 0, stream, static_cast<int>(w.type), w.data, w.row_bytes, w.k, rows,
-                                                                        static_cast<__half*>(out));
+    launch_kernel(dequantize_f16_kernel, grid_1d(rows * w.k), kThreads, 0, stream, static_cast<int>(w.type), w.data,
+                  w.row_bytes, w.k, rows, static_cast<__half*>(out));
 }
 
 void to_f16(const float* x, int64_t n, void* out, cudaStream_t stream) {

@@ -7,8 +7,8 @@
 #include <cstring>
 
 #include "cuda/attention_visible.cuh"
-#include "cuda/cublas_loader.h"
 #include "cuda/block_reduce.cuh"
+#include "cuda/cublas_loader.h"
 #include "cuda/dequant.cuh"
 #include "cuda/pdl.cuh"
 
@@ -75,7 +75,8 @@ bool prompt_attention_enabled() {
     return !(e && std::strcmp(e, "0") == 0);
 }
 
-PromptAttention::PromptAttention(cudaStream_t stream) : stream_(stream), handle_(std::make_unique<CublasHandle>(stream)) {}
+PromptAttention::PromptAttention(cudaStream_t stream)
+    : stream_(stream), handle_(std::make_unique<CublasHandle>(stream)) {}
 
 PromptAttention::~PromptAttention() = default;
 
@@ -87,8 +88,8 @@ bool PromptAttention::run(const AttentionArgs& a, int n) {
     k_.resize(static_cast<size_t>(n) * kv_dim);
     v_.resize(static_cast<size_t>(n) * kv_dim);
     s_.resize(static_cast<size_t>(groups_per_pass) * group * t * n);
-    launch_kernel(gather_kv_kernel, grid_for(static_cast<int64_t>(n) * kv_dim), kThreads, 0, stream_, a, n, kv_dim, k_.get(),
-                  v_.get());
+    launch_kernel(gather_kv_kernel, grid_for(static_cast<int64_t>(n) * kv_dim), kThreads, 0, stream_, a, n, kv_dim,
+                  k_.get(), v_.get());
     const Cublas& b = cublas();
     const float scale = 1.0f / std::sqrt(static_cast<float>(hd)), one = 1.0f, zero = 0.0f;
     const long long tn = static_cast<long long>(t) * n;
@@ -99,8 +100,8 @@ bool PromptAttention::run(const AttentionArgs& a, int n) {
         for (int hh = 0; hh < group; ++hh) {
             const float* q = a.q + (static_cast<int64_t>(g0) * group + hh) * hd;
             cublas_check(b.gemm_strided_batched_ex(handle_->get(), CUBLAS_OP_T, CUBLAS_OP_N, n, t, hd, &scale,
-                                                   k_.get() + static_cast<int64_t>(g0) * hd, CUDA_R_32F, kv_dim, hd,
-                                                   q, CUDA_R_32F, a.n_head * hd, static_cast<long long>(group) * hd, &zero,
+                                                   k_.get() + static_cast<int64_t>(g0) * hd, CUDA_R_32F, kv_dim, hd, q,
+                                                   CUDA_R_32F, a.n_head * hd, static_cast<long long>(group) * hd, &zero,
                                                    s_.get() + hh * tn, CUDA_R_32F, n, group * tn, ng,
                                                    CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
                          "cublasGemmStridedBatchedEx (scores)");
@@ -111,8 +112,8 @@ bool PromptAttention::run(const AttentionArgs& a, int n) {
             float* o = a.out + (static_cast<int64_t>(g0) * group + hh) * hd;
             cublas_check(b.gemm_strided_batched_ex(handle_->get(), CUBLAS_OP_N, CUBLAS_OP_N, hd, t, n, &one,
                                                    v_.get() + static_cast<int64_t>(g0) * hd, CUDA_R_32F, kv_dim, hd,
-                                                   s_.get() + hh * tn, CUDA_R_32F, n, group * tn, &zero,
-                                                   o, CUDA_R_32F, a.n_head * hd, static_cast<long long>(group) * hd, ng,
+                                                   s_.get() + hh * tn, CUDA_R_32F, n, group * tn, &zero, o, CUDA_R_32F,
+                                                   a.n_head * hd, static_cast<long long>(group) * hd, ng,
                                                    CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
                          "cublasGemmStridedBatchedEx (values)");
         }

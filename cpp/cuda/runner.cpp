@@ -212,7 +212,8 @@ CudaRunner::CudaRunner(Context& ctx)
     part_ml_.resize(t * hp_.n_head * max_splits_ * 2);
     const std::vector<double> inv_freq = rope_inv_freq(hp_.rope_freq_base, hp_.n_rot);
     inv_freq_.resize(inv_freq.size() + 1);
-    APLS_CUDA_CHECK(cudaMemcpy(inv_freq_.get(), inv_freq.data(), inv_freq.size() * sizeof(double), cudaMemcpyHostToDevice));
+    APLS_CUDA_CHECK(
+        cudaMemcpy(inv_freq_.get(), inv_freq.data(), inv_freq.size() * sizeof(double), cudaMemcpyHostToDevice));
     const size_t wide = std::max({d, f, qd});
     xq_qs_.resize(t * wide);
     xq_d_.resize(t * wide / 32 + 1);
@@ -268,7 +269,8 @@ void CudaRunner::layout(size_t entries) {
 void CudaRunner::copy_slot(int64_t dst, int64_t src) {
     flush();  // rotations issued before this copy apply first
     const size_t bytes = static_cast<size_t>(slot_stride_) * (kv_f16_ ? 2 : 4);
-    APLS_CUDA_CHECK(cudaMemcpyAsync(kv_.get() + dst * bytes, kv_.get() + src * bytes, bytes, cudaMemcpyDeviceToDevice, stream_));
+    APLS_CUDA_CHECK(
+        cudaMemcpyAsync(kv_.get() + dst * bytes, kv_.get() + src * bytes, bytes, cudaMemcpyDeviceToDevice, stream_));
 }
 
 void CudaRunner::rerotate(int64_t slot, const float* cos_sin) {
@@ -282,10 +284,13 @@ void CudaRunner::flush() {
     if (rot_slots_.empty()) return;
     rot_slots_dev_.resize(rot_slots_.size());
     rot_cs_dev_.resize(rot_cs_.size());
-    APLS_CUDA_CHECK(cudaMemcpyAsync(rot_slots_dev_.get(), rot_slots_.data(), rot_slots_.size() * 4, cudaMemcpyHostToDevice, stream_));
-    APLS_CUDA_CHECK(cudaMemcpyAsync(rot_cs_dev_.get(), rot_cs_.data(), rot_cs_.size() * 4, cudaMemcpyHostToDevice, stream_));
+    APLS_CUDA_CHECK(cudaMemcpyAsync(rot_slots_dev_.get(), rot_slots_.data(), rot_slots_.size() * 4,
+                                    cudaMemcpyHostToDevice, stream_));
+    APLS_CUDA_CHECK(
+        cudaMemcpyAsync(rot_cs_dev_.get(), rot_cs_.data(), rot_cs_.size() * 4, cudaMemcpyHostToDevice, stream_));
     kv_rerotate(kv_.get(), kv_f16_, slot_stride_, hp_.n_layer, hp_.kv_dim(), rot_slots_dev_.get(),
-                static_cast<int>(rot_slots_.size()), rot_cs_dev_.get(), hp_.n_head_kv, hp_.head_dim, hp_.n_rot, stream_);
+                static_cast<int>(rot_slots_.size()), rot_cs_dev_.get(), hp_.n_head_kv, hp_.head_dim, hp_.n_rot,
+                stream_);
     APLS_CUDA_CHECK(cudaStreamSynchronize(stream_));  // the host vectors are reused
     rot_slots_.clear();
 }
@@ -338,8 +343,10 @@ size_t CudaRunner::write_inputs(const Batch& batch, const KVView* view, const in
     n_window_ = view ? view->n_window : -1;
     // One upload for the per-token arrays (contiguous from offset 0) and one for the entries.
     APLS_CUDA_CHECK(cudaMemcpyAsync(in_dev_.get(), in, seg_.entry_slot * 4, cudaMemcpyHostToDevice, stream_));
-    APLS_CUDA_CHECK(cudaMemcpyAsync(in_dev_.get() + seg_.entry_slot, in + seg_.entry_slot, e * 4, cudaMemcpyHostToDevice, stream_));
-    APLS_CUDA_CHECK(cudaMemcpyAsync(in_dev_.get() + seg_.entry_pos, in + seg_.entry_pos, e * 4, cudaMemcpyHostToDevice, stream_));
+    APLS_CUDA_CHECK(
+        cudaMemcpyAsync(in_dev_.get() + seg_.entry_slot, in + seg_.entry_slot, e * 4, cudaMemcpyHostToDevice, stream_));
+    APLS_CUDA_CHECK(
+        cudaMemcpyAsync(in_dev_.get() + seg_.entry_pos, in + seg_.entry_pos, e * 4, cudaMemcpyHostToDevice, stream_));
     if (view && view->explicit_list())
         APLS_CUDA_CHECK(cudaMemcpyAsync(mask_dev_.get(), mask, e, cudaMemcpyHostToDevice, stream_));
     APLS_CUDA_CHECK(cudaEventRecord(inputs_copied_, stream_));
@@ -385,8 +392,9 @@ CudaRunner::Lane CudaRunner::main_lane() const {
 }
 
 CudaRunner::Lane CudaRunner::LaneBuffers::lane() const {
-    return Lane{x.get(), h.get(), q.get(), k.get(), v.get(), att.get(), gate.get(), up.get(),
-                QActs{xq_qs.get(), xq_d.get(), xq_s.get()}};
+    return Lane{x.get(),    h.get(),  q.get(),
+                k.get(),    v.get(),  att.get(),
+                gate.get(), up.get(), QActs{xq_qs.get(), xq_d.get(), xq_s.get()}};
 }
 
 void CudaRunner::ensure_lanes(int count) {
@@ -412,9 +420,24 @@ void CudaRunner::ensure_lanes(int count) {
 void CudaRunner::attention_core(int l, int n, bool has_view, bool has_mask, const Lane& b) {
     const int qd = hp_.q_dim(), kvd = hp_.kv_dim();
     int32_t* in = in_dev_.get();
-    RopeStoreArgs r{b.q, b.k, b.v, in + seg_.pos, in + seg_.slots, n, hp_.n_head, hp_.n_head_kv,
-                    hp_.head_dim, hp_.n_rot, hp_.rope_freq_base, hp_.rope_freq_scale, inv_freq_.get(), kv_.get(), slot_stride_,
-                    static_cast<int64_t>(l) * 2 * kvd, static_cast<int64_t>(l) * 2 * kvd + kvd, kv_f16_};
+    RopeStoreArgs r{b.q,
+                    b.k,
+                    b.v,
+                    in + seg_.pos,
+                    in + seg_.slots,
+                    n,
+                    hp_.n_head,
+                    hp_.n_head_kv,
+                    hp_.head_dim,
+                    hp_.n_rot,
+                    hp_.rope_freq_base,
+                    hp_.rope_freq_scale,
+                    inv_freq_.get(),
+                    kv_.get(),
+                    slot_stride_,
+                    static_cast<int64_t>(l) * 2 * kvd,
+                    static_cast<int64_t>(l) * 2 * kvd + kvd,
+                    kv_f16_};
     rope_store(r, stream_);
     AttentionArgs a{};
     a.q = b.q;
@@ -566,8 +589,8 @@ void CudaRunner::forward(const Batch& batch, const Plan& plan, const KVView* vie
     }
     launch(plan, n, m, has_view, has_mask);
     if (chain_step >= 0) {  // this step's choice and probability into the chain
-        APLS_CUDA_CHECK(cudaMemcpyAsync(chain_ids_.get() + chain_step, ids_.get(), sizeof(int32_t), cudaMemcpyDeviceToDevice,
-                                        stream_));
+        APLS_CUDA_CHECK(cudaMemcpyAsync(chain_ids_.get() + chain_step, ids_.get(), sizeof(int32_t),
+                                        cudaMemcpyDeviceToDevice, stream_));
         APLS_CUDA_CHECK(cudaMemcpyAsync(chain_probs_.get() + chain_step, probs_.get(), sizeof(float),
                                         cudaMemcpyDeviceToDevice, stream_));
     }

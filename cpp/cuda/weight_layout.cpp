@@ -7,10 +7,14 @@ namespace apls::cuda {
 
 QuantSplit quant_split(TensorType t) {
     switch (t) {
-        case TensorType::Q8_0: return {32, 2};
-        case TensorType::Q4_0: return {16, 2};
-        case TensorType::Q4_1: return {16, 4};
-        default: return {};
+        case TensorType::Q8_0:
+            return {32, 2};
+        case TensorType::Q4_0:
+            return {16, 2};
+        case TensorType::Q4_1:
+            return {16, 4};
+        default:
+            return {};
     }
 }
 

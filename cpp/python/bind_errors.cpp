@@ -11,10 +11,14 @@ PyObject* g_classes[8] = {};
 }
 
 void bind_errors(py::module_& m) {
-    py::object base = py::reinterpret_steal<py::object>(
-        PyErr_NewException("apls._core.AplsError", PyExc_RuntimeError, nullptr));
+    py::object base =
+        py::reinterpret_steal<py::object>(PyErr_NewException("apls._core.AplsError", PyExc_RuntimeError, nullptr));
     m.attr("AplsError") = base;
-    struct Sub { apls_status s; const char* name; PyObject* extra; };
+    struct Sub {
+        apls_status s;
+        const char* name;
+        PyObject* extra;
+    };
     const Sub subs[] = {
         {APLS_STATUS_INVALID_ARGUMENT, "InvalidArgumentError", PyExc_ValueError},
         {APLS_STATUS_IO, "FileError", PyExc_OSError},
@@ -26,7 +30,8 @@ void bind_errors(py::module_& m) {
     };
     g_classes[0] = base.inc_ref().ptr();
     for (const Sub& sub : subs) {
-        py::tuple bases = sub.extra ? py::tuple(py::make_tuple(base, py::handle(sub.extra))) : py::tuple(py::make_tuple(base));
+        py::tuple bases =
+            sub.extra ? py::tuple(py::make_tuple(base, py::handle(sub.extra))) : py::tuple(py::make_tuple(base));
         py::object cls = py::reinterpret_steal<py::object>(
             PyErr_NewException((std::string("apls._core.") + sub.name).c_str(), bases.ptr(), nullptr));
         m.attr(sub.name) = cls;

@@ -33,13 +33,23 @@ py::str text_key(const std::string& s) {
 
 py::object to_python(const Value& v) {
     switch (v.type) {
-        case ValueType::U8: case ValueType::U16: case ValueType::U32: case ValueType::U64:
+        case ValueType::U8:
+        case ValueType::U16:
+        case ValueType::U32:
+        case ValueType::U64:
             return py::int_(v.scalar.u);
-        case ValueType::I8: case ValueType::I16: case ValueType::I32: case ValueType::I64:
+        case ValueType::I8:
+        case ValueType::I16:
+        case ValueType::I32:
+        case ValueType::I64:
             return py::int_(v.scalar.i);
-        case ValueType::F32: case ValueType::F64: return py::float_(v.scalar.f);
-        case ValueType::BOOL: return py::bool_(v.scalar.b);
-        case ValueType::STRING: return text_or_bytes(v.str);
+        case ValueType::F32:
+        case ValueType::F64:
+            return py::float_(v.scalar.f);
+        case ValueType::BOOL:
+            return py::bool_(v.scalar.b);
+        case ValueType::STRING:
+            return text_or_bytes(v.str);
         case ValueType::ARRAY: {
             py::list l(v.arr.size());
             for (size_t i = 0; i < v.arr.size(); i++) l[i] = to_python(v.arr[i]);

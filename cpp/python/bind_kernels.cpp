@@ -34,9 +34,9 @@ const KernelTable& table(const std::string& isa) {
 }
 
 TensorType parse_type(const std::string& name) {
-    for (TensorType t : {TensorType::F32, TensorType::F16, TensorType::BF16, TensorType::Q4_0, TensorType::Q4_1,
-                         TensorType::Q5_0, TensorType::Q5_1, TensorType::Q8_0, TensorType::Q4_K, TensorType::Q5_K,
-                         TensorType::Q6_K})
+    for (TensorType t :
+         {TensorType::F32, TensorType::F16, TensorType::BF16, TensorType::Q4_0, TensorType::Q4_1, TensorType::Q5_0,
+          TensorType::Q5_1, TensorType::Q8_0, TensorType::Q4_K, TensorType::Q5_K, TensorType::Q6_K})
         if (name == apls::type_name(t)) return t;
     apls::fail(APLS_STATUS_INVALID_ARGUMENT, "matmul: type '", name,
                "' is not one of F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K");
@@ -48,10 +48,12 @@ bool is_quantized(TensorType t) { return apls::type_traits(t).block > 1; }
 int64_t weight_rows(TensorType type, int64_t k, size_t bytes) {
     const int64_t block = apls::type_traits(type).block;
     if (k <= 0 || k % block != 0)
-        apls::fail(APLS_STATUS_INVALID_ARGUMENT, "matmul: k=", k, " is not a positive multiple of ", block, " for ", apls::type_name(type));
+        apls::fail(APLS_STATUS_INVALID_ARGUMENT, "matmul: k=", k, " is not a positive multiple of ", block, " for ",
+                   apls::type_name(type));
     const uint64_t rb = apls::cpu::row_bytes(type, k);
     if (bytes % rb != 0)
-        apls::fail(APLS_STATUS_INVALID_ARGUMENT, "matmul: weight size ", bytes, " is not a multiple of the row size ", rb);
+        apls::fail(APLS_STATUS_INVALID_ARGUMENT, "matmul: weight size ", bytes, " is not a multiple of the row size ",
+                   rb);
     return static_cast<int64_t>(bytes / rb);
 }
 
@@ -133,10 +135,16 @@ py::array_t<float> axpy_kv(const std::string& isa, float a, const py::array& v, 
 // calling the ISA's matmul on every matrix in turn with n_tok tokens, rows split over n_threads
 // threads in chunks that are multiples of 16 rows like the engine. Returns seconds per pass for
 // each of `reps` passes (after one warm-up pass).
-std::vector<double> bench_matmuls(const std::string& isa, const std::vector<py::tuple>& mats, int64_t n_tok,
-                                  int reps, int n_threads) {
+std::vector<double> bench_matmuls(const std::string& isa, const std::vector<py::tuple>& mats, int64_t n_tok, int reps,
+                                  int n_threads) {
     const KernelTable& kt = table(isa);
-    struct Mat { TensorType type; const uint8_t* w; int64_t k, rows; std::vector<BlockQ8A> xq; std::vector<float> xf; };
+    struct Mat {
+        TensorType type;
+        const uint8_t* w;
+        int64_t k, rows;
+        std::vector<BlockQ8A> xq;
+        std::vector<float> xf;
+    };
     std::vector<ByteArray> keep;
     std::vector<Mat> ms;
     int64_t max_rows = 0;
@@ -149,7 +157,8 @@ std::vector<double> bench_matmuls(const std::string& isa, const std::vector<py::
         for (size_t i = 0; i < mm.xf.size(); ++i) mm.xf[i] = std::sin(0.37f * static_cast<float>(i % 1000));
         if (is_quantized(type)) {
             mm.xq.resize(static_cast<size_t>(n_tok * k / apls::QK));
-            for (int64_t t = 0; t < n_tok; ++t) kt.quantize_act(mm.xf.data() + t * k, mm.xq.data() + t * k / apls::QK, k);
+            for (int64_t t = 0; t < n_tok; ++t)
+                kt.quantize_act(mm.xf.data() + t * k, mm.xq.data() + t * k / apls::QK, k);
         }
         max_rows = std::max(max_rows, mm.rows);
         ms.push_back(std::move(mm));
@@ -158,7 +167,8 @@ std::vector<double> bench_matmuls(const std::string& isa, const std::vector<py::
     std::vector<float> y(static_cast<size_t>(n_tok * max_rows));
     auto run_part = [&](const Mat& m, int ith) {
         const int64_t chunk = (m.rows / n_threads + 15) / 16 * 16;
-        const int64_t r0 = std::min(m.rows, chunk * ith), r1 = ith == n_threads - 1 ? m.rows : std::min(m.rows, r0 + chunk);
+        const int64_t r0 = std::min(m.rows, chunk * ith),
+                      r1 = ith == n_threads - 1 ? m.rows : std::min(m.rows, r0 + chunk);
         if (r0 >= r1) return;
         if (is_quantized(m.type)) kt.matmul_q(m.type, m.w, m.k, m.xq.data(), n_tok, y.data(), m.rows, r0, r1);
         else kt.matmul_f(m.type, m.w, m.k, m.xf.data(), n_tok, y.data(), m.rows, r0, r1);
@@ -213,14 +223,18 @@ std::vector<double> bench_matmuls(const std::string& isa, const std::vector<py::
 }  // namespace
 
 void bind_kernels(py::module_& m) {
-    m.def("kernel_isas", [] {
-        std::vector<std::string> out;
-        for (const char* isa : {"generic", "avx2", "avx512"})
-            if (apls::cpu::kernels_for(isa)) out.emplace_back(isa);
-        return out;
-    }, "Kernel ISAs available on this CPU and build.");
-    m.def("kernel_isa", [] { return std::string(apls::cpu::kernels().isa); },
-          "The kernel ISA the engine uses (the best available, or APLS_ISA).");
+    m.def(
+        "kernel_isas",
+        [] {
+            std::vector<std::string> out;
+            for (const char* isa : {"generic", "avx2", "avx512"})
+                if (apls::cpu::kernels_for(isa)) out.emplace_back(isa);
+            return out;
+        },
+        "Kernel ISAs available on this CPU and build.");
+    m.def(
+        "kernel_isa", [] { return std::string(apls::cpu::kernels().isa); },
+        "The kernel ISA the engine uses (the best available, or APLS_ISA).");
     m.def("quantize_act", &quantize_act, py::arg("isa"), py::arg("x"),
           "Quantize activations (k floats) to Q8 blocks: returns (d[nb], s[nb], qs[nb, 32]).");
     m.def("matmul", &matmul, py::arg("isa"), py::arg("type_name"), py::arg("w"), py::arg("k"), py::arg("x"),

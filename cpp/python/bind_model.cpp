@@ -35,9 +35,8 @@ std::shared_ptr<Model> load_model(const std::string& path, bool use_mmap, const 
     return std::shared_ptr<Model>(Model::load(path, use_mmap, d).release());
 }
 
-std::unique_ptr<Context> make_context(std::shared_ptr<Model> model, uint32_t n_ctx, uint32_t n_batch,
-                                      int32_t n_threads, uint32_t n_seq_max, uint32_t kv_block_size,
-                                      const std::string& kv_type) {
+std::unique_ptr<Context> make_context(std::shared_ptr<Model> model, uint32_t n_ctx, uint32_t n_batch, int32_t n_threads,
+                                      uint32_t n_seq_max, uint32_t kv_block_size, const std::string& kv_type) {
     apls_context_params p = apls_context_default_params();
     p.n_ctx = n_ctx;
     p.n_batch = n_batch;
@@ -62,21 +61,25 @@ void run_decode(Context& ctx, const I32Array& tokens, std::optional<I32Array> po
     apls_batch b{n, tok.data(), nullptr, nullptr, nullptr};
     if (pos) {
         pv = to_vec(*pos, "pos");
-        if (static_cast<int32_t>(pv.size()) != n) apls::fail(APLS_STATUS_INVALID_ARGUMENT, "pos has ", pv.size(), " entries for ", n, " tokens");
+        if (static_cast<int32_t>(pv.size()) != n)
+            apls::fail(APLS_STATUS_INVALID_ARGUMENT, "pos has ", pv.size(), " entries for ", n, " tokens");
         b.pos = pv.data();
     }
     if (seq_ids) {
         sv = to_vec(*seq_ids, "seq_ids");
-        if (static_cast<int32_t>(sv.size()) != n) apls::fail(APLS_STATUS_INVALID_ARGUMENT, "seq_ids has ", sv.size(), " entries for ", n, " tokens");
+        if (static_cast<int32_t>(sv.size()) != n)
+            apls::fail(APLS_STATUS_INVALID_ARGUMENT, "seq_ids has ", sv.size(), " entries for ", n, " tokens");
         b.seq_id = sv.data();
     }
     if (py::isinstance<py::str>(logits)) {
         const std::string mode = logits.cast<std::string>();
         if (mode == "all") lv.assign(n, 1);
-        else if (mode != "last") apls::fail(APLS_STATUS_INVALID_ARGUMENT, "logits must be 'last', 'all' or a mask, not '", mode, "'");
+        else if (mode != "last")
+            apls::fail(APLS_STATUS_INVALID_ARGUMENT, "logits must be 'last', 'all' or a mask, not '", mode, "'");
     } else {
         U8Array mask = logits.cast<U8Array>();
-        if (mask.ndim() != 1 || mask.shape(0) != n) apls::fail(APLS_STATUS_INVALID_ARGUMENT, "logits mask must have one entry per token");
+        if (mask.ndim() != 1 || mask.shape(0) != n)
+            apls::fail(APLS_STATUS_INVALID_ARGUMENT, "logits mask must have one entry per token");
         lv.assign(mask.data(), mask.data() + n);
     }
     if (!lv.empty()) b.logits = lv.data();
@@ -118,8 +121,9 @@ void bind_model(py::module_& m) {
     py::class_<Model, std::shared_ptr<Model>>(m, "Model")
         .def(py::init(&load_model), py::arg("path"), py::arg("use_mmap") = true, py::arg("device") = "auto")
         .def_property_readonly("device", [](const Model& x) { return std::string(apls::device_name(x.device())); })
-        .def_property_readonly("device_note", [](const Model& x) { return x.device_note(); },
-                               "Why device 'auto' chose the CPU ('' when it chose CUDA or a device was named).")
+        .def_property_readonly(
+            "device_note", [](const Model& x) { return x.device_note(); },
+            "Why device 'auto' chose the CPU ('' when it chose CUDA or a device was named).")
         .def_property_readonly("n_vocab", [](const Model& x) { return x.hparams().n_vocab; })
         .def_property_readonly("n_layer", [](const Model& x) { return x.hparams().n_layer; })
         .def_property_readonly("n_embd", [](const Model& x) { return x.hparams().n_embd; })
@@ -133,105 +137,130 @@ void bind_model(py::module_& m) {
         .def_property_readonly("path", [](const Model& x) { return x.file().path(); })
         .def_property_readonly("vocab", &Model::vocab, py::return_value_policy::reference_internal,
                                "The model's tokenizer (apls._core.Vocab), or None if the file has none.")
-        .def("meta", [](const Model& x, const std::string& key) -> py::object {
-            const apls::gguf::Value* v = x.file().find(key);
-            if (!v || v->type != apls::gguf::ValueType::STRING) return py::none();
-            return py::str(v->str);
-        }, py::arg("key"), "A string metadata value, or None.");
+        .def(
+            "meta",
+            [](const Model& x, const std::string& key) -> py::object {
+                const apls::gguf::Value* v = x.file().find(key);
+                if (!v || v->type != apls::gguf::ValueType::STRING) return py::none();
+                return py::str(v->str);
+            },
+            py::arg("key"), "A string metadata value, or None.");
 
     py::class_<Context>(m, "Context")
         .def(py::init(&make_context), py::arg("model"), py::arg("n_ctx") = 0, py::arg("n_batch") = 512,
              py::arg("n_threads") = 0, py::arg("n_seq_max") = 1, py::arg("kv_block_size") = 16,
              py::arg("kv_type") = "f16", py::keep_alive<1, 2>())
-        .def("decode", [](Context& ctx, const I32Array& tokens, std::optional<I32Array> pos,
-                          std::optional<I32Array> seq_ids, py::object logits, std::optional<U8Array> attn,
-                          std::optional<U8Array> mlp, std::optional<I32Array> group, int32_t head_rows) {
-                 return decode(ctx, tokens, pos, seq_ids, logits, attn, mlp, group, head_rows);
-             }, py::arg("tokens"), py::arg("pos") = py::none(), py::arg("seq_ids") = py::none(),
-             py::arg("logits") = "last", py::arg("attn") = py::none(), py::arg("mlp") = py::none(),
-             py::arg("group") = py::none(), py::arg("head_rows") = 0)
-        .def("decode_greedy", [](Context& ctx, const I32Array& tokens, std::optional<I32Array> pos,
-                                 std::optional<I32Array> seq_ids) {
-                 run_decode(ctx, tokens, pos, seq_ids, py::str("last"), std::nullopt, std::nullopt, std::nullopt, 0,
-                            nullptr);
-                 return ctx.argmax(ctx.n_outputs() - 1);
-             }, py::arg("tokens"), py::arg("pos") = py::none(), py::arg("seq_ids") = py::none(),
-             "decode(tokens) and the greedy choice after the last token (largest logit, ties to the lowest "
-             "id); on a GPU chosen there, so the logits are not copied back.")
-        .def("generate_greedy", [](Context& ctx, int32_t last, int32_t n_max, int32_t seq, bool stop_at_eog) {
-                 std::vector<int32_t> ids;
-                 {
-                     py::gil_scoped_release release;
-                     ids = ctx.generate_greedy(seq, last, n_max, stop_at_eog);
-                 }
-                 return ids;
-             }, py::arg("last"), py::arg("n_max"), py::arg("seq") = 0, py::arg("stop_at_eog") = true,
-             "Greedy generation after `last` (chosen, not yet decoded): up to n_max tokens with the full "
-             "model, ending after an end-of-generation token when stop_at_eog; on a GPU queued as one chain "
-             "(apls_generate_greedy).")
+        .def(
+            "decode",
+            [](Context& ctx, const I32Array& tokens, std::optional<I32Array> pos, std::optional<I32Array> seq_ids,
+               py::object logits, std::optional<U8Array> attn, std::optional<U8Array> mlp,
+               std::optional<I32Array> group,
+               int32_t head_rows) { return decode(ctx, tokens, pos, seq_ids, logits, attn, mlp, group, head_rows); },
+            py::arg("tokens"), py::arg("pos") = py::none(), py::arg("seq_ids") = py::none(), py::arg("logits") = "last",
+            py::arg("attn") = py::none(), py::arg("mlp") = py::none(), py::arg("group") = py::none(),
+            py::arg("head_rows") = 0)
+        .def(
+            "decode_greedy",
+            [](Context& ctx, const I32Array& tokens, std::optional<I32Array> pos, std::optional<I32Array> seq_ids) {
+                run_decode(ctx, tokens, pos, seq_ids, py::str("last"), std::nullopt, std::nullopt, std::nullopt, 0,
+                           nullptr);
+                return ctx.argmax(ctx.n_outputs() - 1);
+            },
+            py::arg("tokens"), py::arg("pos") = py::none(), py::arg("seq_ids") = py::none(),
+            "decode(tokens) and the greedy choice after the last token (largest logit, ties to the lowest "
+            "id); on a GPU chosen there, so the logits are not copied back.")
+        .def(
+            "generate_greedy",
+            [](Context& ctx, int32_t last, int32_t n_max, int32_t seq, bool stop_at_eog) {
+                std::vector<int32_t> ids;
+                {
+                    py::gil_scoped_release release;
+                    ids = ctx.generate_greedy(seq, last, n_max, stop_at_eog);
+                }
+                return ids;
+            },
+            py::arg("last"), py::arg("n_max"), py::arg("seq") = 0, py::arg("stop_at_eog") = true,
+            "Greedy generation after `last` (chosen, not yet decoded): up to n_max tokens with the full "
+            "model, ending after an end-of-generation token when stop_at_eog; on a GPU queued as one chain "
+            "(apls_generate_greedy).")
         .def_property_readonly("n_ctx", [](const Context& c) { return c.params().n_ctx; })
         .def_property_readonly("n_batch", [](const Context& c) { return c.params().n_batch; })
         .def_property_readonly("n_threads", [](Context& c) { return c.pool().size(); })
-        .def("kv_seq_len", [](const Context& c, int32_t seq) {
-            if (!c.kv().valid_seq(seq)) apls::fail(APLS_STATUS_INVALID_ARGUMENT, "unknown sequence ", seq);
-            return c.kv().seq_len(seq);
-        })
-        .def("kv_truncate", [](Context& c, int32_t seq, int32_t n) {
-            if (!c.kv().valid_seq(seq)) apls::fail(APLS_STATUS_INVALID_ARGUMENT, "unknown sequence ", seq);
-            c.kv().truncate(seq, n);
-        })
+        .def("kv_seq_len",
+             [](const Context& c, int32_t seq) {
+                 if (!c.kv().valid_seq(seq)) apls::fail(APLS_STATUS_INVALID_ARGUMENT, "unknown sequence ", seq);
+                 return c.kv().seq_len(seq);
+             })
+        .def("kv_truncate",
+             [](Context& c, int32_t seq, int32_t n) {
+                 if (!c.kv().valid_seq(seq)) apls::fail(APLS_STATUS_INVALID_ARGUMENT, "unknown sequence ", seq);
+                 c.kv().truncate(seq, n);
+             })
         .def("kv_clear", [](Context& c) { c.kv().clear(); })
         // ---- KV cache operations and view decode (kv_cache.h; Python facade: apls/kv.py) ----
-        .def("kv_delete", [](Context& c, int32_t seq, int32_t p0, int32_t p1, bool shift) {
-            c.kv().seq_delete(seq, p0, p1, shift);
-        }, py::arg("seq"), py::arg("p0"), py::arg("p1"), py::arg("shift") = false)
-        .def("kv_fork", [](Context& c, int32_t src, int32_t dst) { c.kv().fork(src, dst); },
-             py::arg("src"), py::arg("dst"))
-        .def("kv_keep", [](Context& c, int32_t seq) { c.kv().keep(seq); }, py::arg("seq"))
-        .def("kv_clear_seq", [](Context& c, int32_t seq) { c.kv().clear_seq(seq); }, py::arg("seq"))
-        .def("kv_pos_min", [](const Context& c, int32_t seq) {
-            if (!c.kv().valid_seq(seq)) apls::fail(APLS_STATUS_INVALID_ARGUMENT, "unknown sequence ", seq);
-            return c.kv().seq_pos_min(seq);
-        })
-        .def("kv_pos_max", [](const Context& c, int32_t seq) {
-            if (!c.kv().valid_seq(seq)) apls::fail(APLS_STATUS_INVALID_ARGUMENT, "unknown sequence ", seq);
-            return c.kv().seq_pos_max(seq);
-        })
-        .def("kv_positions", [](const Context& c, int32_t seq) {  // positions in entry order (debug)
-            if (!c.kv().valid_seq(seq)) apls::fail(APLS_STATUS_INVALID_ARGUMENT, "unknown sequence ", seq);
-            std::vector<int32_t> p(c.kv().seq_len(seq));
-            for (int32_t j = 0; j < static_cast<int32_t>(p.size()); ++j) p[j] = c.kv().entry_pos(seq, j);
-            return p;
-        })
-        .def("kv_block_tables", [](const Context& c) {  // debug: every sequence's block table
-            std::vector<std::vector<int32_t>> t;
-            for (uint32_t s = 0; s < c.kv().n_seq_max(); ++s) t.push_back(c.kv().block_table(static_cast<int32_t>(s)));
-            return t;
-        })
-        .def("kv_stats", [](const Context& c) {
-            const apls::KVStats s = c.kv().stats();
-            py::dict d;
-            d["n_blocks"] = s.n_blocks, d["block_size"] = s.block_size, d["blocks_used"] = s.blocks_used;
-            d["blocks_free"] = s.blocks_free, d["blocks_shared"] = s.blocks_shared, d["n_seq_used"] = s.n_seq_used;
-            d["tokens"] = s.tokens, d["entries"] = s.entries, d["holes"] = s.holes;
-            d["fragmentation"] = s.fragmentation;
-            return d;
-        })
+        .def(
+            "kv_delete",
+            [](Context& c, int32_t seq, int32_t p0, int32_t p1, bool shift) { c.kv().seq_delete(seq, p0, p1, shift); },
+            py::arg("seq"), py::arg("p0"), py::arg("p1"), py::arg("shift") = false)
+        .def(
+            "kv_fork", [](Context& c, int32_t src, int32_t dst) { c.kv().fork(src, dst); }, py::arg("src"),
+            py::arg("dst"))
+        .def(
+            "kv_keep", [](Context& c, int32_t seq) { c.kv().keep(seq); }, py::arg("seq"))
+        .def(
+            "kv_clear_seq", [](Context& c, int32_t seq) { c.kv().clear_seq(seq); }, py::arg("seq"))
+        .def("kv_pos_min",
+             [](const Context& c, int32_t seq) {
+                 if (!c.kv().valid_seq(seq)) apls::fail(APLS_STATUS_INVALID_ARGUMENT, "unknown sequence ", seq);
+                 return c.kv().seq_pos_min(seq);
+             })
+        .def("kv_pos_max",
+             [](const Context& c, int32_t seq) {
+                 if (!c.kv().valid_seq(seq)) apls::fail(APLS_STATUS_INVALID_ARGUMENT, "unknown sequence ", seq);
+                 return c.kv().seq_pos_max(seq);
+             })
+        .def("kv_positions",
+             [](const Context& c, int32_t seq) {  // positions in entry order (debug)
+                 if (!c.kv().valid_seq(seq)) apls::fail(APLS_STATUS_INVALID_ARGUMENT, "unknown sequence ", seq);
+                 std::vector<int32_t> p(c.kv().seq_len(seq));
+                 for (int32_t j = 0; j < static_cast<int32_t>(p.size()); ++j) p[j] = c.kv().entry_pos(seq, j);
+                 return p;
+             })
+        .def("kv_block_tables",
+             [](const Context& c) {  // debug: every sequence's block table
+                 std::vector<std::vector<int32_t>> t;
+                 for (uint32_t s = 0; s < c.kv().n_seq_max(); ++s)
+                     t.push_back(c.kv().block_table(static_cast<int32_t>(s)));
+                 return t;
+             })
+        .def("kv_stats",
+             [](const Context& c) {
+                 const apls::KVStats s = c.kv().stats();
+                 py::dict d;
+                 d["n_blocks"] = s.n_blocks, d["block_size"] = s.block_size, d["blocks_used"] = s.blocks_used;
+                 d["blocks_free"] = s.blocks_free, d["blocks_shared"] = s.blocks_shared, d["n_seq_used"] = s.n_seq_used;
+                 d["tokens"] = s.tokens, d["entries"] = s.entries, d["holes"] = s.holes;
+                 d["fragmentation"] = s.fragmentation;
+                 return d;
+             })
         .def_property_readonly("n_seq_max", [](const Context& c) { return c.kv().n_seq_max(); })
         .def_property_readonly("kv_block_size", [](const Context& c) { return c.kv().block_size(); })
         .def("kv_check", [](const Context& c) { c.kv().check_invariants(); })
         // decode() with attention restricted to a view (n_sink/n_window, or explicit positions).
-        .def("decode_view", [](Context& ctx, const I32Array& tokens, std::optional<I32Array> pos,
-                               std::optional<I32Array> seq_ids, py::object logits, std::optional<U8Array> attn,
-                               std::optional<U8Array> mlp, std::optional<I32Array> group, int32_t head_rows,
-                               int32_t n_sink, int32_t n_window, std::optional<I32Array> positions) {
-            apls::KVView view;
-            view.n_sink = n_sink;
-            view.n_window = n_window;
-            if (positions) view.positions = to_vec(*positions, "positions");
-            return decode(ctx, tokens, pos, seq_ids, logits, attn, mlp, group, head_rows, &view);
-        }, py::arg("tokens"), py::arg("pos") = py::none(), py::arg("seq_ids") = py::none(),
-           py::arg("logits") = "last", py::arg("attn") = py::none(), py::arg("mlp") = py::none(),
-           py::arg("group") = py::none(), py::arg("head_rows") = 0, py::arg("n_sink") = 0,
-           py::arg("n_window") = -1, py::arg("positions") = py::none());
+        .def(
+            "decode_view",
+            [](Context& ctx, const I32Array& tokens, std::optional<I32Array> pos, std::optional<I32Array> seq_ids,
+               py::object logits, std::optional<U8Array> attn, std::optional<U8Array> mlp,
+               std::optional<I32Array> group, int32_t head_rows, int32_t n_sink, int32_t n_window,
+               std::optional<I32Array> positions) {
+                apls::KVView view;
+                view.n_sink = n_sink;
+                view.n_window = n_window;
+                if (positions) view.positions = to_vec(*positions, "positions");
+                return decode(ctx, tokens, pos, seq_ids, logits, attn, mlp, group, head_rows, &view);
+            },
+            py::arg("tokens"), py::arg("pos") = py::none(), py::arg("seq_ids") = py::none(), py::arg("logits") = "last",
+            py::arg("attn") = py::none(), py::arg("mlp") = py::none(), py::arg("group") = py::none(),
+            py::arg("head_rows") = 0, py::arg("n_sink") = 0, py::arg("n_window") = -1,
+            py::arg("positions") = py::none());
 }

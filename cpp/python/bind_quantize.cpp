@@ -50,7 +50,8 @@ py::array_t<float> dequantize_rows(const std::string& type_name, ByteArray data,
         apls::fail(APLS_STATUS_INVALID_ARGUMENT, "dequantize_rows: k=", k, " is not a multiple of ", tt.block);
     const uint64_t rb = static_cast<uint64_t>(k) / tt.block * tt.bytes;
     if (static_cast<uint64_t>(data.size()) % rb != 0)
-        apls::fail(APLS_STATUS_INVALID_ARGUMENT, "dequantize_rows: ", data.size(), " bytes is not a whole number of rows");
+        apls::fail(APLS_STATUS_INVALID_ARGUMENT, "dequantize_rows: ", data.size(),
+                   " bytes is not a whole number of rows");
     const int64_t n_rows = static_cast<int64_t>(static_cast<uint64_t>(data.size()) / rb);
     py::array_t<float> y({n_rows, k});
     for (int64_t r = 0; r < n_rows; ++r) apls::cpu::dequantize_row(t, data.data() + r * rb, y.mutable_data(r, 0), k);
@@ -64,17 +65,24 @@ void bind_quantize(py::module_& m) {
           "Quantize x (n_rows, k) float32 to `type_name`: (n_rows, row_bytes) uint8 in the GGUF block layout.");
     m.def("dequantize_rows", &dequantize_rows, py::arg("type_name"), py::arg("data"), py::arg("k"),
           "The engine's dequantization of rows of k elements: (n_rows, k) float32.");
-    m.def("type_row_size", [](const std::string& type_name, int64_t k) {
-        const apls::TypeTraits tt = apls::type_traits(type_by_name(type_name));
-        if (k <= 0 || k % tt.block != 0)
-            apls::fail(APLS_STATUS_INVALID_ARGUMENT, "a row of ", k, " elements is not a whole number of ", tt.name, " blocks");
-        return static_cast<uint64_t>(k) / tt.block * tt.bytes;
-    }, py::arg("type_name"), py::arg("k"), "Bytes of one row of k elements in the type.");
-    m.def("quantize_types", [] {
-        py::list out;
-        for (uint32_t id = 0; id < 64; ++id)
-            if (apls::type_traits(id).name && apls::can_quantize(static_cast<TensorType>(id)))
-                out.append(apls::type_traits(id).name);
-        return out;
-    }, "Type names quantize_rows can write.");
+    m.def(
+        "type_row_size",
+        [](const std::string& type_name, int64_t k) {
+            const apls::TypeTraits tt = apls::type_traits(type_by_name(type_name));
+            if (k <= 0 || k % tt.block != 0)
+                apls::fail(APLS_STATUS_INVALID_ARGUMENT, "a row of ", k, " elements is not a whole number of ", tt.name,
+                           " blocks");
+            return static_cast<uint64_t>(k) / tt.block * tt.bytes;
+        },
+        py::arg("type_name"), py::arg("k"), "Bytes of one row of k elements in the type.");
+    m.def(
+        "quantize_types",
+        [] {
+            py::list out;
+            for (uint32_t id = 0; id < 64; ++id)
+                if (apls::type_traits(id).name && apls::can_quantize(static_cast<TensorType>(id)))
+                    out.append(apls::type_traits(id).name);
+            return out;
+        },
+        "Type names quantize_rows can write.");
 }

@@ -38,8 +38,8 @@ T stage_arg(const py::tuple& t, size_t i, const std::string& name, const T* def 
     try {
         return t[i].cast<T>();
     } catch (const py::cast_error&) {
-        bad_arg(apls::str("sampler stage '", name, "' argument ", i, " has the wrong type: ",
-                          Py_TYPE(t[i].ptr())->tp_name));
+        bad_arg(apls::str("sampler stage '", name, "' argument ", i,
+                          " has the wrong type: ", Py_TYPE(t[i].ptr())->tp_name));
     }
 }
 
@@ -124,15 +124,18 @@ void bind_sampling(py::module_& m) {
                     "An explicit chain from (name, *args) tuples, selector last: ('penalties', last_n, "
                     "repeat[, frequency[, presence]]), ('top_k', k), ('top_p', p[, min_keep]), "
                     "('min_p', p[, min_keep]), ('temperature', t), ('greedy',), ('dist'[, seed]).")
-        .def("sample", [](Sampler& s, const FloatArray& logits) {
-            return s.sample(logits.data(), row_len(logits));
-        }, py::arg("logits"), "The chosen token id for one float32 logits row.")
-        .def("probs", [](Sampler& s, const FloatArray& logits) {
-            const int32_t n = row_len(logits);
-            py::array_t<float> out(n);
-            s.probs(logits.data(), n, out.mutable_data());
-            return out;
-        }, py::arg("logits"), "The distribution the selector draws from (zeros for removed tokens).")
+        .def(
+            "sample", [](Sampler& s, const FloatArray& logits) { return s.sample(logits.data(), row_len(logits)); },
+            py::arg("logits"), "The chosen token id for one float32 logits row.")
+        .def(
+            "probs",
+            [](Sampler& s, const FloatArray& logits) {
+                const int32_t n = row_len(logits);
+                py::array_t<float> out(n);
+                s.probs(logits.data(), n, out.mutable_data());
+                return out;
+            },
+            py::arg("logits"), "The distribution the selector draws from (zeros for removed tokens).")
         .def_property_readonly("picks_argmax", &Sampler::picks_argmax,
                                "True when the chosen token is always the largest raw logit (greedy, no "
                                "penalties): Context.decode_greedy gives it without the logits.")

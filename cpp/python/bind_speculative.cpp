@@ -19,9 +19,9 @@ void bind_speculative(py::module_& m) {
     m.def(
         "spec_round",
         [](apls::Context& ctx, int32_t last, std::optional<U8Array> attn, std::optional<U8Array> mlp,
-           std::optional<I32Array> group, int32_t head_rows,
-           std::optional<int32_t> view_sink, std::optional<int32_t> view_window, int32_t seq, int32_t n_draft_max,
-           float draft_p_min, apls::Sampler* sampler) {
+           std::optional<I32Array> group, int32_t head_rows, std::optional<int32_t> view_sink,
+           std::optional<int32_t> view_window, int32_t seq, int32_t n_draft_max, float draft_p_min,
+           apls::Sampler* sampler) {
             const apls::Plan plan = apls_bind::plan_from_arrays(attn, mlp, group, head_rows);
             apls::KVView view;
             const bool use_view = view_sink.has_value() || view_window.has_value();

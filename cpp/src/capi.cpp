@@ -3,13 +3,12 @@
 #include <memory>
 
 #include "apls/apls.h"
+#include "capi_types.h"
 #include "capi_util.h"
 #include "context.h"
-#include "device.h"
 #include "cpu/kernels.h"
+#include "device.h"
 #include "model.h"
-#include "capi_types.h"
-
 
 using apls::guard;
 using apls::null_arg;
@@ -21,14 +20,22 @@ const char* apls_last_error(void) { return apls::g_last_error.c_str(); }
 
 const char* apls_status_name(apls_status status) {
     switch (status) {
-        case APLS_STATUS_OK: return "ok";
-        case APLS_STATUS_INVALID_ARGUMENT: return "invalid argument";
-        case APLS_STATUS_IO: return "i/o error";
-        case APLS_STATUS_FORMAT: return "malformed file";
-        case APLS_STATUS_UNSUPPORTED: return "unsupported";
-        case APLS_STATUS_OUT_OF_MEMORY: return "out of memory";
-        case APLS_STATUS_KV_FULL: return "KV cache full";
-        case APLS_STATUS_INTERNAL: return "internal error";
+        case APLS_STATUS_OK:
+            return "ok";
+        case APLS_STATUS_INVALID_ARGUMENT:
+            return "invalid argument";
+        case APLS_STATUS_IO:
+            return "i/o error";
+        case APLS_STATUS_FORMAT:
+            return "malformed file";
+        case APLS_STATUS_UNSUPPORTED:
+            return "unsupported";
+        case APLS_STATUS_OUT_OF_MEMORY:
+            return "out of memory";
+        case APLS_STATUS_KV_FULL:
+            return "KV cache full";
+        case APLS_STATUS_INTERNAL:
+            return "internal error";
     }
     return "unknown status";
 }
@@ -87,16 +94,27 @@ int32_t apls_model_meta_val_str(const apls_model* m, const char* key, char* buf,
         if (m && key) {
             if (const apls::gguf::Value* v = m->impl->file().find(key)) {
                 switch (v->type) {
-                    case apls::gguf::ValueType::STRING: text = v->str; break;
-                    case apls::gguf::ValueType::BOOL: text = v->scalar.b ? "true" : "false"; break;
+                    case apls::gguf::ValueType::STRING:
+                        text = v->str;
+                        break;
+                    case apls::gguf::ValueType::BOOL:
+                        text = v->scalar.b ? "true" : "false";
+                        break;
                     case apls::gguf::ValueType::F32:
-                    case apls::gguf::ValueType::F64: text = std::to_string(v->scalar.f); break;
-                    case apls::gguf::ValueType::ARRAY: text = "[array of " + std::to_string(v->arr.size()) + "]"; break;
-                    default: text = v->is_integer() ? (v->type == apls::gguf::ValueType::I8 || v->type == apls::gguf::ValueType::I16 ||
-                                                              v->type == apls::gguf::ValueType::I32 || v->type == apls::gguf::ValueType::I64
-                                                          ? std::to_string(v->scalar.i)
-                                                          : std::to_string(v->scalar.u))
-                                                     : "";
+                    case apls::gguf::ValueType::F64:
+                        text = std::to_string(v->scalar.f);
+                        break;
+                    case apls::gguf::ValueType::ARRAY:
+                        text = "[array of " + std::to_string(v->arr.size()) + "]";
+                        break;
+                    default:
+                        text = v->is_integer()
+                                   ? (v->type == apls::gguf::ValueType::I8 || v->type == apls::gguf::ValueType::I16 ||
+                                              v->type == apls::gguf::ValueType::I32 ||
+                                              v->type == apls::gguf::ValueType::I64
+                                          ? std::to_string(v->scalar.i)
+                                          : std::to_string(v->scalar.u))
+                                   : "";
                 }
             }
         }
@@ -165,7 +183,8 @@ const float* apls_get_logits_ith(apls_context* ctx, int32_t i) {
     }
     guard([&] {
         if (i < 0 || i >= ctx->impl->n_outputs())
-            apls::fail(APLS_STATUS_INVALID_ARGUMENT, "output row ", i, " is out of range [0, ", ctx->impl->n_outputs(), ")");
+            apls::fail(APLS_STATUS_INVALID_ARGUMENT, "output row ", i, " is out of range [0, ", ctx->impl->n_outputs(),
+                       ")");
         row = ctx->impl->logits() + static_cast<size_t>(i) * ctx->impl->model().hparams().n_vocab;
     });
     return row;
@@ -199,8 +218,7 @@ int32_t apls_kv_seq_len(const apls_context* ctx, int32_t seq_id) {
 apls_status apls_kv_seq_truncate(apls_context* ctx, int32_t seq_id, int32_t n) {
     if (!ctx) return null_arg("ctx");
     return guard([&] {
-        if (!ctx->impl->kv().valid_seq(seq_id))
-            apls::fail(APLS_STATUS_INVALID_ARGUMENT, "unknown sequence ", seq_id);
+        if (!ctx->impl->kv().valid_seq(seq_id)) apls::fail(APLS_STATUS_INVALID_ARGUMENT, "unknown sequence ", seq_id);
         ctx->impl->kv().truncate(seq_id, n);
     });
 }

@@ -50,8 +50,8 @@ apls_status apls_kv_stats_get(const apls_context* ctx, apls_kv_stats* out) {
     if (!out) return null_arg("out");
     return guard([&] {
         const apls::KVStats s = ctx->impl->kv().stats();
-        *out = apls_kv_stats{s.n_blocks, s.block_size, s.blocks_used, s.blocks_free, s.blocks_shared,
-                             s.n_seq_used, s.tokens, s.entries, s.holes, s.fragmentation};
+        *out = apls_kv_stats{s.n_blocks,   s.block_size, s.blocks_used, s.blocks_free, s.blocks_shared,
+                             s.n_seq_used, s.tokens,     s.entries,     s.holes,       s.fragmentation};
     });
 }
 

@@ -52,9 +52,7 @@ apls_status apls_sampler_init(const apls_sampler_params* params, apls_sampler** 
     if (!out) return null_arg("out");
     *out = nullptr;
     if (!params) return null_arg("params");
-    return guard([&] {
-        *out = new apls_sampler(to_params(*params));
-    });
+    return guard([&] { *out = new apls_sampler(to_params(*params)); });
 }
 
 apls_status apls_sampler_chain_init(apls_sampler** out) {

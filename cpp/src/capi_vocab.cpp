@@ -9,8 +9,8 @@ using apls::null_arg;
 
 extern "C" {
 
-apls_status apls_tokenize(const apls_model* model, const char* text, size_t text_len, int32_t* tokens,
-                          int32_t n_max, bool add_special, bool parse_special, int32_t* n_out) {
+apls_status apls_tokenize(const apls_model* model, const char* text, size_t text_len, int32_t* tokens, int32_t n_max,
+                          bool add_special, bool parse_special, int32_t* n_out) {
     if (!model) return null_arg("model");
     if (!text && text_len > 0) return null_arg("text");
     if (!tokens && n_max > 0) return null_arg("tokens");
@@ -20,7 +20,8 @@ apls_status apls_tokenize(const apls_model* model, const char* text, size_t text
             std::string_view(text ? text : "", text_len), add_special, parse_special);
         *n_out = static_cast<int32_t>(ids.size());
         if (n_max < 0 || ids.size() > static_cast<size_t>(n_max))
-            apls::fail(APLS_STATUS_INVALID_ARGUMENT, "token buffer of ", n_max, " entries is too small: ", ids.size(), " needed");
+            apls::fail(APLS_STATUS_INVALID_ARGUMENT, "token buffer of ", n_max, " entries is too small: ", ids.size(),
+                       " needed");
         if (!ids.empty()) std::memcpy(tokens, ids.data(), ids.size() * sizeof(int32_t));
     });
 }
@@ -33,10 +34,12 @@ apls_status apls_detokenize(const apls_model* model, const int32_t* tokens, int3
     if (!len_out) return null_arg("len_out");
     return guard([&] {
         if (n < 0) apls::fail(APLS_STATUS_INVALID_ARGUMENT, "n_tokens ", n, " is negative");
-        const std::string text = model->impl->require_vocab().detokenize(std::vector<int32_t>(tokens, tokens + n), special);
+        const std::string text =
+            model->impl->require_vocab().detokenize(std::vector<int32_t>(tokens, tokens + n), special);
         *len_out = text.size();
         if (text.size() > buf_size)
-            apls::fail(APLS_STATUS_INVALID_ARGUMENT, "text buffer of ", buf_size, " bytes is too small: ", text.size(), " needed");
+            apls::fail(APLS_STATUS_INVALID_ARGUMENT, "text buffer of ", buf_size, " bytes is too small: ", text.size(),
+                       " needed");
         if (!text.empty()) std::memcpy(buf, text.data(), text.size());
     });
 }

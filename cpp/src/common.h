@@ -18,6 +18,7 @@ class Error : public std::runtime_error {
 public:
     Error(apls_status status, const std::string& msg) : std::runtime_error(msg), status_(status) {}
     apls_status status() const { return status_; }
+
 private:
     apls_status status_;
 };

@@ -14,7 +14,8 @@ namespace apls {
 void Plan::validate(int32_t n_layer, int32_t n_vocab) const {
     auto sized = [&](size_t n, const char* what) {
         if (n != 0 && n != static_cast<size_t>(n_layer))
-            fail(APLS_STATUS_INVALID_ARGUMENT, "plan.", what, " has ", n, " entries, the model has ", n_layer, " layers");
+            fail(APLS_STATUS_INVALID_ARGUMENT, "plan.", what, " has ", n, " entries, the model has ", n_layer,
+                 " layers");
     };
     sized(attn.size(), "attn");
     sized(mlp.size(), "mlp");
@@ -63,8 +64,8 @@ apls_context_params resolve(const Model& model, apls_context_params p) {
 Context::Context(const Model& model, const apls_context_params& params)
     : model_(model),
       params_(resolve(model, params)),
-      kv_(model.hparams().n_layer, model.hparams().kv_dim(), params_.n_ctx, params_.kv_block_size,
-          params_.n_seq_max, params_.kv_type == APLS_KV_TYPE_F16, model.device() == Device::CPU),
+      kv_(model.hparams().n_layer, model.hparams().kv_dim(), params_.n_ctx, params_.kv_block_size, params_.n_seq_max,
+          params_.kv_type == APLS_KV_TYPE_F16, model.device() == Device::CPU),
       pool_(model.device() == Device::CPU ? params_.n_threads : 1) {
     const HParams& hp = model.hparams();
     kv_.set_rope({hp.n_rot, static_cast<int32_t>(hp.head_dim), hp.n_head_kv, hp.rope_freq_base, hp.rope_freq_scale,
@@ -115,7 +116,8 @@ float top_prob_row(const float* x, int32_t n, int32_t best) {
 }
 
 int32_t Context::argmax(int32_t i, float* top_p) const {
-    if (i < 0 || i >= n_outputs_) fail(APLS_STATUS_INVALID_ARGUMENT, "output row ", i, " is out of range [0, ", n_outputs_, ")");
+    if (i < 0 || i >= n_outputs_)
+        fail(APLS_STATUS_INVALID_ARGUMENT, "output row ", i, " is out of range [0, ", n_outputs_, ")");
     if (runner_ && logits_stale_) {
         if (top_p) *top_p = runner_->top_prob()[i];
         return runner_->argmax()[i];
@@ -142,14 +144,15 @@ Batch Context::make_batch(const apls_batch& b) const {
     out.pos.resize(n);
     for (int32_t i = 0; i < n; ++i) {
         if (out.token[i] < 0 || out.token[i] >= hp.n_vocab)
-            fail(APLS_STATUS_INVALID_ARGUMENT, "token ", out.token[i], " at batch index ", i,
-                 " is out of range [0, ", hp.n_vocab, ")");
+            fail(APLS_STATUS_INVALID_ARGUMENT, "token ", out.token[i], " at batch index ", i, " is out of range [0, ",
+                 hp.n_vocab, ")");
         if (!kv_.valid_seq(out.seq[i]))
             fail(APLS_STATUS_INVALID_ARGUMENT, "sequence id ", out.seq[i], " at batch index ", i,
                  " is out of range [0, ", kv_.n_seq_max(), ")");
         if (b.pos) {
             out.pos[i] = b.pos[i];
-            if (out.pos[i] < 0) fail(APLS_STATUS_INVALID_ARGUMENT, "position ", out.pos[i], " at batch index ", i, " is negative");
+            if (out.pos[i] < 0)
+                fail(APLS_STATUS_INVALID_ARGUMENT, "position ", out.pos[i], " at batch index ", i, " is negative");
         } else {
             auto it = next.try_emplace(out.seq[i], kv_.seq_next_pos(out.seq[i])).first;
             out.pos[i] = it->second++;
@@ -231,7 +234,8 @@ GreedyDraft Context::draft_greedy(int32_t first, int32_t pos0, int32_t seq, int3
 std::vector<int32_t> Context::generate_greedy(int32_t seq, int32_t last, int32_t n_max, bool stop_at_eog) {
     const HParams& hp = model_.hparams();
     if (!kv_.valid_seq(seq)) fail(APLS_STATUS_INVALID_ARGUMENT, "unknown sequence ", seq);
-    if (last < 0 || last >= hp.n_vocab) fail(APLS_STATUS_INVALID_ARGUMENT, "token ", last, " is out of range [0, ", hp.n_vocab, ")");
+    if (last < 0 || last >= hp.n_vocab)
+        fail(APLS_STATUS_INVALID_ARGUMENT, "token ", last, " is out of range [0, ", hp.n_vocab, ")");
     if (n_max < 0) fail(APLS_STATUS_INVALID_ARGUMENT, "n_max ", n_max, " is negative");
     std::vector<int32_t> out;
     if (n_max == 0) return out;
@@ -245,8 +249,8 @@ std::vector<int32_t> Context::generate_greedy(int32_t seq, int32_t last, int32_t
     try {
         while (static_cast<int32_t>(out.size()) < n) {
             const int32_t k = std::min(n - static_cast<int32_t>(out.size()), chain_max);
-            const GreedyDraft g = greedy_steps(out.empty() ? last : out.back(), kv_.seq_next_pos(seq), seq, k, full,
-                                               nullptr, true, ends);
+            const GreedyDraft g =
+                greedy_steps(out.empty() ? last : out.back(), kv_.seq_next_pos(seq), seq, k, full, nullptr, true, ends);
             out.insert(out.end(), g.ids.begin(), g.ids.end());
             if (static_cast<int32_t>(g.ids.size()) < k || ends(out.back(), 0.0f)) break;
         }

@@ -12,7 +12,8 @@ std::string describe() { return "CUDA: not built (configure with APLS_CUDA=ON an
 std::string unsupported_reason(const Model&) { return "this build of APLS has no CUDA backend"; }
 
 std::unique_ptr<DeviceModel> upload(const Model&) {
-    fail(APLS_STATUS_UNSUPPORTED, "device 'cuda' requested but this build of APLS has no CUDA backend (", describe(), ")");
+    fail(APLS_STATUS_UNSUPPORTED, "device 'cuda' requested but this build of APLS has no CUDA backend (", describe(),
+         ")");
 }
 
 std::unique_ptr<DeviceRunner> make_runner(Context&) {

@@ -30,7 +30,13 @@ void store_row(uint8_t* dst, const float* src, int64_t n, bool f16) {
 }  // namespace
 
 Forward::Forward(Context& c, const Batch& b, const KVView* v)
-    : ctx(c), hp(c.model().hparams()), kt(cpu::kernels()), s(c.scratch()), pool(c.pool()), batch(b), n(b.size()),
+    : ctx(c),
+      hp(c.model().hparams()),
+      kt(cpu::kernels()),
+      s(c.scratch()),
+      pool(c.pool()),
+      batch(b),
+      n(b.size()),
       view(v) {
     for (int32_t i = 0; i < n; ++i)
         cpu::rope_table(batch.pos[i], hp.n_rot, hp.rope_freq_base, hp.rope_freq_scale, s.rope.data() + i * hp.n_rot);
@@ -65,7 +71,8 @@ void Forward::embed() {
 
 void Forward::attn_norm(const Layer& L) {
     const int64_t d = hp.n_embd;
-    rows(n, [&](int32_t i) { cpu::rms_norm(s.x.data() + i * d, L.attn_norm.data(), s.h.data() + i * d, d, hp.rms_eps); });
+    rows(n,
+         [&](int32_t i) { cpu::rms_norm(s.x.data() + i * d, L.attn_norm.data(), s.h.data() + i * d, d, hp.rms_eps); });
 }
 
 void Forward::qkv(const Layer& L) {
@@ -127,8 +134,8 @@ void Forward::attend(int32_t l) {
             cpu::split_range(n_tasks, ith, nth, 1, &b, &e);
             for (int64_t t = b; t < e; ++t) {
                 const int32_t i = static_cast<int32_t>(t / hp.n_head), h = static_cast<int32_t>(t % hp.n_head);
-                cpu::attend(kt, kv, l, batch.seq[i], batch.pos[i], s.q.data() + i * qd + h * hd, (h / group) * hd,
-                            hd, scale, s.scores.data() + ith * cap, s.h.data() + i * qd + h * hd, view);
+                cpu::attend(kt, kv, l, batch.seq[i], batch.pos[i], s.q.data() + i * qd + h * hd, (h / group) * hd, hd,
+                            scale, s.scores.data() + ith * cap, s.h.data() + i * qd + h * hd, view);
             }
         });
     } else {
@@ -167,7 +174,8 @@ void Forward::attend(int32_t l) {
 void Forward::mlp_swiglu(int32_t l) {
     const Layer& L = layer(l);
     const int64_t d = hp.n_embd, f = hp.n_ff;
-    rows(n, [&](int32_t i) { cpu::rms_norm(s.x.data() + i * d, L.ffn_norm.data(), s.h.data() + i * d, d, hp.rms_eps); });
+    rows(n,
+         [&](int32_t i) { cpu::rms_norm(s.x.data() + i * d, L.ffn_norm.data(), s.h.data() + i * d, d, hp.rms_eps); });
     matmul(s.h.data(), n, d, {{&L.w_gate, s.gate.data()}, {&L.w_up, s.up.data()}});
     rows(n, [&](int32_t i) { cpu::silu_mul(s.gate.data() + i * f, s.up.data() + i * f, f); });
     matmul(s.gate.data(), n, f, {{&L.w_down, s.y.data()}});
@@ -200,9 +208,12 @@ void Forward::output(int32_t head_rows) {
 
 void forward_cpu(Context& ctx, const Batch& batch, const Plan& plan, const KVView* view) {
     switch (ctx.model().hparams().arch) {
-        case Arch::LLAMA: return forward_llama(ctx, batch, plan, view);
-        case Arch::QWEN2: return forward_qwen2(ctx, batch, plan, view);
-        case Arch::QWEN3: return forward_qwen3(ctx, batch, plan, view);
+        case Arch::LLAMA:
+            return forward_llama(ctx, batch, plan, view);
+        case Arch::QWEN2:
+            return forward_qwen2(ctx, batch, plan, view);
+        case Arch::QWEN3:
+            return forward_qwen3(ctx, batch, plan, view);
     }
     fail(APLS_STATUS_UNSUPPORTED, "no CPU forward pass for architecture '", arch_name(ctx.model().hparams().arch), "'");
 }

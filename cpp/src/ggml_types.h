@@ -11,11 +11,38 @@
 namespace apls {
 
 enum class TensorType : uint32_t {
-    F32 = 0, F16 = 1, Q4_0 = 2, Q4_1 = 3, Q5_0 = 6, Q5_1 = 7, Q8_0 = 8, Q8_1 = 9,
-    Q2_K = 10, Q3_K = 11, Q4_K = 12, Q5_K = 13, Q6_K = 14, Q8_K = 15,
-    IQ2_XXS = 16, IQ2_XS = 17, IQ3_XXS = 18, IQ1_S = 19, IQ4_NL = 20, IQ3_S = 21, IQ2_S = 22,
-    IQ4_XS = 23, I8 = 24, I16 = 25, I32 = 26, I64 = 27, F64 = 28, IQ1_M = 29, BF16 = 30,
-    TQ1_0 = 34, TQ2_0 = 35, MXFP4 = 39,
+    F32 = 0,
+    F16 = 1,
+    Q4_0 = 2,
+    Q4_1 = 3,
+    Q5_0 = 6,
+    Q5_1 = 7,
+    Q8_0 = 8,
+    Q8_1 = 9,
+    Q2_K = 10,
+    Q3_K = 11,
+    Q4_K = 12,
+    Q5_K = 13,
+    Q6_K = 14,
+    Q8_K = 15,
+    IQ2_XXS = 16,
+    IQ2_XS = 17,
+    IQ3_XXS = 18,
+    IQ1_S = 19,
+    IQ4_NL = 20,
+    IQ3_S = 21,
+    IQ2_S = 22,
+    IQ4_XS = 23,
+    I8 = 24,
+    I16 = 25,
+    I32 = 26,
+    I64 = 27,
+    F64 = 28,
+    IQ1_M = 29,
+    BF16 = 30,
+    TQ1_0 = 34,
+    TQ2_0 = 35,
+    MXFP4 = 39,
 };
 
 struct TypeTraits {
@@ -31,15 +58,34 @@ std::string type_name(TensorType t);
 
 // Block layouts used by the engine (GGUF byte layouts, little-endian).
 constexpr int QK = 32;                                  // elements per Q4_0/Q4_1/Q5_0/Q5_1/Q8_0 block
-struct BlockQ4_0 { uint16_t d; uint8_t qs[QK / 2]; };              // x = d * (q - 8)
-struct BlockQ4_1 { uint16_t d; uint16_t m; uint8_t qs[QK / 2]; };  // x = d * q + m
-struct BlockQ8_0 { uint16_t d; int8_t qs[QK]; };                   // x = d * q
+struct BlockQ4_0 {
+    uint16_t d;
+    uint8_t qs[QK / 2];
+};              // x = d * (q - 8)
+struct BlockQ4_1 {
+    uint16_t d;
+    uint16_t m;
+    uint8_t qs[QK / 2];
+};  // x = d * q + m
+struct BlockQ8_0 {
+    uint16_t d;
+    int8_t qs[QK];
+};                   // x = d * q
 // Nibble order (GGUF): element j (j < 16) is qs[j] & 0xF, element j + 16 is qs[j] >> 4.
 static_assert(sizeof(BlockQ4_0) == 18 && sizeof(BlockQ4_1) == 20 && sizeof(BlockQ8_0) == 34, "block layout");
 
 // 5-bit blocks: the low 4 bits as Q4's nibbles, bit 4 of element j in bit j of qh (little-endian).
-struct BlockQ5_0 { uint16_t d; uint8_t qh[4]; uint8_t qs[QK / 2]; };              // x = d * (q - 16)
-struct BlockQ5_1 { uint16_t d; uint16_t m; uint8_t qh[4]; uint8_t qs[QK / 2]; };  // x = d * q + m
+struct BlockQ5_0 {
+    uint16_t d;
+    uint8_t qh[4];
+    uint8_t qs[QK / 2];
+};              // x = d * (q - 16)
+struct BlockQ5_1 {
+    uint16_t d;
+    uint16_t m;
+    uint8_t qh[4];
+    uint8_t qs[QK / 2];
+};  // x = d * q + m
 static_assert(sizeof(BlockQ5_0) == 22 && sizeof(BlockQ5_1) == 24, "block layout");
 
 // K-quants: super-blocks of 256 elements with per-sub-block scales.
@@ -47,13 +93,29 @@ constexpr int QK_K = 256;
 // Q4_K / Q5_K: 8 sub-blocks of 32, x = d * sc[j] * q - dmin * m[j], sc and m 6-bit (k4_scales).
 // Sub-blocks 2i and 2i+1 share qs[32 i .. 32 i + 32): 2i in the low nibbles, 2i+1 in the high
 // ones; Q5_K's bit 4 of element l of sub-block j is bit j of qh[l].
-struct BlockQ4_K { uint16_t d; uint16_t dmin; uint8_t scales[12]; uint8_t qs[QK_K / 2]; };
-struct BlockQ5_K { uint16_t d; uint16_t dmin; uint8_t scales[12]; uint8_t qh[QK_K / 8]; uint8_t qs[QK_K / 2]; };
+struct BlockQ4_K {
+    uint16_t d;
+    uint16_t dmin;
+    uint8_t scales[12];
+    uint8_t qs[QK_K / 2];
+};
+struct BlockQ5_K {
+    uint16_t d;
+    uint16_t dmin;
+    uint8_t scales[12];
+    uint8_t qh[QK_K / 8];
+    uint8_t qs[QK_K / 2];
+};
 // Q6_K: 16 sub-blocks of 16, x = d * scales[j] * (q - 32), q 6-bit. Per half h (128 elements):
 // ql[64h ..], qh[32h ..]; element 32c + l of the half (c < 4, l < 32) has its low 4 bits in
 // ql[64h + l + 32 (c & 1)] (low nibble for c < 2, high for c >= 2) and its top 2 bits in bits
 // 2c, 2c+1 of qh[32h + l].
-struct BlockQ6_K { uint8_t ql[QK_K / 2]; uint8_t qh[QK_K / 4]; int8_t scales[QK_K / 16]; uint16_t d; };
+struct BlockQ6_K {
+    uint8_t ql[QK_K / 2];
+    uint8_t qh[QK_K / 4];
+    int8_t scales[QK_K / 16];
+    uint16_t d;
+};
 static_assert(sizeof(BlockQ4_K) == 144 && sizeof(BlockQ5_K) == 176 && sizeof(BlockQ6_K) == 210, "block layout");
 
 // The 8 (scale, min) pairs of a Q4_K/Q5_K super-block from its 12 packed bytes: sub-blocks

@@ -28,12 +28,25 @@ constexpr uint32_t kMagic = 0x46554747;  // "GGUF" read as a little-endian u32
 // Smallest encoding of one element of type t: lets us reject absurd counts up front.
 uint64_t min_encoded_size(ValueType t) {
     switch (t) {
-        case ValueType::U8: case ValueType::I8: case ValueType::BOOL: return 1;
-        case ValueType::U16: case ValueType::I16: return 2;
-        case ValueType::U32: case ValueType::I32: case ValueType::F32: return 4;
-        case ValueType::U64: case ValueType::I64: case ValueType::F64: return 8;
-        case ValueType::STRING: return 8;   // u64 length, possibly empty
-        case ValueType::ARRAY: return 12;   // u32 element type + u64 count
+        case ValueType::U8:
+        case ValueType::I8:
+        case ValueType::BOOL:
+            return 1;
+        case ValueType::U16:
+        case ValueType::I16:
+            return 2;
+        case ValueType::U32:
+        case ValueType::I32:
+        case ValueType::F32:
+            return 4;
+        case ValueType::U64:
+        case ValueType::I64:
+        case ValueType::F64:
+            return 8;
+        case ValueType::STRING:
+            return 8;   // u64 length, possibly empty
+        case ValueType::ARRAY:
+            return 12;   // u32 element type + u64 count
     }
     return 1;
 }
@@ -72,8 +85,8 @@ public:
     std::string read_string(const std::string& what, const std::string& where) {
         uint64_t len = read<uint64_t>(what + " length" + where);
         if (len > remaining())
-            fail(APLS_STATUS_FORMAT, "string length ", len, " past the end of the file", where,
-                 " (", remaining(), " bytes remain at offset ", static_cast<uint64_t>(pos_), ")");
+            fail(APLS_STATUS_FORMAT, "string length ", len, " past the end of the file", where, " (", remaining(),
+                 " bytes remain at offset ", static_cast<uint64_t>(pos_), ")");
         std::string s(reinterpret_cast<const char*>(data_ + pos_), static_cast<size_t>(len));
         pos_ += static_cast<size_t>(len);
         return s;
@@ -95,28 +108,49 @@ private:
 
 const char* value_type_name(ValueType t) {
     switch (t) {
-        case ValueType::U8: return "UINT8";
-        case ValueType::I8: return "INT8";
-        case ValueType::U16: return "UINT16";
-        case ValueType::I16: return "INT16";
-        case ValueType::U32: return "UINT32";
-        case ValueType::I32: return "INT32";
-        case ValueType::F32: return "FLOAT32";
-        case ValueType::BOOL: return "BOOL";
-        case ValueType::STRING: return "STRING";
-        case ValueType::ARRAY: return "ARRAY";
-        case ValueType::U64: return "UINT64";
-        case ValueType::I64: return "INT64";
-        case ValueType::F64: return "FLOAT64";
+        case ValueType::U8:
+            return "UINT8";
+        case ValueType::I8:
+            return "INT8";
+        case ValueType::U16:
+            return "UINT16";
+        case ValueType::I16:
+            return "INT16";
+        case ValueType::U32:
+            return "UINT32";
+        case ValueType::I32:
+            return "INT32";
+        case ValueType::F32:
+            return "FLOAT32";
+        case ValueType::BOOL:
+            return "BOOL";
+        case ValueType::STRING:
+            return "STRING";
+        case ValueType::ARRAY:
+            return "ARRAY";
+        case ValueType::U64:
+            return "UINT64";
+        case ValueType::I64:
+            return "INT64";
+        case ValueType::F64:
+            return "FLOAT64";
     }
     return "?";
 }
 
 bool Value::is_integer() const {
     switch (type) {
-        case ValueType::U8: case ValueType::I8: case ValueType::U16: case ValueType::I16:
-        case ValueType::U32: case ValueType::I32: case ValueType::U64: case ValueType::I64: return true;
-        default: return false;
+        case ValueType::U8:
+        case ValueType::I8:
+        case ValueType::U16:
+        case ValueType::I16:
+        case ValueType::U32:
+        case ValueType::I32:
+        case ValueType::U64:
+        case ValueType::I64:
+            return true;
+        default:
+            return false;
     }
 }
 
@@ -175,29 +209,51 @@ void read_value(Cursor& c, ValueType t, Value& out, const std::string& where, in
     out.type = t;
     out.scalar.u = 0;
     switch (t) {
-        case ValueType::U8: out.scalar.u = c.read<uint8_t>("UINT8 value" + where); return;
-        case ValueType::I8: out.scalar.i = c.read<int8_t>("INT8 value" + where); return;
-        case ValueType::U16: out.scalar.u = c.read<uint16_t>("UINT16 value" + where); return;
-        case ValueType::I16: out.scalar.i = c.read<int16_t>("INT16 value" + where); return;
-        case ValueType::U32: out.scalar.u = c.read<uint32_t>("UINT32 value" + where); return;
-        case ValueType::I32: out.scalar.i = c.read<int32_t>("INT32 value" + where); return;
-        case ValueType::U64: out.scalar.u = c.read<uint64_t>("UINT64 value" + where); return;
-        case ValueType::I64: out.scalar.i = c.read<int64_t>("INT64 value" + where); return;
-        case ValueType::F32: out.scalar.f = c.read<float>("FLOAT32 value" + where); return;
-        case ValueType::F64: out.scalar.f = c.read<double>("FLOAT64 value" + where); return;
+        case ValueType::U8:
+            out.scalar.u = c.read<uint8_t>("UINT8 value" + where);
+            return;
+        case ValueType::I8:
+            out.scalar.i = c.read<int8_t>("INT8 value" + where);
+            return;
+        case ValueType::U16:
+            out.scalar.u = c.read<uint16_t>("UINT16 value" + where);
+            return;
+        case ValueType::I16:
+            out.scalar.i = c.read<int16_t>("INT16 value" + where);
+            return;
+        case ValueType::U32:
+            out.scalar.u = c.read<uint32_t>("UINT32 value" + where);
+            return;
+        case ValueType::I32:
+            out.scalar.i = c.read<int32_t>("INT32 value" + where);
+            return;
+        case ValueType::U64:
+            out.scalar.u = c.read<uint64_t>("UINT64 value" + where);
+            return;
+        case ValueType::I64:
+            out.scalar.i = c.read<int64_t>("INT64 value" + where);
+            return;
+        case ValueType::F32:
+            out.scalar.f = c.read<float>("FLOAT32 value" + where);
+            return;
+        case ValueType::F64:
+            out.scalar.f = c.read<double>("FLOAT64 value" + where);
+            return;
         case ValueType::BOOL: {
             uint8_t b = c.read<uint8_t>("BOOL value" + where);
             if (b > 1) fail(APLS_STATUS_FORMAT, "bad bool value ", static_cast<uint32_t>(b), where);
             out.scalar.b = b != 0;
             return;
         }
-        case ValueType::STRING: out.str = c.read_string("string", where); return;
-        case ValueType::ARRAY: break;
+        case ValueType::STRING:
+            out.str = c.read_string("string", where);
+            return;
+        case ValueType::ARRAY:
+            break;
     }
     // Arrays: u32 element type, u64 count, elements. Depth is bounded so that a file of nested
     // arrays cannot exhaust the stack.
-    if (depth >= kMaxArrayDepth)
-        fail(APLS_STATUS_FORMAT, "arrays nested deeper than ", kMaxArrayDepth, where);
+    if (depth >= kMaxArrayDepth) fail(APLS_STATUS_FORMAT, "arrays nested deeper than ", kMaxArrayDepth, where);
     uint32_t et = c.read<uint32_t>("array element type" + where);
     if (!valid_value_type(et)) fail(APLS_STATUS_FORMAT, "unknown metadata value type ", et, " in array", where);
     out.elem_type = static_cast<ValueType>(et);
@@ -246,8 +302,8 @@ void File::parse_tensor_infos(Cursor& c, uint64_t n_tensors) {
         ti.name = c.read_string("tensor name", str(" of tensor info ", i));
         std::string who = "tensor " + quoted(ti.name);
         if (ti.name.size() > kMaxTensorName)
-            fail(APLS_STATUS_FORMAT, who, " name too long (", static_cast<uint64_t>(ti.name.size()),
-                 " bytes, at most ", static_cast<uint64_t>(kMaxTensorName), ")");
+            fail(APLS_STATUS_FORMAT, who, " name too long (", static_cast<uint64_t>(ti.name.size()), " bytes, at most ",
+                 static_cast<uint64_t>(kMaxTensorName), ")");
         if (tensor_index_.count(ti.name)) fail(APLS_STATUS_FORMAT, "duplicate tensor name ", quoted(ti.name));
         uint32_t n_dims = c.read<uint32_t>("n_dims of " + who);
         if (n_dims > kMaxDims) fail(APLS_STATUS_FORMAT, who, " has ", n_dims, " dimensions (at most ", kMaxDims, ")");
@@ -300,8 +356,8 @@ void File::validate_tensor_data() {
                  ", alignment ", alignment_, ")");
         uint64_t end;
         if (add_overflows(ti.offset, ti.n_bytes, &end) || end > section)
-            fail(APLS_STATUS_FORMAT, "tensor ", quoted(ti.name), " data [", ti.offset, ", ", ti.offset, "+",
-                 ti.n_bytes, ") past the end of the data section (", section, " bytes)");
+            fail(APLS_STATUS_FORMAT, "tensor ", quoted(ti.name), " data [", ti.offset, ", ", ti.offset, "+", ti.n_bytes,
+                 ") past the end of the data section (", section, " bytes)");
         ti.data = base_ + data_offset_ + ti.offset;
     }
     // Overlap: sweep in offset order, remembering the tensor that reaches furthest so far.
@@ -324,9 +380,9 @@ void File::parse() {
     if (magic != kMagic) fail(APLS_STATUS_FORMAT, "bad magic: not a GGUF file");
     uint32_t version = c.read<uint32_t>("the version");
     // A big-endian file's version 2 or 3 reads as 0x02000000 / 0x03000000 here.
-    if (version == 0x02000000u || version == 0x03000000u)
-        fail(APLS_STATUS_FORMAT, "big-endian GGUF is not supported");
-    if (version == 1) fail(APLS_STATUS_FORMAT, "unsupported GGUF version 1 (v1 used 32-bit counts; re-convert the model)");
+    if (version == 0x02000000u || version == 0x03000000u) fail(APLS_STATUS_FORMAT, "big-endian GGUF is not supported");
+    if (version == 1)
+        fail(APLS_STATUS_FORMAT, "unsupported GGUF version 1 (v1 used 32-bit counts; re-convert the model)");
     if (version != 2 && version != 3) fail(APLS_STATUS_FORMAT, "unsupported GGUF version ", version);
     version_ = version;
     uint64_t n_tensors = c.read<uint64_t>("the tensor count");
@@ -341,8 +397,8 @@ void File::parse() {
     if (data_offset_ > size_) {
         // Without tensors there is no data section, and writers may omit the final padding.
         if (!tensors_.empty())
-            fail(APLS_STATUS_FORMAT, "truncated file: the data section starts at ", data_offset_,
-                 " but the file has ", static_cast<uint64_t>(size_), " bytes");
+            fail(APLS_STATUS_FORMAT, "truncated file: the data section starts at ", data_offset_, " but the file has ",
+                 static_cast<uint64_t>(size_), " bytes");
         data_offset_ = size_;
     }
     validate_tensor_data();
@@ -366,7 +422,9 @@ namespace {
 
 struct Fd {
     int fd;
-    ~Fd() { if (fd >= 0) ::close(fd); }
+    ~Fd() {
+        if (fd >= 0) ::close(fd);
+    }
 };
 
 [[noreturn]] void io_fail(const char* what, const std::string& path) {

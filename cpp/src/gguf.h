@@ -23,8 +23,19 @@
 namespace apls::gguf {
 
 enum class ValueType : uint32_t {
-    U8 = 0, I8 = 1, U16 = 2, I16 = 3, U32 = 4, I32 = 5, F32 = 6, BOOL = 7,
-    STRING = 8, ARRAY = 9, U64 = 10, I64 = 11, F64 = 12,
+    U8 = 0,
+    I8 = 1,
+    U16 = 2,
+    I16 = 3,
+    U32 = 4,
+    I32 = 5,
+    F32 = 6,
+    BOOL = 7,
+    STRING = 8,
+    ARRAY = 9,
+    U64 = 10,
+    I64 = 11,
+    F64 = 12,
 };
 // The names gguf-py uses ("UINT32", "FLOAT32", "ARRAY"); "?" for ids that are not a type.
 const char* value_type_name(ValueType t);
@@ -41,7 +52,12 @@ constexpr uint64_t kMaxArrayElements = uint64_t(1) << 22;
 // element of type `elem_type` (arrays may nest).
 struct Value {
     ValueType type = ValueType::U8;
-    union { uint64_t u; int64_t i; double f; bool b; } scalar{};
+    union {
+        uint64_t u;
+        int64_t i;
+        double f;
+        bool b;
+    } scalar{};
     std::string str;
     ValueType elem_type = ValueType::U8;
     std::vector<Value> arr;

@@ -44,7 +44,7 @@ HParams HParams::from_gguf(const gguf::File& f) {
         fail(APLS_STATUS_FORMAT, key(Key::HEAD_COUNT), " = ", hp.n_head, " is not a multiple of ",
              key(Key::HEAD_COUNT_KV), " = ", hp.n_head_kv);
     hp.n_rot = f.find(key(Key::ROPE_DIMENSION_COUNT)) ? get_i32(f, key(Key::ROPE_DIMENSION_COUNT), 2, hp.head_dim)
-                                                       : hp.head_dim;
+                                                      : hp.head_dim;
     if (hp.n_rot % 2 != 0) fail(APLS_STATUS_FORMAT, key(Key::ROPE_DIMENSION_COUNT), " = ", hp.n_rot, " is odd");
     hp.rope_style = hp.arch == Arch::LLAMA ? RopeStyle::NORM : RopeStyle::NEOX;
     hp.rope_freq_base = static_cast<float>(f.get_f64_or(key(Key::ROPE_FREQ_BASE), 10000.0));

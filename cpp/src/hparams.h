@@ -8,7 +8,9 @@
 
 namespace apls {
 
-namespace gguf { class File; }
+namespace gguf {
+class File;
+}
 
 struct HParams {
     Arch arch = Arch::LLAMA;

@@ -116,7 +116,8 @@ void KVCache::check_view(const KVView& view, int32_t seq) const {
     for (size_t i = 0; i < view.positions.size(); ++i) {
         const int32_t p = view.positions[i];
         if (p < 0 || (i > 0 && p <= view.positions[i - 1]))
-            fail(APLS_STATUS_INVALID_ARGUMENT, "view: positions must be >= 0 and strictly increasing (entry ", i, " is ", p, ")");
+            fail(APLS_STATUS_INVALID_ARGUMENT, "view: positions must be >= 0 and strictly increasing (entry ", i,
+                 " is ", p, ")");
         if (find_pos(seq, p) < 0)
             fail(APLS_STATUS_INVALID_ARGUMENT, "view: position ", p, " is not in the cache of sequence ", seq);
     }
@@ -201,8 +202,8 @@ void KVCache::shrink(int32_t seq, int32_t n) {
 void KVCache::truncate(int32_t seq, int32_t n) {
     check_seq(seq, "truncate");
     Seq& s = seqs_[seq];
-    if (n < 0 || n > s.n) fail(APLS_STATUS_INVALID_ARGUMENT, "truncate of sequence ", seq, " to ", n,
-                              " entries: it holds ", s.n);
+    if (n < 0 || n > s.n)
+        fail(APLS_STATUS_INVALID_ARGUMENT, "truncate of sequence ", seq, " to ", n, " entries: it holds ", s.n);
     shrink(seq, n);
     refresh_next_pos(s);
 }
@@ -321,8 +322,10 @@ void KVCache::fork(int32_t src, int32_t dst) {
     size_t avail = free_.size();
     for (int32_t b : seqs_[dst].blocks) avail += refs_[b] == 1;
     if (s.n % block_size_ != 0 && avail == 0)
-        fail(APLS_STATUS_KV_FULL, "KV cache full: fork of sequence ", src, " needs a free block for the copy of its "
-             "partially filled last block, and none of ", n_blocks_, " is free");
+        fail(APLS_STATUS_KV_FULL, "KV cache full: fork of sequence ", src,
+             " needs a free block for the copy of its "
+             "partially filled last block, and none of ",
+             n_blocks_, " is free");
     clear_seq(dst);
     Seq& d = seqs_[dst];
     d = s;
@@ -352,7 +355,8 @@ KVStats KVCache::stats() const {
     }
     for (char h : held) st.tokens += h;
     st.holes = static_cast<int64_t>(st.blocks_used) * block_size_ - st.tokens;
-    st.fragmentation = st.blocks_used ? static_cast<double>(st.holes) / (static_cast<double>(st.blocks_used) * block_size_) : 0.0;
+    st.fragmentation =
+        st.blocks_used ? static_cast<double>(st.holes) / (static_cast<double>(st.blocks_used) * block_size_) : 0.0;
     return st;
 }
 
@@ -374,19 +378,22 @@ void KVCache::check_invariants() const {
         for (int32_t j = 0; j < s.n; ++j) {
             const int32_t p = entry_pos(q, j);
             if (p < 0) bad("sequence ", q, " has a hole at entry ", j);
-            if (s.sorted && j > 0 && p < entry_pos(q, j - 1)) bad("sequence ", q, " is flagged sorted but is not at entry ", j);
+            if (s.sorted && j > 0 && p < entry_pos(q, j - 1))
+                bad("sequence ", q, " is flagged sorted but is not at entry ", j);
             max_pos = std::max(max_pos, p);
         }
         if (s.next_pos != max_pos + 1) bad("sequence ", q, " has next_pos ", s.next_pos, ", max position ", max_pos);
     }
     std::vector<char> in_free(n_blocks_, 0);
     for (int32_t b : free_) {
-        if (b < 0 || b >= static_cast<int32_t>(n_blocks_) || in_free[b]) bad("free list holds block ", b, " twice or out of range");
+        if (b < 0 || b >= static_cast<int32_t>(n_blocks_) || in_free[b])
+            bad("free list holds block ", b, " twice or out of range");
         in_free[b] = 1;
     }
     for (uint32_t b = 0; b < n_blocks_; ++b) {
         if (refs_[b] != uses[b]) bad("block ", b, " has reference count ", refs_[b], " but ", uses[b], " users");
-        if ((uses[b] == 0) != (in_free[b] != 0)) bad("block ", b, " with ", uses[b], " users is ", in_free[b] ? "" : "not ", "free");
+        if ((uses[b] == 0) != (in_free[b] != 0))
+            bad("block ", b, " with ", uses[b], " users is ", in_free[b] ? "" : "not ", "free");
         if (uses[b] == 0)
             for (uint32_t i = 0; i < block_size_; ++i)
                 if (pos_[static_cast<size_t>(b) * block_size_ + i] != -1) bad("free block ", b, " holds a position");

@@ -17,10 +17,17 @@ uint64_t Weight::row_bytes() const {
 
 bool is_supported_weight_type(TensorType t) {
     switch (t) {
-        case TensorType::F32: case TensorType::F16: case TensorType::BF16:
-        case TensorType::Q8_0: case TensorType::Q4_0: case TensorType::Q4_1:
-        case TensorType::Q5_0: case TensorType::Q5_1:
-        case TensorType::Q4_K: case TensorType::Q5_K: case TensorType::Q6_K:
+        case TensorType::F32:
+        case TensorType::F16:
+        case TensorType::BF16:
+        case TensorType::Q8_0:
+        case TensorType::Q4_0:
+        case TensorType::Q4_1:
+        case TensorType::Q5_0:
+        case TensorType::Q5_1:
+        case TensorType::Q4_K:
+        case TensorType::Q5_K:
+        case TensorType::Q6_K:
             return true;
         default:
             return false;
@@ -49,10 +56,14 @@ int32_t device_from_environment() {
 // APLS_STATUS_INVALID_ARGUMENT for an unknown value.
 Device resolve_device(int32_t requested) {
     switch (requested) {
-        case APLS_DEVICE_AUTO: return cuda::device_count() > 0 ? Device::CUDA : Device::CPU;
-        case APLS_DEVICE_CPU: return Device::CPU;
-        case APLS_DEVICE_CUDA: return Device::CUDA;
-        default: fail(APLS_STATUS_INVALID_ARGUMENT, "unknown device ", requested, " (use APLS_DEVICE_AUTO, _CPU or _CUDA)");
+        case APLS_DEVICE_AUTO:
+            return cuda::device_count() > 0 ? Device::CUDA : Device::CPU;
+        case APLS_DEVICE_CPU:
+            return Device::CPU;
+        case APLS_DEVICE_CUDA:
+            return Device::CUDA;
+        default:
+            fail(APLS_STATUS_INVALID_ARGUMENT, "unknown device ", requested, " (use APLS_DEVICE_AUTO, _CPU or _CUDA)");
     }
 }
 
@@ -121,7 +132,8 @@ std::unique_ptr<Model> Model::load(const std::string& path, bool use_mmap, int32
         if (device == Device::CPU) {
             std::string why = cuda::describe();  // "CUDA: unavailable (reason)", "CUDA: no device"
             if (why.rfind("CUDA: ", 0) == 0) why.erase(0, 6);
-            m->device_note_ = cuda::compiled() ? "no usable CUDA device: " + why : "this build of APLS has no CUDA backend";
+            m->device_note_ =
+                cuda::compiled() ? "no usable CUDA device: " + why : "this build of APLS has no CUDA backend";
         } else if (std::string why = cuda::unsupported_reason(*m); !why.empty()) {
             device = Device::CPU;
             m->device_note_ = std::move(why);
@@ -148,8 +160,8 @@ Weight Model::matrix(const std::string& name, int64_t k, int64_t rows, bool requ
     bool extra_dims = false;
     for (size_t i = 2; i < t->ne.size(); ++i) extra_dims |= t->ne[i] != 1;
     if (t->ne.empty() || t->ne[0] != k || rows_found != rows || extra_dims)
-        fail(APLS_STATUS_FORMAT, "tensor '", name, "' has shape [", t->ne[0], ", ", rows_found,
-             "], expected [", k, ", ", rows, "]");
+        fail(APLS_STATUS_FORMAT, "tensor '", name, "' has shape [", t->ne[0], ", ", rows_found, "], expected [", k,
+             ", ", rows, "]");
     if (!is_supported_weight_type(t->type))
         fail(APLS_STATUS_UNSUPPORTED, "tensor '", name, "' has type ", type_name(t->type),
              " (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K)");

@@ -131,27 +131,27 @@ std::vector<std::string_view> pretokenize(PreTokenizer type, std::string_view te
     std::vector<std::pair<size_t, size_t>> spans;  // code point ranges
     auto gpt2 = [&](size_t i, size_t e) { return match_gpt2(t, i, e); };
     switch (type) {
-    case PreTokenizer::Gpt2:
-        split_window(t, 0, n, gpt2, spans);
-        break;
-    case PreTokenizer::SmolLM: {
-        // Each number code point is a piece of its own; GPT-2 splitting applies between them.
-        size_t b = 0;
-        for (size_t i = 0; i < n; ++i) {
-            if (!t.N(i)) continue;
-            split_window(t, b, i, gpt2, spans);
-            spans.emplace_back(i, i + 1);
-            b = i + 1;
+        case PreTokenizer::Gpt2:
+            split_window(t, 0, n, gpt2, spans);
+            break;
+        case PreTokenizer::SmolLM: {
+            // Each number code point is a piece of its own; GPT-2 splitting applies between them.
+            size_t b = 0;
+            for (size_t i = 0; i < n; ++i) {
+                if (!t.N(i)) continue;
+                split_window(t, b, i, gpt2, spans);
+                spans.emplace_back(i, i + 1);
+                b = i + 1;
+            }
+            split_window(t, b, n, gpt2, spans);
+            break;
         }
-        split_window(t, b, n, gpt2, spans);
-        break;
-    }
-    case PreTokenizer::Llama3:
-        split_window(t, 0, n, [&](size_t i, size_t e) { return match_llama3(t, i, e, 3); }, spans);
-        break;
-    case PreTokenizer::Qwen2:
-        split_window(t, 0, n, [&](size_t i, size_t e) { return match_llama3(t, i, e, 1); }, spans);
-        break;
+        case PreTokenizer::Llama3:
+            split_window(t, 0, n, [&](size_t i, size_t e) { return match_llama3(t, i, e, 3); }, spans);
+            break;
+        case PreTokenizer::Qwen2:
+            split_window(t, 0, n, [&](size_t i, size_t e) { return match_llama3(t, i, e, 1); }, spans);
+            break;
     }
     std::vector<std::string_view> pieces;
     pieces.reserve(spans.size());

@@ -78,7 +78,8 @@ void quantize_sym(const float* x, uint8_t* y, int64_t k) {
         const float id = d != 0.0f ? 1.0f / d : 0.0f;
         uint8_t q[QK];
         for (int j = 0; j < QK; ++j)
-            q[j] = static_cast<uint8_t>(std::min(qmax, static_cast<int>(std::trunc(x[j] * id + (static_cast<float>(half) + 0.5f)))));
+            q[j] = static_cast<uint8_t>(
+                std::min(qmax, static_cast<int>(std::trunc(x[j] * id + (static_cast<float>(half) + 0.5f)))));
         put_half(y, d);
         pack_q45<kBits>(q, y + 2);
     }
@@ -124,7 +125,9 @@ constexpr float kSearchStep = 0.1f;
 
 // Weighted least squares fit x ~ a*q + b, b <= 0, q in [0, nmax] (see the file comment).
 // Writes q to L; returns the weighted squared error.
-struct Affine { float a, b; };
+struct Affine {
+    float a, b;
+};
 
 float affine_error(const float* x, const float* w, const uint8_t* L, int n, Affine f) {
     float err = 0.0f;
@@ -159,7 +162,8 @@ bool affine_lsq(const float* x, const float* w, const uint8_t* L, int n, Affine&
 
 void affine_round(const float* x, int n, int nmax, Affine f, uint8_t* L) {
     const float ia = 1.0f / f.a;
-    for (int i = 0; i < n; ++i) L[i] = static_cast<uint8_t>(std::clamp(static_cast<int>(std::nearbyint((x[i] - f.b) * ia)), 0, nmax));
+    for (int i = 0; i < n; ++i)
+        L[i] = static_cast<uint8_t>(std::clamp(static_cast<int>(std::nearbyint((x[i] - f.b) * ia)), 0, nmax));
 }
 
 Affine fit_affine(const float* x, const float* w, int n, int nmax) {
@@ -272,7 +276,8 @@ void quantize_q45_k(const float* x, uint8_t* y, int64_t k) {
                     float err = 0.0f;
                     for (int l = 0; l < 32; ++l) {
                         const float xv = x[32 * j + l];
-                        const int q = dq > 0 ? std::clamp(static_cast<int>(std::nearbyint((xv + mq) / dq)), 0, nmax) : 0;
+                        const int q =
+                            dq > 0 ? std::clamp(static_cast<int>(std::nearbyint((xv + mq) / dq)), 0, nmax) : 0;
                         const float e = dq * q - mq - xv;
                         err += w[32 * j + l] * e * e;
                     }
@@ -294,7 +299,8 @@ void quantize_q45_k(const float* x, uint8_t* y, int64_t k) {
         for (int j = 0; j < 8; ++j) {
             const float dq = ds * sc[j], mq = dm * mn[j];
             for (int l = 0; l < 32; ++l) {
-                const int q = dq > 0 ? std::clamp(static_cast<int>(std::nearbyint((x[32 * j + l] + mq) / dq)), 0, nmax) : 0;
+                const int q =
+                    dq > 0 ? std::clamp(static_cast<int>(std::nearbyint((x[32 * j + l] + mq) / dq)), 0, nmax) : 0;
                 qs[32 * (j / 2) + l] |= static_cast<uint8_t>((q & 0xF) << (4 * (j & 1)));
                 if (kQ5) qh[l] |= static_cast<uint8_t>((q >> 4) << j);
             }
@@ -350,8 +356,14 @@ void quantize_q6_k(const float* x, uint8_t* y, int64_t k) {
 
 bool can_quantize(TensorType type) {
     switch (type) {
-        case TensorType::Q4_0: case TensorType::Q4_1: case TensorType::Q5_0: case TensorType::Q5_1:
-        case TensorType::Q8_0: case TensorType::Q4_K: case TensorType::Q5_K: case TensorType::Q6_K:
+        case TensorType::Q4_0:
+        case TensorType::Q4_1:
+        case TensorType::Q5_0:
+        case TensorType::Q5_1:
+        case TensorType::Q8_0:
+        case TensorType::Q4_K:
+        case TensorType::Q5_K:
+        case TensorType::Q6_K:
             return true;
         default:
             return false;
@@ -367,15 +379,32 @@ void quantize_row(TensorType type, const float* x, uint8_t* y, int64_t k) {
         fail(APLS_STATUS_INVALID_ARGUMENT, "cannot quantize a row of ", k, " elements to ", type_name(type),
              ": the row length must be a multiple of ", block);
     switch (type) {
-        case TensorType::Q4_0: quantize_sym<4>(x, y, k); break;
-        case TensorType::Q5_0: quantize_sym<5>(x, y, k); break;
-        case TensorType::Q4_1: quantize_affine<4>(x, y, k); break;
-        case TensorType::Q5_1: quantize_affine<5>(x, y, k); break;
-        case TensorType::Q8_0: quantize_q8_0(x, y, k); break;
-        case TensorType::Q4_K: quantize_q45_k<false>(x, y, k); break;
-        case TensorType::Q5_K: quantize_q45_k<true>(x, y, k); break;
-        case TensorType::Q6_K: quantize_q6_k(x, y, k); break;
-        default: break;
+        case TensorType::Q4_0:
+            quantize_sym<4>(x, y, k);
+            break;
+        case TensorType::Q5_0:
+            quantize_sym<5>(x, y, k);
+            break;
+        case TensorType::Q4_1:
+            quantize_affine<4>(x, y, k);
+            break;
+        case TensorType::Q5_1:
+            quantize_affine<5>(x, y, k);
+            break;
+        case TensorType::Q8_0:
+            quantize_q8_0(x, y, k);
+            break;
+        case TensorType::Q4_K:
+            quantize_q45_k<false>(x, y, k);
+            break;
+        case TensorType::Q5_K:
+            quantize_q45_k<true>(x, y, k);
+            break;
+        case TensorType::Q6_K:
+            quantize_q6_k(x, y, k);
+            break;
+        default:
+            break;
     }
 }
 

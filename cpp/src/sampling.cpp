@@ -22,9 +22,7 @@ std::string num(double v) {
 [[noreturn]] void bad_arg(const std::string& msg) { throw Error(APLS_STATUS_INVALID_ARGUMENT, msg); }
 
 // Descending logit, ties by ascending id: a total order, so every sort is deterministic.
-bool higher(const Candidate& a, const Candidate& b) {
-    return a.logit > b.logit || (a.logit == b.logit && a.id < b.id);
-}
+bool higher(const Candidate& a, const Candidate& b) { return a.logit > b.logit || (a.logit == b.logit && a.id < b.id); }
 
 size_t argmax(const Candidates& c) {
     size_t best = 0;
@@ -41,9 +39,7 @@ void keep_only(Candidates& c, size_t i) {
 }
 
 // Make v[0..m) the m highest candidates, in order: O(n log m), not a full sort.
-void sort_prefix(Candidates& c, size_t m) {
-    std::partial_sort(c.v.begin(), c.v.begin() + m, c.v.end(), higher);
-}
+void sort_prefix(Candidates& c, size_t m) { std::partial_sort(c.v.begin(), c.v.begin() + m, c.v.end(), higher); }
 
 // ---- stages ---------------------------------------------------------------------------------
 
@@ -142,6 +138,7 @@ public:
         c.identity = false;
     }
     std::string describe() const override { return str("top_k(", k_, ")"); }
+
 private:
     int32_t k_;
 };
@@ -226,6 +223,7 @@ public:
         c.identity = false;
     }
     std::string describe() const override { return str("min_p(", num(p_), ", min_keep=", min_keep_, ")"); }
+
 private:
     float p_;
     int32_t min_keep_;
@@ -243,6 +241,7 @@ public:
         for (Candidate& cd : c.v) cd.logit /= t_;  // order preserved: `sorted` still holds
     }
     std::string describe() const override { return str("temperature(", num(t_), ")"); }
+
 private:
     float t_;
 };
@@ -294,7 +293,8 @@ double Sampler::uniform() { return static_cast<double>(rng_() >> 11) * 0x1.0p-53
 void Sampler::add_penalties(int32_t last_n, float repeat, float frequency, float presence) {
     check_open();
     if (last_n < 0) bad_arg(str("penalty_last_n must be >= 0 (0 = off), got ", last_n));
-    if (!(repeat > 0.0f) || !std::isfinite(repeat)) bad_arg("repeat_penalty must be a finite value > 0, got " + num(repeat));
+    if (!(repeat > 0.0f) || !std::isfinite(repeat))
+        bad_arg("repeat_penalty must be a finite value > 0, got " + num(repeat));
     if (!std::isfinite(frequency)) bad_arg("frequency_penalty must be finite, got " + num(frequency));
     if (!std::isfinite(presence)) bad_arg("presence_penalty must be finite, got " + num(presence));
     stages_.push_back(std::make_unique<Penalties>(last_n, repeat, frequency, presence));
@@ -343,7 +343,8 @@ void Sampler::fill(const float* logits, int32_t n_vocab) {
     if (!logits) bad_arg("logits is NULL");
     if (n_vocab <= 0) bad_arg(str("n_vocab must be > 0, got ", n_vocab));
     if (n_vocab_ != 0 && n_vocab != n_vocab_)
-        bad_arg(str("n_vocab ", n_vocab, " does not match the sampler's n_vocab ", n_vocab_, " (fixed by its first row)"));
+        bad_arg(
+            str("n_vocab ", n_vocab, " does not match the sampler's n_vocab ", n_vocab_, " (fixed by its first row)"));
     cand_.v.resize(static_cast<size_t>(n_vocab));  // allocates on the first row only
     float top = -INFINITY;
     for (int32_t i = 0; i < n_vocab; i++) {

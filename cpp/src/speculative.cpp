@@ -13,9 +13,7 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-double seconds_since(Clock::time_point t0) {
-    return std::chrono::duration<double>(Clock::now() - t0).count();
-}
+double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
 // Draw from a distribution p (sums to ~1) with a uniform u in [0, 1).
 int32_t draw(const std::vector<float>& p, double u) {
@@ -38,7 +36,8 @@ SpecResult spec_round(Context& ctx, int32_t last, const Plan& draft_plan, const 
     KVCache& kv = ctx.kv();
     const int32_t seq = params.seq, n_vocab = hp.n_vocab;
     if (!kv.valid_seq(seq)) fail(APLS_STATUS_INVALID_ARGUMENT, "unknown sequence ", seq);
-    if (last < 0 || last >= n_vocab) fail(APLS_STATUS_INVALID_ARGUMENT, "token ", last, " is out of range [0, ", n_vocab, ")");
+    if (last < 0 || last >= n_vocab)
+        fail(APLS_STATUS_INVALID_ARGUMENT, "token ", last, " is out of range [0, ", n_vocab, ")");
     if (params.n_draft_max < 0) fail(APLS_STATUS_INVALID_ARGUMENT, "n_draft_max ", params.n_draft_max, " is negative");
     // The raw argmax on the device, unless the sampler draws or its penalties change the logits:
     // then each draft and verify row goes through the sampler, its history extended by the

@@ -15,8 +15,8 @@ struct AsciiTable {
     }
     static uint8_t lookup(uint32_t cp) {
         const CpRange* end = kCpRanges + kCpRangesCount;
-        const CpRange* it = std::upper_bound(kCpRanges, end, cp,
-            [](uint32_t v, const CpRange& r) { return v < r.first; });
+        const CpRange* it =
+            std::upper_bound(kCpRanges, end, cp, [](uint32_t v, const CpRange& r) { return v < r.first; });
         if (it == kCpRanges) return 0;
         --it;
         return cp <= it->last ? it->flags : 0;
@@ -42,10 +42,16 @@ size_t utf8_valid_len(const unsigned char* s, size_t n) {
     if (c < 0x80) return 1;
     size_t len;
     uint32_t cp;
-    if (c >= 0xC2 && c <= 0xDF) { len = 2; cp = c & 0x1F; }
-    else if (c >= 0xE0 && c <= 0xEF) { len = 3; cp = c & 0x0F; }
-    else if (c >= 0xF0 && c <= 0xF4) { len = 4; cp = c & 0x07; }
-    else return 0;  // continuation byte, overlong lead (C0, C1) or out of range (F5..FF)
+    if (c >= 0xC2 && c <= 0xDF) {
+        len = 2;
+        cp = c & 0x1F;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+        len = 3;
+        cp = c & 0x0F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        len = 4;
+        cp = c & 0x07;
+    } else return 0;  // continuation byte, overlong lead (C0, C1) or out of range (F5..FF)
     if (n < len) return 0;
     for (size_t i = 1; i < len; ++i) {
         if ((s[i] & 0xC0) != 0x80) return 0;

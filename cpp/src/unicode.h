@@ -26,7 +26,10 @@ enum CpFlags : uint8_t {
     kWhitespace = 1 << 7,  // \s: Unicode White_Space
 };
 
-struct CpRange { uint32_t first, last; uint8_t flags; };
+struct CpRange {
+    uint32_t first, last;
+    uint8_t flags;
+};
 extern const CpRange kCpRanges[];
 extern const size_t kCpRangesCount;
 extern const char* const kUnicodeVersion;
@@ -40,7 +43,11 @@ inline bool is_number(uint32_t cp) { return flags(cp) & kNumber; }
 inline bool is_space(uint32_t cp) { return flags(cp) & kWhitespace; }
 
 // One decoded unit: a code point (or kInvalidBase + byte) and the bytes it came from.
-struct Cp { uint32_t cp; uint32_t offset; uint32_t len; };
+struct Cp {
+    uint32_t cp;
+    uint32_t offset;
+    uint32_t len;
+};
 
 // Length of the valid UTF-8 sequence starting at s[0], or 0 if s[0] does not start one.
 size_t utf8_valid_len(const unsigned char* s, size_t n);

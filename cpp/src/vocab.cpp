@@ -64,8 +64,10 @@ int parse_byte_token(const std::string& t) {
     int v = 0;
     for (int i = 3; i < 5; ++i) {
         char c = t[i];
-        int d = (c >= '0' && c <= '9') ? c - '0' : (c >= 'A' && c <= 'F') ? c - 'A' + 10
-              : (c >= 'a' && c <= 'f') ? c - 'a' + 10 : -1;
+        int d = (c >= '0' && c <= '9')   ? c - '0'
+                : (c >= 'A' && c <= 'F') ? c - 'A' + 10
+                : (c >= 'a' && c <= 'f') ? c - 'a' + 10
+                                         : -1;
         if (d < 0) return -1;
         v = v * 16 + d;
     }
@@ -79,8 +81,7 @@ std::string replace_all(std::string s, std::string_view from, std::string_view t
     return s;
 }
 
-const std::vector<gguf::Value>* get_typed_array(const gguf::File& f, const std::string& key,
-                                                bool required) {
+const std::vector<gguf::Value>* get_typed_array(const gguf::File& f, const std::string& key, bool required) {
     const std::vector<gguf::Value>* a = f.get_array(key);
     if (!a && required) fail(APLS_STATUS_FORMAT, "missing ", key);
     return a;
@@ -88,8 +89,8 @@ const std::vector<gguf::Value>* get_typed_array(const gguf::File& f, const std::
 
 // Texts of end-of-turn tokens in common chat formats; marks them end-of-generation.
 const char* const kEogTexts[] = {
-    "<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|end_of_turn|>", "<EOT>",
-    "<|eom_id|>", "<|endoftext|>", "<|end_of_text|>",
+    "<|eot_id|>", "<|im_end|>", "<|end|>",       "<end_of_turn>",   "<|end_of_turn|>",
+    "<EOT>",      "<|eom_id|>", "<|endoftext|>", "<|end_of_text|>",
 };
 // Preference order when guessing the end-of-turn token of a file without eot_token_id.
 const char* const kEotTexts[] = {"<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|end_of_turn|>", "<EOT>"};
@@ -142,7 +143,8 @@ void Vocab::load_tokens(const gguf::File& f) {
             fail(APLS_STATUS_FORMAT, kType, " has ", types->size(), " entries but ", kTok, " has ", n);
         for (size_t i = 0; i < n; ++i) {
             int64_t t = (*types)[i].as_i64(kType);
-            if (t < 0 || t > kTokByte) fail(APLS_STATUS_FORMAT, kType, "[", i, "] = ", t, " is not a token type (0..6)");
+            if (t < 0 || t > kTokByte)
+                fail(APLS_STATUS_FORMAT, kType, "[", i, "] = ", t, " is not a token type (0..6)");
             type_[i] = t == kTokUndefined ? kTokNormal : static_cast<int32_t>(t);
         }
     }
@@ -260,13 +262,20 @@ int32_t Vocab::find_text(const std::string& s) const {
     return it == text_to_id_.end() ? -1 : it->second;
 }
 
-const std::string& Vocab::token_text(int32_t id) const { check_id(id); return text_[id]; }
-int32_t Vocab::token_type(int32_t id) const { check_id(id); return type_[id]; }
-float Vocab::token_score(int32_t id) const { check_id(id); return score_[id]; }
-
-bool Vocab::is_eog(int32_t id) const {
-    return id >= 0 && id < n_tokens() && eog_[id];
+const std::string& Vocab::token_text(int32_t id) const {
+    check_id(id);
+    return text_[id];
 }
+int32_t Vocab::token_type(int32_t id) const {
+    check_id(id);
+    return type_[id];
+}
+float Vocab::token_score(int32_t id) const {
+    check_id(id);
+    return score_[id];
+}
+
+bool Vocab::is_eog(int32_t id) const { return id >= 0 && id < n_tokens() && eog_[id]; }
 
 // ---- tokenization ----------------------------------------------------------------------------
 
@@ -279,9 +288,15 @@ std::vector<Vocab::Fragment> Vocab::split_special(std::string_view text, bool pa
         const Special* hit = nullptr;
         for (const Special& s : specials_[static_cast<unsigned char>(text[i])]) {
             if (s.control && !parse_special) continue;
-            if (text.compare(i, s.text.size(), s.text) == 0) { hit = &s; break; }
+            if (text.compare(i, s.text.size(), s.text) == 0) {
+                hit = &s;
+                break;
+            }
         }
-        if (!hit) { ++i; continue; }
+        if (!hit) {
+            ++i;
+            continue;
+        }
         if (i > start) out.push_back({false, -1, text.substr(start, i - start)});
         out.push_back({true, hit->id, hit->text});
         i += hit->text.size();
@@ -292,7 +307,8 @@ std::vector<Vocab::Fragment> Vocab::split_special(std::string_view text, bool pa
 }
 
 std::vector<int32_t> Vocab::tokenize(std::string_view text, bool add_special, bool parse_special) const {
-    if (text.size() > UINT32_MAX) fail(APLS_STATUS_INVALID_ARGUMENT, "text of ", text.size(), " bytes is too long to tokenize");
+    if (text.size() > UINT32_MAX)
+        fail(APLS_STATUS_INVALID_ARGUMENT, "text of ", text.size(), " bytes is too long to tokenize");
     std::vector<int32_t> out;
     out.reserve(text.size() / 3 + 2);
     if (add_special && add_bos_ && bos_ >= 0) out.push_back(bos_);
@@ -336,9 +352,14 @@ void Vocab::tokenize_bpe(std::string_view text, std::vector<int32_t>& out) const
 void Vocab::bpe_word(std::string_view piece, std::vector<int32_t>& out) const {
     if (ignore_merges_) {
         int32_t id = find_text(byte_level_encode(piece));
-        if (id >= 0 && (type_[id] == kTokNormal || type_[id] == kTokByte)) { out.push_back(id); return; }
+        if (id >= 0 && (type_[id] == kTokNormal || type_[id] == kTokByte)) {
+            out.push_back(id);
+            return;
+        }
     }
-    struct Sym { int32_t id, prev, next; };
+    struct Sym {
+        int32_t id, prev, next;
+    };
     std::vector<Sym> syms;
     syms.reserve(piece.size());
     for (unsigned char b : piece) {
@@ -350,10 +371,10 @@ void Vocab::bpe_word(std::string_view piece, std::vector<int32_t>& out) const {
     if (syms.empty()) return;
     syms.back().next = -1;
 
-    struct Cand { int32_t rank, left, right, left_id, right_id, merged; };
-    auto worse = [](const Cand& a, const Cand& b) {
-        return a.rank != b.rank ? a.rank > b.rank : a.left > b.left;
+    struct Cand {
+        int32_t rank, left, right, left_id, right_id, merged;
     };
+    auto worse = [](const Cand& a, const Cand& b) { return a.rank != b.rank ? a.rank > b.rank : a.left > b.left; };
     std::priority_queue<Cand, std::vector<Cand>, decltype(worse)> pq(worse);
     auto consider = [&](int32_t l, int32_t r) {
         if (l < 0 || r < 0) return;
@@ -390,7 +411,10 @@ void Vocab::tokenize_spm(std::string_view text, bool add_prefix, std::vector<int
         if (ch == ' ') s += kSpmSpace;
         else s += ch;
     }
-    struct Sym { uint32_t off, len; int32_t prev, next; };
+    struct Sym {
+        uint32_t off, len;
+        int32_t prev, next;
+    };
     std::vector<Sym> syms;
     const auto* p = reinterpret_cast<const unsigned char*>(s.data());
     for (size_t i = 0; i < s.size();) {
@@ -403,10 +427,12 @@ void Vocab::tokenize_spm(std::string_view text, bool add_prefix, std::vector<int
     if (syms.empty()) return;
     syms.back().next = -1;
 
-    struct Cand { float score; int32_t left, right; uint32_t len; };
-    auto worse = [](const Cand& a, const Cand& b) {
-        return a.score != b.score ? a.score < b.score : a.left > b.left;
+    struct Cand {
+        float score;
+        int32_t left, right;
+        uint32_t len;
     };
+    auto worse = [](const Cand& a, const Cand& b) { return a.score != b.score ? a.score < b.score : a.left > b.left; };
     std::priority_queue<Cand, std::vector<Cand>, decltype(worse)> pq(worse);
     auto mergeable = [&](int32_t id) { return type_[id] == kTokNormal || type_[id] == kTokUserDefined; };
     auto consider = [&](int32_t l, int32_t r) {
@@ -468,7 +494,10 @@ std::string Vocab::detokenize(const std::vector<int32_t>& ids, bool special) con
         if ((t == kTokControl || t == kTokUnknown || t == kTokUnused) && !special) continue;
         if (strip && (t == kTokNormal || t == kTokByte)) {
             strip = false;
-            if (!p.empty() && p[0] == ' ') { out.append(p, 1, std::string::npos); continue; }
+            if (!p.empty() && p[0] == ' ') {
+                out.append(p, 1, std::string::npos);
+                continue;
+            }
         }
         out += p;
     }

@@ -28,8 +28,13 @@ namespace apls {
 
 // Token types as stored in tokenizer.ggml.token_type.
 enum TokenType : int32_t {
-    kTokUndefined = 0, kTokNormal = 1, kTokUnknown = 2, kTokControl = 3,
-    kTokUserDefined = 4, kTokUnused = 5, kTokByte = 6,
+    kTokUndefined = 0,
+    kTokNormal = 1,
+    kTokUnknown = 2,
+    kTokControl = 3,
+    kTokUserDefined = 4,
+    kTokUnused = 5,
+    kTokByte = 6,
 };
 
 class Vocab {
@@ -68,7 +73,11 @@ public:
 
 private:
     Vocab() = default;
-    struct Fragment { bool is_token; int32_t id; std::string_view text; };
+    struct Fragment {
+        bool is_token;
+        int32_t id;
+        std::string_view text;
+    };
 
     void load_tokens(const gguf::File& f);
     void load_special_ids(const gguf::File& f);
@@ -98,11 +107,18 @@ private:
     int32_t byte_token_[256];           // token of each byte (GPT-2 char / <0xNN>), -1 if none
 
     // BPE merges: (left id << 32 | right id) -> rank and merged id.
-    struct Merge { int32_t rank; int32_t id; };
+    struct Merge {
+        int32_t rank;
+        int32_t id;
+    };
     std::unordered_map<uint64_t, Merge> merges_;
 
     // Special tokens for splitting, by first byte, longest first.
-    struct Special { std::string_view text; int32_t id; bool control; };
+    struct Special {
+        std::string_view text;
+        int32_t id;
+        bool control;
+    };
     std::vector<Special> specials_[256];
 
     int32_t bos_ = -1, eos_ = -1, eot_ = -1, eom_ = -1, unk_ = -1, pad_ = -1;

@@ -1,4 +1,5 @@
 """APLS: a GGUF inference engine with self-speculative decoding by adaptive, parallel layer skipping."""
+
 import os as _os
 
 # Development builds (cmake -B build-x -DAPLS_BUILD_PYTHON=ON) put the extension outside the
@@ -8,15 +9,21 @@ if _os.environ.get("APLS_EXT_DIR"):
 
 from . import _core  # noqa: E402
 from ._core import (  # noqa: E402,F401
-    AplsError, FileError, FormatError, InternalError, InvalidArgumentError, KVCacheFullError,
-    OutOfMemoryError, UnsupportedError,
+    AplsError,
+    FileError,
+    FormatError,
+    InternalError,
+    InvalidArgumentError,
+    KVCacheFullError,
+    OutOfMemoryError,
+    Sampler,  # noqa: E402,F401
+    UnsupportedError,
 )
-from .model import Context, Model  # noqa: E402,F401
-from .plan import Plan  # noqa: E402,F401
-from .kv import KVView  # noqa: E402,F401
 from .chat import ChatTemplateError  # noqa: E402,F401
 from .default_model import default_model_path  # noqa: E402,F401
+from .kv import KVView  # noqa: E402,F401
+from .model import Context, Model  # noqa: E402,F401
+from .plan import Plan  # noqa: E402,F401
 from .quantize import quantize  # noqa: E402,F401
-from ._core import Sampler  # noqa: E402,F401
 
 __version__ = _core.version()

@@ -1,12 +1,13 @@
 """Engine speed, llama-bench style: prompt processing and generation tokens/s, optionally
 side by side with llama.cpp (through llama-cpp-python) in the same run."""
+
 from __future__ import annotations
 
 import json
 import statistics
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional
+from typing import Callable
 
 import numpy as np
 
@@ -22,8 +23,8 @@ class Runner:
     prefill: Callable[[np.ndarray], None]
     decode_one: Callable[[int], None]
     n_threads: int = 0
-    pp: List[float] = field(default_factory=list)  # tokens/s per repetition
-    tg: List[float] = field(default_factory=list)
+    pp: list[float] = field(default_factory=list)  # tokens/s per repetition
+    tg: list[float] = field(default_factory=list)
 
 
 def apls_runner(model: Model, n_ctx: int, n_threads: int) -> Runner:
@@ -31,19 +32,27 @@ def apls_runner(model: Model, n_ctx: int, n_threads: int) -> Runner:
 
     def prefill(tokens):
         for i in range(0, len(tokens), 512):
-            ctx.decode(tokens[i:i + 512], logits="last")
+            ctx.decode(tokens[i : i + 512], logits="last")
 
     return Runner("apls", ctx.kv_clear, prefill, lambda t: ctx.decode([t], logits="last"), ctx.n_threads)
 
 
-def llama_cpp_runner(path: str, n_ctx: int, n_threads: int) -> Optional[Runner]:
+def llama_cpp_runner(path: str, n_ctx: int, n_threads: int) -> Runner | None:
     try:
         import llama_cpp  # noqa: F401
         from llama_cpp import Llama
     except ImportError:
         return None
-    llm = Llama(model_path=path, n_ctx=n_ctx, n_batch=512, n_ubatch=512, n_threads=n_threads,
-                n_threads_batch=n_threads, verbose=False, logits_all=False)
+    llm = Llama(
+        model_path=path,
+        n_ctx=n_ctx,
+        n_batch=512,
+        n_ubatch=512,
+        n_threads=n_threads,
+        n_threads_batch=n_threads,
+        verbose=False,
+        logits_all=False,
+    )
     return Runner("llama.cpp", llm.reset, lambda toks: llm.eval(toks.tolist()), lambda t: llm.eval([t]), n_threads)
 
 
@@ -61,14 +70,22 @@ def _measure(r: Runner, prompt: np.ndarray, gen: np.ndarray) -> None:
         r.tg.append(len(gen) / (time.perf_counter() - t0))
 
 
-def _stats(v: List[float]) -> Dict[str, float]:
+def _stats(v: list[float]) -> dict[str, float]:
     if not v:
         return {"mean": 0.0, "std": 0.0}
     return {"mean": statistics.fmean(v), "std": statistics.stdev(v) if len(v) > 1 else 0.0}
 
 
-def run_bench(path: str, n_prompt: int = 512, n_gen: int = 128, n_threads: int = 0, reps: int = 5,
-              vs_llama_cpp: bool = False, seed: int = 0, device: str = "auto") -> dict:
+def run_bench(
+    path: str,
+    n_prompt: int = 512,
+    n_gen: int = 128,
+    n_threads: int = 0,
+    reps: int = 5,
+    vs_llama_cpp: bool = False,
+    seed: int = 0,
+    device: str = "auto",
+) -> dict:
     """Measure and return a result dict (see `apls bench --help` for the keys).
 
     Repetitions of the engines are interleaved, so machine noise hits them alike.
@@ -96,15 +113,24 @@ def run_bench(path: str, n_prompt: int = 512, n_gen: int = 128, n_threads: int =
 
     ours = runners[0]
     result = {
-        "model": path, "device": model.device, "n_prompt": n_prompt, "n_gen": n_gen, "n_threads": threads, "reps": reps,
-        "prefill_tok_s": _stats(ours.pp)["mean"], "prefill_tok_s_std": _stats(ours.pp)["std"],
-        "decode_tok_s": _stats(ours.tg)["mean"], "decode_tok_s_std": _stats(ours.tg)["std"],
+        "model": path,
+        "device": model.device,
+        "n_prompt": n_prompt,
+        "n_gen": n_gen,
+        "n_threads": threads,
+        "reps": reps,
+        "prefill_tok_s": _stats(ours.pp)["mean"],
+        "prefill_tok_s_std": _stats(ours.pp)["std"],
+        "decode_tok_s": _stats(ours.tg)["mean"],
+        "decode_tok_s_std": _stats(ours.tg)["std"],
     }
     if len(runners) > 1:
         peer = runners[1]
         result["llama_cpp"] = {
-            "prefill_tok_s": _stats(peer.pp)["mean"], "prefill_tok_s_std": _stats(peer.pp)["std"],
-            "decode_tok_s": _stats(peer.tg)["mean"], "decode_tok_s_std": _stats(peer.tg)["std"],
+            "prefill_tok_s": _stats(peer.pp)["mean"],
+            "prefill_tok_s_std": _stats(peer.pp)["std"],
+            "decode_tok_s": _stats(peer.tg)["mean"],
+            "decode_tok_s_std": _stats(peer.tg)["std"],
         }
         # Ratios of per-repetition pairs measured back to back, then averaged.
         result["prefill_ratio"] = statistics.fmean(a / b for a, b in zip(ours.pp, peer.pp)) if ours.pp else 0.0
@@ -117,9 +143,11 @@ def format_table(res: dict) -> str:
     if "llama_cpp" in res:
         p = res["llama_cpp"]
         rows.append(("llama.cpp", p["prefill_tok_s"], p["prefill_tok_s_std"], p["decode_tok_s"], p["decode_tok_s_std"]))
-    out = [f"model: {res['model']}  threads: {res['n_threads']}  reps: {res['reps']}",
-           f"| engine    | pp{res['n_prompt']} tok/s       | tg{res['n_gen']} tok/s       |",
-           "|-----------|------------------|------------------|"]
+    out = [
+        f"model: {res['model']}  threads: {res['n_threads']}  reps: {res['reps']}",
+        f"| engine    | pp{res['n_prompt']} tok/s       | tg{res['n_gen']} tok/s       |",
+        "|-----------|------------------|------------------|",
+    ]
     for name, pp, pps, tg, tgs in rows:
         out.append(f"| {name:<9} | {pp:8.1f} ± {pps:5.1f} | {tg:8.1f} ± {tgs:5.1f} |")
     if "llama_cpp" in res:

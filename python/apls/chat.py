@@ -14,6 +14,7 @@ its inputs; on top of that, rendering here is bounded:
 
 Every failure is a ChatTemplateError whose message says what went wrong.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -21,14 +22,14 @@ import math
 import re
 import sys
 import threading
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 import jinja2
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 # Bounds for templates that come from untrusted files.
-MAX_RENDERED_CHARS = 1 << 20     # the output, the template's source, and any string it builds
-MAX_RENDER_SECONDS = 2.0         # real templates render in milliseconds
+MAX_RENDERED_CHARS = 1 << 20  # the output, the template's source, and any string it builds
+MAX_RENDER_SECONDS = 2.0  # real templates render in milliseconds
 
 
 class ChatTemplateError(ValueError):
@@ -45,8 +46,7 @@ class _RenderTimeout(BaseException):
 
 
 def _too_big(what: str, size: int) -> ChatTemplateError:
-    return ChatTemplateError(f"chat template output exceeds {MAX_RENDERED_CHARS} characters "
-                             f"({what} would make {size})")
+    return ChatTemplateError(f"chat template output exceeds {MAX_RENDERED_CHARS} characters ({what} would make {size})")
 
 
 def _check_size(what: str, size: int) -> None:
@@ -54,7 +54,7 @@ def _check_size(what: str, size: int) -> None:
         raise _too_big(what, size)
 
 
-def _sized(value: Any, _memo: Optional[Dict[int, int]] = None, _depth: int = 0) -> int:
+def _sized(value: Any, _memo: dict[int, int] | None = None, _depth: int = 0) -> int:
     """The characters a value can turn into when rendered: the length of a string, and for a
     list, tuple or dict its length plus the sizes of its items (shared items counted each time
     they occur, as their text would be; each computed once). Other values count 0."""
@@ -71,7 +71,7 @@ def _sized(value: Any, _memo: Optional[Dict[int, int]] = None, _depth: int = 0) 
             items = list(value.items()) if isinstance(value, dict) else value
             total = len(items)
             for item in items:
-                for part in (item if isinstance(value, dict) else (item,)):
+                for part in item if isinstance(value, dict) else (item,):
                     total += _sized(part, memo, _depth + 1)
                 if total > MAX_RENDERED_CHARS:
                     break
@@ -84,8 +84,9 @@ def _check_ints(what: str, args, kwargs) -> None:
     for a in list(args) + list(kwargs.values()):
         if isinstance(a, int) and not isinstance(a, bool) and abs(a) > MAX_RENDERED_CHARS:
             shown = str(a) if a.bit_length() <= 64 else f"of {a.bit_length()} bits"
-            raise ChatTemplateError(f"chat template failed: integer argument {shown} to {what} is too large "
-                                    f"(limit {MAX_RENDERED_CHARS})")
+            raise ChatTemplateError(
+                f"chat template failed: integer argument {shown} to {what} is too large (limit {MAX_RENDERED_CHARS})"
+            )
 
 
 _PERCENT_SPEC = re.compile(r"%(?:\([^)]*\))?[-#0 +]*(\d*)(?:\.(\d*))?")
@@ -103,8 +104,11 @@ def _format_width_budget(fmt: str, args=(), kwargs=None) -> int:
         nums += _NUMBER.findall(m.group(0))
     total = sum(int(n) if len(n) <= 12 else MAX_RENDERED_CHARS + 1 for n in nums if n)
     values = list(args) + list((kwargs or {}).values())
-    return total + sum(max(a, 0) for a in values if isinstance(a, int) and not isinstance(a, bool)) + \
-        sum(_sized(a) for a in values)
+    return (
+        total
+        + sum(max(a, 0) for a in values if isinstance(a, int) and not isinstance(a, bool))
+        + sum(_sized(a) for a in values)
+    )
 
 
 def _join_size(sep: str, items) -> int:
@@ -114,7 +118,7 @@ def _join_size(sep: str, items) -> int:
 
 
 def _replace_size(s: str, old: str, new: str, count: Any = None) -> int:
-    n = (s.count(old) if old else len(s) + 1)
+    n = s.count(old) if old else len(s) + 1
     if isinstance(count, int) and count >= 0:
         n = min(n, count)
     return len(s) + n * max(len(new) - len(old), 0)
@@ -151,9 +155,12 @@ _FILTER_SIZE = {
     "indent": _indent_size,
     "wordwrap": _wordwrap_size,
     "replace": lambda s, old="", new="", count=None, *r, **k: (
-        _replace_size(str(s), str(old), str(new), count) if isinstance(s, str) else 0),
+        _replace_size(str(s), str(old), str(new), count) if isinstance(s, str) else 0
+    ),
     "join": lambda value, d="", *r, **k: _join_size(d if isinstance(d, str) else "", value),
-    "format": lambda value, *args, **kw: len(value) + _format_width_budget(value, args, kw) if isinstance(value, str) else 0,
+    "format": lambda value, *args, **kw: (
+        len(value) + _format_width_budget(value, args, kw) if isinstance(value, str) else 0
+    ),
 }
 
 
@@ -161,8 +168,9 @@ def _bounded_filter(name: str, f):
     estimate = _FILTER_SIZE.get(name)
 
     def run(*args, **kwargs):
-        plain = [a for a in args if not isinstance(a, (jinja2.runtime.Context, jinja2.nodes.EvalContext,
-                                                       jinja2.Environment))]
+        plain = [
+            a for a in args if not isinstance(a, (jinja2.runtime.Context, jinja2.nodes.EvalContext, jinja2.Environment))
+        ]
         _check_ints(f"filter '{name}'", plain, kwargs)
         if estimate is not None and plain:
             try:
@@ -220,8 +228,9 @@ class _BoundedEnvironment(ImmutableSandboxedEnvironment):
             if isinstance(left, int) and isinstance(right, int) and right > 0 and abs(left) > 1:
                 digits = right * math.log10(abs(left))
                 if digits > 4096:
-                    raise ChatTemplateError(f"chat template failed: {left} ** {right} is too large "
-                                            f"(about {digits:.0f} digits)")
+                    raise ChatTemplateError(
+                        f"chat template failed: {left} ** {right} is too large (about {digits:.0f} digits)"
+                    )
         elif operator == "+":
             _check_size("'+'", _sized(left) + _sized(right))
         elif operator == "%" and isinstance(left, str):
@@ -327,8 +336,9 @@ class _Watchdog:
         return False
 
 
-def _render(template: str, messages, add_generation_prompt: bool, bos_token: str, eos_token: str,
-            extra: Dict[str, Any]) -> str:
+def _render(
+    template: str, messages, add_generation_prompt: bool, bos_token: str, eos_token: str, extra: dict[str, Any]
+) -> str:
     env = _BoundedEnvironment(trim_blocks=True, lstrip_blocks=True, undefined=jinja2.Undefined)
     env.globals["raise_exception"] = _raise_exception
     tmpl = env.from_string(template)
@@ -337,8 +347,13 @@ def _render(template: str, messages, add_generation_prompt: bool, bos_token: str
     g = tmpl.root_render_func.__globals__
     g["str_join"], g["markup_join"] = _bounded_join, _bounded_markup_join
     pieces, size = [], 0
-    for piece in tmpl.generate(messages=messages, add_generation_prompt=add_generation_prompt,
-                               bos_token=bos_token, eos_token=eos_token, **extra):
+    for piece in tmpl.generate(
+        messages=messages,
+        add_generation_prompt=add_generation_prompt,
+        bos_token=bos_token,
+        eos_token=eos_token,
+        **extra,
+    ):
         size += len(piece)
         if size > MAX_RENDERED_CHARS:
             raise ChatTemplateError(f"chat template output exceeds {MAX_RENDERED_CHARS} characters")
@@ -346,8 +361,15 @@ def _render(template: str, messages, add_generation_prompt: bool, bos_token: str
     return "".join(pieces)
 
 
-def render_chat(template: Optional[str], messages: List[Dict[str, str]], *, add_generation_prompt: bool = True,
-                bos_token: str = "", eos_token: str = "", **extra) -> str:
+def render_chat(
+    template: str | None,
+    messages: list[dict[str, str]],
+    *,
+    add_generation_prompt: bool = True,
+    bos_token: str = "",
+    eos_token: str = "",
+    **extra,
+) -> str:
     """Render `messages` with a Hugging Face-style chat template.
 
     The standard variables are provided: `messages`, `add_generation_prompt`, `bos_token`,
@@ -363,11 +385,11 @@ def render_chat(template: Optional[str], messages: List[Dict[str, str]], *, add_
         longer than MAX_RENDER_SECONDS.
     """
     if not template:
-        raise ChatTemplateError("this model has no chat template (tokenizer.chat_template is absent); "
-                                "use generate() with a plain prompt")
+        raise ChatTemplateError(
+            "this model has no chat template (tokenizer.chat_template is absent); use generate() with a plain prompt"
+        )
     if len(template) > MAX_RENDERED_CHARS:
-        raise ChatTemplateError(f"chat template of {len(template)} characters is too long "
-                                f"(limit {MAX_RENDERED_CHARS})")
+        raise ChatTemplateError(f"chat template of {len(template)} characters is too long (limit {MAX_RENDERED_CHARS})")
     for m in messages:
         if not isinstance(m, dict) or "role" not in m or "content" not in m:
             raise ChatTemplateError(f"each message must be a dict with 'role' and 'content', got {m!r}")

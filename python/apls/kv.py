@@ -5,10 +5,11 @@ attention sees. The cache itself has no policy: `make_room` is the streaming pol
 sinks + a sliding window, StreamingLLM-style), built from `delete(..., shift=True)`.
 See docs/KV_CACHE.md for the design and the cost of each operation.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -26,17 +27,17 @@ class KVView:
 
     n_sink: int = 0
     n_window: int = -1
-    positions: Optional[Sequence[int]] = None
+    positions: Sequence[int] | None = None
 
     @classmethod
-    def sinks_window(cls, n_sink: int, n_window: int) -> "KVView":
+    def sinks_window(cls, n_sink: int, n_window: int) -> KVView:
         return cls(n_sink=n_sink, n_window=n_window)
 
     @classmethod
-    def explicit(cls, positions: Sequence[int]) -> "KVView":
+    def explicit(cls, positions: Sequence[int]) -> KVView:
         return cls(positions=tuple(int(p) for p in positions))
 
-    def arrays(self) -> Dict[str, object]:
+    def arrays(self) -> dict[str, object]:
         """Keyword arguments of `_core.Context.decode_view`."""
         pos = None if self.positions is None else np.asarray(self.positions, dtype=np.int32)
         if pos is not None and pos.size == 0:
@@ -72,7 +73,7 @@ class KVCache:
         """Largest position held (-1 if empty); a batch without positions continues at pos_max + 1."""
         return self._c.kv_pos_max(seq)
 
-    def positions(self, seq: int = 0) -> List[int]:
+    def positions(self, seq: int = 0) -> list[int]:
         """Positions of a sequence's entries, in cache order."""
         return list(self._c.kv_positions(seq))
 
@@ -85,14 +86,15 @@ class KVCache:
         later positions move down by p1 - p0 and their keys are re-rotated to match."""
         self._c.kv_delete(seq, p0, p1, shift)
 
-    def fork(self, src: int, dst: Optional[int] = None) -> int:
+    def fork(self, src: int, dst: int | None = None) -> int:
         """Make `dst` (default: the lowest-numbered empty sequence other than src) a
         copy-on-write copy of `src`; returns dst."""
         if dst is None:
             free = [s for s in range(self.n_seq_max) if s != src and self.seq_len(s) == 0]
             if not free:
-                raise _core.InvalidArgumentError(f"fork of sequence {src}: no empty sequence left "
-                                                 f"(n_seq_max {self.n_seq_max})")
+                raise _core.InvalidArgumentError(
+                    f"fork of sequence {src}: no empty sequence left (n_seq_max {self.n_seq_max})"
+                )
             dst = free[0]
         self._c.kv_fork(src, dst)
         return dst
@@ -101,14 +103,14 @@ class KVCache:
         """Drop every sequence but `seq`."""
         self._c.kv_keep(seq)
 
-    def clear(self, seq: Optional[int] = None) -> None:
+    def clear(self, seq: int | None = None) -> None:
         """Drop one sequence, or (seq None) everything."""
         if seq is None:
             self._c.kv_clear()
         else:
             self._c.kv_clear_seq(seq)
 
-    def stats(self) -> Dict[str, float]:
+    def stats(self) -> dict[str, float]:
         """n_blocks, block_size, blocks_used, blocks_free, blocks_shared, n_seq_used, tokens
         (occupied slots), entries (sum of sequence lengths), holes (empty slots in used blocks),
         fragmentation = 1 - tokens / (blocks_used * block_size)."""
@@ -119,8 +121,9 @@ class KVCache:
         self._c.kv_check()
 
 
-def make_room(ctx, seq: int, n_needed: int, n_sink: int = 4, n_discard: Optional[int] = None,
-              n_pos_max: Optional[int] = None) -> int:
+def make_room(
+    ctx, seq: int, n_needed: int, n_sink: int = 4, n_discard: int | None = None, n_pos_max: int | None = None
+) -> int:
     """Streaming: make room for `n_needed` more tokens of `seq` by deleting its oldest entries
     after the first `n_sink` (the attention sinks), shifting later positions down so positions
     stay below `n_pos_max` (default: the context size) however long generation runs.
@@ -149,8 +152,10 @@ def make_room(ctx, seq: int, n_needed: int, n_sink: int = 4, n_discard: Optional
         return 0
     n_old = n - n_sink  # deletable entries
     if n_old < short:
-        raise _core.KVCacheFullError(f"cannot make room for {n_needed} tokens in sequence {seq}: it holds "
-                                     f"{n} entries, {n_sink} of them sinks, and {room} slots are free")
+        raise _core.KVCacheFullError(
+            f"cannot make room for {n_needed} tokens in sequence {seq}: it holds "
+            f"{n} entries, {n_sink} of them sinks, and {room} slots are free"
+        )
     n_drop = min(n_old, max(short, n_old // 4 if n_discard is None else n_discard))
     pos = kv.positions(seq)
     if sorted(pos) != pos:

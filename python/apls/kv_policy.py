@@ -1,10 +1,10 @@
 """Draft KV deletion: on long contexts the draft attends to a view of the cache (attention sinks
 plus a recent window), so its attention cost stays flat as the context grows. The verifier
 always sees the whole cache, so the output stays lossless."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Tuple
 
 
 @dataclass
@@ -15,7 +15,7 @@ class KVViewPolicy:
     n_window: int = 256
     min_context: int = 1024
 
-    def view_for(self, n_context: int) -> Optional[Tuple[int, int]]:
+    def view_for(self, n_context: int) -> tuple[int, int] | None:
         if n_context < self.min_context:
             return None
         return (self.n_sink, self.n_window)

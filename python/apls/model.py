@@ -1,7 +1,9 @@
 """`apls.Model` and `apls.Context`: the engine from Python."""
+
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Dict, Iterator, List, Optional, Sequence, Union
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Union
 
 import numpy as np
 
@@ -42,11 +44,26 @@ class Context:
         apls.InvalidArgumentError: for a bad setting; apls.OutOfMemoryError if the cache does not fit.
     """
 
-    def __init__(self, model: "Model", n_ctx: int = 0, n_batch: int = 512, n_threads: int = 0,
-                 n_seq_max: int = 1, kv_block_size: int = 16, kv_type: str = "f16"):
+    def __init__(
+        self,
+        model: Model,
+        n_ctx: int = 0,
+        n_batch: int = 512,
+        n_threads: int = 0,
+        n_seq_max: int = 1,
+        kv_block_size: int = 16,
+        kv_type: str = "f16",
+    ):
         self.model = model
-        self._ctx = _core.Context(model._model, n_ctx=n_ctx, n_batch=n_batch, n_threads=n_threads,
-                                  n_seq_max=n_seq_max, kv_block_size=kv_block_size, kv_type=kv_type)
+        self._ctx = _core.Context(
+            model._model,
+            n_ctx=n_ctx,
+            n_batch=n_batch,
+            n_threads=n_threads,
+            n_seq_max=n_seq_max,
+            kv_block_size=kv_block_size,
+            kv_type=kv_type,
+        )
 
     @property
     def n_ctx(self) -> int:
@@ -56,9 +73,16 @@ class Context:
     def n_threads(self) -> int:
         return self._ctx.n_threads
 
-    def decode(self, tokens: TokenIds, *, logits: Union[str, np.ndarray] = "all", pos: Optional[TokenIds] = None,
-               seq_ids: Optional[TokenIds] = None, plan: Optional[Plan] = None,
-               view: Optional["KVView"] = None) -> np.ndarray:
+    def decode(
+        self,
+        tokens: TokenIds,
+        *,
+        logits: str | np.ndarray = "all",
+        pos: TokenIds | None = None,
+        seq_ids: TokenIds | None = None,
+        plan: Plan | None = None,
+        view: KVView | None = None,
+    ) -> np.ndarray:
         """Run tokens through the model, appending them to the KV cache.
 
         Args:
@@ -79,20 +103,31 @@ class Context:
         mask = logits if isinstance(logits, str) else np.asarray(logits, dtype=np.uint8)
         kw = plan.arrays(self.model.n_layer) if plan is not None else {}
         if view is not None:
-            return self._ctx.decode_view(_tokens(tokens), None if pos is None else _tokens(pos),
-                                         None if seq_ids is None else _tokens(seq_ids), mask, **kw, **view.arrays())
-        return self._ctx.decode(_tokens(tokens), None if pos is None else _tokens(pos),
-                                None if seq_ids is None else _tokens(seq_ids), mask, **kw)
+            return self._ctx.decode_view(
+                _tokens(tokens),
+                None if pos is None else _tokens(pos),
+                None if seq_ids is None else _tokens(seq_ids),
+                mask,
+                **kw,
+                **view.arrays(),
+            )
+        return self._ctx.decode(
+            _tokens(tokens),
+            None if pos is None else _tokens(pos),
+            None if seq_ids is None else _tokens(seq_ids),
+            mask,
+            **kw,
+        )
 
-    def decode_greedy(self, tokens: TokenIds, *, pos: Optional[TokenIds] = None,
-                      seq_ids: Optional[TokenIds] = None) -> int:
+    def decode_greedy(self, tokens: TokenIds, *, pos: TokenIds | None = None, seq_ids: TokenIds | None = None) -> int:
         """Like `decode`, but return the greedy choice after the last token (its largest logit;
         ties to the lowest id) instead of logits: what a greedy sampler without penalties picks.
         On a GPU the choice is made there and only the token is copied back."""
-        return self._ctx.decode_greedy(_tokens(tokens), None if pos is None else _tokens(pos),
-                                       None if seq_ids is None else _tokens(seq_ids))
+        return self._ctx.decode_greedy(
+            _tokens(tokens), None if pos is None else _tokens(pos), None if seq_ids is None else _tokens(seq_ids)
+        )
 
-    def generate_greedy(self, last: int, n_max: int, *, seq: int = 0, stop_at_eog: bool = True) -> List[int]:
+    def generate_greedy(self, last: int, n_max: int, *, seq: int = 0, stop_at_eog: bool = True) -> list[int]:
         """Greedy generation with the full model after `last`, a token chosen but not yet decoded:
         decodes it and then each token the model picks, up to n_max steps (fewer when the KV
         cache has less room), ending after an end-of-generation token when stop_at_eog.
@@ -109,9 +144,10 @@ class Context:
         return self._ctx.generate_greedy(int(last), int(n_max), int(seq), bool(stop_at_eog))
 
     @property
-    def kv(self) -> "KVCache":
+    def kv(self) -> KVCache:
         """The KV cache's operations: truncate, delete, fork, keep, clear, stats (`apls.kv.KVCache`)."""
         from .kv import KVCache
+
         return KVCache(self._ctx)
 
     def kv_seq_len(self, seq: int = 0) -> int:
@@ -165,12 +201,12 @@ class Model:
         kwargs.setdefault("n_threads", self.n_threads)
         return Context(self, **kwargs)
 
-    def logits(self, tokens: TokenIds, plan: Optional[Plan] = None) -> np.ndarray:
+    def logits(self, tokens: TokenIds, plan: Plan | None = None) -> np.ndarray:
         """Logits for every position of `tokens` from a fresh context: float32 (n_tokens, n_vocab)."""
         toks = _tokens(tokens)
         n = len(toks)
         ctx = self.context(n_ctx=max(self.n_ctx, n), n_batch=min(512, n))
-        rows = [ctx.decode(toks[i:i + 512], plan=plan) for i in range(0, n, 512)]
+        rows = [ctx.decode(toks[i : i + 512], plan=plan) for i in range(0, n, 512)]
         return np.concatenate(rows)
 
     # ---- text ---------------------------------------------------------------------------
@@ -182,7 +218,7 @@ class Model:
             raise _core.UnsupportedError("the model file has no tokenizer (tokenizer.ggml.model is absent)")
         return v
 
-    def tokenize(self, text: Union[str, bytes], add_special: bool = True, parse_special: bool = False) -> List[int]:
+    def tokenize(self, text: str | bytes, add_special: bool = True, parse_special: bool = False) -> list[int]:
         """Token ids of `text`. add_special adds BOS/EOS as the model file says; parse_special
         turns control-token text such as "<|im_start|>" into its id."""
         return self.vocab.tokenize(text, add_special, parse_special)
@@ -192,13 +228,30 @@ class Model:
         Raises apls.InvalidArgumentError for an id out of range."""
         return self.vocab.detokenize([int(i) for i in ids], special).decode("utf-8", errors="replace")
 
-    def generate(self, prompt: Union[str, Sequence[int]], max_tokens: int = 128, *, temperature: float = 0.8,
-                 top_k: int = 40, top_p: float = 0.95, min_p: float = 0.05, repeat_penalty: float = 1.0,
-                 frequency_penalty: float = 0.0, presence_penalty: float = 0.0, penalty_last_n: int = 64,
-                 stop: Optional[Sequence[str]] = None, seed: int = 0, stream: bool = False,
-                 ignore_eos: bool = False, add_special: bool = True, parse_special: bool = False,
-                 n_ctx: Optional[int] = None, speculative: bool = False, policy=None,
-                 stream_past_window: bool = False) -> Union[str, Iterator[str]]:
+    def generate(
+        self,
+        prompt: str | Sequence[int],
+        max_tokens: int = 128,
+        *,
+        temperature: float = 0.8,
+        top_k: int = 40,
+        top_p: float = 0.95,
+        min_p: float = 0.05,
+        repeat_penalty: float = 1.0,
+        frequency_penalty: float = 0.0,
+        presence_penalty: float = 0.0,
+        penalty_last_n: int = 64,
+        stop: Sequence[str] | None = None,
+        seed: int = 0,
+        stream: bool = False,
+        ignore_eos: bool = False,
+        add_special: bool = True,
+        parse_special: bool = False,
+        n_ctx: int | None = None,
+        speculative: bool = False,
+        policy=None,
+        stream_past_window: bool = False,
+    ) -> str | Iterator[str]:
         """Generate a continuation of `prompt` (text, or token ids).
 
         Sampling follows llama.cpp's chain (penalties, top-k, top-p, min-p, temperature); a
@@ -221,17 +274,31 @@ class Model:
             from .speculative import SpeculativeGenerator
 
             return SpeculativeGenerator(self, policy, n_ctx=n_ctx).generate(
-                prompt, max_tokens, temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p, seed=seed,
-                repeat_penalty=repeat_penalty, frequency_penalty=frequency_penalty, presence_penalty=presence_penalty,
-                penalty_last_n=penalty_last_n, stop=stop, stream=stream, ignore_eos=ignore_eos, add_special=add_special,
-                parse_special=parse_special)
+                prompt,
+                max_tokens,
+                temperature=temperature,
+                top_k=top_k,
+                top_p=top_p,
+                min_p=min_p,
+                seed=seed,
+                repeat_penalty=repeat_penalty,
+                frequency_penalty=frequency_penalty,
+                presence_penalty=presence_penalty,
+                penalty_last_n=penalty_last_n,
+                stop=stop,
+                stream=stream,
+                ignore_eos=ignore_eos,
+                add_special=add_special,
+                parse_special=parse_special,
+            )
         if max_tokens < 0:
             raise ValueError(f"max_tokens must be >= 0, got {max_tokens}")
         ids = self.tokenize(prompt, add_special, parse_special) if isinstance(prompt, (str, bytes)) else list(prompt)
         if not ids:
             raise ValueError("the prompt is empty")
-        params = SamplingParams(temperature, top_k, top_p, min_p, repeat_penalty, frequency_penalty,
-                                presence_penalty, penalty_last_n, seed)
+        params = SamplingParams(
+            temperature, top_k, top_p, min_p, repeat_penalty, frequency_penalty, presence_penalty, penalty_last_n, seed
+        )
         sampler = params.sampler()  # validates the settings before any work
         n_ctx = n_ctx or self.n_ctx or min(self.n_ctx_train, 4096)
         if len(ids) >= n_ctx:
@@ -239,18 +306,27 @@ class Model:
         ctx = self.context(n_ctx=n_ctx)
         stats = GenerationStats()
         self.last_stats = stats
-        pieces = stream_text(self.vocab, generate_tokens(ctx, ids, max_tokens, sampler, ignore_eos, stats,
-                                                         stream_past_window), stop or [], stats)
+        pieces = stream_text(
+            self.vocab,
+            generate_tokens(ctx, ids, max_tokens, sampler, ignore_eos, stats, stream_past_window),
+            stop or [],
+            stats,
+        )
         return pieces if stream else "".join(pieces)
 
-    def chat_prompt(self, messages: List[Dict[str, str]], add_generation_prompt: bool = True) -> str:
+    def chat_prompt(self, messages: list[dict[str, str]], add_generation_prompt: bool = True) -> str:
         """The model's chat template applied to `messages` (raises ChatTemplateError without one)."""
         v = self.vocab
         tok = lambda i: v.token_to_piece(i, True).decode("utf-8", "replace") if i >= 0 else ""  # noqa: E731
-        return render_chat(self._model.meta("tokenizer.chat_template"), messages,
-                           add_generation_prompt=add_generation_prompt, bos_token=tok(v.bos), eos_token=tok(v.eos))
+        return render_chat(
+            self._model.meta("tokenizer.chat_template"),
+            messages,
+            add_generation_prompt=add_generation_prompt,
+            bos_token=tok(v.bos),
+            eos_token=tok(v.eos),
+        )
 
-    def chat(self, messages: List[Dict[str, str]], max_tokens: int = 256, **kwargs) -> Union[str, Iterator[str]]:
+    def chat(self, messages: list[dict[str, str]], max_tokens: int = 256, **kwargs) -> str | Iterator[str]:
         """Reply to a conversation ([{"role": "user", "content": "..."}, ...]) using the model's
         chat template; keyword arguments as for `generate`."""
         prompt = self.chat_prompt(messages)

@@ -1,11 +1,12 @@
 """Layer plans: which attention and MLP sub-blocks of each layer run, which consecutive layers
 run as parallel groups, and how much of the output head a draft computes."""
+
 from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Dict, Iterable, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -22,45 +23,62 @@ class Plan:
         head_rows: compute only logits of token ids < head_rows (0 = all); for drafts.
     """
 
-    skip_attn: Tuple[int, ...] = field(default_factory=tuple)
-    skip_mlp: Tuple[int, ...] = field(default_factory=tuple)
-    groups: Tuple[Tuple[int, int], ...] = field(default_factory=tuple)
+    skip_attn: tuple[int, ...] = field(default_factory=tuple)
+    skip_mlp: tuple[int, ...] = field(default_factory=tuple)
+    groups: tuple[tuple[int, int], ...] = field(default_factory=tuple)
     head_rows: int = 0
 
     # ---- constructors ---------------------------------------------------------------------
     @staticmethod
-    def skipping(attn: Iterable[int] = (), mlp: Iterable[int] = (), groups: Iterable[Tuple[int, int]] = (),
-                 head_rows: int = 0) -> "Plan":
-        return Plan(tuple(sorted(set(int(i) for i in attn))), tuple(sorted(set(int(i) for i in mlp))),
-                    tuple((int(a), int(b)) for a, b in groups), int(head_rows))
+    def skipping(
+        attn: Iterable[int] = (), mlp: Iterable[int] = (), groups: Iterable[tuple[int, int]] = (), head_rows: int = 0
+    ) -> Plan:
+        return Plan(
+            tuple(sorted(set(int(i) for i in attn))),
+            tuple(sorted(set(int(i) for i in mlp))),
+            tuple((int(a), int(b)) for a, b in groups),
+            int(head_rows),
+        )
 
     @staticmethod
-    def early_exit(after: int, n_layer: int, head_rows: int = 0) -> "Plan":
+    def early_exit(after: int, n_layer: int, head_rows: int = 0) -> Plan:
         """Run layers [0, after) only: the output head reads layer `after - 1`'s output."""
         rest = range(after, n_layer)
         return Plan.skipping(rest, rest, head_rows=head_rows)
 
     @staticmethod
-    def from_dict(d: Dict) -> "Plan":
+    def from_dict(d: dict) -> Plan:
         """From {"skip_attn": [...], "skip_mlp": [...], "groups": [[a, b], ...], "head_rows": n}.
         Raises ValueError on unknown keys."""
-        unknown = set(d) - {"skip_attn", "skip_mlp", "groups", "head_rows", "comment", "metrics", "n_draft", "p_min",
-                              "adapt_length"}
+        unknown = set(d) - {
+            "skip_attn",
+            "skip_mlp",
+            "groups",
+            "head_rows",
+            "comment",
+            "metrics",
+            "n_draft",
+            "p_min",
+            "adapt_length",
+        }
         if unknown:
             raise ValueError(f"unknown plan keys: {sorted(unknown)}")
-        return Plan.skipping(d.get("skip_attn", ()), d.get("skip_mlp", ()), d.get("groups", ()),
-                             d.get("head_rows", 0))
+        return Plan.skipping(d.get("skip_attn", ()), d.get("skip_mlp", ()), d.get("groups", ()), d.get("head_rows", 0))
 
     @staticmethod
-    def load(path: str) -> "Plan":
+    def load(path: str) -> Plan:
         """Read a plan from a JSON file (as written by `save` or `apls tune`)."""
         with open(path) as f:
             return Plan.from_dict(json.load(f))
 
     # ---- views ------------------------------------------------------------------------------
-    def to_dict(self) -> Dict:
-        return {"skip_attn": list(self.skip_attn), "skip_mlp": list(self.skip_mlp),
-                "groups": [list(g) for g in self.groups], "head_rows": self.head_rows}
+    def to_dict(self) -> dict:
+        return {
+            "skip_attn": list(self.skip_attn),
+            "skip_mlp": list(self.skip_mlp),
+            "groups": [list(g) for g in self.groups],
+            "head_rows": self.head_rows,
+        }
 
     def save(self, path: str, **extra) -> None:
         with open(path, "w") as f:
@@ -74,13 +92,13 @@ class Plan:
     def n_skipped(self) -> int:
         return len(self.skip_attn) + len(self.skip_mlp)
 
-    def arrays(self, n_layer: int) -> Dict[str, Optional[np.ndarray]]:
+    def arrays(self, n_layer: int) -> dict[str, np.ndarray | None]:
         """Keyword arguments of the engine's decode (attn, mlp, group, head_rows), computed once
         per (plan, n_layer): the controller asks every round.
         Raises ValueError for a layer out of range or overlapping groups."""
         return _arrays(self, n_layer)
 
-    def _make_arrays(self, n_layer: int) -> Dict[str, Optional[np.ndarray]]:
+    def _make_arrays(self, n_layer: int) -> dict[str, np.ndarray | None]:
         attn = np.ones(n_layer, np.uint8)
         mlp = np.ones(n_layer, np.uint8)
         for name, layers, arr in (("skip_attn", self.skip_attn, attn), ("skip_mlp", self.skip_mlp, mlp)):
@@ -94,12 +112,12 @@ class Plan:
             for gid, (a, b) in enumerate(self.groups):
                 if not 0 <= a <= b < n_layer:
                     raise ValueError(f"group ({a}, {b}) is not a layer range of a {n_layer}-layer model")
-                if (group[a:b + 1] >= 0).any():
+                if (group[a : b + 1] >= 0).any():
                     raise ValueError(f"group ({a}, {b}) overlaps another group")
-                group[a:b + 1] = gid
+                group[a : b + 1] = gid
         return {"attn": attn, "mlp": mlp, "group": group, "head_rows": int(self.head_rows)}
 
-    def describe(self, n_layer: Optional[int] = None) -> str:
+    def describe(self, n_layer: int | None = None) -> str:
         parts = []
         if self.skip_attn:
             parts.append(f"skip attn {_ranges(self.skip_attn)}")
@@ -113,7 +131,7 @@ class Plan:
 
 
 @functools.lru_cache(maxsize=256)
-def _arrays(plan: Plan, n_layer: int) -> Dict[str, Optional[np.ndarray]]:
+def _arrays(plan: Plan, n_layer: int) -> dict[str, np.ndarray | None]:
     out = plan._make_arrays(n_layer)
     for a in out.values():
         if isinstance(a, np.ndarray):

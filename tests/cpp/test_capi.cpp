@@ -38,9 +38,15 @@ bool failed_with(apls_status got, apls_status want, const char* substr, const ch
 }
 #define CHECK_STATUS(call, st, substr) CHECK(failed_with((call), (st), (substr), #call, __LINE__))
 // Success, and the last error is "" again.
-#define CHECK_OK(call) do { apls_status s_ = (call); if (s_ != APLS_STATUS_OK || *apls_last_error() != 0) { \
-    std::fprintf(stderr, "test_capi.cpp:%d: %s returned %s \"%s\"\n", __LINE__, #call, apls_status_name(s_), \
-                 apls_last_error()); apls_test::failures()++; } } while (0)
+#define CHECK_OK(call)                                                                                               \
+    do {                                                                                                             \
+        apls_status s_ = (call);                                                                                     \
+        if (s_ != APLS_STATUS_OK || *apls_last_error() != 0) {                                                       \
+            std::fprintf(stderr, "test_capi.cpp:%d: %s returned %s \"%s\"\n", __LINE__, #call, apls_status_name(s_), \
+                         apls_last_error());                                                                         \
+            apls_test::failures()++;                                                                                 \
+        }                                                                                                            \
+    } while (0)
 
 // ---- a tiny GGUF model, written byte by byte -------------------------------------------------
 
@@ -66,11 +72,13 @@ constexpr int kLayers = 2, kEmbd = 32, kHead = 4, kHeadKV = 2, kFF = 64, kVocab 
 // A llama model with deterministic pseudo-random F32 weights (GGUF v3, alignment 32, tied
 // nothing). Returns the file path; the file is removed by main() at the end.
 std::string write_tiny_model() {
-    struct Tensor { std::string name; std::vector<uint64_t> ne; };
+    struct Tensor {
+        std::string name;
+        std::vector<uint64_t> ne;
+    };
     const int hd = kEmbd / kHead;
-    std::vector<Tensor> ts = {{"token_embd.weight", {kEmbd, kVocab}},
-                              {"output_norm.weight", {kEmbd}},
-                              {"output.weight", {kEmbd, kVocab}}};
+    std::vector<Tensor> ts = {
+        {"token_embd.weight", {kEmbd, kVocab}}, {"output_norm.weight", {kEmbd}}, {"output.weight", {kEmbd, kVocab}}};
     for (int l = 0; l < kLayers; ++l) {
         const std::string p = "blk." + std::to_string(l) + ".";
         ts.push_back({p + "attn_norm.weight", {kEmbd}});
@@ -88,9 +96,9 @@ std::string write_tiny_model() {
     w.put<uint32_t>(3);
     w.put<uint64_t>(ts.size());
     const std::pair<const char*, uint32_t> u32s[] = {
-        {"llama.context_length", 256}, {"llama.embedding_length", kEmbd}, {"llama.block_count", kLayers},
-        {"llama.feed_forward_length", kFF}, {"llama.attention.head_count", kHead},
-        {"llama.attention.head_count_kv", kHeadKV}};
+        {"llama.context_length", 256},         {"llama.embedding_length", kEmbd},
+        {"llama.block_count", kLayers},        {"llama.feed_forward_length", kFF},
+        {"llama.attention.head_count", kHead}, {"llama.attention.head_count_kv", kHeadKV}};
     w.put<uint64_t>(1 + std::size(u32s) + 1);
     w.str("general.architecture");
     w.put<uint32_t>(8);  // STRING
@@ -222,7 +230,8 @@ APLS_TEST(library_strings) {
 
 APLS_TEST(null_handles_are_refused) {
     apls_model* m = reinterpret_cast<apls_model*>(0x1);  // must be reset to NULL on failure
-    CHECK_STATUS(apls_model_load(nullptr, apls_model_default_params(), &m), APLS_STATUS_INVALID_ARGUMENT, "path is NULL");
+    CHECK_STATUS(apls_model_load(nullptr, apls_model_default_params(), &m), APLS_STATUS_INVALID_ARGUMENT,
+                 "path is NULL");
     CHECK_STATUS(apls_model_load("x.gguf", apls_model_default_params(), nullptr), APLS_STATUS_INVALID_ARGUMENT,
                  "out_model is NULL");
     apls_context* c = reinterpret_cast<apls_context*>(0x1);
@@ -232,7 +241,8 @@ APLS_TEST(null_handles_are_refused) {
     int32_t n = 0;
     size_t len = 0;
     char buf[8];
-    CHECK_STATUS(apls_tokenize(nullptr, "a", 1, toks, 4, true, false, &n), APLS_STATUS_INVALID_ARGUMENT, "model is NULL");
+    CHECK_STATUS(apls_tokenize(nullptr, "a", 1, toks, 4, true, false, &n), APLS_STATUS_INVALID_ARGUMENT,
+                 "model is NULL");
     CHECK_STATUS(apls_detokenize(nullptr, toks, 1, buf, 8, false, &len), APLS_STATUS_INVALID_ARGUMENT, "model is NULL");
     apls_batch b{};
     CHECK_STATUS(apls_decode(nullptr, &b, nullptr), APLS_STATUS_INVALID_ARGUMENT, "ctx is NULL");
@@ -271,7 +281,8 @@ APLS_TEST(null_handles_are_refused) {
     char meta[4] = "xyz";
     CHECK(apls_model_meta_val_str(nullptr, "general.name", meta, sizeof meta) == 0 && meta[0] == 0);
     CHECK(apls_context_n_ctx(nullptr) == 0 && apls_context_n_threads(nullptr) == 0);
-    CHECK(apls_kv_seq_len(nullptr, 0) == -1 && apls_kv_seq_pos_min(nullptr, 0) == -1 && apls_kv_seq_pos_max(nullptr, 0) == -1);
+    CHECK(apls_kv_seq_len(nullptr, 0) == -1 && apls_kv_seq_pos_min(nullptr, 0) == -1 &&
+          apls_kv_seq_pos_max(nullptr, 0) == -1);
 
     // Every free and reset accepts NULL.
     apls_model_free(nullptr);
@@ -342,7 +353,8 @@ APLS_TEST(model_getters_and_metadata) {
     CHECK(apls_model_n_embd(t.model) == kEmbd && apls_model_n_ctx_train(t.model) == 256);
     CHECK(apls_model_n_params(t.model) > 0 && apls_model_size(t.model) == apls_model_n_params(t.model) * 4);
     char buf[16];
-    CHECK(apls_model_meta_val_str(t.model, "general.architecture", buf, sizeof buf) == 5 && std::string(buf) == "llama");
+    CHECK(apls_model_meta_val_str(t.model, "general.architecture", buf, sizeof buf) == 5 &&
+          std::string(buf) == "llama");
     // Short buffer: truncated and terminated, the full length returned (snprintf-like).
     CHECK(apls_model_meta_val_str(t.model, "general.architecture", buf, 3) == 5 && std::string(buf) == "ll");
     CHECK(apls_model_meta_val_str(t.model, "general.architecture", nullptr, 0) == 5);
@@ -359,7 +371,8 @@ APLS_TEST(tokenizer_calls_without_a_tokenizer) {
     size_t len = 0;
     char buf[8];
     const int32_t one = 1;
-    CHECK_STATUS(apls_detokenize(t.model, &one, 1, buf, sizeof buf, false, &len), APLS_STATUS_UNSUPPORTED, "no tokenizer");
+    CHECK_STATUS(apls_detokenize(t.model, &one, 1, buf, sizeof buf, false, &len), APLS_STATUS_UNSUPPORTED,
+                 "no tokenizer");
     CHECK(apls_token_bos(t.model) == -1 && apls_token_eos(t.model) == -1 && !apls_token_is_eog(t.model, 0));
 }
 
@@ -368,13 +381,19 @@ APLS_TEST(tokenizer_calls_without_a_tokenizer) {
 APLS_TEST(context_params_are_checked) {
     apls_model* m = nullptr;
     CHECK_OK(apls_model_load(tiny_path().c_str(), apls_model_default_params(), &m));
-    struct Bad { void (*set)(apls_context_params&); const char* msg; };
+    struct Bad {
+        void (*set)(apls_context_params&);
+        const char* msg;
+    };
     const Bad bad[] = {
         {[](apls_context_params& p) { p.n_batch = 0; }, "n_batch"},
         {[](apls_context_params& p) { p.n_seq_max = 0; }, "n_seq_max"},
         {[](apls_context_params& p) { p.kv_block_size = 0; }, "kv_block_size"},
         // As a C caller could: any int in the enum field (a C++ cast to the enum would be UB).
-        {[](apls_context_params& p) { const int32_t seven = 7; std::memcpy(&p.kv_type, &seven, sizeof seven); },
+        {[](apls_context_params& p) {
+             const int32_t seven = 7;
+             std::memcpy(&p.kv_type, &seven, sizeof seven);
+         },
          "unknown kv_type 7"},
         {[](apls_context_params& p) { p.n_threads = 100000; }, "n_threads"},
         {[](apls_context_params& p) { p.n_ctx = 1u << 30; }, "n_ctx"},
@@ -700,15 +719,18 @@ APLS_TEST(generate_greedy_equals_token_by_token) {
     // Misuse: a clear error, the cache untouched.
     const int32_t len = apls_kv_seq_len(t.ctx, 0);
     int32_t out[4], n = 7;
-    CHECK_STATUS(apls_generate_greedy(t.ctx, 0, kVocab, 4, true, out, &n), APLS_STATUS_INVALID_ARGUMENT, "out of range");
+    CHECK_STATUS(apls_generate_greedy(t.ctx, 0, kVocab, 4, true, out, &n), APLS_STATUS_INVALID_ARGUMENT,
+                 "out of range");
     CHECK(n == 0);
     CHECK_STATUS(apls_generate_greedy(t.ctx, 0, -1, 4, true, out, &n), APLS_STATUS_INVALID_ARGUMENT, "out of range");
-    CHECK_STATUS(apls_generate_greedy(t.ctx, 5, last, 4, true, out, &n), APLS_STATUS_INVALID_ARGUMENT, "unknown sequence");
+    CHECK_STATUS(apls_generate_greedy(t.ctx, 5, last, 4, true, out, &n), APLS_STATUS_INVALID_ARGUMENT,
+                 "unknown sequence");
     CHECK_STATUS(apls_generate_greedy(t.ctx, 0, last, -2, true, out, &n), APLS_STATUS_INVALID_ARGUMENT, "negative");
     CHECK_STATUS(apls_generate_greedy(nullptr, 0, last, 4, true, out, &n), APLS_STATUS_INVALID_ARGUMENT, "ctx is NULL");
     CHECK_STATUS(apls_generate_greedy(t.ctx, 0, last, 4, true, nullptr, &n), APLS_STATUS_INVALID_ARGUMENT,
                  "out_tokens is NULL");
-    CHECK_STATUS(apls_generate_greedy(t.ctx, 0, last, 4, true, out, nullptr), APLS_STATUS_INVALID_ARGUMENT, "n_out is NULL");
+    CHECK_STATUS(apls_generate_greedy(t.ctx, 0, last, 4, true, out, nullptr), APLS_STATUS_INVALID_ARGUMENT,
+                 "n_out is NULL");
     CHECK_OK(apls_generate_greedy(t.ctx, 0, last, 0, true, out, &n));
     CHECK(n == 0 && apls_kv_seq_len(t.ctx, 0) == len);
 

@@ -80,12 +80,22 @@ std::vector<uint8_t> random_weights(TensorType t, int64_t rows, int64_t k) {
     std::uniform_real_distribution<float> scale(0.001f, 0.02f);
     const std::vector<float> f = randn(static_cast<size_t>(rows * k), 0.05f);
     switch (t) {
-        case TensorType::F32: std::memcpy(w.data(), f.data(), bytes); break;
+        case TensorType::F32:
+            std::memcpy(w.data(), f.data(), bytes);
+            break;
         case TensorType::F16:
-            for (size_t i = 0; i < f.size(); ++i) { uint16_t h = f32_to_f16(f[i]); std::memcpy(&w[2 * i], &h, 2); }
+            for (size_t i = 0; i < f.size(); ++i) {
+                uint16_t h = f32_to_f16(f[i]);
+                std::memcpy(&w[2 * i], &h, 2);
+            }
             break;
         case TensorType::BF16:
-            for (size_t i = 0; i < f.size(); ++i) { uint32_t u; std::memcpy(&u, &f[i], 4); uint16_t h = u >> 16; std::memcpy(&w[2 * i], &h, 2); }
+            for (size_t i = 0; i < f.size(); ++i) {
+                uint32_t u;
+                std::memcpy(&u, &f[i], 4);
+                uint16_t h = u >> 16;
+                std::memcpy(&w[2 * i], &h, 2);
+            }
             break;
         default: {
             for (auto& b : w) b = static_cast<uint8_t>(byte(rng()));
@@ -112,7 +122,8 @@ DeviceRows upload_rows(TensorType t, const std::vector<uint8_t>& gguf, int64_t r
     return r;
 }
 
-std::vector<double> matvec_ref(TensorType t, const std::vector<uint8_t>& w, int64_t rows, int64_t k, const std::vector<float>& x, int n) {
+std::vector<double> matvec_ref(TensorType t, const std::vector<uint8_t>& w, int64_t rows, int64_t k,
+                               const std::vector<float>& x, int n) {
     std::vector<double> y(static_cast<size_t>(n * rows));
     std::vector<float> row(static_cast<size_t>(k));
     const uint64_t rb = static_cast<uint64_t>(k) / type_traits(t).block * type_traits(t).bytes;
@@ -127,7 +138,8 @@ std::vector<double> matvec_ref(TensorType t, const std::vector<uint8_t>& w, int6
     return y;
 }
 
-const TensorType kTypes[] = {TensorType::F32, TensorType::F16, TensorType::BF16, TensorType::Q8_0, TensorType::Q4_0, TensorType::Q4_1};
+const TensorType kTypes[] = {TensorType::F32,  TensorType::F16,  TensorType::BF16,
+                             TensorType::Q8_0, TensorType::Q4_0, TensorType::Q4_1};
 
 }  // namespace
 
@@ -183,7 +195,8 @@ APLS_TEST(matvec_matches_reference_and_is_batch_invariant) {
             std::vector<double> ref;
             if (quant) {
                 std::vector<cpu::BlockQ8A> xa(static_cast<size_t>(n * k / 32));
-                for (int i = 0; i < n; ++i) cpu::kernels_generic()->quantize_act(x.data() + i * k, xa.data() + i * k / 32, k);
+                for (int i = 0; i < n; ++i)
+                    cpu::kernels_generic()->quantize_act(x.data() + i * k, xa.data() + i * k / 32, k);
                 std::vector<float> yc(static_cast<size_t>(n * rows));
                 cpu::kernels_generic()->matmul_q(t, w.data(), k, xa.data(), n, yc.data(), rows, 0, rows);
                 ref.assign(yc.begin(), yc.end());
@@ -299,15 +312,32 @@ static void check_rope_store(int hd, int n_rot) {
     const int n = 5, nh = 8, nkv = 2, n_layer = 3, layer = 1, kvd = nkv * hd;
     const std::vector<int32_t> pos = {0, 1, 17, 1000, 4095}, slots = {3, 0, 9, 4, 7};
     for (bool f16 : {true, false}) {
-        const auto q = randn(static_cast<size_t>(n * nh * hd)), k = randn(static_cast<size_t>(n * kvd)), v = randn(static_cast<size_t>(n * kvd));
+        const auto q = randn(static_cast<size_t>(n * nh * hd)), k = randn(static_cast<size_t>(n * kvd)),
+                   v = randn(static_cast<size_t>(n * kvd));
         auto dq = upload(q), dk = upload(k), dv = upload(v);
         auto dp = upload(pos), ds = upload(slots);
         auto dfreq = upload(cuda::rope_inv_freq(10000.0f, n_rot));
         const int64_t stride = static_cast<int64_t>(n_layer) * 2 * kvd;
         DeviceBuffer<uint8_t> kv(static_cast<size_t>(10 * stride * (f16 ? 2 : 4)));
         APLS_CUDA_CHECK(cudaMemset(kv.get(), 0, kv.size()));
-        cuda::RopeStoreArgs a{dq.get(), dk.get(), dv.get(), dp.get(), ds.get(), n, nh, nkv, hd, n_rot, 10000.0f, 1.0f,
-                              dfreq.get(), kv.get(), stride, layer * 2 * kvd, layer * 2 * kvd + kvd, f16};
+        cuda::RopeStoreArgs a{dq.get(),
+                              dk.get(),
+                              dv.get(),
+                              dp.get(),
+                              ds.get(),
+                              n,
+                              nh,
+                              nkv,
+                              hd,
+                              n_rot,
+                              10000.0f,
+                              1.0f,
+                              dfreq.get(),
+                              kv.get(),
+                              stride,
+                              layer * 2 * kvd,
+                              layer * 2 * kvd + kvd,
+                              f16};
         cuda::rope_store(a, nullptr);
         const auto qo = download(dq, q.size()), ko = download(dk, k.size());
         const auto cache = download(kv, kv.size());
@@ -383,18 +413,37 @@ void check_attention(const AttnCase& c) {
     const bool view = c.explicit_view || c.n_sink > 0 || c.n_window >= 0;
     auto dkv = upload(kvh);
     auto dq = upload(q);
-    auto ds = upload(slot), dp = upload(epos), doff = upload(off), dend = upload(n_end), dold = upload(n_old), dpos = upload(pos);
+    auto ds = upload(slot), dp = upload(epos), doff = upload(off), dend = upload(n_end), dold = upload(n_old),
+         dpos = upload(pos);
     auto dmask = upload(mask);
     const int max_splits = (cap + cuda::kAttnSplit - 1) / cuda::kAttnSplit;
     DeviceBuffer<float> out(static_cast<size_t>(n_tok * c.n_head * c.hd));
-    DeviceBuffer<float> pacc(static_cast<size_t>(n_tok * c.n_head * max_splits * c.hd)), pml(static_cast<size_t>(n_tok * c.n_head * max_splits * 2));
+    DeviceBuffer<float> pacc(static_cast<size_t>(n_tok * c.n_head * max_splits * c.hd)),
+        pml(static_cast<size_t>(n_tok * c.n_head * max_splits * 2));
     cuda::AttentionArgs a{};
-    a.q = dq.get(); a.out = out.get(); a.kv = dkv.get(); a.slot_stride = stride;
-    a.k_offset = layer * 2 * kvd; a.v_offset = layer * 2 * kvd + kvd; a.kv_f16 = true;
-    a.entry_slot = ds.get(); a.entry_pos = dp.get(); a.view_mask = c.explicit_view ? dmask.get() : nullptr;
-    a.off = doff.get(); a.n_end = dend.get(); a.n_old = view ? dold.get() : nullptr; a.pos = dpos.get();
-    a.n_sink = c.n_sink; a.n_window = c.n_window; a.n_tok = n_tok; a.n_head = c.n_head; a.n_head_kv = c.n_head_kv;
-    a.head_dim = c.hd; a.max_splits = max_splits; a.part_acc = pacc.get(); a.part_ml = pml.get();
+    a.q = dq.get();
+    a.out = out.get();
+    a.kv = dkv.get();
+    a.slot_stride = stride;
+    a.k_offset = layer * 2 * kvd;
+    a.v_offset = layer * 2 * kvd + kvd;
+    a.kv_f16 = true;
+    a.entry_slot = ds.get();
+    a.entry_pos = dp.get();
+    a.view_mask = c.explicit_view ? dmask.get() : nullptr;
+    a.off = doff.get();
+    a.n_end = dend.get();
+    a.n_old = view ? dold.get() : nullptr;
+    a.pos = dpos.get();
+    a.n_sink = c.n_sink;
+    a.n_window = c.n_window;
+    a.n_tok = n_tok;
+    a.n_head = c.n_head;
+    a.n_head_kv = c.n_head_kv;
+    a.head_dim = c.hd;
+    a.max_splits = max_splits;
+    a.part_acc = pacc.get();
+    a.part_ml = pml.get();
     poison(out);
     cuda::attention(a, nullptr);
     const auto o = download(out, out.size());
@@ -410,7 +459,8 @@ void check_attention(const AttnCase& c) {
                 const int p = epos[off[i] + j];
                 bool vis = p <= pos[i];
                 if (view && j < n_old[i])
-                    vis &= c.explicit_view ? mask[off[i] + j] != 0 : (p < c.n_sink || c.n_window < 0 || p > pos[i] - c.n_window);
+                    vis &= c.explicit_view ? mask[off[i] + j] != 0
+                                           : (p < c.n_sink || c.n_window < 0 || p > pos[i] - c.n_window);
                 if (!vis) continue;
                 double d = 0;
                 for (int e = 0; e < c.hd; ++e)
@@ -425,11 +475,13 @@ void check_attention(const AttnCase& c) {
             for (size_t u = 0; u < s.size(); ++u)
                 for (int e = 0; e < c.hd; ++e)
                     ref[(i * c.n_head + h) * c.hd + e] +=
-                        s[u] / sum * f16_to_f32(kvh[slot[off[i] + who[u]] * stride + layer * 2 * kvd + kvd + g * c.hd + e]);
+                        s[u] / sum *
+                        f16_to_f32(kvh[slot[off[i] + who[u]] * stride + layer * 2 * kvd + kvd + g * c.hd + e]);
         }
     const double e = nmse(o, ref);
     if (!(e < 1e-10))
-        std::fprintf(stderr, "attention heads %d/%d hd %d n %d t %d: nmse %.3g\n", c.n_head, c.n_head_kv, c.hd, c.n_entries, n_tok, e);
+        std::fprintf(stderr, "attention heads %d/%d hd %d n %d t %d: nmse %.3g\n", c.n_head, c.n_head_kv, c.hd,
+                     c.n_entries, n_tok, e);
     CHECK(e < 1e-10);
 
     // With Q8 output (quantized Wo): the same floats, and their Q8 blocks bit for bit those of
@@ -448,7 +500,8 @@ void check_attention(const AttnCase& c) {
         CHECK(download(qs, qs.size()) == download(want.qs, qs.size()));
         const auto d = download(qd, qd.size()), s = download(qsum, qsum.size());
         const auto wd = download(want.d, qd.size()), ws = download(want.s, qsum.size());
-        CHECK(std::memcmp(d.data(), wd.data(), d.size() * 4) == 0 && std::memcmp(s.data(), ws.data(), s.size() * 4) == 0);
+        CHECK(std::memcmp(d.data(), wd.data(), d.size() * 4) == 0 &&
+              std::memcmp(s.data(), ws.data(), s.size() * 4) == 0);
     }
 
     // The prompt path (one entry list): cuBLAS scores and values, the same reference.
@@ -457,8 +510,9 @@ void check_attention(const AttnCase& c) {
         poison(out);
         CHECK(prompt.run(a, c.n_entries));
         const double ep = nmse(download(out, out.size()), ref);
-        if (!(ep < 1e-10)) std::fprintf(stderr, "prompt attention heads %d/%d hd %d n %d t %d: nmse %.3g\n", c.n_head,
-                                        c.n_head_kv, c.hd, c.n_entries, n_tok, ep);
+        if (!(ep < 1e-10))
+            std::fprintf(stderr, "prompt attention heads %d/%d hd %d n %d t %d: nmse %.3g\n", c.n_head, c.n_head_kv,
+                         c.hd, c.n_entries, n_tok, ep);
         CHECK(ep < 1e-10);
     }
 
@@ -469,7 +523,11 @@ void check_attention(const AttnCase& c) {
     auto dold1 = upload(std::vector<int32_t>{n_old[n_tok - 1]});
     auto doff1 = upload(std::vector<int32_t>{off[n_tok - 1]});
     auto dq1 = upload(std::vector<float>(q.end() - c.n_head * c.hd, q.end()));
-    a.q = dq1.get(); a.pos = dpos1.get(); a.n_end = dend1.get(); a.n_old = view ? dold1.get() : nullptr; a.off = doff1.get();
+    a.q = dq1.get();
+    a.pos = dpos1.get();
+    a.n_end = dend1.get();
+    a.n_old = view ? dold1.get() : nullptr;
+    a.off = doff1.get();
     poison(out);
     cuda::attention(a, nullptr);
     const auto one = download(out, static_cast<size_t>(c.n_head * c.hd));
@@ -499,24 +557,24 @@ APLS_TEST(attention_matches_reference) {
     check_attention(c);
     c = AttnCase{8, 4, 64, 200};
     c.n_tok = 23;
-    c.two_seqs = true;                           // 2 heads per KV head (8 tokens per tile): every tile mixes sequences
+    c.two_seqs = true;  // 2 heads per KV head (8 tokens per tile): every tile mixes sequences
     check_attention(c);
     c = AttnCase{32, 32, 64, 700, 4, 128};
-    c.n_tok = 20;                                // MHA, sinks + window
+    c.n_tok = 20;  // MHA, sinks + window
     check_attention(c);
     c = AttnCase{32, 8, 64, 700};
-    c.n_tok = 20;                                // GQA of 4: one token per block
+    c.n_tok = 20;  // GQA of 4: one token per block
     check_attention(c);
     c = AttnCase{32, 8, 64, 700};
-    c.n_tok = 9;                                 // verify-sized: one token per block
+    c.n_tok = 9;  // verify-sized: one token per block
     check_attention(c);
     c = AttnCase{16, 1, 128, 520};
-    c.n_tok = 18;                                // MQA (chunks of 8 query heads): one token per block
+    c.n_tok = 18;  // MQA (chunks of 8 query heads): one token per block
     check_attention(c);
     c = AttnCase{8, 8, 64, 300};
     c.explicit_view = true;
     c.n_tok = 17;
-    c.two_seqs = true;                           // MHA, explicit view, two sequences
+    c.two_seqs = true;  // MHA, explicit view, two sequences
     check_attention(c);
 }
 
@@ -524,8 +582,8 @@ APLS_TEST(argmax_matches_host) {
     const int m = 5, n_vocab = 49152;
     for (int n_valid : {n_vocab, 12288}) {
         auto x = randn(static_cast<size_t>(m * n_vocab), 3.0f);
-        x[2 * n_vocab + 77] = 50.0f;                          // a clear winner
-        x[3 * n_vocab + 5] = x[3 * n_vocab + 9] = 60.0f;      // a tie: the lowest id wins
+        x[2 * n_vocab + 77] = 50.0f;  // a clear winner
+        x[3 * n_vocab + 5] = x[3 * n_vocab + 9] = 60.0f;  // a tie: the lowest id wins
         auto dx = upload(x);
         DeviceBuffer<int32_t> ids(m);
         DeviceBuffer<float> p(m);
@@ -539,10 +597,12 @@ APLS_TEST(argmax_matches_host) {
             for (int j = 1; j < n_valid; ++j)
                 if (x[i * n_vocab + j] > x[i * n_vocab + best]) best = j;
             double s = 0;
-            for (int j = 0; j < n_valid; ++j) s += std::exp(static_cast<double>(x[i * n_vocab + j]) - x[i * n_vocab + best]);
+            for (int j = 0; j < n_valid; ++j)
+                s += std::exp(static_cast<double>(x[i * n_vocab + j]) - x[i * n_vocab + best]);
             CHECK(id[i] == best);
             CHECK(std::fabs(pr[i] - 1.0 / s) < 1e-5 * (1.0 / s) + 1e-7);
-            for (int j = n_valid; j < n_vocab; ++j) CHECK(std::isinf(after[i * n_vocab + j]) && after[i * n_vocab + j] < 0);
+            for (int j = n_valid; j < n_vocab; ++j)
+                CHECK(std::isinf(after[i * n_vocab + j]) && after[i * n_vocab + j] < 0);
         }
         CHECK(id[3] == 5);
     }
@@ -575,7 +635,9 @@ float time_ms(const std::function<void()>& fn, int reps = 50) {
 // Attention of one decode token over n cached entries (random slots), per layer.
 void bench_attention() {
     std::printf("%-22s %6s %4s %10s\n", "attention heads/kv/hd", "n", "t", "us");
-    struct S { int nh, nkv, hd; };
+    struct S {
+        int nh, nkv, hd;
+    };
     for (S s : {S{9, 3, 64}, S{32, 8, 64}, S{32, 32, 128}}) {
         for (int n : {64, 512, 4096}) {
             for (int t : {1, 9}) {
@@ -592,13 +654,29 @@ void bench_attention() {
                 auto ds = upload(slot), dp = upload(epos), doff = upload(off), dend = upload(n_end), dpos = upload(pos);
                 const int max_splits = (cap + cuda::kAttnSplit - 1) / cuda::kAttnSplit;
                 DeviceBuffer<float> out(static_cast<size_t>(t * s.nh * s.hd));
-                DeviceBuffer<float> pacc(static_cast<size_t>(t * s.nh * max_splits * s.hd)), pml(static_cast<size_t>(t * s.nh * max_splits * 2));
+                DeviceBuffer<float> pacc(static_cast<size_t>(t * s.nh * max_splits * s.hd)),
+                    pml(static_cast<size_t>(t * s.nh * max_splits * 2));
                 cuda::AttentionArgs a{};
-                a.q = dq.get(); a.out = out.get(); a.kv = dkv.get(); a.slot_stride = stride;
-                a.k_offset = 0; a.v_offset = kvd; a.kv_f16 = true;
-                a.entry_slot = ds.get(); a.entry_pos = dp.get(); a.off = doff.get(); a.n_end = dend.get();
-                a.pos = dpos.get(); a.n_window = -1; a.n_tok = t; a.n_head = s.nh; a.n_head_kv = s.nkv;
-                a.head_dim = s.hd; a.max_splits = max_splits; a.part_acc = pacc.get(); a.part_ml = pml.get();
+                a.q = dq.get();
+                a.out = out.get();
+                a.kv = dkv.get();
+                a.slot_stride = stride;
+                a.k_offset = 0;
+                a.v_offset = kvd;
+                a.kv_f16 = true;
+                a.entry_slot = ds.get();
+                a.entry_pos = dp.get();
+                a.off = doff.get();
+                a.n_end = dend.get();
+                a.pos = dpos.get();
+                a.n_window = -1;
+                a.n_tok = t;
+                a.n_head = s.nh;
+                a.n_head_kv = s.nkv;
+                a.head_dim = s.hd;
+                a.max_splits = max_splits;
+                a.part_acc = pacc.get();
+                a.part_ml = pml.get();
                 const float ms = time_ms([&] { cuda::attention(a, nullptr); });
                 std::printf("%8d/%d/%-11d %6d %4d %10.1f\n", s.nh, s.nkv, s.hd, n, t, ms * 1e3);
             }
@@ -615,7 +693,9 @@ void bench_row_ops() {
         const float ms = time_ms([&] { cuda::rms_norm(dx.get(), nullptr, dw.get(), y.get(), 1, d, 1e-5f, nullptr); });
         std::printf("rms_norm d=%-17d %10.1f\n", d, ms * 1e3);
     }
-    struct S { int nh, nkv, hd; };
+    struct S {
+        int nh, nkv, hd;
+    };
     for (S s : {S{9, 3, 64}, S{32, 32, 128}}) {
         const int kvd = s.nkv * s.hd;
         auto dq = upload(randn(static_cast<size_t>(s.nh * s.hd))), dk = upload(randn(static_cast<size_t>(kvd)));
@@ -623,8 +703,8 @@ void bench_row_ops() {
         auto dp = upload(std::vector<int32_t>{100}), ds = upload(std::vector<int32_t>{1});
         auto dfreq = upload(cuda::rope_inv_freq(10000.0f, s.hd));
         DeviceBuffer<uint16_t> kv(static_cast<size_t>(4 * 2 * kvd));
-        cuda::RopeStoreArgs a{dq.get(), dk.get(), dv.get(), dp.get(), ds.get(), 1, s.nh, s.nkv, s.hd, s.hd, 10000.0f, 1.0f,
-                              dfreq.get(), kv.get(), 2 * kvd, 0, kvd, true};
+        cuda::RopeStoreArgs a{dq.get(), dk.get(), dv.get(), dp.get(),    ds.get(), 1,       s.nh, s.nkv, s.hd,
+                              s.hd,     10000.0f, 1.0f,     dfreq.get(), kv.get(), 2 * kvd, 0,    kvd,   true};
         const float ms = time_ms([&] { cuda::rope_store(a, nullptr); });
         std::printf("rope_store heads %2d/%-2d hd %-4d %10.1f\n", s.nh, s.nkv, s.hd, ms * 1e3);
     }
@@ -635,7 +715,12 @@ int bench() {
     bench_attention();
     std::printf("%-6s %-14s %4s %10s %10s\n", "type", "rows x k", "t", "us", "GB/s");
     for (TensorType t : {TensorType::F16, TensorType::Q8_0, TensorType::Q4_0, TensorType::Q4_1}) {
-        for (auto [rows, k] : {std::pair<int64_t, int64_t>{4096, 4096}, {11008, 4096}, {4096, 11008}, {2048, 2048}, {8192, 2048}, {2048, 8192}}) {
+        for (auto [rows, k] : {std::pair<int64_t, int64_t>{4096, 4096},
+                               {11008, 4096},
+                               {4096, 11008},
+                               {2048, 2048},
+                               {8192, 2048},
+                               {2048, 8192}}) {
             // Several copies so repeated runs do not hit L2 (50 MB).
             const int copies = 4;
             const auto w = random_weights(t, rows, k);
@@ -650,8 +735,8 @@ int bench() {
                 const float ms = time_ms([&] {
                     cuda::matvec(dw[c++ % copies].w, rows, dx.get(), xq.acts, n, y.get(), rows, false, nullptr);
                 });
-                std::printf("%-6s %5ldx%-8ld %4d %10.1f %10.1f\n", type_name(t).c_str(), (long)rows, (long)k, n, ms * 1e3,
-                            w.size() / (ms * 1e-3) / 1e9);
+                std::printf("%-6s %5ldx%-8ld %4d %10.1f %10.1f\n", type_name(t).c_str(), (long)rows, (long)k, n,
+                            ms * 1e3, w.size() / (ms * 1e-3) / 1e9);
             }
         }
     }

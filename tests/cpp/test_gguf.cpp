@@ -47,12 +47,23 @@ struct Bytes {
 };
 
 // A metadata pair: key, type id, and the encoded value that follows the type.
-struct Kv { std::string key; uint32_t type; std::vector<uint8_t> value; };
+struct Kv {
+    std::string key;
+    uint32_t type;
+    std::vector<uint8_t> value;
+};
 // A tensor info, with dims as raw u64 so tests can write negative or huge ones.
-struct Ti { std::string name; std::vector<uint64_t> ne; uint32_t type; uint64_t offset; };
+struct Ti {
+    std::string name;
+    std::vector<uint64_t> ne;
+    uint32_t type;
+    uint64_t offset;
+};
 
 template <typename T>
-std::vector<uint8_t> enc(T v) { return Bytes().put(v).b; }
+std::vector<uint8_t> enc(T v) {
+    return Bytes().put(v).b;
+}
 std::vector<uint8_t> enc_str(const std::string& v) { return Bytes().s(v).b; }
 // ARRAY payload: element type, count, then the already-encoded elements.
 std::vector<uint8_t> enc_arr(uint32_t elem_type, uint64_t n, const std::vector<uint8_t>& elems) {
@@ -136,9 +147,13 @@ static Image every_type(uint32_t version) {
         {"arr_str", 9, enc_arr(8, 2, Bytes().s("a").s("bc").b)},
         {"arr_empty", 9, enc_arr(6, 0, {})},
         // [[1, 2], [], [3]] as arrays of UINT16
-        {"arr_nested", 9, enc_arr(9, 3, Bytes().raw(enc_arr(2, 2, Bytes().put<uint16_t>(1).put<uint16_t>(2).b))
-                                           .raw(enc_arr(2, 0, {}))
-                                           .raw(enc_arr(2, 1, enc<uint16_t>(3))).b)},
+        {"arr_nested", 9,
+         enc_arr(9, 3,
+                 Bytes()
+                     .raw(enc_arr(2, 2, Bytes().put<uint16_t>(1).put<uint16_t>(2).b))
+                     .raw(enc_arr(2, 0, {}))
+                     .raw(enc_arr(2, 1, enc<uint16_t>(3)))
+                     .b)},
         {"arr_bool", 9, enc_arr(7, 2, {1, 0})},
         {"arr_f64", 9, enc_arr(12, 1, enc<double>(0.125))},
     };
@@ -290,8 +305,10 @@ APLS_TEST(refuses_absurd_counts_before_allocating) {
     REFUSED(s, "string length 10000000000 past the end of the file at key 's'");
     s.kv = {{"s", 8, Bytes().u64(~0ull).b}};
     REFUSED(s, "string length 18446744073709551615 past the end of the file at key 's'");
-    std::vector<uint8_t> img = Bytes().u32(0x46554747).u32(3).u64(0).u64(1).u64(1ull << 62).raw(std::vector<uint8_t>(16, 'k')).b;
-    CHECK_THROWS(load(img), APLS_STATUS_FORMAT, "string length 4611686018427387904 past the end of the file of metadata entry 0");
+    std::vector<uint8_t> img =
+        Bytes().u32(0x46554747).u32(3).u64(0).u64(1).u64(1ull << 62).raw(std::vector<uint8_t>(16, 'k')).b;
+    CHECK_THROWS(load(img), APLS_STATUS_FORMAT,
+                 "string length 4611686018427387904 past the end of the file of metadata entry 0");
     // An array element string that runs past the end names the key.
     Image e;
     e.kv = {{"toks", 9, enc_arr(8, 2, Bytes().s("ok").u64(1000).b)}};
@@ -403,7 +420,8 @@ APLS_TEST(refuses_bad_tensor_infos) {
 static Image sweep_image() {
     Image im = two_tensors();
     im.kv.push_back({"toks", 9, enc_arr(8, 3, Bytes().s("a").s("").s("xyz").b)});
-    im.kv.push_back({"nest", 9, enc_arr(9, 2, Bytes().raw(enc_arr(4, 1, enc<uint32_t>(9))).raw(enc_arr(8, 1, enc_str("q"))).b)});
+    im.kv.push_back(
+        {"nest", 9, enc_arr(9, 2, Bytes().raw(enc_arr(4, 1, enc<uint32_t>(9))).raw(enc_arr(8, 1, enc_str("q"))).b)});
     im.kv.push_back({"f", 6, enc<float>(0.5f)});
     im.kv.push_back({"b", 7, {1}});
     return im;

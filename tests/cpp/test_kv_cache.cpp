@@ -158,7 +158,8 @@ void fuzz(uint32_t seed, bool f16, uint32_t block, int steps) {
             } else if (op <= 6) {
                 const int32_t np = kv.seq_next_pos(s);
                 if (np == 0) continue;
-                const int32_t p0 = uni(0, np - 1), p1 = uni(p0 + 1, std::min(np, p0 + 2 * static_cast<int32_t>(block) + 1));
+                const int32_t p0 = uni(0, np - 1),
+                              p1 = uni(p0 + 1, std::min(np, p0 + 2 * static_cast<int32_t>(block) + 1));
                 const bool shift = uni(0, 1);
                 kv.seq_delete(s, p0, p1, shift);
                 ref_delete(ref, s, p0, p1, shift);

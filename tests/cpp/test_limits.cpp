@@ -107,8 +107,9 @@ void refused_cheaply(const std::vector<uint8_t>& img, const char* message) {
     });
     if (!threw) std::fprintf(stderr, "not refused: wanted \"%s\"\n", message);
     CHECK(threw);
-    if (peak > kBudget) std::fprintf(stderr, "\"%s\": %lld bytes allocated before the refusal\n", message,
-                                     static_cast<long long>(peak));
+    if (peak > kBudget)
+        std::fprintf(stderr, "\"%s\": %lld bytes allocated before the refusal\n", message,
+                     static_cast<long long>(peak));
     CHECK(peak <= kBudget);
 }
 
@@ -116,7 +117,10 @@ void refused_cheaply(const std::vector<uint8_t>& img, const char* message) {
 
 APLS_TEST(the_counting_allocator_counts) {
     // The instrument works: a 2 MiB reserve shows up in the peak.
-    const int64_t peak = peak_during([] { std::vector<uint64_t> v; v.reserve(1 << 18); });
+    const int64_t peak = peak_during([] {
+        std::vector<uint64_t> v;
+        v.reserve(1 << 18);
+    });
     CHECK(peak >= (int64_t(1) << 21));
 }
 
@@ -153,7 +157,13 @@ APLS_TEST(absurd_tensors_are_refused_before_allocation) {
     ti.str("t").put<uint32_t>(1).put<uint64_t>(uint64_t(1) << 60).put<uint32_t>(0).put<uint64_t>(0);
     refused_cheaply(image(1, 0, ti.b), "tensor 't' data [0, 0+4611686018427387904) past the end of the data section");
     Bytes ov;
-    ov.str("t").put<uint32_t>(3).put<uint64_t>(1ull << 32).put<uint64_t>(1ull << 32).put<uint64_t>(2).put<uint32_t>(0).put<uint64_t>(0);
+    ov.str("t")
+        .put<uint32_t>(3)
+        .put<uint64_t>(1ull << 32)
+        .put<uint64_t>(1ull << 32)
+        .put<uint64_t>(2)
+        .put<uint32_t>(0)
+        .put<uint64_t>(0);
     refused_cheaply(image(1, 0, ov.b), "tensor 't' dimension overflow");
 }
 

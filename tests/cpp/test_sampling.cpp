@@ -164,9 +164,17 @@ APLS_TEST(reset_reseeds) {
     CHECK(apls_sampler_chain_add_dist(s, 7) == APLS_STATUS_OK);
     std::vector<float> row(100, 0.0f);  // uniform over 100 tokens
     std::vector<int32_t> a, b;
-    for (int i = 0; i < 20; i++) { int32_t t; apls_sampler_sample(s, row.data(), 100, &t); a.push_back(t); }
+    for (int i = 0; i < 20; i++) {
+        int32_t t;
+        apls_sampler_sample(s, row.data(), 100, &t);
+        a.push_back(t);
+    }
     apls_sampler_reset(s);
-    for (int i = 0; i < 20; i++) { int32_t t; apls_sampler_sample(s, row.data(), 100, &t); b.push_back(t); }
+    for (int i = 0; i < 20; i++) {
+        int32_t t;
+        apls_sampler_sample(s, row.data(), 100, &t);
+        b.push_back(t);
+    }
     CHECK(a == b);
     apls_sampler_free(s);
 }

@@ -21,7 +21,8 @@ struct GgufImage {
     std::vector<uint8_t> kv;
     uint64_t n_kv = 0;
 
-    template <typename T> static void put(std::vector<uint8_t>& b, T v) {
+    template <typename T>
+    static void put(std::vector<uint8_t>& b, T v) {
         const uint8_t* p = reinterpret_cast<const uint8_t*>(&v);
         b.insert(b.end(), p, p + sizeof(T));
     }
@@ -29,20 +30,39 @@ struct GgufImage {
         put<uint64_t>(b, s.size());
         b.insert(b.end(), s.begin(), s.end());
     }
-    void key(const std::string& k, uint32_t type) { put_str(kv, k); put<uint32_t>(kv, type); n_kv++; }
-    void str(const std::string& k, const std::string& v) { key(k, 8); put_str(kv, v); }
-    void u32(const std::string& k, uint32_t v) { key(k, 4); put<uint32_t>(kv, v); }
-    void boolean(const std::string& k, bool v) { key(k, 7); put<uint8_t>(kv, v ? 1 : 0); }
+    void key(const std::string& k, uint32_t type) {
+        put_str(kv, k);
+        put<uint32_t>(kv, type);
+        n_kv++;
+    }
+    void str(const std::string& k, const std::string& v) {
+        key(k, 8);
+        put_str(kv, v);
+    }
+    void u32(const std::string& k, uint32_t v) {
+        key(k, 4);
+        put<uint32_t>(kv, v);
+    }
+    void boolean(const std::string& k, bool v) {
+        key(k, 7);
+        put<uint8_t>(kv, v ? 1 : 0);
+    }
     void strs(const std::string& k, const std::vector<std::string>& v) {
-        key(k, 9); put<uint32_t>(kv, 8); put<uint64_t>(kv, v.size());
+        key(k, 9);
+        put<uint32_t>(kv, 8);
+        put<uint64_t>(kv, v.size());
         for (const auto& s : v) put_str(kv, s);
     }
     void i32s(const std::string& k, const std::vector<int32_t>& v) {
-        key(k, 9); put<uint32_t>(kv, 5); put<uint64_t>(kv, v.size());
+        key(k, 9);
+        put<uint32_t>(kv, 5);
+        put<uint64_t>(kv, v.size());
         for (int32_t x : v) put<int32_t>(kv, x);
     }
     void f32s(const std::string& k, const std::vector<float>& v) {
-        key(k, 9); put<uint32_t>(kv, 6); put<uint64_t>(kv, v.size());
+        key(k, 9);
+        put<uint32_t>(kv, 6);
+        put<uint64_t>(kv, v.size());
         for (float x : v) put<float>(kv, x);
     }
     std::vector<uint8_t> bytes() const {
@@ -177,12 +197,16 @@ APLS_TEST(spm_merge_by_score_and_byte_fallback) {
     char name[8];
     for (int b = 0; b < 256; ++b) {
         std::snprintf(name, sizeof(name), "<0x%02X>", b);
-        toks.push_back(name); types.push_back(6); scores.push_back(0);
+        toks.push_back(name);
+        types.push_back(6);
+        scores.push_back(0);
     }
     const int32_t base = static_cast<int32_t>(toks.size());
     for (auto [t, s] : std::vector<std::pair<std::string, float>>{
              {sp, -1}, {"a", -2}, {"b", -3}, {sp + "a", -4}, {"ab", -5}, {sp + "ab", -6}, {"ba", -0.5f}}) {
-        toks.push_back(t); types.push_back(1); scores.push_back(s);
+        toks.push_back(t);
+        types.push_back(1);
+        scores.push_back(s);
     }
     GgufImage g;
     g.str("tokenizer.ggml.model", "llama");

@@ -158,11 +158,13 @@ void spec_round(Bytes& in, apls_context* ctx) {
     }
     int32_t n_out = -1;
     apls_spec_stats stats{};
-    const apls_status st = apls_spec_round(ctx, last, pp, vp, &sp, s, out.data(), std::min(max_out, 16), &n_out, &stats);
+    const apls_status st =
+        apls_spec_round(ctx, last, pp, vp, &sp, s, out.data(), std::min(max_out, 16), &n_out, &stats);
     check_status(st, "apls_spec_round");
     if (st == APLS_STATUS_OK) {
         FUZZ_CHECK(n_out >= 1 && n_out <= std::min(max_out, 16), "spec round wrote past max_out");
-        for (int32_t i = 0; i < n_out; ++i) FUZZ_CHECK(out[i] >= 0 && out[i] < g_vocab, "spec round token out of range");
+        for (int32_t i = 0; i < n_out; ++i)
+            FUZZ_CHECK(out[i] >= 0 && out[i] < g_vocab, "spec round token out of range");
     }
     apls_sampler_free(s);
     check_cache(ctx, "spec round");
@@ -200,20 +202,39 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     for (int op = 0; op < 24 && in.left() > 0; ++op) {
         const uint8_t code = in.byte() % 12;
         switch (code) {
-            case 0: case 1: decode(in, ctx, false); break;
-            case 2: decode(in, ctx, true); break;
-            case 3: check_status(apls_kv_seq_truncate(ctx, seq(in), in.small_or_any(20)), "truncate"); break;
+            case 0:
+            case 1:
+                decode(in, ctx, false);
+                break;
+            case 2:
+                decode(in, ctx, true);
+                break;
+            case 3:
+                check_status(apls_kv_seq_truncate(ctx, seq(in), in.small_or_any(20)), "truncate");
+                break;
             case 4: {
                 const int32_t s = seq(in), p0 = in.small_or_any(20), p1 = in.small_or_any(24);
                 check_status(apls_kv_seq_delete(ctx, s, p0, p1, in.flag()), "delete");
                 break;
             }
-            case 5: check_status(apls_kv_seq_fork(ctx, seq(in), seq(in)), "fork"); break;
-            case 6: check_status(apls_kv_seq_keep(ctx, seq(in)), "keep"); break;
-            case 7: check_status(apls_kv_seq_clear(ctx, seq(in)), "seq clear"); break;
-            case 8: apls_kv_clear(ctx); break;
-            case 9: sample(in, ctx); break;
-            case 10: spec_round(in, ctx); break;
+            case 5:
+                check_status(apls_kv_seq_fork(ctx, seq(in), seq(in)), "fork");
+                break;
+            case 6:
+                check_status(apls_kv_seq_keep(ctx, seq(in)), "keep");
+                break;
+            case 7:
+                check_status(apls_kv_seq_clear(ctx, seq(in)), "seq clear");
+                break;
+            case 8:
+                apls_kv_clear(ctx);
+                break;
+            case 9:
+                sample(in, ctx);
+                break;
+            case 10:
+                spec_round(in, ctx);
+                break;
             case 11: {
                 const int32_t s = seq(in);
                 (void)apls_kv_seq_len(ctx, s);

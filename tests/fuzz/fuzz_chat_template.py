@@ -10,6 +10,7 @@ finding.
 
 The module is loaded from python/apls/chat.py directly, so no built extension is needed.
 """
+
 import importlib.util
 import sys
 import time
@@ -22,7 +23,8 @@ with atheris.instrument_imports():
     import jinja2.sandbox  # noqa: F401
 
     _spec = importlib.util.spec_from_file_location(
-        "apls_chat", Path(__file__).resolve().parents[2] / "python" / "apls" / "chat.py")
+        "apls_chat", Path(__file__).resolve().parents[2] / "python" / "apls" / "chat.py"
+    )
     chat = importlib.util.module_from_spec(_spec)
     _spec.loader.exec_module(chat)
 
@@ -33,8 +35,12 @@ SLACK_SECONDS = 1.5
 
 CONVERSATIONS = [
     [{"role": "user", "content": "Hello"}],
-    [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"},
-     {"role": "assistant", "content": "Hello!"}, {"role": "user", "content": "{{ 7 * 7 }} {% raw %}"}],
+    [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "Hello!"},
+        {"role": "user", "content": "{{ 7 * 7 }} {% raw %}"},
+    ],
     [],
     [{"role": "tool", "content": ""}, {"role": "user", "content": "x" * 1000}],
 ]
@@ -48,8 +54,13 @@ def test_one_input(data: bytes) -> None:
     messages = [dict(m) for m in CONVERSATIONS[flags % len(CONVERSATIONS)]]
     start = time.monotonic()
     try:
-        out = chat.render_chat(template, messages, add_generation_prompt=bool(flags & 4),
-                               bos_token="<s>" if flags & 8 else "", eos_token="</s>")
+        out = chat.render_chat(
+            template,
+            messages,
+            add_generation_prompt=bool(flags & 4),
+            bos_token="<s>" if flags & 8 else "",
+            eos_token="</s>",
+        )
     except chat.ChatTemplateError as e:
         if not str(e):
             raise AssertionError("ChatTemplateError without a message") from e

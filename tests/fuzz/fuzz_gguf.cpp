@@ -30,11 +30,31 @@ void expect_refusal(const apls::Error& e, const char* stage) {
 // Every typed getter on one value: each either returns or throws FORMAT naming the key.
 void read_value(const apls::gguf::Value& v, const std::string& key, int depth) {
     (void)v.type_string();
-    try { (void)v.as_u64(key); } catch (const apls::Error& e) { expect_refusal(e, "as_u64"); }
-    try { (void)v.as_i64(key); } catch (const apls::Error& e) { expect_refusal(e, "as_i64"); }
-    try { (void)v.as_f64(key); } catch (const apls::Error& e) { expect_refusal(e, "as_f64"); }
-    try { (void)v.as_bool(key); } catch (const apls::Error& e) { expect_refusal(e, "as_bool"); }
-    try { (void)v.as_string(key); } catch (const apls::Error& e) { expect_refusal(e, "as_string"); }
+    try {
+        (void)v.as_u64(key);
+    } catch (const apls::Error& e) {
+        expect_refusal(e, "as_u64");
+    }
+    try {
+        (void)v.as_i64(key);
+    } catch (const apls::Error& e) {
+        expect_refusal(e, "as_i64");
+    }
+    try {
+        (void)v.as_f64(key);
+    } catch (const apls::Error& e) {
+        expect_refusal(e, "as_f64");
+    }
+    try {
+        (void)v.as_bool(key);
+    } catch (const apls::Error& e) {
+        expect_refusal(e, "as_bool");
+    }
+    try {
+        (void)v.as_string(key);
+    } catch (const apls::Error& e) {
+        expect_refusal(e, "as_string");
+    }
     FUZZ_CHECK(depth <= apls::gguf::kMaxArrayDepth, "array nesting past the limit was accepted");
     for (const auto& e : v.arr) {
         FUZZ_CHECK(e.type == v.elem_type, "array element of another type than the array's");

@@ -147,7 +147,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         // SentencePiece round-trips text without special tokens (they interrupt the prefix
         // space) and without U+2581 of its own (it is the visible space, read back as ' ').
         bool plain = text.find("\xE2\x96\x81") == std::string::npos;
-        for (int32_t id : ids) plain = plain && v.token_type(id) != apls::kTokControl && v.token_type(id) != apls::kTokUserDefined;
+        for (int32_t id : ids)
+            plain = plain && v.token_type(id) != apls::kTokControl && v.token_type(id) != apls::kTokUserDefined;
         if (v.model_name() == "gpt2" || plain)
             FUZZ_CHECK(back == text, "round trip changed the text (vocab " + std::to_string(which) + ")");
     }

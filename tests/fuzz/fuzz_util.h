@@ -74,7 +74,7 @@ private:
 
 }  // namespace apls_fuzz
 
-#define FUZZ_CHECK(cond, msg)                                                            \
-    do {                                                                                 \
+#define FUZZ_CHECK(cond, msg)                                                                    \
+    do {                                                                                         \
         if (!(cond)) ::apls_fuzz::broken(__FILE__, __LINE__, std::string(#cond) + ": " + (msg)); \
     } while (0)

@@ -12,6 +12,7 @@ The seed corpora: corpus/fuzz_gguf (valid small models and vocabularies written 
 SmolLM2's header region, the well-formed and malformed images of tests/gguf_corpus.py),
 corpus/fuzz_tokenizer (texts), corpus/fuzz_batch (programs), corpus/fuzz_chat_template.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -47,8 +48,10 @@ def smollm2_vocab(n_tokens: int):
         left, right = m.split(" ", 1)
         if left in have and right in have and left + right in have:
             merges.append(m)
-    ids = {k: f[f"tokenizer.ggml.{k}"].contents() for k in ("bos_token_id", "eos_token_id", "unknown_token_id",
-                                                            "padding_token_id")}
+    ids = {
+        k: f[f"tokenizer.ggml.{k}"].contents()
+        for k in ("bos_token_id", "eos_token_id", "unknown_token_id", "padding_token_id")
+    }
     return tokens, types, merges, ids, f["tokenizer.chat_template"].contents()
 
 
@@ -73,10 +76,55 @@ def spm_vocab():
     """(tokens, scores, types) of a small SentencePiece-style vocabulary."""
     toks = [("<unk>", 0.0, 2), ("<s>", 0.0, 3), ("</s>", 0.0, 3)]
     toks += [(f"<0x{b:02X}>", 0.0, 6) for b in range(256)]
-    pieces = ["\u2581", "e", "t", "a", "o", "i", "n", "s", "h", "r", "l", "d", "w", "H", "\u2581t", "he",
-              "\u2581the", "in", "er", "an", "\u2581a", "on", "re", "ing", "ll", "lo", "el", "or", "ld",
-              "\u2581w", "\u2581wor", "\u2581world", "\u2581H", "\u2581He", "\u2581Hel", "\u2581Hello", "\u00e9",
-              "\u65e5", "\u672c", "\u65e5\u672c", "\u2581\u65e5\u672c", "1", "2", "12", "\u2581\u2581", "!", ","]
+    pieces = [
+        "\u2581",
+        "e",
+        "t",
+        "a",
+        "o",
+        "i",
+        "n",
+        "s",
+        "h",
+        "r",
+        "l",
+        "d",
+        "w",
+        "H",
+        "\u2581t",
+        "he",
+        "\u2581the",
+        "in",
+        "er",
+        "an",
+        "\u2581a",
+        "on",
+        "re",
+        "ing",
+        "ll",
+        "lo",
+        "el",
+        "or",
+        "ld",
+        "\u2581w",
+        "\u2581wor",
+        "\u2581world",
+        "\u2581H",
+        "\u2581He",
+        "\u2581Hel",
+        "\u2581Hello",
+        "\u00e9",
+        "\u65e5",
+        "\u672c",
+        "\u65e5\u672c",
+        "\u2581\u65e5\u672c",
+        "1",
+        "2",
+        "12",
+        "\u2581\u2581",
+        "!",
+        ",",
+    ]
     toks += [(p, -float(i), 1) for i, p in enumerate(pieces)]
     toks += [("<|user|>", 0.0, 4), ("<|ctl|>", 0.0, 3), ("<unused0>", 0.0, 5)]
     return toks
@@ -104,8 +152,9 @@ def write_vocab_only(path: Path, add) -> None:
     w.close()
 
 
-def write_model(path: Path, n_vocab: int, add_tokenizer, d=8, n_head=2, n_kv=1, n_ff=16, tied=True,
-                dtype=np.float32) -> None:
+def write_model(
+    path: Path, n_vocab: int, add_tokenizer, d=8, n_head=2, n_kv=1, n_ff=16, tied=True, dtype=np.float32
+) -> None:
     """A 1-layer llama with a tokenizer; F32 norms, `dtype` matrices."""
     rng = np.random.default_rng(1)
     w = GGUFWriter(str(path), "llama")
@@ -178,13 +227,20 @@ def gguf_seeds(tmp: Path) -> None:
 
 
 TEXTS = [
-    b"Hello world! How are you today?", b"The quick brown fox jumps over the lazy dog 1234567890.",
-    b"def f(x):\n    return x ** 2  # comment\n\n\tindented\r\n", b"  leading and trailing spaces  ",
-    "caf\u00e9 na\u00efve r\u00e9sum\u00e9 \u65e5\u672c\u8a9e \U0001F600 \u0645\u0631\u062d\u0628\u0627".encode(),
-    b"<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n", b"<s>[INST] x [/INST]</s><|user|><|ctl|>",
-    b"\xff\xfe\x80\xc0\xaf\xed\xa0\x80\xf4\x90\x80\x80 invalid utf-8", b"I'm can't we'll they've she'd IT'S",
-    b"3.14159 1,000,000 \xd9\xa3\xd9\xa4 \xe2\x85\xa7", b"\x00\x01\x02\x1f\x7f", b"\n\n\n   \t\t\n x",
-    b"<|endoftext|><|endoftext|>", b"Hello \xe2\x96\x81world \xe2\x96\x81\xe2\x96\x81",
+    b"Hello world! How are you today?",
+    b"The quick brown fox jumps over the lazy dog 1234567890.",
+    b"def f(x):\n    return x ** 2  # comment\n\n\tindented\r\n",
+    b"  leading and trailing spaces  ",
+    "caf\u00e9 na\u00efve r\u00e9sum\u00e9 \u65e5\u672c\u8a9e \U0001f600 \u0645\u0631\u062d\u0628\u0627".encode(),
+    b"<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n",
+    b"<s>[INST] x [/INST]</s><|user|><|ctl|>",
+    b"\xff\xfe\x80\xc0\xaf\xed\xa0\x80\xf4\x90\x80\x80 invalid utf-8",
+    b"I'm can't we'll they've she'd IT'S",
+    b"3.14159 1,000,000 \xd9\xa3\xd9\xa4 \xe2\x85\xa7",
+    b"\x00\x01\x02\x1f\x7f",
+    b"\n\n\n   \t\t\n x",
+    b"<|endoftext|><|endoftext|>",
+    b"Hello \xe2\x96\x81world \xe2\x96\x81\xe2\x96\x81",
 ]
 
 
@@ -217,18 +273,18 @@ def chat_seeds() -> None:
     templates = {
         "smollm2": smollm_template,
         "chatml": "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
-                  "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}",
+        "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}",
         "llama3": "{{ bos_token }}{% for m in messages %}{{ '<|start_header_id|>' + m['role'] + '<|end_header_id|>\\n\\n'"
-                  " + m['content'] | trim + '<|eot_id|>' }}{% endfor %}{% if add_generation_prompt %}"
-                  "{{ '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{% endif %}",
+        " + m['content'] | trim + '<|eot_id|>' }}{% endfor %}{% if add_generation_prompt %}"
+        "{{ '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{% endif %}",
         "raise": "{% if messages[0]['role'] != 'user' %}{{ raise_exception('first must be user') }}{% endif %}ok",
         "namespace_loop": "{% set ns = namespace(s='') %}{% for i in range(10) %}{% set ns.s = ns.s ~ i %}{% endfor %}{{ ns.s }}",
         "macro": "{% macro f(n) %}{% if n > 0 %}{{ f(n - 1) }}{{ n }}{% endif %}{% endmacro %}{{ f(5) }}",
         "filters": "{{ messages | map(attribute='content') | join(', ') | upper | center(40) }}{{ '%5d' % 3 }}",
         "format": "{{ '{:>8}|{}'.format(messages|length, bos_token) }}{{ (messages|last)['content'].replace('l', 'L') }}"
-                  "{{ ('a\\nb' | indent(2)) ~ ('w ' * 5) | wordwrap(4) }}",
+        "{{ ('a\\nb' | indent(2)) ~ ('w ' * 5) | wordwrap(4) }}",
         "loop_ctx": "{% for m in messages %}{{ loop.index }}/{{ loop.length }}{{ loop.cycle('a', 'b') }}"
-                    "{% if not loop.last %},{% endif %}{% endfor %}{{ undefined_var }}",
+        "{% if not loop.last %},{% endif %}{% endfor %}{{ undefined_var }}",
     }
     for i, (name, t) in enumerate(templates.items()):  # byte 0: conversation and flags
         put(out, name, bytes([i * 5 % 16]) + t.encode())
@@ -236,6 +292,7 @@ def chat_seeds() -> None:
 
 def main() -> None:
     import tempfile
+
     DATA.mkdir(exist_ok=True)
     write_vocab_only(DATA / "vocab_bpe.gguf", lambda w: add_bpe_tokenizer(w, 8192))
     write_vocab_only(DATA / "vocab_spm.gguf", add_spm_tokenizer)

@@ -8,15 +8,17 @@
 // Times are the mean over 200 back-to-back launches (rotating over 4 copies so L2 never holds
 // the matrix), and, for the first walk, over single launches each waited for (as
 // test_cuda_ops --bench times its kernels: that adds the launch latency).
+#include <cuda_fp16.h>
 #include <cstdint>
 #include <cstdio>
-#include <cuda_fp16.h>
 #include <utility>
 #include <vector>
 
 __device__ __forceinline__ uint4 ldna(const void* p) {
     uint4 r;
-    asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];" : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w) : "l"(p));
+    asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];"
+                 : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
+                 : "l"(p));
     return r;
 }
 __device__ __forceinline__ float sum16(uint4 u) {
@@ -88,13 +90,21 @@ __global__ void walk_rowx(const uint8_t* w, int64_t row_bytes, const float* x, f
         uint4 v[R];
 #pragma unroll
         for (int q = 0; q < R; ++q) v[q] = ldna(w + (blockIdx.x * R + q) * row_bytes + u * 16);
-        const float4 a = __ldg(reinterpret_cast<const float4*>(x) + 2 * u), b = __ldg(reinterpret_cast<const float4*>(x) + 2 * u + 1);
+        const float4 a = __ldg(reinterpret_cast<const float4*>(x) + 2 * u),
+                     b = __ldg(reinterpret_cast<const float4*>(x) + 2 * u + 1);
 #pragma unroll
         for (int q = 0; q < R; ++q) {
             const __half2* h = reinterpret_cast<const __half2*>(&v[q]);
-            const float2 f0 = __half22float2(h[0]), f1 = __half22float2(h[1]), f2 = __half22float2(h[2]), f3 = __half22float2(h[3]);
-            s[q] = fmaf(f0.x, a.x, s[q]); s[q] = fmaf(f0.y, a.y, s[q]); s[q] = fmaf(f1.x, a.z, s[q]); s[q] = fmaf(f1.y, a.w, s[q]);
-            s[q] = fmaf(f2.x, b.x, s[q]); s[q] = fmaf(f2.y, b.y, s[q]); s[q] = fmaf(f3.x, b.z, s[q]); s[q] = fmaf(f3.y, b.w, s[q]);
+            const float2 f0 = __half22float2(h[0]), f1 = __half22float2(h[1]), f2 = __half22float2(h[2]),
+                         f3 = __half22float2(h[3]);
+            s[q] = fmaf(f0.x, a.x, s[q]);
+            s[q] = fmaf(f0.y, a.y, s[q]);
+            s[q] = fmaf(f1.x, a.z, s[q]);
+            s[q] = fmaf(f1.y, a.w, s[q]);
+            s[q] = fmaf(f2.x, b.x, s[q]);
+            s[q] = fmaf(f2.y, b.y, s[q]);
+            s[q] = fmaf(f3.x, b.z, s[q]);
+            s[q] = fmaf(f3.y, b.w, s[q]);
         }
     }
 #pragma unroll
@@ -103,21 +113,32 @@ __global__ void walk_rowx(const uint8_t* w, int64_t row_bytes, const float* x, f
 
 int main() {
     const int copies = 4;
-    for (const std::pair<int, int> shape : {std::pair<int, int>{11008, 4096}, {4096, 11008}, {4096, 4096}, {8192, 2048}}) {
+    for (const std::pair<int, int> shape :
+         {std::pair<int, int>{11008, 4096}, {4096, 11008}, {4096, 4096}, {8192, 2048}}) {
         const int rows = shape.first, k = shape.second;
         const int64_t rb = int64_t(k) * 2, bytes = rows * rb;
         std::vector<uint8_t*> w(copies);
-        for (auto& p : w) { cudaMalloc(&p, bytes); cudaMemset(p, 0, bytes); }
-        float* out; cudaMalloc(&out, 4);
-        float* x; cudaMalloc(&x, 4 * k); cudaMemset(x, 0, 4 * k);
-        cudaEvent_t a, b; cudaEventCreate(&a); cudaEventCreate(&b);
+        for (auto& p : w) {
+            cudaMalloc(&p, bytes);
+            cudaMemset(p, 0, bytes);
+        }
+        float* out;
+        cudaMalloc(&out, 4);
+        float* x;
+        cudaMalloc(&x, 4 * k);
+        cudaMemset(x, 0, 4 * k);
+        cudaEvent_t a, b;
+        cudaEventCreate(&a);
+        cudaEventCreate(&b);
         auto time = [&](const char* name, auto launch) {
             for (int i = 0; i < 8; ++i) launch(w[i % copies]);
             cudaEventRecord(a);
             const int n = 200;
             for (int i = 0; i < n; ++i) launch(w[i % copies]);
-            cudaEventRecord(b); cudaEventSynchronize(b);
-            float ms; cudaEventElapsedTime(&ms, a, b);
+            cudaEventRecord(b);
+            cudaEventSynchronize(b);
+            float ms;
+            cudaEventElapsedTime(&ms, a, b);
             const double us = ms * 1e3 / n;
             printf("%5dx%-6d %-10s %7.1f us %6.2f TB/s\n", rows, k, name, us, bytes / us / 1e6);
         };

@@ -13,9 +13,9 @@
 #ifndef APLS_H
 #define APLS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <stdbool.h>
 
 #if defined(APLS_BUILDING_LIBRARY)
 #define APLS_API __attribute__((visibility("default")))
@@ -295,8 +295,8 @@ APLS_API apls_status apls_sampler_init(const apls_sampler_params* params, apls_s
 APLS_API apls_status apls_sampler_chain_init(apls_sampler** out);
 /* Penalties over the last `last_n` accepted tokens (>= 0; 0 = off): a logit > 0 is divided by
  * `repeat` (> 0), one <= 0 multiplied by it; then count * frequency + presence is subtracted. */
-APLS_API apls_status apls_sampler_chain_add_penalties(apls_sampler* smpl, int32_t last_n, float repeat,
-                                                      float frequency, float presence);
+APLS_API apls_status apls_sampler_chain_add_penalties(apls_sampler* smpl, int32_t last_n, float repeat, float frequency,
+                                                      float presence);
 APLS_API apls_status apls_sampler_chain_add_top_k(apls_sampler* smpl, int32_t k);  /* k >= 0; 0 = off */
 /* Smallest set of most likely tokens with cumulative probability >= p (p in (0, 1]), at least
  * min_keep (>= 1) tokens. */
@@ -314,12 +314,10 @@ APLS_API apls_status apls_sampler_chain_add_dist(apls_sampler* smpl, uint64_t se
 /* Sample a token from logits[0..n_vocab). NaN or +inf logits, n_vocab <= 0 or different from the
  * sampler's, or a chain without selector return APLS_STATUS_INVALID_ARGUMENT (*out_token = -1).
  * Does not record the token: call apls_sampler_accept with the token actually used. */
-APLS_API apls_status apls_sampler_sample(apls_sampler* smpl, const float* logits, int32_t n_vocab,
-                                         int32_t* out_token);
+APLS_API apls_status apls_sampler_sample(apls_sampler* smpl, const float* logits, int32_t n_vocab, int32_t* out_token);
 /* The distribution the selector draws from, over the full vocabulary: out_probs[0..n_vocab),
  * zeros for removed tokens (one-hot for greedy). Does not advance the generator. */
-APLS_API apls_status apls_sampler_probs(apls_sampler* smpl, const float* logits, int32_t n_vocab,
-                                        float* out_probs);
+APLS_API apls_status apls_sampler_probs(apls_sampler* smpl, const float* logits, int32_t n_vocab, float* out_probs);
 /* Record a generated token for the penalties. token must be in [0, n_vocab). */
 APLS_API apls_status apls_sampler_accept(apls_sampler* smpl, int32_t token);
 /* Clear the token history and reseed the generator (n_vocab stays). NULL is a no-op. */
@@ -381,8 +379,8 @@ APLS_API size_t apls_type_row_size(uint32_t type, int64_t n_per_row);
 /* Quantize n_rows rows of n_per_row floats (row-major) to `type`, rows split over n_threads
  * threads (<= 0: 1; the bytes do not depend on it). dst holds dst_size bytes, at least
  * n_rows * apls_type_row_size(type, n_per_row). Errors name the type or the size at fault. */
-APLS_API apls_status apls_quantize_rows(uint32_t type, const float* src, int64_t n_rows, int64_t n_per_row,
-                                        void* dst, size_t dst_size, int32_t n_threads);
+APLS_API apls_status apls_quantize_rows(uint32_t type, const float* src, int64_t n_rows, int64_t n_per_row, void* dst,
+                                        size_t dst_size, int32_t n_threads);
 
 #ifdef __cplusplus
 }

@@ -1,8 +1,8 @@
 // cpu/attention.cpp — two-pass softmax attention over index ranges of the block table; see attention.h.
 #include "cpu/attention.h"
 
-#include <cmath>
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <vector>
 
@@ -70,9 +70,8 @@ void visible_spans(const KVCache& kv, int32_t seq, int32_t pos_q, const KVView* 
 
 }  // namespace
 
-void attend(const KernelTable& kt, const KVCache& kv, int32_t layer, int32_t seq, int32_t pos_q,
-            const float* q, int64_t kv_off, int64_t hd, float scale, float* scores, float* out,
-            const KVView* view) {
+void attend(const KernelTable& kt, const KVCache& kv, int32_t layer, int32_t seq, int32_t pos_q, const float* q,
+            int64_t kv_off, int64_t hd, float scale, float* scores, float* out, const KVView* view) {
     const bool f16 = kv.f16();
     const size_t elem = f16 ? 2 : 4;
 
@@ -115,9 +114,8 @@ void attend(const KernelTable& kt, const KVCache& kv, int32_t layer, int32_t seq
     for (int64_t i = 0; i < hd; ++i) out[i] *= inv;
 }
 
-void attend_group(const KernelTable& kt, const KVCache& kv, int32_t layer, int32_t seq, int32_t pos_q,
-                  const float* q, int64_t n_q, int64_t kv_off, int64_t hd, float scale, float* out,
-                  const KVView* view) {
+void attend_group(const KernelTable& kt, const KVCache& kv, int32_t layer, int32_t seq, int32_t pos_q, const float* q,
+                  int64_t n_q, int64_t kv_off, int64_t hd, float scale, float* out, const KVView* view) {
     const bool f16 = kv.f16();
     const int64_t off = kv_off * (f16 ? 2 : 4);
     const int64_t stride = static_cast<int64_t>(kv.row_bytes());

@@ -18,9 +18,8 @@ namespace apls::cpu {
 // Unsorted sequences fall back to testing every entry.
 // q: (hd), the query head; kv_off: offset of the KV head inside a cached row;
 // scores: scratch of at least kv.seq_len(seq) floats.
-void attend(const KernelTable& kt, const KVCache& kv, int32_t layer, int32_t seq, int32_t pos_q,
-            const float* q, int64_t kv_off, int64_t hd, float scale, float* scores, float* out,
-            const KVView* view = nullptr);
+void attend(const KernelTable& kt, const KVCache& kv, int32_t layer, int32_t seq, int32_t pos_q, const float* q,
+            int64_t kv_off, int64_t hd, float scale, float* scores, float* out, const KVView* view = nullptr);
 
 // The same attention for n_q query heads that share one KV head (GQA): q and out are
 // (n_q, hd), head r at q + r * hd. Each K/V row is loaded once for all n_q heads, entries are
@@ -30,8 +29,7 @@ void attend(const KernelTable& kt, const KVCache& kv, int32_t layer, int32_t seq
 // into blocks, so tasks may group heads freely without breaking batch invariance. Results
 // match attend() within float rounding (different summation order and exp).
 // Scratch is per thread (grown as needed).
-void attend_group(const KernelTable& kt, const KVCache& kv, int32_t layer, int32_t seq, int32_t pos_q,
-                  const float* q, int64_t n_q, int64_t kv_off, int64_t hd, float scale, float* out,
-                  const KVView* view = nullptr);
+void attend_group(const KernelTable& kt, const KVCache& kv, int32_t layer, int32_t seq, int32_t pos_q, const float* q,
+                  int64_t n_q, int64_t kv_off, int64_t hd, float scale, float* out, const KVView* view = nullptr);
 
 }  // namespace apls::cpu

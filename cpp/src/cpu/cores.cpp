@@ -100,7 +100,8 @@ int cgroup_quota_cpus(const std::string& root, const std::string& self_cgroup) {
     while (std::getline(lines, line)) {
         const size_t a = line.find(':'), b = a == std::string::npos ? a : line.find(':', a + 1);
         if (b == std::string::npos) continue;
-        const std::string id = line.substr(0, a), controllers = line.substr(a + 1, b - a - 1), path = line.substr(b + 1);
+        const std::string id = line.substr(0, a), controllers = line.substr(a + 1, b - a - 1),
+                          path = line.substr(b + 1);
         if (id == "0" && controllers.empty()) {
             cpus = min_positive(cpus, smallest_quota_up(root, path, v2_quota));
         } else if (names_cpu(controllers)) {
@@ -115,7 +116,8 @@ int physical_cores() {
     if (n <= 0) n = static_cast<int>(std::thread::hardware_concurrency());
     std::ifstream self("/proc/self/cgroup");
     const std::string self_cgroup((std::istreambuf_iterator<char>(self)), std::istreambuf_iterator<char>());
-    if (const int quota = cgroup_quota_cpus("/sys/fs/cgroup", self_cgroup); quota > 0 && (n <= 0 || quota < n)) n = quota;
+    if (const int quota = cgroup_quota_cpus("/sys/fs/cgroup", self_cgroup); quota > 0 && (n <= 0 || quota < n))
+        n = quota;
     return n > 0 ? n : 1;
 }
 

@@ -28,8 +28,7 @@ bool cpu_has(const char* isa) {
     if (std::strcmp(isa, "avx512") == 0)
         return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
-               __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("fma") &&
-               has_f16c();
+               __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("fma") && has_f16c();
 #endif
     return std::strcmp(isa, "generic") == 0;
 }

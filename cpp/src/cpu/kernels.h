@@ -37,12 +37,12 @@ struct KernelTable {
     //   y[t*ldy + r] = sum_j W[r, j] * X[t, j]   for r in [r0, r1), t in [0, n_tok)
     // w: (rows, k) in the GGUF block layout, row r at w + r * row_bytes(type, k).
     // x: (n_tok, k/32) blocks. y: (n_tok, ldy).
-    void (*matmul_q)(TensorType type, const uint8_t* w, int64_t k, const BlockQ8A* x, int64_t n_tok,
-                     float* y, int64_t ldy, int64_t r0, int64_t r1);
+    void (*matmul_q)(TensorType type, const uint8_t* w, int64_t k, const BlockQ8A* x, int64_t n_tok, float* y,
+                     int64_t ldy, int64_t r0, int64_t r1);
 
     // Float weights (F32, F16, BF16) times float activations; same shapes, x: (n_tok, k) floats.
-    void (*matmul_f)(TensorType type, const uint8_t* w, int64_t k, const float* x, int64_t n_tok,
-                     float* y, int64_t ldy, int64_t r0, int64_t r1);
+    void (*matmul_f)(TensorType type, const uint8_t* w, int64_t k, const float* x, int64_t n_tok, float* y, int64_t ldy,
+                     int64_t r0, int64_t r1);
 
     // Attention primitives over one head: dot of a query with a cached key, and
     // y += a * v for a cached value. Keys and values are F32 or F16 (kv_f16).
@@ -57,10 +57,10 @@ struct KernelTable {
     // batch invariant when callers cut entries into runs at block boundaries.
     //   attn_scores: s[h * lds + i] = scale * dot(q[h * hd ..], K_i) for h < n_q, i < n.
     //   attn_accum:  out[h * hd + d] += w[h * ldw + i] * V_i[d], i = 0, 1, ... in order.
-    void (*attn_scores)(const float* q, int64_t n_q, int64_t hd, const void* k, int64_t stride, int64_t n,
-                        bool kv_f16, float scale, float* s, int64_t lds);
-    void (*attn_accum)(const float* w, int64_t ldw, int64_t n_q, int64_t hd, const void* v, int64_t stride,
-                       int64_t n, bool kv_f16, float* out);
+    void (*attn_scores)(const float* q, int64_t n_q, int64_t hd, const void* k, int64_t stride, int64_t n, bool kv_f16,
+                        float scale, float* s, int64_t lds);
+    void (*attn_accum)(const float* w, int64_t ldw, int64_t n_q, int64_t hd, const void* v, int64_t stride, int64_t n,
+                       bool kv_f16, float* out);
     // Softmax numerator in place: s[i] = exp(s[i] - max_j s[j]) for i < n (n >= 1); returns the
     // sum of the new s[i]. Vectorised exp, lanes fixed by the index i, so the result depends only
     // on the n values.

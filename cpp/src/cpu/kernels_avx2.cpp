@@ -117,8 +117,7 @@ inline __m256i scale_offsets() {
 
 // One group of blocks (nv valid, 8 when kFull) of R rows: acc[i] += the group's contribution.
 template <TensorType T, int R, bool kFull>
-inline void group(const uint8_t* w, uint64_t rb, const uint8_t* ga, int nv, __m256i valid, __m256i offs,
-                  __m256* acc) {
+inline void group(const uint8_t* w, uint64_t rb, const uint8_t* ga, int nv, __m256i valid, __m256i offs, __m256* acc) {
     using Q = QTraits<T>;
     const float* xd = reinterpret_cast<const float*>(ga + 4 * kSubBytes);
     for (int i = 0; i < R; ++i) {
@@ -176,8 +175,8 @@ void dot_rows(const uint8_t* w, uint64_t rb, const uint8_t* act, int64_t nb, flo
 
 // Batches: rows in cache tiles, every token through each tile (weights stay in L1/L2).
 template <TensorType T>
-void matmul_q_batch(const uint8_t* w, uint64_t rb, int64_t nb, const uint8_t* act, int64_t stride,
-                    int64_t n_tok, float* y, int64_t ldy, int64_t r0, int64_t r1) {
+void matmul_q_batch(const uint8_t* w, uint64_t rb, int64_t nb, const uint8_t* act, int64_t stride, int64_t n_tok,
+                    float* y, int64_t ldy, int64_t r0, int64_t r1) {
     for (int64_t rt = r0; rt < r1; rt += kRowTile) {
         const int64_t re = std::min(r1, rt + kRowTile);
         for (int64_t t = 0; t < n_tok; ++t) {
@@ -243,7 +242,8 @@ void fdot_rows(const uint8_t* w, uint64_t rb, const float* x, int64_t k, float* 
 // ---- attention ----
 
 inline __m256 load_kv(const void* p, int64_t i, bool f16) {
-    if (f16) return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(p) + i)));
+    if (f16)
+        return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(p) + i)));
     return _mm256_loadu_ps(static_cast<const float*>(p) + i);
 }
 
@@ -275,7 +275,8 @@ void axpy_kv(float a, const void* v, float* y, int64_t n, bool kv_f16) {
         _mm256_storeu_ps(y + i, _mm256_add_ps(_mm256_loadu_ps(y + i), _mm256_mul_ps(va, load_kv(v, i, kv_f16))));
     if (i < n) {
         alignas(32) float buf[8];
-        _mm256_store_ps(buf, _mm256_add_ps(load_x_tail(y + i, n - i), _mm256_mul_ps(va, load_kv_tail(v, i, n - i, kv_f16))));
+        _mm256_store_ps(buf,
+                        _mm256_add_ps(load_x_tail(y + i, n - i), _mm256_mul_ps(va, load_kv_tail(v, i, n - i, kv_f16))));
         std::memcpy(y + i, buf, static_cast<size_t>(n - i) * 4);
     }
 }
@@ -299,8 +300,8 @@ inline void st_f(float* p, int64_t d, int64_t hd, __m256 x) {
 // G heads (G <= 4) against each row: one K load per 8 dims feeds every head. A head's score is
 // one FMA chain over its dims in order and the same horizontal sum, whatever G is.
 template <int G>
-void scores_g(const float* q, int64_t hd, const uint8_t* k, int64_t stride, int64_t n, bool f16, float scale,
-              float* s, int64_t lds) {
+void scores_g(const float* q, int64_t hd, const uint8_t* k, int64_t stride, int64_t n, bool f16, float scale, float* s,
+              int64_t lds) {
     for (int64_t i = 0; i < n; ++i) {
         const void* kr = k + i * stride;
         __m256 acc[G];
@@ -320,10 +321,18 @@ void attn_scores(const float* q, int64_t n_q, int64_t hd, const void* k, int64_t
         const float* qh = q + h * hd;
         float* sh = s + h * lds;
         switch (std::min<int64_t>(4, n_q - h)) {
-            case 1: scores_g<1>(qh, hd, kb, stride, n, kv_f16, scale, sh, lds); break;
-            case 2: scores_g<2>(qh, hd, kb, stride, n, kv_f16, scale, sh, lds); break;
-            case 3: scores_g<3>(qh, hd, kb, stride, n, kv_f16, scale, sh, lds); break;
-            default: scores_g<4>(qh, hd, kb, stride, n, kv_f16, scale, sh, lds); break;
+            case 1:
+                scores_g<1>(qh, hd, kb, stride, n, kv_f16, scale, sh, lds);
+                break;
+            case 2:
+                scores_g<2>(qh, hd, kb, stride, n, kv_f16, scale, sh, lds);
+                break;
+            case 3:
+                scores_g<3>(qh, hd, kb, stride, n, kv_f16, scale, sh, lds);
+                break;
+            default:
+                scores_g<4>(qh, hd, kb, stride, n, kv_f16, scale, sh, lds);
+                break;
         }
     }
 }
@@ -360,10 +369,18 @@ void attn_accum(const float* w, int64_t ldw, int64_t n_q, int64_t hd, const void
         const float* wh = w + h * ldw;
         float* oh = out + h * hd;
         switch (std::min<int64_t>(4, n_q - h)) {
-            case 1: accum_g<1>(wh, ldw, hd, vb, stride, n, kv_f16, oh); break;
-            case 2: accum_g<2>(wh, ldw, hd, vb, stride, n, kv_f16, oh); break;
-            case 3: accum_g<3>(wh, ldw, hd, vb, stride, n, kv_f16, oh); break;
-            default: accum_g<4>(wh, ldw, hd, vb, stride, n, kv_f16, oh); break;
+            case 1:
+                accum_g<1>(wh, ldw, hd, vb, stride, n, kv_f16, oh);
+                break;
+            case 2:
+                accum_g<2>(wh, ldw, hd, vb, stride, n, kv_f16, oh);
+                break;
+            case 3:
+                accum_g<3>(wh, ldw, hd, vb, stride, n, kv_f16, oh);
+                break;
+            default:
+                accum_g<4>(wh, ldw, hd, vb, stride, n, kv_f16, oh);
+                break;
         }
     }
 }
@@ -417,8 +434,8 @@ float attn_softmax(float* s, int64_t n) {
 
 #include "cpu/kernels_x86_q5k.inc"
 
-const KernelTable kTable = {"avx2", quantize_act, matmul_q, matmul_f, dot_kv, axpy_kv,
-                            attn_scores, attn_accum, attn_softmax};
+const KernelTable kTable = {"avx2",  quantize_act, matmul_q,   matmul_f,    dot_kv,
+                            axpy_kv, attn_scores,  attn_accum, attn_softmax};
 
 }  // namespace
 

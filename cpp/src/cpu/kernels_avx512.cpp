@@ -186,10 +186,10 @@ inline void group(const uint8_t* w, uint64_t rb, const uint8_t* ga, int nv, __mm
                 }
             }
             for (int s = 0; s < 4; ++s)
-                v[s] = (kFull || SUB * s < nv)
-                           ? dot_nibbles(_mm512_permutex2var_epi32(reg[s], c.qs_idx[s], reg[s + 1]),
-                                         _mm512_loadu_si512(ga + s * kSubBytes), _mm512_loadu_si512(ga + s * kSubBytes + 64))
-                           : _mm512_setzero_si512();
+                v[s] = (kFull || SUB * s < nv) ? dot_nibbles(_mm512_permutex2var_epi32(reg[s], c.qs_idx[s], reg[s + 1]),
+                                                             _mm512_loadu_si512(ga + s * kSubBytes),
+                                                             _mm512_loadu_si512(ga + s * kSubBytes + 64))
+                                               : _mm512_setzero_si512();
             // Scales: lanes take their word from registers 0-1, 2-3 or 4 (the index's low bits).
             const __m512i lo01 = _mm512_permutex2var_epi32(reg[0], c.dm_idx, reg[1]);
             const __m512i lo23 = _mm512_permutex2var_epi32(reg[2], c.dm_idx, reg[3]);
@@ -310,8 +310,8 @@ void dot_rows_unpacked(const uint8_t* u, int64_t urb, const uint8_t* act, int64_
 constexpr int64_t kUnpackRows = 16;  // rows per unpacked tile (~20-30 KB for the SmolLM2 shapes: L1)
 
 template <TensorType T>
-void matmul_q_batch(const uint8_t* w, uint64_t rb, int64_t nb, const uint8_t* act, int64_t stride,
-                    int64_t n_tok, float* y, int64_t ldy, int64_t r0, int64_t r1) {
+void matmul_q_batch(const uint8_t* w, uint64_t rb, int64_t nb, const uint8_t* act, int64_t stride, int64_t n_tok,
+                    float* y, int64_t ldy, int64_t r0, int64_t r1) {
     const int64_t n_grp = (nb + GRP - 1) / GRP, urb = n_grp * kUGroupBytes;
     const RowConsts c = row_consts<T>();
     uint8_t* u = scratch(static_cast<size_t>(kUnpackRows * urb), 1);
@@ -427,8 +427,8 @@ inline __m512 hsum16(const __m512* v) {
 // each (head, row) is one FMA chain over its dims in order, reduced by hsum16. Rows past n are
 // zero vectors in the reduction and not stored.
 template <int G>
-void scores_g(const float* q, int64_t hd, const uint8_t* k, int64_t stride, int64_t n, bool f16, float scale,
-              float* s, int64_t lds) {
+void scores_g(const float* q, int64_t hd, const uint8_t* k, int64_t stride, int64_t n, bool f16, float scale, float* s,
+              int64_t lds) {
     const __m512 vscale = _mm512_set1_ps(scale);
     __m512 acc[G][16];
     for (int64_t i0 = 0; i0 < n; i0 += 16) {
@@ -456,10 +456,18 @@ void attn_scores(const float* q, int64_t n_q, int64_t hd, const void* k, int64_t
         const float* qh = q + h * hd;
         float* sh = s + h * lds;
         switch (std::min<int64_t>(4, n_q - h)) {
-            case 1: scores_g<1>(qh, hd, kb, stride, n, kv_f16, scale, sh, lds); break;
-            case 2: scores_g<2>(qh, hd, kb, stride, n, kv_f16, scale, sh, lds); break;
-            case 3: scores_g<3>(qh, hd, kb, stride, n, kv_f16, scale, sh, lds); break;
-            default: scores_g<4>(qh, hd, kb, stride, n, kv_f16, scale, sh, lds); break;
+            case 1:
+                scores_g<1>(qh, hd, kb, stride, n, kv_f16, scale, sh, lds);
+                break;
+            case 2:
+                scores_g<2>(qh, hd, kb, stride, n, kv_f16, scale, sh, lds);
+                break;
+            case 3:
+                scores_g<3>(qh, hd, kb, stride, n, kv_f16, scale, sh, lds);
+                break;
+            default:
+                scores_g<4>(qh, hd, kb, stride, n, kv_f16, scale, sh, lds);
+                break;
         }
     }
 }
@@ -509,10 +517,18 @@ void attn_accum(const float* w, int64_t ldw, int64_t n_q, int64_t hd, const void
         const float* wh = w + h * ldw;
         float* oh = out + h * hd;
         switch (std::min<int64_t>(4, n_q - h)) {
-            case 1: accum_s<1>(wh, ldw, hd, vb, stride, n, kv_f16, oh); break;
-            case 2: accum_s<2>(wh, ldw, hd, vb, stride, n, kv_f16, oh); break;
-            case 3: accum_s<3>(wh, ldw, hd, vb, stride, n, kv_f16, oh); break;
-            default: accum_s<4>(wh, ldw, hd, vb, stride, n, kv_f16, oh); break;
+            case 1:
+                accum_s<1>(wh, ldw, hd, vb, stride, n, kv_f16, oh);
+                break;
+            case 2:
+                accum_s<2>(wh, ldw, hd, vb, stride, n, kv_f16, oh);
+                break;
+            case 3:
+                accum_s<3>(wh, ldw, hd, vb, stride, n, kv_f16, oh);
+                break;
+            default:
+                accum_s<4>(wh, ldw, hd, vb, stride, n, kv_f16, oh);
+                break;
         }
     }
 }
@@ -552,8 +568,8 @@ float attn_softmax(float* s, int64_t n) {
 
 #include "cpu/kernels_x86_q5k.inc"
 
-const KernelTable kTable = {"avx512", quantize_act, matmul_q, matmul_f, dot_kv, axpy_kv,
-                            attn_scores, attn_accum, attn_softmax};
+const KernelTable kTable = {"avx512", quantize_act, matmul_q,   matmul_f,    dot_kv,
+                            axpy_kv,  attn_scores,  attn_accum, attn_softmax};
 
 }  // namespace
 

@@ -138,8 +138,8 @@ float dot_q6_k(const BlockQ6_K* w, const BlockQ8A* x, int64_t nb) {
     return acc;
 }
 
-void matmul_q(TensorType type, const uint8_t* w, int64_t k, const BlockQ8A* x, int64_t n_tok,
-              float* y, int64_t ldy, int64_t r0, int64_t r1) {
+void matmul_q(TensorType type, const uint8_t* w, int64_t k, const BlockQ8A* x, int64_t n_tok, float* y, int64_t ldy,
+              int64_t r0, int64_t r1) {
     const int64_t nb = k / QK;
     const uint64_t rb = row_bytes(type, k);
     for (int64_t t = 0; t < n_tok; ++t) {
@@ -148,15 +148,32 @@ void matmul_q(TensorType type, const uint8_t* w, int64_t k, const BlockQ8A* x, i
             const uint8_t* wr = w + r * rb;
             float v = 0.0f;
             switch (type) {
-                case TensorType::Q4_0: v = dot_q4_0(reinterpret_cast<const BlockQ4_0*>(wr), xt, nb); break;
-                case TensorType::Q4_1: v = dot_q4_1(reinterpret_cast<const BlockQ4_1*>(wr), xt, nb); break;
-                case TensorType::Q8_0: v = dot_q8_0(reinterpret_cast<const BlockQ8_0*>(wr), xt, nb); break;
-                case TensorType::Q5_0: v = dot_q5_0(reinterpret_cast<const BlockQ5_0*>(wr), xt, nb); break;
-                case TensorType::Q5_1: v = dot_q5_1(reinterpret_cast<const BlockQ5_1*>(wr), xt, nb); break;
-                case TensorType::Q4_K: v = dot_q45_k<false>(wr, xt, nb); break;
-                case TensorType::Q5_K: v = dot_q45_k<true>(wr, xt, nb); break;
-                case TensorType::Q6_K: v = dot_q6_k(reinterpret_cast<const BlockQ6_K*>(wr), xt, nb); break;
-                default: break;
+                case TensorType::Q4_0:
+                    v = dot_q4_0(reinterpret_cast<const BlockQ4_0*>(wr), xt, nb);
+                    break;
+                case TensorType::Q4_1:
+                    v = dot_q4_1(reinterpret_cast<const BlockQ4_1*>(wr), xt, nb);
+                    break;
+                case TensorType::Q8_0:
+                    v = dot_q8_0(reinterpret_cast<const BlockQ8_0*>(wr), xt, nb);
+                    break;
+                case TensorType::Q5_0:
+                    v = dot_q5_0(reinterpret_cast<const BlockQ5_0*>(wr), xt, nb);
+                    break;
+                case TensorType::Q5_1:
+                    v = dot_q5_1(reinterpret_cast<const BlockQ5_1*>(wr), xt, nb);
+                    break;
+                case TensorType::Q4_K:
+                    v = dot_q45_k<false>(wr, xt, nb);
+                    break;
+                case TensorType::Q5_K:
+                    v = dot_q45_k<true>(wr, xt, nb);
+                    break;
+                case TensorType::Q6_K:
+                    v = dot_q6_k(reinterpret_cast<const BlockQ6_K*>(wr), xt, nb);
+                    break;
+                default:
+                    break;
             }
             y[t * ldy + r] = v;
         }
@@ -166,15 +183,24 @@ void matmul_q(TensorType type, const uint8_t* w, int64_t k, const BlockQ8A* x, i
 float weight_at(TensorType type, const uint8_t* w, int64_t j) {
     uint16_t h;
     switch (type) {
-        case TensorType::F32: { float f; std::memcpy(&f, w + 4 * j, 4); return f; }
-        case TensorType::F16: std::memcpy(&h, w + 2 * j, 2); return f16_to_f32(h);
-        case TensorType::BF16: std::memcpy(&h, w + 2 * j, 2); return bf16_to_f32(h);
-        default: return 0.0f;
+        case TensorType::F32: {
+            float f;
+            std::memcpy(&f, w + 4 * j, 4);
+            return f;
+        }
+        case TensorType::F16:
+            std::memcpy(&h, w + 2 * j, 2);
+            return f16_to_f32(h);
+        case TensorType::BF16:
+            std::memcpy(&h, w + 2 * j, 2);
+            return bf16_to_f32(h);
+        default:
+            return 0.0f;
     }
 }
 
-void matmul_f(TensorType type, const uint8_t* w, int64_t k, const float* x, int64_t n_tok,
-              float* y, int64_t ldy, int64_t r0, int64_t r1) {
+void matmul_f(TensorType type, const uint8_t* w, int64_t k, const float* x, int64_t n_tok, float* y, int64_t ldy,
+              int64_t r0, int64_t r1) {
     const uint64_t rb = row_bytes(type, k);
     for (int64_t t = 0; t < n_tok; ++t) {
         for (int64_t r = r0; r < r1; ++r) {
@@ -235,8 +261,8 @@ float attn_softmax(float* s, int64_t n) {
     return sum;
 }
 
-const KernelTable kTable = {"generic", quantize_act, matmul_q, matmul_f, dot_kv, axpy_kv,
-                            attn_scores, attn_accum, attn_softmax};
+const KernelTable kTable = {"generic", quantize_act, matmul_q,   matmul_f,    dot_kv,
+                            axpy_kv,   attn_scores,  attn_accum, attn_softmax};
 
 }  // namespace
 

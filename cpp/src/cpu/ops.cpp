@@ -110,8 +110,9 @@ void rms_norm(const float* x, const float* w, float* y, int64_t n, float eps) {
 
 void rope_table(int32_t pos, int64_t n_rot, float base, float freq_scale, float* cos_sin) {
     for (int64_t i = 0; i < n_rot / 2; ++i) {
-        const double theta = static_cast<double>(pos) * freq_scale *
-                             std::pow(static_cast<double>(base), -2.0 * static_cast<double>(i) / static_cast<double>(n_rot));
+        const double theta =
+            static_cast<double>(pos) * freq_scale *
+            std::pow(static_cast<double>(base), -2.0 * static_cast<double>(i) / static_cast<double>(n_rot));
         cos_sin[2 * i] = static_cast<float>(std::cos(theta));
         cos_sin[2 * i + 1] = static_cast<float>(std::sin(theta));
     }

@@ -4,6 +4,7 @@ One concern per module: `hub` (where the checkpoint comes from), `safetensors_io
 tensor reading), `hparams` (config.json → architecture and metadata), `tensors` (names,
 shapes, types, q/k layout), `tokenizer` (tokenizer.ggml.*), `writer` (the streamed write).
 """
+
 from .errors import ConvertError
 from .hparams import ARCHITECTURES
 from .tensors import OUT_TYPES

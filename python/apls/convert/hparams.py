@@ -1,11 +1,12 @@
 """config.json → the architecture and its GGUF hyperparameters (llama.cpp's keys)."""
+
 from __future__ import annotations
 
 import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any
 
 from .errors import ConvertError
 
@@ -20,13 +21,14 @@ class ArchSpec:
     pairs (llama's RoPE layout in GGUF); qkv_bias: "required", "optional" (attention_bias) or
     "none"; qk_norm: per-head q/k RMSNorm weights (attn_q_norm / attn_k_norm).
     """
+
     gguf_arch: str
     permute_qk: bool
     qkv_bias: str
     qk_norm: bool = False
 
 
-ARCHITECTURES: Dict[str, ArchSpec] = {
+ARCHITECTURES: dict[str, ArchSpec] = {
     "LlamaForCausalLM": ArchSpec("llama", permute_qk=True, qkv_bias="optional"),
     "MistralForCausalLM": ArchSpec("llama", permute_qk=True, qkv_bias="none"),
     "Qwen2ForCausalLM": ArchSpec("qwen2", permute_qk=False, qkv_bias="required"),
@@ -37,6 +39,7 @@ ARCHITECTURES: Dict[str, ArchSpec] = {
 @dataclass
 class HParams:
     """The hyperparameters conversion needs, read from config.json and checked."""
+
     hf_arch: str
     spec: ArchSpec
     n_vocab: int
@@ -48,9 +51,9 @@ class HParams:
     n_head_kv: int
     head_dim: int
     rope_theta: float
-    rope_linear_factor: Optional[float]
+    rope_linear_factor: float | None
     rms_eps: float
-    tied: Optional[bool]  # None: config.json does not say (decided by lm_head.weight's presence)
+    tied: bool | None  # None: config.json does not say (decided by lm_head.weight's presence)
     qkv_bias: bool
     o_bias: bool  # attn_output bias (llama with attention_bias; Qwen2 has q/k/v biases only)
     name: str
@@ -64,7 +67,7 @@ class HParams:
         return self.n_head_kv * self.head_dim
 
 
-def read_json(path: Path, required: bool = True) -> Optional[Dict[str, Any]]:
+def read_json(path: Path, required: bool = True) -> dict[str, Any] | None:
     """A JSON file as a dict; None when absent and not required.
 
     Raises:
@@ -72,8 +75,10 @@ def read_json(path: Path, required: bool = True) -> Optional[Dict[str, Any]]:
     """
     if not path.exists():
         if required:
-            raise ConvertError(f"{path}: missing (a Hugging Face checkpoint directory has config.json, "
-                               "safetensors weights and a tokenizer)")
+            raise ConvertError(
+                f"{path}: missing (a Hugging Face checkpoint directory has config.json, "
+                "safetensors weights and a tokenizer)"
+            )
         return None
     try:
         d = json.loads(path.read_text(encoding="utf-8"))
@@ -84,7 +89,7 @@ def read_json(path: Path, required: bool = True) -> Optional[Dict[str, Any]]:
     return d
 
 
-def _rope(cfg: Dict[str, Any]) -> tuple:
+def _rope(cfg: dict[str, Any]) -> tuple:
     """(theta, linear factor or None) from transformers 4 (rope_theta, rope_scaling) or 5
     (rope_parameters) configs; other scaling types are refused by name."""
     params = cfg.get("rope_parameters") or {}
@@ -103,7 +108,7 @@ def _rope(cfg: Dict[str, Any]) -> tuple:
     raise ConvertError(f"config.json: RoPE scaling type '{kind}' is not supported (supported: default, linear)")
 
 
-def read_hparams(cfg: Dict[str, Any]) -> HParams:
+def read_hparams(cfg: dict[str, Any]) -> HParams:
     """Check config.json and extract the hyperparameters.
 
     Raises:
@@ -141,7 +146,9 @@ def read_hparams(cfg: Dict[str, Any]) -> HParams:
     if cfg.get("head_dim") is None and n_embd % n_head:
         raise ConvertError(f"config.json: hidden_size {n_embd} is not a multiple of num_attention_heads {n_head}")
     if n_head % n_head_kv:
-        raise ConvertError(f"config.json: num_attention_heads {n_head} is not a multiple of num_key_value_heads {n_head_kv}")
+        raise ConvertError(
+            f"config.json: num_attention_heads {n_head} is not a multiple of num_key_value_heads {n_head_kv}"
+        )
     if head_dim % 2:
         raise ConvertError(f"config.json: head_dim {head_dim} is odd (RoPE rotates pairs)")
     bias = bool(cfg.get("attention_bias", False))
@@ -153,14 +160,30 @@ def read_hparams(cfg: Dict[str, Any]) -> HParams:
     n_ctx = int(cfg.get("max_position_embeddings") or 2048)
     sw = cfg.get("sliding_window")
     if hf_arch == "MistralForCausalLM" and sw and sw < n_ctx:
-        log.warning("sliding_window %d < max_position_embeddings %d: like llama.cpp, the engine attends to the "
-                    "whole context, which differs from the checkpoint past %d tokens", sw, n_ctx, sw)
+        log.warning(
+            "sliding_window %d < max_position_embeddings %d: like llama.cpp, the engine attends to the "
+            "whole context, which differs from the checkpoint past %d tokens",
+            sw,
+            n_ctx,
+            sw,
+        )
     tied = cfg.get("tie_word_embeddings")
     return HParams(
-        hf_arch=hf_arch, spec=spec, n_vocab=int(need("vocab_size")), n_ctx=n_ctx, n_embd=n_embd,
-        n_layer=int(need("num_hidden_layers")), n_ff=int(need("intermediate_size")), n_head=n_head,
-        n_head_kv=n_head_kv, head_dim=head_dim, rope_theta=theta, rope_linear_factor=linear,
-        rms_eps=float(cfg.get("rms_norm_eps", 1e-6)), tied=None if tied is None else bool(tied), qkv_bias=bias,
+        hf_arch=hf_arch,
+        spec=spec,
+        n_vocab=int(need("vocab_size")),
+        n_ctx=n_ctx,
+        n_embd=n_embd,
+        n_layer=int(need("num_hidden_layers")),
+        n_ff=int(need("intermediate_size")),
+        n_head=n_head,
+        n_head_kv=n_head_kv,
+        head_dim=head_dim,
+        rope_theta=theta,
+        rope_linear_factor=linear,
+        rms_eps=float(cfg.get("rms_norm_eps", 1e-6)),
+        tied=None if tied is None else bool(tied),
+        qkv_bias=bias,
         o_bias=bias and spec.qkv_bias == "optional",
         name=str(cfg.get("_name_or_path") or ""),
     )

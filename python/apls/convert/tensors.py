@@ -6,11 +6,12 @@ laid out for rotate-half pairs (x[i], x[i + hd/2]); the rows of q and k (and the
 reordered per head so the engine's RoPE computes the same thing. Qwen2/Qwen3 keep Hugging
 Face's layout and use NEOX RoPE instead.
 """
+
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 from gguf import GGMLQuantizationType as QT
@@ -21,9 +22,15 @@ from .hparams import HParams
 from .safetensors_io import Checkpoint
 
 # --type names → GGUF tensor type of the 2-D weights (1-D tensors stay F32).
-OUT_TYPES: Dict[str, QT] = {
-    "f32": QT.F32, "f16": QT.F16, "bf16": QT.BF16, "q8_0": QT.Q8_0,
-    "q4_0": QT.Q4_0, "q4_1": QT.Q4_1, "q5_0": QT.Q5_0, "q5_1": QT.Q5_1,
+OUT_TYPES: dict[str, QT] = {
+    "f32": QT.F32,
+    "f16": QT.F16,
+    "bf16": QT.BF16,
+    "q8_0": QT.Q8_0,
+    "q4_0": QT.Q4_0,
+    "q4_1": QT.Q4_1,
+    "q5_0": QT.Q5_0,
+    "q5_1": QT.Q5_1,
 }
 
 _GLOBAL = {
@@ -33,13 +40,20 @@ _GLOBAL = {
 }
 _LAYER = {
     "input_layernorm.weight": "attn_norm",
-    "self_attn.q_proj.weight": "attn_q", "self_attn.q_proj.bias": "attn_q",
-    "self_attn.k_proj.weight": "attn_k", "self_attn.k_proj.bias": "attn_k",
-    "self_attn.v_proj.weight": "attn_v", "self_attn.v_proj.bias": "attn_v",
-    "self_attn.o_proj.weight": "attn_output", "self_attn.o_proj.bias": "attn_output",
-    "self_attn.q_norm.weight": "attn_q_norm", "self_attn.k_norm.weight": "attn_k_norm",
+    "self_attn.q_proj.weight": "attn_q",
+    "self_attn.q_proj.bias": "attn_q",
+    "self_attn.k_proj.weight": "attn_k",
+    "self_attn.k_proj.bias": "attn_k",
+    "self_attn.v_proj.weight": "attn_v",
+    "self_attn.v_proj.bias": "attn_v",
+    "self_attn.o_proj.weight": "attn_output",
+    "self_attn.o_proj.bias": "attn_output",
+    "self_attn.q_norm.weight": "attn_q_norm",
+    "self_attn.k_norm.weight": "attn_k_norm",
     "post_attention_layernorm.weight": "ffn_norm",
-    "mlp.gate_proj.weight": "ffn_gate", "mlp.up_proj.weight": "ffn_up", "mlp.down_proj.weight": "ffn_down",
+    "mlp.gate_proj.weight": "ffn_gate",
+    "mlp.up_proj.weight": "ffn_up",
+    "mlp.down_proj.weight": "ffn_down",
 }
 _LAYER_RE = re.compile(r"model\.layers\.(\d+)\.(.+)")
 _IGNORED_RE = re.compile(r".*\.rotary_emb\.inv_freq$")  # recomputed from rope_theta
@@ -48,15 +62,16 @@ _IGNORED_RE = re.compile(r".*\.rotary_emb\.inv_freq$")  # recomputed from rope_t
 @dataclass
 class OutTensor:
     """One tensor of the output file: GGUF name, its source, NumPy-order shape, type, bytes."""
+
     name: str
     src: str
-    shape: Tuple[int, ...]
+    shape: tuple[int, ...]
     qtype: QT
     permute_heads: int  # > 0: reorder rows for adjacent-pair RoPE, this many heads
     nbytes: int
 
 
-def expected_shapes(hp: HParams, tied: bool) -> Dict[str, Tuple[int, ...]]:
+def expected_shapes(hp: HParams, tied: bool) -> dict[str, tuple[int, ...]]:
     """Every tensor the architecture needs, by Hugging Face name, with its (out, in) shape."""
     d, f, hd = hp.n_embd, hp.n_ff, hp.head_dim
     shapes = {"model.embed_tokens.weight": (hp.n_vocab, d), "model.norm.weight": (d,)}
@@ -64,20 +79,27 @@ def expected_shapes(hp: HParams, tied: bool) -> Dict[str, Tuple[int, ...]]:
         shapes["lm_head.weight"] = (hp.n_vocab, d)
     for i in range(hp.n_layer):
         p = f"model.layers.{i}."
-        shapes.update({
-            p + "input_layernorm.weight": (d,),
-            p + "self_attn.q_proj.weight": (hp.q_dim, d),
-            p + "self_attn.k_proj.weight": (hp.kv_dim, d),
-            p + "self_attn.v_proj.weight": (hp.kv_dim, d),
-            p + "self_attn.o_proj.weight": (d, hp.q_dim),
-            p + "post_attention_layernorm.weight": (d,),
-            p + "mlp.gate_proj.weight": (f, d),
-            p + "mlp.up_proj.weight": (f, d),
-            p + "mlp.down_proj.weight": (d, f),
-        })
+        shapes.update(
+            {
+                p + "input_layernorm.weight": (d,),
+                p + "self_attn.q_proj.weight": (hp.q_dim, d),
+                p + "self_attn.k_proj.weight": (hp.kv_dim, d),
+                p + "self_attn.v_proj.weight": (hp.kv_dim, d),
+                p + "self_attn.o_proj.weight": (d, hp.q_dim),
+                p + "post_attention_layernorm.weight": (d,),
+                p + "mlp.gate_proj.weight": (f, d),
+                p + "mlp.up_proj.weight": (f, d),
+                p + "mlp.down_proj.weight": (d, f),
+            }
+        )
         if hp.qkv_bias:
-            shapes.update({p + "self_attn.q_proj.bias": (hp.q_dim,), p + "self_attn.k_proj.bias": (hp.kv_dim,),
-                           p + "self_attn.v_proj.bias": (hp.kv_dim,)})
+            shapes.update(
+                {
+                    p + "self_attn.q_proj.bias": (hp.q_dim,),
+                    p + "self_attn.k_proj.bias": (hp.kv_dim,),
+                    p + "self_attn.v_proj.bias": (hp.kv_dim,),
+                }
+            )
         if hp.o_bias:
             shapes[p + "self_attn.o_proj.bias"] = (d,)
         if hp.spec.qk_norm:
@@ -85,7 +107,7 @@ def expected_shapes(hp: HParams, tied: bool) -> Dict[str, Tuple[int, ...]]:
     return shapes
 
 
-def gguf_name(hf_name: str) -> Optional[str]:
+def gguf_name(hf_name: str) -> str | None:
     """The GGUF name of a Hugging Face tensor name, or None if it is not one we know."""
     if hf_name in _GLOBAL:
         return _GLOBAL[hf_name]
@@ -96,7 +118,7 @@ def gguf_name(hf_name: str) -> Optional[str]:
     return None
 
 
-def _layer_order(hf_name: str) -> Tuple[int, int]:
+def _layer_order(hf_name: str) -> tuple[int, int]:
     m = _LAYER_RE.fullmatch(hf_name)
     if hf_name == "model.embed_tokens.weight":
         return (-1, 0)
@@ -105,7 +127,7 @@ def _layer_order(hf_name: str) -> Tuple[int, int]:
     return (int(m.group(1)), list(_LAYER).index(m.group(2)))
 
 
-def plan_tensors(ckpt: Checkpoint, hp: HParams, out_type: str) -> List[OutTensor]:
+def plan_tensors(ckpt: Checkpoint, hp: HParams, out_type: str) -> list[OutTensor]:
     """The output tensors in file order, checked against config.json.
 
     Raises:
@@ -120,16 +142,18 @@ def plan_tensors(ckpt: Checkpoint, hp: HParams, out_type: str) -> List[OutTensor
     for name in ckpt.names():
         if name in shapes or _IGNORED_RE.fullmatch(name) or (tied and name == "lm_head.weight"):
             continue
-        raise ConvertError(f"unexpected tensor '{name}' {list(ckpt.shape(name))}: not part of a {hp.hf_arch} "
-                           "with this config.json")
+        raise ConvertError(
+            f"unexpected tensor '{name}' {list(ckpt.shape(name))}: not part of a {hp.hf_arch} with this config.json"
+        )
     out = []
     for src in sorted(shapes, key=_layer_order):
         if src not in ckpt:
             hint = " (config.json says tie_word_embeddings = false)" if src == "lm_head.weight" else ""
             raise ConvertError(f"missing tensor '{src}'{hint}")
         if tuple(ckpt.shape(src)) != shapes[src]:
-            raise ConvertError(f"shape mismatch: '{src}' is {list(ckpt.shape(src))} but config.json implies "
-                               f"{list(shapes[src])}")
+            raise ConvertError(
+                f"shape mismatch: '{src}' is {list(ckpt.shape(src))} but config.json implies {list(shapes[src])}"
+            )
         shape = shapes[src]
         qtype = QT.F32
         if len(shape) == 2:

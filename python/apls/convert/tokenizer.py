@@ -10,6 +10,7 @@ Both: special token ids and add_bos/add_eos from tokenizer_config.json, config.j
 generation_config.json and the tokenizer's post-processor; the chat template; ids the
 embedding has beyond the tokenizer are padded with unused "[PAD{id}]" tokens.
 """
+
 from __future__ import annotations
 
 import json
@@ -17,7 +18,7 @@ import logging
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any
 
 from .errors import ConvertError
 from .hparams import read_json
@@ -29,13 +30,17 @@ NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE = 1, 2, 3, 4, 5, 6
 
 # Pre-tokenizer regexes as the models' tokenizer.json files spell them.
 GPT2_RE = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"
-LLAMA3_RE = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"
-             r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
-QWEN2_RE = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}"
-            r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
+LLAMA3_RE = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"
+    r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
+QWEN2_RE = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}"
+    r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
 
 # Pre-tokenizer step signatures (see _signature) → tokenizer.ggml.pre.
-KNOWN_PRE: Dict[Tuple, str] = {
+KNOWN_PRE: dict[tuple, str] = {
     ("ByteLevel(regex)",): "gpt-2",
     (f"Split({GPT2_RE})", "ByteLevel"): "gpt-2",
     ("Digits(individual)", "ByteLevel(regex)"): "smollm",
@@ -49,17 +54,18 @@ IGNORE_MERGES_PRE = {"llama-bpe"}
 @dataclass
 class TokenizerExport:
     """What goes into tokenizer.ggml.*; write() adds it to a GGUFWriter."""
-    model: str                       # "gpt2" (byte-level BPE) or "llama" (SentencePiece)
-    tokens: List[str]
-    types: List[int]
-    pre: Optional[str] = None
-    merges: Optional[List[str]] = None
-    scores: Optional[List[float]] = None
-    special: Dict[str, int] = field(default_factory=dict)  # bos, eos, unk, pad -> id
-    add_bos: Optional[bool] = None
-    add_eos: Optional[bool] = None
-    add_space_prefix: Optional[bool] = None
-    chat_template: Optional[str] = None
+
+    model: str  # "gpt2" (byte-level BPE) or "llama" (SentencePiece)
+    tokens: list[str]
+    types: list[int]
+    pre: str | None = None
+    merges: list[str] | None = None
+    scores: list[float] | None = None
+    special: dict[str, int] = field(default_factory=dict)  # bos, eos, unk, pad -> id
+    add_bos: bool | None = None
+    add_eos: bool | None = None
+    add_space_prefix: bool | None = None
+    chat_template: str | None = None
 
     def write(self, w) -> None:
         w.add_tokenizer_model(self.model)
@@ -71,8 +77,12 @@ class TokenizerExport:
             w.add_token_scores(self.scores)
         if self.merges is not None:
             w.add_token_merges(self.merges)
-        for kind, fn in (("bos", w.add_bos_token_id), ("eos", w.add_eos_token_id),
-                         ("unk", w.add_unk_token_id), ("pad", w.add_pad_token_id)):
+        for kind, fn in (
+            ("bos", w.add_bos_token_id),
+            ("eos", w.add_eos_token_id),
+            ("unk", w.add_unk_token_id),
+            ("pad", w.add_pad_token_id),
+        ):
             if kind in self.special:
                 fn(self.special[kind])
         if self.add_bos is not None:
@@ -87,7 +97,8 @@ class TokenizerExport:
 
 # ---- entry point ------------------------------------------------------------------------------
 
-def read_tokenizer(model_dir: Path, n_vocab: int, cfg: Dict[str, Any]) -> TokenizerExport:
+
+def read_tokenizer(model_dir: Path, n_vocab: int, cfg: dict[str, Any]) -> TokenizerExport:
     """The tokenizer of a checkpoint directory, padded to n_vocab ids.
 
     Raises:
@@ -105,8 +116,10 @@ def read_tokenizer(model_dir: Path, n_vocab: int, cfg: Dict[str, Any]) -> Tokeni
         exp = _spm(spm_path, tok_cfg, model_dir)
     elif tj is not None:
         kind = (tj.get("model") or {}).get("type")
-        raise ConvertError(f"{tj_path}: a {kind} tokenizer that is not byte-level BPE, and there is no tokenizer.model "
-                           "(supported: byte-level BPE tokenizer.json, SentencePiece tokenizer.model)")
+        raise ConvertError(
+            f"{tj_path}: a {kind} tokenizer that is not byte-level BPE, and there is no tokenizer.model "
+            "(supported: byte-level BPE tokenizer.json, SentencePiece tokenizer.model)"
+        )
     else:
         raise ConvertError(f"{model_dir}: no tokenizer (need tokenizer.json or tokenizer.model)")
     _pad(exp, n_vocab)
@@ -118,8 +131,9 @@ def read_tokenizer(model_dir: Path, n_vocab: int, cfg: Dict[str, Any]) -> Tokeni
 def _pad(exp: TokenizerExport, n_vocab: int) -> None:
     n = len(exp.tokens)
     if n > n_vocab:
-        raise ConvertError(f"the tokenizer has {n} tokens but the model's embedding has {n_vocab} rows "
-                           "(config.json vocab_size)")
+        raise ConvertError(
+            f"the tokenizer has {n} tokens but the model's embedding has {n_vocab} rows (config.json vocab_size)"
+        )
     for i in range(n, n_vocab):
         exp.tokens.append(f"[PAD{i}]")
         exp.types.append(UNUSED)
@@ -129,7 +143,8 @@ def _pad(exp: TokenizerExport, n_vocab: int) -> None:
 
 # ---- byte-level BPE (tokenizer.json) ---------------------------------------------------------
 
-def _steps(pt: Optional[Dict[str, Any]]) -> List[Dict[str, Any]]:
+
+def _steps(pt: dict[str, Any] | None) -> list[dict[str, Any]]:
     if not pt:
         return []
     if pt.get("type") == "Sequence":
@@ -137,22 +152,25 @@ def _steps(pt: Optional[Dict[str, Any]]) -> List[Dict[str, Any]]:
     return [pt]
 
 
-def _is_byte_level(tj: Dict[str, Any]) -> bool:
+def _is_byte_level(tj: dict[str, Any]) -> bool:
     return (tj.get("model") or {}).get("type") == "BPE" and any(
-        s.get("type") == "ByteLevel" for s in _steps(tj.get("pre_tokenizer")))
+        s.get("type") == "ByteLevel" for s in _steps(tj.get("pre_tokenizer"))
+    )
 
 
-def _describe(step: Dict[str, Any]) -> str:
+def _describe(step: dict[str, Any]) -> str:
     t = step.get("type")
     if t == "Split":
         pat = step.get("pattern") or {}
-        return f"Split({'Regex' if 'Regex' in pat else 'String'} {next(iter(pat.values()), '')!r}, " \
-               f"{step.get('behavior')}{', invert' if step.get('invert') else ''})"
+        return (
+            f"Split({'Regex' if 'Regex' in pat else 'String'} {next(iter(pat.values()), '')!r}, "
+            f"{step.get('behavior')}{', invert' if step.get('invert') else ''})"
+        )
     args = ", ".join(f"{k}={v}" for k, v in step.items() if k != "type")
     return f"{t}({args})"
 
 
-def _signature(steps: List[Dict[str, Any]]) -> Tuple:
+def _signature(steps: list[dict[str, Any]]) -> tuple:
     sig = []
     for s in steps:
         t = s.get("type")
@@ -160,15 +178,19 @@ def _signature(steps: List[Dict[str, Any]]) -> Tuple:
             sig.append("ByteLevel(regex)" if s.get("use_regex", True) else "ByteLevel")
         elif t == "Digits":
             sig.append("Digits(individual)" if s.get("individual_digits") else "Digits")
-        elif t == "Split" and s.get("behavior") == "Isolated" and not s.get("invert") \
-                and "Regex" in (s.get("pattern") or {}):
+        elif (
+            t == "Split"
+            and s.get("behavior") == "Isolated"
+            and not s.get("invert")
+            and "Regex" in (s.get("pattern") or {})
+        ):
             sig.append(f"Split({s['pattern']['Regex']})")
         else:
             sig.append(_describe(s))
     return tuple(sig)
 
 
-def identify_pretokenizer(tj: Dict[str, Any]) -> str:
+def identify_pretokenizer(tj: dict[str, Any]) -> str:
     """tokenizer.ggml.pre for tokenizer.json's pre_tokenizer.
 
     Raises:
@@ -178,33 +200,44 @@ def identify_pretokenizer(tj: Dict[str, Any]) -> str:
     name = KNOWN_PRE.get(_signature(steps))
     if name is None:
         desc = " + ".join(_describe(s) for s in steps) or "none"
-        raise ConvertError(f"unknown pre-tokenizer in tokenizer.json: {desc} "
-                           f"(supported: {', '.join(sorted(set(KNOWN_PRE.values())))})")
+        raise ConvertError(
+            f"unknown pre-tokenizer in tokenizer.json: {desc} (supported: {', '.join(sorted(set(KNOWN_PRE.values())))})"
+        )
     return name
 
 
-def _check_normalizer(tj: Dict[str, Any], path: Path) -> None:
+def _check_normalizer(tj: dict[str, Any], path: Path) -> None:
     norm = tj.get("normalizer")
-    steps = (norm.get("normalizers", []) if norm and norm.get("type") == "Sequence" else [norm] if norm else [])
+    steps = norm.get("normalizers", []) if norm and norm.get("type") == "Sequence" else [norm] if norm else []
     for s in steps:
         if s.get("type") == "NFC":
-            log.warning("%s: the NFC normalizer is not applied by the engine (nor by llama.cpp): text that is "
-                        "not in NFC may tokenize differently", path)
+            log.warning(
+                "%s: the NFC normalizer is not applied by the engine (nor by llama.cpp): text that is "
+                "not in NFC may tokenize differently",
+                path,
+            )
         else:
             raise ConvertError(f"{path}: normalizer {_describe(s)} is not supported for byte-level BPE")
 
 
-def _bpe(tj: Dict[str, Any], path: Path) -> TokenizerExport:
+def _bpe(tj: dict[str, Any], path: Path) -> TokenizerExport:
     model = tj["model"]
     if model.get("byte_fallback") or model.get("continuing_subword_prefix") or model.get("end_of_word_suffix"):
-        raise ConvertError(f"{path}: BPE options byte_fallback / continuing_subword_prefix / end_of_word_suffix "
-                           "are not supported with a byte-level pre-tokenizer")
+        raise ConvertError(
+            f"{path}: BPE options byte_fallback / continuing_subword_prefix / end_of_word_suffix "
+            "are not supported with a byte-level pre-tokenizer"
+        )
     _check_normalizer(tj, path)
     pre = identify_pretokenizer(tj)
     if bool(model.get("ignore_merges", False)) != (pre in IGNORE_MERGES_PRE):
-        log.warning("%s: ignore_merges = %s, but the engine's '%s' tokenizer assumes %s", path,
-                    model.get("ignore_merges", False), pre, pre in IGNORE_MERGES_PRE)
-    by_id: Dict[int, Tuple[str, int]] = {i: (t, NORMAL) for t, i in model["vocab"].items()}
+        log.warning(
+            "%s: ignore_merges = %s, but the engine's '%s' tokenizer assumes %s",
+            path,
+            model.get("ignore_merges", False),
+            pre,
+            pre in IGNORE_MERGES_PRE,
+        )
+    by_id: dict[int, tuple[str, int]] = {i: (t, NORMAL) for t, i in model["vocab"].items()}
     for a in tj.get("added_tokens", []):
         by_id[a["id"]] = (a["content"], CONTROL if a.get("special") else USER_DEFINED)
     n = max(by_id) + 1 if by_id else 0
@@ -216,6 +249,7 @@ def _bpe(tj: Dict[str, Any], path: Path) -> TokenizerExport:
 
 
 # ---- SentencePiece (tokenizer.model) ---------------------------------------------------------
+
 
 def _fields(buf: bytes):
     """(field number, wire type, value) of a protobuf message; len-delimited values are bytes."""
@@ -240,30 +274,35 @@ def _fields(buf: bytes):
         if wt == 0:
             yield num, wt, varint()
         elif wt == 1:
-            yield num, wt, buf[i:i + 8]
+            yield num, wt, buf[i : i + 8]
             i += 8
         elif wt == 2:
             ln = varint()
             if i + ln > n:
                 raise ValueError("truncated field")
-            yield num, wt, buf[i:i + ln]
+            yield num, wt, buf[i : i + ln]
             i += ln
         elif wt == 5:
-            yield num, wt, buf[i:i + 4]
+            yield num, wt, buf[i : i + 4]
             i += 4
         else:
             raise ValueError(f"wire type {wt}")
 
 
-def read_spm_model(path: Path) -> Dict[str, Any]:
+def read_spm_model(path: Path) -> dict[str, Any]:
     """The parts of a SentencePiece ModelProto conversion needs: pieces (text, score, type),
     the trainer's model type, the normalizer's name, add_dummy_prefix, remove_extra_whitespaces.
 
     Raises:
         ConvertError: the file is not a SentencePiece model.
     """
-    out: Dict[str, Any] = {"pieces": [], "model_type": 1, "normalizer": "", "add_dummy_prefix": True,
-                           "remove_extra_whitespaces": True}
+    out: dict[str, Any] = {
+        "pieces": [],
+        "model_type": 1,
+        "normalizer": "",
+        "add_dummy_prefix": True,
+        "remove_extra_whitespaces": True,
+    }
     try:
         for num, wt, val in _fields(path.read_bytes()):
             if num == 1 and wt == 2:  # SentencePiece { piece = 1; score = 2; type = 3 }
@@ -280,7 +319,9 @@ def read_spm_model(path: Path) -> Dict[str, Any]:
                 for n2, w2, v2 in _fields(val):
                     if n2 == 3 and w2 == 0:
                         out["model_type"] = v2
-            elif num == 3 and wt == 2:  # NormalizerSpec { name = 1; add_dummy_prefix = 3; remove_extra_whitespaces = 4 }
+            elif (
+                num == 3 and wt == 2
+            ):  # NormalizerSpec { name = 1; add_dummy_prefix = 3; remove_extra_whitespaces = 4 }
                 for n2, w2, v2 in _fields(val):
                     if n2 == 1 and w2 == 2:
                         out["normalizer"] = v2.decode("utf-8")
@@ -295,21 +336,27 @@ def read_spm_model(path: Path) -> Dict[str, Any]:
     return out
 
 
-def _spm(path: Path, tok_cfg: Dict[str, Any], model_dir: Path) -> TokenizerExport:
+def _spm(path: Path, tok_cfg: dict[str, Any], model_dir: Path) -> TokenizerExport:
     m = read_spm_model(path)
     kinds = {1: "Unigram", 2: "BPE", 3: "Word", 4: "Char"}
     if m["model_type"] != 2:
-        raise ConvertError(f"{path}: SentencePiece {kinds.get(m['model_type'], m['model_type'])} model is not "
-                           "supported (supported: BPE)")
+        raise ConvertError(
+            f"{path}: SentencePiece {kinds.get(m['model_type'], m['model_type'])} model is not "
+            "supported (supported: BPE)"
+        )
     if m["normalizer"] not in ("identity", "") or m["remove_extra_whitespaces"]:
-        log.warning("%s: normalizer '%s' (remove_extra_whitespaces=%s) is not applied by the engine (nor by "
-                    "llama.cpp): text it would change may tokenize differently", path, m["normalizer"],
-                    m["remove_extra_whitespaces"])
+        log.warning(
+            "%s: normalizer '%s' (remove_extra_whitespaces=%s) is not applied by the engine (nor by "
+            "llama.cpp): text it would change may tokenize differently",
+            path,
+            m["normalizer"],
+            m["remove_extra_whitespaces"],
+        )
     tokens = [p for p, _, _ in m["pieces"]]
     scores = [float(s) for _, s, _ in m["pieces"]]
     types = [t if 1 <= t <= 6 else NORMAL for _, _, t in m["pieces"]]
     # Tokens added on top of the model (ids past its pieces), as transformers adds them.
-    added: Dict[int, Tuple[str, bool]] = {}
+    added: dict[int, tuple[str, bool]] = {}
     for i, a in (tok_cfg.get("added_tokens_decoder") or {}).items():
         added[int(i)] = (a["content"], bool(a.get("special")))
     for content, i in (read_json(model_dir / "added_tokens.json", required=False) or {}).items():
@@ -338,14 +385,20 @@ def _spm(path: Path, tok_cfg: Dict[str, Any], model_dir: Path) -> TokenizerExpor
 
 # ---- special tokens, add_bos/add_eos, chat template --------------------------------------------
 
-def _token_text(v: Any) -> Optional[str]:
+
+def _token_text(v: Any) -> str | None:
     if isinstance(v, dict):
         return v.get("content")
     return v if isinstance(v, str) else None
 
 
-def _special_tokens(exp: TokenizerExport, tj: Optional[Dict[str, Any]], tok_cfg: Dict[str, Any],
-                    cfg: Dict[str, Any], gen_cfg: Dict[str, Any]) -> None:
+def _special_tokens(
+    exp: TokenizerExport,
+    tj: dict[str, Any] | None,
+    tok_cfg: dict[str, Any],
+    cfg: dict[str, Any],
+    gen_cfg: dict[str, Any],
+) -> None:
     index = {}
     for i, t in enumerate(exp.tokens):
         index.setdefault(t, i)
@@ -367,7 +420,7 @@ def _special_tokens(exp: TokenizerExport, tj: Optional[Dict[str, Any]], tok_cfg:
         _bpe_add_special(exp, tj, tok_cfg)
 
 
-def _bpe_add_special(exp: TokenizerExport, tj: Dict[str, Any], tok_cfg: Dict[str, Any]) -> None:
+def _bpe_add_special(exp: TokenizerExport, tj: dict[str, Any], tok_cfg: dict[str, Any]) -> None:
     """add_bos / add_eos as the tokenizer's post-processor does them (tokenizer_config.json's
     add_bos_token / add_eos_token, when given, win, as transformers applies them)."""
     from tokenizers import Tokenizer
@@ -375,7 +428,7 @@ def _bpe_add_special(exp: TokenizerExport, tj: Dict[str, Any], tok_cfg: Dict[str
     tk = Tokenizer.from_str(json.dumps(tj))
     plain = tk.encode("a", add_special_tokens=False).ids
     full = tk.encode("a", add_special_tokens=True).ids
-    n_pre = next((k for k in range(len(full) - len(plain) + 1) if full[k:k + len(plain)] == plain), 0)
+    n_pre = next((k for k in range(len(full) - len(plain) + 1) if full[k : k + len(plain)] == plain), 0)
     exp.add_bos = n_pre > 0
     exp.add_eos = len(full) > n_pre + len(plain)
     if exp.add_bos:
@@ -388,7 +441,7 @@ def _bpe_add_special(exp: TokenizerExport, tj: Dict[str, Any], tok_cfg: Dict[str
         exp.add_eos = bool(tok_cfg["add_eos_token"])
 
 
-def _chat_template(model_dir: Path, tok_cfg: Dict[str, Any]) -> Optional[str]:
+def _chat_template(model_dir: Path, tok_cfg: dict[str, Any]) -> str | None:
     t = tok_cfg.get("chat_template")
     if isinstance(t, list):  # named templates: the default one
         t = next((x.get("template") for x in t if x.get("name") == "default"), None)

@@ -1,10 +1,10 @@
 """The conversion itself: check everything, then stream tensors into a GGUF file."""
+
 from __future__ import annotations
 
 import logging
 import os
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 
@@ -39,12 +39,21 @@ class _Streamed:
 def _file_type(out_type: str) -> int:
     from gguf import LlamaFileType as FT
 
-    return {"f32": FT.ALL_F32, "f16": FT.MOSTLY_F16, "bf16": FT.MOSTLY_BF16, "q8_0": FT.MOSTLY_Q8_0,
-            "q4_0": FT.MOSTLY_Q4_0, "q4_1": FT.MOSTLY_Q4_1, "q5_0": FT.MOSTLY_Q5_0, "q5_1": FT.MOSTLY_Q5_1}[out_type]
+    return {
+        "f32": FT.ALL_F32,
+        "f16": FT.MOSTLY_F16,
+        "bf16": FT.MOSTLY_BF16,
+        "q8_0": FT.MOSTLY_Q8_0,
+        "q4_0": FT.MOSTLY_Q4_0,
+        "q4_1": FT.MOSTLY_Q4_1,
+        "q5_0": FT.MOSTLY_Q5_0,
+        "q5_1": FT.MOSTLY_Q5_1,
+    }[out_type]
 
 
-def convert(src: str, out: Optional[str] = None, out_type: str = "f16", *, revision: Optional[str] = None,
-            progress: bool = True) -> Path:
+def convert(
+    src: str, out: str | None = None, out_type: str = "f16", *, revision: str | None = None, progress: bool = True
+) -> Path:
     """Convert a Hugging Face checkpoint to a GGUF file that APLS and llama.cpp load.
 
     Args:
@@ -97,8 +106,9 @@ def _write(out_path: Path, hp, name: str, out_type: str, tok, tensors, ckpt: Che
         w.write_kv_data_to_file()
         w.write_ti_data_to_file()
         total = sum(t.nbytes for t in tensors)
-        with tqdm(total=total, unit="B", unit_scale=True, desc=f"Converting to {out_type}",
-                  disable=not progress) as bar:
+        with tqdm(
+            total=total, unit="B", unit_scale=True, desc=f"Converting to {out_type}", disable=not progress
+        ) as bar:
             for t in tensors:
                 bar.set_postfix_str(t.name, refresh=False)
                 w.write_tensor_data(_Streamed(ckpt, t, bar))
