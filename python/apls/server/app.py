@@ -184,10 +184,12 @@ class _Server:
 
     async def generate(self, request: Request, body: P._Sampling, chat: bool):
         self.check_model(body.model)
-        if chat:
-            tokens = await run_in_threadpool(self.chat_tokens, body)
-        else:
-            tokens = await run_in_threadpool(self.completion_tokens, body)
+        try:
+            tokens = await run_in_threadpool(self.chat_tokens if chat else self.completion_tokens, body)
+        except UnicodeError as e:  # lone surrogates (JSON allows them) are not text the tokenizer takes
+            raise ApiError(
+                400, f"the text is not valid Unicode: {e.reason}", param="messages" if chat else "prompt"
+            ) from e
         handle, queue = self.submit(tokens, body, body.token_limit())
         env = P.Envelope(chat, self.model_id)
         if body.stream:
