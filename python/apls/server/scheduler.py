@@ -92,13 +92,14 @@ class Handle:
 
 @dataclass
 class _Part:
-    """A slot's tokens in a step's batch and where its logits rows start."""
+    """A slot's tokens in a step's batch: which want logits, and where its rows start."""
 
     slot: Slot
     tokens: list[int]
-    first_row: int
+    rows: list[int]  # 1: this token's logits are wanted
     prefill: bool
     drafts: list[int] = field(default_factory=list)
+    first_row: int = 0
 
 
 class Scheduler:
@@ -155,6 +156,9 @@ class Scheduler:
             kv_block_size=kv_block_size,
         )
         self.n_batch = min(n_batch, n_slots * per_seq)
+        # Tokens per call whose logits are each what they are alone: every batch on the CPU; on
+        # CUDA 16 (Context::max_invariant_batch in C++, which Python cannot read yet).
+        self.invariant_batch = self.n_batch if model.device == "cpu" else 16
         self.slots = Slots(self.ctx, n_slots, capacity)
         self.cost = StepCost()
         self.totals = Totals()
@@ -313,26 +317,38 @@ class Scheduler:
         self._reap()
         self._admit()
         self._share_prefixes()
-        parts, tokens, pos, seqs, rows = self._plan()
-        if parts:
-            t0 = time.perf_counter()
-            try:
-                logits = self.ctx.decode(tokens, logits=rows, pos=pos, seq_ids=seqs)  # (n_rows, n_vocab)
-            except Exception as e:  # noqa: BLE001 - the cache is unchanged; these requests fail
-                log.exception("decode failed")
-                for p in parts:
-                    self._end(p.slot, "error", f"the engine failed: {e}")
-                self._publish()
-                return
-            dt = time.perf_counter() - t0
-            self.cost.observe(len(tokens), dt)
-            self.totals.steps += 1
-            self.totals.step_tokens += len(tokens)
-            self.totals.step_seconds += dt
-            if self.observer is not None:
-                self.observer.on_step(len(tokens), dt)
-            self._apply(parts, logits)
+        for call in self._batches(self._plan()):
+            self._decode(call)
         self._publish()
+
+    def _decode(self, parts: list[_Part]) -> None:
+        """One Context.decode over the parts' tokens, then each part's outcome."""
+        tokens: list[int] = []
+        pos: list[int] = []
+        seqs: list[int] = []
+        rows: list[int] = []
+        for p in parts:
+            p.first_row = sum(rows)
+            tokens.extend(p.tokens)
+            pos.extend(range(p.slot.n, p.slot.n + len(p.tokens)))
+            seqs.extend([p.slot.seq] * len(p.tokens))
+            rows.extend(p.rows)
+        t0 = time.perf_counter()
+        try:
+            logits = self.ctx.decode(tokens, logits=rows, pos=pos, seq_ids=seqs)  # (n_rows, n_vocab)
+        except Exception as e:  # noqa: BLE001 - the cache is unchanged; these requests fail
+            log.exception("decode failed")
+            for p in parts:
+                self._end(p.slot, "error", f"the engine failed: {e}")
+            return
+        dt = time.perf_counter() - t0
+        self.cost.observe(len(tokens), dt)
+        self.totals.steps += 1
+        self.totals.step_tokens += len(tokens)
+        self.totals.step_seconds += dt
+        if self.observer is not None:
+            self.observer.on_step(len(tokens), dt)
+        self._apply(parts, logits)
 
     def _reap(self) -> None:
         """Cancelled requests end now; a running one's entries are freed at once."""
@@ -390,21 +406,10 @@ class Scheduler:
                 job.stats.n_prompt_cached += n - job.n_prompt_done
                 job.n_prompt_done = n
 
-    def _plan(self):
-        """The step's batch: decode tokens (and drafts), then prompt chunks."""
+    def _plan(self) -> list[_Part]:
+        """The step's tokens: each decoding request's pending token and draft, then prompt
+        chunks in arrival order, n_batch tokens at most."""
         parts: list[_Part] = []
-        tokens: list[int] = []
-        pos: list[int] = []
-        seqs: list[int] = []
-        rows: list[int] = []
-
-        def add(slot: Slot, toks: list[int], prefill: bool, want: list[int], drafts=()) -> None:
-            parts.append(_Part(slot, toks, sum(rows), prefill, list(drafts)))
-            tokens.extend(toks)
-            pos.extend(range(slot.n, slot.n + len(toks)))
-            seqs.extend([slot.seq] * len(toks))
-            rows.extend(want)
-
         busy = sorted(self.slots.busy(), key=lambda s: s.job.id)
         decoding = [s for s in busy if not s.job.prefilling]
         prefilling = [s for s in busy if s.job.prefilling]
@@ -415,35 +420,55 @@ class Scheduler:
             job = s.job
             drafts: list[int] = []
             if job.drafter is not None:
-                k = min(self.k_max, job.req.max_tokens - len(job.out) - 1, budget // 2)
+                k = min(self.k_max, job.req.max_tokens - len(job.out) - 1, budget // 2, self.invariant_batch - 1)
                 k = job.spec.draft_len(threshold, max(k, 0))
                 drafts = job.drafter.propose(job.text_tokens(), k)[:k]
                 budget -= len(drafts)
-            add(s, [job.pending, *drafts], False, [1] * (1 + len(drafts)), drafts)
-        planned: list[Slot] = []
+            parts.append(_Part(s, [job.pending, *drafts], [1] * (1 + len(drafts)), False, drafts))
+        planned: list[_Part] = []
         for s in prefilling:
             if budget <= 0:
                 break
             job = s.job
-            if self._computed_elsewhere(job, planned, parts):
+            if self._computed_elsewhere(job, planned):
                 continue
             chunk = job.req.prompt[job.n_prompt_done : job.n_prompt_done + budget]
             last = job.n_prompt_done + len(chunk) == len(job.req.prompt)
-            add(s, chunk, True, [0] * (len(chunk) - 1) + [1 if last else 0])
-            planned.append(s)
+            planned.append(_Part(s, chunk, [0] * (len(chunk) - 1) + [1 if last else 0], True))
             budget -= len(chunk)
-        return parts, tokens, pos, seqs, rows
+        return parts + planned
+
+    def _batches(self, parts: list[_Part]) -> list[list[_Part]]:
+        """The decode calls of a step: one on the CPU, where any batch up to n_batch keeps each
+        token's logits what they are alone. On a GPU only batches of up to `invariant_batch`
+        tokens do, and a prompt is computed by another kernel path: there each prompt chunk is a
+        call of its own (as in Model.generate), and the decode tokens go in calls of at most
+        invariant_batch tokens."""
+        if self.invariant_batch >= self.n_batch:
+            return [parts] if parts else []
+        calls: list[list[_Part]] = []
+        cur: list[_Part] = []
+        n = 0
+        for p in parts:
+            if p.prefill:
+                calls.append([p])
+                continue
+            if cur and n + len(p.tokens) > self.invariant_batch:
+                calls.append(cur)
+                cur, n = [], 0
+            cur.append(p)
+            n += len(p.tokens)
+        return ([cur] if cur else []) + calls
 
     @staticmethod
-    def _computed_elsewhere(job: Job, planned: list[Slot], parts: list[_Part]) -> bool:
+    def _computed_elsewhere(job: Job, planned: list[_Part]) -> bool:
         """Whether a prompt chunk planned for another slot in this step computes this prompt's
         next token (then this prompt waits a step and shares it)."""
         prompt = np.asarray(job.req.prompt, dtype=np.int32)
-        for p in parts:
-            if p.prefill and p.slot in planned:
-                after = np.concatenate([p.slot.tokens, np.asarray(p.tokens, dtype=np.int32)])
-                if min(common_prefix(after, prompt), len(prompt) - 1) > job.n_prompt_done:
-                    return True
+        for p in planned:
+            after = np.concatenate([p.slot.tokens, np.asarray(p.tokens, dtype=np.int32)])
+            if min(common_prefix(after, prompt), len(prompt) - 1) > job.n_prompt_done:
+                return True
         return False
 
     def _apply(self, parts: list[_Part], logits: np.ndarray) -> None:
