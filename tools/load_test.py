@@ -251,27 +251,21 @@ def spawn(kind: str, args) -> tuple[subprocess.Popen, str]:
         cmd += ["-t", str(args.threads), "-c", str(args.ctx), "--alias", "model"]
         cmd += ["--speculative"] if kind == "apls-spec" else []
     elif kind == "llama-cpp":
+        t, c = str(args.threads), str(args.ctx)
         cmd = [
             sys.executable,
             "-m",
             "llama_cpp.server",
             "--model",
             args.model,
-            "--port",
-            str(port),
             "--host",
             "127.0.0.1",
+            "--port",
+            str(port),
         ]
-        cmd += [
-            "--n_threads",
-            str(args.threads),
-            "--n_ctx",
-            str(args.ctx),
-            "--model_alias",
-            "model",
-            "--verbose",
-            "False",
-        ]
+        cmd += ["--n_threads", t, "--n_threads_batch", t, "--n_ctx", c, "--model_alias", "model", "--verbose", "False"]
+        # Queue concurrent requests: by default it ends the running stream when another arrives.
+        cmd += ["--interrupt_requests", "False"]
     else:
         sys.exit(f"load_test: unknown server kind {kind!r} (apls, apls-spec, llama-cpp)")
     log = open(f"{args.log_dir}/load_test_{kind}.log", "w")  # noqa: SIM115 - closed with the process
