@@ -111,8 +111,9 @@ void bind_model(py::module_& m) {
     m.def("cpu_isa", [] { return std::string(apls::cpu::kernels().isa); });
     m.def("cuda_compiled", &apls::cuda::compiled, "True when this build has the CUDA backend.");
     m.def("cuda_device_count", &apls::cuda::device_count, "Usable CUDA devices (0 without the backend or a GPU).");
-    m.def("physical_cores", &apls::cpu::physical_cores,
-          "Default worker threads: physical cores of the CPU affinity, capped by the cgroup CPU quota.");
+    m.def(
+        "physical_cores", [] { return apls::cpu::physical_cores(); },
+        "Default worker threads: physical cores of the CPU affinity, capped by the cgroup CPU quota.");
     m.def("cuda_describe", &apls::cuda::describe, "The CUDA device in use, or why CUDA is unavailable.");
 
     py::class_<Model, std::shared_ptr<Model>>(m, "Model")
