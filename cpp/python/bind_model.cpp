@@ -50,15 +50,22 @@ std::unique_ptr<Context> make_context(std::shared_ptr<Model> model, uint32_t n_c
 }
 
 // The forward of decode(tokens, pos=None, seq_ids=None, logits="last"|"all"|mask, attn=None,
-// mlp=None, group=None, head_rows=0); view: attention restricted to it, or nullptr.
+// mlp=None, group=None, head_rows=0, parent=None); view: attention restricted to it, or nullptr.
 void run_decode(Context& ctx, const I32Array& tokens, std::optional<I32Array> pos, std::optional<I32Array> seq_ids,
                 py::object logits, std::optional<U8Array> attn, std::optional<U8Array> mlp,
-                std::optional<I32Array> group, int32_t head_rows, const apls::KVView* view) {
+                std::optional<I32Array> group, int32_t head_rows, const apls::KVView* view,
+                std::optional<I32Array> parent = std::nullopt) {
     const std::vector<int32_t> tok = to_vec(tokens, "tokens");
     const int32_t n = static_cast<int32_t>(tok.size());
-    std::vector<int32_t> pv, sv;
+    std::vector<int32_t> pv, sv, par;
     std::vector<int8_t> lv;
-    apls_batch b{n, tok.data(), nullptr, nullptr, nullptr};
+    apls_batch b{n, tok.data(), nullptr, nullptr, nullptr, nullptr};
+    if (parent) {
+        par = to_vec(*parent, "parent");
+        if (static_cast<int32_t>(par.size()) != n)
+            apls::fail(APLS_STATUS_INVALID_ARGUMENT, "parent has ", par.size(), " entries for ", n, " tokens");
+        b.parent = par.data();
+    }
     if (pos) {
         pv = to_vec(*pos, "pos");
         if (static_cast<int32_t>(pv.size()) != n)
@@ -99,8 +106,8 @@ void run_decode(Context& ctx, const I32Array& tokens, std::optional<I32Array> po
 py::array_t<float> decode(Context& ctx, const I32Array& tokens, std::optional<I32Array> pos,
                           std::optional<I32Array> seq_ids, py::object logits, std::optional<U8Array> attn,
                           std::optional<U8Array> mlp, std::optional<I32Array> group, int32_t head_rows,
-                          const apls::KVView* view = nullptr) {
-    run_decode(ctx, tokens, pos, seq_ids, logits, attn, mlp, group, head_rows, view);
+                          const apls::KVView* view = nullptr, std::optional<I32Array> parent = std::nullopt) {
+    run_decode(ctx, tokens, pos, seq_ids, logits, attn, mlp, group, head_rows, view, parent);
     const int64_t rows = ctx.n_outputs(), n_vocab = ctx.model().hparams().n_vocab;
     py::array_t<float> out({rows, n_vocab});
     std::memcpy(out.mutable_data(), ctx.logits(), static_cast<size_t>(rows * n_vocab) * sizeof(float));
@@ -154,11 +161,14 @@ void bind_model(py::module_& m) {
             "decode",
             [](Context& ctx, const I32Array& tokens, std::optional<I32Array> pos, std::optional<I32Array> seq_ids,
                py::object logits, std::optional<U8Array> attn, std::optional<U8Array> mlp,
-               std::optional<I32Array> group,
-               int32_t head_rows) { return decode(ctx, tokens, pos, seq_ids, logits, attn, mlp, group, head_rows); },
+               std::optional<I32Array> group, int32_t head_rows, std::optional<I32Array> parent) {
+                return decode(ctx, tokens, pos, seq_ids, logits, attn, mlp, group, head_rows, nullptr, parent);
+            },
             py::arg("tokens"), py::arg("pos") = py::none(), py::arg("seq_ids") = py::none(), py::arg("logits") = "last",
             py::arg("attn") = py::none(), py::arg("mlp") = py::none(), py::arg("group") = py::none(),
-            py::arg("head_rows") = 0)
+            py::arg("head_rows") = 0, py::arg("parent") = py::none(),
+            "Forward pass; parent: a token tree of one sequence (parent batch index or -1 per token, "
+            "apls_batch.parent).")
         .def(
             "decode_greedy",
             [](Context& ctx, const I32Array& tokens, std::optional<I32Array> pos, std::optional<I32Array> seq_ids) {
@@ -208,6 +218,14 @@ void bind_model(py::module_& m) {
         .def(
             "kv_keep", [](Context& c, int32_t seq) { c.kv().keep(seq); }, py::arg("seq"))
         .def(
+            "kv_keep_path",
+            [](Context& c, int32_t seq, int32_t n_keep, const I32Array& entries) {
+                const std::vector<int32_t> e = to_vec(entries, "entries");
+                c.kv().keep_path(seq, n_keep, e.data(), static_cast<int32_t>(e.size()));
+            },
+            py::arg("seq"), py::arg("n_keep"), py::arg("entries"),
+            "After a tree decode: keep entries [0, n_keep) and the accepted path `entries` (apls_kv_seq_keep_path).")
+        .def(
             "kv_clear_seq", [](Context& c, int32_t seq) { c.kv().clear_seq(seq); }, py::arg("seq"))
         .def("kv_pos_min",
              [](const Context& c, int32_t seq) {
@@ -252,15 +270,15 @@ void bind_model(py::module_& m) {
             [](Context& ctx, const I32Array& tokens, std::optional<I32Array> pos, std::optional<I32Array> seq_ids,
                py::object logits, std::optional<U8Array> attn, std::optional<U8Array> mlp,
                std::optional<I32Array> group, int32_t head_rows, int32_t n_sink, int32_t n_window,
-               std::optional<I32Array> positions) {
+               std::optional<I32Array> positions, std::optional<I32Array> parent) {
                 apls::KVView view;
                 view.n_sink = n_sink;
                 view.n_window = n_window;
                 if (positions) view.positions = to_vec(*positions, "positions");
-                return decode(ctx, tokens, pos, seq_ids, logits, attn, mlp, group, head_rows, &view);
+                return decode(ctx, tokens, pos, seq_ids, logits, attn, mlp, group, head_rows, &view, parent);
             },
             py::arg("tokens"), py::arg("pos") = py::none(), py::arg("seq_ids") = py::none(), py::arg("logits") = "last",
             py::arg("attn") = py::none(), py::arg("mlp") = py::none(), py::arg("group") = py::none(),
             py::arg("head_rows") = 0, py::arg("n_sink") = 0, py::arg("n_window") = -1,
-            py::arg("positions") = py::none());
+            py::arg("positions") = py::none(), py::arg("parent") = py::none());
 }
