@@ -11,6 +11,7 @@ set(APLS_SOURCES
   cpp/src/hparams.cpp
   cpp/src/model.cpp
   cpp/src/kv_cache.cpp
+  cpp/src/batch.cpp
   cpp/src/context.cpp
   cpp/src/rope.cpp
   cpp/src/forward.cpp
@@ -62,6 +63,7 @@ set(APLS_PYTHON_SOURCES
   cpp/python/bind_gguf.cpp
   cpp/python/bind_kernels.cpp
   cpp/python/bind_model.cpp
+  cpp/python/bind_plan.cpp
   cpp/python/bind_vocab.cpp
   cpp/python/bind_speculative.cpp
   cpp/python/bind_sampling.cpp
