@@ -155,7 +155,7 @@ class Scheduler:
             n_seq_max=n_slots,
             kv_block_size=kv_block_size,
         )
-        self.n_batch = min(n_batch, n_slots * per_seq)
+        self.n_batch = self.ctx.n_batch
         # Tokens per call whose logits are each what they are alone: every batch on the CPU; on
         # CUDA 16 (Context::max_invariant_batch in C++, which Python cannot read yet).
         self.invariant_batch = self.n_batch if model.device == "cpu" else 16
