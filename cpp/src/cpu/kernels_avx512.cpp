@@ -29,6 +29,7 @@ namespace apls::cpu {
 namespace {
 
 constexpr int SUB = 4;
+constexpr int64_t kBatchMin = 4;  // tokens from which matmul_q_batch takes the batch
 #include "cpu/kernels_x86.inc"
 
 inline float hsum(__m512 v) {
