@@ -48,7 +48,11 @@ __host__ __device__ constexpr int float_rows_per_block(int T) { return T == 1 ? 
 // Quantized kernels, rows per warp (a block has kWarps warps): the same trade, but two for 16
 // tokens, where four would hold 64 accumulators per thread (verify of 9 tokens on a 7B Q4_0:
 // 2.81x -> 2.57x of one token with the L1 bypass, docs/BENCHMARKS.md).
-__host__ __device__ constexpr int q_rows_per_warp(int T) { return T == 1 ? 1 : T == 2 || T == 16 ? 2 : 4; }
+// Units of several sub-blocks (S = 2, 4: the K-quants) already hold 16-32 weight registers per
+// row: one row per warp (with four, the Q6_K batch kernels spilled).
+__host__ __device__ constexpr int q_rows_per_warp(int T, int S = 1) {
+    return S > 1 || T == 1 ? 1 : T == 2 || T == 16 ? 2 : 4;
+}
 
 // This block's job and first row (rows r .. r + R - 1). The block's kWarps warps split the row
 // (split-K): warp w takes units w*32 + lane, + kWarps*32, ...; their sums are added in warp order.
@@ -347,9 +351,9 @@ __global__ void __launch_bounds__(kWarps * 32) matvec_q1(Jobs jobs, int n_tok) {
 // loaded once for all tokens.
 template <int TY, int T>
 __global__ void __launch_bounds__(kWarps * 32) matvec_q(Jobs jobs, int n_tok) {
-    constexpr int R = q_rows_per_warp(T);
     constexpr int S = unit_subs<TY>();
-    constexpr int kUnroll = S == 1 ? 4 : 2;  // the K-quant units hold 2-4 times the registers
+    constexpr int R = q_rows_per_warp(T, S);
+    constexpr int kUnroll = S == 1 ? 4 : S == 2 ? 2 : 1;  // the K-quant units hold 2-4 times the registers
     pdl_trigger();
     const int lane = threadIdx.x & 31;
     int64_t r0;
@@ -552,6 +556,12 @@ __global__ void matvec_scalar(int type, Jobs jobs, int n_tok) {
     store<T, 1>(acc, n_tok, r, job->rows, job->y, job->ldy, job->accumulate);
 }
 
+int subs_of(TensorType t) {
+    return t == TensorType::Q4_K || t == TensorType::Q5_K ? unit_subs<12>()
+           : t == TensorType::Q6_K                        ? unit_subs<14>()
+                                                          : 1;
+}
+
 // Quantized rows of ggml type TY: matvec_q1 for one token, matvec_q for batches.
 template <int TY, int T>
 void launch_q(dim3 grid, dim3 block, cudaStream_t stream, const Jobs& jobs, int n_tok) {
@@ -564,7 +574,7 @@ void launch(TensorType type, Jobs jobs, int n_tok, bool vec, cudaStream_t stream
     // Blocks per job for the kernel that will run (rows per warp differ between kernels).
     const bool scalar = !is_quantized(type) && !vec;
     const bool tc = type == TensorType::F16 && vec && f16_on_tensor_cores();
-    const int64_t rows_per_block = is_quantized(type) ? kWarps * q_rows_per_warp(T)
+    const int64_t rows_per_block = is_quantized(type) ? kWarps * q_rows_per_warp(T, subs_of(type))
                                    : scalar           ? 1
                                    : tc               ? kTcBlockRows
                                                       : float_rows_per_block(T);
