@@ -16,6 +16,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "cpu/kernels.h"
@@ -269,49 +270,18 @@ void row_tokens(const uint8_t* w, const uint8_t* act, int64_t stride, int64_t nb
     for (int t = 0; t < NT; ++t) y[t * ldy] = hsum(acc[t]);
 }
 
-// Batches: per block of kBatchTokens tokens (their activations stay in L2), every row decoded
-// once per kBatchTile tokens.
-constexpr int kBatchTile = 8;
+// Batches: per block of kBatchTokens tokens (their activations stay in L1/L2), every row
+// decoded once per tile of up to 8 tokens (with_tile).
 constexpr int64_t kBatchTokens = 8;
 
 template <TensorType T>
 void matmul_q_batch(const uint8_t* w, uint64_t rb, int64_t nb, const uint8_t* act, int64_t stride, int64_t n_tok,
                     float* y, int64_t ldy, int64_t r0, int64_t r1) {
-    for (int64_t t0 = 0; t0 < n_tok; t0 += kBatchTokens) {
-        const int64_t te = std::min(n_tok, t0 + kBatchTokens);
-        for (int64_t r = r0; r < r1; ++r)
-            for (int64_t t = t0; t < te; t += kBatchTile) {
-                const uint8_t* at = act + t * stride;
-                const uint8_t* wr = w + r * rb;
-                float* yt = y + t * ldy + r;
-                switch (std::min<int64_t>(kBatchTile, te - t)) {
-                    case 1:
-                        row_tokens<T, 1>(wr, at, stride, nb, yt, ldy);
-                        break;
-                    case 2:
-                        row_tokens<T, 2>(wr, at, stride, nb, yt, ldy);
-                        break;
-                    case 3:
-                        row_tokens<T, 3>(wr, at, stride, nb, yt, ldy);
-                        break;
-                    case 4:
-                        row_tokens<T, 4>(wr, at, stride, nb, yt, ldy);
-                        break;
-                    case 5:
-                        row_tokens<T, 5>(wr, at, stride, nb, yt, ldy);
-                        break;
-                    case 6:
-                        row_tokens<T, 6>(wr, at, stride, nb, yt, ldy);
-                        break;
-                    case 7:
-                        row_tokens<T, 7>(wr, at, stride, nb, yt, ldy);
-                        break;
-                    default:
-                        row_tokens<T, 8>(wr, at, stride, nb, yt, ldy);
-                        break;
-                }
-            }
-    }
+    for (int64_t t0 = 0; t0 < n_tok; t0 += kBatchTokens)
+        with_tile(std::min(kBatchTokens, n_tok - t0), [&](auto nt) {
+            for (int64_t r = r0; r < r1; ++r)
+                row_tokens<T, nt>(w + r * rb, act + t0 * stride, stride, nb, y + t0 * ldy + r, ldy);
+        });
 }
 
 // ---- float weights ----
