@@ -235,7 +235,12 @@ class Model:
     """
 
     def __init__(self, path: str, n_ctx: int = 0, n_threads: int = 0, use_mmap: bool = True, device: str = "auto"):
-        self._model = _core.Model(str(path), use_mmap, device)
+        try:
+            self._model = _core.Model(str(path), use_mmap, device)
+        except (_core.FileError, _core.FormatError, _core.UnsupportedError) as e:
+            if str(path) in str(e):
+                raise
+            raise type(e)(f"{path}: {e}") from None  # which file, for whoever reads the message
         self.path = str(path)
         self.n_ctx = n_ctx
         self.n_threads = n_threads
