@@ -20,8 +20,8 @@ class Runner:
 
     name: str
     reset: Callable[[], None]
-    prefill: Callable[[np.ndarray], None]
-    decode_one: Callable[[int], None]
+    prefill: Callable[[np.ndarray], object]
+    decode_one: Callable[[int], object]
     n_threads: int = 0
     pp: list[float] = field(default_factory=list)  # tokens/s per repetition
     tg: list[float] = field(default_factory=list)

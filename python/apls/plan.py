@@ -135,15 +135,11 @@ def _layers(plan: Plan, n_layer: int) -> _core.Plan:
 
 
 def _ranges(xs: Sequence[int]) -> str:
-    out, start, prev = [], None, None
+    """ "1-3,7" for [1, 2, 3, 7]."""
+    runs: list[list[int]] = []  # [first, last] of each run of consecutive numbers
     for x in sorted(xs):
-        if start is None:
-            start = prev = x
-        elif x == prev + 1:
-            prev = x
+        if runs and x == runs[-1][1] + 1:
+            runs[-1][1] = x
         else:
-            out.append(f"{start}-{prev}" if start != prev else f"{start}")
-            start = prev = x
-    if start is not None:
-        out.append(f"{start}-{prev}" if start != prev else f"{start}")
-    return ",".join(out)
+            runs.append([x, x])
+    return ",".join(f"{a}-{b}" if a != b else f"{a}" for a, b in runs)
