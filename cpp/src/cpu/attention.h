@@ -1,4 +1,4 @@
-// cpu/attention.h — causal attention of one query head over a sequence's cached entries.
+// cpu/attention.h — causal attention of a group of query heads over a sequence's cached entries.
 #pragma once
 
 #include <cstdint>
@@ -8,27 +8,21 @@
 
 namespace apls::cpu {
 
-// out (hd) = sum_j softmax_j(q . K_j * scale) V_j over the entries j of `seq` in `layer` whose
-// position is in [0, pos_q] and that `view` shows (nullptr = every entry; see KVView).
+// For each of n_q query heads that share one KV head (GQA): out (hd) = sum_j softmax_j(q . K_j
+// * scale) V_j over the entries j of `seq` in `layer` whose position is in [0, pos_q] and that
+// `view` shows (nullptr = every entry; see KVView). q and out are (n_q, hd), head r at
+// q + r * hd; kv_off: offset of the KV head inside a cached row.
 // Entries are visited in block-table order, so the result for a query does not depend on what
-// else is in the batch, nor on whether a view hides other entries.
+// else is in the batch, nor on whether a view hides other entries. Each K/V row is loaded once
+// for all n_q heads, entries are processed as runs of consecutive slots (a block at a time),
+// scores, exp and the weighted sum are vectorised (KernelTable::attn_*). A head's result
+// depends only on its visible entries in block-table order, never on n_q, on which other heads
+// share the call, or on how entries fall into blocks, so tasks may group heads freely without
+// breaking batch invariance.
 // Cost: proportional to the visible entries, not to the sequence's length. For a sorted
 // sequence (kv_cache.h) the visible entries are found as index ranges: binary searches for the
 // causal bound and the sink/window bounds, one (usually O(1)) lookup per listed position.
-// Unsorted sequences fall back to testing every entry.
-// q: (hd), the query head; kv_off: offset of the KV head inside a cached row;
-// scores: scratch of at least kv.seq_len(seq) floats.
-void attend(const KernelTable& kt, const KVCache& kv, int32_t layer, int32_t seq, int32_t pos_q, const float* q,
-            int64_t kv_off, int64_t hd, float scale, float* scores, float* out, const KVView* view = nullptr);
-
-// The same attention for n_q query heads that share one KV head (GQA): q and out are
-// (n_q, hd), head r at q + r * hd. Each K/V row is loaded once for all n_q heads, entries are
-// processed as runs of consecutive slots (a block at a time), scores, exp and the weighted sum
-// are vectorised (KernelTable::attn_*). A head's result depends only on its visible entries in
-// block-table order, never on n_q, on which other heads share the call, or on how entries fall
-// into blocks, so tasks may group heads freely without breaking batch invariance. Results
-// match attend() within float rounding (different summation order and exp).
-// Scratch is per thread (grown as needed).
+// Unsorted sequences fall back to testing every entry. Scratch is per thread (grown as needed).
 void attend_group(const KernelTable& kt, const KVCache& kv, int32_t layer, int32_t seq, int32_t pos_q, const float* q,
                   int64_t n_q, int64_t kv_off, int64_t hd, float scale, float* out, const KVView* view = nullptr);
 
