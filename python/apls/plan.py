@@ -87,13 +87,6 @@ class Plan:
             json.dump({**self.to_dict(), **extra}, f, indent=2)
             f.write("\n")
 
-    @property
-    def is_full(self) -> bool:
-        return not (self.skip_attn or self.skip_mlp or self.groups or self.head_rows)
-
-    def n_skipped(self) -> int:
-        return len(self.skip_attn) + len(self.skip_mlp)
-
     def layers(self, n_layer: int) -> _core.Plan:
         """The plan as the engine runs it (`apls._core.Plan`: per-layer switches for a model of
         n_layer layers), built once per (plan, n_layer): the controller asks every round.
