@@ -28,6 +28,7 @@ if [ "${1:-}" = "--quick" ]; then
     cmake --preset dev -DPython_EXECUTABLE="$TEST_PY" > /dev/null
     cmake --build --preset dev -j "$JOBS"
     ctest --preset dev -j "$JOBS"
+    export APLS_BUILD_DIR=$PWD/build/dev   # tests/test_native.py installs the C library from it
     PYTHONPATH=python APLS_EXT_DIR="$PWD/build/dev" "$TEST_PY" -m pytest -q -m "not slow" "$@"   # testpaths: tests/
     exit
 fi
@@ -50,5 +51,7 @@ cmake --preset asan > /dev/null
 cmake --build --preset asan -j "$JOBS"
 ctest --preset asan -j "$JOBS"
 
-# The package installed in the venv is the one under test (python/ is not on the path).
+# The package installed in the venv is the one under test (python/ is not on the path);
+# tests/test_native.py installs the C library from the asan build instead of building its own.
+export APLS_BUILD_DIR=$PWD/build/asan
 "$TEST_PY" -m pytest -q "$@"   # testpaths: tests/
