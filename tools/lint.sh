@@ -7,8 +7,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . tools/test_venv.sh
-# mypy resolves the package's imports: the runtime dependencies too.
-test_venv_pip "ruff==0.17.6" "clang-format==23.1.5" "mypy==2.4.1" "numpy>=1.24" "gguf>=0.10" "jinja2>=3.1" "tqdm>=4.60"
+# mypy resolves the package's imports: the runtime dependencies and the server extra too.
+test_venv_pip "ruff==0.17.6" "clang-format==23.1.5" "mypy==2.4.1" "numpy>=1.24" "gguf>=0.10" "jinja2>=3.1" "tqdm>=4.60" \
+    "fastapi>=0.110" "uvicorn>=0.29" "sse-starlette>=2.1" "prometheus-client>=0.20" "pydantic>=2.6"
 # The clang-format wheel installs a script beside the interpreter, not a runnable module.
 CLANG_FORMAT=$(dirname "$TEST_PY")/clang-format
 

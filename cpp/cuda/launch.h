@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "cuda/cuda_common.h"
+#include "visibility.h"
 
 namespace apls::cuda {
 
@@ -32,7 +33,7 @@ bool f16_on_tensor_cores();
 // y (t, ldy) [+]= x (t, k) · W^T for t <= kMaxMatvecTokens: every weight is read once for the
 // whole batch, and each (token, row) result is computed by the same operations whatever t is
 // (batch invariance: a token's result is bit-identical alone or in a verify batch).
-// Float weights read x; quantized weights (Q8_0, Q4_0, Q4_1) read xq = quantize_q8(x) and use
+// Float weights read x; quantized weights (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K) read xq = quantize_q8(x) and use
 // int8 dot products (dp4a) per block, as the CPU kernels do.
 void matvec(const DeviceWeight& w, int64_t rows, const float* x, const QActs& xq, int n_tok, float* y, int64_t ldy,
             bool accumulate, cudaStream_t stream);
@@ -48,7 +49,8 @@ struct MatvecJob {
 };
 void matvec_multi(const MatvecJob* jobs, int n_jobs, int n_tok, cudaStream_t stream);
 inline bool is_quantized(TensorType t) {
-    return t == TensorType::Q8_0 || t == TensorType::Q4_0 || t == TensorType::Q4_1;
+    return t == TensorType::Q8_0 || t == TensorType::Q4_0 || t == TensorType::Q4_1 || t == TensorType::Q5_0 ||
+           t == TensorType::Q5_1 || t == TensorType::Q4_K || t == TensorType::Q5_K || t == TensorType::Q6_K;
 }
 
 // Embedding lookup: x[i] = dequantize(table row tokens[i]) for i < n_tok.
@@ -96,8 +98,9 @@ void argmax_rows(float* logits, int m, int n_vocab, int n_valid, int32_t* ids, f
 // cut into fixed splits of kAttnSplit entries, each scored by one thread block, then merged).
 // The split size is fixed, so a token's result depends only on its own entries, not on the
 // batch. Per token i: its sequence's entries are entry_slot/entry_pos[off[i] .. off[i] + n_end[i]);
-// an entry is seen when its position <= pos[i] and (index >= n_old[i], or no view, or the view
-// keeps it: explicit views through mask[off[i] + j], else position < n_sink or > pos - n_window).
+// which of them it sees is visibility.h's rule (attention_visible.cuh): causal, the view on the
+// entries before index n_old[i] (explicit views through view_mask[off[i] + j]), a tree's
+// ancestors (anc[i]) among the call's own entries.
 constexpr int kAttnSplit = 64;
 constexpr int kMaxAttentionHeadDim = 128;  // head dimensions: multiples of 8 up to this
 struct AttentionArgs {
@@ -108,12 +111,13 @@ struct AttentionArgs {
     bool kv_f16;
     const int32_t* entry_slot;
     const int32_t* entry_pos;
-    const uint8_t* view_mask;  // explicit view, or nullptr
+    const uint8_t* view_mask;  // explicit view: 1 = the entry is listed; or nullptr
     const int32_t* off;
     const int32_t* n_end;
-    const int32_t* n_old;  // nullptr = no view
+    const int32_t* n_old;  // (t) entries held before the call; nullptr: 0 (no view and no tree)
+    const uint64_t* anc;   // (t) tree batch: ancestors-and-self masks; nullptr: a causal batch
     const int32_t* pos;
-    int32_t n_sink, n_window;
+    ViewRule view;         // the view of the entries before n_old (view.on = false: none)
     int n_tok, n_head, n_head_kv, head_dim;
     int max_splits;  // grid size: splits of the longest possible sequence (graph capture)
     float* part_acc;  // (t, n_head, max_splits, hd) scratch
