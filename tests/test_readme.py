@@ -9,6 +9,8 @@ How each command line is run (from a scratch directory holding `tests/` and a `p
   itself is tested on a tiny model (test_speculative.py::test_offline_search_skips_the_redundant_layers),
   and `plan.json` here is a plan file of tools/plans/ standing in for its output;
 - `apls chat` reads an empty standard input (it leaves at once, as after Ctrl-D);
+- `apls serve` runs on a free port (`--port` added) until it answers `GET /v1/models` with the
+  default model and `GET /health`, then is stopped (SIGTERM) and must shut down cleanly;
 - without a GPU, `-d cuda` must fail with a message about CUDA; without llama-cpp-python,
   `--vs-llama-cpp` must fail saying to install it;
 - `apls convert <repo id>` reads a tiny checkpoint placed under that id in a scratch Hugging Face
@@ -20,12 +22,17 @@ The `pip install` steps of the quick start are what tools/test.sh does before ru
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import re
 import shlex
 import shutil
+import signal
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -98,6 +105,44 @@ def fake_hub_checkpoint(tmp: Path, repo: str) -> None:
     (snap.parents[1] / "refs" / "main").write_text("0" * 40)
 
 
+def serve_briefly(run: list[str], cwd: Path, env: dict[str, str]) -> None:
+    """Start an `apls serve` line on a free port, check that it serves, stop it."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "apls", *run[1:], "--port", str(port)],
+        cwd=cwd,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            assert proc.poll() is None, f"{run} exited: {proc.communicate()[1][-2000:]}"
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=5) as r:
+                    models = json.load(r)
+                break
+            except OSError:
+                assert time.monotonic() < deadline, f"{run} did not answer within 300 s"
+                time.sleep(0.5)
+        assert [m["id"] for m in models["data"]] == ["SmolLM2-135M-Instruct.Q4_1"], models
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as r:
+            assert r.status == 200
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    # A graceful stop: uvicorn finishes its shutdown, then exits by the signal it got (as recent
+    # versions do, so that a supervisor sees why it ended).
+    said = f"{run}\n{err[-2000:]}"
+    assert proc.returncode in (0, -signal.SIGTERM) and "Traceback" not in err, said
+    assert "Application shutdown complete" in err, said
+
+
 def test_python_snippet_runs_as_written(tmp_path):
     (snippet,) = [b for b in blocks("python") if b.startswith("import apls\n")]
     r = subprocess.run(
@@ -130,6 +175,9 @@ def test_cli_lines_run_as_written(tmp_path):
         if argv[1] == "convert":
             fake_hub_checkpoint(tmp_path, argv[2])
         run = shortened(argv)
+        if argv[1] == "serve":
+            serve_briefly(run, tmp_path, env)
+            continue
         r = subprocess.run(
             [sys.executable, "-m", "apls", *run[1:]],
             cwd=tmp_path,
