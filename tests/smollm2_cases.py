@@ -21,7 +21,15 @@ def chat_ids(model, text):
     return model.tokenize(model.chat_prompt([{"role": "user", "content": text}]), add_special=False, parse_special=True)
 
 
+_PLAIN: dict = {}  # (file, device, prompt ids, n) -> tokens: every plan is checked against the same runs
+
+
 def plain_greedy(model, ids, n):
-    """n tokens of plain greedy decoding after ids (end of generation ignored)."""
-    ctx = model.context(n_ctx=512)
-    return list(generate_tokens(ctx, ids, n, _core.Sampler(temperature=0.0), ignore_eos=True))
+    """n tokens of plain greedy decoding after ids (end of generation ignored). Computed once per
+    (model file, device, prompt, n) in a test session: the reference does not change between the
+    plans a test compares with it."""
+    key = (model.path, model.device, tuple(int(t) for t in ids), n)
+    if key not in _PLAIN:
+        ctx = model.context(n_ctx=512)
+        _PLAIN[key] = list(generate_tokens(ctx, ids, n, _core.Sampler(temperature=0.0), ignore_eos=True))
+    return list(_PLAIN[key])

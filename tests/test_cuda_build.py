@@ -1,6 +1,7 @@
 """The CUDA backend where no GPU is usable (CI): it is compiled when asked for, and asking for the
 GPU is a clear error that leaves the CPU path working."""
 
+import ctypes
 import os
 
 import numpy as np
@@ -16,6 +17,23 @@ def test_cuda_backend_compiled_when_requested():
         pytest.skip("APLS_CUDA=ON not requested for this build")
     assert _core.cuda_compiled()
     assert _core.cuda_describe().startswith("CUDA")
+
+
+def _has_nvidia_driver() -> bool:
+    try:
+        ctypes.CDLL("libcuda.so.1")
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _core.cuda_compiled(), reason="this build has no CUDA backend")
+@pytest.mark.skipif(_has_nvidia_driver(), reason="the NVIDIA driver is installed here")
+def test_no_driver_is_not_called_an_old_driver():
+    # Without libcuda the static runtime reports cudaErrorInsufficientDriver ("CUDA driver version
+    # is insufficient"), which sends users looking for a driver update: the message says no driver.
+    msg = _core.cuda_describe()
+    assert "no GPU driver" in msg and "insufficient" not in msg and "too old" not in msg, msg
 
 
 @pytest.mark.skipif(_core.cuda_device_count() > 0, reason="a GPU is usable here: tests/test_cuda.py runs instead")

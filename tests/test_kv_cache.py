@@ -431,6 +431,7 @@ def test_view_restricts_attention_and_appends(smol):
     assert np.array_equal(c, e.decode([43]))
 
 
+@pytest.mark.slow
 def test_streaming_generates_past_the_window(smol):
     """SmolLM2 in a 256-token cache generates 1,000 greedy tokens with make_room (4 sinks).
 

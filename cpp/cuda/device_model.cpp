@@ -56,14 +56,32 @@ int device_count() {
     return n;
 }
 
+namespace {
+// Why no device is usable, in the user's terms. The statically linked runtime reports a machine
+// without the NVIDIA driver (no libcuda) as cudaErrorInsufficientDriver, "CUDA driver version is
+// insufficient": driver version 0 tells that case from a driver that is really too old.
+std::string unavailable(cudaError_t e) {
+    int driver = 0, runtime = 0;
+    cudaDriverGetVersion(&driver);
+    cudaRuntimeGetVersion(&runtime);
+    cudaGetLastError();
+    auto version = [](int v) { return str(v / 1000, ".", v % 1000 / 10); };
+    if (e == cudaErrorNoDevice) return "CUDA: no GPU (the NVIDIA driver found no device)";
+    if (driver == 0)
+        return "CUDA: no GPU driver (no NVIDIA driver is installed: no NVIDIA GPU here, or its driver missing)";
+    if (e == cudaErrorInsufficientDriver)
+        return str("CUDA: the NVIDIA driver is too old (it supports CUDA ", version(driver), ", this build needs ",
+                   version(runtime), "): update the driver");
+    return str("CUDA: unavailable (", cudaGetErrorName(e), ": ", cudaGetErrorString(e), "; driver CUDA ",
+               version(driver), ", runtime ", version(runtime), ")");
+}
+}  // namespace
+
 std::string describe() {
     int n = 0;
     const cudaError_t e = cudaGetDeviceCount(&n);
-    if (e != cudaSuccess) {
-        cudaGetLastError();
-        return std::string("CUDA: unavailable (") + cudaGetErrorString(e) + ")";
-    }
-    if (n == 0) return "CUDA: no device";
+    if (e != cudaSuccess) return unavailable(e);
+    if (n == 0) return "CUDA: no GPU (the NVIDIA driver found no device)";
     cudaDeviceProp p{};
     if (cudaGetDeviceProperties(&p, chosen_device()) != cudaSuccess) return "CUDA: cannot query device";
     return str("CUDA: ", p.name, " (sm_", p.major, p.minor, ", ", p.totalGlobalMem >> 20, " MiB, ",

@@ -63,7 +63,7 @@ void rms_norm(const float* x, const int32_t* rows, const float* w, float* y, int
 
 // RoPE (adjacent pairs of the first n_rot dims of each head, theta_i = pos * freq_scale *
 // inv_freq[i], inv_freq = rope_inv_freq(...)) on q (t, n_head*hd) and k (t, n_kv*hd) in place, then K and V of token i
-// are stored at KV slot slots[i], layer `layer` (layout: see kv_store.h).
+// are stored at KV slot slots[i], layer `layer` (layout: slot-major, CudaRunner::kv_ in runner.cpp).
 struct RopeStoreArgs {
     float* q;
     float* k;

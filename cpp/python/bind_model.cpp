@@ -188,16 +188,20 @@ void bind_model(py::module_& m) {
         .def_property_readonly("n_ctx", [](const Context& c) { return c.params().n_ctx; })
         .def_property_readonly("n_batch", [](const Context& c) { return c.params().n_batch; })
         .def_property_readonly("n_threads", [](Context& c) { return c.pool().size(); })
-        .def("kv_seq_len",
-             [](const Context& c, int32_t seq) {
-                 if (!c.kv().valid_seq(seq)) apls::fail(APLS_STATUS_INVALID_ARGUMENT, "unknown sequence ", seq);
-                 return c.kv().seq_len(seq);
-             })
-        .def("kv_truncate",
-             [](Context& c, int32_t seq, int32_t n) {
-                 if (!c.kv().valid_seq(seq)) apls::fail(APLS_STATUS_INVALID_ARGUMENT, "unknown sequence ", seq);
-                 c.kv().truncate(seq, n);
-             })
+        .def(
+            "kv_seq_len",
+            [](const Context& c, int32_t seq) {
+                if (!c.kv().valid_seq(seq)) apls::fail(APLS_STATUS_INVALID_ARGUMENT, "unknown sequence ", seq);
+                return c.kv().seq_len(seq);
+            },
+            py::arg("seq"))
+        .def(
+            "kv_truncate",
+            [](Context& c, int32_t seq, int32_t n) {
+                if (!c.kv().valid_seq(seq)) apls::fail(APLS_STATUS_INVALID_ARGUMENT, "unknown sequence ", seq);
+                c.kv().truncate(seq, n);
+            },
+            py::arg("seq"), py::arg("n"))
         .def("kv_clear", [](Context& c) { c.kv().clear(); })
         // ---- KV cache operations (kv_cache.h; Python facade: apls/kv.py) ----
         .def(
@@ -219,23 +223,29 @@ void bind_model(py::module_& m) {
             "After a tree decode: keep entries [0, n_keep) and the accepted path `entries` (apls_kv_seq_keep_path).")
         .def(
             "kv_clear_seq", [](Context& c, int32_t seq) { c.kv().clear_seq(seq); }, py::arg("seq"))
-        .def("kv_pos_min",
-             [](const Context& c, int32_t seq) {
-                 if (!c.kv().valid_seq(seq)) apls::fail(APLS_STATUS_INVALID_ARGUMENT, "unknown sequence ", seq);
-                 return c.kv().seq_pos_min(seq);
-             })
-        .def("kv_pos_max",
-             [](const Context& c, int32_t seq) {
-                 if (!c.kv().valid_seq(seq)) apls::fail(APLS_STATUS_INVALID_ARGUMENT, "unknown sequence ", seq);
-                 return c.kv().seq_pos_max(seq);
-             })
-        .def("kv_positions",
-             [](const Context& c, int32_t seq) {  // positions in entry order (debug)
-                 if (!c.kv().valid_seq(seq)) apls::fail(APLS_STATUS_INVALID_ARGUMENT, "unknown sequence ", seq);
-                 std::vector<int32_t> p(c.kv().seq_len(seq));
-                 for (int32_t j = 0; j < static_cast<int32_t>(p.size()); ++j) p[j] = c.kv().entry_pos(seq, j);
-                 return p;
-             })
+        .def(
+            "kv_pos_min",
+            [](const Context& c, int32_t seq) {
+                if (!c.kv().valid_seq(seq)) apls::fail(APLS_STATUS_INVALID_ARGUMENT, "unknown sequence ", seq);
+                return c.kv().seq_pos_min(seq);
+            },
+            py::arg("seq"))
+        .def(
+            "kv_pos_max",
+            [](const Context& c, int32_t seq) {
+                if (!c.kv().valid_seq(seq)) apls::fail(APLS_STATUS_INVALID_ARGUMENT, "unknown sequence ", seq);
+                return c.kv().seq_pos_max(seq);
+            },
+            py::arg("seq"))
+        .def(
+            "kv_positions",
+            [](const Context& c, int32_t seq) {  // positions in entry order (debug)
+                if (!c.kv().valid_seq(seq)) apls::fail(APLS_STATUS_INVALID_ARGUMENT, "unknown sequence ", seq);
+                std::vector<int32_t> p(c.kv().seq_len(seq));
+                for (int32_t j = 0; j < static_cast<int32_t>(p.size()); ++j) p[j] = c.kv().entry_pos(seq, j);
+                return p;
+            },
+            py::arg("seq"))
         .def("kv_block_tables",
              [](const Context& c) {  // debug: every sequence's block table
                  std::vector<std::vector<int32_t>> t;

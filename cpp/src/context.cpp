@@ -85,7 +85,6 @@ Context::Context(const Model& model, const apls_context_params& params)
     s.acc.resize(t * hp.n_embd);
     s.xq.resize(t * wide / QK + 1);
     s.rope.resize(t * hp.n_rot);
-    s.scores.resize(static_cast<size_t>(pool_.size()) * kv_.capacity());
     s.slots.resize(t);
     s.out_rows.reserve(t);
     if (model.device() == Device::CUDA) runner_ = cuda::make_runner(*this);

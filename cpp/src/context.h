@@ -36,7 +36,6 @@ struct Scratch {
     std::vector<float> x0, acc;  // (t, d) a parallel group's input and summed layer deltas
     std::vector<cpu::BlockQ8A> xq;  // (t, max(d, f, q) / 32) quantized activations
     std::vector<float> rope;     // (t, n_rot) cos/sin per token
-    std::vector<float> scores;   // (n_threads, c) attention scores
     std::vector<int64_t> slots;  // (t) KV slots of the batch's tokens
     std::vector<int32_t> out_rows;  // (<= t) batch rows that asked for logits
 };

@@ -120,49 +120,29 @@ void Forward::attend(int32_t l) {
     KVCache& kv = ctx.kv();
     const int32_t group = hp.n_head / hp.n_head_kv;
     const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-    // APLS_ATTN_LEGACY=1: the per-(token, head) path with one dot_kv/axpy_kv call per entry
-    // (kept for benchmarks; results differ from the grouped path only by float rounding).
-    static const bool legacy = [] {
-        const char* e = std::getenv("APLS_ATTN_LEGACY");
-        return e && e[0] == '1';
-    }();
-    if (legacy) {
-        const int64_t n_tasks = static_cast<int64_t>(n) * hp.n_head;
-        const size_t cap = kv.capacity();
-        pool.run([&](int ith, int nth) {
-            int64_t b, e;
-            cpu::split_range(n_tasks, ith, nth, 1, &b, &e);
-            for (int64_t t = b; t < e; ++t) {
-                const int32_t i = static_cast<int32_t>(t / hp.n_head), h = static_cast<int32_t>(t % hp.n_head);
-                cpu::attend(kt, kv, l, batch.seq[i], vis, vis.query(batch, i), s.q.data() + i * qd + h * hd,
-                            (h / group) * hd, hd, scale, s.scores.data() + ith * cap, s.h.data() + i * qd + h * hd);
-            }
-        });
-    } else {
-        // One task per (token, KV head, part of its group): the query heads of a part share
-        // each K/V load. Groups are split into parts only when there are fewer (token, KV
-        // head) units than threads: every part reads the group's K/V again, and long-context
-        // decode is bound by memory bandwidth (measured: 2 threads, 3 KV heads, 4096 entries:
-        // whole groups beat halves). A head's result does not depend on its part
-        // (attend_group), so the split, which depends on the batch size and thread count,
-        // never changes a result.
-        pool.run([&](int ith, int nth) {
-            const int64_t units = static_cast<int64_t>(n) * hp.n_head_kv;
-            const int64_t parts = std::min<int64_t>(group, std::max<int64_t>(1, (nth + units - 1) / units));
-            int64_t b, e;
-            cpu::split_range(units * parts, ith, nth, 1, &b, &e);
-            for (int64_t t = b; t < e; ++t) {
-                const int64_t u = t / parts, part = t % parts;
-                const int32_t i = static_cast<int32_t>(u / hp.n_head_kv), g = static_cast<int32_t>(u % hp.n_head_kv);
-                int64_t r0, r1;
-                cpu::split_range(group, static_cast<int>(part), static_cast<int>(parts), 1, &r0, &r1);
-                if (r0 >= r1) continue;
-                const int64_t h0 = static_cast<int64_t>(g) * group + r0;
-                cpu::attend_group(kt, kv, l, batch.seq[i], vis, vis.query(batch, i), s.q.data() + i * qd + h0 * hd,
-                                  r1 - r0, static_cast<int64_t>(g) * hd, hd, scale, s.h.data() + i * qd + h0 * hd);
-            }
-        });
-    }
+    // One task per (token, KV head, part of its group): the query heads of a part share
+    // each K/V load. Groups are split into parts only when there are fewer (token, KV
+    // head) units than threads: every part reads the group's K/V again, and long-context
+    // decode is bound by memory bandwidth (measured: 2 threads, 3 KV heads, 4096 entries:
+    // whole groups beat halves). A head's result does not depend on its part
+    // (attend_group), so the split, which depends on the batch size and thread count,
+    // never changes a result.
+    pool.run([&](int ith, int nth) {
+        const int64_t units = static_cast<int64_t>(n) * hp.n_head_kv;
+        const int64_t parts = std::min<int64_t>(group, std::max<int64_t>(1, (nth + units - 1) / units));
+        int64_t b, e;
+        cpu::split_range(units * parts, ith, nth, 1, &b, &e);
+        for (int64_t t = b; t < e; ++t) {
+            const int64_t u = t / parts, part = t % parts;
+            const int32_t i = static_cast<int32_t>(u / hp.n_head_kv), g = static_cast<int32_t>(u % hp.n_head_kv);
+            int64_t r0, r1;
+            cpu::split_range(group, static_cast<int>(part), static_cast<int>(parts), 1, &r0, &r1);
+            if (r0 >= r1) continue;
+            const int64_t h0 = static_cast<int64_t>(g) * group + r0;
+            cpu::attend_group(kt, kv, l, batch.seq[i], vis, vis.query(batch, i), s.q.data() + i * qd + h0 * hd, r1 - r0,
+                              static_cast<int64_t>(g) * hd, hd, scale, s.h.data() + i * qd + h0 * hd);
+        }
+    });
 
     matmul(s.h.data(), n, qd, {{&L.wo, s.y.data()}});
     rows(n, [&](int32_t i) {

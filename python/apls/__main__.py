@@ -1,3 +1,5 @@
+"""`python -m apls`: the `apls` command (apls.cli)."""
+
 import sys
 
 from .cli import main

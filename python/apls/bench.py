@@ -20,8 +20,8 @@ class Runner:
 
     name: str
     reset: Callable[[], None]
-    prefill: Callable[[np.ndarray], None]
-    decode_one: Callable[[int], None]
+    prefill: Callable[[np.ndarray], object]
+    decode_one: Callable[[int], object]
     n_threads: int = 0
     pp: list[float] = field(default_factory=list)  # tokens/s per repetition
     tg: list[float] = field(default_factory=list)
@@ -143,15 +143,17 @@ def format_table(res: dict) -> str:
     if "llama_cpp" in res:
         p = res["llama_cpp"]
         rows.append(("llama.cpp", p["prefill_tok_s"], p["prefill_tok_s_std"], p["decode_tok_s"], p["decode_tok_s_std"]))
+    cell = "{:8.1f} ± {:5.1f}"  # 16 characters: every column below is as wide
     out = [
         f"model: {res['model']}  threads: {res['n_threads']}  reps: {res['reps']}",
-        f"| engine    | pp{res['n_prompt']} tok/s       | tg{res['n_gen']} tok/s       |",
-        "|-----------|------------------|------------------|",
+        f"| {'engine':<9} | {'pp' + str(res['n_prompt']) + ' tok/s':<16} | {'tg' + str(res['n_gen']) + ' tok/s':<16} |",
+        f"|{'-' * 11}|{'-' * 18}|{'-' * 18}|",
     ]
     for name, pp, pps, tg, tgs in rows:
-        out.append(f"| {name:<9} | {pp:8.1f} ± {pps:5.1f} | {tg:8.1f} ± {tgs:5.1f} |")
+        out.append(f"| {name:<9} | {cell.format(pp, pps)} | {cell.format(tg, tgs)} |")
     if "llama_cpp" in res:
-        out.append(f"| ratio     | {res['prefill_ratio']:8.2f}x        | {res['decode_ratio']:8.2f}x        |")
+        pr, dr = f"{res['prefill_ratio']:8.2f}x", f"{res['decode_ratio']:8.2f}x"
+        out.append(f"| {'ratio':<9} | {pr:<16} | {dr:<16} |")
     return "\n".join(out)
 
 

@@ -22,7 +22,7 @@ import math
 import re
 import sys
 import threading
-from typing import Any
+from typing import Any, Callable, Literal
 
 import jinja2
 from jinja2.sandbox import ImmutableSandboxedEnvironment
@@ -151,7 +151,7 @@ def _wordwrap_size(s, width=79, break_long_words=True, wrapstring=None, *rest, *
     return len(str(s)) * 2 + (len(str(s)) // w + 1) * (len(wrap) if isinstance(wrap, str) else 1)
 
 
-_FILTER_SIZE = {
+_FILTER_SIZE: dict[str, Callable[..., int]] = {
     "indent": _indent_size,
     "wordwrap": _wordwrap_size,
     "replace": lambda s, old="", new="", count=None, *r, **k: (
@@ -184,7 +184,7 @@ def _bounded_filter(name: str, f):
 
     # jinja2 passes the context / eval context / environment to filters marked for it.
     if hasattr(f, "jinja_pass_arg"):
-        run.jinja_pass_arg = f.jinja_pass_arg
+        run.jinja_pass_arg = f.jinja_pass_arg  # type: ignore[attr-defined]  # jinja2's marker attribute
     return run
 
 
@@ -263,7 +263,7 @@ class _QuietTimeouts:
 
     lock = threading.Lock()
     users = 0
-    previous = None
+    previous: Callable[[Any], object] | None = None
 
     @classmethod
     def hook(cls, unraisable) -> None:
@@ -285,7 +285,7 @@ class _QuietTimeouts:
             cls.users -= 1
             if cls.users == 0:
                 if sys.unraisablehook == cls.hook:
-                    sys.unraisablehook = cls.previous
+                    sys.unraisablehook = cls.previous or sys.__unraisablehook__
                 cls.previous = None
 
 
@@ -319,7 +319,7 @@ class _Watchdog:
         self.timer.start()
         return self
 
-    def __exit__(self, *exc) -> bool:
+    def __exit__(self, *exc) -> Literal[False]:
         while True:  # the timeout may land anywhere here, even while we stop the watchdog
             try:
                 with self.lock:

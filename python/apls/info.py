@@ -29,7 +29,7 @@ def describe(path: str) -> str:
     lines.append(f"architecture: {arch}   name: {md.get('general.name', '?')}")
     n_params = 0
     n_bytes = 0
-    types = Counter()
+    types: Counter[str] = Counter()
     for t in g["tensors"]:
         n = 1
         for d in t["shape"]:

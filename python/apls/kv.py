@@ -119,7 +119,8 @@ def make_room(
     n_pos_max = ctx.n_ctx if n_pos_max is None else n_pos_max
     st = kv.stats()
     n = kv.seq_len(seq)
-    room = st["blocks_free"] * st["block_size"] + (-n) % st["block_size"]  # pool + tail of the last block
+    block = int(st["block_size"])
+    room = int(st["blocks_free"]) * block + (-n) % block  # pool + tail of the last block
     short = max(n_needed - room, kv.pos_max(seq) + 1 + n_needed - n_pos_max, 0)
     if short == 0:
         return 0

@@ -12,7 +12,8 @@ from .chat import render_chat
 from .generate import GenerationStats, SamplingParams, generate_tokens, stream_text
 from .kv import KVCache, KVView
 from .plan import Plan
-from .policy import Policy, RoundResult
+from .policy import Policy, RoundResult, make_policy
+from .speculative import SpecStats, speculative_tokens
 
 TokenIds = Union[Sequence[int], np.ndarray]
 
@@ -127,12 +128,11 @@ class Context:
 
         Raises as `decode` does; a chunk that fails leaves the chunks before it in the cache."""
         toks = _tokens(tokens)
-        seq_ids = np.full(min(len(toks), self.n_batch), seq, np.int32) if seq else None
-        row = None
-        for i in range(0, len(toks), self.n_batch):
-            chunk = toks[i : i + self.n_batch]
-            row = self.decode(chunk, logits="last", seq_ids=None if seq_ids is None else seq_ids[: len(chunk)])[-1]
-        return row
+        rows = [
+            self.decode(chunk, logits="last", seq_ids=np.full(len(chunk), seq, np.int32) if seq else None)
+            for chunk in np.split(toks, range(self.n_batch, len(toks), self.n_batch))
+        ]
+        return rows[-1][-1]
 
     def decode_greedy(self, tokens: TokenIds, *, pos: TokenIds | None = None, seq_ids: TokenIds | None = None) -> int:
         """Like `decode`, but return the greedy choice after the last token (its largest logit;
@@ -235,7 +235,12 @@ class Model:
     """
 
     def __init__(self, path: str, n_ctx: int = 0, n_threads: int = 0, use_mmap: bool = True, device: str = "auto"):
-        self._model = _core.Model(str(path), use_mmap, device)
+        try:
+            self._model = _core.Model(str(path), use_mmap, device)
+        except (_core.FileError, _core.FormatError, _core.UnsupportedError) as e:
+            if str(path) in str(e):
+                raise
+            raise type(e)(f"{path}: {e}") from None  # which file, for whoever reads the message
         self.path = str(path)
         self.n_ctx = n_ctx
         self.n_threads = n_threads
@@ -416,6 +421,7 @@ class Model:
             temperature, top_k, top_p, min_p, repeat_penalty, frequency_penalty, presence_penalty, penalty_last_n, seed
         )
         vocab = self.vocab  # text needs the tokenizer: fail before any work
+        stats = SpecStats() if speculative else GenerationStats()
         tokens = self.generate_tokens(
             ids,
             max_tokens,
@@ -425,8 +431,9 @@ class Model:
             speculative=speculative,
             policy=policy,
             stream_past_window=stream_past_window,
+            stats=stats,
         )
-        pieces = stream_text(vocab, tokens, stop or [], self.last_stats)
+        pieces = stream_text(vocab, tokens, stop or [], stats)
         return pieces if stream else "".join(pieces)
 
     def generate_tokens(
@@ -440,6 +447,7 @@ class Model:
         speculative: bool = False,
         policy: Policy | None = None,
         stream_past_window: bool = False,
+        stats: GenerationStats | None = None,
     ) -> Iterator[int]:
         """Token ids generated after `prompt` (token ids), in a fresh context of n_ctx tokens
         (default: the model's); `generate` without the text. The settings are checked now, the
@@ -456,12 +464,14 @@ class Model:
         with the full model; `self.last_stats` is then an `apls.speculative.SpecStats` (tau,
         acceptance). Not with stream_past_window.
 
+        stats: filled as the tokens are consumed (a `SpecStats` when speculative); default a new
+        one. Either way it is also `self.last_stats`.
+
         Raises:
             ValueError: max_tokens < 0, an empty prompt, a prompt that fills the context,
-            speculative with stream_past_window; apls.InvalidArgumentError: bad sampling settings.
+            speculative with stream_past_window; apls.InvalidArgumentError: bad sampling settings;
+            TypeError: speculative with stats that are not a SpecStats.
         """
-        from .speculative import SpecStats, speculative_tokens
-
         if max_tokens < 0:
             raise ValueError(f"max_tokens must be >= 0, got {max_tokens}")
         ids = [int(t) for t in prompt]
@@ -474,15 +484,13 @@ class Model:
         if len(ids) >= ctx.n_ctx:
             raise ValueError(f"the prompt has {len(ids)} tokens, the context holds {ctx.n_ctx}")
         if speculative:
-            from .policy import make_policy
-
-            spec_stats = SpecStats()
+            spec_stats = SpecStats() if stats is None else stats
+            if not isinstance(spec_stats, SpecStats):
+                raise TypeError(f"speculative decoding fills a SpecStats, not a {type(spec_stats).__name__}")
             self.last_stats = spec_stats
-            return speculative_tokens(
-                ctx, ids, max_tokens, sampler, policy or make_policy("adaptive", self), ignore_eos, spec_stats
-            )
-        stats = GenerationStats()
-        self.last_stats = stats
+            policy = policy or make_policy("adaptive", self)
+            return speculative_tokens(ctx, ids, max_tokens, sampler, policy, ignore_eos, spec_stats)
+        self.last_stats = stats = GenerationStats() if stats is None else stats
         return generate_tokens(ctx, ids, max_tokens, sampler, ignore_eos, stats, stream_past_window)
 
     def chat_prompt(self, messages: list[dict[str, str]], add_generation_prompt: bool = True) -> str:

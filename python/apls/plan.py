@@ -87,13 +87,6 @@ class Plan:
             json.dump({**self.to_dict(), **extra}, f, indent=2)
             f.write("\n")
 
-    @property
-    def is_full(self) -> bool:
-        return not (self.skip_attn or self.skip_mlp or self.groups or self.head_rows)
-
-    def n_skipped(self) -> int:
-        return len(self.skip_attn) + len(self.skip_mlp)
-
     def layers(self, n_layer: int) -> _core.Plan:
         """The plan as the engine runs it (`apls._core.Plan`: per-layer switches for a model of
         n_layer layers), built once per (plan, n_layer): the controller asks every round.
@@ -135,15 +128,11 @@ def _layers(plan: Plan, n_layer: int) -> _core.Plan:
 
 
 def _ranges(xs: Sequence[int]) -> str:
-    out, start, prev = [], None, None
+    """ "1-3,7" for [1, 2, 3, 7]."""
+    runs: list[list[int]] = []  # [first, last] of each run of consecutive numbers
     for x in sorted(xs):
-        if start is None:
-            start = prev = x
-        elif x == prev + 1:
-            prev = x
+        if runs and x == runs[-1][1] + 1:
+            runs[-1][1] = x
         else:
-            out.append(f"{start}-{prev}" if start != prev else f"{start}")
-            start = prev = x
-    if start is not None:
-        out.append(f"{start}-{prev}" if start != prev else f"{start}")
-    return ",".join(out)
+            runs.append([x, x])
+    return ",".join(f"{a}-{b}" if a != b else f"{a}" for a, b in runs)

@@ -141,10 +141,6 @@ class StaticPolicy(Policy):
         self.adapt_length = adapt_length
 
     @staticmethod
-    def default_for(model) -> StaticPolicy:
-        return StaticPolicy(default_plan(model))
-
-    @staticmethod
     def from_file(path: str) -> StaticPolicy:
         """A plan JSON (see Plan.load), optionally with "n_draft" and "p_min" keys, and
         "adapt_length": false to keep p_min fixed (a draft of n_draft tokens every round when

@@ -7,8 +7,10 @@ from __future__ import annotations
 import json
 import statistics
 from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
 
-from .generate import SamplingParams
+from .generate import GenerationStats, SamplingParams
 from .speculative import SpecStats
 
 GREEDY = SamplingParams(temperature=0.0)
@@ -53,49 +55,64 @@ def _row(plain_tok, plain_s, apls_tok, apls_s, st: SpecStats, identical: bool) -
     }
 
 
+@dataclass
+class _Sum:
+    """Plain and APLS generation summed over prompts, and whether every output was identical."""
+
+    plain_tok: int = 0
+    plain_s: float = 0.0
+    apls_tok: int = 0
+    apls_s: float = 0.0
+    identical: bool = True
+    spec: SpecStats = field(default_factory=SpecStats)  # the rounds' counts and times
+
+    def add(self, ps: GenerationStats, st: SpecStats, same: bool) -> None:
+        self.plain_tok += ps.n_generated
+        self.plain_s += ps.decode_s
+        self.apls_tok += st.n_generated
+        self.apls_s += st.decode_s
+        self.identical &= same
+        for k in ("n_rounds", "n_drafted", "n_accepted", "n_draft_waits", "t_draft_s", "t_verify_s"):
+            setattr(self.spec, k, getattr(self.spec, k) + getattr(st, k))
+
+    def row(self) -> dict:
+        return _row(self.plain_tok, self.plain_s, self.apls_tok, self.apls_s, self.spec, self.identical)
+
+
 def run(model, prompts_path: str, policy_factory, limit: int | None = 10, max_tokens: int = 128, log=print) -> dict:
     """Greedy, batch 1, chat template applied. `policy_factory()` makes the policy once for the
     run: an adaptive policy keeps what it learned across prompts, as it would in a server.
     Returns {"overall": {...}, "groups": {name: {...}}, "config": {...}}."""
     groups = load_prompts(prompts_path, limit)
     n_ctx = 2048
-    res_groups, tot = {}, {"plain_tok": 0, "plain_s": 0.0, "apls_tok": 0, "apls_s": 0.0, "ident": True}
-    overall_stats = SpecStats()
+    res_groups = {}
+    total = _Sum()
     draft_cost: list[float] = []
     policy = policy_factory()
     for g, texts in groups.items():
-        gs = {"plain_tok": 0, "plain_s": 0.0, "apls_tok": 0, "apls_s": 0.0, "ident": True}
-        gstats = SpecStats()
+        group = _Sum()
         for text in texts:
             ids = model.tokenize(
                 model.chat_prompt([{"role": "user", "content": text}]), add_special=False, parse_special=True
             )[-(n_ctx - max_tokens - 32) :]
             # Plain decoding, then APLS; generation time only (prefill is the same work).
-            plain = list(model.generate_tokens(ids, max_tokens, GREEDY, n_ctx=n_ctx))
-            ps = model.last_stats
-            out = list(model.generate_tokens(ids, max_tokens, GREEDY, n_ctx=n_ctx, speculative=True, policy=policy))
-            st = model.last_stats
-            same = out == plain
-            for acc in (gs, tot):
-                acc["plain_tok"] += ps.n_generated
-                acc["plain_s"] += ps.decode_s
-                acc["apls_tok"] += st.n_generated
-                acc["apls_s"] += st.decode_s
-                acc["ident"] &= same
-            for agg in (gstats, overall_stats):
-                for k in ("n_rounds", "n_drafted", "n_accepted", "n_draft_waits", "t_draft_s", "t_verify_s"):
-                    setattr(agg, k, getattr(agg, k) + getattr(st, k))
+            ps, st = GenerationStats(), SpecStats()
+            plain = list(model.generate_tokens(ids, max_tokens, GREEDY, n_ctx=n_ctx, stats=ps))
+            out = list(
+                model.generate_tokens(ids, max_tokens, GREEDY, n_ctx=n_ctx, speculative=True, policy=policy, stats=st)
+            )
+            for acc in (group, total):
+                acc.add(ps, st, out == plain)
             if st.n_drafted and ps.n_generated:
                 draft_cost.append((st.t_draft_s / st.n_drafted) / (ps.decode_s / ps.n_generated))
-        res_groups[g] = _row(gs["plain_tok"], gs["plain_s"], gs["apls_tok"], gs["apls_s"], gstats, gs["ident"])
-        r = res_groups[g]
+        res_groups[g] = r = group.row()
         log(
             f"{g:<15} plain {r['ar_tok_s']:7.1f} tok/s  apls {r['apls_tok_s']:7.1f} tok/s  {r['speedup']:.2f}x  "
             f"tau {r['tau']:.2f}  acc {r['acceptance']:.2f}  identical {r['identical']}"
         )
-    overall = _row(tot["plain_tok"], tot["plain_s"], tot["apls_tok"], tot["apls_s"], overall_stats, tot["ident"])
+    overall = total.row()
     overall["draft_cost_vs_full_step"] = statistics.fmean(draft_cost) if draft_cost else 0.0
-    overall["rounds"] = overall_stats.n_rounds
+    overall["rounds"] = total.spec.n_rounds
     return {
         "overall": overall,
         "groups": res_groups,
@@ -152,17 +169,17 @@ def run_long(
     for L in lengths:
         ids = all_ids[:L]
         n_ctx = L + max_tokens + 64
-        plain = list(model.generate_tokens(ids, max_tokens, GREEDY, ignore_eos=True, n_ctx=n_ctx))
-        ps = model.last_stats
-        row = {"plain_tok_s": ps.decode_tok_s}
+        ps = GenerationStats()
+        plain = list(model.generate_tokens(ids, max_tokens, GREEDY, ignore_eos=True, n_ctx=n_ctx, stats=ps))
+        row: dict[str, Any] = {"plain_tok_s": ps.decode_tok_s}
         step = ps.decode_s / max(ps.n_generated, 1)
         for name, make in configs.items():
+            st = SpecStats()
             got = list(
                 model.generate_tokens(
-                    ids, max_tokens, GREEDY, ignore_eos=True, n_ctx=n_ctx, speculative=True, policy=make()
+                    ids, max_tokens, GREEDY, ignore_eos=True, n_ctx=n_ctx, speculative=True, policy=make(), stats=st
                 )
             )
-            st = model.last_stats
             row[name] = {
                 "tok_s": st.decode_tok_s,
                 "speedup": st.decode_tok_s / ps.decode_tok_s,

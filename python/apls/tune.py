@@ -21,6 +21,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -166,7 +167,7 @@ def tune(
             pred = _tau(float(a), k) / (k * c + verify[k + 1])
             scored.append((pred, plan, k, float(a), c))
     scored.sort(key=lambda x: -x[0])
-    top = []
+    top: list[tuple[float, Plan, int, float, float]] = []  # (predicted speedup, plan, k, acceptance, cost)
     for pred, plan, k, a, c in scored:
         if all(plan != p for _, p, *_ in top):
             top.append((pred, plan, k, a, c))
@@ -187,8 +188,9 @@ def tune(
         return n_tok / (time.perf_counter() - t0)
 
     plain = measure(lambda p: model.generate_tokens(p, measure_tokens, greedy, ignore_eos=True, n_ctx=n_ctx))
-    candidates, best = [], None
-    for pred, plan, k, a, c in top:
+    candidates: list[dict[str, Any]] = []
+    best: tuple[float, int] | None = None  # (measured speedup, index into top)
+    for i, (pred, plan, k, a, c) in enumerate(top):
         policy = StaticPolicy(plan, DraftLength(n_max=k, p_min=0.0), adapt_length=False)
         speed = measure(
             lambda p, policy=policy: model.generate_tokens(
@@ -208,9 +210,10 @@ def tune(
             f"tune: {plan.describe()} k={k}: acceptance {a:.2f}, draft cost {c:.2f}x, predicted {pred:.2f}x, "
             f"measured {speed / plain:.2f}x"
         )
-        if best is None or cand["measured_speedup"] > best[0]["measured_speedup"]:
-            best = (cand, plan, k)
-    cand, plan, k = best
-    return TuneResult(
-        plan, k, cand["measured_speedup"], cand["predicted_speedup"], cand["acceptance"], ranking, candidates
-    )
+        if best is None or speed / plain > best[0]:
+            best = (speed / plain, i)
+    if best is None:
+        raise ValueError("tune: no candidate plan to measure (n_measure must be >= 1)")
+    measured, i = best
+    pred, plan, k, a, _ = top[i]
+    return TuneResult(plan, k, measured, pred, a, ranking, candidates)

@@ -91,43 +91,6 @@ void for_visible(const KVCache& kv, int32_t seq, const Visibility& vis, const Qu
 
 }  // namespace
 
-void attend(const KernelTable& kt, const KVCache& kv, int32_t layer, int32_t seq, const Visibility& vis,
-            const QueryRule& qr, const float* q, int64_t kv_off, int64_t hd, float scale, float* scores, float* out) {
-    const bool f16 = kv.f16();
-    const size_t elem = f16 ? 2 : 4;
-
-    thread_local std::vector<Span> spans;
-    visible_spans(kv, seq, vis, qr, spans);
-
-    // Calls fn(k, slot) for the k-th visible entry.
-    auto visit = [&](auto&& fn) {
-        int32_t k = 0;
-        for_visible(kv, seq, vis, qr, spans, [&](int64_t slot) { fn(k++, slot); });
-    };
-
-    // Pass 1: scores of visible entries.
-    float max_s = -INFINITY;
-    int32_t n_vis = 0;
-    visit([&](int32_t k, int64_t slot) {
-        const float s = kt.dot_kv(q, kv.k_row(layer, slot) + kv_off * elem, hd, f16) * scale;
-        scores[k] = s;
-        max_s = s > max_s ? s : max_s;
-        n_vis = k + 1;
-    });
-    std::memset(out, 0, static_cast<size_t>(hd) * sizeof(float));
-    if (n_vis == 0) return;  // nothing visible (cannot happen for a token that sees itself)
-
-    // Pass 2: weights and the weighted sum of values, in the same entry order.
-    float sum = 0.0f;
-    visit([&](int32_t k, int64_t slot) {
-        const float w = std::exp(scores[k] - max_s);
-        sum += w;
-        kt.axpy_kv(w, kv.v_row(layer, slot) + kv_off * elem, out, hd, f16);
-    });
-    const float inv = 1.0f / sum;
-    for (int64_t i = 0; i < hd; ++i) out[i] *= inv;
-}
-
 void attend_group(const KernelTable& kt, const KVCache& kv, int32_t layer, int32_t seq, const Visibility& vis,
                   const QueryRule& qr, const float* q, int64_t n_q, int64_t kv_off, int64_t hd, float scale,
                   float* out) {

@@ -1,4 +1,4 @@
-// cpu/attention.h — attention of one query (head or GQA group) over a sequence's cached entries.
+// cpu/attention.h — attention of a GQA group of query heads over a sequence's cached entries.
 #pragma once
 
 #include <cstdint>
@@ -9,28 +9,23 @@
 
 namespace apls::cpu {
 
-// out (hd) = sum_j softmax_j(q . K_j * scale) V_j over the entries j of `seq` in `layer` that
-// the query sees (visibility.h: query qr of a call resolved into vis).
+// For each of n_q query heads that share one KV head (GQA): out (hd) = sum_j softmax_j(q . K_j
+// * scale) V_j over the entries j of `seq` in `layer` that the query sees (visibility.h: query
+// qr of a call resolved into vis). q and out are (n_q, hd), head r at q + r * hd; kv_off: offset
+// of the KV head inside a cached row.
 // Entries are visited in block-table order, so the result for a query does not depend on what
 // else is in the batch, nor on whether a view hides other entries, nor on the tree around a
 // node (a node sees the cache, then its ancestors: the entries and order of its path as a chain).
+// Each K/V row is loaded once for all n_q heads, entries are processed as runs of consecutive
+// slots (a block at a time), scores, exp and the weighted sum are vectorised
+// (KernelTable::attn_*). A head's result depends only on its visible entries in block-table
+// order, never on n_q, on which other heads share the call, or on how entries fall into blocks,
+// so tasks may group heads freely without breaking batch invariance.
 // Cost: proportional to the visible entries, not to the sequence's length. For a sorted prefix
 // of the sequence (kv_cache.h) the visible entries are found as index ranges: binary searches
 // for the causal bound and the sink/window bounds, one (usually O(1)) lookup per listed
-// position. Elsewhere (unsorted entries, a tree's nodes) every entry is tested.
-// q: (hd), the query head; kv_off: offset of the KV head inside a cached row;
-// scores: scratch of at least kv.seq_len(seq) floats.
-void attend(const KernelTable& kt, const KVCache& kv, int32_t layer, int32_t seq, const Visibility& vis,
-            const QueryRule& qr, const float* q, int64_t kv_off, int64_t hd, float scale, float* scores, float* out);
-
-// The same attention for n_q query heads that share one KV head (GQA): q and out are
-// (n_q, hd), head r at q + r * hd. Each K/V row is loaded once for all n_q heads, entries are
-// processed as runs of consecutive slots (a block at a time), scores, exp and the weighted sum
-// are vectorised (KernelTable::attn_*). A head's result depends only on its visible entries in
-// block-table order, never on n_q, on which other heads share the call, or on how entries fall
-// into blocks, so tasks may group heads freely without breaking batch invariance. Results
-// match attend() within float rounding (different summation order and exp).
-// Scratch is per thread (grown as needed).
+// position. Elsewhere (unsorted entries, a tree's nodes) every entry is tested. Scratch is per
+// thread (grown as needed).
 void attend_group(const KernelTable& kt, const KVCache& kv, int32_t layer, int32_t seq, const Visibility& vis,
                   const QueryRule& qr, const float* q, int64_t n_q, int64_t kv_off, int64_t hd, float scale,
                   float* out);

@@ -3,7 +3,7 @@
 // Dimension letters: k = inner (reduction) size, r = weight rows (output features),
 // t = tokens in the batch.
 //
-// Batch invariance contract (DESIGN.md): every output element is computed by the same sequence
+// Batch invariance contract (docs/ARCHITECTURE.md): every output element is computed by the same sequence
 // of floating-point operations whatever n_tok, r0 and r1 are, so a token's results are
 // bit-identical alone or inside a batch, and whatever the thread split.
 #pragma once

@@ -6,7 +6,7 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 from .errors import ConvertError
 
@@ -67,6 +67,10 @@ class HParams:
         return self.n_head_kv * self.head_dim
 
 
+@overload
+def read_json(path: Path, required: Literal[True] = ...) -> dict[str, Any]: ...
+@overload
+def read_json(path: Path, required: bool) -> dict[str, Any] | None: ...
 def read_json(path: Path, required: bool = True) -> dict[str, Any] | None:
     """A JSON file as a dict; None when absent and not required.
 
@@ -92,11 +96,11 @@ def read_json(path: Path, required: bool = True) -> dict[str, Any] | None:
 def _rope(cfg: dict[str, Any]) -> tuple:
     """(theta, linear factor or None) from transformers 4 (rope_theta, rope_scaling) or 5
     (rope_parameters) configs; other scaling types are refused by name."""
-    params = cfg.get("rope_parameters") or {}
+    params: dict[str, Any] = cfg.get("rope_parameters") or {}
     if isinstance(params, dict) and params and not ("rope_type" in params or "rope_theta" in params):
         params = next(iter(params.values()), {})  # per-layer-type dict: not used by these architectures
     theta = cfg.get("rope_theta", params.get("rope_theta", 10000.0))
-    scaling = cfg.get("rope_scaling") or params
+    scaling: dict[str, Any] = cfg.get("rope_scaling") or params
     kind = (scaling.get("rope_type") or scaling.get("type") or "default") if scaling else "default"
     if kind == "default":
         return float(theta), None

@@ -68,7 +68,7 @@ def _read_header(path: Path) -> dict[str, TensorRef]:
         if name == "__metadata__":
             continue
         try:
-            dtype, shape, (b, e) = info["dtype"], tuple(int(d) for d in info["shape"]), info["data_offsets"]
+            dtype, shape, (b, end) = info["dtype"], tuple(int(d) for d in info["shape"]), info["data_offsets"]
         except (KeyError, TypeError, ValueError):
             raise ConvertError(f"{path}: corrupt safetensors file (bad header entry for '{name}')") from None
         if dtype not in _DTYPES:
@@ -78,12 +78,12 @@ def _read_header(path: Path) -> dict[str, TensorRef]:
             )
         if any(d < 0 for d in shape):
             raise ConvertError(f"{path}: corrupt safetensors file (negative dimension in '{name}')")
-        if not (0 <= b <= e <= data_size) or e - b != int(np.prod(shape, dtype=np.int64)) * _DTYPES[dtype][1]:
+        if not (0 <= b <= end <= data_size) or end - b != int(np.prod(shape, dtype=np.int64)) * _DTYPES[dtype][1]:
             raise ConvertError(
                 f"{path}: corrupt safetensors file: tensor '{name}' ({dtype} {list(shape)}) has "
-                f"data range [{b}, {e}) but the file holds {data_size} data bytes"
+                f"data range [{b}, {end}) but the file holds {data_size} data bytes"
             )
-        out[name] = TensorRef(path, dtype, shape, data_start + b, data_start + e)
+        out[name] = TensorRef(path, dtype, shape, data_start + b, data_start + end)
     return out
 
 

@@ -166,7 +166,10 @@ def plan_tensors(ckpt: Checkpoint, hp: HParams, out_type: str) -> list[OutTensor
         elif hp.spec.permute_qk and ".self_attn.k_proj." in src:
             heads = hp.n_head_kv
         nbytes = int(np.prod(quant_shape_to_byte_shape(shape, qtype))) if len(shape) == 2 else 4 * shape[0]
-        out.append(OutTensor(gguf_name(src), src, shape, qtype, heads, nbytes))
+        dst = gguf_name(src)
+        if dst is None:  # expected_shapes names only tensors the table knows
+            raise ConvertError(f"no GGUF name for tensor '{src}'")
+        out.append(OutTensor(dst, src, shape, qtype, heads, nbytes))
     return out
 
 

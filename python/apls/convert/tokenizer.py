@@ -368,8 +368,12 @@ def _spm(path: Path, tok_cfg: dict[str, Any], model_dir: Path) -> TokenizerExpor
                 types[i] = CONTROL
             continue
         while len(tokens) < i:
-            tokens.append(f"[PAD{len(tokens)}]"), types.append(UNUSED), scores.append(-1000.0)
-        tokens.append(content), types.append(CONTROL if special else USER_DEFINED), scores.append(0.0)
+            tokens.append(f"[PAD{len(tokens)}]")
+            types.append(UNUSED)
+            scores.append(-1000.0)
+        tokens.append(content)
+        types.append(CONTROL if special else USER_DEFINED)
+        scores.append(0.0)
     exp = TokenizerExport("llama", tokens, types, scores=scores, add_space_prefix=m["add_dummy_prefix"])
     exp.add_bos = bool(tok_cfg.get("add_bos_token", True))
     exp.add_eos = bool(tok_cfg.get("add_eos_token", False))
@@ -399,7 +403,7 @@ def _special_tokens(
     cfg: dict[str, Any],
     gen_cfg: dict[str, Any],
 ) -> None:
-    index = {}
+    index: dict[str, int] = {}
     for i, t in enumerate(exp.tokens):
         index.setdefault(t, i)
     for kind in ("bos", "eos", "unk", "pad"):
@@ -416,7 +420,7 @@ def _special_tokens(
             ids = ids[0] if ids else None
         if isinstance(ids, int) and 0 <= ids < len(exp.tokens):
             exp.special[kind] = ids
-    if exp.model == "gpt2":
+    if exp.model == "gpt2" and tj is not None:  # byte-level BPE comes from tokenizer.json
         _bpe_add_special(exp, tj, tok_cfg)
 
 

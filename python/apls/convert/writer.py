@@ -111,7 +111,7 @@ def _write(out_path: Path, hp, name: str, out_type: str, tok, tensors, ckpt: Che
         ) as bar:
             for t in tensors:
                 bar.set_postfix_str(t.name, refresh=False)
-                w.write_tensor_data(_Streamed(ckpt, t, bar))
+                w.write_tensor_data(_Streamed(ckpt, t, bar))  # type: ignore[arg-type]  # duck-typed: nbytes, tofile
         w.close()
         os.replace(part, out_path)
     except BaseException:

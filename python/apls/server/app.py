@@ -150,6 +150,12 @@ class _Server:
         text = p[0] if isinstance(p, list) else p
         return self.model.tokenize(text, add_special=True, parse_special=False)
 
+    def prompt_tokens(self, body: P._Sampling) -> list[int]:
+        if isinstance(body, P.ChatCompletionRequest):
+            return self.chat_tokens(body)
+        assert isinstance(body, P.CompletionRequest), type(body)
+        return self.completion_tokens(body)
+
     def submit(self, tokens: list[int], body: P._Sampling, limit: int | None):
         """Hand the request to the scheduler; returns (handle, queue of its Events)."""
         req = GenRequest(
@@ -185,8 +191,9 @@ class _Server:
     async def generate(self, request: Request, body: P._Sampling, chat: bool):
         self.check_model(body.model)
         try:
-            tokens = await run_in_threadpool(self.chat_tokens if chat else self.completion_tokens, body)
-        except UnicodeError as e:  # lone surrogates (JSON allows them) are not text the tokenizer takes
+            tokens = await run_in_threadpool(self.prompt_tokens, body)
+        # Lone surrogates (JSON allows them) are not text the tokenizer takes.
+        except (UnicodeEncodeError, UnicodeDecodeError) as e:
             raise ApiError(
                 400, f"the text is not valid Unicode: {e.reason}", param="messages" if chat else "prompt"
             ) from e
@@ -211,9 +218,9 @@ async def _stream(env: P.Envelope, handle, queue: asyncio.Queue, include_usage: 
             if ev.text:
                 yield json.dumps(env.chunk(ev.text))
             if ev.finish_reason is not None:
-                yield json.dumps(env.chunk(None, ev.finish_reason, extra={"apls": P.apls_figures(ev.stats)}))
+                yield json.dumps(env.chunk(None, ev.finish_reason, extra={"apls": P.apls_figures(ev.final_stats())}))
                 if include_usage:
-                    yield json.dumps(env.usage_chunk(ev.stats))
+                    yield json.dumps(env.usage_chunk(ev.final_stats()))
                 break
         yield "[DONE]"
     finally:
@@ -235,7 +242,7 @@ async def _collect(request: Request, env: P.Envelope, handle, queue: asyncio.Que
             if ev.error is not None:
                 raise ApiError(500, ev.error)
             if ev.finish_reason is not None:
-                return JSONResponse(env.response("".join(parts), ev.finish_reason, ev.stats))
+                return JSONResponse(env.response("".join(parts), ev.finish_reason, ev.final_stats()))
     finally:
         handle.cancel()
 

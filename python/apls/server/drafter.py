@@ -47,7 +47,7 @@ class PromptLookup:
         if k <= 0:
             return []
         for size in range(min(self.n_max, n - 1), self.n_min - 1, -1):
-            end = self._where.get(tuple(tokens[n - size :]))
-            if end is not None:
-                return list(tokens[end : end + k])
+            found = self._where.get(tuple(tokens[n - size :]))
+            if found is not None:
+                return list(tokens[found : found + k])
         return []

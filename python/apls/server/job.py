@@ -60,6 +60,12 @@ class Event:
     error: str | None = None
     stats: Stats | None = None
 
+    def final_stats(self) -> Stats:
+        """The request's figures, which the last event (finish_reason set) carries."""
+        if self.stats is None:
+            raise RuntimeError("only the last event of a request carries its figures")
+        return self.stats
+
 
 _ids = itertools.count(1)
 

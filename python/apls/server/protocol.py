@@ -80,6 +80,10 @@ class _Sampling(BaseModel):
     def include_usage(self) -> bool:
         return self.stream_options is not None and self.stream_options.include_usage
 
+    def token_limit(self) -> int | None:
+        """The most tokens to generate (None: up to the context); each endpoint says."""
+        raise NotImplementedError
+
 
 class TextPart(BaseModel):
     model_config = _config

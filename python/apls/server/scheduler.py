@@ -306,8 +306,8 @@ class Scheduler:
         self._waiting.clear()
         self._inbox.clear()
         for s in self.slots.busy():
-            s.job.end("error", message)
-            s.job.flush()
+            s.running.end("error", message)
+            s.running.flush()
             s.job = None
             self.slots.clear(s)
         self._publish()
@@ -357,12 +357,12 @@ class Scheduler:
             job.end("cancelled")
             job.flush()
         for s in self.slots.busy():
-            if s.job.cancelled.is_set():
+            if s.running.cancelled.is_set():
                 self._end(s, "cancelled")
 
     def _end(self, slot: Slot, reason: str, error: str | None = None) -> None:
         """End a slot's request early; its entries are freed (they may be incomplete)."""
-        job = slot.job
+        job = slot.running
         job.end(reason, error)
         job.flush()
         slot.job = None
@@ -396,7 +396,7 @@ class Scheduler:
     def _share_prefixes(self) -> None:
         """A prompt still being computed takes the entries another slot got further with."""
         for s in self.slots.busy():
-            job = s.job
+            job = s.running
             if not job.prefilling:
                 continue
             prompt = np.asarray(job.req.prompt, dtype=np.int32)
@@ -410,26 +410,27 @@ class Scheduler:
         """The step's tokens: each decoding request's pending token and draft, then prompt
         chunks in arrival order, n_batch tokens at most."""
         parts: list[_Part] = []
-        busy = sorted(self.slots.busy(), key=lambda s: s.job.id)
-        decoding = [s for s in busy if not s.job.prefilling]
-        prefilling = [s for s in busy if s.job.prefilling]
+        busy = sorted(self.slots.busy(), key=lambda s: s.running.id)
+        decoding = [s for s in busy if not s.running.prefilling]
+        prefilling = [s for s in busy if s.running.prefilling]
         budget = self.n_batch - len(decoding)
-        n_prompt_left = sum(len(s.job.req.prompt) - s.job.n_prompt_done for s in prefilling)
+        n_prompt_left = sum(len(s.running.req.prompt) - s.running.n_prompt_done for s in prefilling)
         threshold = self.cost.token_threshold(len(decoding) + min(budget, n_prompt_left), len(decoding))
         for s in decoding:
-            job = s.job
+            job = s.running
             drafts: list[int] = []
             if job.drafter is not None:
                 k = min(self.k_max, job.req.max_tokens - len(job.out) - 1, budget // 2, self.invariant_batch - 1)
                 k = job.spec.draft_len(threshold, max(k, 0))
                 drafts = job.drafter.propose(job.text_tokens(), k)[:k]
                 budget -= len(drafts)
+            assert job.pending is not None  # a decoding request has chosen its next token
             parts.append(_Part(s, [job.pending, *drafts], [1] * (1 + len(drafts)), False, drafts))
         planned: list[_Part] = []
         for s in prefilling:
             if budget <= 0:
                 break
-            job = s.job
+            job = s.running
             if self._computed_elsewhere(job, planned):
                 continue
             chunk = job.req.prompt[job.n_prompt_done : job.n_prompt_done + budget]
@@ -475,7 +476,7 @@ class Scheduler:
         """Per slot: record the new entries, sample, accept drafts, send the text."""
         n_new = 0
         for p in parts:
-            s, job = p.slot, p.slot.job
+            s, job = p.slot, p.slot.running
             n_before = s.n
             s.appended(p.tokens)
             if p.prefill:

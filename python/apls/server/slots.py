@@ -9,8 +9,12 @@ chat, a common system prompt) shares them instead of computing them again.
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from .job import Job
 
 
 def common_prefix(a: np.ndarray, b: np.ndarray) -> int:
@@ -27,8 +31,15 @@ class Slot:
         self.seq = seq
         self._tokens = np.zeros(capacity, dtype=np.int32)
         self.n = 0
-        self.job = None  # the running Job, or None
+        self.job: Job | None = None  # the running Job, or None
         self.last_used = 0.0
+
+    @property
+    def running(self) -> Job:
+        """The running Job of a busy slot (an idle slot has none: a scheduler bug)."""
+        if self.job is None:
+            raise RuntimeError(f"slot {self.seq} runs no request")
+        return self.job
 
     @property
     def tokens(self) -> np.ndarray:
