@@ -122,6 +122,12 @@ CudaModel::CudaModel(const Model& model) {
         D.w_gate = upload(L.w_gate);
         D.w_up = upload(L.w_up);
         D.w_down = upload(L.w_down);
+        D.bq = upload_optional(L.bq);
+        D.bk = upload_optional(L.bk);
+        D.bv = upload_optional(L.bv);
+        D.bo = upload_optional(L.bo);
+        D.q_norm = upload_optional(L.q_norm);
+        D.k_norm = upload_optional(L.k_norm);
     }
     APLS_CUDA_CHECK(cudaDeviceSynchronize());
 }

@@ -187,7 +187,7 @@ void bind_model(py::module_& m) {
             "(apls_generate_greedy).")
         .def_property_readonly("n_ctx", [](const Context& c) { return c.params().n_ctx; })
         .def_property_readonly("n_batch", [](const Context& c) { return c.params().n_batch; })
-        .def_property_readonly("n_threads", [](Context& c) { return c.pool().size(); })
+        .def_property_readonly("n_threads", [](Context& c) { return c.n_threads(); })
         .def("kv_seq_len",
              [](const Context& c, int32_t seq) {
                  if (!c.kv().valid_seq(seq)) apls::fail(APLS_STATUS_INVALID_ARGUMENT, "unknown sequence ", seq);

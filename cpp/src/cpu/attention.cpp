@@ -91,9 +91,10 @@ void for_visible(const KVCache& kv, int32_t seq, const Visibility& vis, const Qu
 
 }  // namespace
 
-void attend(const KernelTable& kt, const KVCache& kv, int32_t layer, int32_t seq, const Visibility& vis,
-            const QueryRule& qr, const float* q, int64_t kv_off, int64_t hd, float scale, float* scores, float* out) {
-    const bool f16 = kv.f16();
+void attend(const KernelTable& kt, const KVCache& kv, const HostKVStore& store, int32_t layer, int32_t seq,
+            const Visibility& vis, const QueryRule& qr, const float* q, int64_t kv_off, int64_t hd, float scale,
+            float* scores, float* out) {
+    const bool f16 = store.f16();
     const size_t elem = f16 ? 2 : 4;
 
     thread_local std::vector<Span> spans;
@@ -109,7 +110,7 @@ void attend(const KernelTable& kt, const KVCache& kv, int32_t layer, int32_t seq
     float max_s = -INFINITY;
     int32_t n_vis = 0;
     visit([&](int32_t k, int64_t slot) {
-        const float s = kt.dot_kv(q, kv.k_row(layer, slot) + kv_off * elem, hd, f16) * scale;
+        const float s = kt.dot_kv(q, store.k_row(layer, slot) + kv_off * elem, hd, f16) * scale;
         scores[k] = s;
         max_s = s > max_s ? s : max_s;
         n_vis = k + 1;
@@ -122,18 +123,18 @@ void attend(const KernelTable& kt, const KVCache& kv, int32_t layer, int32_t seq
     visit([&](int32_t k, int64_t slot) {
         const float w = std::exp(scores[k] - max_s);
         sum += w;
-        kt.axpy_kv(w, kv.v_row(layer, slot) + kv_off * elem, out, hd, f16);
+        kt.axpy_kv(w, store.v_row(layer, slot) + kv_off * elem, out, hd, f16);
     });
     const float inv = 1.0f / sum;
     for (int64_t i = 0; i < hd; ++i) out[i] *= inv;
 }
 
-void attend_group(const KernelTable& kt, const KVCache& kv, int32_t layer, int32_t seq, const Visibility& vis,
-                  const QueryRule& qr, const float* q, int64_t n_q, int64_t kv_off, int64_t hd, float scale,
-                  float* out) {
-    const bool f16 = kv.f16();
+void attend_group(const KernelTable& kt, const KVCache& kv, const HostKVStore& store, int32_t layer, int32_t seq,
+                  const Visibility& vis, const QueryRule& qr, const float* q, int64_t n_q, int64_t kv_off, int64_t hd,
+                  float scale, float* out) {
+    const bool f16 = store.f16();
     const int64_t off = kv_off * (f16 ? 2 : 4);
-    const int64_t stride = static_cast<int64_t>(kv.row_bytes());
+    const int64_t stride = static_cast<int64_t>(store.row_bytes());
 
     thread_local std::vector<Span> spans;
     visible_spans(kv, seq, vis, qr, spans);
@@ -162,7 +163,7 @@ void attend_group(const KernelTable& kt, const KVCache& kv, int32_t layer, int32
     if (static_cast<int64_t>(sc.size()) < n_q * ld) sc.resize(static_cast<size_t>(n_q * ld));
     int64_t k = 0;
     for (const Run& r : runs) {
-        kt.attn_scores(q, n_q, hd, kv.k_row(layer, r.slot) + off, stride, r.len, f16, scale, sc.data() + k, ld);
+        kt.attn_scores(q, n_q, hd, store.k_row(layer, r.slot) + off, stride, r.len, f16, scale, sc.data() + k, ld);
         k += r.len;
     }
 
@@ -179,7 +180,7 @@ void attend_group(const KernelTable& kt, const KVCache& kv, int32_t layer, int32
     // Weighted sum of values, in the same entry order.
     k = 0;
     for (const Run& r : runs) {
-        kt.attn_accum(sc.data() + k, ld, n_q, hd, kv.v_row(layer, r.slot) + off, stride, r.len, f16, out);
+        kt.attn_accum(sc.data() + k, ld, n_q, hd, store.v_row(layer, r.slot) + off, stride, r.len, f16, out);
         k += r.len;
     }
     for (int64_t h = 0; h < n_q; ++h)

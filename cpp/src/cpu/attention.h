@@ -5,12 +5,14 @@
 
 #include "batch.h"
 #include "cpu/kernels.h"
+#include "cpu/kv_store.h"
 #include "kv_cache.h"
 
 namespace apls::cpu {
 
 // out (hd) = sum_j softmax_j(q . K_j * scale) V_j over the entries j of `seq` in `layer` that
-// the query sees (visibility.h: query qr of a call resolved into vis).
+// the query sees (visibility.h: query qr of a call resolved into vis); kv: which slots hold
+// them, store: their rows.
 // Entries are visited in block-table order, so the result for a query does not depend on what
 // else is in the batch, nor on whether a view hides other entries, nor on the tree around a
 // node (a node sees the cache, then its ancestors: the entries and order of its path as a chain).
@@ -20,8 +22,9 @@ namespace apls::cpu {
 // position. Elsewhere (unsorted entries, a tree's nodes) every entry is tested.
 // q: (hd), the query head; kv_off: offset of the KV head inside a cached row;
 // scores: scratch of at least kv.seq_len(seq) floats.
-void attend(const KernelTable& kt, const KVCache& kv, int32_t layer, int32_t seq, const Visibility& vis,
-            const QueryRule& qr, const float* q, int64_t kv_off, int64_t hd, float scale, float* scores, float* out);
+void attend(const KernelTable& kt, const KVCache& kv, const HostKVStore& store, int32_t layer, int32_t seq,
+            const Visibility& vis, const QueryRule& qr, const float* q, int64_t kv_off, int64_t hd, float scale,
+            float* scores, float* out);
 
 // The same attention for n_q query heads that share one KV head (GQA): q and out are
 // (n_q, hd), head r at q + r * hd. Each K/V row is loaded once for all n_q heads, entries are
@@ -31,8 +34,8 @@ void attend(const KernelTable& kt, const KVCache& kv, int32_t layer, int32_t seq
 // into blocks, so tasks may group heads freely without breaking batch invariance. Results
 // match attend() within float rounding (different summation order and exp).
 // Scratch is per thread (grown as needed).
-void attend_group(const KernelTable& kt, const KVCache& kv, int32_t layer, int32_t seq, const Visibility& vis,
-                  const QueryRule& qr, const float* q, int64_t n_q, int64_t kv_off, int64_t hd, float scale,
-                  float* out);
+void attend_group(const KernelTable& kt, const KVCache& kv, const HostKVStore& store, int32_t layer, int32_t seq,
+                  const Visibility& vis, const QueryRule& qr, const float* q, int64_t n_q, int64_t kv_off, int64_t hd,
+                  float scale, float* out);
 
 }  // namespace apls::cpu
