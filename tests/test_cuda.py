@@ -6,7 +6,6 @@ lossless speculative decoding and KV-cache operations on the GPU."""
 
 import numpy as np
 import pytest
-from gguf import GGMLQuantizationType
 from smollm2_cases import PLANS, chat_ids, plain_greedy
 from tiny_model import write_tiny_llama
 
@@ -51,19 +50,12 @@ def test_device_selection(gpu, cpu, smollm2_path):
         apls.Model(smollm2_path, device="tpu")
 
 
-@pytest.mark.parametrize(
-    "kw, reason",
-    [
-        (dict(d=16, n_head=4, n_kv=2), "head dimensions"),
-        (dict(weight_type=GGMLQuantizationType.Q5_0), "no kernels for tensor"),
-    ],
-)
-def test_auto_device_takes_the_cpu_for_models_cuda_does_not_run(tmp_path, kw, reason):
-    """A model the CUDA kernels do not cover (head dimension 4; Q5_0 matrices, which only the
-    CPU runs) loads on the CPU under "auto" and decodes there; asked for "cuda", it is refused
+def test_auto_device_takes_the_cpu_for_models_cuda_does_not_run(tmp_path):
+    """A model the CUDA kernels do not cover (head dimension 4; every weight type the CPU runs has
+    CUDA kernels) loads on the CPU under "auto" and decodes there; asked for "cuda", it is refused
     at load with the reason, not at the first decode."""
-    path = tmp_path / "m.gguf"
-    write_tiny_llama(path, **kw)
+    path, reason = tmp_path / "m.gguf", "head dimensions"
+    write_tiny_llama(path, d=16, n_head=4, n_kv=2)
     m = apls.Model(str(path))
     assert m.device == "cpu" and reason in m.device_note
     assert np.isfinite(m.context(n_ctx=32).decode([1, 2, 3], logits="last")).all()

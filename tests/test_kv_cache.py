@@ -409,6 +409,12 @@ def test_bad_operations_raise_and_change_nothing(smol):
     ctx.kv.check()
 
 
+def test_view_repr_and_equality():
+    assert repr(KVView.sinks_window(4, 64)) == "KVView(n_sink=4, n_window=64)"
+    assert repr(KVView.explicit([1, 2, 5])) == "KVView(positions=[1, 2, 5])"
+    assert KVView.explicit([1, 2, 5]) == KVView.explicit([1, 2, 5]) != KVView.explicit([1, 2])
+
+
 def test_view_restricts_attention_and_appends(smol):
     ctx = smol.context(n_ctx=128)
     ctx.decode(PROMPT)

@@ -104,7 +104,7 @@ void run_decode(Context& ctx, const I32Array& tokens, std::optional<I32Array> po
 // run_decode, then the logits: float32 (n_outputs, n_vocab).
 py::array_t<float> decode(Context& ctx, const I32Array& tokens, std::optional<I32Array> pos,
                           std::optional<I32Array> seq_ids, py::object logits, const apls::Plan* plan,
-                          const apls::KVView* view, std::optional<I32Array> parent) {
+                          const apls::KVView* view, std::optional<I32Array> parent = std::nullopt) {
     run_decode(ctx, tokens, pos, seq_ids, logits, plan, view, parent);
     const int64_t rows = ctx.n_outputs(), n_vocab = ctx.model().hparams().n_vocab;
     py::array_t<float> out({rows, n_vocab});

@@ -5,7 +5,7 @@
 #include <pybind11/stl.h>
 
 #include <optional>
-#include <sstream>
+#include <string>
 
 #include "arrays.h"
 #include "common.h"
@@ -43,16 +43,13 @@ apls::KVView make_view(int32_t n_sink, int32_t n_window, std::optional<I32Array>
     return view;
 }
 
+// Built with std::string, not a stream: the module may carry its own static libstdc++ (issue 23).
 std::string view_repr(const apls::KVView& v) {
-    std::ostringstream s;
-    if (v.explicit_list()) {
-        s << "KVView(positions=[";
-        for (size_t i = 0; i < v.positions.size(); ++i) s << (i ? ", " : "") << v.positions[i];
-        s << "])";
-    } else {
-        s << "KVView(n_sink=" << v.n_sink << ", n_window=" << v.n_window << ")";
-    }
-    return s.str();
+    if (!v.explicit_list())
+        return "KVView(n_sink=" + std::to_string(v.n_sink) + ", n_window=" + std::to_string(v.n_window) + ")";
+    std::string s = "KVView(positions=[";
+    for (size_t i = 0; i < v.positions.size(); ++i) s += (i ? ", " : "") + std::to_string(v.positions[i]);
+    return s + "])";
 }
 
 }  // namespace

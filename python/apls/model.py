@@ -229,8 +229,8 @@ class Model:
         use_mmap: map the file instead of reading it.
         device: "cuda" (weights copied to the GPU, forward pass there), "cpu", or "auto" (the
             default: CUDA when this build has it, a GPU is usable and the CUDA backend runs the
-            model — llama, qwen2 or qwen3, head dimension a multiple of 8 up to 128, F32, F16,
-            BF16, Q8_0, Q4_0 or Q4_1 matrices — else the CPU; the environment variable
+            model — llama, qwen2 or qwen3, head dimension a multiple of 8 up to 128, every
+            weight type the CPU runs — else the CPU; the environment variable
             APLS_DEVICE=cpu|cuda names the device instead). `model.device` says where it
             runs; `model.device_note` why "auto" chose the CPU, or that APLS_DEVICE chose.
 

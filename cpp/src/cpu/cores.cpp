@@ -2,9 +2,10 @@
 // cgroup CPU quota. A pool larger than the CPUs it may run on spins against itself.
 //
 // Everything here reads /proc and /sys with plain POSIX calls into bounded buffers and parses by
-// hand: no iostreams (a library linked with a static libstdc++ of GCC 13 or newer has no
-// initialised locale unless something includes <iostream>, so the first std::ifstream crashed the
-// Python module on such a build — issue 23), no exceptions, no unbounded reads or walks.
+// hand: no iostreams (a module carrying its own static libstdc++ of GCC 13 or newer, loaded into a
+// process that already holds the shared libstdc++, finds its standard streams uninitialised: the
+// first std::ifstream crashed the Python module so built on the H200 machine — issue 23;
+// tests/cpp/test_cores_static.c), no exceptions, no unbounded reads or walks.
 #include "cpu/cores.h"
 
 #include <fcntl.h>
