@@ -3,6 +3,4 @@
 // test_cores_static.c to load.
 #include "cpu/cores.h"
 
-extern "C" __attribute__((visibility("default"))) int apls_test_physical_cores() {
-    return apls::cpu::physical_cores();
-}
+extern "C" __attribute__((visibility("default"))) int apls_test_physical_cores() { return apls::cpu::physical_cores(); }
