@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from smollm2_cases import PLANS, chat_ids, plain_greedy
 from tiny_model import write_tiny_llama
+from tree_cases import path_to, random_tree
 
 import apls
 from apls import _core
@@ -329,18 +330,6 @@ def test_architectures_greedy_on_cuda_as_on_cpu(arch_model):
         assert top2[1] - top2[0] < 1e-3, (name, i, top2)
 
 
-def _random_tree(rng, n):
-    return [-1] + [int(rng.integers(-1, i)) for i in range(1, n)]
-
-
-def _path_to(parent, b):
-    out = []
-    while b >= 0:
-        out.append(b)
-        b = parent[b]
-    return out[::-1]
-
-
 def _decode_chunks(ctx, toks):
     """Decode in batches of at most 16 tokens (the GPU's batch-invariant size)."""
     for i in range(0, len(toks), 16):
@@ -355,7 +344,7 @@ def _tree_vs_chains(model, prompt, tokens, parent, kv_type="f16"):
     got = tree.decode(tokens, logits="all", parent=parent)
     want = []
     for b in range(len(tokens)):
-        want.append(chain.decode([tokens[j] for j in _path_to(parent, b)], logits="last")[0])
+        want.append(chain.decode([tokens[j] for j in path_to(parent, b)], logits="last")[0])
         chain.kv.truncate(0, len(prompt))
     return got, np.stack(want), tree
 
@@ -371,7 +360,7 @@ def test_tree_nodes_are_their_chains_on_cuda(smollm2_path, arch_model, n_nodes):
         m = apls.Model(p, device="cuda")
         prompt = rng.integers(0, min(m.n_vocab, ARCH_VOCAB), 37).tolist()
         tokens = rng.integers(0, min(m.n_vocab, ARCH_VOCAB), n_nodes).tolist()
-        parent = _random_tree(rng, n_nodes)
+        parent = random_tree(rng, n_nodes)
         got, want, _ = _tree_vs_chains(m, prompt, tokens, parent)
         for b in range(n_nodes):
             assert np.array_equal(got[b], want[b]), (name, p, b, parent, rel_err(got[b], want[b]))
@@ -383,7 +372,7 @@ def test_large_trees_on_cuda_match_their_chains(arch_model):
     rng = np.random.default_rng(9)
     name, path = arch_model
     m = apls.Model(path, device="cuda")
-    parent = _random_tree(rng, 40)
+    parent = random_tree(rng, 40)
     got, want, _ = _tree_vs_chains(m, _tokens(30, seed=4), _tokens(40, seed=5), parent)
     err = max(rel_err(got[b], want[b]) for b in range(40))
     assert err < 1e-2, (name, err)
@@ -402,7 +391,7 @@ def test_keep_path_on_cuda_equals_a_fresh_decode(smollm2_path):
         ctx = m.context(n_ctx=256, kv_block_size=4)
         _decode_chunks(ctx, prompt)
         ctx.decode(tokens, logits="all", parent=parent)
-        keep = _path_to(parent, leaf)
+        keep = path_to(parent, leaf)
         ctx.kv.keep_path(0, len(prompt), [len(prompt) + b for b in keep])
         ctx.kv.check()
         n = len(prompt) + len(keep)
@@ -435,3 +424,88 @@ def test_tree_graphs_change_no_result(smollm2_path):
     on = _probe_digest(_TREE_PROBE, smollm2_path, APLS_CUDA_GRAPHS="1")
     off = _probe_digest(_TREE_PROBE, smollm2_path, APLS_CUDA_GRAPHS="0")
     assert len(on) == 64 and on == off
+
+
+# ---- real models: Qwen2.5-Coder 0.5B (Q5_0/Q8_0/Q4_K/Q6_K) and 1.5B (Q4_K/Q6_K) -----------------
+# (tools/fetch_models.py; skipped without them: on the GPU machine APLS_MODEL_CACHE names the
+# directory holding the assembled files)
+
+QWEN_CODE = (
+    "import heapq\n\n\ndef dijkstra(graph, source):\n"
+    "    dist = {node: float('inf') for node in graph}\n    dist[source] = 0\n"
+    "    queue = [(0, source)]\n    while queue:\n        d, node = heapq.heappop(queue)\n"
+)
+QWEN_PROMPTS = ["Write a Python function that reverses a linked list.", "What does `git rebase -i` do?"]
+
+
+@pytest.fixture(scope="module", params=["qwen05b", "qwen15b"])
+def qwen_pair(request):
+    path = request.getfixturevalue(f"{request.param}_path")
+    return request.param, apls.Model(path, n_ctx=512, device="cpu"), apls.Model(path, n_ctx=512, device="cuda")
+
+
+def _near_tie(cpu, ids, margin):
+    top2 = np.sort(cpu.logits(ids)[-1])[-2:]
+    return top2[1] - top2[0] < margin, top2
+
+
+def test_qwen_teacher_forced_on_cuda_as_on_cpu(qwen_pair):
+    """Held-out code, teacher-forced: the GPU's top-1 is the CPU's at >= 97% of positions and every
+    other position is a near-tie of the CPU's logits (top-1/top-2 margin < 0.5, issue 25's criterion
+    against llama.cpp); for the prompt path (cuBLAS, F16 activations) and for one-token steps (the
+    matvec kernels of every K-quant/Q5 type, Q8 activations as on the CPU)."""
+    name, cpu, gpu = qwen_pair
+    ids = gpu.tokenize(QWEN_CODE)[:64]
+    want = cpu.context(n_ctx=256).decode(ids, logits="all")
+    prompt = gpu.context(n_ctx=256).decode(ids, logits="all")
+    ctx = gpu.context(n_ctx=256)
+    steps = np.concatenate([ctx.decode([t], logits="last") for t in ids])
+    for got, path in ((prompt, "prompt"), (steps, "steps")):
+        differ = np.flatnonzero(got.argmax(1) != want.argmax(1))
+        assert len(differ) <= 0.03 * len(ids), (name, path, differ)
+        for i in differ:
+            top2 = np.sort(want[i])[-2:]
+            assert top2[1] - top2[0] < 0.5, (name, path, int(i), top2)
+
+
+def test_qwen_greedy_on_cuda_as_on_cpu(qwen_pair):
+    """32 greedy tokens after a chat prompt: the CPU's, or they part at a near-tie of the CPU's logits."""
+    name, cpu, gpu = qwen_pair
+    for text in QWEN_PROMPTS:
+        ids = chat_ids(cpu, text)
+        want, got = plain_greedy(cpu, ids, 32), plain_greedy(gpu, ids, 32)
+        if got != want:
+            i = next(j for j in range(32) if got[j] != want[j])
+            tie, top2 = _near_tie(cpu, ids + want[:i], 0.5)
+            assert tie, (name, text, i, top2)
+
+
+def test_qwen_batch_invariance_on_cuda(qwen_pair):
+    """A token's logits on the GPU are bit-identical whether it is decoded alone or in a verify
+    batch of up to 16 (the contract lossless speculation rests on)."""
+    name, _, gpu = qwen_pair
+    ids = gpu.tokenize(QWEN_CODE)[:40]
+    alone = gpu.context(n_ctx=256)
+    one = np.concatenate([alone.decode([t], logits="last") for t in ids])
+    for n in (2, 7, 16):
+        ctx, rows = gpu.context(n_ctx=256), []
+        for i in range(0, len(ids), n):
+            rows.append(ctx.decode(ids[i : i + n], logits="all"))
+        assert np.array_equal(np.concatenate(rows), one), (name, n)
+
+
+def test_qwen_speculative_greedy_identical_on_cuda(qwen_pair):
+    """Self-speculative decoding with a layer-skipping draft gives plain greedy output, token for token."""
+    name, _, gpu = qwen_pair
+    nl = gpu.n_layer
+    plans = {
+        "skip": apls.Plan.skipping(range(nl // 3, 2 * nl // 3, 2), range(nl // 3, 2 * nl // 3, 2)),
+        "early-exit": apls.Plan.early_exit(nl - 4, nl),
+    }
+    for text in QWEN_PROMPTS:
+        ids = chat_ids(gpu, text)
+        want = plain_greedy(gpu, ids, 48)
+        for pname, plan in plans.items():
+            policy = StaticPolicy(plan, DraftLength(n_max=8, p_min=0.0))
+            got = gpu.generate_tokens(ids, 48, GREEDY, ignore_eos=True, speculative=True, policy=policy)
+            assert list(got) == want, (name, pname, text)

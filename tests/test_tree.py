@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from reference import Reference
 from tiny_model import write_tiny_llama
+from tree_cases import path_to, random_tree
 
 import apls
 from apls import _core
@@ -24,20 +25,6 @@ VOCAB = 64
 
 def rel_err(a, b):
     return float(np.linalg.norm(a - b) / np.linalg.norm(b))
-
-
-def random_tree(rng, n):
-    """Parents of an n-node tree in batch order: each node's parent is an earlier node or -1."""
-    return [-1] + [int(rng.integers(-1, i)) for i in range(1, n)]
-
-
-def path_to(parent, b):
-    """Batch indices from the root down to node b."""
-    out = []
-    while b >= 0:
-        out.append(b)
-        b = parent[b]
-    return out[::-1]
 
 
 @pytest.fixture(scope="module")

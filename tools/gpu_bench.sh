@@ -6,6 +6,8 @@
 #   bash tools/gpu_bench.sh e2e                  # SmolLM2 end to end vs the CPU backend (pytest)
 #   bash tools/gpu_bench.sh build check arch     # issue 25/26 engine: ops, architectures, token trees (table)
 #   bash tools/gpu_bench.sh ab                   # speed of this build against BASE_SRC's (same call)
+#   bash tools/gpu_bench.sh qwen                 # Qwen2.5-Coder 0.5B/1.5B on the GPU vs the CPU (pytest)
+#   bash tools/gpu_bench.sh build verify         # issue 25's check in one call: ops, every CUDA test, Qwen
 #   bash tools/gpu_bench.sh sanitize             # compute-sanitizer memcheck on an end-to-end run
 #   bash tools/gpu_bench.sh kernels              # kernel timings (matvec bandwidth per type and batch)
 #   bash tools/gpu_bench.sh types                # Q5_0/Q5_1/Q4_K/Q5_K/Q6_K matvec + F16 dequant vs copy bandwidth
@@ -15,7 +17,9 @@
 # Environment: MODEL (SmolLM2 GGUF, default /tmp/models/smollm2.gguf), BUILD (default
 # /tmp/apls-build), OUT (logs and JSON; default ./gpu-out), PYLIB (extra Python path holding
 # gguf/yaml when the machine lacks them), DONOR (tokenizer donor GGUF for synthetic models),
-# BASE_SRC (phase ab: a source tree of the build to compare with, e.g. an older checkout).
+# BASE_SRC (phase ab: a source tree of the build to compare with, e.g. an older checkout),
+# APLS_MODEL_CACHE (phase qwen: the directory holding tools/fetch_models.py's assembled files,
+# default /tmp/models; a model that is absent is skipped, and the summary says so).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-/tmp/apls-build}
@@ -88,9 +92,28 @@ phase_ab() {
     sed -n '/^| cuda/,$p' "$OUT/ab.log" >> "$SUMMARY"
 }
 
+# Real models on the GPU against the CPU backend (tests/test_cuda.py -k test_qwen_): teacher-forced
+# top-1 with near-ties, greedy tokens, batch invariance, lossless speculative decoding.
+phase_qwen() {
+    fake_default_model
+    export APLS_MODEL_CACHE=${APLS_MODEL_CACHE:-/tmp/models}
+    $PY -m pytest -q -rA -k test_qwen_ tests/test_cuda.py > "$OUT/qwen.log" 2>&1 || true
+    grep -E "^(PASSED|FAILED|ERROR|SKIPPED)" "$OUT/qwen.log" | tee -a "$SUMMARY" || true
+    grep -E "^E " "$OUT/qwen.log" | head -40 || true
+    echo "qwen on cuda vs cpu: $(tail -1 "$OUT/qwen.log")" | tee -a "$SUMMARY"
+}
+
+# Everything issue 25 needs checked on the GPU after a build: every op against the CPU op, the
+# tiny architectures and token trees, every end-to-end test (SmolLM2), and the Qwen models.
+phase_verify() {
+    phase_check
+    phase_arch
+    phase_qwen
+}
+
 phase_e2e() {
     fake_default_model
-    $PY -m pytest -q -x tests/test_cuda.py 2>&1 | tee "$OUT/e2e.log" || true
+    $PY -m pytest -q -x -k "not test_qwen_" tests/test_cuda.py 2>&1 | tee "$OUT/e2e.log" || true  # Qwen: phase qwen
     echo "end to end: $(tail -1 "$OUT/e2e.log")" >> "$SUMMARY"
 }
 
