@@ -12,7 +12,9 @@ set(APLS_SOURCES
   cpp/src/model.cpp
   cpp/src/kv_cache.cpp
   cpp/src/batch.cpp
+  cpp/src/plan.cpp
   cpp/src/context.cpp
+  cpp/src/runner.cpp
   cpp/src/rope.cpp
   cpp/src/forward.cpp
   cpp/src/forward_llama.cpp
@@ -35,6 +37,9 @@ set(APLS_SOURCES
   cpp/src/cpu/kernels_avx512.cpp
   cpp/src/cpu/ops.cpp
   cpp/src/cpu/attention.cpp
+  cpp/src/cpu/kv_store.cpp
+  cpp/src/cpu/forward_ops.cpp
+  cpp/src/cpu/cpu_runner.cpp
 )
 
 # The CUDA backend (third_party/cuda.cmake decides), or the stub that reports its absence.
@@ -43,6 +48,10 @@ if(APLS_WITH_CUDA)
     cpp/cuda/device_model.cpp
     cpp/cuda/weight_layout.cpp
     cpp/cuda/runner.cpp
+    cpp/cuda/kv_store.cpp
+    cpp/cuda/step_inputs.cpp
+    cpp/cuda/graphs.cpp
+    cpp/cuda/forward_ops.cpp
     cpp/cuda/gemm.cpp
     cpp/cuda/cublas_loader.cpp
     cpp/cuda/matvec.cu

@@ -14,29 +14,17 @@ import numpy as np
 import pytest
 from reference import Reference
 from tiny_model import write_tiny_llama
+from tree_cases import path_to, random_tree
 
 import apls
 from apls import _core
+from apls.kv import KVView
 
 VOCAB = 64
 
 
 def rel_err(a, b):
     return float(np.linalg.norm(a - b) / np.linalg.norm(b))
-
-
-def random_tree(rng, n):
-    """Parents of an n-node tree in batch order: each node's parent is an earlier node or -1."""
-    return [-1] + [int(rng.integers(-1, i)) for i in range(1, n)]
-
-
-def path_to(parent, b):
-    """Batch indices from the root down to node b."""
-    out = []
-    while b >= 0:
-        out.append(b)
-        b = parent[b]
-    return out[::-1]
 
 
 @pytest.fixture(scope="module")
@@ -55,8 +43,10 @@ def check_nodes_match_chains(model, prompt, tokens, parent, kv_type, block, view
     for c in (tree_ctx, chain_ctx):
         c.decode(np.asarray(prompt, np.int32))
     n_p = len(prompt)
-    kv_view = _core.KVView(**view) if view else None
-    run = lambda c, t, **kw: c.decode(t, view=kv_view, **kw)  # noqa: E731
+
+    def run(c, t, **kw):
+        return c.decode(t, view=view, **kw)
+
     got = run(tree_ctx, np.asarray(tokens, np.int32), logits="all", parent=np.asarray(parent, np.int32))
     assert tree_ctx.kv_seq_len(0) == n_p + len(tokens)
     for b in range(len(tokens)):
@@ -83,7 +73,7 @@ def test_tree_under_views_matches_chain_decoding(tiny):
     parent = random_tree(rng, 12)
     prompt = rng.integers(0, VOCAB, 30).tolist()
     tokens = rng.integers(0, VOCAB, 12).tolist()
-    for view in (dict(n_sink=4, n_window=8), dict(positions=np.array([0, 3, 4, 9, 20, 29], np.int32))):
+    for view in (KVView.sinks_window(4, 8), KVView.explicit([0, 3, 4, 9, 20, 29])):
         check_nodes_match_chains(model, prompt, tokens, parent, "f16", 16, view)
 
 

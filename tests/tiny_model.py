@@ -1,4 +1,4 @@
-"""Tiny random llama models written as GGUF with the `gguf` package (no tokenizer)."""
+"""Tiny random models (llama layout; qwen2, qwen3) written as GGUF with the `gguf` package (no tokenizer)."""
 
 from __future__ import annotations
 
@@ -22,16 +22,29 @@ def write_tiny_llama(
     rope_linear=None,
     tied=False,
     weight_type=None,
+    head_dim=None,
+    qkv_bias=None,
+    out_bias=False,
+    qk_norm=None,
 ):
-    """Write a random llama GGUF (F32 weights). Layers in `identity_layers` have zero output
+    """Write a random llama-layout GGUF (F32 weights). Layers in `identity_layers` have zero output
     projections (attn_output and ffn_down), so they leave the residual stream unchanged.
     rope_linear: a linear RoPE scaling factor; tied: no output.weight (tied embeddings);
-    weight_type: a GGMLQuantizationType for the layer matrices (quantized with gguf.quants)."""
+    weight_type: a GGMLQuantizationType for the layer matrices (quantized with gguf.quants).
+    The other layouts of the same layer: head_dim (default d // n_head; else written as the
+    attention key/value length), qkv_bias (q/k/v biases; default: arch == "qwen2"), out_bias
+    (attn_output bias), qk_norm (per-head q/k RMSNorm weights; default: arch == "qwen3"). With
+    arch "qwen2"/"qwen3" the engine applies NEOX RoPE to the same tensors."""
     from gguf.quants import quantize
 
     rng = np.random.default_rng(seed)
-    hd = d // n_head
+    qkv_bias = arch == "qwen2" if qkv_bias is None else qkv_bias
+    qk_norm = arch == "qwen3" if qk_norm is None else qk_norm
+    hd = head_dim or d // n_head
     w = GGUFWriter(str(path), arch)
+    if head_dim:
+        w.add_key_length(head_dim)
+        w.add_value_length(head_dim)
     if rope_linear:
         w.add_rope_scaling_type(__import__("gguf").RopeScalingType.LINEAR)
         w.add_rope_scaling_factor(rope_linear)
@@ -69,6 +82,14 @@ def write_tiny_llama(
         add(p + "attn_k.weight", mat(n_kv * hd, d))
         add(p + "attn_v.weight", mat(n_kv * hd, d))
         add(p + "attn_output.weight", mat(d, n_head * hd) * (0 if zero else 1))
+        if qkv_bias:
+            for name, n in (("attn_q", n_head * hd), ("attn_k", n_kv * hd), ("attn_v", n_kv * hd)):
+                w.add_tensor(p + name + ".bias", (0.5 * rng.standard_normal(n)).astype(np.float32))
+        if out_bias:
+            w.add_tensor(p + "attn_output.bias", (0.2 * rng.standard_normal(d)).astype(np.float32))
+        if qk_norm:
+            for name in ("attn_q_norm", "attn_k_norm"):
+                w.add_tensor(p + name + ".weight", (1 + 0.3 * rng.standard_normal(hd)).astype(np.float32))
         w.add_tensor(p + "ffn_norm.weight", (1 + 0.1 * rng.standard_normal(d)).astype(np.float32))
         add(p + "ffn_gate.weight", mat(n_ff, d))
         add(p + "ffn_up.weight", mat(n_ff, d))

@@ -4,6 +4,10 @@
 #
 #   bash tools/gpu_bench.sh build check          # build; every CUDA op vs the CPU op (NMSE, poison)
 #   bash tools/gpu_bench.sh e2e                  # SmolLM2 end to end vs the CPU backend (pytest)
+#   bash tools/gpu_bench.sh build check arch     # issue 25/26 engine: ops, architectures, token trees (table)
+#   bash tools/gpu_bench.sh ab                   # speed of this build against BASE_SRC's (same call)
+#   bash tools/gpu_bench.sh qwen                 # Qwen2.5-Coder 0.5B/1.5B on the GPU vs the CPU (pytest)
+#   bash tools/gpu_bench.sh build verify         # issue 25's check in one call: ops, every CUDA test, Qwen
 #   bash tools/gpu_bench.sh sanitize             # compute-sanitizer memcheck on an end-to-end run
 #   bash tools/gpu_bench.sh kernels              # kernel timings (matvec bandwidth per type and batch)
 #   bash tools/gpu_bench.sh types                # Q5_0/Q5_1/Q4_K/Q5_K/Q6_K matvec + F16 dequant vs copy bandwidth
@@ -12,7 +16,10 @@
 #
 # Environment: MODEL (SmolLM2 GGUF, default /tmp/models/smollm2.gguf), BUILD (default
 # /tmp/apls-build), OUT (logs and JSON; default ./gpu-out), PYLIB (extra Python path holding
-# gguf/yaml when the machine lacks them), DONOR (tokenizer donor GGUF for synthetic models).
+# gguf/yaml when the machine lacks them), DONOR (tokenizer donor GGUF for synthetic models),
+# BASE_SRC (phase ab: a source tree of the build to compare with, e.g. an older checkout),
+# APLS_MODEL_CACHE (phase qwen: the directory holding tools/fetch_models.py's assembled files,
+# default /tmp/models; a model that is absent is skipped, and the summary says so).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-/tmp/apls-build}
@@ -49,9 +56,64 @@ phase_check() {
     echo "ops vs CPU, F16 on the FMA units (APLS_CUDA_TC=0): $(tail -1 "$OUT/cuda_ops_fma.log")" >> "$SUMMARY"
 }
 
+# The engine structure of issue 25 and token trees of issue 26 on the GPU: tiny llama (biases),
+# qwen2 and qwen3 models made on the fly against the CPU backend, tree verify against chains,
+# keep_path on the device, graphs with trees; then every CUDA end-to-end test. One line per test
+# in the summary; failures print which op or model, which shape and the error in arch.log.
+phase_arch() {
+    fake_default_model
+    $PY -m pytest -q -rA -k "architectures or tree or keep_path" tests/test_cuda.py > "$OUT/arch.log" 2>&1 || true
+    {
+        echo "| test | result |"
+        echo "|---|---|"
+        grep -E "^(PASSED|FAILED|ERROR|SKIPPED)" "$OUT/arch.log" | sed -E 's/^(PASSED|FAILED|ERROR|SKIPPED) (.*)$/| \2 | \1 |/'
+        echo "architectures and trees: $(tail -1 "$OUT/arch.log")"
+    } | tee -a "$SUMMARY"
+    grep -E "^E |Error|assert" "$OUT/arch.log" | head -40 || true
+    phase_e2e
+}
+
+# This build against BASE_SRC's, alternating in one call: prompt and decode tok/s on the GPU
+# (SmolLM2 and the synthetic models of phase models when DONOR is set).
+phase_ab() {
+    if [ -z "${BASE_SRC:-}" ] || [ ! -d "$BASE_SRC" ]; then
+        echo "ab: set BASE_SRC to a source tree of the build to compare with" | tee -a "$SUMMARY"
+        return 0
+    fi
+    local bb=/tmp/apls-base-build
+    cmake -S "$BASE_SRC" -B "$bb" -G Ninja -DCMAKE_BUILD_TYPE=Release -DAPLS_CUDA=ON -DAPLS_BUILD_PYTHON=ON \
+        -DAPLS_BUILD_TESTS=OFF -DAPLS_BUILD_EXAMPLES=OFF -DPython_EXECUTABLE="$(command -v $PY)" > "$OUT/ab_cmake.log"
+    cmake --build "$bb" -j "$(nproc)" > "$OUT/ab_build.log" 2>&1 || { tail -30 "$OUT/ab_build.log"; return 1; }
+    ln -sf "$bb"/_core*.so "$BASE_SRC/python/apls/"
+    ln -sf "$BUILD"/_core*.so "$PWD/python/apls/"
+    fake_default_model
+    APLS_EXT_DIR= $PY tools/bench_ab.py --a "$BASE_SRC/python" --b "$PWD/python" --device cuda --model "$MODEL" \
+        --rounds 4 --json "$OUT/ab.json" 2>&1 | tee "$OUT/ab.log"
+    sed -n '/^| cuda/,$p' "$OUT/ab.log" >> "$SUMMARY"
+}
+
+# Real models on the GPU against the CPU backend (tests/test_cuda.py -k test_qwen_): teacher-forced
+# top-1 with near-ties, greedy tokens, batch invariance, lossless speculative decoding.
+phase_qwen() {
+    fake_default_model
+    export APLS_MODEL_CACHE=${APLS_MODEL_CACHE:-/tmp/models}
+    $PY -m pytest -q -rA -k test_qwen_ tests/test_cuda.py > "$OUT/qwen.log" 2>&1 || true
+    grep -E "^(PASSED|FAILED|ERROR|SKIPPED)" "$OUT/qwen.log" | tee -a "$SUMMARY" || true
+    grep -E "^E " "$OUT/qwen.log" | head -40 || true
+    echo "qwen on cuda vs cpu: $(tail -1 "$OUT/qwen.log")" | tee -a "$SUMMARY"
+}
+
+# Everything issue 25 needs checked on the GPU after a build: every op against the CPU op, the
+# tiny architectures and token trees, every end-to-end test (SmolLM2), and the Qwen models.
+phase_verify() {
+    phase_check
+    phase_arch
+    phase_qwen
+}
+
 phase_e2e() {
     fake_default_model
-    $PY -m pytest -q -x tests/test_cuda.py 2>&1 | tee "$OUT/e2e.log" || true
+    $PY -m pytest -q -x -k "not test_qwen_" tests/test_cuda.py 2>&1 | tee "$OUT/e2e.log" || true  # Qwen: phase qwen
     echo "end to end: $(tail -1 "$OUT/e2e.log")" >> "$SUMMARY"
 }
 

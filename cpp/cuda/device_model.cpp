@@ -101,15 +101,8 @@ std::unique_ptr<DeviceModel> upload(const Model& model) {
 
 std::string unsupported_reason(const Model& model) {
     const HParams& hp = model.hparams();
-    // The CUDA forward is the llama one (RMSNorm, NORM-style RoPE, no attention biases or q/k
-    // norms): other architectures run on the CPU until their pieces have CUDA kernels.
-    bool extras = false;
-    for (const Layer& L : model.layers())
-        extras |=
-            !L.bq.empty() || !L.bk.empty() || !L.bv.empty() || !L.bo.empty() || !L.q_norm.empty() || !L.k_norm.empty();
-    if (hp.arch != Arch::LLAMA || hp.rope_style != RopeStyle::NORM || extras)
-        return str("the CUDA backend runs llama-architecture models without attention biases or q/k norms, not this ",
-                   arch_name(hp.arch), " model");
+    // Every architecture's forward (forward.h) runs on the CUDA steps (cuda/forward_ops.cpp),
+    // biases, q/k norms and both RoPE layouts included; what remains are shapes and types.
     if (hp.head_dim % 8 != 0 || hp.head_dim > kMaxAttentionHeadDim)
         return str("the CUDA attention takes head dimensions that are multiples of 8 up to ", kMaxAttentionHeadDim,
                    ", not ", hp.head_dim);
@@ -145,6 +138,12 @@ CudaModel::CudaModel(const Model& model) {
         D.w_gate = upload(L.w_gate);
         D.w_up = upload(L.w_up);
         D.w_down = upload(L.w_down);
+        D.bq = upload_optional(L.bq);
+        D.bk = upload_optional(L.bk);
+        D.bv = upload_optional(L.bv);
+        D.bo = upload_optional(L.bo);
+        D.q_norm = upload_optional(L.q_norm);
+        D.k_norm = upload_optional(L.k_norm);
     }
     APLS_CUDA_CHECK(cudaDeviceSynchronize());
 }

@@ -14,6 +14,10 @@ struct DeviceLayer {
     const float* attn_norm = nullptr;  // (d)
     const float* ffn_norm = nullptr;   // (d)
     DeviceWeight wq, wk, wv, wo, w_gate, w_up, w_down;
+    // Optional (nullptr when the model has none): attention biases, q/k norms (model.h Layer).
+    const float *bq = nullptr, *bk = nullptr, *bv = nullptr;  // (q), (kv), (kv)
+    const float* bo = nullptr;                                // (d)
+    const float *q_norm = nullptr, *k_norm = nullptr;         // (hd)
 };
 
 class CudaModel : public DeviceModel {
@@ -29,6 +33,7 @@ public:
 private:
     DeviceWeight upload(const Weight& w);
     const float* upload(const std::vector<float>& v);
+    const float* upload_optional(const std::vector<float>& v) { return v.empty() ? nullptr : upload(v); }
 
     std::vector<DeviceBuffer<uint8_t>> buffers_;
     uint64_t bytes_ = 0;

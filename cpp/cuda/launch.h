@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "cuda/cuda_common.h"
+#include "rope.h"
 #include "visibility.h"
 
 namespace apls::cuda {
@@ -61,9 +62,10 @@ void embed(const DeviceWeight& table, const int32_t* tokens, int n_tok, float* x
 void rms_norm(const float* x, const int32_t* rows, const float* w, float* y, int n_rows, int d, float eps,
               cudaStream_t stream, const QActs& q = QActs{});
 
-// RoPE (adjacent pairs of the first n_rot dims of each head, theta_i = pos * freq_scale *
-// inv_freq[i], inv_freq = rope_inv_freq(...)) on q (t, n_head*hd) and k (t, n_kv*hd) in place, then K and V of token i
-// are stored at KV slot slots[i], layer `layer` (layout: slot-major, CudaRunner::kv_ in runner.cpp).
+// RoPE (pairs of the first n_rot dims of each head as `style` lays them out, rope.h: adjacent
+// (x[2i], x[2i+1]) or NEOX (x[i], x[i + n_rot/2]); theta_i = pos * freq_scale * inv_freq[i],
+// inv_freq = rope_inv_freq(...)) on q (t, n_head*hd) and k (t, n_kv*hd) in place, then K and V
+// of token i are stored at KV slot slots[i], layer `layer` (layout: see kv_store.h).
 struct RopeStoreArgs {
     float* q;
     float* k;
@@ -77,10 +79,17 @@ struct RopeStoreArgs {
     int64_t slot_stride;  // elements between consecutive slots
     int64_t k_offset, v_offset;  // elements from a slot's start to this layer's K and V rows
     bool kv_f16;
+    RopeStyle style = RopeStyle::NORM;
 };
 void rope_store(const RopeStoreArgs& a, cudaStream_t stream);
 // inv_freq[i] = base^(-2i/n_rot) in double, i < n_rot/2 (host side, as cpu::rope_table).
 std::vector<double> rope_inv_freq(float base, int n_rot);
+
+// Bias rows: q (t, qd) += bq, k (t, kvd) += bk, v (t, kvd) += bv (attention biases), one launch.
+void qkv_bias(float* q, float* k, float* v, const float* bq, const float* bk, const float* bv, int n_tok, int qd,
+              int kvd, cudaStream_t stream);
+// y (t, d) += b for t rows (b: (d)).
+void add_bias(float* y, const float* b, int n_tok, int d, cudaStream_t stream);
 
 // g = silu(g) * u elementwise, n elements.
 void silu_mul(float* g, const float* u, int64_t n, cudaStream_t stream, const QActs& q = QActs{});
@@ -126,9 +135,10 @@ struct AttentionArgs {
 };
 void attention(const AttentionArgs& a, cudaStream_t stream);
 
-// K rows of every layer at the given slots re-rotated by cos_sin (n_rot/2 pairs of cos, sin).
+// K rows of every layer at the given slots re-rotated by cos_sin (n_rot/2 pairs of cos, sin),
+// pairs laid out as `style`.
 void kv_rerotate(void* kv, bool kv_f16, int64_t slot_stride, int n_layer, int kv_dim, const int32_t* slots, int n_slots,
-                 const float* cos_sin, int n_head_kv, int head_dim, int n_rot, cudaStream_t stream);
+                 const float* cos_sin, int n_head_kv, int head_dim, int n_rot, RopeStyle style, cudaStream_t stream);
 
 // Weights to F16 (for cuBLAS): out (rows, k) halfs.
 void dequantize_f16(const DeviceWeight& w, int64_t rows, void* out, cudaStream_t stream);

@@ -76,12 +76,21 @@ __global__ void rms_norm_kernel(const float* x, const int32_t* rows, const float
     }
 }
 
+// The two dimensions of a head that thread j handles: rotation pair j (j < n_rot/2) as `neox`
+// lays pairs out, then the unrotated rest two by two.
+__device__ __forceinline__ int2 pair_dims(int j, int n_rot, bool neox) {
+    if (!neox) return make_int2(2 * j, 2 * j + 1);
+    const int half = n_rot / 2;
+    if (j < half) return make_int2(j, j + half);
+    return make_int2(n_rot + 2 * (j - half), n_rot + 2 * (j - half) + 1);
+}
+
 // One block per (head of q or k, token), one thread per pair of dimensions: pairs below n_rot/2
 // rotated (in place), then for a K head the pair of K and of V written to the KV slot. Every
 // element is one thread's work, so a token costs one memory latency, not one per head.
 __global__ void rope_store_kernel(RopeStoreArgs a) {
     pdl_trigger();
-    const int h = blockIdx.x, i = blockIdx.y, j = threadIdx.x;  // j: pair (dims 2j, 2j + 1)
+    const int h = blockIdx.x, i = blockIdx.y, j = threadIdx.x;  // j: pair j (pair_dims)
     // The rotation depends only on the position (a step input) and the frequencies (weights):
     // its cos and sin (double precision, the longest part) are taken before the wait.
     const bool rotates = 2 * j < a.head_dim && j < a.n_rot / 2;
@@ -93,35 +102,55 @@ __global__ void rope_store_kernel(RopeStoreArgs a) {
     pdl_wait();
     if (2 * j >= a.head_dim) return;
     const bool is_k = h >= a.n_head;
+    const int2 dd = pair_dims(j, a.n_rot, a.style == RopeStyle::NEOX);
     float* v = is_k ? a.k + (static_cast<int64_t>(i) * a.n_head_kv + (h - a.n_head)) * a.head_dim
                     : a.q + (static_cast<int64_t>(i) * a.n_head + h) * a.head_dim;
-    float x0 = v[2 * j], x1 = v[2 * j + 1];
+    float x0 = v[dd.x], x1 = v[dd.y];
     if (rotates) {
         const float r0 = __fsub_rn(__fmul_rn(x0, c), __fmul_rn(x1, s));
         const float r1 = __fadd_rn(__fmul_rn(x0, s), __fmul_rn(x1, c));
         x0 = r0;
         x1 = r1;
-        v[2 * j] = x0;
-        v[2 * j + 1] = x1;
+        v[dd.x] = x0;
+        v[dd.y] = x1;
     }
     if (!is_k) return;
-    const int64_t col = static_cast<int64_t>(h - a.n_head) * a.head_dim + 2 * j;  // within the layer's K (V) row
+    const int64_t head = static_cast<int64_t>(h - a.n_head) * a.head_dim;  // within the layer's K (V) row
+    const int64_t c0 = head + dd.x, c1 = head + dd.y;
     const int64_t base = static_cast<int64_t>(a.slots[i]) * a.slot_stride;
-    const float* vr = a.v + static_cast<int64_t>(i) * a.n_head_kv * a.head_dim + col;
-    const float v0 = vr[0], v1 = vr[1];
+    const float* vr = a.v + static_cast<int64_t>(i) * a.n_head_kv * a.head_dim;
+    const float v0 = vr[c0], v1 = vr[c1];
     if (a.kv_f16) {
         __half* kv = static_cast<__half*>(a.kv) + base;
-        kv[a.k_offset + col] = __float2half_rn(x0);
-        kv[a.k_offset + col + 1] = __float2half_rn(x1);
-        kv[a.v_offset + col] = __float2half_rn(v0);
-        kv[a.v_offset + col + 1] = __float2half_rn(v1);
+        kv[a.k_offset + c0] = __float2half_rn(x0);
+        kv[a.k_offset + c1] = __float2half_rn(x1);
+        kv[a.v_offset + c0] = __float2half_rn(v0);
+        kv[a.v_offset + c1] = __float2half_rn(v1);
     } else {
         float* kv = static_cast<float*>(a.kv) + base;
-        kv[a.k_offset + col] = x0;
-        kv[a.k_offset + col + 1] = x1;
-        kv[a.v_offset + col] = v0;
-        kv[a.v_offset + col + 1] = v1;
+        kv[a.k_offset + c0] = x0;
+        kv[a.k_offset + c1] = x1;
+        kv[a.v_offset + c0] = v0;
+        kv[a.v_offset + c1] = v1;
     }
+}
+
+// Grid (chunks of the widest row, token, which of q/k/v): row i of each += its bias.
+__global__ void qkv_bias_kernel(float* q, float* k, float* v, const float* bq, const float* bk, const float* bv, int qd,
+                                int kvd) {
+    pdl_enter();
+    const int i = blockIdx.y, which = blockIdx.z;
+    const int width = which == 0 ? qd : kvd;
+    float* y = (which == 0 ? q : which == 1 ? k : v) + static_cast<int64_t>(i) * width;
+    const float* b = which == 0 ? bq : which == 1 ? bk : bv;
+    const int j = blockIdx.x * blockDim.x + threadIdx.x;
+    if (j < width) y[j] = y[j] + b[j];
+}
+
+__global__ void add_bias_kernel(float* y, const float* b, int d) {
+    pdl_enter();
+    const int j = blockIdx.x * blockDim.x + threadIdx.x;
+    if (j < d) y[static_cast<int64_t>(blockIdx.y) * d + j] += b[j];
 }
 
 // n % 32 == 0 when q.qs is set (then the result is quantized too, as rms_norm_kernel does).
@@ -222,31 +251,33 @@ __global__ void argmax_kernel(float* logits, int n_vocab, int n_valid, int32_t* 
 }
 
 __global__ void rerotate_kernel(void* kv, bool kv_f16, int64_t slot_stride, int n_layer, int kv_dim,
-                                const int32_t* slots, const float* cos_sin, int n_head_kv, int head_dim, int n_rot) {
+                                const int32_t* slots, const float* cos_sin, int n_head_kv, int head_dim, int n_rot,
+                                bool neox) {
     pdl_enter();
     const int s = blockIdx.x, layer = blockIdx.y;
     const int pairs = n_rot / 2;
     const int64_t base = static_cast<int64_t>(slots[s]) * slot_stride + static_cast<int64_t>(layer) * 2 * kv_dim;
     for (int u = threadIdx.x; u < n_head_kv * pairs; u += blockDim.x) {
         const int h = u / pairs, j = u % pairs;
-        const int64_t e = base + h * head_dim + 2 * j;
+        const int2 dd = pair_dims(j, n_rot, neox);
+        const int64_t e0 = base + h * head_dim + dd.x, e1 = base + h * head_dim + dd.y;
         const float c = cos_sin[2 * j], sn = cos_sin[2 * j + 1];
         float x0, x1;
         if (kv_f16) {
-            x0 = __half2float(static_cast<__half*>(kv)[e]);
-            x1 = __half2float(static_cast<__half*>(kv)[e + 1]);
+            x0 = __half2float(static_cast<__half*>(kv)[e0]);
+            x1 = __half2float(static_cast<__half*>(kv)[e1]);
         } else {
-            x0 = static_cast<float*>(kv)[e];
-            x1 = static_cast<float*>(kv)[e + 1];
+            x0 = static_cast<float*>(kv)[e0];
+            x1 = static_cast<float*>(kv)[e1];
         }
         const float y0 = __fsub_rn(__fmul_rn(x0, c), __fmul_rn(x1, sn)),
                     y1 = __fadd_rn(__fmul_rn(x0, sn), __fmul_rn(x1, c));
         if (kv_f16) {
-            static_cast<__half*>(kv)[e] = __float2half_rn(y0);
-            static_cast<__half*>(kv)[e + 1] = __float2half_rn(y1);
+            static_cast<__half*>(kv)[e0] = __float2half_rn(y0);
+            static_cast<__half*>(kv)[e1] = __float2half_rn(y1);
         } else {
-            static_cast<float*>(kv)[e] = y0;
-            static_cast<float*>(kv)[e + 1] = y1;
+            static_cast<float*>(kv)[e0] = y0;
+            static_cast<float*>(kv)[e1] = y1;
         }
     }
 }
@@ -323,6 +354,18 @@ void rope_store(const RopeStoreArgs& a, cudaStream_t stream) {
     launch_kernel(rope_store_kernel, dim3(a.n_head + a.n_head_kv, a.n_tok), threads, 0, stream, a);
 }
 
+void qkv_bias(float* q, float* k, float* v, const float* bq, const float* bk, const float* bv, int n_tok, int qd,
+              int kvd, cudaStream_t stream) {
+    if (n_tok <= 0) return;
+    const dim3 grid(blocks_for(std::max(qd, kvd)), n_tok, 3);
+    launch_kernel(qkv_bias_kernel, grid, kThreads, 0, stream, q, k, v, bq, bk, bv, qd, kvd);
+}
+
+void add_bias(float* y, const float* b, int n_tok, int d, cudaStream_t stream) {
+    if (n_tok <= 0) return;
+    launch_kernel(add_bias_kernel, dim3(blocks_for(d), n_tok), kThreads, 0, stream, y, b, d);
+}
+
 void silu_mul(float* g, const float* u, int64_t n, cudaStream_t stream, const QActs& q) {
     if (q.qs && n % 32 != 0) fail(APLS_STATUS_INTERNAL, "silu_mul: quantized output needs n % 32 == 0");
     launch_kernel(silu_mul_kernel, grid_1d(n), kThreads, 0, stream, g, u, n, q);
@@ -347,10 +390,10 @@ void argmax_rows(float* logits, int m, int n_vocab, int n_valid, int32_t* ids, f
 }
 
 void kv_rerotate(void* kv, bool kv_f16, int64_t slot_stride, int n_layer, int kv_dim, const int32_t* slots, int n_slots,
-                 const float* cos_sin, int n_head_kv, int head_dim, int n_rot, cudaStream_t stream) {
+                 const float* cos_sin, int n_head_kv, int head_dim, int n_rot, RopeStyle style, cudaStream_t stream) {
     if (n_slots <= 0) return;
     launch_kernel(rerotate_kernel, dim3(n_slots, n_layer), 128, 0, stream, kv, kv_f16, slot_stride, n_layer, kv_dim,
-                  slots, cos_sin, n_head_kv, head_dim, n_rot);
+                  slots, cos_sin, n_head_kv, head_dim, n_rot, style == RopeStyle::NEOX);
 }
 
 void dequantize_f16(const DeviceWeight& w, int64_t rows, void* out, cudaStream_t stream) {

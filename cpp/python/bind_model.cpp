@@ -51,7 +51,7 @@ std::unique_ptr<Context> make_context(std::shared_ptr<Model> model, uint32_t n_c
 
 // The forward of decode(tokens, pos=None, seq_ids=None, logits="last"|"all"|mask, plan=None,
 // view=None, parent=None); plan nullptr: the full model; view nullptr: attention sees the whole
-// cache; parent: a token tree of one sequence (apls_batch.parent).
+// cache; parent: a token tree (apls_batch.parent).
 void run_decode(Context& ctx, const I32Array& tokens, std::optional<I32Array> pos, std::optional<I32Array> seq_ids,
                 py::object logits, const apls::Plan* plan, const apls::KVView* view,
                 std::optional<I32Array> parent = std::nullopt) {
@@ -160,8 +160,8 @@ void bind_model(py::module_& m) {
              py::arg("logits") = "last", py::arg("plan") = py::none(), py::arg("view") = py::none(),
              py::arg("parent") = py::none(),
              "Decode a batch under a plan (None: the full model) with attention restricted to a view (None: "
-             "the whole cache); parent: a token tree of one sequence (parent batch index or -1 per token); "
-             "returns float32 logits (n_outputs, n_vocab).")
+             "the whole cache); parent: a token tree of one sequence (each token's parent batch index, -1 for "
+             "a root; apls_batch.parent). Returns float32 logits (n_outputs, n_vocab).")
         .def(
             "decode_greedy",
             [](Context& ctx, const I32Array& tokens, std::optional<I32Array> pos, std::optional<I32Array> seq_ids) {
@@ -187,7 +187,7 @@ void bind_model(py::module_& m) {
             "(apls_generate_greedy).")
         .def_property_readonly("n_ctx", [](const Context& c) { return c.params().n_ctx; })
         .def_property_readonly("n_batch", [](const Context& c) { return c.params().n_batch; })
-        .def_property_readonly("n_threads", [](Context& c) { return c.pool().size(); })
+        .def_property_readonly("n_threads", [](Context& c) { return c.n_threads(); })
         .def(
             "kv_seq_len",
             [](const Context& c, int32_t seq) {

@@ -159,7 +159,7 @@ apls_status apls_context_init(apls_model* model, apls_context_params params, apl
 
 void apls_context_free(apls_context* ctx) { delete ctx; }
 uint32_t apls_context_n_ctx(const apls_context* ctx) { return ctx ? ctx->impl->params().n_ctx : 0; }
-int32_t apls_context_n_threads(const apls_context* ctx) { return ctx ? ctx->impl->pool().size() : 0; }
+int32_t apls_context_n_threads(const apls_context* ctx) { return ctx ? ctx->impl->n_threads() : 0; }
 
 apls_status apls_decode(apls_context* ctx, const apls_batch* batch, const apls_plan* plan) {
     if (!ctx) return null_arg("ctx");

@@ -1,4 +1,4 @@
-// context.cpp — batch validation, decode with rollback on error, buffers sized once.
+// context.cpp — batch validation, decode with rollback on error, greedy loops; see context.h.
 #include "context.h"
 
 #include <algorithm>
@@ -10,39 +10,6 @@
 #include "cpu/cores.h"
 
 namespace apls {
-
-void Plan::validate(int32_t n_layer, int32_t n_vocab) const {
-    auto sized = [&](size_t n, const char* what) {
-        if (n != 0 && n != static_cast<size_t>(n_layer))
-            fail(APLS_STATUS_INVALID_ARGUMENT, "plan.", what, " has ", n, " entries, the model has ", n_layer,
-                 " layers");
-    };
-    sized(attn.size(), "attn");
-    sized(mlp.size(), "mlp");
-    sized(group.size(), "group");
-    for (size_t i = 0; i < group.size(); ++i) {
-        if (group[i] < -1) fail(APLS_STATUS_INVALID_ARGUMENT, "plan.group[", i, "] = ", group[i], " (use -1 for none)");
-        // A group id may not reappear after another group started: groups are consecutive runs.
-        for (size_t j = 0; group[i] >= 0 && j + 1 < i; ++j)
-            if (group[j] == group[i] && group[j + 1] != group[i])
-                fail(APLS_STATUS_INVALID_ARGUMENT, "plan.group id ", group[i], " is not one run of consecutive layers");
-    }
-    if (head_rows < 0 || head_rows > n_vocab)
-        fail(APLS_STATUS_INVALID_ARGUMENT, "plan.head_rows ", head_rows, " is out of range [0, ", n_vocab, "]");
-}
-
-Plan Plan::from_c(const apls_plan* p, int32_t n_layer, int32_t n_vocab) {
-    Plan plan;
-    if (!p) return plan;
-    if (p->n_layer != n_layer)
-        fail(APLS_STATUS_INVALID_ARGUMENT, "plan has ", p->n_layer, " layers, the model has ", n_layer);
-    if (p->attn) plan.attn.assign(p->attn, p->attn + n_layer);
-    if (p->mlp) plan.mlp.assign(p->mlp, p->mlp + n_layer);
-    if (p->group) plan.group.assign(p->group, p->group + n_layer);
-    plan.head_rows = p->head_rows;
-    plan.validate(n_layer, n_vocab);
-    return plan;
-}
 
 namespace {
 apls_context_params resolve(const Model& model, apls_context_params p) {
@@ -64,68 +31,18 @@ apls_context_params resolve(const Model& model, apls_context_params p) {
 Context::Context(const Model& model, const apls_context_params& params)
     : model_(model),
       params_(resolve(model, params)),
-      kv_(model.hparams().n_layer, model.hparams().kv_dim(), params_.n_ctx, params_.kv_block_size, params_.n_seq_max,
-          params_.kv_type == APLS_KV_TYPE_F16, model.device() == Device::CPU),
-      pool_(model.device() == Device::CPU ? params_.n_threads : 1) {
-    const HParams& hp = model.hparams();
-    kv_.set_rope({hp.n_rot, static_cast<int32_t>(hp.head_dim), hp.n_head_kv, hp.rope_freq_base, hp.rope_freq_scale,
-                  hp.rope_style});
-    const size_t t = params_.n_batch;
-    const size_t wide = std::max({hp.n_embd, hp.n_ff, hp.q_dim()});
-    Scratch& s = scratch_;
-    s.x.resize(t * hp.n_embd);
-    s.h.resize(t * std::max(hp.n_embd, hp.q_dim()));
-    s.q.resize(t * hp.q_dim());
-    s.k.resize(t * hp.kv_dim());
-    s.v.resize(t * hp.kv_dim());
-    s.gate.resize(t * hp.n_ff);
-    s.up.resize(t * hp.n_ff);
-    s.y.resize(t * hp.n_embd);
-    s.x0.resize(t * hp.n_embd);
-    s.acc.resize(t * hp.n_embd);
-    s.xq.resize(t * wide / QK + 1);
-    s.rope.resize(t * hp.n_rot);
-    s.slots.resize(t);
-    s.out_rows.reserve(t);
-    if (model.device() == Device::CUDA) runner_ = cuda::make_runner(*this);
+      kv_(params_.n_ctx, params_.kv_block_size, params_.n_seq_max),
+      runner_(make_runner(*this)),
+      slots_(params_.n_batch) {
+    kv_.attach_store(&runner_->kv_store());
 }
 
-Context::~Context() = default;
-
-const float* Context::logits() const {
-    if (logits_stale_) {
-        runner_->fetch_logits(logits_.data(), n_outputs_);
-        logits_stale_ = false;
-    }
-    return logits_.data();
-}
-
-int32_t argmax_row(const float* x, int32_t n) {
-    int32_t best = 0;
-    for (int32_t i = 1; i < n; ++i)
-        if (x[i] > x[best]) best = i;
-    return best;
-}
-
-float top_prob_row(const float* x, int32_t n, int32_t best) {
-    const float m = x[best];
-    double sum = 0.0;
-    for (int32_t i = 0; i < n; ++i) sum += std::exp(static_cast<double>(x[i] - m));
-    return static_cast<float>(1.0 / sum);
-}
+Context::~Context() { kv_.attach_store(nullptr); }
 
 int32_t Context::argmax(int32_t i, float* top_p) const {
     if (i < 0 || i >= n_outputs_)
         fail(APLS_STATUS_INVALID_ARGUMENT, "output row ", i, " is out of range [0, ", n_outputs_, ")");
-    if (runner_ && logits_stale_) {
-        if (top_p) *top_p = runner_->top_prob()[i];
-        return runner_->argmax()[i];
-    }
-    const int32_t n_vocab = model_.hparams().n_vocab;
-    const float* row = logits() + static_cast<size_t>(i) * n_vocab;
-    const int32_t best = argmax_row(row, n_vocab);
-    if (top_p) *top_p = top_prob_row(row, n_vocab, best);
-    return best;
+    return runner_->argmax(i, top_p);
 }
 
 Batch Context::make_batch(const apls_batch& b) const {
@@ -170,19 +87,10 @@ Batch Context::make_batch(const apls_batch& b) const {
     return out;
 }
 
-std::vector<float>& Context::logits_buffer(int32_t n_rows) {
-    const size_t need = static_cast<size_t>(n_rows) * model_.hparams().n_vocab;
-    if (logits_.size() < need) logits_.resize(need);  // grows once to the largest output seen
-    n_outputs_ = n_rows;
-    logits_stale_ = false;
-    return logits_;
-}
-
 void Context::decode(const Batch& batch, const Plan& plan, const KVView* view) { decode_step(batch, plan, view, -1); }
 
 int32_t Context::max_invariant_batch() const {
-    const int32_t n_batch = static_cast<int32_t>(params_.n_batch);
-    return runner_ ? std::min(n_batch, runner_->max_invariant_batch()) : n_batch;
+    return std::min(static_cast<int32_t>(params_.n_batch), runner_->max_invariant_batch());
 }
 
 bool Context::ends_draft(int32_t id, float conf, float p_min) const {
@@ -194,7 +102,7 @@ GreedyDraft Context::greedy_steps(int32_t first, int32_t pos0, int32_t seq, int3
                                   const KVView* view, bool chain, Ends ends) {
     GreedyDraft d;
     if (k <= 0) return d;
-    if (runner_ && chain) {
+    if (runner_->chains() && chain) {
         Batch b = Batch::single(first, pos0, seq);  // later steps: the device supplies the token
         for (int32_t i = 0; i < k; ++i) {
             b.pos[0] = pos0 + i;
@@ -263,7 +171,6 @@ std::vector<int32_t> Context::generate_greedy(int32_t seq, int32_t last, int32_t
     }
     kv_.truncate(seq, n_past + static_cast<int32_t>(out.size()));  // entries run past an end token
     n_outputs_ = 0;
-    logits_stale_ = false;
     return out;
 }
 
@@ -277,21 +184,12 @@ void Context::decode_step(const Batch& batch, const Plan& plan, const KVView* vi
     // Every sequence's length before the call: what the view restricts, and what a failure
     // part-way truncates back to.
     const Visibility vis = Visibility::resolve(batch, view, kv_);
-    kv_.append(batch.seq.data(), batch.pos.data(), batch.size(), scratch_.slots.data());
+    kv_.append(batch.seq.data(), batch.pos.data(), batch.size(), slots_.data());
     try {
-        if (runner_) {
-            int32_t m = 0;
-            for (int8_t o : batch.out) m += o != 0;
-            logits_buffer(m);  // sized now; filled on demand (logits())
-            runner_->forward(batch, plan, vis, scratch_.slots.data(), chain_step);
-            logits_stale_ = m > 0;
-        } else {
-            forward_cpu(*this, batch, plan, vis);
-        }
+        n_outputs_ = runner_->forward(batch, plan, vis, slots_.data(), chain_step);
     } catch (...) {
         for (uint32_t s = 0; s < kv_.n_seq_max(); ++s) kv_.truncate(static_cast<int32_t>(s), vis.n_old[s]);
         n_outputs_ = 0;
-        logits_stale_ = false;
         throw;
     }
 }

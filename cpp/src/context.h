@@ -1,4 +1,5 @@
-// context.h — a decoding context: KV cache, thread pool, scratch buffers, last logits.
+// context.h — a decoding context: the KV cache's bookkeeping and the backend's runner (runner.h),
+// batch checks, decode with rollback, greedy loops. Nothing here depends on the device.
 #pragma once
 
 #include <cstdint>
@@ -7,12 +8,11 @@
 
 #include "apls/apls.h"
 #include "batch.h"
-#include "cpu/kernels.h"
-#include "cpu/threadpool.h"
 #include "device.h"
 #include "kv_cache.h"
 #include "model.h"
 #include "plan.h"
+#include "runner.h"
 
 namespace apls {
 
@@ -24,22 +24,6 @@ struct GreedyDraft {
     int32_t n_waits = 0;
 };
 
-// Scratch memory for one forward pass, sized at context creation for n_batch tokens.
-// Letters: t = n_batch, d = n_embd, f = n_ff, q = q_dim, kv = kv_dim, c = KV capacity.
-struct Scratch {
-    std::vector<float> x;        // (t, d) residual stream
-    std::vector<float> h;        // (t, max(d, q)) normed input / attention output
-    std::vector<float> q;        // (t, q)
-    std::vector<float> k, v;     // (t, kv)
-    std::vector<float> gate, up; // (t, f)
-    std::vector<float> y;        // (t, d) sub-block output before the residual add
-    std::vector<float> x0, acc;  // (t, d) a parallel group's input and summed layer deltas
-    std::vector<cpu::BlockQ8A> xq;  // (t, max(d, f, q) / 32) quantized activations
-    std::vector<float> rope;     // (t, n_rot) cos/sin per token
-    std::vector<int64_t> slots;  // (t) KV slots of the batch's tokens
-    std::vector<int32_t> out_rows;  // (<= t) batch rows that asked for logits
-};
-
 class Context {
 public:
     Context(const Model& model, const apls_context_params& params);
@@ -49,8 +33,7 @@ public:
     const apls_context_params& params() const { return params_; }
     KVCache& kv() { return kv_; }
     const KVCache& kv() const { return kv_; }
-    cpu::ThreadPool& pool() { return pool_; }
-    Scratch& scratch() { return scratch_; }
+    int32_t n_threads() const { return runner_->n_threads(); }
 
     // Validate the C batch (tokens in range, sequences known, positions given or continued; a
     // tree's parents and positions, which default to its depths after the sequence).
@@ -81,15 +64,14 @@ public:
 
     int32_t n_outputs() const { return n_outputs_; }
     // (n_outputs, n_vocab). On a device, copied to the host on first use after each decode.
-    const float* logits() const;
+    const float* logits() const { return runner_->logits(n_outputs_); }
     // Greedy choice for output row i (largest logit, ties to the lowest id); on a device it is
     // computed there, so the logits need not be copied.
     // top_p (optional) receives its softmax probability.
     int32_t argmax(int32_t i, float* top_p = nullptr) const;
-    std::vector<float>& logits_buffer(int32_t n_rows);
     Device device() const { return model_.device(); }
     // The most tokens of a batch whose logits are each bit-identical to decoding the token
-    // alone: n_batch on the CPU, the device's limit there (DeviceRunner::max_invariant_batch).
+    // alone: n_batch on the CPU, the device's limit there (Runner::max_invariant_batch).
     int32_t max_invariant_batch() const;
 
 private:
@@ -104,20 +86,9 @@ private:
     const Model& model_;
     apls_context_params params_;
     KVCache kv_;
-    cpu::ThreadPool pool_;
-    Scratch scratch_;
-    mutable std::vector<float> logits_;
+    std::unique_ptr<Runner> runner_;  // the model's backend: K/V rows, scratch, forward
+    std::vector<int64_t> slots_;      // (n_batch) KV slots of a batch's tokens
     int32_t n_outputs_ = 0;
-    std::unique_ptr<DeviceRunner> runner_;  // the device backend, or nullptr on the CPU
-    mutable bool logits_stale_ = false;     // device logits not yet copied to logits_
 };
-
-// Index of the largest of x[0..n); ties go to the lowest index (as the greedy sampler does).
-int32_t argmax_row(const float* x, int32_t n);
-// Softmax probability of x[best]: 1 / sum exp(x - x[best]).
-float top_prob_row(const float* x, int32_t n, int32_t best);
-
-// The CPU forward pass of the model's architecture (forward.cpp picks forward_<arch>.cpp).
-void forward_cpu(Context& ctx, const Batch& batch, const Plan& plan, const Visibility& vis);
 
 }  // namespace apls

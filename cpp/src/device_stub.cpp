@@ -2,6 +2,7 @@
 // or no nvcc at build time): they say so instead of failing obscurely.
 #include "common.h"
 #include "device.h"
+#include "runner.h"
 
 namespace apls::cuda {
 
@@ -16,7 +17,7 @@ std::unique_ptr<DeviceModel> upload(const Model&) {
          ")");
 }
 
-std::unique_ptr<DeviceRunner> make_runner(Context&) {
+std::unique_ptr<Runner> make_runner(Context&) {
     fail(APLS_STATUS_UNSUPPORTED, "device 'cuda' requested but this build of APLS has no CUDA backend");
 }
 

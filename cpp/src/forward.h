@@ -1,112 +1,88 @@
-// forward.h — the shared pieces of the CPU forward pass; each architecture's forward
-// (forward_<arch>.cpp) is a short composition of them.
+// forward.h — one forward pass for every backend.
 //
 //   x = embed(tokens)                                   x: (t, d)
-//   for each layer l (Forward::run):
+//   for each layer l (run_forward walks the plan, plan.h):
 //     if plan runs attn(l): the architecture's attention sub-block, x += Wo · attn(...)
 //     if plan runs mlp(l):  x += Wdown · (silu(Wgate·n(x)) * Wup·n(x))        n = RMSNorm
 //   a parallel group of layers: every layer reads the group's input h; x = h + sum(layer(h) - h)
 //   logits = Wout · n(x)  for the rows that asked for output (ids < plan.head_rows if set)
 //
-// An attention sub-block is: attn_norm → qkv → [qkv_bias] → [qk_norm] → rope_store → attend.
-// Every step works row by row (or element by element for matrix products, see kernels.h), so a
-// token's logits are bit-identical whatever else shares its batch.
+// An architecture (forward_<arch>.cpp) is a short composition of the steps below: its attention
+// sub-block (attn_norm → qkv → [qkv_bias] → [qk_norm] → rope_store → attend); the MLP is SwiGLU
+// for every architecture. A backend implements the steps (ForwardOps): the CPU's are
+// cpu/forward_ops.cpp, the GPU's cuda/forward_ops.cpp (launches, which CUDA graphs capture
+// whatever the walk enqueues). So an architecture is written once and runs on every backend.
+//
+// A step works on a stage's members: one layer, or the layers of a parallel group that a backend
+// runs side by side (each member on its own lane of buffers, a matrix stage of all members one
+// launch). Every step is row by row (matrix products element by element, see cpu/kernels.h and
+// cuda/launch.h), so a token's logits are bit-identical whatever else shares its batch.
 //
 // Letters: t = tokens in the batch, d = n_embd, f = n_ff, q = q_dim, kv = kv_dim, hd = head_dim.
 #pragma once
 
 #include <cstdint>
-#include <initializer_list>
-#include <utility>
 
-#include "context.h"
-#include "cpu/ops.h"
+#include "hparams.h"
+#include "plan.h"
 
 namespace apls {
 
-struct Forward {
-    Forward(Context& ctx, const Batch& batch, const Visibility& vis);
-
-    Context& ctx;
-    const HParams& hp;
-    const cpu::KernelTable& kt;
-    Scratch& s;
-    cpu::ThreadPool& pool;
-    const Batch& batch;
-    int32_t n;           // tokens in the batch
-    const Visibility& vis;  // what each token's attention sees (views, trees)
-
-    const Layer& layer(int32_t l) const { return ctx.model().layers()[l]; }
-
-    // ---- pieces ------------------------------------------------------------------------------
-    void embed();                        // s.x (t, d) = token embeddings
-    void attn_norm(const Layer& L);      // s.h (t, d) = RMSNorm(x) * attn_norm
-    void qkv(const Layer& L);            // s.q (t, q), s.k, s.v (t, kv) = s.h · W^T
-    void qkv_bias(const Layer& L);       // s.q += bq, s.k += bk, s.v += bv
-    void qk_norm(const Layer& L);        // per-head RMSNorm of s.q and s.k (weights (hd))
-    void rope_store(int32_t l);          // RoPE (hp.rope_style) on q, k; K and V into the cache
-    void attend(int32_t l);              // x += Wo · softmax(q k^T / sqrt(hd)) v  [+ bo when the layer has it]
-    void mlp_swiglu(int32_t l);          // x += Wdown · (silu(Wgate · n(x)) * Wup · n(x))
-    void output(int32_t head_rows);      // logits of the rows that asked for them
-
-    // Every layer in order under `plan` (skips, parallel groups), then the output head.
-    // attn(l) is the architecture's attention sub-block; the MLP is SwiGLU for every one.
-    template <typename Attn>
-    void run(const Plan& plan, Attn&& attn) {
-        auto one = [&](int32_t l) {
-            if (plan.runs_attn(l)) attn(l);
-            if (plan.runs_mlp(l)) mlp_swiglu(l);
-        };
-        for (int32_t l = 0; l < hp.n_layer;) {
-            int32_t end = l + 1;
-            const int32_t g = plan.group_of(l);
-            while (g >= 0 && end < hp.n_layer && plan.group_of(end) == g) ++end;
-            if (end - l > 1) parallel_group(l, end, one);
-            else one(l);
-            l = end;
-        }
-        output(plan.head_rows);
-    }
-
-    // ---- helpers -----------------------------------------------------------------------------
-    // fn(i) for every row i < n_rows, split over the pool when there is more than one row.
-    template <typename F>
-    void rows(int32_t n_rows, F&& fn) {
-        if (n_rows == 1 || pool.size() == 1) {
-            for (int32_t i = 0; i < n_rows; ++i) fn(i);
-            return;
-        }
-        pool.run([&](int ith, int nth) {
-            int64_t b, e;
-            cpu::split_range(n_rows, ith, nth, 1, &b, &e);
-            for (int64_t i = b; i < e; ++i) fn(static_cast<int32_t>(i));
-        });
-    }
-
-    // outs[j].second (n_rows, w.rows) = x (n_rows, k) · outs[j].first^T, for weights sharing the
-    // input x. ldy: row stride of the outputs (0 = w.rows).
-    void matmul(const float* x, int32_t n_rows, int64_t k, std::initializer_list<std::pair<const Weight*, float*>> outs,
-                int64_t ldy = 0);
-
-    // Layers [l0, l1) as one parallel group: each reads h = x; x = h + sum_i (layer_i(h) - h).
-    template <typename One>
-    void parallel_group(int32_t l0, int32_t l1, One& one) {
-        const size_t m = static_cast<size_t>(n) * hp.n_embd;
-        std::copy(s.x.begin(), s.x.begin() + m, s.x0.begin());
-        std::fill(s.acc.begin(), s.acc.begin() + m, 0.0f);
-        for (int32_t l = l0; l < l1; ++l) {
-            if (l > l0) std::copy(s.x0.begin(), s.x0.begin() + m, s.x.begin());
-            one(l);
-            for (size_t i = 0; i < m; ++i) s.acc[i] += s.x[i] - s.x0[i];
-        }
-        for (size_t i = 0; i < m; ++i) s.x[i] = s.x0[i] + s.acc[i];
-    }
+// A layer of a stage and the buffers it works in: lane < 0 the pass's own, else lane `lane` of
+// a parallel group run side by side.
+struct Member {
+    int32_t layer;
+    int32_t lane;
 };
 
-// The architectures' forward passes (forward_<arch>.cpp), and the one Context::decode calls.
-void forward_llama(Context& ctx, const Batch& batch, const Plan& plan, const Visibility& vis);
-void forward_qwen2(Context& ctx, const Batch& batch, const Plan& plan, const Visibility& vis);
-void forward_qwen3(Context& ctx, const Batch& batch, const Plan& plan, const Visibility& vis);
-void forward_cpu(Context& ctx, const Batch& batch, const Plan& plan, const Visibility& vis);
+constexpr int32_t kMaxGroupLanes = 32;  // a longer parallel group runs one layer after another
+
+struct Members {
+    const Member* first;
+    int32_t count;
+    const Member* begin() const { return first; }
+    const Member* end() const { return first + count; }
+};
+
+// The steps of a forward pass on one backend, for one batch (the backend knows its tokens,
+// positions, KV slots and visibility).
+class ForwardOps {
+public:
+    virtual ~ForwardOps() = default;
+
+    // ---- the sub-blocks' steps, for every member of a stage -----------------------------------
+    virtual void attn_norm(Members m) = 0;   // h (t, d) = RMSNorm(x) * attn_norm
+    virtual void qkv(Members m) = 0;         // q (t, q), k, v (t, kv) = h · W^T
+    virtual void qkv_bias(Members m) = 0;    // q += bq, k += bk, v += bv (layers that have them)
+    virtual void qk_norm(Members m) = 0;     // per-head RMSNorm of q and k (weights (hd))
+    virtual void rope_store(Members m) = 0;  // RoPE (hp.rope_style) on q, k; K and V into the cache
+    virtual void attend(Members m) = 0;      // x += Wo · softmax(q k^T / sqrt(hd)) v [+ bo]
+    virtual void mlp_swiglu(Members m) = 0;  // x += Wdown · (silu(Wgate · n(x)) * Wup · n(x))
+
+    // ---- the walk's frame -----------------------------------------------------------------------
+    virtual void embed() = 0;                    // x (t, d) = token embeddings
+    virtual void output(int32_t head_rows) = 0;  // logits of the rows that asked for them
+    // Whether a parallel group of n layers runs side by side (lanes), else one layer after another.
+    virtual bool side_by_side(int32_t n_layers) = 0;
+    // A parallel group: x0 = x (and each lane's x = x0 when side by side); before each member
+    // after the first, one after another: x = x0; after each member, in order: acc (+)= x - x0
+    // (x of the member's lane); at the end x = x0 + acc.
+    virtual void group_begin(int32_t n_layers, bool lanes) = 0;
+    virtual void group_restore() = 0;
+    virtual void group_add(int32_t lane) = 0;
+    virtual void group_end() = 0;
+};
+
+// An architecture's attention sub-block over a stage's members.
+using AttentionBlock = void (*)(ForwardOps& ops, Members m);
+
+// The whole pass: embed, every layer under `plan` (skips, parallel groups), the output head.
+void run_forward(ForwardOps& ops, const Plan& plan, int32_t n_layer, AttentionBlock attention);
+
+// The architectures (forward_<arch>.cpp), and the one of hp.arch.
+void forward_llama(ForwardOps& ops, const Plan& plan, int32_t n_layer);
+void forward_qwen2(ForwardOps& ops, const Plan& plan, int32_t n_layer);
+void forward_qwen3(ForwardOps& ops, const Plan& plan, int32_t n_layer);
+void forward(ForwardOps& ops, const Plan& plan, const HParams& hp);
 
 }  // namespace apls

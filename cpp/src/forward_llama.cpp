@@ -1,20 +1,17 @@
 // forward_llama.cpp — llama (Llama 2/3, Mistral, SmolLM, TinyLlama): pre-norm attention with
 // RoPE on adjacent pairs (converters permute q/k rows into that order), optional q/k/v biases
-// (checkpoints with attention_bias), SwiGLU MLP.
+// and output bias (checkpoints with attention_bias), SwiGLU MLP.
 #include "forward.h"
 
 namespace apls {
 
-void forward_llama(Context& ctx, const Batch& batch, const Plan& plan, const Visibility& vis) {
-    Forward f(ctx, batch, vis);
-    f.embed();
-    f.run(plan, [&](int32_t l) {
-        const Layer& L = f.layer(l);
-        f.attn_norm(L);
-        f.qkv(L);
-        if (!L.bq.empty()) f.qkv_bias(L);
-        f.rope_store(l);
-        f.attend(l);
+void forward_llama(ForwardOps& ops, const Plan& plan, int32_t n_layer) {
+    run_forward(ops, plan, n_layer, [](ForwardOps& f, Members m) {
+        f.attn_norm(m);
+        f.qkv(m);
+        f.qkv_bias(m);  // only the layers that have biases
+        f.rope_store(m);
+        f.attend(m);
     });
 }
 

@@ -4,16 +4,13 @@
 
 namespace apls {
 
-void forward_qwen3(Context& ctx, const Batch& batch, const Plan& plan, const Visibility& vis) {
-    Forward f(ctx, batch, vis);
-    f.embed();
-    f.run(plan, [&](int32_t l) {
-        const Layer& L = f.layer(l);
-        f.attn_norm(L);
-        f.qkv(L);
-        f.qk_norm(L);
-        f.rope_store(l);
-        f.attend(l);
+void forward_qwen3(ForwardOps& ops, const Plan& plan, int32_t n_layer) {
+    run_forward(ops, plan, n_layer, [](ForwardOps& f, Members m) {
+        f.attn_norm(m);
+        f.qkv(m);
+        f.qk_norm(m);
+        f.rope_store(m);
+        f.attend(m);
     });
 }
 

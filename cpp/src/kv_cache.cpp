@@ -1,12 +1,10 @@
-// kv_cache.cpp — block pool, block tables, copy-on-write and compaction; see kv_cache.h.
+// kv_cache.cpp — block pool, block tables, copy-on-write, compaction, token-tree paths; see kv_cache.h.
 #include "kv_cache.h"
 
 #include <algorithm>
 #include <cstring>
 
 #include "common.h"
-#include "cpu/ops.h"
-#include "ggml_types.h"
 
 namespace apls {
 
@@ -21,21 +19,11 @@ ViewRule KVView::rule() const {
 
 bool KVView::lists(int32_t p) const { return std::binary_search(positions.begin(), positions.end(), p); }
 
-KVCache::KVCache(int32_t n_layer, int32_t kv_dim, uint32_t n_ctx, uint32_t block_size, uint32_t n_seq_max, bool f16,
-                 bool host_storage)
-    : n_layer_(n_layer), kv_dim_(kv_dim), block_size_(block_size), f16_(f16) {
+KVCache::KVCache(uint32_t n_ctx, uint32_t block_size, uint32_t n_seq_max) : block_size_(block_size) {
     if (block_size == 0) fail(APLS_STATUS_INVALID_ARGUMENT, "kv_block_size must be positive");
     if (n_seq_max == 0) fail(APLS_STATUS_INVALID_ARGUMENT, "n_seq_max must be positive");
     n_blocks_ = (n_ctx + block_size - 1) / block_size;
-    const size_t bytes = host_storage ? static_cast<size_t>(n_blocks_) * block_size * row_bytes() : 0;
-    try {
-        k_.assign(n_layer, std::vector<uint8_t>(bytes));
-        v_.assign(n_layer, std::vector<uint8_t>(bytes));
-        pos_.assign(static_cast<size_t>(n_blocks_) * block_size, -1);
-    } catch (const std::bad_alloc&) {
-        fail(APLS_STATUS_OUT_OF_MEMORY, "cannot allocate a KV cache of ", n_ctx, " tokens (",
-             2 * n_layer * bytes / (1 << 20), " MiB)");
-    }
+    pos_.assign(static_cast<size_t>(n_blocks_) * block_size, -1);
     refs_.assign(n_blocks_, 0);
     seqs_.resize(n_seq_max);
     clear();
@@ -68,12 +56,7 @@ void KVCache::release_block(int32_t block) {
 
 void KVCache::copy_entry(int64_t dst, int64_t src) {
     pos_[dst] = pos_[src];
-    if (store_) return store_->copy_slot(dst, src);
-    const size_t rb = row_bytes();
-    for (int32_t l = 0; l < n_layer_; ++l) {
-        std::memcpy(k_row(l, dst), k_row(l, src), rb);
-        std::memcpy(v_row(l, dst), v_row(l, src), rb);
-    }
+    if (store_) store_->copy_slot(dst, src);
 }
 
 void KVCache::make_private(int32_t seq, size_t bi) {
@@ -223,35 +206,12 @@ void KVCache::truncate(int32_t seq, int32_t n) {
 
 // ---- delete / shift --------------------------------------------------------------------------
 
-void KVCache::rerotate(int64_t slot, const float* cos_sin) {
-    if (store_) return store_->rerotate(slot, cos_sin);
-    float row[4096];  // kv_dim is checked against this in seq_delete
-    for (int32_t l = 0; l < n_layer_; ++l) {
-        uint8_t* k = k_row(l, slot);
-        if (f16_) {
-            const uint16_t* h = reinterpret_cast<const uint16_t*>(k);
-            for (int32_t i = 0; i < kv_dim_; ++i) row[i] = f16_to_f32(h[i]);
-        } else {
-            std::memcpy(row, k, static_cast<size_t>(kv_dim_) * 4);
-        }
-        rope_apply(rope_.style, row, rope_.n_head_kv, rope_.head_dim, rope_.n_rot, cos_sin);
-        if (f16_) {
-            uint16_t* h = reinterpret_cast<uint16_t*>(k);
-            for (int32_t i = 0; i < kv_dim_; ++i) h[i] = f32_to_f16(row[i]);
-        } else {
-            std::memcpy(k, row, static_cast<size_t>(kv_dim_) * 4);
-        }
-    }
-}
-
 void KVCache::seq_delete(int32_t seq, int32_t p0, int32_t p1, bool shift) {
     check_seq(seq, "delete");
     Seq& s = seqs_[seq];
     if (p0 < 0 || p1 <= p0 || p1 > s.next_pos)
         fail(APLS_STATUS_INVALID_ARGUMENT, "delete of positions [", p0, ", ", p1, ") from sequence ", seq,
              ": need 0 <= p0 < p1 <= ", s.next_pos, " (its next position)");
-    if (shift && (rope_.n_rot <= 0 || rope_.n_head_kv * rope_.head_dim != kv_dim_ || kv_dim_ > 4096))
-        fail(APLS_STATUS_INVALID_ARGUMENT, "delete with shift needs the model's RoPE parameters");
     const int32_t B = static_cast<int32_t>(block_size_), n = s.n, delta = p1 - p0;
     auto gone = [&](int32_t p) { return p >= p0 && p < p1; };
 
@@ -307,13 +267,11 @@ void KVCache::seq_delete(int32_t seq, int32_t p0, int32_t p1, bool shift) {
     if (shift) {
         for (size_t b = 0; b < written.size() && b < s.blocks.size(); ++b)
             if (written[b]) make_private(seq, b);  // no-op unless a dropped range left it shared
-        std::vector<float> cs(static_cast<size_t>(rope_.n_rot));
-        cpu::rope_table(-delta, rope_.n_rot, rope_.base, rope_.freq_scale, cs.data());
         for (int32_t j = sorted ? j0 : 0; j < s.n; ++j) {
             const int64_t slot = slot_of(seq, j);
             if (pos_[slot] < p1) continue;
             pos_[slot] -= delta;
-            rerotate(slot, cs.data());
+            if (store_) store_->rerotate(slot, -delta);
         }
     }
     if (store_) store_->flush();

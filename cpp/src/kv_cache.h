@@ -1,14 +1,18 @@
-// kv_cache.h — the block KV cache: memory only, no policy.
+// kv_cache.h — the block KV cache's bookkeeping: block tables, reference counts, positions,
+// views. No K/V data and no policy.
 //
-// All K/V storage is preallocated at context creation: for every layer, K and V are
-// (n_blocks * block_size, kv_dim) arrays of F32 or F16. A block is block_size (B) consecutive
-// slots. Blocks come from a pool with reference counts; each sequence owns a block table (its
-// blocks in order), so logical entry j of a sequence lives in slot table[j / B] * B + j % B.
-// Each slot records the position of the token it holds (-1 = empty), which attention masks on.
+// The cache has capacity n_blocks * block_size (B) slots; a block is B consecutive slots.
+// Blocks come from a pool with reference counts; each sequence owns a block table (its blocks
+// in order), so logical entry j of a sequence lives in slot table[j / B] * B + j % B. Each slot
+// records the position of the token it holds (-1 = empty), which attention masks on. The K and
+// V rows of a slot live in the backend's store (KVStore: cpu/kv_store.h in host memory,
+// cuda/kv_store.h on the GPU), which the cache asks to copy a slot or re-rotate a key when an
+// operation moves entries; a forward pass writes a token's rows at the slot append() gave it.
 //
 // Operations on a sequence: append (decode), truncate, delete a position range (optionally
 // shifting later positions down and re-rotating their keys), fork (copy-on-write sharing),
-// keep, clear, statistics. Speculation, streaming and views are composed from these by callers.
+// keep_path (after a token tree), keep, clear, statistics. Speculation, streaming and views are
+// composed from these by callers.
 //
 // Copy-on-write. A fork shares every block of the source (reference count + 1), copying nothing.
 // A block with more than one reference is never written: before an append lands in a shared,
@@ -40,7 +44,6 @@
 #include <cstdint>
 #include <vector>
 
-#include "rope.h"
 #include "visibility.h"
 
 namespace apls {
@@ -63,18 +66,6 @@ struct KVView {
     bool lists(int32_t p) const;  // p is on the explicit list (binary search)
 };
 
-// What a delete/shift needs to re-rotate cached keys: RoPE on adjacent pairs of the first
-// n_rot dimensions of each of n_head_kv heads of head_dim, theta_i = pos * freq_scale *
-// base^(-2i / n_rot). n_rot == 0: unknown (a shift then fails).
-struct RopeParams {
-    int32_t n_rot = 0;
-    int32_t head_dim = 0;
-    int32_t n_head_kv = 0;
-    float base = 10000.0f;
-    float freq_scale = 1.0f;
-    RopeStyle style = RopeStyle::NORM;  // pair layout (rope.h): NEOX rotates (x[i], x[i + n_rot/2])
-};
-
 // Pool occupancy. tokens: occupied slots (a slot shared by several sequences counts once);
 // entries: sum of sequence lengths (shared entries count once per sequence); holes: empty
 // slots inside used blocks; fragmentation = 1 - tokens / (blocks_used * block_size) (0 when
@@ -86,43 +77,29 @@ struct KVStats {
     double fragmentation = 0.0;
 };
 
-// Where K/V rows live when not in host memory (a GPU backend). The cache keeps every piece of
-// bookkeeping (block tables, positions, reference counts) on the host and asks the store to
-// move data: copy_slot copies the K and V rows of every layer; rerotate re-applies RoPE to the
-// K rows of every layer (cos_sin: n_rot values as cpu::rope_table gives them). Operations may be
-// queued; flush() is called at the end of every cache operation that issued some, and the store
-// must apply them in the order issued.
+// Where a backend keeps the K/V rows of the slots. The cache keeps every piece of bookkeeping on
+// the host and asks the store to move data: copy_slot copies the K and V rows of every layer;
+// rerotate re-applies RoPE to the K rows of every layer of a slot whose entry's position moved
+// by `shift` (rotations compose: R(p + shift) = R(shift) R(p); the store knows the model's RoPE).
+// Operations may be queued; flush() is called at the end of every cache operation that issued
+// some, and the store must apply them in the order issued.
 class KVStore {
 public:
     virtual ~KVStore() = default;
     virtual void copy_slot(int64_t dst, int64_t src) = 0;
-    virtual void rerotate(int64_t slot, const float* cos_sin) = 0;
+    virtual void rerotate(int64_t slot, int32_t shift) = 0;
     virtual void flush() = 0;
 };
 
 class KVCache {
 public:
-    // host_storage = false: no host K/V arrays; a KVStore must be attached before use.
-    KVCache(int32_t n_layer, int32_t kv_dim, uint32_t n_ctx, uint32_t block_size, uint32_t n_seq_max, bool f16,
-            bool host_storage = true);
+    KVCache(uint32_t n_ctx, uint32_t block_size, uint32_t n_seq_max);
+    // The backend's rows (required before an operation moves entries; nullptr detaches).
     void attach_store(KVStore* store) { store_ = store; }
-    bool host_storage() const { return store_ == nullptr; }
 
-    void set_rope(const RopeParams& rope) { rope_ = rope; }
-    const RopeParams& rope() const { return rope_; }
-
-    // ---- storage -------------------------------------------------------------------------
-    bool f16() const { return f16_; }
-    int32_t n_layer() const { return n_layer_; }
-    int32_t kv_dim() const { return kv_dim_; }
     uint32_t block_size() const { return block_size_; }
     uint32_t n_blocks() const { return n_blocks_; }
     uint32_t capacity() const { return n_blocks_ * block_size_; }  // slots
-    size_t row_bytes() const { return static_cast<size_t>(kv_dim_) * (f16_ ? 2 : 4); }
-    uint8_t* k_row(int32_t layer, int64_t slot) { return k_[layer].data() + slot * row_bytes(); }
-    uint8_t* v_row(int32_t layer, int64_t slot) { return v_[layer].data() + slot * row_bytes(); }
-    const uint8_t* k_row(int32_t layer, int64_t slot) const { return k_[layer].data() + slot * row_bytes(); }
-    const uint8_t* v_row(int32_t layer, int64_t slot) const { return v_[layer].data() + slot * row_bytes(); }
     int32_t slot_pos(int64_t slot) const { return pos_[slot]; }
 
     // ---- sequences -----------------------------------------------------------------------
@@ -199,21 +176,16 @@ private:
     bool last_block_shared_partial(const Seq& s) const;
     // Replace table entry bi of seq by a private copy of its block (rows of entries it holds).
     void make_private(int32_t seq, size_t bi);
-    void copy_entry(int64_t dst_slot, int64_t src_slot);  // K, V rows of every layer and position
-    void shrink(int32_t seq, int32_t n);  // drop entries >= n (no checks)
-    void rerotate(int64_t slot, const float* cos_sin);  // K rows of every layer
+    void copy_entry(int64_t dst_slot, int64_t src_slot);  // its position, and its rows in the store
+    void shrink(int32_t seq, int32_t n);                  // drop entries >= n (no checks)
     void refresh_next_pos(Seq& s);  // next_pos and n_sorted after entries were removed or moved
 
-    int32_t n_layer_, kv_dim_;
     uint32_t block_size_, n_blocks_;
-    bool f16_;
-    RopeParams rope_;
-    std::vector<std::vector<uint8_t>> k_, v_;  // per layer: (n_blocks * block_size, kv_dim)
     std::vector<int32_t> pos_;                 // (n_blocks * block_size): position held, -1 = empty
     std::vector<int32_t> refs_;                // (n_blocks): sequences using the block
     std::vector<int32_t> free_;                // free block ids (stack)
     std::vector<Seq> seqs_;
-    KVStore* store_ = nullptr;  // device storage, or nullptr: k_ and v_ hold the data
+    KVStore* store_ = nullptr;  // the backend's rows
 };
 
 }  // namespace apls

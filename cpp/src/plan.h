@@ -1,7 +1,8 @@
-// plan.h — a layer plan: which sub-blocks of each layer run.
+// plan.h — a layer plan: which sub-blocks of each layer run, and the walk over it.
 //
 // The full model is the plan with everything on; a draft skips some attention and MLP
-// sub-blocks. The forward pass takes a plan on every call: there is one code path.
+// sub-blocks or runs consecutive layers as a parallel group. The forward pass takes a plan on
+// every call and every backend walks it here (forward.cpp run_forward): there is one code path.
 #pragma once
 
 #include <cstdint>
@@ -25,6 +26,21 @@ struct Plan {
     void validate(int32_t n_layer, int32_t n_vocab) const;
     // From the C struct (nullptr = full model), validated.
     static Plan from_c(const apls_plan* p, int32_t n_layer, int32_t n_vocab);
+    // The most layers of one parallel group (1 without groups).
+    int32_t largest_group(int32_t n_layer) const;
 };
+
+// The plan walk, for every backend: fn(l0, l1) for each run of layers in order — a single layer
+// (l1 = l0 + 1) or a parallel group [l0, l1).
+template <typename F>
+void walk_layers(const Plan& plan, int32_t n_layer, F&& fn) {
+    for (int32_t l = 0; l < n_layer;) {
+        int32_t end = l + 1;
+        const int32_t g = plan.group_of(l);
+        while (g >= 0 && end < n_layer && plan.group_of(end) == g) ++end;
+        fn(l, end);
+        l = end;
+    }
+}
 
 }  // namespace apls

@@ -77,6 +77,12 @@ class KVCache:
         """Drop every sequence but `seq`."""
         self._c.kv_keep(seq)
 
+    def keep_path(self, seq: int, n_keep: int, entries) -> None:
+        """After a token tree (`Context.decode(..., parent=...)`): keep the first n_keep entries
+        and then `entries` (entry indices, tree token b being entry n_keep + b; increasing, a
+        root-to-node path) as consecutive entries, and drop every other node."""
+        self._c.kv_keep_path(seq, n_keep, entries)
+
     def clear(self, seq: int | None = None) -> None:
         """Drop one sequence, or (seq None) everything."""
         if seq is None:

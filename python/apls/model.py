@@ -94,6 +94,7 @@ class Context:
         seq_ids: TokenIds | None = None,
         plan: Plan | None = None,
         view: KVView | None = None,
+        parent: TokenIds | None = None,
     ) -> np.ndarray:
         """Run tokens through the model, appending them to the KV cache.
 
@@ -104,6 +105,9 @@ class Context:
             seq_ids: sequence of each token (n,); default: sequence 0.
             plan: a layer plan (skipped sub-blocks); default: the full model.
             view: an `apls.KVView` restricting what attention sees of the cache; default: all.
+            parent: a token tree of one sequence (n,): each token's parent batch index, -1 for a
+                root; each token sees the cache, its ancestors and itself (`kv.keep_path` keeps
+                the accepted path afterwards); default: a causal batch.
 
         Returns:
             float32 array (n_outputs, n_vocab) of logits, one row per requested token.
@@ -120,6 +124,7 @@ class Context:
             mask,
             None if plan is None else plan.layers(self.model.n_layer),
             view,
+            None if parent is None else _tokens(parent),
         )
 
     def prefill(self, tokens: TokenIds, *, seq: int = 0) -> np.ndarray:
@@ -224,8 +229,8 @@ class Model:
         use_mmap: map the file instead of reading it.
         device: "cuda" (weights copied to the GPU, forward pass there), "cpu", or "auto" (the
             default: CUDA when this build has it, a GPU is usable and the CUDA backend runs the
-            model — llama architecture, head dimension a multiple of 8 up to 128, F32, F16,
-            BF16, Q8_0, Q4_0 or Q4_1 matrices — else the CPU; the environment variable
+            model — llama, qwen2 or qwen3, head dimension a multiple of 8 up to 128, every
+            weight type the CPU runs — else the CPU; the environment variable
             APLS_DEVICE=cpu|cuda names the device instead). `model.device` says where it
             runs; `model.device_note` why "auto" chose the CPU, or that APLS_DEVICE chose.
 

@@ -15,6 +15,7 @@
 #include <cstring>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "check.h"
@@ -24,6 +25,7 @@
 #include "cuda/prompt_attention.h"
 #include "cuda/weight_layout.h"
 #include "ggml_types.h"
+#include "rope.h"
 
 using namespace apls;
 using apls::cuda::DeviceBuffer;
@@ -328,8 +330,9 @@ APLS_TEST(rms_norm_matches_cpu) {
     for (int d : {576, 2048, 8192}) check_rms_norm(d);
 }
 
-// Heads of 64 and 128 dimensions, and a partial rotation (n_rot < head_dim: the rest is stored as is).
-static void check_rope_store(int hd, int n_rot) {
+// Heads of 64 and 128 dimensions, and a partial rotation (n_rot < head_dim: the rest is stored as
+// is); pairs adjacent (llama) or NEOX (qwen2, qwen3: (x[i], x[i + n_rot/2])).
+static void check_rope_store(int hd, int n_rot, RopeStyle style = RopeStyle::NORM) {
     const int n = 5, nh = 8, nkv = 2, n_layer = 3, layer = 1, kvd = nkv * hd;
     const std::vector<int32_t> pos = {0, 1, 17, 1000, 4095}, slots = {3, 0, 9, 4, 7};
     for (bool f16 : {true, false}) {
@@ -358,7 +361,8 @@ static void check_rope_store(int hd, int n_rot) {
                               stride,
                               layer * 2 * kvd,
                               layer * 2 * kvd + kvd,
-                              f16};
+                              f16,
+                              style};
         cuda::rope_store(a, nullptr);
         const auto qo = download(dq, q.size()), ko = download(dk, k.size());
         const auto cache = download(kv, kv.size());
@@ -366,13 +370,17 @@ static void check_rope_store(int hd, int n_rot) {
         std::vector<double> qref(q.size()), kref(k.size());
         for (int i = 0; i < n; ++i) {
             cpu::rope_table(pos[i], n_rot, 10000.0f, 1.0f, cs.data());
-            cpu::rope_pairs(qr.data() + i * nh * hd, nh, hd, n_rot, cs.data());
-            cpu::rope_pairs(kr.data() + i * kvd, nkv, hd, n_rot, cs.data());
+            rope_apply(style, qr.data() + i * nh * hd, nh, hd, n_rot, cs.data());
+            rope_apply(style, kr.data() + i * kvd, nkv, hd, n_rot, cs.data());
         }
         for (size_t i = 0; i < q.size(); ++i) qref[i] = qr[i];
         for (size_t i = 0; i < k.size(); ++i) kref[i] = kr[i];
-        CHECK(nmse(qo, qref) < 1e-12);
-        CHECK(nmse(ko, kref) < 1e-12);
+        const double eq = nmse(qo, qref), ek = nmse(ko, kref);
+        if (!(eq < 1e-12 && ek < 1e-12))
+            std::fprintf(stderr, "rope_store %s hd %d n_rot %d %s: nmse q %.3g k %.3g\n",
+                         style == RopeStyle::NEOX ? "neox" : "norm", hd, n_rot, f16 ? "f16" : "f32", eq, ek);
+        CHECK(eq < 1e-12);
+        CHECK(ek < 1e-12);
         bool stored = true;
         for (int i = 0; i < n; ++i)
             for (int j = 0; j < kvd; ++j) {
@@ -390,6 +398,9 @@ static void check_rope_store(int hd, int n_rot) {
                     stored &= kc == ko[i * kvd + j] && vc == v[i * kvd + j];
                 }
             }
+        if (!stored)
+            std::fprintf(stderr, "rope_store %s hd %d n_rot %d %s: K/V rows in the cache differ\n",
+                         style == RopeStyle::NEOX ? "neox" : "norm", hd, n_rot, f16 ? "f16" : "f32");
         CHECK(stored);
     }
 }
@@ -398,19 +409,121 @@ APLS_TEST(rope_store_matches_cpu_and_fills_slots) {
     check_rope_store(64, 64);
     check_rope_store(128, 128);
     check_rope_store(128, 64);
+    for (auto [hd, n_rot] : {std::pair{64, 64}, {128, 128}, {128, 64}, {24, 24}, {40, 32}})
+        check_rope_store(hd, n_rot, RopeStyle::NEOX);
+}
+
+// The re-rotation of cached keys after a shift (kv_rerotate), both pair layouts, F16 and F32:
+// every layer's K rows of the listed slots as the CPU store rotates them; V rows and other slots
+// untouched.
+APLS_TEST(kv_rerotate_matches_cpu) {
+    const int n_layer = 3, nkv = 2, slots_n = 6;
+    for (RopeStyle style : {RopeStyle::NORM, RopeStyle::NEOX})
+        for (auto [hd, n_rot] : {std::pair{64, 64}, {40, 32}})
+            for (bool f16 : {false, true}) {
+                const int kvd = nkv * hd;
+                const int64_t stride = static_cast<int64_t>(n_layer) * 2 * kvd;
+                std::vector<float> vals = randn(static_cast<size_t>(slots_n * stride));
+                std::vector<uint8_t> bytes(vals.size() * (f16 ? 2 : 4));
+                for (size_t i = 0; i < vals.size(); ++i) {
+                    if (f16) {
+                        const uint16_t h = f32_to_f16(vals[i]);
+                        std::memcpy(&bytes[2 * i], &h, 2);
+                        vals[i] = f16_to_f32(h);
+                    } else {
+                        std::memcpy(&bytes[4 * i], &vals[i], 4);
+                    }
+                }
+                auto dkv = upload(bytes);
+                const std::vector<int32_t> slots = {4, 1};
+                auto ds = upload(slots);
+                std::vector<float> cs(n_rot);
+                cpu::rope_table(-7, n_rot, 10000.0f, 1.0f, cs.data());
+                auto dcs = upload(cs);
+                cuda::kv_rerotate(dkv.get(), f16, stride, n_layer, kvd, ds.get(), 2, dcs.get(), nkv, hd, n_rot, style,
+                                  nullptr);
+                const auto out = download(dkv, bytes.size());
+                std::vector<float> want = vals;
+                for (int32_t s : slots)
+                    for (int l = 0; l < n_layer; ++l)
+                        rope_apply(style, want.data() + s * stride + l * 2 * kvd, nkv, hd, n_rot, cs.data());
+                size_t bad = 0;
+                for (size_t i = 0; i < want.size(); ++i) {
+                    float got;
+                    if (f16) {
+                        uint16_t h;
+                        std::memcpy(&h, &out[2 * i], 2);
+                        got = f16_to_f32(h);
+                        bad += h != f32_to_f16(want[i]);
+                    } else {
+                        std::memcpy(&got, &out[4 * i], 4);
+                        bad += got != want[i];
+                    }
+                }
+                if (bad)
+                    std::fprintf(stderr, "kv_rerotate %s hd %d n_rot %d %s: %zu values differ from the CPU's\n",
+                                 style == RopeStyle::NEOX ? "neox" : "norm", hd, n_rot, f16 ? "f16" : "f32", bad);
+                CHECK(bad == 0);
+            }
+}
+
+// Attention biases: q/k/v rows (one launch) and the output bias, each one float add per element,
+// so bit for bit the CPU's cpu::add.
+APLS_TEST(biases_are_the_cpu_addition) {
+    const int n = 5, qd = 576, kvd = 192, d = 576;
+    const auto q = randn(static_cast<size_t>(n * qd)), k = randn(static_cast<size_t>(n * kvd)),
+               v = randn(static_cast<size_t>(n * kvd)), bq = randn(qd), bk = randn(kvd), bv = randn(kvd),
+               x = randn(static_cast<size_t>(n * d)), bo = randn(d);
+    auto dq = upload(q), dk = upload(k), dv = upload(v), dbq = upload(bq), dbk = upload(bk), dbv = upload(bv);
+    auto dx = upload(x), dbo = upload(bo);
+    cuda::qkv_bias(dq.get(), dk.get(), dv.get(), dbq.get(), dbk.get(), dbv.get(), n, qd, kvd, nullptr);
+    cuda::add_bias(dx.get(), dbo.get(), n, d, nullptr);
+    auto want = [&](std::vector<float> y, const std::vector<float>& b, int w) {
+        for (int i = 0; i < n; ++i) cpu::add(y.data() + i * w, b.data(), w);
+        return y;
+    };
+    const bool ok_q = download(dq, q.size()) == want(q, bq, qd), ok_k = download(dk, k.size()) == want(k, bk, kvd),
+               ok_v = download(dv, v.size()) == want(v, bv, kvd), ok_o = download(dx, x.size()) == want(x, bo, d);
+    if (!(ok_q && ok_k && ok_v && ok_o))
+        std::fprintf(stderr, "biases: q %d k %d v %d out %d (1 = the CPU's bits)\n", ok_q, ok_k, ok_v, ok_o);
+    CHECK(ok_q && ok_k && ok_v && ok_o);
+}
+
+// q/k norms (qwen3): every head of q and k RMS-normalised in place with weights of head_dim,
+// as rms_norm does rows; head dims of qwen3 models and odd-sized test ones.
+APLS_TEST(head_rms_norm_matches_cpu) {
+    for (int hd : {24, 40, 64, 128}) {
+        const int rows = 7 * 16;  // 7 tokens of 16 heads
+        const auto x = randn(static_cast<size_t>(rows * hd), 3.0f), w = randn(hd);
+        auto dx = upload(x), dw = upload(w);
+        cuda::rms_norm(dx.get(), nullptr, dw.get(), dx.get(), rows, hd, 1e-6f, nullptr);
+        const auto out = download(dx, x.size());
+        std::vector<double> ref(out.size());
+        std::vector<float> row(hd);
+        for (int i = 0; i < rows; ++i) {
+            cpu::rms_norm(x.data() + i * hd, w.data(), row.data(), hd, 1e-6f);
+            for (int j = 0; j < hd; ++j) ref[i * hd + j] = row[j];
+        }
+        const double e = nmse(out, ref);
+        if (!(e < 1e-12)) std::fprintf(stderr, "head rms_norm hd %d in place: nmse %.3g\n", hd, e);
+        CHECK(e < 1e-12);
+    }
 }
 
 namespace {
 
 // Attention over random cache contents, float64 reference.
 // The batch: the last n_tok positions of one sequence, or (two_seqs) of two sequences with
-// separate entry lists, their tokens interleaved in the batch.
+// separate entry lists, their tokens interleaved in the batch; or (tree) the last n_tok entries
+// of one sequence are a token tree (random parents, positions by depth): each token sees the
+// entries before the tree, its ancestors and itself (visibility.h).
 struct AttnCase {
     int n_head, n_head_kv, hd, n_entries;
     int n_sink = 0, n_window = -1;
     bool explicit_view = false;
     int n_tok = 4;
     bool two_seqs = false;
+    bool tree = false;
 };
 
 void check_attention(const AttnCase& c) {
@@ -429,6 +542,17 @@ void check_attention(const AttnCase& c) {
     std::vector<int32_t> off(n_tok), n_end(n_tok), n_old(n_tok, c.n_entries - n_tok), pos(n_tok);
     for (int i = 0; i < n_tok; ++i)
         off[i] = (i % n_seq) * c.n_entries, pos[i] = c.n_entries - n_tok + i, n_end[i] = pos[i] + 1;
+    std::vector<uint64_t> anc(n_tok, 0);  // tree: ancestors-and-self of each token
+    if (c.tree) {
+        const int base = c.n_entries - n_tok;
+        for (int i = 0; i < n_tok; ++i) {
+            const int parent = static_cast<int>(rng()() % (i + 1)) - 1;  // -1: a root
+            anc[i] = (parent < 0 ? 0 : anc[parent]) | (uint64_t{1} << i);
+            pos[i] = parent < 0 ? base : pos[parent] + 1;
+            epos[base + i] = pos[i];
+            n_end[i] = c.n_entries;  // the tree makes the list unsorted: every entry is tested
+        }
+    }
     std::vector<uint8_t> mask(n_seq * c.n_entries, 0);  // indexed like the entries (off + j)
     for (int j = 0; j < n_seq * c.n_entries; ++j) mask[j] = (j % c.n_entries % 3 == 0) || j % c.n_entries < 2;
     const bool view = c.explicit_view || c.n_sink > 0 || c.n_window >= 0;
@@ -436,6 +560,7 @@ void check_attention(const AttnCase& c) {
     auto dq = upload(q);
     auto ds = upload(slot), dp = upload(epos), doff = upload(off), dend = upload(n_end), dold = upload(n_old),
          dpos = upload(pos);
+    auto danc = upload(anc);
     auto dmask = upload(mask);
     const int max_splits = (cap + cuda::kAttnSplit - 1) / cuda::kAttnSplit;
     DeviceBuffer<float> out(static_cast<size_t>(n_tok * c.n_head * c.hd));
@@ -454,7 +579,8 @@ void check_attention(const AttnCase& c) {
     a.view_mask = c.explicit_view ? dmask.get() : nullptr;
     a.off = doff.get();
     a.n_end = dend.get();
-    a.n_old = view ? dold.get() : nullptr;
+    a.n_old = view || c.tree ? dold.get() : nullptr;
+    a.anc = c.tree ? danc.get() : nullptr;
     a.pos = dpos.get();
     a.view.n_sink = c.n_sink;
     a.view.n_window = c.n_window;
@@ -484,6 +610,7 @@ void check_attention(const AttnCase& c) {
                 if (view && j < n_old[i])
                     vis &= c.explicit_view ? mask[off[i] + j] != 0
                                            : (p < c.n_sink || c.n_window < 0 || p > pos[i] - c.n_window);
+                if (c.tree && j >= n_old[i]) vis &= ((anc[i] >> (j - n_old[i])) & 1) != 0;
                 if (!vis) continue;
                 double d = 0;
                 for (int e = 0; e < c.hd; ++e)
@@ -503,8 +630,8 @@ void check_attention(const AttnCase& c) {
         }
     const double e = nmse(o, ref);
     if (!(e < 1e-10))
-        std::fprintf(stderr, "attention heads %d/%d hd %d n %d t %d: nmse %.3g\n", c.n_head, c.n_head_kv, c.hd,
-                     c.n_entries, n_tok, e);
+        std::fprintf(stderr, "attention heads %d/%d hd %d n %d t %d%s: nmse %.3g\n", c.n_head, c.n_head_kv, c.hd,
+                     c.n_entries, n_tok, c.tree ? " tree" : "", e);
     CHECK(e < 1e-10);
 
     // With Q8 output (quantized Wo): the same floats, and their Q8 blocks bit for bit those of
@@ -545,11 +672,13 @@ void check_attention(const AttnCase& c) {
     auto dend1 = upload(std::vector<int32_t>{n_end[n_tok - 1]});
     auto dold1 = upload(std::vector<int32_t>{n_old[n_tok - 1]});
     auto doff1 = upload(std::vector<int32_t>{off[n_tok - 1]});
+    auto danc1 = upload(std::vector<uint64_t>{anc[n_tok - 1]});
     auto dq1 = upload(std::vector<float>(q.end() - c.n_head * c.hd, q.end()));
     a.q = dq1.get();
     a.pos = dpos1.get();
     a.n_end = dend1.get();
-    a.n_old = view ? dold1.get() : nullptr;
+    a.n_old = view || c.tree ? dold1.get() : nullptr;
+    a.anc = c.tree ? danc1.get() : nullptr;
     a.off = doff1.get();
     poison(out);
     cuda::attention(a, nullptr);
@@ -598,6 +727,21 @@ APLS_TEST(attention_matches_reference) {
     c.explicit_view = true;
     c.n_tok = 17;
     c.two_seqs = true;  // MHA, explicit view, two sequences
+    check_attention(c);
+    // Token trees (verify of several drafted continuations): GQA one token per block, MHA tiles
+    // shared by the tree's tokens, the prompt path (n > 16), a view on the entries before them,
+    // and head dims of qwen3 test models.
+    for (AttnCase t : {AttnCase{9, 3, 64, 100}, AttnCase{32, 32, 128, 300}, AttnCase{8, 8, 64, 90},
+                       AttnCase{4, 2, 24, 70}, AttnCase{8, 2, 40, 130}}) {
+        t.tree = true;
+        for (int n_tok : {5, 16, 40}) {
+            t.n_tok = n_tok;
+            check_attention(t);
+        }
+    }
+    c = AttnCase{9, 3, 64, 600, 4, 128};
+    c.tree = true;
+    c.n_tok = 12;  // a tree under a sinks + window view
     check_attention(c);
 }
 

@@ -2,7 +2,8 @@
 // appends, truncates, deletes (with and without shift), forks, keeps and clears; after every
 // step the invariants hold, every sequence holds exactly the reference's entries (positions,
 // V rows bit-exact, K rows = RoPE of the entry's vector at its current position), and failing
-// operations leave everything unchanged. Runs under ASan/UBSan in CI.
+// operations leave everything unchanged. The rows live in the CPU backend's store
+// (cpu/kv_store.h), which the cache asks to copy and re-rotate. Runs under ASan/UBSan in CI.
 #include <cmath>
 #include <cstring>
 #include <random>
@@ -10,6 +11,7 @@
 
 #include "check.h"
 #include "common.h"
+#include "cpu/kv_store.h"
 #include "cpu/ops.h"
 #include "ggml_types.h"
 #include "kv_cache.h"
@@ -33,13 +35,29 @@ void rotated(int32_t id, int32_t l, int32_t pos, float* out) {
     apls::cpu::rope_pairs(out, kHeads, kHeadDim, kHeadDim, cs);
 }
 
-void load(const KVCache& kv, const uint8_t* row, float* out) {
+// A cache with host rows (the CPU backend's store), as a context builds it.
+struct Cache : KVCache {
+    Cache(uint32_t n_ctx, uint32_t block, uint32_t n_seq, bool f16)
+        : KVCache(n_ctx, block, n_seq),
+          rows(kLayers, kDim, capacity(), f16, {kHeadDim, kHeadDim, kHeads, kBase, 1.0f}) {
+        attach_store(&rows);
+    }
+    Cache(const Cache&) = delete;
+    bool f16() const { return rows.f16(); }
+    uint8_t* k_row(int32_t l, int64_t slot) { return rows.k_row(l, slot); }
+    uint8_t* v_row(int32_t l, int64_t slot) { return rows.v_row(l, slot); }
+    const uint8_t* k_row(int32_t l, int64_t slot) const { return rows.k_row(l, slot); }
+    const uint8_t* v_row(int32_t l, int64_t slot) const { return rows.v_row(l, slot); }
+    apls::cpu::HostKVStore rows;
+};
+
+void load(const Cache& kv, const uint8_t* row, float* out) {
     if (!kv.f16()) return (void)std::memcpy(out, row, kDim * 4);
     const uint16_t* h = reinterpret_cast<const uint16_t*>(row);
     for (int32_t i = 0; i < kDim; ++i) out[i] = apls::f16_to_f32(h[i]);
 }
 
-void store(KVCache& kv, uint8_t* row, const float* x) {
+void store(Cache& kv, uint8_t* row, const float* x) {
     if (!kv.f16()) return (void)std::memcpy(row, x, kDim * 4);
     uint16_t* h = reinterpret_cast<uint16_t*>(row);
     for (int32_t i = 0; i < kDim; ++i) h[i] = apls::f32_to_f16(x[i]);
@@ -51,14 +69,8 @@ struct Entry {
 bool operator==(const Entry& a, const Entry& b) { return a.pos == b.pos && a.id == b.id; }
 using Ref = std::vector<std::vector<Entry>>;  // per sequence, entries in cache order
 
-KVCache make_cache(uint32_t n_ctx, uint32_t block, uint32_t n_seq, bool f16) {
-    KVCache kv(kLayers, kDim, n_ctx, block, n_seq, f16);
-    kv.set_rope({kHeadDim, kHeadDim, kHeads, kBase, 1.0f});
-    return kv;
-}
-
 // Append entries (seq[i], pos[i]) with fresh ids, writing rows as a forward pass would.
-void append(KVCache& kv, Ref& ref, const std::vector<int32_t>& seq, const std::vector<int32_t>& pos, int32_t& next_id) {
+void append(Cache& kv, Ref& ref, const std::vector<int32_t>& seq, const std::vector<int32_t>& pos, int32_t& next_id) {
     std::vector<int64_t> slots(seq.size());
     kv.append(seq.data(), pos.data(), static_cast<int32_t>(seq.size()), slots.data());
     for (size_t i = 0; i < seq.size(); ++i) {
@@ -75,7 +87,7 @@ void append(KVCache& kv, Ref& ref, const std::vector<int32_t>& seq, const std::v
 }
 
 // The cache holds exactly the reference's entries.
-void check_matches(const KVCache& kv, const Ref& ref, float k_tol) {
+void check_matches(const Cache& kv, const Ref& ref, float k_tol) {
     kv.check_invariants();
     for (int32_t s = 0; s < static_cast<int32_t>(ref.size()); ++s) {
         CHECK(kv.seq_len(s) == static_cast<int32_t>(ref[s].size()));
@@ -127,7 +139,7 @@ int32_t ref_next_pos(const std::vector<Entry>& es) {
 // then one root-to-node path kept (keep_path). A keep_path that fails (KV_FULL: blocks shared
 // with the fork and none free) changes nothing, checked here; the caller checks the rest.
 template <typename Uni>
-void tree_round(KVCache& kv, Ref& ref, int32_t s, Uni& uni, int32_t& next_id) {
+void tree_round(Cache& kv, Ref& ref, int32_t s, Uni& uni, int32_t& next_id) {
     const int32_t n_keep = kv.seq_len(s), next = kv.seq_next_pos(s), n = uni(1, 9);
     std::vector<int32_t> parent(n), seqs(n, s), poss(n);
     for (int32_t i = 0; i < n; ++i) {
@@ -171,7 +183,7 @@ void fuzz(uint32_t seed, bool f16, uint32_t block, int steps) {
     std::mt19937 rng(seed);
     auto uni = [&](int32_t lo, int32_t hi) { return std::uniform_int_distribution<int32_t>(lo, hi)(rng); };
     const uint32_t n_seq = 4, n_ctx = 12 * block;
-    KVCache kv = make_cache(n_ctx, block, n_seq, f16);
+    Cache kv(n_ctx, block, n_seq, f16);
     Ref ref(n_seq);
     int32_t next_id = 0;
     // F32: a re-rotation differs from rotating directly by a few ulps per shift; F16: half rounding.
@@ -258,7 +270,7 @@ APLS_TEST(random_operations_match_dense_reference_f16) {
 }
 
 APLS_TEST(fork_shares_blocks_and_copies_on_write) {
-    KVCache kv = make_cache(64, 4, 2, false);
+    Cache kv(64, 4, 2, false);
     Ref ref(2);
     int32_t id = 0;
     append(kv, ref, {0, 0, 0, 0, 0, 0}, {0, 1, 2, 3, 4, 5}, id);
@@ -279,7 +291,7 @@ APLS_TEST(fork_shares_blocks_and_copies_on_write) {
 }
 
 APLS_TEST(block_aligned_delete_copies_nothing) {
-    KVCache kv = make_cache(64, 4, 2, false);
+    Cache kv(64, 4, 2, false);
     Ref ref(2);
     int32_t id = 0;
     std::vector<int32_t> s(12, 0), p(12);
@@ -296,7 +308,7 @@ APLS_TEST(block_aligned_delete_copies_nothing) {
 }
 
 APLS_TEST(errors_leave_the_cache_unchanged) {
-    KVCache kv = make_cache(12, 4, 2, false);
+    Cache kv(12, 4, 2, false);
     Ref ref(2);
     int32_t id = 0;
     append(kv, ref, {0, 0, 0, 0, 0, 0}, {0, 1, 2, 3, 4, 5}, id);
@@ -314,7 +326,7 @@ APLS_TEST(errors_leave_the_cache_unchanged) {
     CHECK_THROWS(kv.truncate(0, 7), APLS_STATUS_INVALID_ARGUMENT, "holds 6");
     check_matches(kv, ref, 0.0f);
     // A full pool: forking a sequence with a partial last block needs a free block.
-    KVCache full = make_cache(12, 4, 3, false);
+    Cache full(12, 4, 3, false);
     Ref r2(3);
     append(full, r2, {0, 0, 0, 0, 0, 1, 1, 1}, {0, 1, 2, 3, 4, 0, 1, 2}, id);
     CHECK_THROWS(full.fork(0, 2), APLS_STATUS_KV_FULL, "fork");
@@ -332,13 +344,13 @@ APLS_TEST(errors_leave_the_cache_unchanged) {
 struct CountingStore : apls::KVStore {
     int copies = 0, rotations = 0, flushes = 0;
     void copy_slot(int64_t, int64_t) override { ++copies; }
-    void rerotate(int64_t, const float*) override { ++rotations; }
+    void rerotate(int64_t, int32_t) override { ++rotations; }
     void flush() override { ++flushes; }
 };
 
 APLS_TEST(keep_path_keeps_the_path_and_frees_the_rest) {
     for (bool f16 : {false, true}) {
-        KVCache kv = make_cache(64, 4, 1, f16);
+        Cache kv(64, 4, 1, f16);
         Ref ref(1);
         int32_t id = 0;
         append(kv, ref, {0, 0, 0, 0, 0}, {0, 1, 2, 3, 4}, id);
@@ -358,7 +370,7 @@ APLS_TEST(keep_path_keeps_the_path_and_frees_the_rest) {
         CHECK(kv.block_table(0).size() == 3 && kv.stats().blocks_used == 3);  // ceil(9 / 4)
     }
     // Entries already in place are not copied: the path of the tree's first tokens costs nothing.
-    KVCache kv(kLayers, kDim, 64, 4, 1, false, false);
+    KVCache kv(64, 4, 1);
     CountingStore store;
     kv.attach_store(&store);
     std::vector<int64_t> slots(8);
@@ -375,7 +387,7 @@ APLS_TEST(keep_path_keeps_the_path_and_frees_the_rest) {
 }
 
 APLS_TEST(keep_path_errors_change_nothing) {
-    KVCache kv = make_cache(16, 4, 2, false);
+    Cache kv(16, 4, 2, false);
     Ref ref(2);
     int32_t id = 0;
     append(kv, ref, {0, 0, 0, 0, 0, 0}, {0, 1, 2, 4, 4, 5}, id);
@@ -396,7 +408,7 @@ APLS_TEST(keep_path_errors_change_nothing) {
     const apls::KVStats st2 = kv.stats();
     CHECK(st2.blocks_used == st.blocks_used && st2.entries == st.entries);
     // Blocks shared with a fork need copies; with no free block that is KV_FULL, nothing changed.
-    KVCache full = make_cache(12, 4, 2, false);
+    Cache full(12, 4, 2, false);
     Ref r2(2);
     append(full, r2, {0, 0, 0, 0, 0, 0, 0, 0}, {0, 1, 2, 3, 4, 4, 5, 6}, id);
     full.fork(0, 1);
@@ -410,7 +422,7 @@ APLS_TEST(keep_path_errors_change_nothing) {
 
 APLS_TEST(shift_rerotates_keys_and_moves_next_pos) {
     for (bool f16 : {false, true}) {
-        KVCache kv = make_cache(64, 4, 1, f16);
+        Cache kv(64, 4, 1, f16);
         Ref ref(1);
         int32_t id = 0;
         std::vector<int32_t> s(20, 0), p(20);

@@ -70,8 +70,9 @@ typedef enum apls_device {
 typedef struct apls_model_params {
     bool use_mmap;      /* map the file (default true); false reads it into memory */
     apls_device device; /* default APLS_DEVICE_AUTO; CUDA without a usable GPU, or for a model the
-                           CUDA backend does not run (not llama, head dim not a multiple of 8 up
-                           to 128, weights other than F32/F16/BF16/Q8_0/Q4_0/Q4_1) ->
+                           CUDA backend does not run (head dim not a multiple of 8 up to 128,
+                           or a weight type without CUDA kernels; today it has kernels for every
+                           type the CPU runs) ->
                            APLS_STATUS_UNSUPPORTED naming the reason */
 } apls_model_params;
 

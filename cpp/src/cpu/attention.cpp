@@ -91,12 +91,12 @@ void for_visible(const KVCache& kv, int32_t seq, const Visibility& vis, const Qu
 
 }  // namespace
 
-void attend_group(const KernelTable& kt, const KVCache& kv, int32_t layer, int32_t seq, const Visibility& vis,
-                  const QueryRule& qr, const float* q, int64_t n_q, int64_t kv_off, int64_t hd, float scale,
-                  float* out) {
-    const bool f16 = kv.f16();
+void attend_group(const KernelTable& kt, const KVCache& kv, const HostKVStore& store, int32_t layer, int32_t seq,
+                  const Visibility& vis, const QueryRule& qr, const float* q, int64_t n_q, int64_t kv_off, int64_t hd,
+                  float scale, float* out) {
+    const bool f16 = store.f16();
     const int64_t off = kv_off * (f16 ? 2 : 4);
-    const int64_t stride = static_cast<int64_t>(kv.row_bytes());
+    const int64_t stride = static_cast<int64_t>(store.row_bytes());
 
     thread_local std::vector<Span> spans;
     visible_spans(kv, seq, vis, qr, spans);
@@ -125,7 +125,7 @@ void attend_group(const KernelTable& kt, const KVCache& kv, int32_t layer, int32
     if (static_cast<int64_t>(sc.size()) < n_q * ld) sc.resize(static_cast<size_t>(n_q * ld));
     int64_t k = 0;
     for (const Run& r : runs) {
-        kt.attn_scores(q, n_q, hd, kv.k_row(layer, r.slot) + off, stride, r.len, f16, scale, sc.data() + k, ld);
+        kt.attn_scores(q, n_q, hd, store.k_row(layer, r.slot) + off, stride, r.len, f16, scale, sc.data() + k, ld);
         k += r.len;
     }
 
@@ -142,7 +142,7 @@ void attend_group(const KernelTable& kt, const KVCache& kv, int32_t layer, int32
     // Weighted sum of values, in the same entry order.
     k = 0;
     for (const Run& r : runs) {
-        kt.attn_accum(sc.data() + k, ld, n_q, hd, kv.v_row(layer, r.slot) + off, stride, r.len, f16, out);
+        kt.attn_accum(sc.data() + k, ld, n_q, hd, store.v_row(layer, r.slot) + off, stride, r.len, f16, out);
         k += r.len;
     }
     for (int64_t h = 0; h < n_q; ++h)

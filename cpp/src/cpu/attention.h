@@ -5,14 +5,15 @@
 
 #include "batch.h"
 #include "cpu/kernels.h"
+#include "cpu/kv_store.h"
 #include "kv_cache.h"
 
 namespace apls::cpu {
 
 // For each of n_q query heads that share one KV head (GQA): out (hd) = sum_j softmax_j(q . K_j
 // * scale) V_j over the entries j of `seq` in `layer` that the query sees (visibility.h: query
-// qr of a call resolved into vis). q and out are (n_q, hd), head r at q + r * hd; kv_off: offset
-// of the KV head inside a cached row.
+// qr of a call resolved into vis); kv: which slots hold them, store: their rows. q and out are
+// (n_q, hd), head r at q + r * hd; kv_off: offset of the KV head inside a cached row.
 // Entries are visited in block-table order, so the result for a query does not depend on what
 // else is in the batch, nor on whether a view hides other entries, nor on the tree around a
 // node (a node sees the cache, then its ancestors: the entries and order of its path as a chain).
@@ -26,8 +27,8 @@ namespace apls::cpu {
 // for the causal bound and the sink/window bounds, one (usually O(1)) lookup per listed
 // position. Elsewhere (unsorted entries, a tree's nodes) every entry is tested. Scratch is per
 // thread (grown as needed).
-void attend_group(const KernelTable& kt, const KVCache& kv, int32_t layer, int32_t seq, const Visibility& vis,
-                  const QueryRule& qr, const float* q, int64_t n_q, int64_t kv_off, int64_t hd, float scale,
-                  float* out);
+void attend_group(const KernelTable& kt, const KVCache& kv, const HostKVStore& store, int32_t layer, int32_t seq,
+                  const Visibility& vis, const QueryRule& qr, const float* q, int64_t n_q, int64_t kv_off, int64_t hd,
+                  float scale, float* out);
 
 }  // namespace apls::cpu

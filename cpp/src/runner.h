@@ -1,0 +1,57 @@
+// runner.h — a context's backend: where its K/V rows live, its scratch, and the forward pass.
+//
+// Context (context.h) keeps what every backend shares — the KV cache's bookkeeping (kv_cache.h),
+// batch checks, rollback, greedy loops — and hands each validated batch to its runner. The CPU
+// runner (cpu/cpu_runner.cpp) and the CUDA runner (cuda/runner.cpp) implement this one interface;
+// make_runner picks the model's.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+
+namespace apls {
+
+class Context;
+class KVStore;
+struct Batch;
+struct Plan;
+struct Visibility;
+
+class Runner {
+public:
+    virtual ~Runner() = default;
+    // Where the cache's K/V rows live (attached to the context's KVCache).
+    virtual KVStore& kv_store() = 0;
+    // Forward pass of a validated batch under `plan`, attention as `vis` says (batch.h); K/V of
+    // token i go to KV slot slots[i]. Returns the number of output rows (batch.out). On a
+    // device the results stay there until asked for.
+    // chain_step >= 0 (only where chains() holds): step of a greedy draft chain (a batch of one
+    // token). Its greedy choice and probability are kept on the device as the chain's entry
+    // chain_step; for chain_step > 0 the batch's token is replaced, on the device, by entry
+    // chain_step - 1, so the host queues the whole chain without waiting for a token.
+    virtual int32_t forward(const Batch& batch, const Plan& plan, const Visibility& vis, const int64_t* slots,
+                            int32_t chain_step = -1) = 0;
+    // Whether forward takes chain steps (a device that queues work ahead of the host).
+    virtual bool chains() const = 0;
+    // The first n entries of the draft chain (waits for them).
+    virtual void chain_results(int32_t n, int32_t* ids, float* probs) = 0;
+    // Logits of the last forward's first n_rows output rows, (n_rows, n_vocab), on the host.
+    virtual const float* logits(int32_t n_rows) = 0;
+    // The greedy choice of output row i of the last forward (largest logit, ties to the lowest
+    // id) and, when top_p is set, its softmax probability; a device computes them there.
+    virtual int32_t argmax(int32_t i, float* top_p) = 0;
+    // The most tokens a batch may hold with each token's logits bit-identical to decoding it
+    // alone (larger batches take other kernels); speculative verify batches stay within it.
+    virtual int32_t max_invariant_batch() const = 0;
+    virtual int32_t n_threads() const = 0;
+};
+
+// The runner of ctx's model device (the CPU's, or cuda::make_runner).
+std::unique_ptr<Runner> make_runner(Context& ctx);
+
+// Index of the largest of x[0..n); ties go to the lowest index (as the greedy sampler does).
+int32_t argmax_row(const float* x, int32_t n);
+// Softmax probability of x[best]: 1 / sum exp(x - x[best]).
+float top_prob_row(const float* x, int32_t n, int32_t best);
+
+}  // namespace apls
