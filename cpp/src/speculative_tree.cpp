@@ -1,0 +1,221 @@
+// speculative_tree.cpp — collect → cut → verify → walk → keep the path → learn; see speculative_tree.h.
+#include "speculative_tree.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+
+#include "common.h"
+#include "sampling_tree.h"
+
+namespace apls {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using draft::Source;
+using draft::TokenTree;
+
+double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+// Whether the engine verifies branching trees (Batch::parent, KVCache::keep_path). Until it
+// does, a round verifies the likeliest path of its tree as a chain: the same walk, fewer
+// candidates.
+constexpr bool kEngineTrees = false;
+
+constexpr uint32_t bit(Source s) { return 1u << static_cast<int>(s); }
+
+void check_params(const TreeParams& p) {
+    if (p.n_nodes_max < 0) fail(APLS_STATUS_INVALID_ARGUMENT, "n_nodes_max ", p.n_nodes_max, " is negative");
+    if (p.sources & ~draft::kAllSources)
+        fail(APLS_STATUS_INVALID_ARGUMENT, "sources ", p.sources, " has bits beyond the ", draft::kNumSources,
+             " draft sources");
+    for (size_t i = 0; i < p.verify_cost.size(); ++i)
+        if (!(p.verify_cost[i] > 0.0f) || !std::isfinite(p.verify_cost[i]))
+            fail(APLS_STATUS_INVALID_ARGUMENT, "verify_cost[", i, "] must be a finite value > 0");
+    const draft::TextParams& t = p.text;
+    if (p.skip.n_max < 0 || t.lookup_occurrences < 0 || t.lookup_depth < 0 || t.suffix_branches < 0 ||
+        t.suffix_depth < 0 || t.recycle_branches < 0 || t.recycle_depth < 0 || t.max_candidates < 0)
+        fail(APLS_STATUS_INVALID_ARGUMENT, "draft source limits must be >= 0");
+}
+
+// The nodes to verify: the n likeliest (n by the cost model), or, without engine trees, the
+// likeliest path cut the same way.
+TokenTree cut(const TokenTree& cand, int32_t n_max, const std::vector<float>& cost) {
+    if (!kEngineTrees) {
+        std::vector<int32_t> path = cand.best_path();
+        std::vector<float> p;
+        for (int32_t i : path) p.push_back(cand.node(i).p_path);
+        path.resize(std::min<size_t>(path.size(), n_max));
+        p.resize(path.size());
+        path.resize(draft::best_size(p, cost));
+        return cand.subtree(path);
+    }
+    std::vector<float> sorted = cand.sorted_p_path();
+    sorted.resize(std::min<size_t>(sorted.size(), n_max));
+    return cand.subtree(cand.best(draft::best_size(sorted, cost)));
+}
+
+// Row r of the verify batch: 0 is `last`, node i is row i + 1 (the tree's depth-first order).
+Batch verify_batch(int32_t last, int32_t pos0, int32_t seq, const TokenTree& tree) {
+    Batch b;
+    b.token.push_back(last);
+    b.pos.push_back(pos0);
+    for (int32_t i = 0; i < tree.size(); ++i) {
+        b.token.push_back(tree.node(i).token);
+        b.pos.push_back(pos0 + tree.node(i).depth);
+    }
+    b.seq.assign(b.token.size(), seq);
+    b.out.assign(b.token.size(), 1);
+    if (!tree.is_chain()) fail(APLS_STATUS_UNSUPPORTED, "verifying a branching token tree needs Batch::parent");
+    return b;
+}
+
+int32_t row_of(int32_t node) { return node == TokenTree::kRoot ? 0 : node + 1; }
+
+// Greedy: follow the child holding the verifier's argmax. Returns the verifier's token after
+// the accepted path.
+int32_t walk_greedy(const Context& ctx, const TokenTree& tree, std::vector<int32_t>& path) {
+    for (int32_t at = TokenTree::kRoot;;) {
+        const int32_t want = ctx.argmax(row_of(at));
+        const int32_t c = tree.child(at, want);
+        if (c < 0) return want;
+        path.push_back(c);
+        at = c;
+    }
+}
+
+// Sampling: at each accepted node, multi-candidate rejection sampling over its children,
+// deterministic proposals first (likeliest first), then the tokens drawn from a draft
+// distribution. The history (penalties) grows with each accepted node.
+int32_t walk_sampled(Context& ctx, const TokenTree& tree, const std::vector<std::vector<float>>& q, Sampler& sampler,
+                     std::vector<int32_t>& path) {
+    const int32_t n_vocab = ctx.model().hparams().n_vocab;
+    const float* logits = ctx.logits();
+    const bool history = sampler.uses_history();
+    std::vector<Proposed> cands;
+    std::vector<int32_t> node_of;  // candidate -> node
+    for (int32_t at = TokenTree::kRoot;;) {
+        std::vector<float> p = sampler.probs(logits + static_cast<size_t>(row_of(at)) * n_vocab, n_vocab);
+        cands.clear();
+        node_of.clear();
+        for (int pass = 0; pass < 2; ++pass)
+            for (int32_t c : tree.children(at))
+                for (const draft::Proposal& pr : tree.node(c).proposals) {
+                    if ((pr.q >= 0) != (pass == 1)) continue;
+                    cands.push_back(Proposed{tree.node(c).token, pr.q >= 0 ? q[pr.q].data() : nullptr});
+                    node_of.push_back(c);
+                    if (pass == 0) break;  // one deterministic try per node: a second would be refused
+                }
+        int32_t next = -1;
+        const int32_t k = accept_one_of(p, cands, sampler, &next);
+        if (k < 0) return next;
+        at = node_of[k];
+        path.push_back(at);
+        if (history) sampler.accept(tree.node(at).token);  // the next row's history
+    }
+}
+
+// Keep last and the accepted nodes at consecutive positions after the first n_past entries.
+void keep_path(KVCache& kv, int32_t seq, int32_t n_past, const std::vector<int32_t>& path) {
+    bool prefix = true;  // rows 0..m: a truncate keeps them
+    for (size_t i = 0; i < path.size(); ++i) prefix &= path[i] == static_cast<int32_t>(i);
+    if (!prefix) fail(APLS_STATUS_INTERNAL, "keeping a non-prefix path needs KVCache::keep_path");
+    kv.truncate(seq, n_past + 1 + static_cast<int32_t>(path.size()));
+}
+
+void count_sources(const TokenTree& tree, const std::vector<int32_t>& path, TreeResult& r) {
+    std::vector<uint8_t> on_path(tree.size(), 0);
+    for (int32_t i : path) on_path[i] = 1;
+    for (int32_t i = 0; i < tree.size(); ++i) {
+        uint32_t seen = 0;
+        for (const draft::Proposal& pr : tree.node(i).proposals) seen |= bit(pr.source);
+        for (int s = 0; s < draft::kNumSources; ++s)
+            if (seen & (1u << s)) {
+                ++r.drafted_by[s];
+                r.accepted_by[s] += on_path[i];
+            }
+    }
+}
+
+}  // namespace
+
+TreeResult spec_tree_round(Context& ctx, draft::Drafter& drafter, int32_t last, const Plan& skip_plan,
+                           const KVView* skip_view, const TreeParams& params, Sampler* sampler) {
+    const auto t_start = Clock::now();
+    const HParams& hp = ctx.model().hparams();
+    KVCache& kv = ctx.kv();
+    const int32_t seq = params.seq, n_vocab = hp.n_vocab;
+    if (!kv.valid_seq(seq)) fail(APLS_STATUS_INVALID_ARGUMENT, "unknown sequence ", seq);
+    if (last < 0 || last >= n_vocab)
+        fail(APLS_STATUS_INVALID_ARGUMENT, "token ", last, " is out of range [0, ", n_vocab, ")");
+    if (drafter.n_vocab() != n_vocab)
+        fail(APLS_STATUS_INVALID_ARGUMENT, "the drafter's n_vocab ", drafter.n_vocab(), " is not the model's ",
+             n_vocab);
+    if (drafter.text().empty() || drafter.text().back() != last)
+        fail(APLS_STATUS_INVALID_ARGUMENT, "the drafter's text must end with the round's last token ", last);
+    check_params(params);
+    const bool use_skip = (params.sources & bit(Source::SKIP)) && params.skip.n_max > 0;
+    if (use_skip) skip_plan.validate(hp.n_layer, n_vocab);
+    const bool greedy = sampler == nullptr || sampler->picks_argmax();
+    const bool history = sampler && sampler->uses_history();
+
+    const int32_t n_past = kv.seq_len(seq), pos0 = kv.seq_next_pos(seq), room = kv.room(seq);
+    if (room < 1) fail(APLS_STATUS_KV_FULL, "KV cache full: no room for the next token of sequence ", seq);
+    const int32_t n_max = std::max(0, std::min({params.n_nodes_max, ctx.max_invariant_batch() - 1, room - 1}));
+
+    TreeResult res;
+    // ---- 1. candidates ------------------------------------------------------------------------
+    TokenTree cand;
+    drafter.propose(cand, params.sources & ~bit(Source::SKIP), params.text);
+    draft::SkipDraft sd;
+    if (use_skip && n_max > 0) {
+        const auto t0 = Clock::now();
+        draft::SkipParams sp = params.skip;
+        sp.n_max = std::min(sp.n_max, n_max);
+        sd = draft::draft_layer_skip(ctx, last, seq, skip_plan, skip_view, sp, greedy ? nullptr : sampler);
+        res.t_draft_s = seconds_since(t0);
+        drafter.add_skip(cand, sd, greedy ? -1 : 0);
+        res.n_skip_drafted = static_cast<int32_t>(sd.ids.size());
+        res.draft_conf = sd.confs;
+        res.n_draft_waits = sd.n_waits;
+    }
+    cand.finish();
+    res.n_candidates = cand.size();
+
+    // ---- 2. the cut; 3. verify ----------------------------------------------------------------
+    const TokenTree tree = cut(cand, n_max, params.verify_cost);
+    res.n_drafted = tree.size();
+    const Batch vb = verify_batch(last, pos0, seq, tree);
+    const auto t_verify = Clock::now();
+    ctx.decode(vb, Plan{}, nullptr);  // on error: the cache as it was, nothing else touched
+    res.t_verify_s = seconds_since(t_verify);
+
+    // ---- 4. walk; 5. keep the path, learn -----------------------------------------------------
+    std::vector<int32_t> path;
+    int32_t next = -1;
+    try {
+        next = greedy ? walk_greedy(ctx, tree, path) : walk_sampled(ctx, tree, sd.q, *sampler, path);
+        keep_path(kv, seq, n_past, path);
+    } catch (...) {
+        kv.truncate(seq, n_past);
+        if (history) sampler->unaccept(static_cast<int32_t>(path.size()));
+        throw;
+    }
+    for (int32_t i : path) res.tokens.push_back(tree.node(i).token);
+    res.tokens.push_back(next);
+    res.n_accepted = static_cast<int32_t>(path.size());
+    if (history) sampler->accept(next);  // the history now ends with the round's output
+
+    drafter.learn(tree, path);
+    if (params.sources & bit(Source::RECYCLE)) {
+        const float* logits = ctx.logits();
+        for (int32_t r = 0; r < vb.size(); ++r) drafter.recycle(vb.token[r], logits + static_cast<size_t>(r) * n_vocab);
+    }
+    drafter.append(res.tokens.data(), static_cast<int32_t>(res.tokens.size()));
+    count_sources(tree, path, res);
+    res.t_host_s = seconds_since(t_start) - res.t_draft_s - res.t_verify_s;
+    return res;
+}
+
+}  // namespace apls
