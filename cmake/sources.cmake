@@ -73,6 +73,7 @@ set(APLS_PYTHON_SOURCES
   cpp/python/bind_model.cpp
   cpp/python/bind_vocab.cpp
   cpp/python/bind_speculative.cpp
+  cpp/python/bind_draft.cpp
   cpp/python/bind_sampling.cpp
   cpp/python/bind_quantize.cpp
 )

@@ -10,6 +10,7 @@ void bind_model(py::module_& m);
 void bind_sampling(py::module_& m);
 void bind_vocab(py::module_& m);
 void bind_speculative(py::module_& m);
+void bind_draft(py::module_& m);
 void bind_quantize(py::module_& m);
 
 PYBIND11_MODULE(_core, m) {
@@ -21,5 +22,6 @@ PYBIND11_MODULE(_core, m) {
     bind_sampling(m);
     bind_vocab(m);
     bind_speculative(m);
+    bind_draft(m);
     bind_quantize(m);
 }

@@ -19,8 +19,8 @@ using draft::TokenTree;
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
 // Whether the engine verifies branching trees (Batch::parent, KVCache::keep_path). Until it
-// does, a round verifies the likeliest path of its tree as a chain: the same walk, fewer
-// candidates.
+// does, a round verifies the likeliest path of its tree as a chain (TreeParams::branching off):
+// the same walk, fewer candidates.
 constexpr bool kEngineTrees = false;
 
 constexpr uint32_t bit(Source s) { return 1u << static_cast<int>(s); }
@@ -39,10 +39,10 @@ void check_params(const TreeParams& p) {
         fail(APLS_STATUS_INVALID_ARGUMENT, "draft source limits must be >= 0");
 }
 
-// The nodes to verify: the n likeliest (n by the cost model), or, without engine trees, the
-// likeliest path cut the same way.
-TokenTree cut(const TokenTree& cand, int32_t n_max, const std::vector<float>& cost) {
-    if (!kEngineTrees) {
+// The nodes to verify: the n likeliest (n by the cost model), or the likeliest path cut the
+// same way.
+TokenTree cut(const TokenTree& cand, int32_t n_max, const std::vector<float>& cost, bool branching) {
+    if (!branching) {
         std::vector<int32_t> path = cand.best_path();
         std::vector<float> p;
         for (int32_t i : path) p.push_back(cand.node(i).p_path);
@@ -140,6 +140,17 @@ void count_sources(const TokenTree& tree, const std::vector<int32_t>& path, Tree
 
 }  // namespace
 
+TokenTree draft_tree(const draft::Drafter& drafter, const TreeParams& params, int32_t n_max,
+                     const draft::SkipDraft* skip, int32_t q_base, int32_t* n_candidates) {
+    check_params(params);
+    TokenTree cand;
+    drafter.propose(cand, params.sources & ~bit(Source::SKIP), params.text);
+    if (skip) drafter.add_skip(cand, *skip, q_base);
+    cand.finish();
+    if (n_candidates) *n_candidates = cand.size();
+    return cut(cand, n_max, params.verify_cost, params.branching);
+}
+
 TreeResult spec_tree_round(Context& ctx, draft::Drafter& drafter, int32_t last, const Plan& skip_plan,
                            const KVView* skip_view, const TreeParams& params, Sampler* sampler) {
     const auto t_start = Clock::now();
@@ -165,9 +176,7 @@ TreeResult spec_tree_round(Context& ctx, draft::Drafter& drafter, int32_t last, 
     const int32_t n_max = std::max(0, std::min({params.n_nodes_max, ctx.max_invariant_batch() - 1, room - 1}));
 
     TreeResult res;
-    // ---- 1. candidates ------------------------------------------------------------------------
-    TokenTree cand;
-    drafter.propose(cand, params.sources & ~bit(Source::SKIP), params.text);
+    // ---- 1. candidates; 2. the cut ------------------------------------------------------------
     draft::SkipDraft sd;
     if (use_skip && n_max > 0) {
         const auto t0 = Clock::now();
@@ -175,17 +184,16 @@ TreeResult spec_tree_round(Context& ctx, draft::Drafter& drafter, int32_t last, 
         sp.n_max = std::min(sp.n_max, n_max);
         sd = draft::draft_layer_skip(ctx, last, seq, skip_plan, skip_view, sp, greedy ? nullptr : sampler);
         res.t_draft_s = seconds_since(t0);
-        drafter.add_skip(cand, sd, greedy ? -1 : 0);
         res.n_skip_drafted = static_cast<int32_t>(sd.ids.size());
         res.draft_conf = sd.confs;
         res.n_draft_waits = sd.n_waits;
     }
-    cand.finish();
-    res.n_candidates = cand.size();
-
-    // ---- 2. the cut; 3. verify ----------------------------------------------------------------
-    const TokenTree tree = cut(cand, n_max, params.verify_cost);
+    TreeParams tp = params;
+    tp.branching = params.branching && kEngineTrees;
+    const TokenTree tree = draft_tree(drafter, tp, n_max, use_skip ? &sd : nullptr, greedy ? -1 : 0, &res.n_candidates);
     res.n_drafted = tree.size();
+
+    // ---- 3. verify -----------------------------------------------------------------------------
     const Batch vb = verify_batch(last, pos0, seq, tree);
     const auto t_verify = Clock::now();
     ctx.decode(vb, Plan{}, nullptr);  // on error: the cache as it was, nothing else touched

@@ -40,6 +40,7 @@ struct TreeParams {
     // (verify_cost[0] = 1); nodes beyond its end are never verified. Empty: verify the
     // n_nodes_max likeliest candidates.
     std::vector<float> verify_cost;
+    bool branching = true;   // verify a tree; false: only its likeliest path, as a chain
     draft::SkipParams skip;  // the layer-skip draft, when draft::Source::SKIP is chosen
     draft::TextParams text;  // the model-free sources
 };
@@ -58,6 +59,13 @@ struct TreeResult {
     double t_verify_s = 0.0;        // the verify forward pass
     double t_host_s = 0.0;          // the rest: sources, the cut, acceptance, learning
 };
+
+// Steps 1 and 2 without the model: the model-free candidates (and the layer-skip chain `skip`, if
+// given; q_base as Drafter::add_skip) merged into one tree and cut to at most n_max nodes by the
+// cost model. n_candidates (optional) receives the number of candidates before the cut. Also
+// what a simulation of rounds over known text runs.
+draft::TokenTree draft_tree(const draft::Drafter& drafter, const TreeParams& params, int32_t n_max,
+                            const draft::SkipDraft* skip, int32_t q_base, int32_t* n_candidates = nullptr);
 
 // Run one round. skip_plan / skip_view: the layer-skip draft's plan and KV view (used when the
 // SKIP source is chosen). sampler: nullptr or a greedy chain without penalties → greedy;
