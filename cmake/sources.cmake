@@ -71,6 +71,7 @@ set(APLS_PYTHON_SOURCES
   cpp/python/bind_gguf.cpp
   cpp/python/bind_kernels.cpp
   cpp/python/bind_model.cpp
+  cpp/python/bind_plan.cpp
   cpp/python/bind_vocab.cpp
   cpp/python/bind_speculative.cpp
   cpp/python/bind_draft.cpp

@@ -13,7 +13,8 @@ from tiny_model import write_tiny_llama
 import apls
 from apls import _core
 from apls.policy import DraftLength, StaticPolicy
-from apls.speculative import SpeculativeGenerator
+
+GREEDY = apls.SamplingParams(temperature=0.0)
 
 pytestmark = [
     pytest.mark.skipif(_core.cuda_device_count() == 0, reason=f"no usable CUDA device ({_core.cuda_describe()})"),
@@ -121,9 +122,10 @@ def test_speculative_greedy_identical_on_cuda(gpu, name):
     for text in PROMPTS:
         ids = chat_ids(gpu, text)
         want = plain_greedy(gpu, ids, 64)
-        gen = SpeculativeGenerator(gpu, StaticPolicy(PLANS[name], DraftLength(n_max=8, p_min=0.0)), n_ctx=512)
-        assert list(gen.generate_tokens(ids, 64, None, ignore_eos=True)) == want, (name, text)
-        assert gen.last_stats.n_rounds < 64
+        policy = StaticPolicy(PLANS[name], DraftLength(n_max=8, p_min=0.0))
+        got = gpu.generate_tokens(ids, 64, GREEDY, ignore_eos=True, speculative=True, policy=policy)
+        assert list(got) == want, (name, text)
+        assert gpu.last_stats.n_rounds < 64
 
 
 def test_long_drafts_stay_within_the_invariant_batch(gpu):
@@ -133,10 +135,10 @@ def test_long_drafts_stay_within_the_invariant_batch(gpu):
     for text in PROMPTS[:4]:
         ids = chat_ids(gpu, text)
         policy = StaticPolicy(PLANS["skip"], DraftLength(n_max=24, p_min=0.0), adapt_length=False)
-        gen = SpeculativeGenerator(gpu, policy, n_ctx=512)
-        assert list(gen.generate_tokens(ids, 96, None, ignore_eos=True)) == plain_greedy(gpu, ids, 96), text
-        longest = len(gen.last_stats.drafted_at)  # drafted_at[i]: rounds that drafted an (i+1)-th token
-        assert longest == 15, gen.last_stats.drafted_at
+        got = gpu.generate_tokens(ids, 96, GREEDY, ignore_eos=True, speculative=True, policy=policy)
+        assert list(got) == plain_greedy(gpu, ids, 96), text
+        longest = len(gpu.last_stats.drafted_at)  # drafted_at[i]: rounds that drafted an (i+1)-th token
+        assert longest == 15, gpu.last_stats.drafted_at
 
 
 @pytest.mark.parametrize("name", ["skip", "groups"])
@@ -150,9 +152,8 @@ def test_draft_chain_drafts_what_waiting_per_token_drafts(gpu, name, monkeypatch
         for chain in ("1", "0"):
             monkeypatch.setenv("APLS_DRAFT_CHAIN", chain)
             policy = StaticPolicy(PLANS[name], DraftLength(n_max=8, p_min=0.0), adapt_length=False)
-            gen = SpeculativeGenerator(gpu, policy, n_ctx=512)
-            out = list(gen.generate_tokens(ids, 64, None, ignore_eos=True))
-            s = gen.last_stats
+            out = list(gpu.generate_tokens(ids, 64, GREEDY, ignore_eos=True, speculative=True, policy=policy))
+            s = gpu.last_stats
             runs[chain] = (out, s.n_rounds, s.n_drafted, s.n_accepted)
             waits[chain] = s.n_draft_waits
         assert runs["1"] == runs["0"], (name, text)

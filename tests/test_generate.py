@@ -168,7 +168,7 @@ def test_chat_template_matches_jinja2_rendering(model):
         {"role": "assistant", "content": "Hello!"},
         {"role": "user", "content": "What is 2+2?"},
     ]
-    template = model._model.meta("tokenizer.chat_template")
+    template = model.meta("tokenizer.chat_template")
     env = jinja2.Environment(trim_blocks=True, lstrip_blocks=True)
     want = env.from_string(template).render(
         messages=messages, add_generation_prompt=True, bos_token="<|im_start|>", eos_token="<|im_end|>"

@@ -133,7 +133,7 @@ class DenseRef:
     def _sees(view, pos, p):
         if view is None:
             return True
-        if view.positions is not None:
+        if view.positions:  # explicit positions ([] for sinks + window)
             return pos in view.positions
         return pos < view.n_sink or view.n_window < 0 or pos > p - view.n_window
 
@@ -189,11 +189,7 @@ def run_ops(model, ref, n_layer, ops, tokens):
         pos = np.arange(kv.pos_max(s) + 1, kv.pos_max(s) + 1 + len(ts), dtype=np.int32)
         args = dict(pos=pos, seq_ids=np.full(len(ts), s, np.int32), logits="all")
         try:
-            got = (
-                ctx.decode_view(np.array(ts, np.int32), **args, **view.arrays())
-                if view
-                else ctx.decode(np.array(ts, np.int32), **args)
-            )
+            got = ctx.decode(np.array(ts, np.int32), **args, view=view)
         except apls.KVCacheFullError:
             return
         want = dense.decode(s, ts, view)
@@ -466,10 +462,10 @@ def test_streaming_generates_past_the_window(smol):
 
 
 def test_make_room_refuses_when_only_sinks_remain(tiny):
-    _, model, _ = tiny[1]
-    ctx = ctx_of(model, n_ctx=16, kv_block_size=4)
+    path, _, _ = tiny[1]
+    ctx = apls.Model(path).context(n_ctx=16, kv_block_size=4, n_threads=1)
     ctx.decode(np.arange(16, dtype=np.int32))
     with pytest.raises(apls.KVCacheFullError, match="cannot make room"):
         make_room(ctx, 0, 13, n_sink=4)
     assert make_room(ctx, 0, 3, n_sink=4) == 3  # a quarter of 12 non-sink entries
-    assert ctx.kv_positions(0) == list(range(13))
+    assert ctx.kv.positions(0) == list(range(13))

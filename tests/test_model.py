@@ -186,7 +186,7 @@ def test_identity_plan_is_bit_identical(model):
     n = model.n_layer
     a = _core.Context(model, n_ctx=64).decode(np.array(PROMPT[:8], np.int32), logits="all")
     b = _core.Context(model, n_ctx=64).decode(
-        np.array(PROMPT[:8], np.int32), logits="all", attn=np.ones(n, np.uint8), mlp=np.ones(n, np.uint8)
+        np.array(PROMPT[:8], np.int32), logits="all", plan=_core.Plan(np.ones(n, np.uint8), np.ones(n, np.uint8))
     )
     assert np.array_equal(a, b)
 
@@ -198,7 +198,7 @@ def test_skip_plan_matches_reference(model_f16, smollm2_f16_path):
     attn[[3, 11, 17]] = 0
     mlp[[7, 11, 20, 21]] = 0
     ours = _core.Context(model_f16, n_ctx=64, kv_type="f32").decode(
-        np.array(PROMPT[:16], np.int32), logits="all", attn=attn, mlp=mlp
+        np.array(PROMPT[:16], np.int32), logits="all", plan=_core.Plan(attn, mlp)
     )
     ref = Reference(smollm2_f16_path, plan=(attn, mlp)).forward(PROMPT[:16])
     assert max(rel_err(ours[t], ref[t]) for t in range(16)) < TIGHT
@@ -230,7 +230,7 @@ def test_bad_input_is_refused_and_context_stays_usable(model):
     with pytest.raises(_core.InvalidArgumentError, match="sequence id 3"):
         ctx.decode(np.array([5], np.int32), seq_ids=np.array([3], np.int32))
     with pytest.raises(_core.InvalidArgumentError, match="plan"):
-        ctx.decode(np.array([5], np.int32), attn=np.ones(3, np.uint8))
+        ctx.decode(np.array([5], np.int32), plan=_core.Plan(attn=np.ones(3, np.uint8)))
     assert ctx.kv_seq_len(0) == 4
     ctx.decode(np.array(PROMPT[4:20], np.int32))
     with pytest.raises(_core.KVCacheFullError, match="KV cache full"):

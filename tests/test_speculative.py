@@ -11,9 +11,11 @@ from tiny_model import write_tiny_llama
 
 import apls
 from apls import _core
+from apls.kv_policy import KVViewPolicy
 from apls.plan import Plan
 from apls.policy import AdaptivePolicy, DraftLength, RoundResult, StaticPolicy
-from apls.speculative import SpeculativeGenerator
+
+GREEDY = apls.SamplingParams(temperature=0.0)
 
 PROMPTS = [
     "Explain how a rainbow forms.",
@@ -50,11 +52,11 @@ def test_greedy_identical_to_plain_decoding(model, name):
     for text in PROMPTS:
         ids = chat_ids(model, text)
         want = plain_greedy(model, ids, 64)
-        gen = SpeculativeGenerator(model, StaticPolicy(plan, DraftLength(n_max=4, p_min=0.0)), n_ctx=512)
-        got = list(gen.generate_tokens(ids, 64, None, ignore_eos=True))
+        policy = StaticPolicy(plan, DraftLength(n_max=4, p_min=0.0))
+        got = list(model.generate_tokens(ids, 64, GREEDY, ignore_eos=True, speculative=True, policy=policy))
         assert got == want, (name, text)
-        assert gen.last_stats.n_rounds < 64  # something was accepted: the draft is not useless
-        st = gen.last_stats
+        st = model.last_stats
+        assert st.n_rounds < 64  # something was accepted: the draft is not useless
         if model.device == "cpu":  # the CPU learns each drafted token as it is made
             assert st.n_draft_waits == st.n_drafted
         else:  # a GPU queues a draft without a confidence stop as one chain (one wait), else per token
@@ -63,20 +65,22 @@ def test_greedy_identical_to_plain_decoding(model, name):
 
 def test_greedy_identical_with_kv_view_and_adaptive_policy(model):
     policy = AdaptivePolicy([PLANS["skip"], PLANS["early-exit"]], explore_every=3)
-    policy.kv = type("V", (), {"view_for": staticmethod(lambda n: (4, 16))})()  # a tiny window: sinks + 16
+    policy.kv = KVViewPolicy(n_sink=4, n_window=16, min_context=0)  # a tiny window: sinks + 16
     for text in PROMPTS[:8]:
         ids = chat_ids(model, text)
-        gen = SpeculativeGenerator(model, policy, n_ctx=512)
-        assert list(gen.generate_tokens(ids, 64, None, ignore_eos=True)) == plain_greedy(model, ids, 64)
+        got = model.generate_tokens(ids, 64, GREEDY, ignore_eos=True, speculative=True, policy=policy)
+        assert list(got) == plain_greedy(model, ids, 64)
 
 
 def test_generate_text_api_and_stats(model):
     prompt = model.chat_prompt([{"role": "user", "content": "What is a prime number?"}])
     want = model.generate(prompt, 48, temperature=0, add_special=False, parse_special=True)
-    gen = SpeculativeGenerator(model, StaticPolicy(PLANS["skip"]))
-    got = gen.generate(prompt, 48, add_special=False, parse_special=True)
+    policy = StaticPolicy(PLANS["skip"])
+    got = model.generate(
+        prompt, 48, temperature=0, add_special=False, parse_special=True, speculative=True, policy=policy
+    )
     assert got == want
-    st = gen.last_stats
+    st = model.last_stats
     assert st.n_rounds > 0 and 1.0 <= st.tau <= 9.0 and 0.0 <= st.acceptance <= 1.0
     assert st.n_accepted == sum(st.accepted_at) and st.n_drafted == sum(st.drafted_at)
 
@@ -88,10 +92,10 @@ def test_parallel_groups_match_their_definition(smollm2_f16_path):
     # The CPU's summation order (the GPU's groups: tests/test_cuda.py, against the CPU).
     m = _core.Model(smollm2_f16_path, True, "cpu")
     plan = Plan.skipping([3], [5], groups=[(8, 10), (20, 21)])
-    kw = plan.arrays(m.n_layer)
+    layers = plan.layers(m.n_layer)
     toks = np.array([1, 504, 2365, 6354, 16438, 27003, 690, 260], np.int32)
-    ours = _core.Context(m, n_ctx=64, kv_type="f32").decode(toks, logits="all", **kw)
-    ref = Reference(smollm2_f16_path, plan=(kw["attn"], kw["mlp"], plan.groups)).forward(list(toks))
+    ours = _core.Context(m, n_ctx=64, kv_type="f32").decode(toks, logits="all", plan=layers)
+    ref = Reference(smollm2_f16_path, plan=(layers.attn, layers.mlp, plan.groups)).forward(list(toks))
     err = max(float(np.linalg.norm(ours[t] - ref[t]) / np.linalg.norm(ref[t])) for t in range(len(toks)))
     assert err < 1e-5  # float32 summation order only (see test_model.py)
     full = _core.Context(m, n_ctx=64, kv_type="f32").decode(toks, logits="all")
@@ -110,7 +114,7 @@ def test_bad_plans_are_refused(model):
     with pytest.raises(ValueError, match="layer 30"):
         model.context(n_ctx=16).decode([1], plan=Plan.skipping([30]))
     with pytest.raises(ValueError, match="overlaps"):
-        Plan.skipping(groups=[(2, 5), (4, 6)]).arrays(30)
+        Plan.skipping(groups=[(2, 5), (4, 6)]).layers(30)
     with pytest.raises(apls.InvalidArgumentError, match="head_rows"):
         model.context(n_ctx=16).decode([1], plan=Plan(head_rows=10**6))
 
@@ -136,7 +140,7 @@ def chi2_critical(dof, alpha=1e-3):
 def first_two_counts(model, prefix, plan, make_sampler, n=20000):
     """(V, V) counts of the first two tokens APLS rounds (up to 3 drafts under `plan`) produce
     after `prefix`, over n runs; make_sampler(i) is run i's sampler."""
-    kw = plan.arrays(model.n_layer)
+    layers = plan.layers(model.n_layer)
     counts = np.zeros((model.n_vocab, model.n_vocab))
     ctx = _core.Context(model, n_ctx=32)
     ctx.decode(np.array(prefix[:-1], np.int32))
@@ -145,7 +149,7 @@ def first_two_counts(model, prefix, plan, make_sampler, n=20000):
         sampler = make_sampler(i)
         toks, last = [], prefix[-1]
         while len(toks) < 2:
-            r = _core.spec_round(ctx, last, kw["attn"], kw["mlp"], None, 0, n_draft_max=3, sampler=sampler)
+            r = _core.spec_round(ctx, last, layers, n_draft_max=3, sampler=sampler)
             toks += r["tokens"]
             last = r["tokens"][-1]
         counts[toks[0], toks[1]] += 1
@@ -234,9 +238,9 @@ def test_greedy_with_penalties_identical_to_plain_decoding(model):
         assert want != model.generate(
             prompt, 48, temperature=0, add_special=False, parse_special=True, ignore_eos=True
         )  # the penalty matters here
-        gen = SpeculativeGenerator(model, StaticPolicy(PLANS["skip"], DraftLength(n_max=4, p_min=0.0)))
-        assert gen.generate(prompt, 48, **kw) == want
-        assert gen.last_stats.n_accepted > 0
+        policy = StaticPolicy(PLANS["skip"], DraftLength(n_max=4, p_min=0.0))
+        assert model.generate(prompt, 48, speculative=True, policy=policy, **kw) == want
+        assert model.last_stats.n_accepted > 0
 
 
 def test_sampler_takes_back_tried_tokens(tiny):
@@ -247,12 +251,12 @@ def test_sampler_takes_back_tried_tokens(tiny):
     ref = _core.Sampler(temperature=0.9, repeat_penalty=1.5, presence_penalty=0.5, seed=1)
     row = ctx.decode(np.array([1, 2], np.int32))[-1]
     with pytest.raises(apls.InvalidArgumentError):
-        _core.spec_round(ctx, 1, np.ones(3, np.uint8), None, None, 0, sampler=s)  # wrong plan length
+        _core.spec_round(ctx, 1, _core.Plan(attn=np.ones(3, np.uint8)), sampler=s)  # wrong plan length
     assert list(s.probs(row)) == list(ref.probs(row))
     out = []
     for _ in range(6):  # drafts tried and rejected must leave no trace
         out += _core.spec_round(
-            ctx, 3 if not out else out[-1], attn=np.array([1, 0, 0, 1], np.uint8), n_draft_max=3, sampler=s
+            ctx, 3 if not out else out[-1], _core.Plan(attn=np.array([1, 0, 0, 1], np.uint8)), n_draft_max=3, sampler=s
         )["tokens"]
     for t in out:
         ref.accept(t)

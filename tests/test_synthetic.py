@@ -1,4 +1,4 @@
-"""Synthetic models (python/apls/synthetic.py, tools/make_synthetic_gguf.py): shapes, the block
+"""Synthetic models (tools/synthetic.py, tools/make_synthetic_gguf.py): shapes, the block
 quantizers, and small versions of every shape loaded by the engine (and by llama.cpp when
 llama-cpp-python is installed)."""
 
@@ -10,10 +10,13 @@ import numpy as np
 import pytest
 
 import apls
-from apls import _core, synthetic
-from apls.synthetic import SHAPES
+from apls import _core
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tools"))
+import synthetic  # noqa: E402 (tools/synthetic.py: used by tools and tests, not shipped in the package)
+from synthetic import SHAPES  # noqa: E402
+
 POOL = 1 << 21  # a small random pool keeps the tests fast (the tool's default is 1 << 24)
 # Test versions: 2 layers, widths divided so that head_dim and the proportions stay.
 SHRINK = {"smollm2-135m": 3, "llama-3.2-1b": 8, "llama-2-7b": 8, "llama-3-8b": 8}

@@ -18,8 +18,10 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "python"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import synthetic  # noqa: E402 (tools/synthetic.py)
+
 import apls  # noqa: E402
-from apls import synthetic  # noqa: E402
 from apls.bench import run_bench  # noqa: E402
 
 ROWS = {  # name: (shape, type, llama.cpp pp512, llama.cpp decode) on the H100

@@ -61,13 +61,10 @@ def main() -> int:
     from apls.plan import Plan
 
     for name, plan in (("identity", Plan()), ("skip 10 layers", Plan.skipping(range(10, 20), range(10, 20)))):
-        kw = plan.arrays(m.n_layer)
         for k in (1, 4, 8):
 
-            def rnd(kw=kw, k=k):
-                _core.spec_round(
-                    ctx._ctx, 300, kw["attn"], kw["mlp"], kw["group"], kw["head_rows"], n_draft_max=k, draft_p_min=0.0
-                )
+            def rnd(plan=plan, k=k):
+                ctx.spec_round(300, plan, n_draft_max=k, draft_p_min=0.0)
                 ctx.kv.truncate(0, base)
 
             print(f"spec_round {name}, k={k}: {per_call_ms(rnd, n=50):.3f} ms")

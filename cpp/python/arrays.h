@@ -1,6 +1,5 @@
 // python/arrays.h — NumPy arguments shared by the bindings: typed arrays read in place (a
-// std::vector argument would convert them element by element, ~30 us for a plan's three
-// arrays), and a plan from its per-layer arrays (Plan.arrays in Python).
+// std::vector argument would convert them element by element, ~30 us for a plan's three arrays).
 #pragma once
 
 #include <pybind11/numpy.h>
@@ -10,7 +9,6 @@
 #include <vector>
 
 #include "common.h"
-#include "plan.h"
 
 namespace apls_bind {
 
@@ -24,17 +22,6 @@ template <typename T>
 std::vector<T> to_vec(const py::array_t<T, py::array::c_style | py::array::forcecast>& a, const char* what) {
     if (a.ndim() != 1) apls::fail(APLS_STATUS_INVALID_ARGUMENT, what, " must be 1-D");
     return std::vector<T>(a.data(), a.data() + a.shape(0));
-}
-
-// The plan of decode(..., attn, mlp, group, head_rows) and spec_round (not validated here).
-inline apls::Plan plan_from_arrays(const std::optional<U8Array>& attn, const std::optional<U8Array>& mlp,
-                                   const std::optional<I32Array>& group, int32_t head_rows) {
-    apls::Plan plan;
-    if (attn) plan.attn = to_vec(*attn, "attn");
-    if (mlp) plan.mlp = to_vec(*mlp, "mlp");
-    if (group) plan.group = to_vec(*group, "group");
-    plan.head_rows = head_rows;
-    return plan;
 }
 
 }  // namespace apls_bind

@@ -49,11 +49,10 @@ std::unique_ptr<Context> make_context(std::shared_ptr<Model> model, uint32_t n_c
     return std::make_unique<Context>(*model, p);
 }
 
-// The forward of decode(tokens, pos=None, seq_ids=None, logits="last"|"all"|mask, attn=None,
-// mlp=None, group=None, head_rows=0); view: attention restricted to it, or nullptr.
+// The forward of decode(tokens, pos=None, seq_ids=None, logits="last"|"all"|mask, plan=None,
+// view=None); plan nullptr: the full model; view nullptr: attention sees the whole cache.
 void run_decode(Context& ctx, const I32Array& tokens, std::optional<I32Array> pos, std::optional<I32Array> seq_ids,
-                py::object logits, std::optional<U8Array> attn, std::optional<U8Array> mlp,
-                std::optional<I32Array> group, int32_t head_rows, const apls::KVView* view) {
+                py::object logits, const apls::Plan* plan, const apls::KVView* view) {
     const std::vector<int32_t> tok = to_vec(tokens, "tokens");
     const int32_t n = static_cast<int32_t>(tok.size());
     std::vector<int32_t> pv, sv;
@@ -84,23 +83,21 @@ void run_decode(Context& ctx, const I32Array& tokens, std::optional<I32Array> po
     }
     if (!lv.empty()) b.logits = lv.data();
 
-    const int32_t n_layer = ctx.model().hparams().n_layer;
-    const apls::Plan plan = apls_bind::plan_from_arrays(attn, mlp, group, head_rows);
-    plan.validate(n_layer, ctx.model().hparams().n_vocab);
-
+    static const apls::Plan full;
+    if (!plan) plan = &full;
+    plan->validate(ctx.model().hparams().n_layer, ctx.model().hparams().n_vocab);
     {
         apls::Batch batch = ctx.make_batch(b);
         py::gil_scoped_release release;
-        ctx.decode(batch, plan, view);
+        ctx.decode(batch, *plan, view);
     }
 }
 
 // run_decode, then the logits: float32 (n_outputs, n_vocab).
 py::array_t<float> decode(Context& ctx, const I32Array& tokens, std::optional<I32Array> pos,
-                          std::optional<I32Array> seq_ids, py::object logits, std::optional<U8Array> attn,
-                          std::optional<U8Array> mlp, std::optional<I32Array> group, int32_t head_rows,
-                          const apls::KVView* view = nullptr) {
-    run_decode(ctx, tokens, pos, seq_ids, logits, attn, mlp, group, head_rows, view);
+                          std::optional<I32Array> seq_ids, py::object logits, const apls::Plan* plan,
+                          const apls::KVView* view) {
+    run_decode(ctx, tokens, pos, seq_ids, logits, plan, view);
     const int64_t rows = ctx.n_outputs(), n_vocab = ctx.model().hparams().n_vocab;
     py::array_t<float> out({rows, n_vocab});
     std::memcpy(out.mutable_data(), ctx.logits(), static_cast<size_t>(rows * n_vocab) * sizeof(float));
@@ -114,8 +111,9 @@ void bind_model(py::module_& m) {
     m.def("cpu_isa", [] { return std::string(apls::cpu::kernels().isa); });
     m.def("cuda_compiled", &apls::cuda::compiled, "True when this build has the CUDA backend.");
     m.def("cuda_device_count", &apls::cuda::device_count, "Usable CUDA devices (0 without the backend or a GPU).");
-    m.def("physical_cores", &apls::cpu::physical_cores,
-          "Default worker threads: physical cores of the CPU affinity, capped by the cgroup CPU quota.");
+    m.def(
+        "physical_cores", [] { return apls::cpu::physical_cores(); },
+        "Default worker threads: physical cores of the CPU affinity, capped by the cgroup CPU quota.");
     m.def("cuda_describe", &apls::cuda::describe, "The CUDA device in use, or why CUDA is unavailable.");
 
     py::class_<Model, std::shared_ptr<Model>>(m, "Model")
@@ -150,20 +148,14 @@ void bind_model(py::module_& m) {
         .def(py::init(&make_context), py::arg("model"), py::arg("n_ctx") = 0, py::arg("n_batch") = 512,
              py::arg("n_threads") = 0, py::arg("n_seq_max") = 1, py::arg("kv_block_size") = 16,
              py::arg("kv_type") = "f16", py::keep_alive<1, 2>())
-        .def(
-            "decode",
-            [](Context& ctx, const I32Array& tokens, std::optional<I32Array> pos, std::optional<I32Array> seq_ids,
-               py::object logits, std::optional<U8Array> attn, std::optional<U8Array> mlp,
-               std::optional<I32Array> group,
-               int32_t head_rows) { return decode(ctx, tokens, pos, seq_ids, logits, attn, mlp, group, head_rows); },
-            py::arg("tokens"), py::arg("pos") = py::none(), py::arg("seq_ids") = py::none(), py::arg("logits") = "last",
-            py::arg("attn") = py::none(), py::arg("mlp") = py::none(), py::arg("group") = py::none(),
-            py::arg("head_rows") = 0)
+        .def("decode", &decode, py::arg("tokens"), py::arg("pos") = py::none(), py::arg("seq_ids") = py::none(),
+             py::arg("logits") = "last", py::arg("plan") = py::none(), py::arg("view") = py::none(),
+             "Decode a batch under a plan (None: the full model) with attention restricted to a view (None: "
+             "the whole cache); returns float32 logits (n_outputs, n_vocab).")
         .def(
             "decode_greedy",
             [](Context& ctx, const I32Array& tokens, std::optional<I32Array> pos, std::optional<I32Array> seq_ids) {
-                run_decode(ctx, tokens, pos, seq_ids, py::str("last"), std::nullopt, std::nullopt, std::nullopt, 0,
-                           nullptr);
+                run_decode(ctx, tokens, pos, seq_ids, py::str("last"), nullptr, nullptr);
                 return ctx.argmax(ctx.n_outputs() - 1);
             },
             py::arg("tokens"), py::arg("pos") = py::none(), py::arg("seq_ids") = py::none(),
@@ -197,7 +189,7 @@ void bind_model(py::module_& m) {
                  c.kv().truncate(seq, n);
              })
         .def("kv_clear", [](Context& c) { c.kv().clear(); })
-        // ---- KV cache operations and view decode (kv_cache.h; Python facade: apls/kv.py) ----
+        // ---- KV cache operations (kv_cache.h; Python facade: apls/kv.py) ----
         .def(
             "kv_delete",
             [](Context& c, int32_t seq, int32_t p0, int32_t p1, bool shift) { c.kv().seq_delete(seq, p0, p1, shift); },
@@ -245,22 +237,5 @@ void bind_model(py::module_& m) {
              })
         .def_property_readonly("n_seq_max", [](const Context& c) { return c.kv().n_seq_max(); })
         .def_property_readonly("kv_block_size", [](const Context& c) { return c.kv().block_size(); })
-        .def("kv_check", [](const Context& c) { c.kv().check_invariants(); })
-        // decode() with attention restricted to a view (n_sink/n_window, or explicit positions).
-        .def(
-            "decode_view",
-            [](Context& ctx, const I32Array& tokens, std::optional<I32Array> pos, std::optional<I32Array> seq_ids,
-               py::object logits, std::optional<U8Array> attn, std::optional<U8Array> mlp,
-               std::optional<I32Array> group, int32_t head_rows, int32_t n_sink, int32_t n_window,
-               std::optional<I32Array> positions) {
-                apls::KVView view;
-                view.n_sink = n_sink;
-                view.n_window = n_window;
-                if (positions) view.positions = to_vec(*positions, "positions");
-                return decode(ctx, tokens, pos, seq_ids, logits, attn, mlp, group, head_rows, &view);
-            },
-            py::arg("tokens"), py::arg("pos") = py::none(), py::arg("seq_ids") = py::none(), py::arg("logits") = "last",
-            py::arg("attn") = py::none(), py::arg("mlp") = py::none(), py::arg("group") = py::none(),
-            py::arg("head_rows") = 0, py::arg("n_sink") = 0, py::arg("n_window") = -1,
-            py::arg("positions") = py::none());
+        .def("kv_check", [](const Context& c) { c.kv().check_invariants(); });
 }

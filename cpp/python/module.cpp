@@ -7,6 +7,7 @@ void bind_errors(py::module_& m);
 void bind_gguf(py::module_& m);
 void bind_kernels(py::module_& m);
 void bind_model(py::module_& m);
+void bind_plan(py::module_& m);
 void bind_sampling(py::module_& m);
 void bind_vocab(py::module_& m);
 void bind_speculative(py::module_& m);
@@ -18,6 +19,7 @@ PYBIND11_MODULE(_core, m) {
     bind_errors(m);
     bind_gguf(m);
     bind_kernels(m);
+    bind_plan(m);
     bind_model(m);
     bind_sampling(m);
     bind_vocab(m);

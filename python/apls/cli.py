@@ -8,6 +8,7 @@ import sys
 
 from . import AplsError
 from .default_model import DefaultModelMissing, default_model_path
+from .speculative import SpecStats
 
 
 def _model_arg(p: argparse.ArgumentParser) -> None:
@@ -99,45 +100,24 @@ def cmd_run(args) -> int:
         print('apls run: a prompt is required (apls run "Once upon a time" or -p TEXT)', file=sys.stderr)
         return 2
     model = _load(args)
-    kw = _sampling_kwargs(args)
+    kw = _plain_kwargs(args)
     if args.speculative:
         from .policy import make_policy
-        from .speculative import SpeculativeGenerator
 
-        gen = SpeculativeGenerator(
-            model, make_policy(_policy_name(args), model, args.plan), n_ctx=args.ctx_size or None
-        )
-        text = model.chat_prompt([{"role": "user", "content": prompt}]) if args.chat else prompt
-        pieces = gen.generate(
-            text,
-            args.max_tokens,
-            temperature=args.temp,
-            top_k=args.top_k,
-            top_p=args.top_p,
-            min_p=args.min_p,
-            seed=args.seed,
-            repeat_penalty=args.repeat_penalty,
-            stream=True,
-            ignore_eos=args.ignore_eos,
-            add_special=not args.chat,
-            parse_special=args.chat,
-        )
-        _stream(pieces)
-        _print_stats(model)
-        st = gen.last_stats
-        print(
-            f"[speculative: {st.n_rounds} rounds, tau {st.tau:.2f}, acceptance {st.acceptance:.2f}, "
-            f"draft {st.t_draft_s:.2f} s, verify {st.t_verify_s:.2f} s]",
-            file=sys.stderr,
-        )
-        return 0
-    kw = _plain_kwargs(args)
+        kw.update(speculative=True, policy=make_policy(_policy_name(args), model, args.plan))
     if args.chat:
         pieces = model.chat([{"role": "user", "content": prompt}], args.max_tokens, stream=True, **kw)
     else:
         pieces = model.generate(prompt, args.max_tokens, stream=True, **kw)
     _stream(pieces)
     _print_stats(model)
+    st = model.last_stats
+    if isinstance(st, SpecStats):
+        print(
+            f"[speculative: {st.n_rounds} rounds, tau {st.tau:.2f}, acceptance {st.acceptance:.2f}, "
+            f"draft {st.t_draft_s:.2f} s, verify {st.t_verify_s:.2f} s]",
+            file=sys.stderr,
+        )
     return 0
 
 

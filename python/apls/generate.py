@@ -6,8 +6,12 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from . import _core
+
+if TYPE_CHECKING:
+    from .model import Context
 
 
 @dataclass
@@ -87,10 +91,10 @@ class _StopMatcher:
 
 
 def generate_tokens(
-    ctx,
+    ctx: Context,
     prompt_ids: list[int],
     max_tokens: int,
-    sampler,
+    sampler: _core.Sampler,
     ignore_eos: bool = False,
     stats: GenerationStats | None = None,
     stream_past_window: bool = False,
@@ -107,27 +111,24 @@ def generate_tokens(
     decoding would hold (a chain's later entries are dropped if the caller stops early)."""
     from .kv import make_room
 
-    vocab = ctx.model.vocab
+    model = ctx.model
     stats = stats if stats is not None else GenerationStats()
     stats.n_prompt = len(prompt_ids)
     t0 = time.perf_counter()
-    n_batch = ctx._ctx.n_batch
-    logits = None
-    for i in range(0, len(prompt_ids), n_batch):
-        logits = ctx.decode(prompt_ids[i : i + n_batch], logits="last")[-1]
+    logits = ctx.prefill(prompt_ids)
     stats.prefill_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     stats.stop_reason = "length"
     # Greedy without penalties: the context picks the token (on a GPU there, without copying
     # the logits back); the same token the sampler would pick.
-    argmax = getattr(sampler, "picks_argmax", False)
+    argmax = sampler.picks_argmax
     chained = argmax and chain > 1 and not stream_past_window
     ahead: list[int] = []  # chosen by a chain, not yet yielded; their entries are in the cache
     try:
         tok = sampler.sample(logits) if max_tokens > 0 else -1
         for _ in range(max_tokens):
             sampler.accept(tok)
-            if not ignore_eos and vocab is not None and vocab.is_eog(tok):
+            if not ignore_eos and model.is_eog(tok):
                 stats.stop_reason = "eog"
                 return
             stats.n_generated += 1
@@ -155,7 +156,9 @@ def generate_tokens(
         stats.decode_s = time.perf_counter() - t0
 
 
-def stream_text(vocab, tokens: Iterator[int], stop: Sequence[str], stats: GenerationStats) -> Iterator[str]:
+def stream_text(
+    vocab: _core.Vocab, tokens: Iterator[int], stop: Sequence[str], stats: GenerationStats
+) -> Iterator[str]:
     """Turn token ids into text pieces: whole UTF-8 characters only, cut at the first stop string."""
     utf8 = _core.Utf8Stream()
     matcher = _StopMatcher(list(stop))

@@ -8,41 +8,15 @@ See docs/KV_CACHE.md for the design and the cost of each operation.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from . import _core
 
+if TYPE_CHECKING:
+    from .model import Context
 
-@dataclass(frozen=True)
-class KVView:
-    """What attention sees of the entries cached before a decode call (the call's own tokens are
-    always seen causally, and are appended to the cache as usual).
 
-    Either sinks + window: a query at position p sees positions < n_sink and positions in
-    (p - n_window, p] (n_window < 0: no limit); or `positions`: exactly those cached positions
-    (strictly increasing; each must be in the cache, else apls.InvalidArgumentError)."""
-
-    n_sink: int = 0
-    n_window: int = -1
-    positions: Sequence[int] | None = None
-
-    @classmethod
-    def sinks_window(cls, n_sink: int, n_window: int) -> KVView:
-        return cls(n_sink=n_sink, n_window=n_window)
-
-    @classmethod
-    def explicit(cls, positions: Sequence[int]) -> KVView:
-        return cls(positions=tuple(int(p) for p in positions))
-
-    def arrays(self) -> dict[str, object]:
-        """Keyword arguments of `_core.Context.decode_view`."""
-        pos = None if self.positions is None else np.asarray(self.positions, dtype=np.int32)
-        if pos is not None and pos.size == 0:
-            raise ValueError("an explicit view needs at least one position")
-        return {"n_sink": int(self.n_sink), "n_window": int(self.n_window), "positions": pos}
+KVView = _core.KVView  # (n_sink, n_window) or explicit positions; the engine's own type
 
 
 class KVCache:
@@ -50,7 +24,7 @@ class KVCache:
     raises apls.InvalidArgumentError (unknown sequence, bad range) or apls.KVCacheFullError (no
     free block for a copy the operation needs)."""
 
-    def __init__(self, core_ctx):
+    def __init__(self, core_ctx: _core.Context):
         self._c = core_ctx
 
     @property
@@ -122,7 +96,7 @@ class KVCache:
 
 
 def make_room(
-    ctx, seq: int, n_needed: int, n_sink: int = 4, n_discard: int | None = None, n_pos_max: int | None = None
+    ctx: Context, seq: int, n_needed: int, n_sink: int = 4, n_discard: int | None = None, n_pos_max: int | None = None
 ) -> int:
     """Streaming: make room for `n_needed` more tokens of `seq` by deleting its oldest entries
     after the first `n_sink` (the attention sinks), shifting later positions down so positions
@@ -133,17 +107,16 @@ def make_room(
     non-sink entries, so that deletions, which move the remaining entries, stay rare).
 
     Args:
-        ctx: an `apls.Context` (or `_core.Context`).
+        ctx: an `apls.Context`.
     Returns:
         the number of entries deleted.
     Raises:
         apls.KVCacheFullError: even deleting every non-sink entry leaves too little room.
     """
-    core = getattr(ctx, "_ctx", ctx)
-    kv = KVCache(core)
+    kv = ctx.kv
     if n_needed < 0 or n_sink < 0:
         raise ValueError("n_needed and n_sink must be >= 0")
-    n_pos_max = core.n_ctx if n_pos_max is None else n_pos_max
+    n_pos_max = ctx.n_ctx if n_pos_max is None else n_pos_max
     st = kv.stats()
     n = kv.seq_len(seq)
     room = st["blocks_free"] * st["block_size"] + (-n) % st["block_size"]  # pool + tail of the last block

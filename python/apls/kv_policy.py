@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .kv import KVView
+
 
 @dataclass
 class KVViewPolicy:
@@ -15,7 +17,8 @@ class KVViewPolicy:
     n_window: int = 256
     min_context: int = 1024
 
-    def view_for(self, n_context: int) -> tuple[int, int] | None:
+    def view_for(self, n_context: int) -> KVView | None:
+        """The draft's view at this context length, or None (the whole cache)."""
         if n_context < self.min_context:
             return None
-        return (self.n_sink, self.n_window)
+        return KVView.sinks_window(self.n_sink, self.n_window)

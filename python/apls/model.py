@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Union
+from typing import Union
 
 import numpy as np
 
 from . import _core
 from .chat import render_chat
 from .generate import GenerationStats, SamplingParams, generate_tokens, stream_text
+from .kv import KVCache, KVView
 from .plan import Plan
-
-if TYPE_CHECKING:
-    from .kv import KVCache, KVView
+from .policy import Policy, RoundResult
 
 TokenIds = Union[Sequence[int], np.ndarray]
 
@@ -67,11 +66,23 @@ class Context:
 
     @property
     def n_ctx(self) -> int:
+        """KV cache capacity in tokens."""
         return self._ctx.n_ctx
 
     @property
+    def n_batch(self) -> int:
+        """Most tokens one `decode` call may carry."""
+        return self._ctx.n_batch
+
+    @property
     def n_threads(self) -> int:
+        """Worker threads of this context."""
         return self._ctx.n_threads
+
+    @property
+    def n_seq_max(self) -> int:
+        """Number of sequences the cache can hold."""
+        return self._ctx.n_seq_max
 
     def decode(
         self,
@@ -91,7 +102,7 @@ class Context:
             pos: positions (n,); default: each sequence continues where it stands.
             seq_ids: sequence of each token (n,); default: sequence 0.
             plan: a layer plan (skipped sub-blocks); default: the full model.
-            view: an `apls.kv.KVView` restricting what attention sees of the cache; default: all.
+            view: an `apls.KVView` restricting what attention sees of the cache; default: all.
 
         Returns:
             float32 array (n_outputs, n_vocab) of logits, one row per requested token.
@@ -101,23 +112,27 @@ class Context:
             apls.KVCacheFullError: no room left (the cache is unchanged).
         """
         mask = logits if isinstance(logits, str) else np.asarray(logits, dtype=np.uint8)
-        kw = plan.arrays(self.model.n_layer) if plan is not None else {}
-        if view is not None:
-            return self._ctx.decode_view(
-                _tokens(tokens),
-                None if pos is None else _tokens(pos),
-                None if seq_ids is None else _tokens(seq_ids),
-                mask,
-                **kw,
-                **view.arrays(),
-            )
         return self._ctx.decode(
             _tokens(tokens),
             None if pos is None else _tokens(pos),
             None if seq_ids is None else _tokens(seq_ids),
             mask,
-            **kw,
+            None if plan is None else plan.layers(self.model.n_layer),
+            view,
         )
+
+    def prefill(self, tokens: TokenIds, *, seq: int = 0) -> np.ndarray:
+        """Decode a prompt in chunks of n_batch tokens (as many calls as it takes) after what
+        sequence `seq` holds; returns the logits after its last token, float32 (n_vocab,).
+
+        Raises as `decode` does; a chunk that fails leaves the chunks before it in the cache."""
+        toks = _tokens(tokens)
+        seq_ids = np.full(min(len(toks), self.n_batch), seq, np.int32) if seq else None
+        row = None
+        for i in range(0, len(toks), self.n_batch):
+            chunk = toks[i : i + self.n_batch]
+            row = self.decode(chunk, logits="last", seq_ids=None if seq_ids is None else seq_ids[: len(chunk)])[-1]
+        return row
 
     def decode_greedy(self, tokens: TokenIds, *, pos: TokenIds | None = None, seq_ids: TokenIds | None = None) -> int:
         """Like `decode`, but return the greedy choice after the last token (its largest logit;
@@ -143,11 +158,47 @@ class Context:
         """
         return self._ctx.generate_greedy(int(last), int(n_max), int(seq), bool(stop_at_eog))
 
+    def spec_round(
+        self,
+        last: int,
+        plan: Plan,
+        *,
+        view: KVView | None = None,
+        n_draft_max: int = 8,
+        draft_p_min: float = 0.0,
+        sampler: _core.Sampler | None = None,
+        seq: int = 0,
+    ) -> RoundResult:
+        """One round of self-speculative decoding after `last` (chosen, not yet decoded): draft up
+        to n_draft_max tokens under `plan` (stopping once the draft's top probability falls below
+        draft_p_min), attending to `view` of the cache (None: all of it); verify them with the
+        full model in one batch; accept the longest valid prefix and one token of the verifier.
+
+        sampler None (or a greedy one without penalties): greedy acceptance, output identical to
+        plain greedy decoding; otherwise rejection sampling, which keeps the sampler's
+        distribution, penalties included (the sampler's history receives the round's output).
+        Afterwards the cache holds everything before the round's last token.
+
+        Returns: the round's tokens and statistics (`apls.policy.RoundResult`).
+        Raises:
+            apls.InvalidArgumentError: a bad plan or view, `last` out of range, an unknown sequence;
+            apls.KVCacheFullError: no room for the verify batch. Either leaves cache and sampler as they were.
+        """
+        raw = _core.spec_round(
+            self._ctx,
+            int(last),
+            plan.layers(self.model.n_layer),
+            view,
+            seq=seq,
+            n_draft_max=n_draft_max,
+            draft_p_min=draft_p_min,
+            sampler=sampler,
+        )
+        return RoundResult(**raw)
+
     @property
     def kv(self) -> KVCache:
         """The KV cache's operations: truncate, delete, fork, keep, clear, stats (`apls.kv.KVCache`)."""
-        from .kv import KVCache
-
         return KVCache(self._ctx)
 
     def kv_seq_len(self, seq: int = 0) -> int:
@@ -188,18 +239,101 @@ class Model:
         self.path = str(path)
         self.n_ctx = n_ctx
         self.n_threads = n_threads
+        self.last_stats: GenerationStats | None = None  # of the last generate / generate_tokens call
 
-    def __getattr__(self, name):
-        # Hyperparameters (n_vocab, n_layer, n_embd, ...) come from the engine.
-        if name.startswith("_"):
-            raise AttributeError(name)
-        return getattr(self._model, name)
+    # ---- what the file holds ---------------------------------------------------------------
+    @property
+    def arch(self) -> str:
+        """Architecture name ("llama", "qwen2", "qwen3")."""
+        return self._model.arch
 
-    def context(self, **kwargs) -> Context:
-        """A new `Context` with this model's defaults (keyword arguments override them)."""
-        kwargs.setdefault("n_ctx", self.n_ctx)
-        kwargs.setdefault("n_threads", self.n_threads)
-        return Context(self, **kwargs)
+    @property
+    def device(self) -> str:
+        """Where the model runs: "cpu" or "cuda"."""
+        return self._model.device
+
+    @property
+    def device_note(self) -> str:
+        """Why device "auto" chose the CPU, or that APLS_DEVICE chose ("" otherwise)."""
+        return self._model.device_note
+
+    @property
+    def n_vocab(self) -> int:
+        return self._model.n_vocab
+
+    @property
+    def n_layer(self) -> int:
+        return self._model.n_layer
+
+    @property
+    def n_embd(self) -> int:
+        return self._model.n_embd
+
+    @property
+    def n_ff(self) -> int:
+        return self._model.n_ff
+
+    @property
+    def n_head(self) -> int:
+        return self._model.n_head
+
+    @property
+    def n_head_kv(self) -> int:
+        return self._model.n_head_kv
+
+    @property
+    def n_ctx_train(self) -> int:
+        """The context length the model was trained with."""
+        return self._model.n_ctx_train
+
+    @property
+    def n_params(self) -> int:
+        """Number of weights."""
+        return self._model.n_params
+
+    @property
+    def size(self) -> int:
+        """Bytes of the weights' tensor data."""
+        return self._model.size
+
+    def meta(self, key: str) -> str | None:
+        """A string metadata value of the GGUF file (e.g. "tokenizer.chat_template"), or None."""
+        return self._model.meta(key)
+
+    # ---- contexts ---------------------------------------------------------------------------
+    def context(
+        self,
+        n_ctx: int | None = None,
+        n_batch: int = 512,
+        n_threads: int | None = None,
+        n_seq_max: int = 1,
+        kv_block_size: int = 16,
+        kv_type: str = "f16",
+    ) -> Context:
+        """A new `Context` (KV cache and buffers) for this model.
+
+        Args:
+            n_ctx: KV cache capacity in tokens, over all sequences (None: this model's n_ctx;
+                0: the training context, at most 4096).
+            n_batch: most tokens per `decode` call.
+            n_threads: worker threads (None: this model's n_threads; 0: the physical cores this
+                process may use).
+            n_seq_max: number of sequences the cache can hold (`ctx.kv.fork` needs two or more).
+            kv_block_size: tokens per KV block.
+            kv_type: "f16" or "f32" storage for keys and values.
+
+        Raises:
+            apls.InvalidArgumentError: for a bad setting; apls.OutOfMemoryError if the cache does not fit.
+        """
+        return Context(
+            self,
+            n_ctx=self.n_ctx if n_ctx is None else n_ctx,
+            n_batch=n_batch,
+            n_threads=self.n_threads if n_threads is None else n_threads,
+            n_seq_max=n_seq_max,
+            kv_block_size=kv_block_size,
+            kv_type=kv_type,
+        )
 
     def logits(self, tokens: TokenIds, plan: Plan | None = None) -> np.ndarray:
         """Logits for every position of `tokens` from a fresh context: float32 (n_tokens, n_vocab)."""
@@ -211,12 +345,17 @@ class Model:
 
     # ---- text ---------------------------------------------------------------------------
     @property
-    def vocab(self):
-        """The model's tokenizer (`apls._core.Vocab`)."""
+    def vocab(self) -> _core.Vocab:
+        """The model's tokenizer (`apls._core.Vocab`). Raises apls.UnsupportedError without one."""
         v = self._model.vocab
         if v is None:
             raise _core.UnsupportedError("the model file has no tokenizer (tokenizer.ggml.model is absent)")
         return v
+
+    def is_eog(self, token: int) -> bool:
+        """Whether `token` ends generation (EOS, EOT, ...); False for a model without a tokenizer."""
+        v = self._model.vocab
+        return v is not None and v.is_eog(int(token))
 
     def tokenize(self, text: str | bytes, add_special: bool = True, parse_special: bool = False) -> list[int]:
         """Token ids of `text`. add_special adds BOS/EOS as the model file says; parse_special
@@ -228,9 +367,10 @@ class Model:
         Raises apls.InvalidArgumentError for an id out of range."""
         return self.vocab.detokenize([int(i) for i in ids], special).decode("utf-8", errors="replace")
 
+    # ---- generation -------------------------------------------------------------------------
     def generate(
         self,
-        prompt: str | Sequence[int],
+        prompt: str | bytes | Sequence[int],
         max_tokens: int = 128,
         *,
         temperature: float = 0.8,
@@ -249,7 +389,7 @@ class Model:
         parse_special: bool = False,
         n_ctx: int | None = None,
         speculative: bool = False,
-        policy=None,
+        policy: Policy | None = None,
         stream_past_window: bool = False,
     ) -> str | Iterator[str]:
         """Generate a continuation of `prompt` (text, or token ids).
@@ -257,78 +397,112 @@ class Model:
         Sampling follows llama.cpp's chain (penalties, top-k, top-p, min-p, temperature); a
         temperature <= 0 is greedy. Generation stops at an end-of-generation token (unless
         ignore_eos), at the first of the `stop` strings (not included in the output), after
-        `max_tokens`, or when the context is full — unless stream_past_window, which deletes the
-        oldest entries after 4 attention sinks and goes on. Statistics of the last call are in
-        `self.last_stats`.
+        `max_tokens`, or when the context (n_ctx tokens; default: the model's) is full —
+        unless stream_past_window, which deletes the oldest entries after 4 attention sinks
+        and goes on. Statistics of the last call are in `self.last_stats`.
 
-        speculative=True decodes with APLS (self-speculative decoding; `policy` chooses the draft
-        plan, default `apls.policy.StaticPolicy.default_for(model)`): greedy output is identical,
-        sampled output has the same distribution, penalties included.
+        speculative=True decodes with APLS, self-speculative decoding (`generate_tokens`):
+        greedy output is identical to plain decoding, sampled output has the same distribution,
+        penalties included.
 
         Returns:
             the generated text, or with stream=True an iterator of text pieces (whole characters).
         Raises:
-            apls.InvalidArgumentError for bad settings; apls.UnsupportedError without a tokenizer.
+            apls.InvalidArgumentError (a ValueError) for bad settings, ValueError for an empty
+            prompt or one that fills the context; apls.UnsupportedError without a tokenizer.
         """
-        if speculative:
-            from .speculative import SpeculativeGenerator
-
-            return SpeculativeGenerator(self, policy, n_ctx=n_ctx).generate(
-                prompt,
-                max_tokens,
-                temperature=temperature,
-                top_k=top_k,
-                top_p=top_p,
-                min_p=min_p,
-                seed=seed,
-                repeat_penalty=repeat_penalty,
-                frequency_penalty=frequency_penalty,
-                presence_penalty=presence_penalty,
-                penalty_last_n=penalty_last_n,
-                stop=stop,
-                stream=stream,
-                ignore_eos=ignore_eos,
-                add_special=add_special,
-                parse_special=parse_special,
-            )
-        if max_tokens < 0:
-            raise ValueError(f"max_tokens must be >= 0, got {max_tokens}")
         ids = self.tokenize(prompt, add_special, parse_special) if isinstance(prompt, (str, bytes)) else list(prompt)
-        if not ids:
-            raise ValueError("the prompt is empty")
         params = SamplingParams(
             temperature, top_k, top_p, min_p, repeat_penalty, frequency_penalty, presence_penalty, penalty_last_n, seed
         )
-        sampler = params.sampler()  # validates the settings before any work
-        n_ctx = n_ctx or self.n_ctx or min(self.n_ctx_train, 4096)
-        if len(ids) >= n_ctx:
-            raise ValueError(f"the prompt has {len(ids)} tokens, the context holds {n_ctx}")
+        vocab = self.vocab  # text needs the tokenizer: fail before any work
+        tokens = self.generate_tokens(
+            ids,
+            max_tokens,
+            params,
+            ignore_eos=ignore_eos,
+            n_ctx=n_ctx,
+            speculative=speculative,
+            policy=policy,
+            stream_past_window=stream_past_window,
+        )
+        pieces = stream_text(vocab, tokens, stop or [], self.last_stats)
+        return pieces if stream else "".join(pieces)
+
+    def generate_tokens(
+        self,
+        prompt: Sequence[int],
+        max_tokens: int = 128,
+        sampling: SamplingParams | None = None,
+        *,
+        ignore_eos: bool = False,
+        n_ctx: int | None = None,
+        speculative: bool = False,
+        policy: Policy | None = None,
+        stream_past_window: bool = False,
+    ) -> Iterator[int]:
+        """Token ids generated after `prompt` (token ids), in a fresh context of n_ctx tokens
+        (default: the model's); `generate` without the text. The settings are checked now, the
+        work is done as the iterator is consumed; `self.last_stats` is this call's statistics.
+
+        sampling: the sampler settings (default `SamplingParams()`: llama.cpp's defaults,
+        temperature 0.8; `SamplingParams(temperature=0)` is greedy).
+
+        speculative=True: self-speculative decoding (apls.speculative): each round drafts with
+        the model itself under a layer plan chosen by `policy` (default:
+        `apls.policy.make_policy("adaptive", model)`, which chooses round by round, by measured
+        speed, among the default draft plan, two neighbours of it and plain decoding; pass the
+        same policy object again and it starts from what it learned), then verifies the draft
+        with the full model; `self.last_stats` is then an `apls.speculative.SpecStats` (tau,
+        acceptance). Not with stream_past_window.
+
+        Raises:
+            ValueError: max_tokens < 0, an empty prompt, a prompt that fills the context,
+            speculative with stream_past_window; apls.InvalidArgumentError: bad sampling settings.
+        """
+        from .speculative import SpecStats, speculative_tokens
+
+        if max_tokens < 0:
+            raise ValueError(f"max_tokens must be >= 0, got {max_tokens}")
+        ids = [int(t) for t in prompt]
+        if not ids:
+            raise ValueError("the prompt is empty")
+        if speculative and stream_past_window:
+            raise ValueError("stream_past_window does not combine with speculative decoding")
+        sampler = (sampling or SamplingParams()).sampler()  # validates the settings before any work
         ctx = self.context(n_ctx=n_ctx)
+        if len(ids) >= ctx.n_ctx:
+            raise ValueError(f"the prompt has {len(ids)} tokens, the context holds {ctx.n_ctx}")
+        if speculative:
+            from .policy import make_policy
+
+            spec_stats = SpecStats()
+            self.last_stats = spec_stats
+            return speculative_tokens(
+                ctx, ids, max_tokens, sampler, policy or make_policy("adaptive", self), ignore_eos, spec_stats
+            )
         stats = GenerationStats()
         self.last_stats = stats
-        pieces = stream_text(
-            self.vocab,
-            generate_tokens(ctx, ids, max_tokens, sampler, ignore_eos, stats, stream_past_window),
-            stop or [],
-            stats,
-        )
-        return pieces if stream else "".join(pieces)
+        return generate_tokens(ctx, ids, max_tokens, sampler, ignore_eos, stats, stream_past_window)
 
     def chat_prompt(self, messages: list[dict[str, str]], add_generation_prompt: bool = True) -> str:
         """The model's chat template applied to `messages` (raises ChatTemplateError without one)."""
         v = self.vocab
-        tok = lambda i: v.token_to_piece(i, True).decode("utf-8", "replace") if i >= 0 else ""  # noqa: E731
+
+        def piece(i: int) -> str:
+            return v.token_to_piece(i, True).decode("utf-8", "replace") if i >= 0 else ""
+
         return render_chat(
-            self._model.meta("tokenizer.chat_template"),
+            self.meta("tokenizer.chat_template"),
             messages,
             add_generation_prompt=add_generation_prompt,
-            bos_token=tok(v.bos),
-            eos_token=tok(v.eos),
+            bos_token=piece(v.bos),
+            eos_token=piece(v.eos),
         )
 
     def chat(self, messages: list[dict[str, str]], max_tokens: int = 256, **kwargs) -> str | Iterator[str]:
         """Reply to a conversation ([{"role": "user", "content": "..."}, ...]) using the model's
-        chat template; keyword arguments as for `generate`."""
+        chat template; keyword arguments as for `generate` (speculative=True included)."""
         prompt = self.chat_prompt(messages)
         kwargs.setdefault("add_special", False)  # the template places BOS itself
         kwargs.setdefault("parse_special", True)

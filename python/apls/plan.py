@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import _core
+
 
 @dataclass(frozen=True)
 class Plan:
@@ -92,30 +94,11 @@ class Plan:
     def n_skipped(self) -> int:
         return len(self.skip_attn) + len(self.skip_mlp)
 
-    def arrays(self, n_layer: int) -> dict[str, np.ndarray | None]:
-        """Keyword arguments of the engine's decode (attn, mlp, group, head_rows), computed once
-        per (plan, n_layer): the controller asks every round.
+    def layers(self, n_layer: int) -> _core.Plan:
+        """The plan as the engine runs it (`apls._core.Plan`: per-layer switches for a model of
+        n_layer layers), built once per (plan, n_layer): the controller asks every round.
         Raises ValueError for a layer out of range or overlapping groups."""
-        return _arrays(self, n_layer)
-
-    def _make_arrays(self, n_layer: int) -> dict[str, np.ndarray | None]:
-        attn = np.ones(n_layer, np.uint8)
-        mlp = np.ones(n_layer, np.uint8)
-        for name, layers, arr in (("skip_attn", self.skip_attn, attn), ("skip_mlp", self.skip_mlp, mlp)):
-            for layer in layers:
-                if not 0 <= layer < n_layer:
-                    raise ValueError(f"{name} names layer {layer}, the model has {n_layer} layers")
-                arr[layer] = 0
-        group = None
-        if self.groups:
-            group = np.full(n_layer, -1, np.int32)
-            for gid, (a, b) in enumerate(self.groups):
-                if not 0 <= a <= b < n_layer:
-                    raise ValueError(f"group ({a}, {b}) is not a layer range of a {n_layer}-layer model")
-                if (group[a : b + 1] >= 0).any():
-                    raise ValueError(f"group ({a}, {b}) overlaps another group")
-                group[a : b + 1] = gid
-        return {"attn": attn, "mlp": mlp, "group": group, "head_rows": int(self.head_rows)}
+        return _layers(self, n_layer)
 
     def describe(self, n_layer: int | None = None) -> str:
         parts = []
@@ -131,12 +114,24 @@ class Plan:
 
 
 @functools.lru_cache(maxsize=256)
-def _arrays(plan: Plan, n_layer: int) -> dict[str, np.ndarray | None]:
-    out = plan._make_arrays(n_layer)
-    for a in out.values():
-        if isinstance(a, np.ndarray):
-            a.setflags(write=False)  # shared between calls
-    return out
+def _layers(plan: Plan, n_layer: int) -> _core.Plan:
+    attn = np.ones(n_layer, np.uint8)
+    mlp = np.ones(n_layer, np.uint8)
+    for name, skipped, arr in (("skip_attn", plan.skip_attn, attn), ("skip_mlp", plan.skip_mlp, mlp)):
+        for layer in skipped:
+            if not 0 <= layer < n_layer:
+                raise ValueError(f"{name} names layer {layer}, the model has {n_layer} layers")
+            arr[layer] = 0
+    group = None
+    if plan.groups:
+        group = np.full(n_layer, -1, np.int32)
+        for gid, (a, b) in enumerate(plan.groups):
+            if not 0 <= a <= b < n_layer:
+                raise ValueError(f"group ({a}, {b}) is not a layer range of a {n_layer}-layer model")
+            if (group[a : b + 1] >= 0).any():
+                raise ValueError(f"group ({a}, {b}) overlaps another group")
+            group[a : b + 1] = gid
+    return _core.Plan(attn, mlp, group, int(plan.head_rows))
 
 
 def _ranges(xs: Sequence[int]) -> str:

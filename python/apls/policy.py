@@ -17,6 +17,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from .kv import KVView
 from .kv_policy import KVViewPolicy
 from .plan import Plan
 
@@ -28,7 +29,7 @@ class RoundPlan:
     plan: Plan
     n_draft: int
     p_min: float
-    view: tuple[int, int] | None = None  # (n_sink, n_window) for the draft, or None
+    view: KVView | None = None  # what the draft attends to (None: the whole cache)
     arm: int = 0  # index of the candidate plan (AdaptivePolicy)
     n_plain: int = 1  # with n_draft 0: plain steps the round may run (greedy: one chain, one wait)
 
@@ -113,11 +114,7 @@ def default_plan(model) -> Plan:
     shape `apls tune` finds on SmolLM2 (attention of the early-middle layers is the least
     important sub-block): skip attention in layers [15%, 30%) of the depth and draft with the
     first quarter of the vocabulary in the output head."""
-    meta = None
-    try:
-        meta = model._model.meta("apls.draft_plan")
-    except Exception:  # noqa: BLE001 - a model without the key or without string metadata
-        meta = None
+    meta = model.meta("apls.draft_plan")
     if meta:
         return Plan.from_dict(json.loads(meta))
     n = model.n_layer

