@@ -85,6 +85,12 @@ def simulate_one(drafter, params, n_max, prompt, output, topk, n_vocab, stats) -
                 break
             path.append(nxt)
             at = nxt
+        # Calibration: each judged node's estimated acceptance (given its parent) and its outcome.
+        pp = tree.p_path
+        for i, par in enumerate(parents):
+            if par == -1 or par in path:
+                est = pp[i] / (pp[par] if par >= 0 else 1.0)
+                stats["calib"].append((est, i in path, tree.sources(i)))
         drafter.learn(tree, path)
         gained = output[pos : pos + len(path) + 1]
         for j, t in enumerate([output[pos - 1], *gained[:-1]]):
@@ -95,6 +101,25 @@ def simulate_one(drafter, params, n_max, prompt, output, topk, n_vocab, stats) -
         stats["nodes"] += len(tokens)
         stats["cost"] += params.verify_cost[len(tokens)] if params.verify_cost else 1.0
         pos += len(gained)
+
+
+def calibration(judged) -> dict[str, list]:
+    """Judged nodes by estimated acceptance (tenths): count, mean estimate, observed acceptance;
+    for every node and per proposing source."""
+    from apls import _core
+
+    out = {}
+    for k, name in [(-1, "all"), *enumerate(_core.DRAFT_SOURCES)]:
+        rows = []
+        for lo in np.arange(0.0, 1.0, 0.1):
+            sel = [(e, a) for e, a, src in judged if lo <= e < lo + 0.1 + (lo > 0.85) and (k < 0 or src >> k & 1)]
+            if sel:
+                rows.append(
+                    (float(lo), len(sel), float(np.mean([e for e, _ in sel])), float(np.mean([a for _, a in sel])))
+                )
+        if rows:
+            out[name] = rows
+    return out
 
 
 def simulate(args) -> None:
@@ -115,9 +140,10 @@ def simulate(args) -> None:
         per_group: dict[str, dict] = {}
         t0 = time.perf_counter()
         for r in recs:
-            st = per_group.setdefault(r["group"], {"rounds": 0, "tokens": 0, "nodes": 0, "cost": 0.0})
+            st = per_group.setdefault(r["group"], {"rounds": 0, "tokens": 0, "nodes": 0, "cost": 0.0, "calib": []})
             simulate_one(drafter, params, args.n_max, r["prompt"], r["output"], r["topk"], model.n_vocab, st)
         tot = {k: sum(st[k] for st in per_group.values()) for k in ("rounds", "tokens", "nodes", "cost")}
+        calib = [c for st in per_group.values() for c in st.pop("calib")]
         rows = {**per_group, "overall": tot}
         results[srcs] = {
             g: {
@@ -130,6 +156,12 @@ def simulate(args) -> None:
         print(f"sources {srcs} ({time.perf_counter() - t0:.1f} s)")
         for g, v in results[srcs].items():
             print(f"  {g:<15} tau {v['tau']:.2f}  nodes/round {v['nodes_per_round']:.2f}  speedup {v['speedup']:.2f}x")
+        results[srcs]["calibration"] = calibration(calib)
+        for name, rows_c in results[srcs]["calibration"].items():
+            print(
+                f"  calibration {name}: "
+                + "  ".join(f"{lo:.1f}+: {n} est {e:.2f} got {a:.2f}" for lo, n, e, a in rows_c)
+            )
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"config": vars(args), "results": results}, f, indent=2)

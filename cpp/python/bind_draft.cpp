@@ -4,8 +4,6 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
-#include <optional>
-
 #include "arrays.h"
 #include "common.h"
 #include "context.h"
@@ -19,7 +17,6 @@ using apls::draft::Drafter;
 using apls::draft::Source;
 using apls::draft::TokenTree;
 using apls_bind::I32Array;
-using apls_bind::U8Array;
 
 namespace {
 
@@ -45,8 +42,7 @@ void bind_drafter(py::module_& m) {
                         "The draft sources of one generation session (draft/drafter.h): the current text, "
                         "prompt lookup's n-gram index, the suffix automaton over the session's texts, token "
                         "recycling's successor table and the measured acceptance of each source.")
-        .def(py::init([](const apls::Model& model) { return new Drafter(model.hparams().n_vocab); }),
-             py::arg("model"))
+        .def(py::init([](const apls::Model& model) { return new Drafter(model.hparams().n_vocab); }), py::arg("model"))
         .def(
             "start",
             [](Drafter& d, const I32Array& ids) {
@@ -67,7 +63,8 @@ void bind_drafter(py::module_& m) {
             "recycle",
             [](Drafter& d, int32_t token, const py::array_t<float, py::array::c_style | py::array::forcecast>& row) {
                 if (row.ndim() != 1 || row.shape(0) != d.n_vocab())
-                    apls::fail(APLS_STATUS_INVALID_ARGUMENT, "logits must be a row of n_vocab ", d.n_vocab(), " floats");
+                    apls::fail(APLS_STATUS_INVALID_ARGUMENT, "logits must be a row of n_vocab ", d.n_vocab(),
+                               " floats");
                 d.recycle(token, row.data());
             },
             py::arg("token"), py::arg("logits"),
@@ -188,29 +185,32 @@ void bind_draft(py::module_& m) {
         py::arg("drafter"), py::arg("params"), py::arg("n_max"),
         "The model-free sources' tree after the drafter's text, cut to at most n_max nodes by params' cost "
         "model, without verifying it (simulations of rounds over known text).");
+    m.def("max_verify_batch", &apls::Context::max_invariant_batch, py::arg("ctx"),
+          "The largest verify batch (tokens) of a context: n_batch on the CPU, the device's invariant batch there.");
+    m.def(
+        "time_verify",
+        [](apls::Context& ctx, int32_t n_tokens, int32_t reps, int32_t seq) {
+            py::gil_scoped_release release;
+            return apls::time_verify(ctx, seq, n_tokens, reps);
+        },
+        py::arg("ctx"), py::arg("n_tokens"), py::arg("reps") = 2, py::arg("seq") = 0,
+        "Seconds of a verify batch of n_tokens after what `seq` holds, as a round runs it (best of reps); "
+        "the cache is left as it was.");
     m.def(
         "spec_tree_round",
-        [](apls::Context& ctx, Drafter& drafter, int32_t last, const TreeParams& params, std::optional<U8Array> attn,
-           std::optional<U8Array> mlp, std::optional<I32Array> group, int32_t head_rows,
-           std::optional<int32_t> view_sink, std::optional<int32_t> view_window, apls::Sampler* sampler) {
-            const apls::Plan plan = apls_bind::plan_from_arrays(attn, mlp, group, head_rows);
-            apls::KVView view;
-            const bool use_view = view_sink.has_value() || view_window.has_value();
-            if (use_view) {
-                view.n_sink = view_sink.value_or(0);
-                view.n_window = view_window.value_or(-1);
-            }
+        [](apls::Context& ctx, Drafter& drafter, int32_t last, const TreeParams& params, const apls::Plan* plan,
+           const apls::KVView* view, apls::Sampler* sampler) {
+            static const apls::Plan full;
             apls::TreeResult r;
             {
                 py::gil_scoped_release release;
-                r = apls::spec_tree_round(ctx, drafter, last, plan, use_view ? &view : nullptr, params, sampler);
+                r = apls::spec_tree_round(ctx, drafter, last, plan ? *plan : full, view, params, sampler);
             }
             return result_dict(r);
         },
-        py::arg("ctx"), py::arg("drafter"), py::arg("last"), py::arg("params"), py::arg("attn") = py::none(),
-        py::arg("mlp") = py::none(), py::arg("group") = py::none(), py::arg("head_rows") = 0,
-        py::arg("view_sink") = py::none(), py::arg("view_window") = py::none(), py::arg("sampler") = nullptr,
-        "One token-tree round (speculative_tree.h): the layer-skip plan (attn/mlp/group/head_rows) and view "
-        "apply when params.sources has the skip bit. Returns a dict: tokens (accepted nodes + the verifier's "
-        "token) and statistics.");
+        py::arg("ctx"), py::arg("drafter"), py::arg("last"), py::arg("params"), py::arg("plan") = py::none(),
+        py::arg("view") = py::none(), py::arg("sampler") = nullptr,
+        "One token-tree round (speculative_tree.h); `plan` and `view` are the layer-skip draft's (used when "
+        "params.sources has the skip bit; None: the full model, the whole cache). Returns a dict: tokens "
+        "(accepted nodes + the verifier's token) and statistics.");
 }

@@ -146,9 +146,37 @@ TokenTree draft_tree(const draft::Drafter& drafter, const TreeParams& params, in
     TokenTree cand;
     drafter.propose(cand, params.sources & ~bit(Source::SKIP), params.text);
     if (skip) drafter.add_skip(cand, *skip, q_base);
+    drafter.calibrate(cand);
     cand.finish();
     if (n_candidates) *n_candidates = cand.size();
     return cut(cand, n_max, params.verify_cost, params.branching);
+}
+
+double time_verify(Context& ctx, int32_t seq, int32_t n_tokens, int32_t reps) {
+    KVCache& kv = ctx.kv();
+    if (!kv.valid_seq(seq)) fail(APLS_STATUS_INVALID_ARGUMENT, "unknown sequence ", seq);
+    if (n_tokens < 1 || n_tokens > ctx.max_invariant_batch())
+        fail(APLS_STATUS_INVALID_ARGUMENT, "n_tokens ", n_tokens, " is out of range [1, ", ctx.max_invariant_batch(),
+             "]");
+    if (reps < 1) fail(APLS_STATUS_INVALID_ARGUMENT, "reps ", reps, " must be >= 1");
+    const int32_t n_past = kv.seq_len(seq), pos0 = kv.seq_next_pos(seq);
+    Batch b;
+    for (int32_t i = 0; i < n_tokens; ++i) {
+        b.token.push_back(i % ctx.model().hparams().n_vocab);
+        b.pos.push_back(pos0 + i);
+    }
+    b.seq.assign(n_tokens, seq);
+    b.out.assign(n_tokens, 1);
+    double best = 0.0;
+    for (int32_t r = 0; r < reps; ++r) {
+        const auto t0 = Clock::now();
+        ctx.decode(b, Plan{}, nullptr);
+        (void)ctx.argmax(0);  // waits for the device, as the walk does
+        const double t = seconds_since(t0);
+        kv.truncate(seq, n_past);
+        best = r == 0 ? t : std::min(best, t);
+    }
+    return best;
 }
 
 TreeResult spec_tree_round(Context& ctx, draft::Drafter& drafter, int32_t last, const Plan& skip_plan,

@@ -104,7 +104,7 @@ def cmd_run(args) -> int:
     if args.speculative:
         from .policy import make_policy
 
-        kw.update(speculative=True, policy=make_policy(_policy_name(args), model, args.plan))
+        kw.update(speculative=True, policy=make_policy(_policy_name(args), model, args.plan, draft=args.draft))
     if args.chat:
         pieces = model.chat([{"role": "user", "content": prompt}], args.max_tokens, stream=True, **kw)
     else:
@@ -113,9 +113,15 @@ def cmd_run(args) -> int:
     _print_stats(model)
     st = model.last_stats
     if isinstance(st, SpecStats):
+        from .policy import DRAFT_SOURCES
+
+        by = ", ".join(
+            f"{s} {st.accepted_by[i]}/{st.drafted_by[i]}" for i, s in enumerate(DRAFT_SOURCES) if st.drafted_by[i]
+        )
         print(
             f"[speculative: {st.n_rounds} rounds, tau {st.tau:.2f}, acceptance {st.acceptance:.2f}, "
-            f"draft {st.t_draft_s:.2f} s, verify {st.t_verify_s:.2f} s]",
+            f"draft {st.t_draft_s:.2f} s, verify {st.t_verify_s:.2f} s, host {st.t_host_s:.2f} s"
+            f"{'; accepted/verified nodes: ' + by if by else ''}]",
             file=sys.stderr,
         )
     return 0
@@ -265,10 +271,13 @@ def cmd_bench_speculative(args) -> int:
             with open(args.json, "w") as f:
                 f.write(text + "\n")
         return 0
+    drafts = [d.strip() for d in (args.draft or "all").split(";") if d.strip()]
+    for d in drafts:
+        make_policy(_policy_name(args), model, args.plan, draft=d)  # a bad source fails before any work
     res = run(
         model,
         args.prompts,
-        lambda: make_policy(_policy_name(args), model, args.plan),
+        {d: (lambda d=d: make_policy(_policy_name(args), model, args.plan, draft=d)) for d in drafts},
         limit=args.limit,
         max_tokens=args.max_tokens,
         log=lambda m: print(m, file=sys.stderr),
@@ -298,7 +307,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="when the context is full, drop the oldest tokens (keeping 4 attention sinks) and go on",
     )
-    r.add_argument("--speculative", action="store_true", help="self-speculative decoding (APLS)")
+    r.add_argument("--speculative", action="store_true", help="speculative decoding (APLS)")
+    r.add_argument(
+        "--draft",
+        help="with --speculative: draft sources, from skip,lookup,suffix,recycle (default: all, each used where "
+        "the policy finds it pays)",
+    )
     r.add_argument("--plan", help="draft plan JSON (from apls tune); with --speculative")
     r.add_argument(
         "--policy",
@@ -337,6 +351,11 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--limit", type=int, default=10, help="prompts per task group (default 10)")
     b.add_argument("--max-tokens", type=int, default=128, help="new tokens per prompt (default 128)")
     b.add_argument("--plan", help="draft plan JSON (with --speculative)")
+    b.add_argument(
+        "--draft",
+        help="with --speculative: draft configurations separated by ';', each a list of sources from "
+        "skip,lookup,suffix,recycle or 'all' (default: all); e.g. 'all;lookup;suffix;recycle;skip'",
+    )
     b.add_argument(
         "--policy",
         default=None,

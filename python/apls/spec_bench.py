@@ -1,14 +1,18 @@
 """`apls bench --speculative`: Spec-Bench-style measurement of APLS against plain decoding on the
-same engine — per task group and overall: tokens/s of both, speedup, tau (mean tokens per verify,
-the verifier's own included), acceptance, and whether every output is identical."""
+same engine — per draft configuration (the sources a policy may draft from), task group and
+overall: tokens/s of both, speedup, tau (mean tokens per verify, the verifier's own included),
+acceptance, drafted nodes per round, the verify batch's cost relative to a plain step, what each
+source proposed and got accepted, and whether every output is identical."""
 
 from __future__ import annotations
 
 import json
 import statistics
 from collections import OrderedDict
+from collections.abc import Callable
 
 from .generate import SamplingParams
+from .policy import DRAFT_SOURCES
 from .speculative import SpecStats
 
 GREEDY = SamplingParams(temperature=0.0)
@@ -39,6 +43,8 @@ def load_prompts(path: str, limit: int | None = None) -> OrderedDict[str, list[s
 def _row(plain_tok, plain_s, apls_tok, apls_s, st: SpecStats, identical: bool) -> dict:
     ar = plain_tok / plain_s if plain_s else 0.0
     ap = apls_tok / apls_s if apls_s else 0.0
+    step = plain_s / plain_tok if plain_tok else 0.0  # one plain step (s)
+    vr = st.n_verify_rounds
     # draft_waits_per_round: the host's waits for drafted tokens per round (1 when the draft ran
     # as one device chain; the drafted tokens per round, (tau - 1) / acceptance, when it waited
     # per token).
@@ -50,69 +56,150 @@ def _row(plain_tok, plain_s, apls_tok, apls_s, st: SpecStats, identical: bool) -
         "acceptance": st.acceptance,
         "identical": identical,
         "draft_waits_per_round": st.n_draft_waits / st.n_rounds if st.n_rounds else 0.0,
+        "nodes_per_round": st.n_drafted / vr if vr else 0.0,
+        "candidates_per_round": st.n_candidates / vr if vr else 0.0,
+        # The verify batch's time relative to a plain step, and where a round's time goes (ms).
+        "verify_cost": (st.t_verify_s / vr) / step if vr and step else 0.0,
+        "ms_per_round": {
+            "draft": 1e3 * st.t_draft_s / vr if vr else 0.0,
+            "verify": 1e3 * st.t_verify_s / vr if vr else 0.0,
+            "host": 1e3 * st.t_host_s / vr if vr else 0.0,
+        },
+        "by_source": {
+            src: {
+                "drafted": st.drafted_by[i],
+                "accepted": st.accepted_by[i],
+                "acceptance": st.accepted_by[i] / st.drafted_by[i] if st.drafted_by[i] else 0.0,
+                "accepted_per_round": st.accepted_by[i] / vr if vr else 0.0,
+            }
+            for i, src in enumerate(DRAFT_SOURCES)
+            if st.drafted_by[i]
+        },
     }
 
 
-def run(model, prompts_path: str, policy_factory, limit: int | None = 10, max_tokens: int = 128, log=print) -> dict:
+_SUMMED = (
+    "n_rounds",
+    "n_drafted",
+    "n_accepted",
+    "n_draft_waits",
+    "t_draft_s",
+    "t_verify_s",
+    "t_host_s",
+    "n_verify_rounds",
+    "n_candidates",
+    "n_skip_drafted",
+)
+
+
+def _add_stats(agg: SpecStats, st: SpecStats) -> None:
+    for k in _SUMMED:
+        setattr(agg, k, getattr(agg, k) + getattr(st, k))
+    for i in range(len(DRAFT_SOURCES)):
+        agg.drafted_by[i] += st.drafted_by[i]
+        agg.accepted_by[i] += st.accepted_by[i]
+
+
+def run(
+    model,
+    prompts_path: str,
+    policy_factory: Callable | dict[str, Callable],
+    limit: int | None = 10,
+    max_tokens: int = 128,
+    log=print,
+) -> dict:
     """Greedy, batch 1, chat template applied. `policy_factory()` makes the policy once for the
-    run: an adaptive policy keeps what it learned across prompts, as it would in a server.
-    Returns {"overall": {...}, "groups": {name: {...}}, "config": {...}}."""
+    run: an adaptive policy keeps what it learned across prompts, as it would in a server. A dict
+    {name: factory} measures several configurations: each prompt is decoded plainly once, then by
+    each configuration in turn, so machine noise hits them alike.
+    Returns {"overall": {...}, "groups": {name: {...}}, "config": {...}} of the first
+    configuration, and "drafts": {configuration: {"overall", "groups"}} of all."""
+    factories = policy_factory if isinstance(policy_factory, dict) else {"apls": policy_factory}
     groups = load_prompts(prompts_path, limit)
     n_ctx = 2048
-    res_groups, tot = {}, {"plain_tok": 0, "plain_s": 0.0, "apls_tok": 0, "apls_s": 0.0, "ident": True}
-    overall_stats = SpecStats()
+    policies = {name: make() for name, make in factories.items()}
+    zero = {"plain_tok": 0, "plain_s": 0.0, "apls_tok": 0, "apls_s": 0.0, "ident": True}
+    tot = {name: dict(zero) for name in policies}
+    overall_stats = {name: SpecStats() for name in policies}
+    res = {name: {"groups": {}} for name in policies}
     draft_cost: list[float] = []
-    policy = policy_factory()
     for g, texts in groups.items():
-        gs = {"plain_tok": 0, "plain_s": 0.0, "apls_tok": 0, "apls_s": 0.0, "ident": True}
-        gstats = SpecStats()
+        gs = {name: dict(zero) for name in policies}
+        gstats = {name: SpecStats() for name in policies}
         for text in texts:
             ids = model.tokenize(
                 model.chat_prompt([{"role": "user", "content": text}]), add_special=False, parse_special=True
             )[-(n_ctx - max_tokens - 32) :]
-            # Plain decoding, then APLS; generation time only (prefill is the same work).
+            # Plain decoding, then each configuration; generation time only (prefill is the same work).
             plain = list(model.generate_tokens(ids, max_tokens, GREEDY, n_ctx=n_ctx))
             ps = model.last_stats
-            out = list(model.generate_tokens(ids, max_tokens, GREEDY, n_ctx=n_ctx, speculative=True, policy=policy))
-            st = model.last_stats
-            same = out == plain
-            for acc in (gs, tot):
-                acc["plain_tok"] += ps.n_generated
-                acc["plain_s"] += ps.decode_s
-                acc["apls_tok"] += st.n_generated
-                acc["apls_s"] += st.decode_s
-                acc["ident"] &= same
-            for agg in (gstats, overall_stats):
-                for k in ("n_rounds", "n_drafted", "n_accepted", "n_draft_waits", "t_draft_s", "t_verify_s"):
-                    setattr(agg, k, getattr(agg, k) + getattr(st, k))
-            if st.n_drafted and ps.n_generated:
-                draft_cost.append((st.t_draft_s / st.n_drafted) / (ps.decode_s / ps.n_generated))
-        res_groups[g] = _row(gs["plain_tok"], gs["plain_s"], gs["apls_tok"], gs["apls_s"], gstats, gs["ident"])
-        r = res_groups[g]
-        log(
-            f"{g:<15} plain {r['ar_tok_s']:7.1f} tok/s  apls {r['apls_tok_s']:7.1f} tok/s  {r['speedup']:.2f}x  "
-            f"tau {r['tau']:.2f}  acc {r['acceptance']:.2f}  identical {r['identical']}"
-        )
-    overall = _row(tot["plain_tok"], tot["plain_s"], tot["apls_tok"], tot["apls_s"], overall_stats, tot["ident"])
-    overall["draft_cost_vs_full_step"] = statistics.fmean(draft_cost) if draft_cost else 0.0
-    overall["rounds"] = overall_stats.n_rounds
+            for name, policy in policies.items():
+                out = list(model.generate_tokens(ids, max_tokens, GREEDY, n_ctx=n_ctx, speculative=True, policy=policy))
+                st = model.last_stats
+                for acc in (gs[name], tot[name]):
+                    acc["plain_tok"] += ps.n_generated
+                    acc["plain_s"] += ps.decode_s
+                    acc["apls_tok"] += st.n_generated
+                    acc["apls_s"] += st.decode_s
+                    acc["ident"] &= out == plain
+                _add_stats(gstats[name], st)
+                _add_stats(overall_stats[name], st)
+                if name == next(iter(policies)) and st.n_skip_drafted and ps.n_generated:
+                    draft_cost.append((st.t_draft_s / st.n_skip_drafted) / (ps.decode_s / ps.n_generated))
+        for name in policies:
+            a = gs[name]
+            r = res[name]["groups"][g] = _row(
+                a["plain_tok"], a["plain_s"], a["apls_tok"], a["apls_s"], gstats[name], a["ident"]
+            )
+            log(
+                f"{name:<12} {g:<15} plain {r['ar_tok_s']:7.1f} tok/s  apls {r['apls_tok_s']:7.1f} tok/s  "
+                f"{r['speedup']:.2f}x  tau {r['tau']:.2f}  acc {r['acceptance']:.2f}  "
+                f"nodes {r['nodes_per_round']:.2f}  identical {r['identical']}"
+            )
+    for name in policies:
+        a = tot[name]
+        overall = _row(a["plain_tok"], a["plain_s"], a["apls_tok"], a["apls_s"], overall_stats[name], a["ident"])
+        overall["rounds"] = overall_stats[name].n_rounds
+        res[name]["overall"] = overall
+    first = res[next(iter(policies))]
+    first["overall"]["draft_cost_vs_full_step"] = statistics.fmean(draft_cost) if draft_cost else 0.0
     return {
-        "overall": overall,
-        "groups": res_groups,
-        "config": {"prompts": prompts_path, "limit": limit, "max_tokens": max_tokens},
+        "overall": first["overall"],
+        "groups": first["groups"],
+        "drafts": res,
+        "config": {"prompts": prompts_path, "limit": limit, "max_tokens": max_tokens, "drafts": list(policies)},
     }
 
 
 def format_table(res: dict) -> str:
+    """Markdown: a row per configuration and group (and overall), then the sources of each
+    configuration's overall row (nodes verified and accepted)."""
     lines = [
-        "| group | plain tok/s | APLS tok/s | speedup | tau | acceptance | identical |",
-        "|---|---|---|---|---|---|---|",
+        "| draft | group | plain tok/s | APLS tok/s | speedup | tau | acceptance | nodes/round | verify cost "
+        "| identical |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for g, r in list(res["groups"].items()) + [("overall", res["overall"])]:
-        lines.append(
-            f"| {g} | {r['ar_tok_s']:.1f} | {r['apls_tok_s']:.1f} | {r['speedup']:.2f}x | {r['tau']:.2f} | "
-            f"{r['acceptance']:.2f} | {r['identical']} |"
-        )
+    drafts = res.get("drafts") or {"apls": {"groups": res["groups"], "overall": res["overall"]}}
+    for name, d in drafts.items():
+        for g, r in list(d["groups"].items()) + [("overall", d["overall"])]:
+            lines.append(
+                f"| {name} | {g} | {r['ar_tok_s']:.1f} | {r['apls_tok_s']:.1f} | {r['speedup']:.2f}x | {r['tau']:.2f} "
+                f"| {r['acceptance']:.2f} | {r['nodes_per_round']:.2f} | {r['verify_cost']:.2f}x | {r['identical']} |"
+            )
+    lines += [
+        "",
+        "| draft | source | nodes verified | accepted | acceptance | accepted per round |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, d in drafts.items():
+        for src, b in d["overall"]["by_source"].items():
+            lines.append(
+                f"| {name} | {src} | {b['drafted']} | {b['accepted']} | {b['acceptance']:.2f} "
+                f"| {b['accepted_per_round']:.2f} |"
+            )
+    ms = {name: d["overall"]["ms_per_round"] for name, d in drafts.items()}
+    lines += ["", "| draft | ms per round: draft | verify | host |", "|---|---|---|---|"]
+    lines += [f"| {n} | {m['draft']:.2f} | {m['verify']:.2f} | {m['host']:.3f} |" for n, m in ms.items()]
     return "\n".join(lines)
 
 

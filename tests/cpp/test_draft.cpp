@@ -346,4 +346,25 @@ APLS_TEST(drafter_proposes_the_text_continuations_and_learns) {
     CHECK(d.text().size() == prompt.size());
 }
 
+APLS_TEST(calibration_maps_estimates_to_outcomes_and_siblings_share_what_is_left) {
+    Drafter d(10);
+    const std::vector<int32_t> text = {1, 2};
+    d.start(text.data(), 2);
+    TokenTree t;
+    const int32_t a = t.add(TokenTree::kRoot, 3, 0.7f, Proposal{Source::LOOKUP, 0});
+    const int32_t b = t.add(TokenTree::kRoot, 4, 0.6f, Proposal{Source::RECYCLE, 0});
+    t.add(TokenTree::kRoot, 5, 0.2f, Proposal{Source::RECYCLE, 1});
+    d.calibrate(t);  // nothing learned yet: the identity, then siblings cut to sum 1
+    float sum = 0.0f;
+    for (int32_t c : t.children(TokenTree::kRoot)) sum += t.node(c).p_accept;
+    CHECK(std::fabs(t.node(a).p_accept - 0.7f) < 1e-6f && std::fabs(sum - 1.0f) < 1e-5f);
+    CHECK(std::fabs(t.node(b).p_accept - 0.3f * 0.6f / 0.8f) < 1e-5f);
+    // Nodes estimated at 0.7 by lookup alone were accepted 1 time in 5: the estimate follows.
+    AcceptanceTable tab;
+    for (int i = 0; i < 200; ++i) tab.record_calibration(0.7f, 1, Source::LOOKUP, i % 5 == 0);
+    CHECK(std::fabs(tab.calibrated(0.7f, 1, Source::LOOKUP) - 0.2f) < 0.03f);
+    CHECK(tab.calibrated(0.7f, 2, Source::LOOKUP) == 0.7f);  // agreeing sources: another cell
+    CHECK(tab.calibrated(0.7f, 1, Source::SUFFIX) == 0.7f);
+}
+
 APLS_TEST_MAIN()

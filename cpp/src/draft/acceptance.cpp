@@ -13,6 +13,13 @@ constexpr int32_t kTextCells = 6 * 4 * 3, kRecycleCells = 4 * 3, kSkipCells = 10
 constexpr float kPriorWeight = 2.0f;  // the prior counts as this many tries
 constexpr double kDecay = 0.99;       // per record in a cell: about the last 100 outcomes count
 
+constexpr int32_t kCalibBins = 20;
+
+int32_t calibration_cell(float p_raw, int32_t n_sources, Source top) {
+    const int32_t bin = std::clamp(static_cast<int32_t>(p_raw * kCalibBins), 0, kCalibBins - 1);
+    return (bin * 3 + std::clamp(n_sources, 1, 3) - 1) * kNumSources + static_cast<int>(top);
+}
+
 int32_t depth_bucket(int32_t depth) { return std::clamp(depth, 1, 3) - 1; }
 
 int32_t length_bucket(int32_t n) {
@@ -40,6 +47,7 @@ void AcceptanceTable::clear() {
     cells_[static_cast<int>(Source::LOOKUP)].assign(kTextCells, {});
     cells_[static_cast<int>(Source::SUFFIX)].assign(kTextCells, {});
     cells_[static_cast<int>(Source::RECYCLE)].assign(kRecycleCells, {});
+    calibration_.assign(kCalibBins * 3 * kNumSources, {});
     depth_ = {};
 }
 
@@ -79,6 +87,17 @@ float AcceptanceTable::prior(Source s, int32_t cell) const {
 float AcceptanceTable::estimate(Source s, int32_t cell) const {
     const CellStats& c = cells_[static_cast<int>(s)][cell];
     return static_cast<float>((c.accepted + kPriorWeight * prior(s, cell)) / (c.tried + kPriorWeight));
+}
+
+float AcceptanceTable::calibrated(float p_raw, int32_t n_sources, Source top) const {
+    const CellStats& c = calibration_[calibration_cell(p_raw, n_sources, top)];
+    return static_cast<float>((c.accepted + kPriorWeight * p_raw) / (c.tried + kPriorWeight));  // prior: identity
+}
+
+void AcceptanceTable::record_calibration(float p_raw, int32_t n_sources, Source top, bool accepted) {
+    CellStats& c = calibration_[calibration_cell(p_raw, n_sources, top)];
+    c.tried = c.tried * kDecay + 1.0;
+    c.accepted = c.accepted * kDecay + (accepted ? 1.0 : 0.0);
 }
 
 void AcceptanceTable::record(Source s, int32_t cell, int32_t depth, bool accepted) {

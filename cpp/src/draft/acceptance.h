@@ -43,6 +43,13 @@ public:
 
     float estimate(Source s, int32_t cell) const;
     void record(Source s, int32_t cell, int32_t depth, bool accepted);
+    // The second stage: a node's estimate from its sources' (p_raw: the largest of them, from
+    // source `top`) and how many sources proposed it, calibrated against outcomes. Taking the
+    // largest of several noisy estimates overrates a node, and the cut favours overrated cells
+    // (the winner's curse); agreeing sources underrate it. The table maps both back to what
+    // was observed.
+    float calibrated(float p_raw, int32_t n_sources, Source top) const;
+    void record_calibration(float p_raw, int32_t n_sources, Source top, bool accepted);
     void clear();
 
     const CellStats& cell(Source s, int32_t c) const { return cells_[static_cast<int>(s)][c]; }
@@ -53,6 +60,7 @@ private:
     float prior(Source s, int32_t cell) const;
 
     std::array<std::vector<CellStats>, kNumSources> cells_;
+    std::vector<CellStats> calibration_;  // (p_raw in twentieths 20) x (sources 1, 2, 3+) x (top source)
     std::array<DepthStats, kNumSources> depth_;
 };
 

@@ -1,6 +1,7 @@
 // drafter.cpp — the model-free sources' candidates, best-first; learning from outcomes; see drafter.h.
 #include "draft/drafter.h"
 
+#include <algorithm>
 #include <queue>
 
 #include "common.h"
@@ -175,11 +176,39 @@ void Drafter::add_skip(TokenTree& tree, const SkipDraft& d, int32_t q_base) cons
     }
 }
 
+void Drafter::calibrate(TokenTree& tree) const {
+    for (int32_t i = 0; i < tree.size(); ++i)
+        tree.set_p_accept(i, acceptance_.calibrated(tree.node(i).p_raw, tree.n_sources(i), tree.top_source(i)));
+    // Siblings exclude each other: when their estimates sum above 1, the likeliest keeps its
+    // own (measured to hold) and the others share what it leaves.
+    auto normalize = [&](const std::vector<int32_t>& siblings) {
+        float sum = 0.0f, top = 0.0f;
+        for (int32_t c : siblings) {
+            sum += tree.node(c).p_accept;
+            top = std::max(top, tree.node(c).p_accept);
+        }
+        if (sum <= 1.0f) return;
+        const float scale = (1.0f - top) / (sum - top);
+        bool kept = false;
+        for (int32_t c : siblings) {
+            if (!kept && tree.node(c).p_accept == top) {
+                kept = true;
+                continue;
+            }
+            tree.set_p_accept(c, tree.node(c).p_accept * scale);
+        }
+    };
+    normalize(tree.children(TokenTree::kRoot));
+    for (int32_t i = 0; i < tree.size(); ++i) normalize(tree.children(i));
+}
+
 void Drafter::learn(const TokenTree& tree, const std::vector<int32_t>& path) {
     auto judge = [&](int32_t parent, int32_t accepted) {
-        for (int32_t c : tree.children(parent))
-            for (const Proposal& pr : tree.node(c).proposals)
-                acceptance_.record(pr.source, pr.cell, tree.node(c).depth, c == accepted);
+        for (int32_t c : tree.children(parent)) {
+            const TreeNode& nd = tree.node(c);
+            for (const Proposal& pr : nd.proposals) acceptance_.record(pr.source, pr.cell, nd.depth, c == accepted);
+            acceptance_.record_calibration(nd.p_raw, tree.n_sources(c), tree.top_source(c), c == accepted);
+        }
     };
     int32_t parent = TokenTree::kRoot;
     for (size_t i = 0; i <= path.size(); ++i) {

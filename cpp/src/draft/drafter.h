@@ -53,6 +53,10 @@ public:
     // The layer-skip chain (and its second-choice leaves) under the root; q_base: index of the
     // chain's first draft distribution in the round's list (sampling), -1: none.
     void add_skip(TokenTree& tree, const SkipDraft& d, int32_t q_base) const;
+    // Turn each node's p_raw into its calibrated p_accept (acceptance.h), then scale siblings
+    // whose estimates sum above 1 (at most one of them can be the verifier's token). Before
+    // TokenTree::finish().
+    void calibrate(TokenTree& tree) const;
     // A verified tree's outcome: `path` holds the accepted nodes from the root down. Every node
     // whose parent was accepted (or is the root) was judged: each of its proposals is recorded.
     void learn(const TokenTree& tree, const std::vector<int32_t>& path);

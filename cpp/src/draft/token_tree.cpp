@@ -36,14 +36,23 @@ int32_t TokenTree::add(int32_t parent, int32_t token, float p_accept, const Prop
     if (i < 0) {
         i = size();
         const int32_t depth = parent == kRoot ? 1 : nodes_[parent].depth + 1;
-        nodes_.push_back(TreeNode{token, parent, depth, p_accept, 0.0f, {}, {}});
+        nodes_.push_back(TreeNode{token, parent, depth, p_accept, p_accept, 0.0f, {}, {}, 0});
         (parent == kRoot ? roots_ : nodes_[parent].children).push_back(i);
-    } else {
-        nodes_[i].p_accept = std::max(nodes_[i].p_accept, p_accept);
+    } else if (p_accept > nodes_[i].p_raw) {
+        nodes_[i].p_raw = nodes_[i].p_accept = p_accept;
+        nodes_[i].top = static_cast<int32_t>(nodes_[i].proposals.size());
     }
     nodes_[i].proposals.push_back(pr);
     return i;
 }
+
+int32_t TokenTree::n_sources(int32_t i) const {
+    uint32_t seen = 0;
+    for (const Proposal& pr : nodes_[i].proposals) seen |= 1u << static_cast<int>(pr.source);
+    return __builtin_popcount(seen);
+}
+
+Source TokenTree::top_source(int32_t i) const { return nodes_[i].proposals[nodes_[i].top].source; }
 
 void TokenTree::finish() {
     for (TreeNode& nd : nodes_)  // parents precede children
@@ -119,7 +128,8 @@ TokenTree TokenTree::subtree(const std::vector<int32_t>& keep, std::vector<int32
         stack.pop_back();
         const TreeNode& nd = nodes_[old];
         const int32_t i = out.size();
-        out.nodes_.push_back(TreeNode{nd.token, parent, nd.depth, nd.p_accept, nd.p_path, nd.proposals, {}});
+        out.nodes_.push_back(
+            TreeNode{nd.token, parent, nd.depth, nd.p_raw, nd.p_accept, nd.p_path, nd.proposals, {}, nd.top});
         (parent == kRoot ? out.roots_ : out.nodes_[parent].children).push_back(i);
         map.push_back(old);
         push_children(nd.children, i);

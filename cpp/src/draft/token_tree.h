@@ -35,20 +35,26 @@ struct TreeNode {
     int32_t token;
     int32_t parent;    // node index; -1 = the root (the round's `last` token, not a node)
     int32_t depth;     // 1 for the root's children: the node's position is the root's + depth
-    float p_accept;    // estimated P(verifier picks token | parent accepted)
+    float p_raw;       // the largest of its proposals' estimates (from each source's cells)
+    float p_accept;    // estimated P(verifier picks token | parent accepted): p_raw, calibrated
     float p_path = 0;  // product of p_accept from the root (filled by TokenTree::finish)
     std::vector<Proposal> proposals;
     std::vector<int32_t> children;  // node indices, in the order added
+    int32_t top = 0;                // the proposal whose estimate is p_raw
 };
 
 class TokenTree {
 public:
     static constexpr int32_t kRoot = -1;
 
-    // The child of `parent` (kRoot or a node) with `token`, created if absent; p_accept becomes
-    // the larger of the existing and the given estimate. Returns the node index (parents always
-    // come before their children).
+    // The child of `parent` (kRoot or a node) with `token`, created if absent; p_raw (and
+    // p_accept) become the larger of the existing and the given estimate. Returns the node index
+    // (parents always come before their children).
     int32_t add(int32_t parent, int32_t token, float p_accept, const Proposal& pr);
+    void set_p_accept(int32_t i, float p) { nodes_[i].p_accept = p; }
+    // How many different sources proposed node i, and which gave the largest estimate.
+    int32_t n_sources(int32_t i) const;
+    Source top_source(int32_t i) const;
     int32_t child(int32_t parent, int32_t token) const;  // -1 if absent
     const std::vector<int32_t>& children(int32_t parent) const {
         return parent == kRoot ? roots_ : nodes_[parent].children;
