@@ -23,6 +23,7 @@ namespace {
 py::dict result_dict(const apls::TreeResult& r) {
     py::dict out;
     out["tokens"] = r.tokens;
+    out["n_plain_steps"] = r.n_plain_steps;
     out["n_candidates"] = r.n_candidates;
     out["n_drafted"] = r.n_drafted;
     out["n_accepted"] = r.n_accepted;
@@ -33,6 +34,7 @@ py::dict result_dict(const apls::TreeResult& r) {
     out["n_draft_waits"] = r.n_draft_waits;
     out["t_draft_s"] = r.t_draft_s;
     out["t_verify_s"] = r.t_verify_s;
+    out["t_plain_s"] = r.t_plain_s;
     out["t_host_s"] = r.t_host_s;
     return out;
 }
@@ -102,6 +104,8 @@ void bind_tree_params(py::module_& m) {
         .def_readwrite("sources", &TreeParams::sources, "bit i: DRAFT_SOURCES[i]")
         .def_readwrite("n_nodes_max", &TreeParams::n_nodes_max)
         .def_readwrite("branching", &TreeParams::branching, "verify a tree; False: only its likeliest path")
+        .def_readwrite("max_plain_steps", &TreeParams::max_plain_steps,
+                       "greedy, no skip draft: plain steps a round may run on while nothing is worth drafting")
         .def_readwrite("verify_cost", &TreeParams::verify_cost,
                        "[n]: a verify batch of n + 1 tokens relative to a plain step; [] = no cost model")
         .def_property(

@@ -35,12 +35,14 @@ apls::TreeParams tree_params_from_c(const apls_tree_params& c) {
         p.verify_cost.assign(c.verify_cost, c.verify_cost + c.n_verify_cost);
     }
     p.skip = {c.skip_n_max, c.skip_p_min, c.skip_branch_below};
+    p.max_plain_steps = c.max_plain_steps;
     p.text = {c.lookup_occurrences, c.lookup_depth,  c.suffix_branches, c.suffix_depth,
               c.recycle_branches,   c.recycle_depth, c.max_candidates};
     return p;
 }
 
 void tree_stats_to_c(const apls::TreeResult& r, apls_tree_stats* s) {
+    s->n_plain_steps = r.n_plain_steps;
     s->n_candidates = r.n_candidates;
     s->n_drafted = r.n_drafted;
     s->n_accepted = r.n_accepted;
@@ -52,6 +54,7 @@ void tree_stats_to_c(const apls::TreeResult& r, apls_tree_stats* s) {
     }
     s->t_draft_s = r.t_draft_s;
     s->t_verify_s = r.t_verify_s;
+    s->t_plain_s = r.t_plain_s;
     s->t_host_s = r.t_host_s;
 }
 
@@ -167,6 +170,7 @@ apls_tree_params apls_tree_default_params(void) {
     p.recycle_branches = d.text.recycle_branches;
     p.recycle_depth = d.text.recycle_depth;
     p.max_candidates = d.text.max_candidates;
+    p.max_plain_steps = d.max_plain_steps;
     return p;
 }
 
@@ -181,9 +185,11 @@ apls_status apls_spec_tree_round(apls_context* ctx, apls_drafter* drafter, int32
     return guard([&] {
         const apls::HParams& hp = ctx->impl->model().hparams();
         const apls::TreeParams tp = tree_params_from_c(params ? *params : apls_tree_default_params());
-        const int64_t need = static_cast<int64_t>(tp.n_nodes_max) + 1;  // 64 bits: INT32_MAX must be refused
+        // In 64 bits: INT32_MAX must be refused, not overflow.
+        const int64_t need = static_cast<int64_t>(tp.n_nodes_max) + 1 + std::max(0, tp.max_plain_steps);
         if (max_out < need)
-            apls::fail(APLS_STATUS_INVALID_ARGUMENT, "max_out ", max_out, " < n_nodes_max + 1 = ", need);
+            apls::fail(APLS_STATUS_INVALID_ARGUMENT, "max_out ", max_out,
+                       " < n_nodes_max + 1 + max_plain_steps = ", need);
         if ((tp.sources & APLS_DRAFT_SKIP) && !skip_plan)
             apls::fail(APLS_STATUS_INVALID_ARGUMENT, "the layer-skip source (APLS_DRAFT_SKIP) needs skip_plan");
         const apls::Plan plan = apls::Plan::from_c(skip_plan, hp.n_layer, hp.n_vocab);

@@ -27,6 +27,8 @@ constexpr uint32_t bit(Source s) { return 1u << static_cast<int>(s); }
 
 void check_params(const TreeParams& p) {
     if (p.n_nodes_max < 0) fail(APLS_STATUS_INVALID_ARGUMENT, "n_nodes_max ", p.n_nodes_max, " is negative");
+    if (p.max_plain_steps < 0)
+        fail(APLS_STATUS_INVALID_ARGUMENT, "max_plain_steps ", p.max_plain_steps, " is negative");
     if (p.sources & ~draft::kAllSources)
         fail(APLS_STATUS_INVALID_ARGUMENT, "sources ", p.sources, " has bits beyond the ", draft::kNumSources,
              " draft sources");
@@ -179,31 +181,21 @@ double time_verify(Context& ctx, int32_t seq, int32_t n_tokens, int32_t reps) {
     return best;
 }
 
-TreeResult spec_tree_round(Context& ctx, draft::Drafter& drafter, int32_t last, const Plan& skip_plan,
-                           const KVView* skip_view, const TreeParams& params, Sampler* sampler) {
-    const auto t_start = Clock::now();
-    const HParams& hp = ctx.model().hparams();
+namespace {
+
+// One verify of a round: candidates, the cut, verify [last, nodes...], walk, keep the path,
+// learn. Appends the step's tokens to res and sets its per-step fields (n_candidates, n_drafted,
+// n_accepted, drafted_by/accepted_by, skip draft, timings: t_verify_s is this step's verify).
+void tree_step(Context& ctx, draft::Drafter& drafter, int32_t last, const Plan& skip_plan, const KVView* skip_view,
+               const TreeParams& params, Sampler* sampler, bool use_skip, TreeResult& res) {
     KVCache& kv = ctx.kv();
-    const int32_t seq = params.seq, n_vocab = hp.n_vocab;
-    if (!kv.valid_seq(seq)) fail(APLS_STATUS_INVALID_ARGUMENT, "unknown sequence ", seq);
-    if (last < 0 || last >= n_vocab)
-        fail(APLS_STATUS_INVALID_ARGUMENT, "token ", last, " is out of range [0, ", n_vocab, ")");
-    if (drafter.n_vocab() != n_vocab)
-        fail(APLS_STATUS_INVALID_ARGUMENT, "the drafter's n_vocab ", drafter.n_vocab(), " is not the model's ",
-             n_vocab);
-    if (drafter.text().empty() || drafter.text().back() != last)
-        fail(APLS_STATUS_INVALID_ARGUMENT, "the drafter's text must end with the round's last token ", last);
-    check_params(params);
-    const bool use_skip = (params.sources & bit(Source::SKIP)) && params.skip.n_max > 0;
-    if (use_skip) skip_plan.validate(hp.n_layer, n_vocab);
+    const int32_t seq = params.seq, n_vocab = ctx.model().hparams().n_vocab;
     const bool greedy = sampler == nullptr || sampler->picks_argmax();
     const bool history = sampler && sampler->uses_history();
-
     const int32_t n_past = kv.seq_len(seq), pos0 = kv.seq_next_pos(seq), room = kv.room(seq);
     if (room < 1) fail(APLS_STATUS_KV_FULL, "KV cache full: no room for the next token of sequence ", seq);
     const int32_t n_max = std::max(0, std::min({params.n_nodes_max, ctx.max_invariant_batch() - 1, room - 1}));
 
-    TreeResult res;
     // ---- 1. candidates; 2. the cut ------------------------------------------------------------
     draft::SkipDraft sd;
     if (use_skip && n_max > 0) {
@@ -211,7 +203,7 @@ TreeResult spec_tree_round(Context& ctx, draft::Drafter& drafter, int32_t last, 
         draft::SkipParams sp = params.skip;
         sp.n_max = std::min(sp.n_max, n_max);
         sd = draft::draft_layer_skip(ctx, last, seq, skip_plan, skip_view, sp, greedy ? nullptr : sampler);
-        res.t_draft_s = seconds_since(t0);
+        res.t_draft_s += seconds_since(t0);
         res.n_skip_drafted = static_cast<int32_t>(sd.ids.size());
         res.draft_conf = sd.confs;
         res.n_draft_waits = sd.n_waits;
@@ -238,6 +230,7 @@ TreeResult spec_tree_round(Context& ctx, draft::Drafter& drafter, int32_t last, 
         if (history) sampler->unaccept(static_cast<int32_t>(path.size()));
         throw;
     }
+    const size_t first = res.tokens.size();
     for (int32_t i : path) res.tokens.push_back(tree.node(i).token);
     res.tokens.push_back(next);
     res.n_accepted = static_cast<int32_t>(path.size());
@@ -248,9 +241,51 @@ TreeResult spec_tree_round(Context& ctx, draft::Drafter& drafter, int32_t last, 
         const float* logits = ctx.logits();
         for (int32_t r = 0; r < vb.size(); ++r) drafter.recycle(vb.token[r], logits + static_cast<size_t>(r) * n_vocab);
     }
-    drafter.append(res.tokens.data(), static_cast<int32_t>(res.tokens.size()));
+    drafter.append(res.tokens.data() + first, static_cast<int32_t>(res.tokens.size() - first));
+    res.drafted_by = {};
+    res.accepted_by = {};
     count_sources(tree, path, res);
-    res.t_host_s = seconds_since(t_start) - res.t_draft_s - res.t_verify_s;
+}
+
+}  // namespace
+
+TreeResult spec_tree_round(Context& ctx, draft::Drafter& drafter, int32_t last, const Plan& skip_plan,
+                           const KVView* skip_view, const TreeParams& params, Sampler* sampler) {
+    const auto t_start = Clock::now();
+    const HParams& hp = ctx.model().hparams();
+    const int32_t seq = params.seq, n_vocab = hp.n_vocab;
+    if (!ctx.kv().valid_seq(seq)) fail(APLS_STATUS_INVALID_ARGUMENT, "unknown sequence ", seq);
+    if (last < 0 || last >= n_vocab)
+        fail(APLS_STATUS_INVALID_ARGUMENT, "token ", last, " is out of range [0, ", n_vocab, ")");
+    if (drafter.n_vocab() != n_vocab)
+        fail(APLS_STATUS_INVALID_ARGUMENT, "the drafter's n_vocab ", drafter.n_vocab(), " is not the model's ",
+             n_vocab);
+    if (drafter.text().empty() || drafter.text().back() != last)
+        fail(APLS_STATUS_INVALID_ARGUMENT, "the drafter's text must end with the round's last token ", last);
+    check_params(params);
+    const bool use_skip = (params.sources & bit(Source::SKIP)) && params.skip.n_max > 0;
+    if (use_skip) skip_plan.validate(hp.n_layer, n_vocab);
+    // Plain steps (nothing worth drafting) run on inside the round, up to max_plain_steps: greedy
+    // only, and not with the skip draft (whose decodes are spent before the cut).
+    const bool plain_ok = (sampler == nullptr || sampler->picks_argmax()) && !use_skip;
+    const Vocab* vocab = ctx.model().vocab();
+
+    TreeResult res;
+    tree_step(ctx, drafter, last, skip_plan, skip_view, params, sampler, use_skip, res);
+    while (plain_ok && res.n_drafted == 0 && res.n_plain_steps < params.max_plain_steps &&
+           !(vocab && vocab->is_eog(res.tokens.back()))) {
+        // The step before drafted nothing: a plain step. A failure now (the cache full, say)
+        // ends the round with what it has; the next round meets it again and reports it.
+        const double t_plain = res.t_verify_s;
+        try {
+            tree_step(ctx, drafter, res.tokens.back(), skip_plan, skip_view, params, sampler, use_skip, res);
+        } catch (const Error&) {
+            break;
+        }
+        ++res.n_plain_steps;
+        res.t_plain_s += t_plain;
+    }
+    res.t_host_s = seconds_since(t_start) - res.t_draft_s - res.t_verify_s - res.t_plain_s;
     return res;
 }
 

@@ -41,12 +41,19 @@ struct TreeParams {
     // n_nodes_max likeliest candidates.
     std::vector<float> verify_cost;
     bool branching = true;   // verify a tree; false: only its likeliest path, as a chain
+    // Greedy without the skip draft: while a step drafts nothing (a plain step), the round goes
+    // on with another, up to this many plain steps, ending after an end-of-generation token; so
+    // a stretch where nothing is worth drafting costs one call, not one per token.
+    int32_t max_plain_steps = 0;
     draft::SkipParams skip;  // the layer-skip draft, when draft::Source::SKIP is chosen
     draft::TextParams text;  // the model-free sources
 };
 
+// Counts and timings of the round's last step, which is its only one unless it ran plain steps
+// first (n_plain_steps; their tokens come first in `tokens`, their time is t_plain_s).
 struct TreeResult {
-    std::vector<int32_t> tokens;  // the accepted nodes, then the verifier's token
+    std::vector<int32_t> tokens;  // the plain steps' tokens, the accepted nodes, then the verifier's token
+    int32_t n_plain_steps = 0;    // steps that drafted nothing before the last one
     int32_t n_candidates = 0;     // nodes the sources proposed
     int32_t n_drafted = 0;        // nodes verified (the verify batch held n_drafted + 1 tokens)
     int32_t n_accepted = 0;       // nodes accepted
@@ -57,6 +64,7 @@ struct TreeResult {
     int32_t n_draft_waits = 0;      // times the host waited for a drafted token
     double t_draft_s = 0.0;         // the layer-skip draft's decodes
     double t_verify_s = 0.0;        // the verify forward pass
+    double t_plain_s = 0.0;         // the plain steps' forward passes
     double t_host_s = 0.0;          // the rest: sources, the cut, acceptance, learning
 };
 

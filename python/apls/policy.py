@@ -54,7 +54,9 @@ class RoundPlan:
     p_min: float
     view: KVView | None = None  # what the draft attends to (None: the whole cache)
     arm: int = 0  # index of the candidate plan (AdaptivePolicy)
-    n_plain: int = 1  # with n_draft 0: plain steps the round may run (greedy: one chain, one wait)
+    n_plain: int = (
+        1  # with n_draft 0: plain steps the round may run (greedy: one chain, or tree steps while nothing pays)
+    )
     sources: tuple[str, ...] = ("skip",)  # draft sources of the round (skip: under `plan`)
     n_nodes: int = 0  # most tree nodes verified (0: n_draft)
     verify_cost: list[float] | None = None  # cost model of the cut (VerifyCost.curve); None: verify n_nodes
@@ -82,6 +84,8 @@ class RoundResult:
     t_verify_s: float
     n_draft_waits: int = 0  # times the host waited for a drafted token (1 for a GPU draft chain)
     t_host_s: float = 0.0  # tree rounds: sources, the cut, acceptance, learning
+    n_plain_steps: int = 0  # tree rounds: steps that drafted nothing before the last (their tokens first)
+    t_plain_s: float = 0.0  # tree rounds: those steps' forward passes
     n_candidates: int = 0  # tree rounds: nodes the sources proposed (n_drafted of them verified)
     n_skip_drafted: int = 0  # tree rounds: tokens the layer-skip draft decoded
     drafted_by: list[int] = field(default_factory=lambda: [0] * len(DRAFT_SOURCES))  # verified nodes per source
@@ -89,7 +93,11 @@ class RoundResult:
 
     def speed(self) -> float:
         """Tokens per second of this round (inf for a round that took no measurable time)."""
-        return tokens_per_second(len(self.tokens), self.t_draft_s + self.t_verify_s + self.t_host_s)
+        return tokens_per_second(len(self.tokens), self.seconds())
+
+    def seconds(self) -> float:
+        """The round's time: drafting, verifying, plain steps and the host's work."""
+        return self.t_draft_s + self.t_verify_s + self.t_plain_s + self.t_host_s
 
 
 class VerifyCost:
@@ -200,9 +208,11 @@ class TreeShape:
         return step
 
     def observe(self, result: RoundResult) -> None:
-        # A verify round (its tokens: the accepted nodes and one more), not a plain chain.
-        if self.cost is not None and len(result.tokens) == result.n_accepted + 1:
+        # A tree round (its tokens: plain steps', the accepted nodes and one more), not a plain chain.
+        if self.cost is not None and len(result.tokens) == result.n_plain_steps + result.n_accepted + 1:
             self.cost.observe(result.n_drafted, result.t_verify_s)
+            if result.n_plain_steps:
+                self.cost.observe(0, result.t_plain_s / result.n_plain_steps)
 
 
 def skip_counts(step: RoundPlan, result: RoundResult) -> tuple[int, int]:
@@ -416,7 +426,7 @@ class AdaptivePolicy(Policy):
         view = self.kv.view_for(n_context) if self.kv else None
         a = self.arms[arm]
         n_plain = 1
-        if a.n_draft == 0 and not a.sources and arm != self.exploring:  # up to the round before the next burst
+        if a.n_draft == 0 and arm != self.exploring:  # up to the round before the next burst
             start = self.explore_every - self.burst
             n_plain = max(1, min(self.plain_chain, (start if phase < start else self.explore_every) - phase))
         step = RoundPlan(
@@ -431,11 +441,12 @@ class AdaptivePolicy(Policy):
     def observe(self, step: RoundPlan, result: RoundResult) -> None:
         if step.is_plain:  # every plain step it ran counts as a round
             self.round += max(0, len(result.tokens) - 1)
+        self.round += result.n_plain_steps
         if self.tree:
             self.tree.observe(result)
         a = self.arms[step.arm]
         a.tokens = a.tokens * self.decay + len(result.tokens)
-        a.seconds = a.seconds * self.decay + result.t_draft_s + result.t_verify_s + result.t_host_s
+        a.seconds = a.seconds * self.decay + result.seconds()
         a.rounds += 1
         best = max(range(len(self.arms)), key=lambda i: self.arms[i].speed() if self.arms[i].rounds else -1)
         cur = self.arms[self.current]

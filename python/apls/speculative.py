@@ -36,7 +36,8 @@ class SpecStats(GenerationStats):
     accepted_at: list[int] = field(default_factory=list)  # accepted_at[i]: rounds whose draft i+1 was accepted
     drafted_at: list[int] = field(default_factory=list)  # drafted_at[i]: rounds that drafted an (i+1)-th token
     t_host_s: float = 0.0  # tree rounds' host work: sources, the cut, acceptance, learning
-    n_verify_rounds: int = 0  # rounds that ran a verify batch (not plain chains)
+    n_verify_rounds: int = 0  # tree rounds' last steps: verify batches (not plain chains or plain steps)
+    t_tree_verify_s: float = 0.0  # their verify time
     n_candidates: int = 0  # tree nodes the sources proposed
     n_skip_drafted: int = 0  # tokens the layer-skip draft decoded
     drafted_by: list[int] = field(default_factory=lambda: [0] * len(DRAFT_SOURCES))  # verified nodes per source
@@ -57,13 +58,14 @@ class SpecStats(GenerationStats):
         self.n_drafted += r.n_drafted
         self.n_accepted += r.n_accepted
         self.t_draft_s += r.t_draft_s
-        self.t_verify_s += r.t_verify_s
+        self.t_verify_s += r.t_verify_s + r.t_plain_s
         self.t_host_s += r.t_host_s
         self.n_draft_waits += r.n_draft_waits
         self.n_candidates += r.n_candidates
         self.n_skip_drafted += r.n_skip_drafted
-        if len(r.tokens) == r.n_accepted + 1:
+        if len(r.tokens) == r.n_plain_steps + r.n_accepted + 1:  # a tree round, not a plain chain
             self.n_verify_rounds += 1
+            self.t_tree_verify_s += r.t_verify_s
         for i in range(len(DRAFT_SOURCES)):
             self.drafted_by[i] += r.drafted_by[i]
             self.accepted_by[i] += r.accepted_by[i]
@@ -131,7 +133,10 @@ def speculative_tokens(
                 r = _plain_chain(ctx, last, n, ignore_eos)
                 drafter.append(np.asarray(r.tokens, np.int32))
             else:
-                r = ctx.spec_tree_round(last, drafter, tree_params(step), step.plan, view=step.view, sampler=sampler)
+                params = tree_params(step)
+                if sampler is None and step.n_draft == 0:  # plain steps while nothing is worth drafting
+                    params.max_plain_steps = max(0, min(step.n_plain, max_tokens - stats.n_generated) - 1)
+                r = ctx.spec_tree_round(last, drafter, params, step.plan, view=step.view, sampler=sampler)
             policy.observe(step, r)
             stats.record(r)
             for tok in r.tokens:

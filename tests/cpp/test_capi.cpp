@@ -751,6 +751,45 @@ APLS_TEST(tree_rounds_equal_greedy_on_the_tiny_model) {
     apls_drafter_free(d);
 }
 
+// A round whose steps draft nothing (here the cost model says no node pays) goes on plainly,
+// up to max_plain_steps, with the same tokens as plain decoding.
+APLS_TEST(tree_round_runs_plain_steps_while_nothing_pays) {
+    const std::vector<int32_t> prompt = {3, 14, 15, 9, 26, 3, 14, 15};
+    const int n_gen = 20;
+    std::vector<int32_t> plain;
+    {
+        Loaded t(tiny_path());
+        plain = greedy_c(t.model, t.ctx, prompt, n_gen);
+    }
+    Loaded t(tiny_path());
+    const std::vector<int32_t> head(prompt.begin(), prompt.end() - 1);
+    apls_batch b = batch_of(head);
+    CHECK_OK(apls_decode(t.ctx, &b, nullptr));
+    apls_drafter* d = nullptr;
+    CHECK_OK(apls_drafter_init(t.model, &d));
+    CHECK_OK(apls_drafter_start(d, prompt.data(), static_cast<int32_t>(prompt.size())));
+    apls_tree_params tp = apls_tree_default_params();
+    const float cost[2] = {1.0f, 100.0f};  // one drafted node would cost 100 plain steps
+    tp.verify_cost = cost;
+    tp.n_verify_cost = 2;
+    tp.max_plain_steps = 4;
+    std::vector<int32_t> spec;
+    int32_t last = prompt.back();
+    while (static_cast<int>(spec.size()) < n_gen) {
+        int32_t out[16];
+        int32_t n = 0;
+        apls_tree_stats st{};
+        CHECK_OK(apls_spec_tree_round(t.ctx, d, last, nullptr, nullptr, &tp, nullptr, out, 16, &n, &st));
+        CHECK(st.n_drafted == 0 && n == 5 && st.n_plain_steps == 4 && st.t_plain_s > 0.0);
+        spec.insert(spec.end(), out, out + n);
+        last = out[n - 1];
+    }
+    spec.resize(plain.size());
+    CHECK(spec == plain);
+    CHECK(apls_kv_seq_len(t.ctx, 0) == static_cast<int32_t>(prompt.size() + 20 - 1));
+    apls_drafter_free(d);
+}
+
 APLS_TEST(tree_round_misuse_leaves_everything_as_it_was) {
     Loaded t(tiny_path());
     const std::vector<int32_t> toks = {1, 2, 3, 1, 2}, head(toks.begin(), toks.end() - 1);

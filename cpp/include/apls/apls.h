@@ -418,9 +418,14 @@ typedef struct apls_tree_params {
     int32_t recycle_branches;    /* successors per node (default 4) */
     int32_t recycle_depth;       /* (default 6) */
     int32_t max_candidates;      /* most nodes each model-free source proposes (default 48) */
+    int32_t max_plain_steps;     /* greedy without APLS_DRAFT_SKIP: while a step drafts nothing (a plain
+                                  * step), the round goes on, up to this many plain steps, ending after an
+                                  * end-of-generation token (default 0); max_out must hold them too */
 } apls_tree_params;
 
+/* Counts and timings of the round's last step (its only one unless it ran plain steps first). */
 typedef struct apls_tree_stats {
+    int32_t n_plain_steps;   /* plain steps before the last step (their tokens come first) */
     int32_t n_candidates;    /* nodes the sources proposed */
     int32_t n_drafted;       /* nodes verified (the verify batch held n_drafted + 1 tokens) */
     int32_t n_accepted;      /* nodes accepted (out_tokens has n_accepted + 1 tokens) */
@@ -430,6 +435,7 @@ typedef struct apls_tree_stats {
     int32_t accepted_by[4];  /* accepted nodes proposed by each source */
     double t_draft_s;        /* the layer-skip draft's decodes */
     double t_verify_s;       /* the verify forward pass */
+    double t_plain_s;        /* the plain steps' forward passes */
     double t_host_s;         /* the rest: sources, the tree, acceptance, learning */
 } apls_tree_stats;
 
@@ -442,7 +448,8 @@ APLS_API apls_tree_params apls_tree_default_params(void);
  * model's distribution — and the accepted path's K/V kept at consecutive positions, every other
  * node dropped. skip_plan / skip_view: the layer-skip source's plan (required with
  * APLS_DRAFT_SKIP) and KV view (NULL: the whole cache). sampler: as in apls_spec_round.
- * out_tokens (max_out >= n_nodes_max + 1) receives the accepted nodes then the verifier's token,
+ * out_tokens (max_out >= n_nodes_max + 1 + max_plain_steps) receives the plain steps' tokens, the
+ * accepted nodes, then the verifier's token,
  * which is the next round's last_token; the drafter's text and tables take the round's outcome.
  * On error the cache, the sampler's history and the drafter are left as they were. */
 APLS_API apls_status apls_spec_tree_round(apls_context* ctx, apls_drafter* drafter, int32_t last_token,
