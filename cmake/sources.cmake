@@ -11,6 +11,7 @@ set(APLS_SOURCES
   cpp/src/hparams.cpp
   cpp/src/model.cpp
   cpp/src/kv_cache.cpp
+  cpp/src/batch.cpp
   cpp/src/context.cpp
   cpp/src/rope.cpp
   cpp/src/forward.cpp

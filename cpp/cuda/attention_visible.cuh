@@ -1,18 +1,21 @@
-// cuda/attention_visible.cuh — which cache entries a token attends to (launch.h, AttentionArgs),
-// shared by the attention kernels.
+// cuda/attention_visible.cuh — which cache entries a token attends to: visibility.h's rule over
+// the arrays of AttentionArgs (launch.h), shared by the attention kernels.
 #pragma once
 
 #include "cuda/launch.h"
+#include "visibility.h"
 
 namespace apls::cuda {
 
-// Entry j (position p_entry) of token i's list: causal, and kept by the view when it is old.
+// Entry j (position p_entry) of token i's list.
 __device__ __forceinline__ bool visible(const AttentionArgs& a, int i, int j, int p_entry) {
-    const int p = a.pos[i];
-    if (p_entry < 0 || p_entry > p) return false;
-    if (!a.n_old || j >= a.n_old[i]) return true;
-    if (a.view_mask) return a.view_mask[a.off[i] + j] != 0;
-    return p_entry < a.n_sink || a.n_window < 0 || p_entry > p - a.n_window;
+    QueryRule q;
+    q.pos = a.pos[i];
+    q.n_old = a.n_old ? a.n_old[i] : 0;
+    q.tree = a.anc != nullptr;
+    q.anc = a.anc ? a.anc[i] : 0;
+    const bool listed = a.view_mask && j < q.n_old && a.view_mask[a.off[i] + j] != 0;
+    return entry_visible(a.view, q, j, p_entry, listed);
 }
 
 }  // namespace apls::cuda

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "cuda/cuda_common.h"
+#include "visibility.h"
 
 namespace apls::cuda {
 
@@ -96,8 +97,9 @@ void argmax_rows(float* logits, int m, int n_vocab, int n_valid, int32_t* ids, f
 // cut into fixed splits of kAttnSplit entries, each scored by one thread block, then merged).
 // The split size is fixed, so a token's result depends only on its own entries, not on the
 // batch. Per token i: its sequence's entries are entry_slot/entry_pos[off[i] .. off[i] + n_end[i]);
-// an entry is seen when its position <= pos[i] and (index >= n_old[i], or no view, or the view
-// keeps it: explicit views through mask[off[i] + j], else position < n_sink or > pos - n_window).
+// which of them it sees is visibility.h's rule (attention_visible.cuh): causal, the view on the
+// entries before index n_old[i] (explicit views through view_mask[off[i] + j]), a tree's
+// ancestors (anc[i]) among the call's own entries.
 constexpr int kAttnSplit = 64;
 constexpr int kMaxAttentionHeadDim = 128;  // head dimensions: multiples of 8 up to this
 struct AttentionArgs {
@@ -108,12 +110,13 @@ struct AttentionArgs {
     bool kv_f16;
     const int32_t* entry_slot;
     const int32_t* entry_pos;
-    const uint8_t* view_mask;  // explicit view, or nullptr
+    const uint8_t* view_mask;  // explicit view: 1 = the entry is listed; or nullptr
     const int32_t* off;
     const int32_t* n_end;
-    const int32_t* n_old;  // nullptr = no view
+    const int32_t* n_old;  // (t) entries held before the call; nullptr: 0 (no view and no tree)
+    const uint64_t* anc;   // (t) tree batch: ancestors-and-self masks; nullptr: a causal batch
     const int32_t* pos;
-    int32_t n_sink, n_window;
+    ViewRule view;         // the view of the entries before n_old (view.on = false: none)
     int n_tok, n_head, n_head_kv, head_dim;
     int max_splits;  // grid size: splits of the longest possible sequence (graph capture)
     float* part_acc;  // (t, n_head, max_splits, hd) scratch

@@ -71,7 +71,7 @@ public:
     explicit CudaRunner(Context& ctx);
     ~CudaRunner() override;
 
-    void forward(const Batch& batch, const Plan& plan, const KVView* view, const int64_t* slots,
+    void forward(const Batch& batch, const Plan& plan, const Visibility& vis, const int64_t* slots,
                  int32_t chain_step) override;
     void chain_results(int32_t n, int32_t* ids, float* probs) override;
     void fetch_logits(float* dst, int32_t n_rows) override;
@@ -87,10 +87,10 @@ private:
     // Step inputs: one int32 array on the device, segments at fixed offsets (graph replay needs
     // fixed addresses): t = n_batch rows for the per-token arrays, E entries for the entries.
     struct Segments {
-        size_t tokens, pos, slots, out_rows, off, n_end, n_old, entry_slot, entry_pos, total;
+        size_t anc, tokens, pos, slots, out_rows, off, n_end, n_old, entry_slot, entry_pos, total;
     };
     void layout(size_t entries);
-    size_t write_inputs(const Batch& batch, const KVView* view, const int64_t* slots);
+    size_t write_inputs(const Batch& batch, const Visibility& vis, const int64_t* slots);
     void launch_forward(const Plan& plan, int n, int m, bool has_view, bool has_mask);
 
     // The buffers a layer works in: the context's own (main_lane()), or, for a parallel group run
@@ -173,6 +173,7 @@ private:
     PinnedBuffer<uint8_t> mask_host_;
     cudaEvent_t inputs_copied_ = nullptr;
     int32_t n_sink_ = 0, n_window_ = -1;
+    bool tree_ = false;  // the inputs hold a tree batch (ancestor masks in seg_.anc)
 
     struct Graph {
         cudaGraphExec_t exec = nullptr;
@@ -246,16 +247,17 @@ void CudaRunner::clear_graphs() {
 
 void CudaRunner::layout(size_t entries) {
     const size_t t = std::max<size_t>(ctx_.params().n_batch, kMaxMatvecTokens);
-    seg_.tokens = 0;
-    seg_.pos = t;
-    seg_.slots = 2 * t;
-    seg_.out_rows = 3 * t;
-    seg_.off = 4 * t;
-    seg_.n_end = 5 * t;
-    seg_.n_old = 6 * t;
-    seg_.entry_slot = 7 * t;
-    seg_.entry_pos = 7 * t + entries;
-    seg_.total = 7 * t + 2 * entries;
+    seg_.anc = 0;  // (t) uint64: first, so 8-byte aligned
+    seg_.tokens = 2 * t;
+    seg_.pos = 3 * t;
+    seg_.slots = 4 * t;
+    seg_.out_rows = 5 * t;
+    seg_.off = 6 * t;
+    seg_.n_end = 7 * t;
+    seg_.n_old = 8 * t;
+    seg_.entry_slot = 9 * t;
+    seg_.entry_pos = 9 * t + entries;
+    seg_.total = 9 * t + 2 * entries;
     entry_cap_ = entries;
     in_dev_ = DeviceBuffer<int32_t>(seg_.total);
     mask_dev_ = DeviceBuffer<uint8_t>(entries);
@@ -297,8 +299,9 @@ void CudaRunner::flush() {
 
 // ---- inputs -----------------------------------------------------------------------------------
 
-size_t CudaRunner::write_inputs(const Batch& batch, const KVView* view, const int64_t* slots) {
+size_t CudaRunner::write_inputs(const Batch& batch, const Visibility& vis, const int64_t* slots) {
     const KVCache& kv = ctx_.kv();
+    const KVView* view = vis.view;
     const int n = batch.size();
     // Sequences of the batch in order of appearance, each with its entries listed once.
     std::map<int32_t, int32_t> seq_off;
@@ -336,7 +339,8 @@ size_t CudaRunner::write_inputs(const Batch& batch, const KVView* view, const in
         if (batch.out[i]) in[seg_.out_rows + m++] = i;
         in[seg_.off + i] = seq_off[seq];
         in[seg_.n_end + i] = kv.seq_sorted(seq) ? kv.lower_entry(seq, batch.pos[i] + 1) : kv.seq_len(seq);
-        in[seg_.n_old + i] = view ? view->n_old[seq] : 0;
+        in[seg_.n_old + i] = vis.n_old[seq];
+        if (tree_) std::memcpy(in + seg_.anc + 2 * i, &vis.anc[i], sizeof(uint64_t));
     }
     one_list_entries_ = seq_off.size() == 1 ? static_cast<int>(e) : 0;
     n_sink_ = view ? view->n_sink : 0;
@@ -452,10 +456,13 @@ void CudaRunner::attention_core(int l, int n, bool has_view, bool has_mask, cons
     a.view_mask = has_mask ? mask_dev_.get() : nullptr;
     a.off = in + seg_.off;
     a.n_end = in + seg_.n_end;
-    a.n_old = has_view ? in + seg_.n_old : nullptr;
+    a.n_old = has_view || tree_ ? in + seg_.n_old : nullptr;
+    a.anc = tree_ ? reinterpret_cast<const uint64_t*>(in + seg_.anc) : nullptr;
     a.pos = in + seg_.pos;
-    a.n_sink = n_sink_;
-    a.n_window = n_window_;
+    a.view.n_sink = n_sink_;
+    a.view.n_window = n_window_;
+    a.view.on = has_view;
+    a.view.explicit_list = has_mask;
     a.n_tok = n;
     a.n_head = hp_.n_head;
     a.n_head_kv = hp_.n_head_kv;
@@ -554,7 +561,7 @@ void CudaRunner::launch_forward(const Plan& plan, int n, int m, bool has_view, b
 }
 
 std::string CudaRunner::graph_key(const Plan& plan, int n, int m, bool has_view, bool has_mask) const {
-    std::string key = str(n, "/", m, "/", plan.head_rows, "/", has_view, has_mask, "/");
+    std::string key = str(n, "/", m, "/", plan.head_rows, "/", has_view, has_mask, tree_, "/");
     key.append(plan.attn.begin(), plan.attn.end());
     key += '|';
     key.append(plan.mlp.begin(), plan.mlp.end());
@@ -563,15 +570,17 @@ std::string CudaRunner::graph_key(const Plan& plan, int n, int m, bool has_view,
     return key;
 }
 
-void CudaRunner::forward(const Batch& batch, const Plan& plan, const KVView* view, const int64_t* slots,
+void CudaRunner::forward(const Batch& batch, const Plan& plan, const Visibility& vis, const int64_t* slots,
                          int32_t chain_step) {
+    const KVView* view = vis.view;
     APLS_CUDA_CHECK(cudaSetDevice(dm_.device));
     const int n = batch.size();
     if (chain_step >= 0 && (n != 1 || chain_step >= static_cast<int32_t>(chain_ids_.size())))
         fail(APLS_STATUS_INVALID_ARGUMENT, "draft chain step ", chain_step, " of ", n,
              " tokens: a chain step is one token, at most n_batch steps");
     flush();
-    const int m = static_cast<int>(write_inputs(batch, view, slots));
+    tree_ = batch.tree();
+    const int m = static_cast<int>(write_inputs(batch, vis, slots));
     if (chain_step > 0)  // the token: the previous step's choice, on the device
         APLS_CUDA_CHECK(cudaMemcpyAsync(in_dev_.get() + seg_.tokens, chain_ids_.get() + chain_step - 1, sizeof(int32_t),
                                         cudaMemcpyDeviceToDevice, stream_));

@@ -50,14 +50,22 @@ std::unique_ptr<Context> make_context(std::shared_ptr<Model> model, uint32_t n_c
 }
 
 // The forward of decode(tokens, pos=None, seq_ids=None, logits="last"|"all"|mask, plan=None,
-// view=None); plan nullptr: the full model; view nullptr: attention sees the whole cache.
+// view=None, parent=None); plan nullptr: the full model; view nullptr: attention sees the whole
+// cache; parent: a token tree of one sequence (apls_batch.parent).
 void run_decode(Context& ctx, const I32Array& tokens, std::optional<I32Array> pos, std::optional<I32Array> seq_ids,
-                py::object logits, const apls::Plan* plan, const apls::KVView* view) {
+                py::object logits, const apls::Plan* plan, const apls::KVView* view,
+                std::optional<I32Array> parent = std::nullopt) {
     const std::vector<int32_t> tok = to_vec(tokens, "tokens");
     const int32_t n = static_cast<int32_t>(tok.size());
-    std::vector<int32_t> pv, sv;
+    std::vector<int32_t> pv, sv, par;
     std::vector<int8_t> lv;
-    apls_batch b{n, tok.data(), nullptr, nullptr, nullptr};
+    apls_batch b{n, tok.data(), nullptr, nullptr, nullptr, nullptr};
+    if (parent) {
+        par = to_vec(*parent, "parent");
+        if (static_cast<int32_t>(par.size()) != n)
+            apls::fail(APLS_STATUS_INVALID_ARGUMENT, "parent has ", par.size(), " entries for ", n, " tokens");
+        b.parent = par.data();
+    }
     if (pos) {
         pv = to_vec(*pos, "pos");
         if (static_cast<int32_t>(pv.size()) != n)
@@ -96,8 +104,8 @@ void run_decode(Context& ctx, const I32Array& tokens, std::optional<I32Array> po
 // run_decode, then the logits: float32 (n_outputs, n_vocab).
 py::array_t<float> decode(Context& ctx, const I32Array& tokens, std::optional<I32Array> pos,
                           std::optional<I32Array> seq_ids, py::object logits, const apls::Plan* plan,
-                          const apls::KVView* view) {
-    run_decode(ctx, tokens, pos, seq_ids, logits, plan, view);
+                          const apls::KVView* view, std::optional<I32Array> parent = std::nullopt) {
+    run_decode(ctx, tokens, pos, seq_ids, logits, plan, view, parent);
     const int64_t rows = ctx.n_outputs(), n_vocab = ctx.model().hparams().n_vocab;
     py::array_t<float> out({rows, n_vocab});
     std::memcpy(out.mutable_data(), ctx.logits(), static_cast<size_t>(rows * n_vocab) * sizeof(float));
@@ -150,8 +158,10 @@ void bind_model(py::module_& m) {
              py::arg("kv_type") = "f16", py::keep_alive<1, 2>())
         .def("decode", &decode, py::arg("tokens"), py::arg("pos") = py::none(), py::arg("seq_ids") = py::none(),
              py::arg("logits") = "last", py::arg("plan") = py::none(), py::arg("view") = py::none(),
+             py::arg("parent") = py::none(),
              "Decode a batch under a plan (None: the full model) with attention restricted to a view (None: "
-             "the whole cache); returns float32 logits (n_outputs, n_vocab).")
+             "the whole cache); parent: a token tree of one sequence (parent batch index or -1 per token); "
+             "returns float32 logits (n_outputs, n_vocab).")
         .def(
             "decode_greedy",
             [](Context& ctx, const I32Array& tokens, std::optional<I32Array> pos, std::optional<I32Array> seq_ids) {
@@ -199,6 +209,14 @@ void bind_model(py::module_& m) {
             py::arg("dst"))
         .def(
             "kv_keep", [](Context& c, int32_t seq) { c.kv().keep(seq); }, py::arg("seq"))
+        .def(
+            "kv_keep_path",
+            [](Context& c, int32_t seq, int32_t n_keep, const I32Array& entries) {
+                const std::vector<int32_t> e = to_vec(entries, "entries");
+                c.kv().keep_path(seq, n_keep, e.data(), static_cast<int32_t>(e.size()));
+            },
+            py::arg("seq"), py::arg("n_keep"), py::arg("entries"),
+            "After a tree decode: keep entries [0, n_keep) and the accepted path `entries` (apls_kv_seq_keep_path).")
         .def(
             "kv_clear_seq", [](Context& c, int32_t seq) { c.kv().clear_seq(seq); }, py::arg("seq"))
         .def("kv_pos_min",

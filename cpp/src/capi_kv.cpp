@@ -30,6 +30,13 @@ apls_status apls_kv_seq_keep(apls_context* ctx, int32_t seq_id) {
     return guard([&] { cache(ctx).keep(seq_id); });
 }
 
+apls_status apls_kv_seq_keep_path(apls_context* ctx, int32_t seq_id, int32_t n_keep, const int32_t* entries,
+                                  int32_t n_entries) {
+    if (!ctx) return null_arg("ctx");
+    if (n_entries > 0 && !entries) return null_arg("entries");
+    return guard([&] { cache(ctx).keep_path(seq_id, n_keep, entries, n_entries); });
+}
+
 apls_status apls_kv_seq_clear(apls_context* ctx, int32_t seq_id) {
     if (!ctx) return null_arg("ctx");
     return guard([&] { cache(ctx).clear_seq(seq_id); });

@@ -158,6 +158,10 @@ Batch Context::make_batch(const apls_batch& b) const {
             out.pos[i] = it->second++;
         }
     }
+    if (b.parent) {  // a tree: positions default to the nodes' depths after the sequence
+        out.parent.assign(b.parent, b.parent + n);
+        if (!b.pos) out.pos = tree_positions(out.parent, kv_.seq_next_pos(out.seq[0]));  // checked by decode
+    }
     out.out.assign(n, 0);
     if (b.logits) {
         for (int32_t i = 0; i < n; ++i) out.out[i] = b.logits[i] != 0;
@@ -265,32 +269,28 @@ std::vector<int32_t> Context::generate_greedy(int32_t seq, int32_t last, int32_t
 }
 
 void Context::decode_step(const Batch& batch, const Plan& plan, const KVView* view, int32_t chain_step) {
-    // Remember every sequence's length so that a failure part-way leaves the cache as it was.
-    std::vector<int32_t> before(kv_.n_seq_max());
-    for (uint32_t s = 0; s < kv_.n_seq_max(); ++s) before[s] = kv_.seq_len(static_cast<int32_t>(s));
+    if (batch.tree()) check_tree(batch, kv_);
     // A view must name cached entries of every sequence it applies to; it restricts only the
     // entries held before this call (see KVView).
-    KVView resolved;
-    if (view) {
+    if (view)
         for (int32_t i = 0; i < batch.size(); ++i)
             if (i == 0 || batch.seq[i] != batch.seq[i - 1]) kv_.check_view(*view, batch.seq[i]);
-        resolved = *view;
-        resolved.n_old = before;
-        view = &resolved;
-    }
+    // Every sequence's length before the call: what the view restricts, and what a failure
+    // part-way truncates back to.
+    const Visibility vis = Visibility::resolve(batch, view, kv_);
     kv_.append(batch.seq.data(), batch.pos.data(), batch.size(), scratch_.slots.data());
     try {
         if (runner_) {
             int32_t m = 0;
             for (int8_t o : batch.out) m += o != 0;
             logits_buffer(m);  // sized now; filled on demand (logits())
-            runner_->forward(batch, plan, view, scratch_.slots.data(), chain_step);
+            runner_->forward(batch, plan, vis, scratch_.slots.data(), chain_step);
             logits_stale_ = m > 0;
         } else {
-            forward_cpu(*this, batch, plan, view);
+            forward_cpu(*this, batch, plan, vis);
         }
     } catch (...) {
-        for (uint32_t s = 0; s < kv_.n_seq_max(); ++s) kv_.truncate(static_cast<int32_t>(s), before[s]);
+        for (uint32_t s = 0; s < kv_.n_seq_max(); ++s) kv_.truncate(static_cast<int32_t>(s), vis.n_old[s]);
         n_outputs_ = 0;
         logits_stale_ = false;
         throw;

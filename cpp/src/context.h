@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "apls/apls.h"
+#include "batch.h"
 #include "cpu/kernels.h"
 #include "cpu/threadpool.h"
 #include "device.h"
@@ -14,15 +15,6 @@
 #include "plan.h"
 
 namespace apls {
-
-// One decode call's tokens, validated: token i goes to seq[i] at pos[i]; out[i] asks for logits.
-struct Batch {
-    std::vector<int32_t> token, pos, seq;
-    std::vector<int8_t> out;
-    int32_t size() const { return static_cast<int32_t>(token.size()); }
-    // One token at `pos` of `seq`, with its logits (a draft step).
-    static Batch single(int32_t token, int32_t pos, int32_t seq) { return Batch{{token}, {pos}, {seq}, {1}}; }
-};
 
 // A greedy draft: the chosen tokens, the probability of each, and how many times the host
 // waited for the device to learn a drafted token (one per token, or one per chain).
@@ -61,10 +53,13 @@ public:
     cpu::ThreadPool& pool() { return pool_; }
     Scratch& scratch() { return scratch_; }
 
-    // Validate the C batch (tokens in range, sequences known, positions given or continued).
+    // Validate the C batch (tokens in range, sequences known, positions given or continued; a
+    // tree's parents and positions, which default to its depths after the sequence).
     Batch make_batch(const apls_batch& b) const;
     // Forward pass under `plan`, attention restricted to `view` when given (every sequence of
-    // the batch); appends K/V; on error the cache is restored.
+    // the batch); appends K/V; on error the cache is restored. A tree batch (batch.h) is checked
+    // here (INVALID_ARGUMENT naming the problem); its nodes' entries all stay in the cache until
+    // the caller keeps the accepted path (KVCache::keep_path) or truncates.
     void decode(const Batch& batch, const Plan& plan, const KVView* view = nullptr);
     // Greedy draft: up to k tokens after `first` at positions pos0, pos0 + 1, ... of seq, one
     // decode each under plan/view; their entries stay in the cache. The draft ends after a token
@@ -124,6 +119,6 @@ int32_t argmax_row(const float* x, int32_t n);
 float top_prob_row(const float* x, int32_t n, int32_t best);
 
 // The CPU forward pass of the model's architecture (forward.cpp picks forward_<arch>.cpp).
-void forward_cpu(Context& ctx, const Batch& batch, const Plan& plan, const KVView* view);
+void forward_cpu(Context& ctx, const Batch& batch, const Plan& plan, const Visibility& vis);
 
 }  // namespace apls

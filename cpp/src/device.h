@@ -13,7 +13,7 @@ class Context;
 class Model;
 struct Batch;
 struct Plan;
-struct KVView;
+struct Visibility;
 
 enum class Device : int32_t { CPU = 0, CUDA = 1 };
 const char* device_name(Device d);
@@ -29,13 +29,13 @@ public:
 class DeviceRunner {
 public:
     virtual ~DeviceRunner() = default;
-    // Forward pass of a validated batch under `plan`; K/V of token i go to KV slot slots[i].
-    // Results stay on the device until asked for.
+    // Forward pass of a validated batch under `plan`, attention as `vis` says (batch.h); K/V of
+    // token i go to KV slot slots[i]. Results stay on the device until asked for.
     // chain_step >= 0: step of a greedy draft chain (a batch of one token). Its greedy choice and
     // probability are kept on the device as the chain's entry chain_step; for chain_step > 0 the
     // batch's token is replaced, on the device, by entry chain_step - 1, so the host queues the
     // whole chain without waiting for a token.
-    virtual void forward(const Batch& batch, const Plan& plan, const KVView* view, const int64_t* slots,
+    virtual void forward(const Batch& batch, const Plan& plan, const Visibility& vis, const int64_t* slots,
                          int32_t chain_step = -1) = 0;
     // The first n entries of the draft chain (waits for them).
     virtual void chain_results(int32_t n, int32_t* ids, float* probs) = 0;

@@ -29,7 +29,7 @@ void store_row(uint8_t* dst, const float* src, int64_t n, bool f16) {
 
 }  // namespace
 
-Forward::Forward(Context& c, const Batch& b, const KVView* v)
+Forward::Forward(Context& c, const Batch& b, const Visibility& v)
     : ctx(c),
       hp(c.model().hparams()),
       kt(cpu::kernels()),
@@ -37,7 +37,7 @@ Forward::Forward(Context& c, const Batch& b, const KVView* v)
       pool(c.pool()),
       batch(b),
       n(b.size()),
-      view(v) {
+      vis(v) {
     for (int32_t i = 0; i < n; ++i)
         cpu::rope_table(batch.pos[i], hp.n_rot, hp.rope_freq_base, hp.rope_freq_scale, s.rope.data() + i * hp.n_rot);
 }
@@ -134,8 +134,8 @@ void Forward::attend(int32_t l) {
             cpu::split_range(n_tasks, ith, nth, 1, &b, &e);
             for (int64_t t = b; t < e; ++t) {
                 const int32_t i = static_cast<int32_t>(t / hp.n_head), h = static_cast<int32_t>(t % hp.n_head);
-                cpu::attend(kt, kv, l, batch.seq[i], batch.pos[i], s.q.data() + i * qd + h * hd, (h / group) * hd, hd,
-                            scale, s.scores.data() + ith * cap, s.h.data() + i * qd + h * hd, view);
+                cpu::attend(kt, kv, l, batch.seq[i], vis, vis.query(batch, i), s.q.data() + i * qd + h * hd,
+                            (h / group) * hd, hd, scale, s.scores.data() + ith * cap, s.h.data() + i * qd + h * hd);
             }
         });
     } else {
@@ -158,8 +158,8 @@ void Forward::attend(int32_t l) {
                 cpu::split_range(group, static_cast<int>(part), static_cast<int>(parts), 1, &r0, &r1);
                 if (r0 >= r1) continue;
                 const int64_t h0 = static_cast<int64_t>(g) * group + r0;
-                cpu::attend_group(kt, kv, l, batch.seq[i], batch.pos[i], s.q.data() + i * qd + h0 * hd, r1 - r0,
-                                  static_cast<int64_t>(g) * hd, hd, scale, s.h.data() + i * qd + h0 * hd, view);
+                cpu::attend_group(kt, kv, l, batch.seq[i], vis, vis.query(batch, i), s.q.data() + i * qd + h0 * hd,
+                                  r1 - r0, static_cast<int64_t>(g) * hd, hd, scale, s.h.data() + i * qd + h0 * hd);
             }
         });
     }
@@ -206,14 +206,14 @@ void Forward::output(int32_t head_rows) {
         std::fill(logits.begin() + j * n_vocab + head_rows, logits.begin() + (j + 1) * n_vocab, -INFINITY);
 }
 
-void forward_cpu(Context& ctx, const Batch& batch, const Plan& plan, const KVView* view) {
+void forward_cpu(Context& ctx, const Batch& batch, const Plan& plan, const Visibility& vis) {
     switch (ctx.model().hparams().arch) {
         case Arch::LLAMA:
-            return forward_llama(ctx, batch, plan, view);
+            return forward_llama(ctx, batch, plan, vis);
         case Arch::QWEN2:
-            return forward_qwen2(ctx, batch, plan, view);
+            return forward_qwen2(ctx, batch, plan, vis);
         case Arch::QWEN3:
-            return forward_qwen3(ctx, batch, plan, view);
+            return forward_qwen3(ctx, batch, plan, vis);
     }
     fail(APLS_STATUS_UNSUPPORTED, "no CPU forward pass for architecture '", arch_name(ctx.model().hparams().arch), "'");
 }

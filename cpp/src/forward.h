@@ -25,7 +25,7 @@
 namespace apls {
 
 struct Forward {
-    Forward(Context& ctx, const Batch& batch, const KVView* view);
+    Forward(Context& ctx, const Batch& batch, const Visibility& vis);
 
     Context& ctx;
     const HParams& hp;
@@ -34,7 +34,7 @@ struct Forward {
     cpu::ThreadPool& pool;
     const Batch& batch;
     int32_t n;           // tokens in the batch
-    const KVView* view;  // attention restricted to this view, or nullptr
+    const Visibility& vis;  // what each token's attention sees (views, trees)
 
     const Layer& layer(int32_t l) const { return ctx.model().layers()[l]; }
 
@@ -104,9 +104,9 @@ struct Forward {
 };
 
 // The architectures' forward passes (forward_<arch>.cpp), and the one Context::decode calls.
-void forward_llama(Context& ctx, const Batch& batch, const Plan& plan, const KVView* view);
-void forward_qwen2(Context& ctx, const Batch& batch, const Plan& plan, const KVView* view);
-void forward_qwen3(Context& ctx, const Batch& batch, const Plan& plan, const KVView* view);
-void forward_cpu(Context& ctx, const Batch& batch, const Plan& plan, const KVView* view);
+void forward_llama(Context& ctx, const Batch& batch, const Plan& plan, const Visibility& vis);
+void forward_qwen2(Context& ctx, const Batch& batch, const Plan& plan, const Visibility& vis);
+void forward_qwen3(Context& ctx, const Batch& batch, const Plan& plan, const Visibility& vis);
+void forward_cpu(Context& ctx, const Batch& batch, const Plan& plan, const Visibility& vis);
 
 }  // namespace apls

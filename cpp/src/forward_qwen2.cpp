@@ -4,8 +4,8 @@
 
 namespace apls {
 
-void forward_qwen2(Context& ctx, const Batch& batch, const Plan& plan, const KVView* view) {
-    Forward f(ctx, batch, view);
+void forward_qwen2(Context& ctx, const Batch& batch, const Plan& plan, const Visibility& vis) {
+    Forward f(ctx, batch, vis);
     f.embed();
     f.run(plan, [&](int32_t l) {
         const Layer& L = f.layer(l);

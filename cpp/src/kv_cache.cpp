@@ -10,10 +10,16 @@
 
 namespace apls {
 
-bool KVView::sees(int32_t pos, int32_t pos_q) const {
-    if (!positions.empty()) return std::binary_search(positions.begin(), positions.end(), pos);
-    return pos < n_sink || n_window < 0 || pos > pos_q - n_window;
+ViewRule KVView::rule() const {
+    ViewRule r;
+    r.n_sink = n_sink;
+    r.n_window = n_window;
+    r.on = true;
+    r.explicit_list = explicit_list();
+    return r;
 }
+
+bool KVView::lists(int32_t p) const { return std::binary_search(positions.begin(), positions.end(), p); }
 
 KVCache::KVCache(int32_t n_layer, int32_t kv_dim, uint32_t n_ctx, uint32_t block_size, uint32_t n_seq_max, bool f16,
                  bool host_storage)
@@ -89,8 +95,8 @@ void KVCache::check_seq(int32_t seq, const char* op) const {
 
 // ---- lookups ---------------------------------------------------------------------------------
 
-int32_t KVCache::lower_entry(int32_t seq, int32_t p) const {
-    int32_t lo = 0, hi = seqs_[seq].n;  // first entry with position >= p, positions sorted
+int32_t KVCache::lower_entry(int32_t seq, int32_t p, int32_t end) const {
+    int32_t lo = 0, hi = end < 0 ? seqs_[seq].n : end;  // first entry with position >= p, positions sorted
     while (lo < hi) {
         const int32_t mid = lo + (hi - lo) / 2;
         if (entry_pos(seq, mid) < p) lo = mid + 1;
@@ -101,7 +107,7 @@ int32_t KVCache::lower_entry(int32_t seq, int32_t p) const {
 
 int32_t KVCache::find_pos(int32_t seq, int32_t p) const {
     const Seq& s = seqs_[seq];
-    if (s.sorted) {
+    if (seq_sorted(seq)) {
         const int32_t j = lower_entry(seq, p);
         return j < s.n && entry_pos(seq, j) == p ? j : -1;
     }
@@ -126,7 +132,7 @@ void KVCache::check_view(const KVView& view, int32_t seq) const {
 int32_t KVCache::seq_pos_min(int32_t seq) const {
     const Seq& s = seqs_[seq];
     if (s.n == 0) return -1;
-    if (s.sorted) return entry_pos(seq, 0);
+    if (seq_sorted(seq)) return entry_pos(seq, 0);
     int32_t m = entry_pos(seq, 0);
     for (int32_t j = 1; j < s.n; ++j) m = std::min(m, entry_pos(seq, j));
     return m;
@@ -136,17 +142,24 @@ int32_t KVCache::seq_pos_max(int32_t seq) const { return seqs_[seq].next_pos - 1
 
 void KVCache::refresh_next_pos(Seq& s) {
     const int32_t seq = static_cast<int32_t>(&s - seqs_.data());
+    s.n_sorted = std::min(s.n_sorted, s.n);
     if (s.n == 0) {
         s.next_pos = 0;
-        s.sorted = true;
         return;
     }
-    if (s.sorted) {
+    if (s.n_sorted == s.n) {
         s.next_pos = entry_pos(seq, s.n - 1) + 1;
         return;
     }
-    s.next_pos = 0;
-    for (int32_t j = 0; j < s.n; ++j) s.next_pos = std::max(s.next_pos, entry_pos(seq, j) + 1);
+    s.next_pos = entry_pos(seq, 0) + 1;  // one scan: the largest position and the sorted prefix
+    s.n_sorted = 1;
+    bool in_order = true;
+    for (int32_t j = 1; j < s.n; ++j) {
+        const int32_t p = entry_pos(seq, j);
+        in_order = in_order && p >= entry_pos(seq, j - 1);
+        s.n_sorted += in_order;
+        s.next_pos = std::max(s.next_pos, p + 1);
+    }
 }
 
 // ---- append / truncate -----------------------------------------------------------------------
@@ -176,7 +189,7 @@ void KVCache::append(const int32_t* seq, const int32_t* pos, int32_t n, int64_t*
     for (int32_t i = 0; i < n; ++i) {
         Seq& s = seqs_[seq[i]];
         if (s.n == static_cast<int32_t>(s.blocks.size() * block_size_)) s.blocks.push_back(take_block());
-        if (s.n > 0 && pos[i] < entry_pos(seq[i], s.n - 1)) s.sorted = false;
+        if (s.n_sorted == s.n && (s.n == 0 || pos[i] >= entry_pos(seq[i], s.n - 1))) s.n_sorted++;
         const int64_t slot = slot_of(seq[i], s.n);
         pos_[slot] = pos[i];
         s.n++;
@@ -243,9 +256,10 @@ void KVCache::seq_delete(int32_t seq, int32_t p0, int32_t p1, bool shift) {
     auto gone = [&](int32_t p) { return p >= p0 && p < p1; };
 
     // Entries before `start` neither move nor change. Sorted: the deleted ones are [j0, j1).
-    const int32_t j0 = s.sorted ? lower_entry(seq, p0) : 0;
-    const int32_t j1 = s.sorted ? lower_entry(seq, p1) : 0;
-    const bool drop_blocks = s.sorted && j1 > j0 && j0 % B == 0 && (j1 - j0) % B == 0;
+    const bool sorted = seq_sorted(seq);
+    const int32_t j0 = sorted ? lower_entry(seq, p0) : 0;
+    const int32_t j1 = sorted ? lower_entry(seq, p1) : 0;
+    const bool drop_blocks = sorted && j1 > j0 && j0 % B == 0 && (j1 - j0) % B == 0;
 
     // Blocks (table indices after the delete) that get written and must be private.
     std::vector<char> written(s.blocks.size(), 0);
@@ -288,19 +302,69 @@ void KVCache::seq_delete(int32_t seq, int32_t p0, int32_t p1, bool shift) {
             ++w;
         }
         shrink(seq, n_new);
+        if (!sorted) s.n_sorted = 0;  // later entries moved into the old sorted prefix: rescan
     }
     if (shift) {
         for (size_t b = 0; b < written.size() && b < s.blocks.size(); ++b)
             if (written[b]) make_private(seq, b);  // no-op unless a dropped range left it shared
         std::vector<float> cs(static_cast<size_t>(rope_.n_rot));
         cpu::rope_table(-delta, rope_.n_rot, rope_.base, rope_.freq_scale, cs.data());
-        for (int32_t j = s.sorted ? j0 : 0; j < s.n; ++j) {
+        for (int32_t j = sorted ? j0 : 0; j < s.n; ++j) {
             const int64_t slot = slot_of(seq, j);
             if (pos_[slot] < p1) continue;
             pos_[slot] -= delta;
             rerotate(slot, cs.data());
         }
     }
+    if (store_) store_->flush();
+    refresh_next_pos(s);
+}
+
+// ---- token trees -----------------------------------------------------------------------------
+
+void KVCache::keep_path(int32_t seq, int32_t n_keep, const int32_t* entries, int32_t n) {
+    check_seq(seq, "keep_path");
+    Seq& s = seqs_[seq];
+    if (n_keep < 0 || n_keep > s.n)
+        fail(APLS_STATUS_INVALID_ARGUMENT, "keep_path: n_keep ", n_keep, " is out of range [0, ", s.n,
+             "] (entries of sequence ", seq, ")");
+    if (n < 0 || (n > 0 && !entries)) fail(APLS_STATUS_INVALID_ARGUMENT, "keep_path: bad entry list (", n, " entries)");
+    // The prefix's next position: the path must continue it.
+    int32_t next = -1;
+    if (n_keep > 0 && s.n_sorted >= n_keep) next = entry_pos(seq, n_keep - 1) + 1;
+    for (int32_t j = 0; n_keep > 0 && s.n_sorted < n_keep && j < n_keep; ++j)
+        next = std::max(next, entry_pos(seq, j) + 1);
+    for (int32_t k = 0; k < n; ++k)
+        if (entries[k] < n_keep || entries[k] >= s.n || (k > 0 && entries[k] <= entries[k - 1]))
+            fail(APLS_STATUS_INVALID_ARGUMENT, "keep_path: entry ", entries[k], " (item ", k,
+                 ") must be increasing and in [n_keep, seq_len) = [", n_keep, ", ", s.n, ")");
+    for (int32_t k = 0; k < n; ++k) {
+        const int32_t e = entries[k];
+        const int32_t want = k > 0 ? entry_pos(seq, entries[k - 1]) + 1 : next;
+        if (want >= 0 && entry_pos(seq, e) != want)
+            fail(APLS_STATUS_INVALID_ARGUMENT, "keep_path: entry ", e, " is at position ", entry_pos(seq, e), ", not ",
+                 want, " (the path must continue the kept entries at consecutive positions)");
+    }
+    // Copy-on-write: the blocks that receive a moved entry must be private.
+    const int32_t B = static_cast<int32_t>(block_size_), n_new = n_keep + n;
+    std::vector<char> written(s.blocks.size(), 0);
+    for (int32_t k = 0; k < n; ++k)
+        if (entries[k] != n_keep + k) written[(n_keep + k) / B] = 1;
+    size_t need = 0;
+    for (size_t b = 0; b < written.size(); ++b) need += written[b] && refs_[s.blocks[b]] > 1;
+    if (need > free_.size())
+        fail(APLS_STATUS_KV_FULL, "KV cache full: keep_path on sequence ", seq, " rewrites ", need,
+             " blocks shared with a fork but ", free_.size(), " blocks are free");
+
+    // The moves: entries[k] >= n_keep + k, so moving in order never overwrites an entry still to
+    // move; then the rest is dropped.
+    const bool prefix_sorted = s.n_sorted >= n_keep;
+    for (size_t b = 0; b < written.size(); ++b)
+        if (written[b]) make_private(seq, b);
+    for (int32_t k = 0; k < n; ++k)
+        if (entries[k] != n_keep + k) copy_entry(slot_of(seq, n_keep + k), slot_of(seq, entries[k]));
+    shrink(seq, n_new);
+    s.n_sorted = prefix_sorted ? n_new : std::min(s.n_sorted, n_keep);
     if (store_) store_->flush();
     refresh_next_pos(s);
 }
@@ -378,8 +442,8 @@ void KVCache::check_invariants() const {
         for (int32_t j = 0; j < s.n; ++j) {
             const int32_t p = entry_pos(q, j);
             if (p < 0) bad("sequence ", q, " has a hole at entry ", j);
-            if (s.sorted && j > 0 && p < entry_pos(q, j - 1))
-                bad("sequence ", q, " is flagged sorted but is not at entry ", j);
+            if (j < s.n_sorted && j > 0 && p < entry_pos(q, j - 1))
+                bad("sequence ", q, " has a sorted prefix of ", s.n_sorted, " entries but is not sorted at entry ", j);
             max_pos = std::max(max_pos, p);
         }
         if (s.next_pos != max_pos + 1) bad("sequence ", q, " has next_pos ", s.next_pos, ", max position ", max_pos);

@@ -27,8 +27,13 @@
 //
 // Entry order. Entries are kept in the order appended. A sequence whose positions are
 // non-decreasing in entry order (the normal case; deletes and shifts preserve it) is "sorted":
-// lookups by position are binary searches. Appending a position below the last one clears
-// the flag and lookups fall back to scans; the flag returns when the sequence is emptied.
+// lookups by position are binary searches. Appending a position below the last one (a token
+// tree's second branch, say) makes it unsorted and lookups fall back to scans; the cache keeps
+// the length of the sorted prefix, so a truncate or keep_path back to it makes it sorted again.
+//
+// Token trees (batch.h). A tree verify appends every node; keep_path then keeps the prefix and
+// the accepted path, moved down to consecutive entries (K/V rows copied; entries already in
+// place, such as a path that is the batch's first nodes, are not copied), and drops the rest.
 #pragma once
 
 #include <cstddef>
@@ -36,6 +41,7 @@
 #include <vector>
 
 #include "rope.h"
+#include "visibility.h"
 
 namespace apls {
 
@@ -45,16 +51,16 @@ namespace apls {
 //   - explicit (positions non-empty): exactly the listed positions that are <= p, where p is
 //     the query's position;
 //   - else sink + window: positions < n_sink, or in (p - n_window, p] (n_window < 0: no limit).
+// The rule itself is visibility.h's, for every backend; a decode call resolves the view into a
+// Visibility (batch.h) and leaves it as the caller gave it.
 struct KVView {
     int32_t n_sink = 0;
     int32_t n_window = -1;
     std::vector<int32_t> positions;  // strictly increasing; empty = use n_sink/n_window
-    // Per sequence: entries held before the decode call (set by Context::decode). Entries at
-    // index >= n_old[seq] are not restricted. Empty = the view restricts every entry.
-    std::vector<int32_t> n_old;
 
-    bool sees(int32_t pos, int32_t pos_q) const;
     bool explicit_list() const { return !positions.empty(); }
+    ViewRule rule() const;
+    bool lists(int32_t p) const;  // p is on the explicit list (binary search)
 };
 
 // What a delete/shift needs to re-rotate cached keys: RoPE on adjacent pairs of the first
@@ -124,7 +130,8 @@ public:
     bool valid_seq(int32_t seq) const { return seq >= 0 && seq < static_cast<int32_t>(seqs_.size()); }
     int32_t seq_len(int32_t seq) const { return seqs_[seq].n; }         // entries held
     int32_t seq_next_pos(int32_t seq) const { return seqs_[seq].next_pos; }  // max position + 1, 0 if empty
-    bool seq_sorted(int32_t seq) const { return seqs_[seq].sorted; }
+    bool seq_sorted(int32_t seq) const { return seqs_[seq].n_sorted == seqs_[seq].n; }
+    int32_t sorted_prefix(int32_t seq) const { return seqs_[seq].n_sorted; }  // leading entries in order
     int32_t seq_pos_min(int32_t seq) const;  // -1 if empty
     int32_t seq_pos_max(int32_t seq) const;  // -1 if empty
     const std::vector<int32_t>& block_table(int32_t seq) const { return seqs_[seq].blocks; }
@@ -132,8 +139,9 @@ public:
         return static_cast<int64_t>(seqs_[seq].blocks[j / block_size_]) * block_size_ + j % block_size_;
     }
     int32_t entry_pos(int32_t seq, int32_t j) const { return pos_[slot_of(seq, j)]; }
-    // First entry whose position is >= p (sorted sequences only: binary search, O(log n)).
-    int32_t lower_entry(int32_t seq, int32_t p) const;
+    // First entry whose position is >= p among the first `end` entries (default all), which
+    // must be sorted (end <= sorted_prefix): binary search, O(log n).
+    int32_t lower_entry(int32_t seq, int32_t p, int32_t end = -1) const;
     // The entry holding position p, or -1 (binary search when sorted, else a scan).
     int32_t find_pos(int32_t seq, int32_t p) const;
     // Throws APLS_STATUS_INVALID_ARGUMENT unless `view` is well formed (n_sink >= 0; positions
@@ -155,6 +163,13 @@ public:
     // free block when src's last block is partial (the copy the next append to either will
     // make): KV_FULL, nothing changed, otherwise.
     void fork(int32_t src, int32_t dst);
+    // After a tree verify: keep entries [0, n_keep) of seq, then entries[0..n) (strictly
+    // increasing indices >= n_keep at consecutive positions continuing the kept prefix: the
+    // accepted path) as entries n_keep, n_keep + 1, ..., and drop every other entry (the
+    // rejected nodes: their blocks return to the pool). Cost: one K and one V row copy per layer
+    // for each path entry not already in place. INVALID_ARGUMENT naming the problem, or KV_FULL
+    // when blocks shared with a fork must be copied and none is free; nothing changed then.
+    void keep_path(int32_t seq, int32_t n_keep, const int32_t* entries, int32_t n);
     void keep(int32_t seq);       // drop every other sequence
     void clear_seq(int32_t seq);  // drop one sequence
     void clear();                 // drop everything
@@ -176,7 +191,7 @@ private:
         std::vector<int32_t> blocks;  // block table
         int32_t n = 0;                // entries held
         int32_t next_pos = 0;         // max position + 1 (0 if empty)
-        bool sorted = true;           // positions non-decreasing in entry order
+        int32_t n_sorted = 0;         // the first n_sorted entries have non-decreasing positions
     };
     void check_seq(int32_t seq, const char* op) const;
     int32_t take_block();
@@ -187,7 +202,7 @@ private:
     void copy_entry(int64_t dst_slot, int64_t src_slot);  // K, V rows of every layer and position
     void shrink(int32_t seq, int32_t n);  // drop entries >= n (no checks)
     void rerotate(int64_t slot, const float* cos_sin);  // K rows of every layer
-    void refresh_next_pos(Seq& s);
+    void refresh_next_pos(Seq& s);  // next_pos and n_sorted after entries were removed or moved
 
     int32_t n_layer_, kv_dim_;
     uint32_t block_size_, n_blocks_;

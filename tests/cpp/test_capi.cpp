@@ -433,6 +433,51 @@ APLS_TEST(argmax_is_the_largest_logit_of_the_row) {
     CHECK_STATUS(apls_get_argmax_ith(t.ctx, 0, nullptr), APLS_STATUS_INVALID_ARGUMENT, "out_token is NULL");
 }
 
+// A token tree through the C API: each node's logits are its path's as a chain, bit for bit;
+// keep_path leaves the path, which then continues as a fresh decode of it would.
+APLS_TEST(tree_batch_and_keep_path) {
+    const std::vector<int32_t> prompt = {3, 1, 4, 1, 5}, nodes = {9, 2, 6, 5, 3, 8};
+    const int32_t parent[6] = {-1, 0, 1, 0, 3, -1};  // 9 -> {2 -> 6, 5 -> 3}, 8
+    Loaded tree(tiny_path(), 64, 8), chain(tiny_path(), 64, 8);
+    apls_batch b = batch_of(prompt);
+    CHECK_OK(apls_decode(tree.ctx, &b, nullptr));
+    CHECK_OK(apls_decode(chain.ctx, &b, nullptr));
+    b = batch_of(nodes);
+    b.parent = parent;
+    std::vector<int8_t> all(nodes.size(), 1);
+    b.logits = all.data();
+    CHECK_OK(apls_decode(tree.ctx, &b, nullptr));
+    CHECK(apls_kv_seq_len(tree.ctx, 0) == 11 && apls_get_n_outputs(tree.ctx) == 6);
+    for (int32_t i = 0; i < 6; ++i) {
+        std::vector<int32_t> path;
+        for (int32_t j = i; j >= 0; j = parent[j]) path.insert(path.begin(), nodes[j]);
+        apls_batch c = batch_of(path);
+        CHECK_OK(apls_decode(chain.ctx, &c, nullptr));
+        CHECK(std::memcmp(apls_get_logits_ith(tree.ctx, i), apls_get_logits_ith(chain.ctx, 0), kVocab * 4) == 0);
+        CHECK_OK(apls_kv_seq_truncate(chain.ctx, 0, 5));
+    }
+    const int32_t accepted[3] = {5 + 0, 5 + 3, 5 + 4};  // 9 -> 5 -> 3
+    CHECK_OK(apls_kv_seq_keep_path(tree.ctx, 0, 5, accepted, 3));
+    CHECK_OK(apls_kv_check(tree.ctx));
+    CHECK(apls_kv_seq_len(tree.ctx, 0) == 8 && apls_kv_seq_pos_max(tree.ctx, 0) == 7);
+    const std::vector<int32_t> path = {9, 5, 3}, next = {7};
+    b = batch_of(path);
+    CHECK_OK(apls_decode(chain.ctx, &b, nullptr));
+    b = batch_of(next);
+    CHECK_OK(apls_decode(tree.ctx, &b, nullptr));
+    CHECK_OK(apls_decode(chain.ctx, &b, nullptr));
+    CHECK(std::memcmp(apls_get_logits_ith(tree.ctx, 0), apls_get_logits_ith(chain.ctx, 0), kVocab * 4) == 0);
+
+    const int32_t bad_parent[2] = {-1, 1};
+    const std::vector<int32_t> two = {1, 2};
+    b = batch_of(two);
+    b.parent = bad_parent;
+    CHECK_STATUS(apls_decode(tree.ctx, &b, nullptr), APLS_STATUS_INVALID_ARGUMENT, "parent[1] = 1");
+    CHECK_STATUS(apls_kv_seq_keep_path(tree.ctx, 0, 2, nullptr, 1), APLS_STATUS_INVALID_ARGUMENT, "entries is NULL");
+    CHECK_STATUS(apls_kv_seq_keep_path(nullptr, 0, 2, accepted, 1), APLS_STATUS_INVALID_ARGUMENT, "ctx is NULL");
+    CHECK(apls_kv_seq_len(tree.ctx, 0) == 9);
+}
+
 APLS_TEST(bad_batches_leave_the_context_unchanged) {
     Loaded t(tiny_path(), 64, 8);
     const std::vector<int32_t> four = {1, 2, 3, 4};

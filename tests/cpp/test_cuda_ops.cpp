@@ -435,8 +435,10 @@ void check_attention(const AttnCase& c) {
     a.n_end = dend.get();
     a.n_old = view ? dold.get() : nullptr;
     a.pos = dpos.get();
-    a.n_sink = c.n_sink;
-    a.n_window = c.n_window;
+    a.view.n_sink = c.n_sink;
+    a.view.n_window = c.n_window;
+    a.view.on = view;
+    a.view.explicit_list = c.explicit_view;
     a.n_tok = n_tok;
     a.n_head = c.n_head;
     a.n_head_kv = c.n_head_kv;
@@ -669,7 +671,6 @@ void bench_attention() {
                 a.off = doff.get();
                 a.n_end = dend.get();
                 a.pos = dpos.get();
-                a.n_window = -1;
                 a.n_tok = t;
                 a.n_head = s.nh;
                 a.n_head_kv = s.nkv;

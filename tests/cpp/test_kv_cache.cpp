@@ -123,6 +123,49 @@ int32_t ref_next_pos(const std::vector<Entry>& es) {
     return m + 1;
 }
 
+// A tree verify on sequence s: a random token tree appended, sometimes a fork of the result,
+// then one root-to-node path kept (keep_path). A keep_path that fails (KV_FULL: blocks shared
+// with the fork and none free) changes nothing, checked here; the caller checks the rest.
+template <typename Uni>
+void tree_round(KVCache& kv, Ref& ref, int32_t s, Uni& uni, int32_t& next_id) {
+    const int32_t n_keep = kv.seq_len(s), next = kv.seq_next_pos(s), n = uni(1, 9);
+    std::vector<int32_t> parent(n), seqs(n, s), poss(n);
+    for (int32_t i = 0; i < n; ++i) {
+        parent[i] = uni(-1, i - 1);
+        poss[i] = parent[i] < 0 ? next : poss[parent[i]] + 1;
+    }
+    append(kv, ref, seqs, poss, next_id);  // KV_FULL: nothing changed (checked by the caller)
+    const int32_t d = uni(0, static_cast<int32_t>(ref.size()) - 1);
+    if (d != s && uni(0, 2) == 0) {
+        try {
+            kv.fork(s, d);
+            ref[d] = ref[s];
+        } catch (const apls::Error& e) {  // no free block for it: nothing changed
+            CHECK(e.status() == APLS_STATUS_KV_FULL);
+        }
+    }
+    std::vector<int32_t> path;  // batch indices, root first
+    if (uni(0, 4) > 0)
+        for (int32_t b = uni(0, n - 1); b >= 0; b = parent[b]) path.insert(path.begin(), b);
+    std::vector<int32_t> entries;
+    for (int32_t b : path) entries.push_back(n_keep + b);
+    const Ref mid = ref;
+    const apls::KVStats st0 = kv.stats();
+    try {
+        kv.keep_path(s, n_keep, entries.data(), static_cast<int32_t>(entries.size()));
+    } catch (const apls::Error& e) {
+        CHECK(e.status() == APLS_STATUS_KV_FULL);
+        const apls::KVStats st1 = kv.stats();
+        CHECK(st1.blocks_used == st0.blocks_used && st1.tokens == st0.tokens && st1.entries == st0.entries);
+        kv.truncate(s, n_keep);  // roll the tree back instead
+        ref[s].resize(n_keep);
+        return;
+    }
+    std::vector<Entry> kept(mid[s].begin(), mid[s].begin() + n_keep);
+    for (int32_t b : path) kept.push_back(mid[s][n_keep + b]);
+    ref[s] = kept;
+}
+
 // One random run of `steps` operations.
 void fuzz(uint32_t seed, bool f16, uint32_t block, int steps) {
     std::mt19937 rng(seed);
@@ -135,7 +178,7 @@ void fuzz(uint32_t seed, bool f16, uint32_t block, int steps) {
     const float k_tol = f16 ? 4e-3f : 2e-5f;
     for (int step = 0; step < steps; ++step) {
         const int32_t s = uni(0, n_seq - 1);
-        const int op = uni(0, 9);
+        const int op = uni(0, 10);
         const Ref before = ref;
         const apls::KVStats st0 = kv.stats();
         bool failed = false;
@@ -171,10 +214,14 @@ void fuzz(uint32_t seed, bool f16, uint32_t block, int steps) {
             } else if (op == 8) {
                 kv.clear_seq(s);
                 ref[s].clear();
-            } else if (uni(0, 3) == 0) {
-                kv.keep(s);
-                for (uint32_t q = 0; q < n_seq; ++q)
-                    if (static_cast<int32_t>(q) != s) ref[q].clear();
+            } else if (op == 9) {
+                if (uni(0, 3) == 0) {
+                    kv.keep(s);
+                    for (uint32_t q = 0; q < n_seq; ++q)
+                        if (static_cast<int32_t>(q) != s) ref[q].clear();
+                }
+            } else {
+                tree_round(kv, ref, s, uni, next_id);
             }
         } catch (const apls::Error& e) {
             CHECK(e.status() == APLS_STATUS_KV_FULL);
@@ -279,6 +326,86 @@ APLS_TEST(errors_leave_the_cache_unchanged) {
     CHECK_THROWS(kv.check_view(view, 0), APLS_STATUS_INVALID_ARGUMENT, "position 9 is not in the cache");
     view.positions = {2, 1};
     CHECK_THROWS(kv.check_view(view, 0), APLS_STATUS_INVALID_ARGUMENT, "strictly increasing");
+}
+
+// A store that counts what the cache asks it to move (no host K/V arrays then).
+struct CountingStore : apls::KVStore {
+    int copies = 0, rotations = 0, flushes = 0;
+    void copy_slot(int64_t, int64_t) override { ++copies; }
+    void rerotate(int64_t, const float*) override { ++rotations; }
+    void flush() override { ++flushes; }
+};
+
+APLS_TEST(keep_path_keeps_the_path_and_frees_the_rest) {
+    for (bool f16 : {false, true}) {
+        KVCache kv = make_cache(64, 4, 1, f16);
+        Ref ref(1);
+        int32_t id = 0;
+        append(kv, ref, {0, 0, 0, 0, 0}, {0, 1, 2, 3, 4}, id);
+        // A tree after 5 entries: 0 -> {1 -> 2, 3 -> 4 -> 5}, positions by depth: 5, 6, 7, 6, 7, 8.
+        const std::vector<int32_t> parent = {-1, 0, 1, 0, 3, 4};
+        std::vector<int32_t> pos(parent.size());
+        for (size_t i = 0; i < parent.size(); ++i) pos[i] = parent[i] < 0 ? 5 : pos[parent[i]] + 1;
+        append(kv, ref, std::vector<int32_t>(parent.size(), 0), pos, id);
+        CHECK(!kv.seq_sorted(0) && kv.sorted_prefix(0) == 8);  // the second branch goes back to 6
+        const Ref before = ref;
+        const std::vector<int32_t> path = {5 + 0, 5 + 3, 5 + 4, 5 + 5};  // 0 -> 3 -> 4 -> 5
+        kv.keep_path(0, 5, path.data(), 4);
+        ref[0] = {before[0][0], before[0][1], before[0][2], before[0][3], before[0][4],
+                  before[0][5], before[0][8], before[0][9], before[0][10]};
+        check_matches(kv, ref, f16 ? 4e-3f : 0.0f);  // F16: the rows' own rounding, moved as they are
+        CHECK(kv.seq_sorted(0) && kv.seq_next_pos(0) == 9);
+        CHECK(kv.block_table(0).size() == 3 && kv.stats().blocks_used == 3);  // ceil(9 / 4)
+    }
+    // Entries already in place are not copied: the path of the tree's first tokens costs nothing.
+    KVCache kv(kLayers, kDim, 64, 4, 1, false, false);
+    CountingStore store;
+    kv.attach_store(&store);
+    std::vector<int64_t> slots(8);
+    const std::vector<int32_t> seq(8, 0), pos = {0, 1, 2, 3, 4, 4, 5, 5};  // chain 0..4, then branches
+    kv.append(seq.data(), pos.data(), 8, slots.data());
+    const std::vector<int32_t> first = {3, 4};
+    kv.keep_path(0, 3, first.data(), 2);
+    CHECK(store.copies == 0 && kv.seq_len(0) == 5 && kv.seq_sorted(0));
+    kv.append(seq.data() + 5, pos.data() + 5, 3, slots.data());  // entries 5..7 at positions 4, 5, 5
+    const std::vector<int32_t> other = {5};                       // position 4: moves to entry 4
+    kv.keep_path(0, 4, other.data(), 1);
+    CHECK(store.copies == 1 && kv.seq_len(0) == 5);
+    kv.check_invariants();
+}
+
+APLS_TEST(keep_path_errors_change_nothing) {
+    KVCache kv = make_cache(16, 4, 2, false);
+    Ref ref(2);
+    int32_t id = 0;
+    append(kv, ref, {0, 0, 0, 0, 0, 0}, {0, 1, 2, 4, 4, 5}, id);
+    const apls::KVStats st = kv.stats();
+    const std::vector<int32_t> gap = {3};  // position 4 after a prefix ending at 2
+    CHECK_THROWS(kv.keep_path(0, 3, gap.data(), 1), APLS_STATUS_INVALID_ARGUMENT, "not 3");
+    const std::vector<int32_t> down = {4, 3};
+    CHECK_THROWS(kv.keep_path(0, 3, down.data(), 2), APLS_STATUS_INVALID_ARGUMENT, "increasing");
+    const std::vector<int32_t> low = {2};
+    CHECK_THROWS(kv.keep_path(0, 3, low.data(), 1), APLS_STATUS_INVALID_ARGUMENT, "[n_keep, seq_len)");
+    const std::vector<int32_t> past = {6};
+    CHECK_THROWS(kv.keep_path(0, 3, past.data(), 1), APLS_STATUS_INVALID_ARGUMENT, "[n_keep, seq_len)");
+    CHECK_THROWS(kv.keep_path(0, 7, nullptr, 0), APLS_STATUS_INVALID_ARGUMENT, "n_keep 7");
+    CHECK_THROWS(kv.keep_path(2, 0, nullptr, 0), APLS_STATUS_INVALID_ARGUMENT, "unknown sequence 2");
+    const std::vector<int32_t> skip = {3, 5};  // entry 3 is inside the kept prefix of 4
+    CHECK_THROWS(kv.keep_path(0, 4, skip.data(), 2), APLS_STATUS_INVALID_ARGUMENT, "[n_keep, seq_len)");
+    check_matches(kv, ref, 0.0f);
+    const apls::KVStats st2 = kv.stats();
+    CHECK(st2.blocks_used == st.blocks_used && st2.entries == st.entries);
+    // Blocks shared with a fork need copies; with no free block that is KV_FULL, nothing changed.
+    KVCache full = make_cache(12, 4, 2, false);
+    Ref r2(2);
+    append(full, r2, {0, 0, 0, 0, 0, 0, 0, 0}, {0, 1, 2, 3, 4, 4, 5, 6}, id);
+    full.fork(0, 1);
+    r2[1] = r2[0];
+    append(full, r2, {1, 1, 1, 1}, {7, 8, 9, 10}, id);  // takes the last free block
+    CHECK(full.n_free_blocks() == 0);
+    const std::vector<int32_t> branch = {5, 6, 7};  // positions 4, 5, 6: moves into a shared block
+    CHECK_THROWS(full.keep_path(0, 4, branch.data(), 3), APLS_STATUS_KV_FULL, "shared with a fork");
+    check_matches(full, r2, 0.0f);
 }
 
 APLS_TEST(shift_rerotates_keys_and_moves_next_pos) {

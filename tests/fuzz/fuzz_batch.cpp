@@ -83,8 +83,16 @@ void decode(Bytes& in, apls_context* ctx, bool with_view) {
     for (auto& s : sq) s = (shape & 128) ? seq(in) : 0;
     for (auto& o : out) o = static_cast<int8_t>(in.byte() % 3 == 0);
     const uint8_t arrays = in.byte();
-    apls_batch b = {n, (arrays & 1) ? nullptr : tok.data(), (arrays & 2) ? pos.data() : nullptr,
-                    (arrays & 4) ? sq.data() : nullptr, (arrays & 8) ? out.data() : nullptr};
+    // A token tree (no bytes of its own, so that the corpus keeps its meaning): parents from the
+    // tokens, some out of range.
+    std::vector<int32_t> parent(tok.size());
+    for (size_t i = 0; i < parent.size(); ++i) parent[i] = tok[i] % static_cast<int32_t>(i + 2) - 1;
+    apls_batch b = {n,
+                    (arrays & 1) ? nullptr : tok.data(),
+                    (arrays & 2) ? pos.data() : nullptr,
+                    (arrays & 4) ? sq.data() : nullptr,
+                    (arrays & 8) ? out.data() : nullptr,
+                    (arrays & 16) ? parent.data() : nullptr};
     apls_plan p{};
     std::vector<uint8_t> attn, mlp;
     std::vector<int32_t> group, vpos;
@@ -242,6 +250,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                 (void)apls_kv_seq_pos_max(ctx, s);
                 apls_kv_stats stats;
                 check_status(apls_kv_stats_get(ctx, &stats), "stats");
+                // keep_path on what the sequence holds (no bytes of its own): the last entry
+                // after the first half, valid or not depending on its position.
+                const int32_t n = apls_kv_seq_len(ctx, s), last = n - 1;
+                check_status(apls_kv_seq_keep_path(ctx, s, n / 2, &last, n > 0 ? 1 : 0), "keep_path");
                 break;
             }
         }

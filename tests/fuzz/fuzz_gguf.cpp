@@ -122,7 +122,7 @@ void load_model(const uint8_t* data, size_t size) {
     st = apls_context_init(m, cp, &ctx);
     if (st == APLS_STATUS_OK) {
         const int32_t tok[2] = {0, apls_model_n_vocab(m) - 1};
-        apls_batch b = {2, tok, nullptr, nullptr, nullptr};
+        apls_batch b = {2, tok, nullptr, nullptr, nullptr, nullptr};
         st = apls_decode(ctx, &b, nullptr);
         FUZZ_CHECK(st == APLS_STATUS_OK, std::string("decode on a loaded model: ") + apls_last_error());
         const float* row = apls_get_logits_ith(ctx, 0);

@@ -154,13 +154,26 @@ APLS_API int32_t apls_context_n_threads(const apls_context* ctx);
 
 /* A batch of tokens. pos NULL: each sequence continues from its current length. seq_id NULL:
  * sequence 0. logits NULL: logits for the last token only; else logits[i] != 0 marks rows to
- * output, in batch order. */
+ * output, in batch order.
+ *
+ * parent non-NULL: the batch is a token tree of one sequence (a verify pass over several drafted
+ * continuations), at most 64 tokens. parent[i] is the batch index j < i of token i's parent, or
+ * -1 for a root (a token right after the sequence's cached entries). A token sees the entries
+ * held before the call (through the view, if any), its ancestors and itself, at position
+ * pos[parent[i]] + 1 (roots: the sequence's next position); pos NULL fills these in, a given pos
+ * must equal them. Each token's logits are bit-identical to those of its root-to-token path
+ * decoded as a chain (within the device's invariant batch: n_batch on the CPU, 16 tokens on a
+ * GPU). Every token's K/V is appended; keep the accepted path with apls_kv_seq_keep_path.
+ * Errors name the problem (a parent out of range, a wrong position, several sequences) and
+ * leave the context unchanged. Zero-initialise the struct ({0}) so that fields added later are
+ * NULL. */
 typedef struct apls_batch {
     int32_t n_tokens;
     const int32_t* token;
     const int32_t* pos;
     const int32_t* seq_id;
     const int8_t* logits;
+    const int32_t* parent; /* NULL: a causal batch (every token sees its sequence's earlier positions) */
 } apls_batch;
 
 /* Run the forward pass of `batch` under `plan` (NULL = full model), append its K/V to the cache.
@@ -218,6 +231,15 @@ APLS_API apls_status apls_kv_seq_delete(apls_context* ctx, int32_t seq_id, int32
 APLS_API apls_status apls_kv_seq_fork(apls_context* ctx, int32_t src_seq_id, int32_t dst_seq_id);
 /* Drop every sequence but seq_id. */
 APLS_API apls_status apls_kv_seq_keep(apls_context* ctx, int32_t seq_id);
+/* After a tree batch (apls_batch.parent): keep the first n_keep entries of seq_id (those held
+ * before the tree) and then entries[0..n_entries), the accepted path, as entries n_keep,
+ * n_keep + 1, ...; drop every other entry. Entries are indices into the sequence's entries
+ * (tree token b is entry n_keep + b), strictly increasing, >= n_keep, at consecutive positions
+ * continuing the kept ones (a root-to-node path). The path's K/V then equal a decode of its
+ * tokens as a chain. Cost: one K and one V row copy per layer for each path entry not already in
+ * place (none when the path is the tree's first tokens). */
+APLS_API apls_status apls_kv_seq_keep_path(apls_context* ctx, int32_t seq_id, int32_t n_keep, const int32_t* entries,
+                                           int32_t n_entries);
 /* Drop one sequence (apls_kv_clear drops all). */
 APLS_API apls_status apls_kv_seq_clear(apls_context* ctx, int32_t seq_id);
 /* Smallest / largest position held by a sequence; -1 if it is empty or unknown. */

@@ -6,14 +6,18 @@
 #include <cstring>
 #include <vector>
 
+#include "visibility.h"
+
 namespace apls::cpu {
 
 namespace {
 
-// Entries [j0, j1) to visit; filter: test each against the view (unsorted sequences only).
+// Entries [j0, j1) to visit; each is tested with entry_visible (visibility.h). listed: what the
+// span knows of an explicit view's list for its entries.
+enum Listed : uint8_t { kNotListed, kListed, kLookUp };
 struct Span {
     int32_t j0, j1;
-    bool filter;
+    Listed listed;
 };
 
 // First entry in [lo, hi) whose position is >= p (positions sorted there).
@@ -26,22 +30,21 @@ int32_t lower(const KVCache& kv, int32_t seq, int32_t lo, int32_t hi, int32_t p)
     return lo;
 }
 
-void push(std::vector<Span>& spans, int32_t j0, int32_t j1, bool filter) {
+void push(std::vector<Span>& spans, int32_t j0, int32_t j1, Listed listed) {
     if (j0 >= j1) return;
-    if (!spans.empty() && !filter && !spans.back().filter && spans.back().j1 == j0) spans.back().j1 = j1;
-    else spans.push_back({j0, j1, filter});
+    if (!spans.empty() && spans.back().listed == listed && spans.back().j1 == j0) spans.back().j1 = j1;
+    else spans.push_back({j0, j1, listed});
 }
 
-// The restricted entries [0, n_old) a query at pos_q sees through `view`, as ranges in order.
+// The old entries [0, n_old), sorted, that a query at pos_q sees through `view`, as ranges in order.
 void view_spans(const KVCache& kv, int32_t seq, int32_t n_old, int32_t pos_q, const KVView& view,
                 std::vector<Span>& spans) {
-    if (!kv.seq_sorted(seq)) return push(spans, 0, n_old, true);
     const int32_t jc = lower(kv, seq, 0, n_old, pos_q + 1);  // causal bound
     if (!view.explicit_list()) {
         const int32_t js = lower(kv, seq, 0, jc, view.n_sink);
         const int32_t jw = view.n_window < 0 ? 0 : lower(kv, seq, js, jc, pos_q - view.n_window + 1);
-        push(spans, 0, js, false);
-        push(spans, std::max(js, jw), jc, false);
+        push(spans, 0, js, kNotListed);
+        push(spans, std::max(js, jw), jc, kNotListed);
         return;
     }
     int32_t hint = 0;  // listed positions are increasing, so each search starts after the last hit
@@ -50,45 +53,56 @@ void view_spans(const KVCache& kv, int32_t seq, int32_t n_old, int32_t pos_q, co
         int32_t j = hint < jc && kv.entry_pos(seq, hint) == p ? hint : lower(kv, seq, hint, jc, p);
         int32_t e = j;
         while (e < jc && kv.entry_pos(seq, e) == p) ++e;
-        push(spans, j, e, false);
+        push(spans, j, e, kListed);
         hint = e;
     }
 }
 
-// Entries to visit, in entry order: those the view restricts, then the unrestricted ones.
-void visible_spans(const KVCache& kv, int32_t seq, int32_t pos_q, const KVView* view, std::vector<Span>& spans) {
-    const int32_t n = kv.seq_len(seq);
+// Entries to visit, in entry order: the old ones (held before the call; ranges where they are
+// sorted), then the call's own.
+void visible_spans(const KVCache& kv, int32_t seq, const Visibility& vis, const QueryRule& qr,
+                   std::vector<Span>& spans) {
+    const int32_t n = kv.seq_len(seq), n_old = std::min(n, qr.n_old);
+    const bool sorted_old = kv.sorted_prefix(seq) >= n_old;
     spans.clear();
-    int32_t n_old = 0;
-    if (view) {
-        n_old = view->n_old.empty() ? n : std::min(n, view->n_old[seq]);
-        view_spans(kv, seq, n_old, pos_q, *view, spans);
+    if (!sorted_old) push(spans, 0, n_old, vis.rule.explicit_list ? kLookUp : kNotListed);
+    else if (vis.view) view_spans(kv, seq, n_old, qr.pos, *vis.view, spans);
+    else push(spans, 0, lower(kv, seq, 0, n_old, qr.pos + 1), kNotListed);
+    const int32_t n_end = !qr.tree && kv.seq_sorted(seq) ? lower(kv, seq, n_old, n, qr.pos + 1) : n;
+    push(spans, n_old, n_end, kNotListed);
+}
+
+// Calls fn(slot) for every visible entry of the spans, in order.
+template <typename F>
+void for_visible(const KVCache& kv, int32_t seq, const Visibility& vis, const QueryRule& qr,
+                 const std::vector<Span>& spans, F&& fn) {
+    const int32_t bs = static_cast<int32_t>(kv.block_size());
+    for (const Span& sp : spans) {
+        for (int32_t j = sp.j0; j < sp.j1;) {  // a block at a time: its slots are consecutive
+            const int32_t je = std::min(sp.j1, (j / bs + 1) * bs);
+            for (int64_t slot = kv.slot_of(seq, j); j < je; ++j, ++slot) {
+                const int32_t p = kv.slot_pos(slot);
+                const bool listed = sp.listed == kLookUp ? vis.listed(p) : sp.listed == kListed;
+                if (entry_visible(vis.rule, qr, j, p, listed)) fn(slot);
+            }
+        }
     }
-    const int32_t n_end = kv.seq_sorted(seq) ? lower(kv, seq, n_old, n, pos_q + 1) : n;
-    push(spans, n_old, n_end, false);
 }
 
 }  // namespace
 
-void attend(const KernelTable& kt, const KVCache& kv, int32_t layer, int32_t seq, int32_t pos_q, const float* q,
-            int64_t kv_off, int64_t hd, float scale, float* scores, float* out, const KVView* view) {
+void attend(const KernelTable& kt, const KVCache& kv, int32_t layer, int32_t seq, const Visibility& vis,
+            const QueryRule& qr, const float* q, int64_t kv_off, int64_t hd, float scale, float* scores, float* out) {
     const bool f16 = kv.f16();
     const size_t elem = f16 ? 2 : 4;
 
     thread_local std::vector<Span> spans;
-    visible_spans(kv, seq, pos_q, view, spans);
+    visible_spans(kv, seq, vis, qr, spans);
 
     // Calls fn(k, slot) for the k-th visible entry.
     auto visit = [&](auto&& fn) {
         int32_t k = 0;
-        for (const Span& sp : spans) {
-            for (int32_t j = sp.j0; j < sp.j1; ++j) {
-                const int64_t slot = kv.slot_of(seq, j);
-                const int32_t p = kv.slot_pos(slot);
-                if (p < 0 || p > pos_q || (sp.filter && !view->sees(p, pos_q))) continue;
-                fn(k++, slot);
-            }
-        }
+        for_visible(kv, seq, vis, qr, spans, [&](int64_t slot) { fn(k++, slot); });
     };
 
     // Pass 1: scores of visible entries.
@@ -114,19 +128,19 @@ void attend(const KernelTable& kt, const KVCache& kv, int32_t layer, int32_t seq
     for (int64_t i = 0; i < hd; ++i) out[i] *= inv;
 }
 
-void attend_group(const KernelTable& kt, const KVCache& kv, int32_t layer, int32_t seq, int32_t pos_q, const float* q,
-                  int64_t n_q, int64_t kv_off, int64_t hd, float scale, float* out, const KVView* view) {
+void attend_group(const KernelTable& kt, const KVCache& kv, int32_t layer, int32_t seq, const Visibility& vis,
+                  const QueryRule& qr, const float* q, int64_t n_q, int64_t kv_off, int64_t hd, float scale,
+                  float* out) {
     const bool f16 = kv.f16();
     const int64_t off = kv_off * (f16 ? 2 : 4);
     const int64_t stride = static_cast<int64_t>(kv.row_bytes());
-    const int32_t bs = static_cast<int32_t>(kv.block_size());
 
     thread_local std::vector<Span> spans;
-    visible_spans(kv, seq, pos_q, view, spans);
+    visible_spans(kv, seq, vis, qr, spans);
 
-    // Visible entries as runs of consecutive slots, in entry order. A span is cut at block
-    // boundaries (the next block may be anywhere in the pool); entries that are not visible
-    // (empty slots, later positions, outside an unsorted view) end a run and are skipped.
+    // Visible entries as runs of consecutive slots, in entry order: an entry that is not
+    // visible (an empty slot, a later position, outside the view, not an ancestor) ends a run,
+    // and so does a block boundary unless the next block happens to follow in the pool.
     struct Run {
         int64_t slot;
         int32_t len;
@@ -134,19 +148,11 @@ void attend_group(const KernelTable& kt, const KVCache& kv, int32_t layer, int32
     thread_local std::vector<Run> runs;
     runs.clear();
     int64_t n_vis = 0;
-    for (const Span& sp : spans) {
-        for (int32_t j = sp.j0; j < sp.j1;) {
-            const int32_t je = std::min(sp.j1, (j / bs + 1) * bs);
-            int64_t slot = kv.slot_of(seq, j);
-            for (; j < je; ++j, ++slot) {
-                const int32_t p = kv.slot_pos(slot);
-                if (p < 0 || p > pos_q || (sp.filter && !view->sees(p, pos_q))) continue;
-                if (!runs.empty() && runs.back().slot + runs.back().len == slot) ++runs.back().len;
-                else runs.push_back({slot, 1});
-                ++n_vis;
-            }
-        }
-    }
+    for_visible(kv, seq, vis, qr, spans, [&](int64_t slot) {
+        if (!runs.empty() && runs.back().slot + runs.back().len == slot) ++runs.back().len;
+        else runs.push_back({slot, 1});
+        ++n_vis;
+    });
     std::memset(out, 0, static_cast<size_t>(n_q * hd) * sizeof(float));
     if (n_vis == 0) return;  // nothing visible (cannot happen for a token that sees itself)
 

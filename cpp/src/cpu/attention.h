@@ -1,25 +1,27 @@
-// cpu/attention.h — causal attention of one query head over a sequence's cached entries.
+// cpu/attention.h — attention of one query (head or GQA group) over a sequence's cached entries.
 #pragma once
 
 #include <cstdint>
 
+#include "batch.h"
 #include "cpu/kernels.h"
 #include "kv_cache.h"
 
 namespace apls::cpu {
 
-// out (hd) = sum_j softmax_j(q . K_j * scale) V_j over the entries j of `seq` in `layer` whose
-// position is in [0, pos_q] and that `view` shows (nullptr = every entry; see KVView).
+// out (hd) = sum_j softmax_j(q . K_j * scale) V_j over the entries j of `seq` in `layer` that
+// the query sees (visibility.h: query qr of a call resolved into vis).
 // Entries are visited in block-table order, so the result for a query does not depend on what
-// else is in the batch, nor on whether a view hides other entries.
-// Cost: proportional to the visible entries, not to the sequence's length. For a sorted
-// sequence (kv_cache.h) the visible entries are found as index ranges: binary searches for the
-// causal bound and the sink/window bounds, one (usually O(1)) lookup per listed position.
-// Unsorted sequences fall back to testing every entry.
+// else is in the batch, nor on whether a view hides other entries, nor on the tree around a
+// node (a node sees the cache, then its ancestors: the entries and order of its path as a chain).
+// Cost: proportional to the visible entries, not to the sequence's length. For a sorted prefix
+// of the sequence (kv_cache.h) the visible entries are found as index ranges: binary searches
+// for the causal bound and the sink/window bounds, one (usually O(1)) lookup per listed
+// position. Elsewhere (unsorted entries, a tree's nodes) every entry is tested.
 // q: (hd), the query head; kv_off: offset of the KV head inside a cached row;
 // scores: scratch of at least kv.seq_len(seq) floats.
-void attend(const KernelTable& kt, const KVCache& kv, int32_t layer, int32_t seq, int32_t pos_q, const float* q,
-            int64_t kv_off, int64_t hd, float scale, float* scores, float* out, const KVView* view = nullptr);
+void attend(const KernelTable& kt, const KVCache& kv, int32_t layer, int32_t seq, const Visibility& vis,
+            const QueryRule& qr, const float* q, int64_t kv_off, int64_t hd, float scale, float* scores, float* out);
 
 // The same attention for n_q query heads that share one KV head (GQA): q and out are
 // (n_q, hd), head r at q + r * hd. Each K/V row is loaded once for all n_q heads, entries are
@@ -29,7 +31,8 @@ void attend(const KernelTable& kt, const KVCache& kv, int32_t layer, int32_t seq
 // into blocks, so tasks may group heads freely without breaking batch invariance. Results
 // match attend() within float rounding (different summation order and exp).
 // Scratch is per thread (grown as needed).
-void attend_group(const KernelTable& kt, const KVCache& kv, int32_t layer, int32_t seq, int32_t pos_q, const float* q,
-                  int64_t n_q, int64_t kv_off, int64_t hd, float scale, float* out, const KVView* view = nullptr);
+void attend_group(const KernelTable& kt, const KVCache& kv, int32_t layer, int32_t seq, const Visibility& vis,
+                  const QueryRule& qr, const float* q, int64_t n_q, int64_t kv_off, int64_t hd, float scale,
+                  float* out);
 
 }  // namespace apls::cpu
