@@ -132,6 +132,40 @@ def test_rejected_nodes_leave_no_trace(model):
     assert np.array_equal(got, fresh.decode([out[-1]], logits="last")[-1])
 
 
+def test_rounds_accept_the_longest_path_plain_decoding_follows(model):
+    """Before each round, the tree it will verify (draft_tree: the same sources, state and cut);
+    the round must accept exactly the longest root-to-node path that plain greedy decoding
+    follows, then the token plain decoding has next. Many of the trees branch."""
+    ids = chat_ids(model, PROMPTS[4])
+    want = plain_greedy(model, ids, 64)
+    ctx = model.context(n_ctx=512)
+    ctx.prefill(ids)
+    drafter = _core.Drafter(model._model)
+    drafter.start(np.array(ids, np.int32))
+    drafter.append(np.array(want[:1], np.int32))
+    params = _core.TreeParams()
+    params.sources = (1 << len(DRAFT_SOURCES)) - 2  # every model-free source
+    params.n_nodes_max = 8
+    out, branched, accepted = want[:1], 0, 0
+    while len(out) < 56:
+        tree = _core.draft_tree(drafter, params, 8)
+        toks, parents = tree.tokens, tree.parents
+        branched += len(set(parents)) < len(parents)
+        path, at = [], -1
+        while True:
+            nxt = [i for i, (t, p) in enumerate(zip(toks, parents)) if p == at and t == want[len(out) + len(path)]]
+            if not nxt:
+                break
+            at = nxt[0]
+            path.append(at)
+        r = ctx.spec_tree_round(out[-1], drafter, params)
+        assert r.n_drafted == len(toks) and r.n_accepted == len(path)
+        assert r.tokens == want[len(out) : len(out) + len(path) + 1]
+        out += r.tokens
+        accepted += r.n_accepted
+    assert branched > 0 and accepted > 0
+
+
 def test_round_refuses_bad_input_and_leaves_state(model):
     ctx = model.context(n_ctx=64)
     ctx.prefill([1, 2, 3])

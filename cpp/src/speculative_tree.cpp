@@ -18,11 +18,6 @@ using draft::TokenTree;
 
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
-// Whether the engine verifies branching trees (Batch::parent, KVCache::keep_path). Until it
-// does, a round verifies the likeliest path of its tree as a chain (TreeParams::branching off):
-// the same walk, fewer candidates.
-constexpr bool kEngineTrees = false;
-
 constexpr uint32_t bit(Source s) { return 1u << static_cast<int>(s); }
 
 void check_params(const TreeParams& p) {
@@ -59,6 +54,8 @@ TokenTree cut(const TokenTree& cand, int32_t n_max, const std::vector<float>& co
 }
 
 // Row r of the verify batch: 0 is `last`, node i is row i + 1 (the tree's depth-first order).
+// A tree that branches goes as a tree batch (each node sees the cache and its ancestors); a chain
+// as a plain causal batch, which is the same attention.
 Batch verify_batch(int32_t last, int32_t pos0, int32_t seq, const TokenTree& tree) {
     Batch b;
     b.token.push_back(last);
@@ -69,7 +66,10 @@ Batch verify_batch(int32_t last, int32_t pos0, int32_t seq, const TokenTree& tre
     }
     b.seq.assign(b.token.size(), seq);
     b.out.assign(b.token.size(), 1);
-    if (!tree.is_chain()) fail(APLS_STATUS_UNSUPPORTED, "verifying a branching token tree needs Batch::parent");
+    if (!tree.is_chain()) {
+        b.parent.push_back(-1);
+        for (int32_t i = 0; i < tree.size(); ++i) b.parent.push_back(tree.node(i).parent + 1);  // kRoot + 1 = row 0
+    }
     return b;
 }
 
@@ -118,12 +118,12 @@ int32_t walk_sampled(Context& ctx, const TokenTree& tree, const std::vector<std:
     }
 }
 
-// Keep last and the accepted nodes at consecutive positions after the first n_past entries.
+// Keep last and the accepted nodes at consecutive positions after the first n_past entries;
+// the other nodes' entries go (a path that is the batch's first rows is a truncate).
 void keep_path(KVCache& kv, int32_t seq, int32_t n_past, const std::vector<int32_t>& path) {
-    bool prefix = true;  // rows 0..m: a truncate keeps them
-    for (size_t i = 0; i < path.size(); ++i) prefix &= path[i] == static_cast<int32_t>(i);
-    if (!prefix) fail(APLS_STATUS_INTERNAL, "keeping a non-prefix path needs KVCache::keep_path");
-    kv.truncate(seq, n_past + 1 + static_cast<int32_t>(path.size()));
+    std::vector<int32_t> entries = {n_past};  // `last`: batch row 0
+    for (int32_t node : path) entries.push_back(n_past + node + 1);
+    kv.keep_path(seq, n_past, entries.data(), static_cast<int32_t>(entries.size()));
 }
 
 void count_sources(const TokenTree& tree, const std::vector<int32_t>& path, TreeResult& r) {
@@ -194,7 +194,10 @@ void tree_step(Context& ctx, draft::Drafter& drafter, int32_t last, const Plan& 
     const bool history = sampler && sampler->uses_history();
     const int32_t n_past = kv.seq_len(seq), pos0 = kv.seq_next_pos(seq), room = kv.room(seq);
     if (room < 1) fail(APLS_STATUS_KV_FULL, "KV cache full: no room for the next token of sequence ", seq);
-    const int32_t n_max = std::max(0, std::min({params.n_nodes_max, ctx.max_invariant_batch() - 1, room - 1}));
+    // The verify batch holds last + the nodes: within the batch whose logits are each bit-identical
+    // to decoding alone (n_batch; on a GPU the device's limit), a tree batch's limit, the KV room.
+    const int32_t n_max =
+        std::max(0, std::min({params.n_nodes_max, ctx.max_invariant_batch() - 1, kMaxTreeNodes - 1, room - 1}));
 
     // ---- 1. candidates; 2. the cut ------------------------------------------------------------
     draft::SkipDraft sd;
@@ -208,9 +211,8 @@ void tree_step(Context& ctx, draft::Drafter& drafter, int32_t last, const Plan& 
         res.draft_conf = sd.confs;
         res.n_draft_waits = sd.n_waits;
     }
-    TreeParams tp = params;
-    tp.branching = params.branching && kEngineTrees;
-    const TokenTree tree = draft_tree(drafter, tp, n_max, use_skip ? &sd : nullptr, greedy ? -1 : 0, &res.n_candidates);
+    const TokenTree tree =
+        draft_tree(drafter, params, n_max, use_skip ? &sd : nullptr, greedy ? -1 : 0, &res.n_candidates);
     res.n_drafted = tree.size();
 
     // ---- 3. verify -----------------------------------------------------------------------------
