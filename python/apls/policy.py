@@ -506,10 +506,15 @@ def make_policy(name: str, model, plan_file: str | None = None, draft: str | Seq
     """Policy by name: "static" (default plan or --plan FILE), "adaptive" (candidates around the
     default plan, the model-free sources alone, and plain decoding, chosen by measured speed; a
     draft KV view on long contexts), "progressive" (skip more as the context grows). `draft`:
-    the sources the rounds may draft from (`parse_draft`; default: all of them). The model-free
+    the sources the rounds may draft from (`parse_draft`; default: all of them, but token
+    recycling only on the CPU). The model-free
     ones join every draft in one token tree, cut by the verify cost measured on the device.
     Raises ValueError for an unknown name or source."""
     sources = parse_draft(draft)
+    if draft is None and model.device != "cpu":
+        # Token recycling reads every verify row's logits on the host; on a GPU that copy (n_vocab
+        # floats per node) costs a large part of a step until the device keeps the top-k itself.
+        sources = tuple(s for s in sources if s != "recycle")
     text = tuple(s for s in sources if s != "skip")
     skip = "skip" in sources
     tree = TreeShape(text) if text else None
