@@ -2,6 +2,7 @@
 
 import importlib.util
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -72,3 +73,39 @@ def smollm2_f16_path(smollm2_path, tmp_path_factory):
     dst = tmp_path_factory.mktemp("models") / "smollm2-f16.gguf"
     write_requantized(smollm2_path, str(dst), GGMLQuantizationType.F16)
     return str(dst)
+
+
+def _fetch_models():
+    """tools/fetch_models.py as a module (it knows the cache and the file names)."""
+    if "fetch_models" not in sys.modules:
+        spec = importlib.util.spec_from_file_location(
+            "fetch_models", Path(__file__).resolve().parents[1] / "tools" / "fetch_models.py"
+        )
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules["fetch_models"] = mod  # registered first: dataclasses look their module up there
+        spec.loader.exec_module(mod)
+    return sys.modules["fetch_models"]
+
+
+def real_model_file(name):
+    """Path of a real model fetched by tools/fetch_models.py (e.g. "qwen2.5-coder-0.5b"), or None."""
+    return _fetch_models().model_path(name)
+
+
+def _real_model(name):
+    p = real_model_file(name)
+    if p is None:
+        pytest.skip(f"{name} is not in the model cache (get it with: {_fetch_models().fetch_command(name)})")
+    return str(p)
+
+
+@pytest.fixture(scope="session")
+def qwen05b_path():
+    """Qwen2.5-Coder-0.5B-Instruct Q4_K_M (qwen2; Q5_0/Q8_0/Q4_K/Q6_K weights)."""
+    return _real_model("qwen2.5-coder-0.5b")
+
+
+@pytest.fixture(scope="session")
+def qwen15b_path():
+    """Qwen2.5-Coder-1.5B-Instruct Q4_K_M (qwen2; Q4_K/Q6_K weights)."""
+    return _real_model("qwen2.5-coder-1.5b")

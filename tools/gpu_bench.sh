@@ -6,6 +6,7 @@
 #   bash tools/gpu_bench.sh e2e                  # SmolLM2 end to end vs the CPU backend (pytest)
 #   bash tools/gpu_bench.sh sanitize             # compute-sanitizer memcheck on an end-to-end run
 #   bash tools/gpu_bench.sh kernels              # kernel timings (matvec bandwidth per type and batch)
+#   bash tools/gpu_bench.sh types                # Q5_0/Q5_1/Q4_K/Q5_K/Q6_K matvec + F16 dequant vs copy bandwidth
 #   bash tools/gpu_bench.sh models               # synthetic 1B/7B models: prompt 512 + decode tok/s, verify cost
 #   bash tools/gpu_bench.sh spec                 # APLS on SmolLM2 over Spec-Bench (10/group, 256 tokens)
 #
@@ -96,6 +97,11 @@ phase_profile() {
 
 phase_kernels() {
     "$BUILD/tests/cpp/test_cuda_ops" --bench 2>&1 | tee "$OUT/kernels.log"
+}
+
+phase_types() {
+    "$BUILD/tests/cpp/test_cuda_ops" --bench-types 2>&1 | tee "$OUT/types.log"
+    cat "$OUT/types.log" >> "$SUMMARY"
 }
 
 phase_models() {

@@ -1,6 +1,7 @@
-// cuda/dequant.cuh — device-side reading of weight rows (F32, F16, BF16, Q8_0, Q4_0, Q4_1) in
-// the device layout (weight_layout.h): quantized rows hold their blocks' quants, then their
-// scale fields. Values as in ggml_types.h.
+// cuda/dequant.cuh — device-side reading of weight rows (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0,
+// Q5_1, Q4_K, Q5_K, Q6_K) in the device layout (weight_layout.h): quantized rows hold their
+// blocks' quants, then their scale fields. Values as in ggml_types.h. TY: the ggml type id
+// (Q4_0 2, Q4_1 3, Q5_0 6, Q5_1 7, Q8_0 8, Q4_K 12, Q5_K 13, Q6_K 14).
 #pragma once
 
 #include <cuda_bf16.h>
@@ -18,15 +19,61 @@ __device__ __forceinline__ float bf16_bits_to_float(unsigned short b) {
     return __uint_as_float(static_cast<unsigned int>(b) << 16);
 }
 
-// Byte offsets in a quantized device row of nb blocks (TY: Q8_0 = 8, Q4_0 = 2, Q4_1 = 3): block
-// b's quants at b * quant_bytes<TY>, its scale d (and Q4_1's offset m after it) at scale_at.
+// A quantized device row of nb blocks (block_elems<TY>() elements each): block b's quants at
+// b * quant_bytes<TY>, its scale fields (scale_bytes<TY>) at scale_at. Quant fields (as in the
+// GGUF block): Q8_0 qs[32]; Q4_0, Q4_1, Q5_0, Q5_1 qs[16]; Q4_K qs[128]; Q5_K qh[32] qs[128];
+// Q6_K ql[128] qh[64]. Scale fields: Q8_0, Q4_0 d; Q4_1 d m; Q5_0 d qh[4]; Q5_1 d m qh[4];
+// Q4_K, Q5_K d dmin scales[12]; Q6_K scales[16] d.
+template <int TY>
+constexpr int block_elems() {
+    return TY >= 12 ? 256 : 32;
+}
 template <int TY>
 constexpr int quant_bytes() {
-    return TY == 8 ? 32 : 16;
+    return TY == 8 ? 32 : TY == 12 ? 128 : TY == 13 ? 160 : TY == 14 ? 192 : 16;
+}
+template <int TY>
+constexpr int scale_bytes() {
+    return TY == 3 ? 4 : TY == 6 ? 6 : TY == 7 ? 8 : TY == 12 || TY == 13 ? 16 : TY == 14 ? 18 : 2;
 }
 template <int TY>
 __device__ __forceinline__ int64_t scale_at(int64_t nb, int64_t b) {
-    return nb * quant_bytes<TY>() + b * (TY == 3 ? 4 : 2);
+    return nb * quant_bytes<TY>() + b * scale_bytes<TY>();
+}
+
+// Sub-block j's 6-bit scale and min of a Q4_K / Q5_K block (scales: the 12 bytes; ggml_types.h).
+__device__ __forceinline__ void k4_scale_min(const uint8_t* sc, int j, int& s, int& m) {
+    if (j < 4) {
+        s = sc[j] & 63;
+        m = sc[j + 4] & 63;
+    } else {
+        s = (sc[j + 4] & 0xF) | ((sc[j - 4] >> 6) << 4);
+        m = (sc[j + 4] >> 4) | ((sc[j] >> 6) << 4);
+    }
+}
+
+// Element e (< 256) of a K-quant block as its integer quant and float scale/offset: x = a * q - m.
+template <int TY>
+__device__ __forceinline__ float kquant_elem(const uint8_t* row, int64_t nb, int64_t b, int e) {
+    const uint8_t* q = row + b * quant_bytes<TY>();
+    const uint8_t* sf = row + scale_at<TY>(nb, b);
+    if (TY == 14) {
+        const int h = e / 128, c = (e % 128) / 32, l = e % 32;
+        const int lo = (q[64 * h + l + 32 * (c & 1)] >> (4 * (c / 2))) & 0xF;
+        const int hi = (q[128 + 32 * h + l] >> (2 * c)) & 3;
+        const float d = half_at(sf + 16);
+        return __fmul_rn(__fmul_rn(d, static_cast<float>(static_cast<int8_t>(sf[e / 16]))),
+                         static_cast<float>((lo | hi << 4) - 32));
+    }
+    const int j = e / 32, l = e % 32;
+    const uint8_t* qs = q + (TY == 13 ? 32 : 0);
+    int v = (qs[32 * (j / 2) + l] >> (4 * (j % 2))) & 0xF;
+    if (TY == 13) v |= ((q[l] >> j) & 1) << 4;
+    int sc, mn;
+    k4_scale_min(sf + 4, j, sc, mn);
+    const float ds = __fmul_rn(half_at(sf), static_cast<float>(sc)),
+                dm = __fmul_rn(half_at(sf + 2), static_cast<float>(mn));
+    return __fsub_rn(__fmul_rn(ds, static_cast<float>(v)), dm);  // as the CPU: no fma
 }
 
 // Element j of a row of k elements (slow path: embedding lookups, conversions); the CPU's
@@ -54,6 +101,22 @@ __device__ __forceinline__ float dequant_elem(int type, const uint8_t* row, int6
             const uint8_t* dm = row + scale_at<3>(nb, b);
             return __fadd_rn(__fmul_rn(half_at(dm), static_cast<float>(v)), half_at(dm + 2));  // as the CPU: no fma
         }
+        case 6:
+        case 7: {
+            const uint8_t* q = row + b * 16;
+            const uint8_t* sf = row + (type == 6 ? scale_at<6>(nb, b) : scale_at<7>(nb, b));
+            const uint32_t qh = static_cast<uint32_t>(sf[type == 6 ? 2 : 4]) | sf[type == 6 ? 3 : 5] << 8 |
+                                sf[type == 6 ? 4 : 6] << 16 | static_cast<uint32_t>(sf[type == 6 ? 5 : 7]) << 24;
+            const int v = (i < 16 ? (q[i] & 0xF) : (q[i - 16] >> 4)) | ((qh >> i) & 1) << 4;
+            if (type == 6) return __fmul_rn(half_at(sf), static_cast<float>(v - 16));
+            return __fadd_rn(__fmul_rn(half_at(sf), static_cast<float>(v)), half_at(sf + 2));
+        }
+        case 12:
+            return kquant_elem<12>(row, k / 256, j / 256, static_cast<int>(j % 256));
+        case 13:
+            return kquant_elem<13>(row, k / 256, j / 256, static_cast<int>(j % 256));
+        case 14:
+            return kquant_elem<14>(row, k / 256, j / 256, static_cast<int>(j % 256));
         default:
             return __int_as_float(0x7fc00000);  // unreachable: the loader refuses other types
     }

@@ -32,6 +32,11 @@ bool has_kernels(TensorType t) {
         case TensorType::Q8_0:
         case TensorType::Q4_0:
         case TensorType::Q4_1:
+        case TensorType::Q5_0:
+        case TensorType::Q5_1:
+        case TensorType::Q4_K:
+        case TensorType::Q5_K:
+        case TensorType::Q6_K:
             return true;
         default:
             return false;
@@ -96,7 +101,7 @@ std::string unsupported_reason(const Model& model) {
     for (const Weight* w : ws)
         if (!has_kernels(w->type))
             return str("the CUDA backend has no kernels for tensor '", w->name, "' of type ", type_name(w->type),
-                       " (it runs F32, F16, BF16, Q8_0, Q4_0, Q4_1)");
+                       " (it runs F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K)");
     return "";
 }
 

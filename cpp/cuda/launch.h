@@ -33,7 +33,7 @@ bool f16_on_tensor_cores();
 // y (t, ldy) [+]= x (t, k) · W^T for t <= kMaxMatvecTokens: every weight is read once for the
 // whole batch, and each (token, row) result is computed by the same operations whatever t is
 // (batch invariance: a token's result is bit-identical alone or in a verify batch).
-// Float weights read x; quantized weights (Q8_0, Q4_0, Q4_1) read xq = quantize_q8(x) and use
+// Float weights read x; quantized weights (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K) read xq = quantize_q8(x) and use
 // int8 dot products (dp4a) per block, as the CPU kernels do.
 void matvec(const DeviceWeight& w, int64_t rows, const float* x, const QActs& xq, int n_tok, float* y, int64_t ldy,
             bool accumulate, cudaStream_t stream);
@@ -49,7 +49,8 @@ struct MatvecJob {
 };
 void matvec_multi(const MatvecJob* jobs, int n_jobs, int n_tok, cudaStream_t stream);
 inline bool is_quantized(TensorType t) {
-    return t == TensorType::Q8_0 || t == TensorType::Q4_0 || t == TensorType::Q4_1;
+    return t == TensorType::Q8_0 || t == TensorType::Q4_0 || t == TensorType::Q4_1 || t == TensorType::Q5_0 ||
+           t == TensorType::Q5_1 || t == TensorType::Q4_K || t == TensorType::Q5_K || t == TensorType::Q6_K;
 }
 
 // Embedding lookup: x[i] = dequantize(table row tokens[i]) for i < n_tok.

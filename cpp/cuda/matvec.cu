@@ -48,7 +48,11 @@ __host__ __device__ constexpr int float_rows_per_block(int T) { return T == 1 ? 
 // Quantized kernels, rows per warp (a block has kWarps warps): the same trade, but two for 16
 // tokens, where four would hold 64 accumulators per thread (verify of 9 tokens on a 7B Q4_0:
 // 2.81x -> 2.57x of one token with the L1 bypass, docs/BENCHMARKS.md).
-__host__ __device__ constexpr int q_rows_per_warp(int T) { return T == 1 ? 1 : T == 2 || T == 16 ? 2 : 4; }
+// Units of several sub-blocks (S = 2, 4: the K-quants) already hold 16-32 weight registers per
+// row: one row per warp (with four, the Q6_K batch kernels spilled).
+__host__ __device__ constexpr int q_rows_per_warp(int T, int S = 1) {
+    return S > 1 || T == 1 ? 1 : T == 2 || T == 16 ? 2 : 4;
+}
 
 // This block's job and first row (rows r .. r + R - 1). The block's kWarps warps split the row
 // (split-K): warp w takes units w*32 + lane, + kWarps*32, ...; their sums are added in warp order.
@@ -147,40 +151,193 @@ __device__ __forceinline__ float block_part(float d, float m, float xd, float xs
     return __fadd_rn(__fmul_rn(__fmul_rn(d, xd), static_cast<float>(isum)), __fmul_rn(m, xs));
 }
 
-// One token times quantized rows: one warp per row; lane i sums the parts of blocks i, i + 32,
+// ---- units: what one lane reads per step ----
+// A unit is unit_subs<TY>() sub-blocks of 32 elements that share their loads: one block of
+// Q8_0/Q4_0/Q4_1/Q5_0/Q5_1, two sub-blocks of Q4_K/Q5_K (the low and high nibbles of 32 bytes),
+// four of Q6_K (half a block: 64 bytes of low bits, 32 of high bits). Per sub-block the exact
+// integer dot product with the token's Q8 activations, then one float part added to the lane's
+// sum, sub-blocks in order: the same operations for a token alone or in a batch.
+template <int TY>
+__host__ __device__ constexpr int unit_subs() {
+    return TY == 12 || TY == 13 ? 2 : TY == 14 ? 4 : 1;
+}
+
+template <int TY>
+struct Unit {
+    static constexpr int S = unit_subs<TY>();
+    int w[S][8];  // sub-block s, elements 4i..4i+3 as int8x4: unsigned (Q4, Q5_1, Q4_K, Q5_K) or signed
+    float a[S], b[S];  // float scale and offset of each sub-block (see unit_accum)
+    int sc[S][2];  // Q6_K: the integer scales of each sub-block's two halves of 16
+};
+
+// Bit 4 of each byte from the low 4 bits of x (element 4i + c takes bit c): Q5_0/Q5_1 high bits.
+__device__ __forceinline__ unsigned spread_bit4(unsigned x) {
+    return ((x & 1u) << 4) | ((x & 2u) << 11) | ((x & 4u) << 18) | ((x & 8u) << 25);
+}
+
+__device__ __forceinline__ unsigned u32_at(const uint8_t* p) {  // 2-byte aligned
+    const unsigned short* h = reinterpret_cast<const unsigned short*>(p);
+    return static_cast<unsigned>(h[0]) | static_cast<unsigned>(h[1]) << 16;
+}
+
+// Unit u of a device row of nb blocks.
+template <int TY>
+__device__ __forceinline__ void load_unit(const uint8_t* row, int64_t nb, int64_t u, Unit<TY>& U) {
+    if constexpr (TY == 2 || TY == 3 || TY == 8) {
+        load_block<TY>(row, nb, u, U.w[0], U.a[0], U.b[0]);
+    } else if constexpr (TY == 6 || TY == 7) {
+        const uint4 a = load_weights16(row + u * 16);
+        const uint8_t* sf = row + scale_at<TY>(nb, u);
+        const unsigned qh = u32_at(sf + (TY == 6 ? 2 : 4));
+        U.a[0] = half_at(sf);
+        U.b[0] = TY == 7 ? half_at(sf + 2) : 0.0f;
+        const unsigned v[4] = {a.x, a.y, a.z, a.w};
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+            unsigned lo = (v[i] & 0x0F0F0F0Fu) | spread_bit4(qh >> (4 * i));
+            unsigned hi = ((v[i] >> 4) & 0x0F0F0F0Fu) | spread_bit4(qh >> (16 + 4 * i));
+            if (TY == 6) lo = __vsub4(lo, 0x10101010u), hi = __vsub4(hi, 0x10101010u);  // q - 16, signed
+            U.w[0][i] = static_cast<int>(lo);
+            U.w[0][i + 4] = static_cast<int>(hi);
+        }
+    } else if constexpr (TY == 12 || TY == 13) {
+        const int64_t b = u / 4;
+        const int p = static_cast<int>(u % 4);  // sub-blocks 2p (low nibbles), 2p + 1 (high)
+        const uint8_t* q = row + b * quant_bytes<TY>();
+        const uint4* qs = reinterpret_cast<const uint4*>(q + (TY == 13 ? 32 : 0) + 32 * p);
+        const uint4 r0 = load_weights16(qs), r1 = load_weights16(qs + 1);
+        const unsigned v[8] = {r0.x, r0.y, r0.z, r0.w, r1.x, r1.y, r1.z, r1.w};
+        unsigned h[8] = {};
+        if (TY == 13) {
+            const uint4 h0 = load_weights16(q), h1 = load_weights16(q + 16);
+            h[0] = h0.x, h[1] = h0.y, h[2] = h0.z, h[3] = h0.w, h[4] = h1.x, h[5] = h1.y, h[6] = h1.z, h[7] = h1.w;
+        }
+#pragma unroll
+        for (int i = 0; i < 8; ++i) {
+            U.w[0][i] = static_cast<int>((v[i] & 0x0F0F0F0Fu) | (((h[i] >> (2 * p)) & 0x01010101u) << 4));
+            U.w[1][i] = static_cast<int>(((v[i] >> 4) & 0x0F0F0F0Fu) | (((h[i] >> (2 * p + 1)) & 0x01010101u) << 4));
+        }
+        const uint8_t* sf = row + scale_at<TY>(nb, b);
+        const float d = half_at(sf), dmin = half_at(sf + 2);
+#pragma unroll
+        for (int s = 0; s < 2; ++s) {
+            int sc, mn;
+            k4_scale_min(sf + 4, 2 * p + s, sc, mn);
+            U.a[s] = __fmul_rn(d, static_cast<float>(sc));
+            U.b[s] = __fmul_rn(dmin, static_cast<float>(mn));
+        }
+    } else {  // Q6_K
+        const int64_t b = u / 2;
+        const int h = static_cast<int>(u % 2);
+        const uint8_t* q = row + b * quant_bytes<14>();
+        const uint4* ql = reinterpret_cast<const uint4*>(q + 64 * h);
+        const uint4* qh = reinterpret_cast<const uint4*>(q + 128 + 32 * h);
+        unsigned l[16], hb[8];
+#pragma unroll
+        for (int c = 0; c < 4; ++c) {
+            const uint4 r = load_weights16(ql + c);
+            l[4 * c] = r.x, l[4 * c + 1] = r.y, l[4 * c + 2] = r.z, l[4 * c + 3] = r.w;
+        }
+#pragma unroll
+        for (int c = 0; c < 2; ++c) {
+            const uint4 r = load_weights16(qh + c);
+            hb[4 * c] = r.x, hb[4 * c + 1] = r.y, hb[4 * c + 2] = r.z, hb[4 * c + 3] = r.w;
+        }
+        const uint8_t* sf = row + scale_at<14>(nb, b);
+        const float d = half_at(sf + 16);
+#pragma unroll
+        for (int c = 0; c < 4; ++c) {  // sub-block 4h + c: element e: ql[e + 32 (c & 1)] >> 4 (c / 2), qh[e] >> 2c
+#pragma unroll
+            for (int i = 0; i < 8; ++i) {
+                const unsigned lo = (l[i + 8 * (c & 1)] >> (4 * (c / 2))) & 0x0F0F0F0Fu;
+                const unsigned hi = ((hb[i] >> (2 * c)) & 0x03030303u) << 4;
+                U.w[c][i] = static_cast<int>(__vsub4(lo | hi, 0x20202020u));  // q - 32, signed
+            }
+            const int j = 4 * h + c;
+            U.sc[c][0] = static_cast<int8_t>(sf[2 * j]);
+            U.sc[c][1] = static_cast<int8_t>(sf[2 * j + 1]);
+            U.a[c] = d;
+        }
+    }
+}
+
+// acc += unit U times one token's activations of the same elements (qs: 32 * S int8, xd, xs: S).
+// Per sub-block, as the CPU kernels: Q8_0, Q4_0, Q4_1 block_part; Q5_0: (d xd) isum with
+// signed q - 16; Q5_1: (d xd) isum + m xs; Q4_K, Q5_K: (d sc xd) isum - (dmin m) xs; Q6_K:
+// (d xd) (sc_lo isum_lo + sc_hi isum_hi) with signed q - 32.
+template <int TY>
+__device__ __forceinline__ float unit_accum(const Unit<TY>& U, const int8_t* qs, const float* xd, const float* xs,
+                                            float acc) {
+#pragma unroll
+    for (int s = 0; s < Unit<TY>::S; ++s) {
+        const int4* xv = reinterpret_cast<const int4*>(qs + 32 * s);
+        const int4 a = __ldg(xv), b = __ldg(xv + 1);
+        int lo = 0, hi = 0;
+        lo = __dp4a(U.w[s][0], a.x, lo);
+        lo = __dp4a(U.w[s][1], a.y, lo);
+        lo = __dp4a(U.w[s][2], a.z, lo);
+        lo = __dp4a(U.w[s][3], a.w, lo);
+        if (TY == 14) {
+            hi = __dp4a(U.w[s][4], b.x, hi);
+            hi = __dp4a(U.w[s][5], b.y, hi);
+            hi = __dp4a(U.w[s][6], b.z, hi);
+            hi = __dp4a(U.w[s][7], b.w, hi);
+            const int isum = U.sc[s][0] * lo + U.sc[s][1] * hi;
+            acc = __fadd_rn(acc, __fmul_rn(__fmul_rn(U.a[s], __ldg(xd + s)), static_cast<float>(isum)));
+            continue;
+        }
+        int isum = lo;
+        isum = __dp4a(U.w[s][4], b.x, isum);
+        isum = __dp4a(U.w[s][5], b.y, isum);
+        isum = __dp4a(U.w[s][6], b.z, isum);
+        isum = __dp4a(U.w[s][7], b.w, isum);
+        const float d = __ldg(xd + s);
+        float part;
+        if (TY == 2 || TY == 3 || TY == 8) {
+            part = block_part<TY>(U.a[s], U.b[s], d, TY == 8 ? 0.0f : __ldg(xs + s), isum);
+        } else if (TY == 6) {
+            part = __fmul_rn(__fmul_rn(U.a[s], d), static_cast<float>(isum));
+        } else if (TY == 7) {
+            part =
+                __fadd_rn(__fmul_rn(__fmul_rn(U.a[s], d), static_cast<float>(isum)), __fmul_rn(U.b[s], __ldg(xs + s)));
+        } else {
+            part =
+                __fsub_rn(__fmul_rn(__fmul_rn(U.a[s], d), static_cast<float>(isum)), __fmul_rn(U.b[s], __ldg(xs + s)));
+        }
+        acc = __fadd_rn(acc, part);
+    }
+    return acc;
+}
+
+// Bytes of weights a unit stands for (for the prefetch before the wait): its share of the row.
+template <int TY>
+constexpr int unit_bytes() {
+    return quant_bytes<TY>() * 32 * unit_subs<TY>() / block_elems<TY>();
+}
+
+// One token times quantized rows: one warp per row; lane i sums the parts of units i, i + 32,
 // ... in order (stream i), then a butterfly over the lanes adds the 32 streams. The batch
 // kernel (matvec_q) keeps exactly this order, so a token's result is the same bits
 // alone or in a batch.
 template <int TY>
 __global__ void __launch_bounds__(kWarps * 32) matvec_q1(Jobs jobs, int n_tok) {
+    constexpr int S = unit_subs<TY>();
     pdl_trigger();
     const int lane = threadIdx.x & 31;
     int64_t r0;
     const Job* job = locate<kWarps>(jobs, r0);
     const int64_t r = r0 + threadIdx.x / 32;
-    const int64_t k = jobs.k, nb = k / 32;
+    const int64_t k = jobs.k, nb = k / block_elems<TY>(), nu = k / (32 * S);
     const QActs xq = job->xq;
     const uint8_t* wr[1] = {job->w + min(r, job->rows - 1) * jobs.row_bytes};  // past the end: reread, not stored
-    prefetch_units<1>(wr, lane, nb, quant_bytes<TY>(), 32);
+    prefetch_units<1>(wr, lane, nu, unit_bytes<TY>(), 32);
     pdl_wait();
     float acc = 0.0f;
 #pragma unroll 4
-    for (int64_t ib = lane; ib < nb; ib += 32) {
-        int wq[8];
-        float d, m;
-        load_block<TY>(wr[0], nb, ib, wq, d, m);
-        const int4* xv = reinterpret_cast<const int4*>(xq.qs + ib * 32);
-        const int4 a = __ldg(xv), b = __ldg(xv + 1);
-        int isum = 0;
-        isum = __dp4a(wq[0], a.x, isum);
-        isum = __dp4a(wq[1], a.y, isum);
-        isum = __dp4a(wq[2], a.z, isum);
-        isum = __dp4a(wq[3], a.w, isum);
-        isum = __dp4a(wq[4], b.x, isum);
-        isum = __dp4a(wq[5], b.y, isum);
-        isum = __dp4a(wq[6], b.z, isum);
-        isum = __dp4a(wq[7], b.w, isum);
-        acc = __fadd_rn(acc, block_part<TY>(d, m, __ldg(xq.d + ib), TY == 8 ? 0.0f : __ldg(xq.s + ib), isum));
+    for (int64_t u = lane; u < nu; u += 32) {
+        Unit<TY> U;
+        load_unit<TY>(wr[0], nb, u, U);
+        acc = unit_accum<TY>(U, xq.qs + u * 32 * S, xq.d + u * S, xq.s + u * S, acc);
     }
     acc = warp_sum(acc);
     if (lane == 0 && r < job->rows) {
@@ -189,12 +346,14 @@ __global__ void __launch_bounds__(kWarps * 32) matvec_q1(Jobs jobs, int n_tok) {
     }
 }
 
-// Batches (2 <= t <= 16) of quantized rows: per block an exact integer dot product (dp4a), then
-// block_part. Warp w of the block computes rows r0 + w*R .. + R-1; lane i takes blocks i,
-// i + 32, ... (matvec_q1's streams, then its butterfly).
+// Batches (2 <= t <= 16) of quantized rows: warp w of the block computes rows r0 + w*R .. + R-1;
+// lane i takes units i, i + 32, ... (matvec_q1's streams, then its butterfly); each unit is
+// loaded once for all tokens.
 template <int TY, int T>
 __global__ void __launch_bounds__(kWarps * 32) matvec_q(Jobs jobs, int n_tok) {
-    constexpr int R = q_rows_per_warp(T);
+    constexpr int S = unit_subs<TY>();
+    constexpr int R = q_rows_per_warp(T, S);
+    constexpr int kUnroll = S == 1 ? 4 : S == 2 ? 2 : 1;  // the K-quant units hold 2-4 times the registers
     pdl_trigger();
     const int lane = threadIdx.x & 31;
     int64_t r0;
@@ -202,44 +361,31 @@ __global__ void __launch_bounds__(kWarps * 32) matvec_q(Jobs jobs, int n_tok) {
     r0 += (threadIdx.x / 32) * R;
     const int64_t k = jobs.k;
     const QActs xq = job->xq;
-    const int64_t nb = k / 32;
+    const int64_t nb = k / block_elems<TY>(), nu = k / (32 * S), n32 = k / 32;
     const uint8_t* wr[R];
 #pragma unroll
     for (int q = 0; q < R; ++q)
         wr[q] = job->w + min(r0 + q, job->rows - 1) * jobs.row_bytes;  // past the end: row reread, not stored
-    prefetch_units<R>(wr, lane, nb, quant_bytes<TY>(), 32);
+    prefetch_units<R>(wr, lane, nu, unit_bytes<TY>(), 32);
     pdl_wait();
     float acc[R][T];
 #pragma unroll
     for (int q = 0; q < R; ++q)
 #pragma unroll
         for (int t = 0; t < T; ++t) acc[q][t] = 0.0f;
-#pragma unroll 4
-    for (int64_t ib = lane; ib < nb; ib += 32) {
-        int wq[R][8];
-        float d[R], m[R];
+#pragma unroll kUnroll
+    for (int64_t u = lane; u < nu; u += 32) {
+        Unit<TY> U[R];
 #pragma unroll
-        for (int q = 0; q < R; ++q) load_block<TY>(wr[q], nb, ib, wq[q], d[q], m[q]);
+        for (int q = 0; q < R; ++q) load_unit<TY>(wr[q], nb, u, U[q]);
 #pragma unroll
         for (int t = 0; t < T; ++t) {
             if (t >= n_tok) break;
-            const int4* xv = reinterpret_cast<const int4*>(xq.qs + t * k + ib * 32);
-            const int4 a = __ldg(xv), b = __ldg(xv + 1);
-            const float xd = __ldg(xq.d + t * nb + ib);
-            const float xs = TY == 8 ? 0.0f : __ldg(xq.s + t * nb + ib);
+            const int8_t* qs = xq.qs + t * k + u * 32 * S;
+            const float* xd = xq.d + t * n32 + u * S;
+            const float* xs = xq.s + t * n32 + u * S;
 #pragma unroll
-            for (int q = 0; q < R; ++q) {
-                int isum = 0;
-                isum = __dp4a(wq[q][0], a.x, isum);
-                isum = __dp4a(wq[q][1], a.y, isum);
-                isum = __dp4a(wq[q][2], a.z, isum);
-                isum = __dp4a(wq[q][3], a.w, isum);
-                isum = __dp4a(wq[q][4], b.x, isum);
-                isum = __dp4a(wq[q][5], b.y, isum);
-                isum = __dp4a(wq[q][6], b.z, isum);
-                isum = __dp4a(wq[q][7], b.w, isum);
-                acc[q][t] = __fadd_rn(acc[q][t], block_part<TY>(d[q], m[q], xd, xs, isum));
-            }
+            for (int q = 0; q < R; ++q) acc[q][t] = unit_accum<TY>(U[q], qs, xd, xs, acc[q][t]);
         }
     }
     // The lanes' sums (butterflies, every slot: independent chains the compiler interleaves;
@@ -410,12 +556,25 @@ __global__ void matvec_scalar(int type, Jobs jobs, int n_tok) {
     store<T, 1>(acc, n_tok, r, job->rows, job->y, job->ldy, job->accumulate);
 }
 
+int subs_of(TensorType t) {
+    return t == TensorType::Q4_K || t == TensorType::Q5_K ? unit_subs<12>()
+           : t == TensorType::Q6_K                        ? unit_subs<14>()
+                                                          : 1;
+}
+
+// Quantized rows of ggml type TY: matvec_q1 for one token, matvec_q for batches.
+template <int TY, int T>
+void launch_q(dim3 grid, dim3 block, cudaStream_t stream, const Jobs& jobs, int n_tok) {
+    if constexpr (T == 1) launch_kernel(matvec_q1<TY>, grid, block, 0, stream, jobs, n_tok);
+    else launch_kernel(matvec_q<TY, T>, grid, block, 0, stream, jobs, n_tok);
+}
+
 template <int T>
 void launch(TensorType type, Jobs jobs, int n_tok, bool vec, cudaStream_t stream) {
     // Blocks per job for the kernel that will run (rows per warp differ between kernels).
     const bool scalar = !is_quantized(type) && !vec;
     const bool tc = type == TensorType::F16 && vec && f16_on_tensor_cores();
-    const int64_t rows_per_block = is_quantized(type) ? kWarps * q_rows_per_warp(T)
+    const int64_t rows_per_block = is_quantized(type) ? kWarps * q_rows_per_warp(T, subs_of(type))
                                    : scalar           ? 1
                                    : tc               ? kTcBlockRows
                                                       : float_rows_per_block(T);
@@ -428,16 +587,28 @@ void launch(TensorType type, Jobs jobs, int n_tok, bool vec, cudaStream_t stream
     const dim3 grid(static_cast<unsigned>(blocks)), block((tc ? kTcWarps : kWarps) * 32);
     switch (type) {
         case TensorType::Q8_0:
-            if constexpr (T == 1) launch_kernel(matvec_q1<8>, grid, block, 0, stream, jobs, n_tok);
-            else launch_kernel(matvec_q<8, T>, grid, block, 0, stream, jobs, n_tok);
+            launch_q<8, T>(grid, block, stream, jobs, n_tok);
             break;
         case TensorType::Q4_0:
-            if constexpr (T == 1) launch_kernel(matvec_q1<2>, grid, block, 0, stream, jobs, n_tok);
-            else launch_kernel(matvec_q<2, T>, grid, block, 0, stream, jobs, n_tok);
+            launch_q<2, T>(grid, block, stream, jobs, n_tok);
             break;
         case TensorType::Q4_1:
-            if constexpr (T == 1) launch_kernel(matvec_q1<3>, grid, block, 0, stream, jobs, n_tok);
-            else launch_kernel(matvec_q<3, T>, grid, block, 0, stream, jobs, n_tok);
+            launch_q<3, T>(grid, block, stream, jobs, n_tok);
+            break;
+        case TensorType::Q5_0:
+            launch_q<6, T>(grid, block, stream, jobs, n_tok);
+            break;
+        case TensorType::Q5_1:
+            launch_q<7, T>(grid, block, stream, jobs, n_tok);
+            break;
+        case TensorType::Q4_K:
+            launch_q<12, T>(grid, block, stream, jobs, n_tok);
+            break;
+        case TensorType::Q5_K:
+            launch_q<13, T>(grid, block, stream, jobs, n_tok);
+            break;
+        case TensorType::Q6_K:
+            launch_q<14, T>(grid, block, stream, jobs, n_tok);
             break;
         case TensorType::F16:
             // Without PDL: launched early, its blocks wait beside the previous kernel's and the

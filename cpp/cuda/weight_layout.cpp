@@ -13,6 +13,16 @@ QuantSplit quant_split(TensorType t) {
             return {16, 2};
         case TensorType::Q4_1:
             return {16, 4};
+        case TensorType::Q5_0:
+            return {16, 6};
+        case TensorType::Q5_1:
+            return {16, 8};
+        case TensorType::Q4_K:
+            return {128, 16};
+        case TensorType::Q5_K:
+            return {160, 16};
+        case TensorType::Q6_K:
+            return {192, 18, true};
         default:
             return {};
     }
@@ -33,15 +43,16 @@ void to_device_rows(TensorType t, const uint8_t* src, int64_t k, int64_t rows, u
         std::memcpy(dst, src, src_row * static_cast<size_t>(rows));
         return;
     }
-    const int64_t nb = k / 32;
-    const int block = qs.quant_bytes + qs.scale_bytes;  // a GGUF block: scale fields, then quants
+    const int64_t nb = k / type_traits(t).block;
+    const int block = qs.quant_bytes + qs.scale_bytes;  // a GGUF block: scale fields, then quants (or after)
+    const int q_off = qs.scales_last ? 0 : qs.scale_bytes, s_off = qs.scales_last ? qs.quant_bytes : 0;
     for (int64_t r = 0; r < rows; ++r) {
         const uint8_t* s = src + r * src_row;
         uint8_t* quants = dst + r * dst_row;
         uint8_t* scales = quants + nb * qs.quant_bytes;
         for (int64_t b = 0; b < nb; ++b) {
-            std::memcpy(quants + b * qs.quant_bytes, s + b * block + qs.scale_bytes, qs.quant_bytes);
-            std::memcpy(scales + b * qs.scale_bytes, s + b * block, qs.scale_bytes);
+            std::memcpy(quants + b * qs.quant_bytes, s + b * block + q_off, qs.quant_bytes);
+            std::memcpy(scales + b * qs.scale_bytes, s + b * block + s_off, qs.scale_bytes);
         }
         std::memset(scales + nb * qs.scale_bytes, 0, dst_row - src_row);
     }

@@ -1,4 +1,4 @@
-"""The `apls` command: run, chat, info, bench, tune, quantize, convert."""
+"""The `apls` command: run, chat, serve, info, bench, tune, quantize, convert."""
 
 from __future__ import annotations
 
@@ -155,6 +155,37 @@ def cmd_chat(args) -> int:
         history.append({"role": "assistant", "content": "".join(reply)})
         if args.verbose:
             _print_stats(model)
+
+
+def cmd_serve(args) -> int:
+    import importlib.util
+
+    for name in ("fastapi", "uvicorn", "sse_starlette", "prometheus_client"):  # the server extra
+        if importlib.util.find_spec(name) is None:
+            print(
+                f"apls serve: {name} is missing: install the server extra (pip install 'apls[server]')", file=sys.stderr
+            )
+            return 2
+    import logging
+
+    from .server import serve
+
+    logging.basicConfig(level=logging.INFO, format="apls serve: %(message)s")
+    serve(
+        _resolve_model(args),
+        host=args.host,
+        port=args.port,
+        n_slots=args.parallel,
+        n_ctx=args.ctx_size,
+        n_batch=args.batch_size,
+        n_threads=args.threads,
+        device=args.device,
+        speculative=args.speculative,
+        api_key=args.api_key,
+        max_queue=args.queue,
+        alias=args.alias,
+    )
+    return 0
 
 
 def cmd_info(args) -> int:
@@ -329,6 +360,28 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("-v", "--verbose", action="store_true", help="print speed after each reply")
     _sampling_args(c)
     c.set_defaults(func=cmd_chat)
+
+    sv = sub.add_parser("serve", help="OpenAI-compatible HTTP server with continuous batching (docs/SERVER.md)")
+    _model_arg(sv)
+    sv.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    sv.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+    sv.add_argument("-np", "--parallel", type=int, default=4, help="slots: requests decoded at once (default 4)")
+    sv.add_argument(
+        "-c",
+        "--ctx-size",
+        type=int,
+        default=0,
+        help="context of one request, prompt and output (default: the model's, at most 4096)",
+    )
+    sv.add_argument("-b", "--batch-size", type=int, default=256, help="most tokens in one batched step (default 256)")
+    sv.add_argument(
+        "-t", "--threads", type=int, default=0, help="threads (default: physical cores this process may use)"
+    )
+    sv.add_argument("--speculative", action="store_true", help="APLS per request: verify drafts where they pay")
+    sv.add_argument("--api-key", default=None, help="require Authorization: Bearer KEY on /v1 and /metrics")
+    sv.add_argument("--queue", type=int, default=64, help="most requests waiting for a slot; more get 503 (default 64)")
+    sv.add_argument("--alias", default=None, help="the model's name in the API (default: the file name without .gguf)")
+    sv.set_defaults(func=cmd_serve)
 
     i = sub.add_parser("info", help="metadata, architecture, tensor types, parameters and size of a GGUF file")
     i.add_argument("model_path", nargs="?", help="GGUF file (default: the default model)")

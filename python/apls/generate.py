@@ -60,7 +60,7 @@ class GenerationStats:
 
 
 @dataclass
-class _StopMatcher:
+class StopMatcher:
     """Holds back text that may be the start of a stop string; reports the cut when one appears."""
 
     stops: Sequence[str]
@@ -161,7 +161,7 @@ def stream_text(
 ) -> Iterator[str]:
     """Turn token ids into text pieces: whole UTF-8 characters only, cut at the first stop string."""
     utf8 = _core.Utf8Stream()
-    matcher = _StopMatcher(list(stop))
+    matcher = StopMatcher(list(stop))
     for tok in tokens:
         piece = matcher.push(utf8.push(vocab.token_to_piece(tok, False)))
         if piece:

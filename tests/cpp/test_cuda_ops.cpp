@@ -3,6 +3,8 @@
 //
 //   test_cuda_ops            checks (exit 77 = skipped: no usable GPU)
 //   test_cuda_ops --bench    times matvec (decode/verify shapes of 7B-class models) and attention
+//   test_cuda_ops --bench-types   times matvec and F16 dequantization of each quantized type,
+//                                 against the device's copy bandwidth
 //
 // Errors are NMSE = |out - ref|^2 / |ref|^2 against float64 references. Batch invariance (a
 // token's result bit-identical alone or inside a batch of up to 16) is checked exactly.
@@ -99,10 +101,18 @@ std::vector<uint8_t> random_weights(TensorType t, int64_t rows, int64_t k) {
             break;
         default: {
             for (auto& b : w) b = static_cast<uint8_t>(byte(rng()));
-            for (size_t off = 0; off < bytes; off += tt.bytes) {  // sane scales (and Q4_1 offsets)
-                uint16_t d = f32_to_f16(scale(rng())), m = f32_to_f16(-8.0f * scale(rng()));
-                std::memcpy(&w[off], &d, 2);
-                if (t == TensorType::Q4_1) std::memcpy(&w[off + 2], &m, 2);
+            // Sane half-precision fields (random bits could be NaN or inf): the scale d, and the
+            // offset m of Q4_1/Q5_1 or the min scale dmin of Q4_K/Q5_K (6-bit sub-scales stay random).
+            const bool has_m = t == TensorType::Q4_1 || t == TensorType::Q5_1;
+            const bool kq = t == TensorType::Q4_K || t == TensorType::Q5_K;
+            const size_t d_at = t == TensorType::Q6_K ? 208 : 0;
+            for (size_t off = 0; off < bytes; off += tt.bytes) {
+                const float ks = kq ? 1.0f / 32 : t == TensorType::Q6_K ? 1.0f / 64 : 1.0f;
+                uint16_t d = f32_to_f16(ks * scale(rng())), m = f32_to_f16(-8.0f * scale(rng()));
+                uint16_t dmin = f32_to_f16(ks * scale(rng()));
+                std::memcpy(&w[off + d_at], &d, 2);
+                if (has_m) std::memcpy(&w[off + 2], &m, 2);
+                if (kq) std::memcpy(&w[off + 2], &dmin, 2);
             }
         }
     }
@@ -138,8 +148,19 @@ std::vector<double> matvec_ref(TensorType t, const std::vector<uint8_t>& w, int6
     return y;
 }
 
-const TensorType kTypes[] = {TensorType::F32,  TensorType::F16,  TensorType::BF16,
-                             TensorType::Q8_0, TensorType::Q4_0, TensorType::Q4_1};
+const TensorType kTypes[] = {TensorType::F32,  TensorType::F16,  TensorType::BF16, TensorType::Q8_0,
+                             TensorType::Q4_0, TensorType::Q4_1, TensorType::Q5_0, TensorType::Q5_1,
+                             TensorType::Q4_K, TensorType::Q5_K, TensorType::Q6_K};
+
+bool is_k_quant(TensorType t) { return type_traits(t).block == 256; }
+
+// Row sizes for a type's tests: the given ones, or for the K-quants (super-blocks of 256) the
+// nearest multiples of 256 (at least one).
+std::vector<int64_t> sizes_for(TensorType t, std::initializer_list<int64_t> ks) {
+    std::vector<int64_t> out;
+    for (int64_t k : ks) out.push_back(is_k_quant(t) ? std::max<int64_t>(256, (k + 255) / 256 * 256) : k);
+    return out;
+}
 
 }  // namespace
 
@@ -181,7 +202,7 @@ APLS_TEST(quantize_q8_is_the_cpu_quantization_bit_for_bit) {
 APLS_TEST(matvec_matches_reference_and_is_batch_invariant) {
     for (TensorType t : kTypes) {
         const bool quant = cuda::is_quantized(t);
-        for (int64_t k : {576, 4096, 96}) {
+        for (int64_t k : sizes_for(t, {576, 4096, 96, 1536})) {
             const int64_t rows = 300;
             const auto w = random_weights(t, rows, k);
             const int n = 16;
@@ -232,7 +253,7 @@ APLS_TEST(matvec_matches_reference_and_is_batch_invariant) {
 // also for rows padded to 16 bytes (k = 96: three blocks).
 APLS_TEST(embed_is_the_cpu_dequantization) {
     for (TensorType t : kTypes) {
-        for (int64_t k : {96, 576}) {
+        for (int64_t k : sizes_for(t, {96, 576})) {
             const int64_t rows = 50;
             const auto w = random_weights(t, rows, k);
             const DeviceRows dw = upload_rows(t, w, rows, k);
@@ -252,7 +273,7 @@ APLS_TEST(embed_is_the_cpu_dequantization) {
 
 APLS_TEST(gemm_path_types_dequantize_to_f16) {
     for (TensorType t : kTypes) {
-        for (int64_t k : {256, 96}) {
+        for (int64_t k : sizes_for(t, {256, 96, 512})) {
             const int64_t rows = 64;
             const auto w = random_weights(t, rows, k);
             const DeviceRows dw = upload_rows(t, w, rows, k);
@@ -711,19 +732,34 @@ void bench_row_ops() {
     }
 }
 
-int bench() {
-    bench_row_ops();
-    bench_attention();
-    std::printf("%-6s %-14s %4s %10s %10s\n", "type", "rows x k", "t", "us", "GB/s");
-    for (TensorType t : {TensorType::F16, TensorType::Q8_0, TensorType::Q4_0, TensorType::Q4_1}) {
+// Device copy bandwidth (bytes read + written per second), the ceiling a matvec's weight stream
+// is measured against.
+double copy_gbs() {
+    const size_t n = size_t{1} << 30;
+    DeviceBuffer<uint8_t> a(n), b(n);
+    const float ms =
+        time_ms([&] { APLS_CUDA_CHECK(cudaMemcpyAsync(b.get(), a.get(), n, cudaMemcpyDeviceToDevice)); }, 20);
+    return 2.0 * n / (ms * 1e-3) / 1e9;
+}
+
+// Matvec shapes (rows, k): 7B-class layers, then Qwen2.5-Coder-1.5B's (q/o 1536x1536, gate/up
+// 8960x1536, down 1536x8960, the 151936-row head).
+void bench_matvec(const std::vector<TensorType>& types, double copy) {
+    std::printf("%-6s %-14s %4s %10s %10s %8s\n", "type", "rows x k", "t", "us", "GB/s", "of copy");
+    for (TensorType t : types) {
         for (auto [rows, k] : {std::pair<int64_t, int64_t>{4096, 4096},
                                {11008, 4096},
                                {4096, 11008},
                                {2048, 2048},
                                {8192, 2048},
-                               {2048, 8192}}) {
+                               {2048, 8192},
+                               {1536, 1536},
+                               {8960, 1536},
+                               {1536, 8960},
+                               {151936, 1536}}) {
+            if (k % type_traits(t).block != 0) continue;
             // Several copies so repeated runs do not hit L2 (50 MB).
-            const int copies = 4;
+            const int copies = rows * k > 100'000'000 ? 2 : 4;
             const auto w = random_weights(t, rows, k);
             std::vector<DeviceRows> dw;
             for (int c = 0; c < copies; ++c) dw.push_back(upload_rows(t, w, rows, k));
@@ -736,11 +772,42 @@ int bench() {
                 const float ms = time_ms([&] {
                     cuda::matvec(dw[c++ % copies].w, rows, dx.get(), xq.acts, n, y.get(), rows, false, nullptr);
                 });
-                std::printf("%-6s %5ldx%-8ld %4d %10.1f %10.1f\n", type_name(t).c_str(), (long)rows, (long)k, n,
-                            ms * 1e3, w.size() / (ms * 1e-3) / 1e9);
+                const double gbs = w.size() / (ms * 1e-3) / 1e9;
+                std::printf("%-6s %6ldx%-7ld %4d %10.1f %10.1f %7.0f%%\n", type_name(t).c_str(), (long)rows, (long)k, n,
+                            ms * 1e3, gbs, 100 * gbs / copy);
             }
         }
     }
+}
+
+// Prompt path of each quantized type: dequantization to F16 for cuBLAS (bytes written / s).
+void bench_dequant(const std::vector<TensorType>& types) {
+    std::printf("%-6s %-14s %10s %12s\n", "type", "rows x k", "us", "GB/s (f16)");
+    for (TensorType t : types) {
+        const int64_t rows = 8960, k = 1536;
+        const DeviceRows dw = upload_rows(t, random_weights(t, rows, k), rows, k);
+        DeviceBuffer<uint16_t> out(static_cast<size_t>(rows * k));
+        const float ms = time_ms([&] { cuda::dequantize_f16(dw.w, rows, out.get(), nullptr); });
+        std::printf("%-6s %6ldx%-7ld %10.1f %12.1f\n", type_name(t).c_str(), (long)rows, (long)k, ms * 1e3,
+                    2.0 * rows * k / (ms * 1e-3) / 1e9);
+    }
+}
+
+// --bench: everything; --bench-types: the weight-type kernels only (matvec and dequantization of
+// Q5_0, Q5_1, Q4_K, Q5_K, Q6_K beside Q4_0/Q8_0, against copy bandwidth).
+int bench(bool types_only) {
+    const double copy = copy_gbs();
+    std::printf("device copy bandwidth: %.0f GB/s (read + write)\n", copy);
+    const std::vector<TensorType> qnew = {TensorType::Q4_0, TensorType::Q8_0, TensorType::Q5_0, TensorType::Q5_1,
+                                          TensorType::Q4_K, TensorType::Q5_K, TensorType::Q6_K};
+    if (types_only) {
+        bench_matvec(qnew, copy);
+        bench_dequant(qnew);
+        return 0;
+    }
+    bench_row_ops();
+    bench_attention();
+    bench_matvec({TensorType::F16, TensorType::Q8_0, TensorType::Q4_0, TensorType::Q4_1}, copy);
     return 0;
 }
 
@@ -752,6 +819,7 @@ int main(int argc, char** argv) {
         std::printf("SKIP: no usable CUDA device\n");
         return 77;
     }
-    if (argc > 1 && std::string(argv[1]) == "--bench") return bench();
+    if (argc > 1 && std::string(argv[1]) == "--bench") return bench(false);
+    if (argc > 1 && std::string(argv[1]) == "--bench-types") return bench(true);
     return apls_test::run_all();
 }

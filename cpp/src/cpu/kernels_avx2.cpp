@@ -16,6 +16,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "cpu/kernels.h"
@@ -24,6 +25,7 @@ namespace apls::cpu {
 namespace {
 
 constexpr int SUB = 2;
+constexpr int64_t kBatchMin = 2;  // tokens from which matmul_q_batch decodes each group once for all
 #include "cpu/kernels_x86.inc"
 
 inline float hsum(__m256 v) {
@@ -67,6 +69,117 @@ void quantize_act(const float* x, BlockQ8A* y, int64_t k) {
 
 // ---- quantized weights ----
 
+// The low 16 bits of each 32-bit lane, as halves, to float.
+inline __m256 half_lo_to_f32(__m256i v) {
+    const __m256i h = _mm256_and_si256(v, _mm256_set1_epi32(0xFFFF));
+    const __m256i p = _mm256_permute4x64_epi64(_mm256_packus_epi32(h, h), 0x08);
+    return _mm256_cvtph_ps(_mm256_castsi256_si128(p));
+}
+
+// One group of blocks of one row, decoded once for every token of a batch: per sub-group the
+// 16-byte halves of its SUB blocks side by side (blocks past nv as zero), and the blocks' scales
+// in lane order.
+struct GroupW {
+    __m256i lo[4], hi[4];  // Q4: low / high nibbles (elements 0-15 / 16-31); Q8_0: |w| of each half
+    __m256i slo[4], shi[4];  // Q8_0: the signed weights (their signs go onto the activations)
+    __m256 dw, mw;  // d and, for Q4_1, m of each block
+};
+
+template <TensorType T, bool kFull>
+inline void decode_group(const uint8_t* p, int nv, __m256i valid, __m256i offs, GroupW& g) {
+    using Q = QTraits<T>;
+    for (int s = 0; s < 4; ++s) {
+        const uint8_t* ps = p + s * SUB * Q::bs;
+        const int n = kFull ? SUB : nv - s * SUB;  // valid blocks of this sub-group
+        auto pair = [&](int off) {  // (2 blocks, 16 bytes)
+            if (n <= 0) return _mm256_setzero_si256();
+            const __m128i b0 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(ps + off));
+            const __m128i b1 =
+                n > 1 ? _mm_loadu_si128(reinterpret_cast<const __m128i*>(ps + Q::bs + off)) : _mm_setzero_si128();
+            return _mm256_set_m128i(b1, b0);
+        };
+        if constexpr (Q::nib) {
+            const __m256i raw = pair(Q::off), m4 = _mm256_set1_epi8(0x0F);
+            g.lo[s] = _mm256_and_si256(raw, m4);
+            g.hi[s] = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
+        } else {
+            g.slo[s] = pair(Q::off);
+            g.shi[s] = pair(Q::off + 16);
+            g.lo[s] = _mm256_abs_epi8(g.slo[s]);
+            g.hi[s] = _mm256_abs_epi8(g.shi[s]);
+        }
+    }
+    const int* base = reinterpret_cast<const int*>(p);
+    const __m256i dm = kFull ? _mm256_i32gather_epi32(base, offs, 1)
+                             : _mm256_mask_i32gather_epi32(_mm256_setzero_si256(), base, offs, valid, 1);
+    g.dw = half_lo_to_f32(dm);
+    if constexpr (T == TensorType::Q4_1) g.mw = half_lo_to_f32(_mm256_srli_epi32(dm, 16));
+}
+
+// Four sub-groups' partial sums -> one int32 per block, lane L = block lane_block(L).
+inline __m256i reduce4(__m256i v0, __m256i v1, __m256i v2, __m256i v3) {
+    const __m256i s01 = _mm256_add_epi32(_mm256_unpacklo_epi32(v0, v1), _mm256_unpackhi_epi32(v0, v1));
+    const __m256i s23 = _mm256_add_epi32(_mm256_unpacklo_epi32(v2, v3), _mm256_unpackhi_epi32(v2, v3));
+    return _mm256_add_epi32(_mm256_unpacklo_epi64(s01, s23), _mm256_unpackhi_epi64(s01, s23));
+}
+
+// The float step of a group for one token (the file's header): acc += the contribution of exact
+// integer block sums isum with weight scales dw (and Q4_1's mw); ga: the token's arranged group.
+template <TensorType T>
+inline __m256 scale_add(__m256 acc, __m256i isum, __m256 dw, __m256 mw, const uint8_t* ga) {
+    const float* xd = reinterpret_cast<const float*>(ga + 4 * kSubBytes);
+    const __m256 dwx = _mm256_mul_ps(dw, _mm256_loadu_ps(xd));
+    if constexpr (T == TensorType::Q4_1) {
+        acc = _mm256_fmadd_ps(dwx, _mm256_cvtepi32_ps(isum), acc);
+        return _mm256_fmadd_ps(mw, _mm256_loadu_ps(xd + GRP), acc);
+    } else {
+        if constexpr (T == TensorType::Q4_0) {
+            const __m256i qsum = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xd + 2 * GRP));
+            isum = _mm256_sub_epi32(isum, _mm256_slli_epi32(qsum, 3));
+        }
+        return _mm256_fmadd_ps(dwx, _mm256_cvtepi32_ps(isum), acc);
+    }
+}
+
+// acc += a decoded group times one token's arranged activations ga (the float step in the
+// file's header); the same operations for every token, alone or in a batch.
+template <TensorType T>
+inline __m256 apply_group(const GroupW& g, const uint8_t* ga, __m256 acc) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256i v[4];
+    for (int s = 0; s < 4; ++s) {
+        const __m256i alo = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ga + s * kSubBytes));
+        const __m256i ahi = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ga + s * kSubBytes + 32));
+        if constexpr (QTraits<T>::nib) {
+            const __m256i p16 =
+                _mm256_add_epi16(_mm256_maddubs_epi16(g.lo[s], alo), _mm256_maddubs_epi16(g.hi[s], ahi));
+            v[s] = _mm256_madd_epi16(p16, ones);
+        } else {
+            const __m256i plo = _mm256_maddubs_epi16(g.lo[s], _mm256_sign_epi8(alo, g.slo[s]));
+            const __m256i phi = _mm256_maddubs_epi16(g.hi[s], _mm256_sign_epi8(ahi, g.shi[s]));
+            v[s] = _mm256_add_epi32(_mm256_madd_epi16(plo, ones), _mm256_madd_epi16(phi, ones));
+        }
+    }
+    return scale_add<T>(acc, reduce4(v[0], v[1], v[2], v[3]), g.dw, g.mw, ga);
+}
+
+// The lane-order byte offsets of a group's scale words, and the valid lanes of a last group of nv
+// blocks.
+template <TensorType T>
+inline __m256i scale_offsets() {
+    alignas(32) int32_t o[8];
+    for (int L = 0; L < 8; ++L) o[L] = lane_block(L) * QTraits<T>::bs;
+    return _mm256_load_si256(reinterpret_cast<const __m256i*>(o));
+}
+inline __m256i valid_lanes(int nv) {
+    alignas(32) int32_t m[8];
+    for (int L = 0; L < 8; ++L) m[L] = lane_block(L) < nv ? -1 : 0;
+    return _mm256_load_si256(reinterpret_cast<const __m256i*>(m));
+}
+
+// One token (matmul_q_t's path for single tokens and small batches): the integer sums of R rows
+// fused with their loads; the same exact sums and float steps as the batch path below.
+
 // Integer dot of one sub-group (2 blocks from p) with arranged activations a (lo at a, hi at
 // a + 32): 128-bit lane j holds 4 partial sums of block j. Block 1 reads as zero when nv < 2.
 template <TensorType T, bool kFull>
@@ -94,32 +207,10 @@ inline __m256i sub_dot(const uint8_t* p, const uint8_t* a, int nv) {
     }
 }
 
-// Four sub-groups' partial sums -> one int32 per block, lane L = block lane_block(L).
-inline __m256i reduce4(__m256i v0, __m256i v1, __m256i v2, __m256i v3) {
-    const __m256i s01 = _mm256_add_epi32(_mm256_unpacklo_epi32(v0, v1), _mm256_unpackhi_epi32(v0, v1));
-    const __m256i s23 = _mm256_add_epi32(_mm256_unpacklo_epi32(v2, v3), _mm256_unpackhi_epi32(v2, v3));
-    return _mm256_add_epi32(_mm256_unpacklo_epi64(s01, s23), _mm256_unpackhi_epi64(s01, s23));
-}
-
-// The low 16 bits of each 32-bit lane, as halves, to float.
-inline __m256 half_lo_to_f32(__m256i v) {
-    const __m256i h = _mm256_and_si256(v, _mm256_set1_epi32(0xFFFF));
-    const __m256i p = _mm256_permute4x64_epi64(_mm256_packus_epi32(h, h), 0x08);
-    return _mm256_cvtph_ps(_mm256_castsi256_si128(p));
-}
-
-template <TensorType T>
-inline __m256i scale_offsets() {
-    alignas(32) int32_t o[8];
-    for (int L = 0; L < 8; ++L) o[L] = lane_block(L) * QTraits<T>::bs;
-    return _mm256_load_si256(reinterpret_cast<const __m256i*>(o));
-}
-
 // One group of blocks (nv valid, 8 when kFull) of R rows: acc[i] += the group's contribution.
 template <TensorType T, int R, bool kFull>
 inline void group(const uint8_t* w, uint64_t rb, const uint8_t* ga, int nv, __m256i valid, __m256i offs, __m256* acc) {
     using Q = QTraits<T>;
-    const float* xd = reinterpret_cast<const float*>(ga + 4 * kSubBytes);
     for (int i = 0; i < R; ++i) {
         const uint8_t* p = w + i * rb;
         __m256i v[4];
@@ -139,19 +230,8 @@ inline void group(const uint8_t* w, uint64_t rb, const uint8_t* ga, int nv, __m2
         const int* base = reinterpret_cast<const int*>(p);
         const __m256i dm = kFull ? _mm256_i32gather_epi32(base, offs, 1)
                                  : _mm256_mask_i32gather_epi32(_mm256_setzero_si256(), base, offs, valid, 1);
-        const __m256 dw = half_lo_to_f32(dm);
-        const __m256 dwx = _mm256_mul_ps(dw, _mm256_loadu_ps(xd));
-        if constexpr (T == TensorType::Q4_1) {
-            const __m256 mw = half_lo_to_f32(_mm256_srli_epi32(dm, 16));
-            acc[i] = _mm256_fmadd_ps(dwx, _mm256_cvtepi32_ps(isum), acc[i]);
-            acc[i] = _mm256_fmadd_ps(mw, _mm256_loadu_ps(xd + GRP), acc[i]);
-        } else {
-            if constexpr (T == TensorType::Q4_0) {
-                const __m256i qsum = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xd + 2 * GRP));
-                isum = _mm256_sub_epi32(isum, _mm256_slli_epi32(qsum, 3));
-            }
-            acc[i] = _mm256_fmadd_ps(dwx, _mm256_cvtepi32_ps(isum), acc[i]);
-        }
+        const __m256 mw = T == TensorType::Q4_1 ? half_lo_to_f32(_mm256_srli_epi32(dm, 16)) : _mm256_setzero_ps();
+        acc[i] = scale_add<T>(acc[i], isum, half_lo_to_f32(dm), mw, ga);
     }
 }
 
@@ -164,27 +244,44 @@ void dot_rows(const uint8_t* w, uint64_t rb, const uint8_t* act, int64_t nb, flo
     const int64_t nfull = nb / GRP;
     for (int64_t g = 0; g < nfull; ++g)
         group<T, R, true>(w + g * GRP * Q::bs, rb, act + g * kGroupBytes, GRP, _mm256_set1_epi32(-1), offs, acc);
-    if (const int nv = static_cast<int>(nb - nfull * GRP); nv > 0) {
-        alignas(32) int32_t m[8];
-        for (int L = 0; L < 8; ++L) m[L] = lane_block(L) < nv ? -1 : 0;
-        const __m256i valid = _mm256_load_si256(reinterpret_cast<const __m256i*>(m));
-        group<T, R, false>(w + nfull * GRP * Q::bs, rb, act + nfull * kGroupBytes, nv, valid, offs, acc);
-    }
+    if (const int nv = static_cast<int>(nb - nfull * GRP); nv > 0)
+        group<T, R, false>(w + nfull * GRP * Q::bs, rb, act + nfull * kGroupBytes, nv, valid_lanes(nv), offs, acc);
     for (int i = 0; i < R; ++i) out[i] = hsum(acc[i]);
 }
 
-// Batches: rows in cache tiles, every token through each tile (weights stay in L1/L2).
+// One row times NT tokens (activations at act + t * stride): each group decoded once for all of
+// them, then dot_rows' operations per token.
+template <TensorType T, int NT>
+void row_tokens(const uint8_t* w, const uint8_t* act, int64_t stride, int64_t nb, float* y, int64_t ldy) {
+    using Q = QTraits<T>;
+    const __m256i offs = scale_offsets<T>();
+    __m256 acc[NT];
+    for (int t = 0; t < NT; ++t) acc[t] = _mm256_setzero_ps();
+    GroupW g;
+    const int64_t nfull = nb / GRP;
+    for (int64_t gi = 0; gi < nfull; ++gi) {
+        decode_group<T, true>(w + gi * GRP * Q::bs, GRP, _mm256_set1_epi32(-1), offs, g);
+        for (int t = 0; t < NT; ++t) acc[t] = apply_group<T>(g, act + t * stride + gi * kGroupBytes, acc[t]);
+    }
+    if (const int nv = static_cast<int>(nb - nfull * GRP); nv > 0) {
+        decode_group<T, false>(w + nfull * GRP * Q::bs, nv, valid_lanes(nv), offs, g);
+        for (int t = 0; t < NT; ++t) acc[t] = apply_group<T>(g, act + t * stride + nfull * kGroupBytes, acc[t]);
+    }
+    for (int t = 0; t < NT; ++t) y[t * ldy] = hsum(acc[t]);
+}
+
+// Batches: per block of kBatchTokens tokens (their activations stay in L1/L2), every row
+// decoded once per tile of up to 8 tokens (with_tile).
+constexpr int64_t kBatchTokens = 8;
+
 template <TensorType T>
 void matmul_q_batch(const uint8_t* w, uint64_t rb, int64_t nb, const uint8_t* act, int64_t stride, int64_t n_tok,
                     float* y, int64_t ldy, int64_t r0, int64_t r1) {
-    for (int64_t rt = r0; rt < r1; rt += kRowTile) {
-        const int64_t re = std::min(r1, rt + kRowTile);
-        for (int64_t t = 0; t < n_tok; ++t) {
-            int64_t r = rt;
-            for (; r + 4 <= re; r += 4) dot_rows<T, 4>(w + r * rb, rb, act + t * stride, nb, y + t * ldy + r);
-            for (; r < re; ++r) dot_rows<T, 1>(w + r * rb, rb, act + t * stride, nb, y + t * ldy + r);
-        }
-    }
+    for (int64_t t0 = 0; t0 < n_tok; t0 += kBatchTokens)
+        with_tile(std::min(kBatchTokens, n_tok - t0), [&](auto nt) {
+            for (int64_t r = r0; r < r1; ++r)
+                row_tokens<T, nt>(w + r * rb, act + t0 * stride, stride, nb, y + t0 * ldy + r, ldy);
+        });
 }
 
 // ---- float weights ----

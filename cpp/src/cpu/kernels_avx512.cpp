@@ -21,6 +21,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "cpu/kernels.h"
@@ -29,6 +30,7 @@ namespace apls::cpu {
 namespace {
 
 constexpr int SUB = 4;
+constexpr int64_t kBatchMin = 4;  // tokens from which matmul_q_batch takes the batch
 #include "cpu/kernels_x86.inc"
 
 inline float hsum(__m512 v) {
