@@ -11,6 +11,7 @@ from tiny_model import write_tiny_llama
 
 import apls
 from apls import _core
+from apls.plan import Plan
 from apls.policy import (
     DRAFT_SOURCES,
     AdaptivePolicy,
@@ -98,6 +99,23 @@ def test_greedy_identical_for_every_source_alone_and_combined(model, plain, sour
     for i, s in enumerate(DRAFT_SOURCES):
         if s not in sources:
             assert drafted[i] == 0
+
+
+@pytest.mark.parametrize("draft", [None, "lookup,recycle"])
+def test_default_generate_equals_plain_generate(model, draft):
+    """The user's path: Model.generate_tokens(speculative=True) with the default adaptive policy
+    (which starts with plain decoding and explores the drafting arms every 40 rounds), and with
+    chosen sources, returns the tokens plain Model.generate_tokens returns, greedy, on prompts
+    that repeat text (the model-free sources have something to propose) and one that does not."""
+    policy = make_policy("adaptive", model, draft=draft)  # one session over the prompts
+    rounds = 0
+    for text in [PROMPTS[i] for i in (0, 2, 17)]:
+        ids = chat_ids(model, text)
+        want = list(model.generate_tokens(ids, 80, GREEDY, ignore_eos=True))
+        got = list(model.generate_tokens(ids, 80, GREEDY, ignore_eos=True, speculative=True, policy=policy))
+        assert got == want, (draft, text)
+        rounds += model.last_stats.n_verify_rounds
+    assert rounds > 0  # some rounds verified drafts: not plain decoding throughout
 
 
 def test_rejected_nodes_leave_no_trace(model):
@@ -196,11 +214,15 @@ def tiny(tmp_path_factory):
     return _core.Model(write_tiny_llama(path, n_layer=4, n_vocab=12, seed=3))
 
 
-def test_sampling_with_text_candidates_keeps_the_distribution(tiny):
+@pytest.mark.parametrize("with_skip", [False, True], ids=["text-sources", "text-and-skip"])
+def test_sampling_with_text_candidates_keeps_the_distribution(tiny, with_skip):
     """Joint distribution of the first two tokens after a prefix in which token 5 was followed
     by 1, 3 and 6 (prompt lookup proposes all three after it, the suffix index too, recycling
-    its successors), against the full model's p(t1) p(t2 | t1) under the same sampler chain.
-    Chi-square at significance 1e-3 over 12 x 12 cells with 20,000 samples."""
+    its successors; with_skip: the layer-skip draft's sampled chain joins them, so a node's
+    siblings mix one-hot proposals and draws from q), against the full model's p(t1) p(t2 | t1)
+    under the same sampler chain. Chi-square at significance 1e-3 over 12 x 12 cells with 20,000
+    samples. (Checked to fail when the rejected one-hot candidate is left in the residual, or
+    when a rejected draw's residual is left at p instead of norm(max(0, p - q)).)"""
     prefix = [5, 1, 2, 5, 3, 4, 5, 6, 7, 5]
     V = tiny.n_vocab
     chain = [("top_k", 8), ("temperature", 0.9)]
@@ -213,25 +235,29 @@ def test_sampling_with_text_candidates_keeps_the_distribution(tiny):
             joint[t1] = p1[t1] * probe.probs(c.decode(np.array(prefix + [t1], np.int32))[-1])
     sampler = _core.Sampler.chain([*chain, ("dist", 12345)])
     params = _core.TreeParams()
-    params.sources = (1 << len(DRAFT_SOURCES)) - 2
+    params.sources = (1 << len(DRAFT_SOURCES)) - (1 if with_skip else 2)
     params.n_nodes_max = 4
+    params.skip_n_max = 2
+    plan = Plan.skipping([1, 2], [1, 2]).layers(tiny.n_layer) if with_skip else None
     ctx = _core.Context(tiny, n_ctx=32)
     ctx.decode(np.array(prefix[:-1], np.int32))
     n_keep = ctx.kv_seq_len(0)
     drafter = _core.Drafter(tiny)
     counts = np.zeros((V, V))
-    drafted = 0
+    drafted = skipped = 0
     for _ in range(20000):
         drafter.start(np.array(prefix, np.int32))
         toks, last = [], prefix[-1]
         while len(toks) < 2:
-            r = _core.spec_tree_round(ctx, drafter, last, params, sampler=sampler)
+            r = _core.spec_tree_round(ctx, drafter, last, params, plan, sampler=sampler)
             toks += r["tokens"]
             last = r["tokens"][-1]
             drafted += r["n_drafted"]
+            skipped += r["n_skip_drafted"]
         counts[toks[0], toks[1]] += 1
         ctx.kv_truncate(0, n_keep)
     assert drafted > 20000  # candidates were verified in (nearly) every run
+    assert (skipped > 10000) == with_skip  # the skip draft took part in most runs, or in none
     assert_counts_follow(counts, joint)
 
 

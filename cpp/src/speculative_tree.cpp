@@ -126,6 +126,26 @@ void keep_path(KVCache& kv, int32_t seq, int32_t n_past, const std::vector<int32
     kv.keep_path(seq, n_past, entries.data(), static_cast<int32_t>(entries.size()));
 }
 
+// Sampling with the layer-skip draft: a token drawn from q is a valid candidate only if whether
+// it (and every other candidate) is verified does not depend on the value drawn. So the
+// model-free candidates are cut first, leaving room for the longest chain the draft may make,
+// and the chain joins the cut tree whole (measured: cutting after the chain joined biased the
+// chi-square test of test_speculative_tree.py).
+TokenTree with_sampled_skip(const draft::Drafter& drafter, const TreeParams& params, int32_t n_max, TokenTree& cand,
+                            const draft::SkipDraft& skip, int32_t q_base, int32_t* n_candidates) {
+    const int32_t reserve = std::min(params.skip.n_max, n_max);  // the draft's chain never exceeds it
+    drafter.calibrate(cand);
+    cand.finish();
+    if (n_candidates) *n_candidates = cand.size() + static_cast<int32_t>(skip.ids.size());
+    TokenTree tree = cut(cand, n_max - reserve, params.verify_cost, params.branching);
+    drafter.add_skip(tree, skip, q_base);
+    drafter.calibrate(tree);
+    tree.finish();
+    std::vector<int32_t> all(tree.size());
+    for (int32_t i = 0; i < tree.size(); ++i) all[i] = i;
+    return tree.subtree(all);  // depth first, likeliest children first
+}
+
 void count_sources(const TokenTree& tree, const std::vector<int32_t>& path, TreeResult& r) {
     std::vector<uint8_t> on_path(tree.size(), 0);
     for (int32_t i : path) on_path[i] = 1;
@@ -147,6 +167,7 @@ TokenTree draft_tree(const draft::Drafter& drafter, const TreeParams& params, in
     check_params(params);
     TokenTree cand;
     drafter.propose(cand, params.sources & ~bit(Source::SKIP), params.text);
+    if (skip && q_base >= 0) return with_sampled_skip(drafter, params, n_max, cand, *skip, q_base, n_candidates);
     if (skip) drafter.add_skip(cand, *skip, q_base);
     drafter.calibrate(cand);
     cand.finish();

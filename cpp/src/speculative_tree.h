@@ -71,7 +71,10 @@ struct TreeResult {
 // Steps 1 and 2 without the model: the model-free candidates (and the layer-skip chain `skip`, if
 // given; q_base as Drafter::add_skip) merged into one tree and cut to at most n_max nodes by the
 // cost model. n_candidates (optional) receives the number of candidates before the cut. Also
-// what a simulation of rounds over known text runs.
+// what a simulation of rounds over known text runs. A sampled skip chain (q_base >= 0) is never
+// cut: the model-free nodes are cut to n_max - params.skip.n_max first and the chain joins them
+// whole (even when params.branching is false), so which nodes are verified never depends on the
+// values drawn, as rejection sampling requires.
 draft::TokenTree draft_tree(const draft::Drafter& drafter, const TreeParams& params, int32_t n_max,
                             const draft::SkipDraft* skip, int32_t q_base, int32_t* n_candidates = nullptr);
 
