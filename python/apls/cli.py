@@ -302,16 +302,19 @@ def cmd_bench_speculative(args) -> int:
             with open(args.json, "w") as f:
                 f.write(text + "\n")
         return 0
-    drafts = [d.strip() for d in (args.draft or "all").split(";") if d.strip()]
+    # "default": what `apls run --speculative` drafts from without --draft.
+    drafts = [d.strip() for d in (args.draft or "default").split(";") if d.strip()]
+    sources = {d: None if d == "default" else d for d in drafts}
     for d in drafts:
-        make_policy(_policy_name(args), model, args.plan, draft=d)  # a bad source fails before any work
+        make_policy(_policy_name(args), model, args.plan, draft=sources[d])  # a bad source fails before any work
     res = run(
         model,
         args.prompts,
-        {d: (lambda d=d: make_policy(_policy_name(args), model, args.plan, draft=d)) for d in drafts},
+        {d: (lambda d=d: make_policy(_policy_name(args), model, args.plan, draft=sources[d])) for d in drafts},
         limit=args.limit,
         max_tokens=args.max_tokens,
         log=lambda m: print(m, file=sys.stderr),
+        clock=args.clock,
     )
     print(format_table(res))
     if args.json:
@@ -341,8 +344,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--speculative", action="store_true", help="speculative decoding (APLS)")
     r.add_argument(
         "--draft",
-        help="with --speculative: draft sources, from skip,lookup,suffix,recycle (default: all, each used where "
-        "the policy finds it pays)",
+        help="with --speculative: draft sources, from skip,lookup,suffix,recycle or 'all' (default: those the "
+        "device can pay for: on the CPU the model-free ones, on a GPU all but recycle; each used where the "
+        "policy finds it pays)",
     )
     r.add_argument("--plan", help="draft plan JSON (from apls tune); with --speculative")
     r.add_argument(
@@ -405,9 +409,17 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--max-tokens", type=int, default=128, help="new tokens per prompt (default 128)")
     b.add_argument("--plan", help="draft plan JSON (with --speculative)")
     b.add_argument(
+        "--clock",
+        choices=["wall", "cpu"],
+        default="wall",
+        help="with --speculative: speeds from wall time (default) or from the process's CPU time "
+        "(with --threads 1, the work itself on a machine others load)",
+    )
+    b.add_argument(
         "--draft",
         help="with --speculative: draft configurations separated by ';', each a list of sources from "
-        "skip,lookup,suffix,recycle or 'all' (default: all); e.g. 'all;lookup;suffix;recycle;skip'",
+        "skip,lookup,suffix,recycle, 'all' or 'default' (what run --speculative uses; the default); "
+        "e.g. 'default;all;lookup;skip'",
     )
     b.add_argument(
         "--policy",

@@ -507,7 +507,7 @@ def make_policy(name: str, model, plan_file: str | None = None, draft: str | Seq
     default plan, the model-free sources alone, and plain decoding, chosen by measured speed; a
     draft KV view on long contexts), "progressive" (skip more as the context grows). `draft`:
     the sources the rounds may draft from (`parse_draft`; default: all of them, but token
-    recycling only on the CPU). The model-free
+    recycling only on the CPU and, for the adaptive policy, the layer-skip draft only on a GPU). The model-free
     ones join every draft in one token tree, cut by the verify cost measured on the device.
     Raises ValueError for an unknown name or source."""
     sources = parse_draft(draft)
@@ -515,6 +515,12 @@ def make_policy(name: str, model, plan_file: str | None = None, draft: str | Seq
         # Token recycling reads every verify row's logits on the host; on a GPU that copy (n_vocab
         # floats per node) costs a large part of a step until the device keeps the top-k itself.
         sources = tuple(s for s in sources if s != "recycle")
+    if draft is None and model.device == "cpu" and name == "adaptive":
+        # On the CPU a layer-skip draft token costs 0.6-0.85 of a full step (SmolLM2, docs/
+        # BENCHMARKS.md) while each verified token adds ~0.26 of one: it cannot pay at the
+        # acceptance it reaches, and exploring its arms costs ~5% on Spec-Bench. Name it in
+        # `draft` to have it.
+        sources = tuple(s for s in sources if s != "skip")
     text = tuple(s for s in sources if s != "skip")
     skip = "skip" in sources
     tree = TreeShape(text) if text else None

@@ -40,10 +40,10 @@ def load_prompts(path: str, limit: int | None = None) -> OrderedDict[str, list[s
     return OrderedDict((g, v) for g, v in groups.items() if v)
 
 
-def _row(plain_tok, plain_s, apls_tok, apls_s, st: SpecStats, identical: bool) -> dict:
+def _row(plain_tok, plain_s, apls_tok, apls_s, st: SpecStats, identical: bool, plain_wall_s: float) -> dict:
     ar = plain_tok / plain_s if plain_s else 0.0
     ap = apls_tok / apls_s if apls_s else 0.0
-    step = plain_s / plain_tok if plain_tok else 0.0  # one plain step (s)
+    step = plain_wall_s / plain_tok if plain_tok else 0.0  # one plain step (s, wall: as the rounds' times)
     vr = st.n_verify_rounds
     # draft_waits_per_round: the host's waits for drafted tokens per round (1 when the draft ran
     # as one device chain; the drafted tokens per round, (tau - 1) / acceptance, when it waited
@@ -109,18 +109,24 @@ def run(
     limit: int | None = 10,
     max_tokens: int = 128,
     log=print,
+    clock: str = "wall",
 ) -> dict:
-    """Greedy, batch 1, chat template applied. `policy_factory()` makes the policy once for the
+    """Greedy, batch 1, chat template applied. clock "wall": speeds from wall time; "cpu": from
+    the process's CPU time (with one thread, the work itself on a machine others load; the
+    rounds' own breakdown stays wall time). `policy_factory()` makes the policy once for the
     run: an adaptive policy keeps what it learned across prompts, as it would in a server. A dict
     {name: factory} measures several configurations: each prompt is decoded plainly once, then by
     each configuration in turn, so machine noise hits them alike.
     Returns {"overall": {...}, "groups": {name: {...}}, "config": {...}} of the first
     configuration, and "drafts": {configuration: {"overall", "groups"}} of all."""
+    if clock not in ("wall", "cpu"):
+        raise ValueError(f"clock must be 'wall' or 'cpu', not {clock!r}")
+    seconds = (lambda st: st.decode_cpu_s) if clock == "cpu" else (lambda st: st.decode_s)
     factories = policy_factory if isinstance(policy_factory, dict) else {"apls": policy_factory}
     groups = load_prompts(prompts_path, limit)
     n_ctx = 2048
     policies = {name: make() for name, make in factories.items()}
-    zero = {"plain_tok": 0, "plain_s": 0.0, "apls_tok": 0, "apls_s": 0.0, "ident": True}
+    zero = {"plain_tok": 0, "plain_s": 0.0, "plain_wall_s": 0.0, "apls_tok": 0, "apls_s": 0.0, "ident": True}
     tot = {name: dict(zero) for name in policies}
     overall_stats = {name: SpecStats() for name in policies}
     res = {name: {"groups": {}} for name in policies}
@@ -140,9 +146,10 @@ def run(
                 st = model.last_stats
                 for acc in (gs[name], tot[name]):
                     acc["plain_tok"] += ps.n_generated
-                    acc["plain_s"] += ps.decode_s
+                    acc["plain_s"] += seconds(ps)
+                    acc["plain_wall_s"] += ps.decode_s
                     acc["apls_tok"] += st.n_generated
-                    acc["apls_s"] += st.decode_s
+                    acc["apls_s"] += seconds(st)
                     acc["ident"] &= out == plain
                 _add_stats(gstats[name], st)
                 _add_stats(overall_stats[name], st)
@@ -151,7 +158,7 @@ def run(
         for name in policies:
             a = gs[name]
             r = res[name]["groups"][g] = _row(
-                a["plain_tok"], a["plain_s"], a["apls_tok"], a["apls_s"], gstats[name], a["ident"]
+                a["plain_tok"], a["plain_s"], a["apls_tok"], a["apls_s"], gstats[name], a["ident"], a["plain_wall_s"]
             )
             log(
                 f"{name:<12} {g:<15} plain {r['ar_tok_s']:7.1f} tok/s  apls {r['apls_tok_s']:7.1f} tok/s  "
@@ -160,7 +167,9 @@ def run(
             )
     for name in policies:
         a = tot[name]
-        overall = _row(a["plain_tok"], a["plain_s"], a["apls_tok"], a["apls_s"], overall_stats[name], a["ident"])
+        overall = _row(
+            a["plain_tok"], a["plain_s"], a["apls_tok"], a["apls_s"], overall_stats[name], a["ident"], a["plain_wall_s"]
+        )
         overall["rounds"] = overall_stats[name].n_rounds
         res[name]["overall"] = overall
     first = res[next(iter(policies))]
@@ -169,7 +178,14 @@ def run(
         "overall": first["overall"],
         "groups": first["groups"],
         "drafts": res,
-        "config": {"prompts": prompts_path, "limit": limit, "max_tokens": max_tokens, "drafts": list(policies)},
+        "config": {
+            "prompts": prompts_path,
+            "limit": limit,
+            "max_tokens": max_tokens,
+            "drafts": list(policies),
+            "clock": clock,
+            "n_threads": model.n_threads,
+        },
     }
 
 

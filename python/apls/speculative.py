@@ -109,7 +109,7 @@ def speculative_tokens(
     drafter = policy.drafter(model)
     drafter.start(np.asarray(prompt_ids, np.int32))
     stats.stop_reason = "length"
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     try:
         if max_tokens <= 0:
             return
@@ -150,6 +150,7 @@ def speculative_tokens(
             last = r.tokens[-1]
     finally:
         stats.decode_s = time.perf_counter() - t0
+        stats.decode_cpu_s = time.process_time() - c0
 
 
 def tree_params(step: RoundPlan) -> _core.TreeParams:
