@@ -21,10 +21,19 @@ set(APLS_SOURCES
   cpp/src/forward_qwen2.cpp
   cpp/src/forward_qwen3.cpp
   cpp/src/speculative.cpp
+  cpp/src/speculative_tree.cpp
+  cpp/src/draft/token_tree.cpp
+  cpp/src/draft/acceptance.cpp
+  cpp/src/draft/prompt_lookup.cpp
+  cpp/src/draft/suffix_index.cpp
+  cpp/src/draft/recycle.cpp
+  cpp/src/draft/layer_skip.cpp
+  cpp/src/draft/drafter.cpp
   cpp/src/capi.cpp
   cpp/src/capi_spec.cpp
   cpp/src/capi_kv.cpp
   cpp/src/sampling.cpp
+  cpp/src/sampling_tree.cpp
   cpp/src/capi_sampling.cpp
   cpp/src/capi_vocab.cpp
   cpp/src/quantize.cpp
@@ -75,6 +84,7 @@ set(APLS_PYTHON_SOURCES
   cpp/python/bind_plan.cpp
   cpp/python/bind_vocab.cpp
   cpp/python/bind_speculative.cpp
+  cpp/python/bind_draft.cpp
   cpp/python/bind_sampling.cpp
   cpp/python/bind_quantize.cpp
 )

@@ -11,6 +11,7 @@ void bind_plan(py::module_& m);
 void bind_sampling(py::module_& m);
 void bind_vocab(py::module_& m);
 void bind_speculative(py::module_& m);
+void bind_draft(py::module_& m);
 void bind_quantize(py::module_& m);
 
 PYBIND11_MODULE(_core, m) {
@@ -23,5 +24,6 @@ PYBIND11_MODULE(_core, m) {
     bind_sampling(m);
     bind_vocab(m);
     bind_speculative(m);
+    bind_draft(m);
     bind_quantize(m);
 }

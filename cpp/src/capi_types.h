@@ -4,6 +4,7 @@
 #include <memory>
 
 #include "context.h"
+#include "draft/drafter.h"
 #include "model.h"
 #include "sampling.h"
 
@@ -17,4 +18,8 @@ struct apls_sampler {
     apls_sampler() = default;  // an empty chain
     explicit apls_sampler(const apls::SamplerParams& p) : impl(p) {}
     apls::Sampler impl;
+};
+struct apls_drafter {
+    explicit apls_drafter(int32_t n_vocab) : impl(n_vocab) {}
+    apls::draft::Drafter impl;
 };

@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "common.h"
+#include "sampling_tree.h"
 
 namespace apls {
 
@@ -14,19 +15,6 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
-
-// Draw from a distribution p (sums to ~1) with a uniform u in [0, 1).
-int32_t draw(const std::vector<float>& p, double u) {
-    double c = 0.0;
-    int32_t last_nonzero = 0;
-    for (int32_t i = 0; i < static_cast<int32_t>(p.size()); ++i) {
-        if (p[i] <= 0.0f) continue;
-        c += p[i];
-        last_nonzero = i;
-        if (u < c) return i;
-    }
-    return last_nonzero;  // rounding left u just above the total
-}
 
 }  // namespace
 
@@ -72,7 +60,7 @@ SpecResult spec_round(Context& ctx, int32_t last, const Plan& draft_plan, const 
             for (int32_t i = 0; i < k_max; ++i) {
                 ctx.decode(Batch::single(tok, pos0 + i, seq), draft_plan, draft_view);
                 q.push_back(sampler->probs(ctx.logits(), n_vocab));
-                tok = draw(q.back(), sampler->uniform());
+                tok = draw_from(q.back(), sampler->uniform());
                 const float conf = *std::max_element(q.back().begin(), q.back().end());
                 draft.push_back(tok);
                 if (history) sampler->accept(tok), ++n_tried;
@@ -136,12 +124,12 @@ SpecResult spec_round(Context& ctx, int32_t last, const Plan& draft_plan, const 
                 p = sampler->probs(logits + static_cast<size_t>(m) * n_vocab, n_vocab);
                 total = 1.0;
             }
-            next = draw(p, sampler->uniform() * total);
+            next = draw_from(p, sampler->uniform() * total);
             break;
         }
         if (next < 0) {
             std::vector<float> p = sampler->probs(logits + static_cast<size_t>(k) * n_vocab, n_vocab);
-            next = draw(p, sampler->uniform());
+            next = draw_from(p, sampler->uniform());
         }
     }
     if (history) sampler->accept(next);  // the history now ends with the round's output

@@ -132,7 +132,7 @@ def cmd_run(args) -> int:
     if args.speculative:
         from .policy import make_policy
 
-        kw.update(speculative=True, policy=make_policy(_policy_name(args), model, args.plan))
+        kw.update(speculative=True, policy=make_policy(_policy_name(args), model, args.plan, draft=args.draft))
     if args.chat:
         pieces = model.chat([{"role": "user", "content": prompt}], args.max_tokens, stream=True, **kw)
     else:
@@ -143,9 +143,15 @@ def cmd_run(args) -> int:
     _print_stats(model)
     st = model.last_stats
     if isinstance(st, SpecStats):
+        from .policy import DRAFT_SOURCES
+
+        by = ", ".join(
+            f"{s} {st.accepted_by[i]}/{st.drafted_by[i]}" for i, s in enumerate(DRAFT_SOURCES) if st.drafted_by[i]
+        )
         print(
             f"[speculative: {st.n_rounds} rounds, tau {st.tau:.2f}, acceptance {st.acceptance:.2f}, "
-            f"draft {st.t_draft_s:.2f} s, verify {st.t_verify_s:.2f} s]",
+            f"draft {st.t_draft_s:.2f} s, verify {st.t_verify_s:.2f} s, host {st.t_host_s:.2f} s"
+            f"{'; accepted/verified nodes: ' + by if by else ''}]",
             file=sys.stderr,
         )
     return 0
@@ -326,13 +332,19 @@ def cmd_bench_speculative(args) -> int:
             with open(args.json, "w") as f:
                 f.write(text + "\n")
         return 0
+    # "default": what `apls run --speculative` drafts from without --draft.
+    drafts = [d.strip() for d in (args.draft or "default").split(";") if d.strip()]
+    sources = {d: None if d == "default" else d for d in drafts}
+    for d in drafts:
+        make_policy(_policy_name(args), model, args.plan, draft=sources[d])  # a bad source fails before any work
     res = run(
         model,
         args.prompts,
-        lambda: make_policy(_policy_name(args), model, args.plan),
+        {d: (lambda d=d: make_policy(_policy_name(args), model, args.plan, draft=sources[d])) for d in drafts},
         limit=args.limit,
         max_tokens=args.max_tokens,
         log=lambda m: print(m, file=sys.stderr),
+        clock=args.clock or "wall",
     )
     print(format_table(res))
     if args.json:
@@ -367,6 +379,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="when the context is full, drop the oldest tokens (keeping 4 attention sinks) and go on",
     )
     r.add_argument("--speculative", action="store_true", help="self-speculative decoding (APLS)")
+    r.add_argument(
+        "--draft",
+        help="draft sources, from skip,lookup,suffix,recycle or 'all' (default: those the device can pay "
+        "for: on the CPU the model-free ones, on a GPU all but recycle; each used where the policy finds "
+        "it pays); needs --speculative",
+    )
     r.add_argument("--plan", help="draft plan JSON (from apls tune); needs --speculative")
     r.add_argument(
         "--policy",
@@ -375,7 +393,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="skip policy; needs --speculative (default: static with --plan, else adaptive)",
     )
     _sampling_args(r)
-    r.set_defaults(func=cmd_run, parser=r, needs_speculative=("plan", "policy"))
+    r.set_defaults(func=cmd_run, parser=r, needs_speculative=("plan", "policy", "draft"))
 
     c = sub.add_parser("chat", help="interactive chat (history kept; Ctrl-D to leave)")
     _model_arg(c)
@@ -428,6 +446,19 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--max-tokens", type=_at_least(1), default=128, help="new tokens per prompt (default 128)")
     b.add_argument("--plan", help="draft plan JSON (needs --speculative)")
     b.add_argument(
+        "--clock",
+        choices=["wall", "cpu"],
+        default=None,
+        help="speeds from wall time (default) or from the process's CPU time (with --threads 1, the work "
+        "itself on a machine others load); needs --speculative",
+    )
+    b.add_argument(
+        "--draft",
+        help="draft configurations separated by ';', each a list of sources from skip,lookup,suffix,recycle, "
+        "'all' or 'default' (what run --speculative uses; the default), e.g. 'default;all;lookup;skip'; "
+        "needs --speculative",
+    )
+    b.add_argument(
         "--policy",
         default=None,
         choices=["static", "adaptive", "progressive"],
@@ -439,7 +470,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="long-context mode (1k-4k tokens): draft cost and speedup with/without KV view and progressive "
         "reduction; needs --speculative",
     )
-    b.set_defaults(func=cmd_bench, parser=b, needs_speculative=("prompts", "plan", "policy", "long"))
+    b.set_defaults(func=cmd_bench, parser=b, needs_speculative=("prompts", "plan", "policy", "long", "draft", "clock"))
 
     tu = sub.add_parser("tune", help="search a draft plan on calibration prompts (writes plan JSON)")
     _model_arg(tu)

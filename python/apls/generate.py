@@ -48,6 +48,9 @@ class GenerationStats:
     n_generated: int = 0
     prefill_s: float = 0.0
     decode_s: float = 0.0
+    # The process's CPU time over decoding: with one thread, the work itself, whatever else
+    # loads the machine (benchmarks on a shared machine compare these).
+    decode_cpu_s: float = 0.0
     stop_reason: str = ""  # "eog", "stop", "length"
 
     @property
@@ -117,7 +120,7 @@ def generate_tokens(
     t0 = time.perf_counter()
     logits = ctx.prefill(prompt_ids)
     stats.prefill_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     stats.stop_reason = "length"
     # Greedy without penalties: the context picks the token (on a GPU there, without copying
     # the logits back); the same token the sampler would pick.
@@ -154,6 +157,7 @@ def generate_tokens(
         if ahead:  # stopped inside a chain: drop the entries of tokens not yielded
             ctx.kv_truncate(0, ctx.kv_seq_len(0) - len(ahead))
         stats.decode_s = time.perf_counter() - t0
+        stats.decode_cpu_s = time.process_time() - c0
 
 
 def stream_text(

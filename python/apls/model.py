@@ -201,6 +201,52 @@ class Context:
         )
         return RoundResult(**raw)
 
+    def spec_tree_round(
+        self,
+        last: int,
+        drafter: _core.Drafter,
+        params: _core.TreeParams,
+        plan: Plan | None = None,
+        *,
+        view: KVView | None = None,
+        sampler: _core.Sampler | None = None,
+    ) -> RoundResult:
+        """One round of token-tree speculative decoding after `last` (chosen, not yet decoded; the
+        drafter's text ends with it): candidates from the sources in `params` (the layer-skip
+        draft under `plan` and `view`, prompt lookup, suffix index, token recycling) merged into
+        one tree and cut by params' verify cost model, verified by the full model in one batch;
+        the longest path the verifier agrees with is accepted (greedy: its argmax; sampling:
+        multi-candidate rejection sampling, which keeps the sampler's distribution) with one
+        token of the verifier, and every other node is rolled back. The drafter's text and
+        tables take the outcome.
+
+        Returns: the round's tokens and statistics (`apls.policy.RoundResult`).
+        Raises:
+            apls.InvalidArgumentError: bad parameters, a bad plan or view, `last` out of range or
+            not the drafter's last token; apls.KVCacheFullError: no room for the verify batch.
+            Either leaves the cache, the sampler and the drafter as they were.
+        """
+        raw = _core.spec_tree_round(
+            self._ctx,
+            drafter,
+            int(last),
+            params,
+            None if plan is None else plan.layers(self.model.n_layer),
+            view,
+            sampler,
+        )
+        return RoundResult(**raw)
+
+    @property
+    def max_verify_batch(self) -> int:
+        """The most tokens a verify batch may hold (n_batch on the CPU, the device's limit there)."""
+        return _core.max_verify_batch(self._ctx)
+
+    def time_verify(self, n_tokens: int, reps: int = 2) -> float:
+        """Seconds of a verify batch of n_tokens after what sequence 0 holds, as a round runs it
+        (best of reps); the cache is left as it was."""
+        return _core.time_verify(self._ctx, int(n_tokens), int(reps))
+
     @property
     def kv(self) -> KVCache:
         """The KV cache's operations: truncate, delete, fork, keep, clear, stats (`apls.kv.KVCache`)."""
@@ -400,6 +446,7 @@ class Model:
         n_ctx: int | None = None,
         speculative: bool = False,
         policy: Policy | None = None,
+        draft: str | Sequence[str] | None = None,
         stream_past_window: bool = False,
     ) -> str | Iterator[str]:
         """Generate a continuation of `prompt` (text, or token ids).
@@ -411,9 +458,9 @@ class Model:
         unless stream_past_window, which deletes the oldest entries after 4 attention sinks
         and goes on. Statistics of the last call are in `self.last_stats`.
 
-        speculative=True decodes with APLS, self-speculative decoding (`generate_tokens`):
-        greedy output is identical to plain decoding, sampled output has the same distribution,
-        penalties included.
+        speculative=True decodes with APLS, speculative decoding from the model itself and from
+        the text (`generate_tokens`; `draft` names the sources): greedy output is identical to
+        plain decoding, sampled output has the same distribution, penalties included.
 
         Returns:
             the generated text, or with stream=True an iterator of text pieces (whole characters).
@@ -435,6 +482,7 @@ class Model:
             n_ctx=n_ctx,
             speculative=speculative,
             policy=policy,
+            draft=draft,
             stream_past_window=stream_past_window,
             stats=stats,
         )
@@ -451,6 +499,7 @@ class Model:
         n_ctx: int | None = None,
         speculative: bool = False,
         policy: Policy | None = None,
+        draft: str | Sequence[str] | None = None,
         stream_past_window: bool = False,
         stats: GenerationStats | None = None,
     ) -> Iterator[int]:
@@ -461,21 +510,27 @@ class Model:
         sampling: the sampler settings (default `SamplingParams()`: llama.cpp's defaults,
         temperature 0.8; `SamplingParams(temperature=0)` is greedy).
 
-        speculative=True: self-speculative decoding (apls.speculative): each round drafts with
-        the model itself under a layer plan chosen by `policy` (default:
-        `apls.policy.make_policy("adaptive", model)`, which chooses round by round, by measured
-        speed, among the default draft plan, two neighbours of it and plain decoding; pass the
-        same policy object again and it starts from what it learned), then verifies the draft
-        with the full model; `self.last_stats` is then an `apls.speculative.SpecStats` (tau,
-        acceptance). Not with stream_past_window.
+        speculative=True: speculative decoding (apls.speculative): each round drafts a token
+        tree from the sources in `draft` ("skip,lookup,suffix,recycle", "all" or a list of them;
+        default: those the device can pay for — on the CPU the model-free ones, on a GPU all but
+        recycle) — the model itself under a layer plan, prompt lookup, a suffix index over the text,
+        token recycling — and verifies it with the full model in one batch, keeping the nodes
+        worth their verify cost on this device. `policy` chooses round by round (default:
+        `apls.policy.make_policy("adaptive", model, draft=draft)`, which picks by measured speed
+        among plain decoding, the model-free sources and the default draft plan and two
+        neighbours of it joined by them; pass the same policy object again and it starts from
+        what it learned, the suffix index keeping the earlier outputs); `self.last_stats` is
+        then an `apls.speculative.SpecStats` (tau, acceptance, per source). Not with
+        stream_past_window.
 
         stats: filled as the tokens are consumed (a `SpecStats` when speculative); default a new
         one. Either way it is also `self.last_stats`.
 
         Raises:
             ValueError: max_tokens < 0, an empty prompt, a prompt that fills the context,
-            speculative with stream_past_window; apls.InvalidArgumentError: bad sampling settings;
-            TypeError: speculative with stats that are not a SpecStats.
+            speculative with stream_past_window, an unknown draft source, both draft and policy;
+            apls.InvalidArgumentError: bad sampling settings; TypeError: speculative with stats
+            that are not a SpecStats.
         """
         if max_tokens < 0:
             raise ValueError(f"max_tokens must be >= 0, got {max_tokens}")
@@ -484,6 +539,8 @@ class Model:
             raise ValueError("the prompt is empty")
         if speculative and stream_past_window:
             raise ValueError("stream_past_window does not combine with speculative decoding")
+        if draft is not None and policy is not None:
+            raise ValueError("give draft= or policy=, not both (make_policy(..., draft=...) combines them)")
         sampler = (sampling or SamplingParams()).sampler()  # validates the settings before any work
         ctx = self.context(n_ctx=n_ctx)
         if len(ids) >= ctx.n_ctx:
@@ -493,7 +550,7 @@ class Model:
             if not isinstance(spec_stats, SpecStats):
                 raise TypeError(f"speculative decoding fills a SpecStats, not a {type(spec_stats).__name__}")
             self.last_stats = spec_stats
-            policy = policy or make_policy("adaptive", self)
+            policy = policy or make_policy("adaptive", self, draft=draft)  # checks the sources before any work
             return speculative_tokens(ctx, ids, max_tokens, sampler, policy, ignore_eos, spec_stats)
         self.last_stats = stats = GenerationStats() if stats is None else stats
         return generate_tokens(ctx, ids, max_tokens, sampler, ignore_eos, stats, stream_past_window)

@@ -1,5 +1,10 @@
-"""Adaptive skip policies: which draft plan, how long a draft and which KV view, round by round.
+"""Speculative policies: which draft sources, which draft plan, how long a draft, how large a
+token tree and which KV view, round by round.
 
+- Draft sources (`DRAFT_SOURCES`): "skip" (the model itself under a layer plan) and the model-free
+  "lookup", "suffix" and "recycle" (apls._core.Drafter); a round merges the chosen ones into one
+  token tree, and the engine keeps the nodes worth their verify cost (`VerifyCost`: measured on
+  this device) by each node's measured acceptance.
 - `StaticPolicy`: a fixed plan (from a JSON file, from GGUF metadata `apls.draft_plan`, or the
   built-in default) with an adaptive draft length.
 - `DraftLength`: the confidence threshold that stops a draft, adapted to hold a target
@@ -17,9 +22,27 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from . import _core
 from .kv import KVView
 from .kv_policy import KVViewPolicy
 from .plan import Plan
+
+DRAFT_SOURCES: tuple[str, ...] = tuple(_core.DRAFT_SOURCES)  # ("skip", "lookup", "suffix", "recycle")
+TEXT_SOURCES = tuple(s for s in DRAFT_SOURCES if s != "skip")
+
+
+def parse_draft(spec: str | Sequence[str] | None) -> tuple[str, ...]:
+    """Draft sources from "skip,lookup,suffix,recycle" (or a list of names); None, "" or "all":
+    every source. Returns them in DRAFT_SOURCES order. Raises ValueError naming an unknown one."""
+    if spec is None or spec == "" or spec == "all":
+        return DRAFT_SOURCES
+    names = [x.strip() for x in spec.split(",")] if isinstance(spec, str) else [str(x) for x in spec]
+    for n in names:
+        if n not in DRAFT_SOURCES:
+            raise ValueError(f"unknown draft source {n!r} (choose from {', '.join(DRAFT_SOURCES)})")
+    if not names:
+        raise ValueError("no draft source given")
+    return tuple(s for s in DRAFT_SOURCES if s in names)
 
 
 @dataclass
@@ -31,7 +54,17 @@ class RoundPlan:
     p_min: float
     view: KVView | None = None  # what the draft attends to (None: the whole cache)
     arm: int = 0  # index of the candidate plan (AdaptivePolicy)
-    n_plain: int = 1  # with n_draft 0: plain steps the round may run (greedy: one chain, one wait)
+    n_plain: int = (
+        1  # with n_draft 0: plain steps the round may run (greedy: one chain, or tree steps while nothing pays)
+    )
+    sources: tuple[str, ...] = ("skip",)  # draft sources of the round (skip: under `plan`)
+    n_nodes: int = 0  # most tree nodes verified (0: n_draft)
+    verify_cost: list[float] | None = None  # cost model of the cut (VerifyCost.curve); None: verify n_nodes
+
+    @property
+    def is_plain(self) -> bool:
+        """Plain decoding: nothing drafted, by the skip plan or any other source."""
+        return self.n_draft == 0 and all(s == "skip" for s in self.sources)
 
 
 def tokens_per_second(tokens: float, seconds: float) -> float:
@@ -50,10 +83,64 @@ class RoundResult:
     t_draft_s: float
     t_verify_s: float
     n_draft_waits: int = 0  # times the host waited for a drafted token (1 for a GPU draft chain)
+    t_host_s: float = 0.0  # tree rounds: sources, the cut, acceptance, learning
+    n_plain_steps: int = 0  # tree rounds: steps that drafted nothing before the last (their tokens first)
+    t_plain_s: float = 0.0  # tree rounds: those steps' forward passes
+    n_candidates: int = 0  # tree rounds: nodes the sources proposed (n_drafted of them verified)
+    n_skip_drafted: int = 0  # tree rounds: tokens the layer-skip draft decoded
+    drafted_by: list[int] = field(default_factory=lambda: [0] * len(DRAFT_SOURCES))  # verified nodes per source
+    accepted_by: list[int] = field(default_factory=lambda: [0] * len(DRAFT_SOURCES))  # accepted nodes per source
 
     def speed(self) -> float:
         """Tokens per second of this round (inf for a round that took no measurable time)."""
-        return tokens_per_second(len(self.tokens), self.t_draft_s + self.t_verify_s)
+        return tokens_per_second(len(self.tokens), self.seconds())
+
+    def seconds(self) -> float:
+        """The round's time: drafting, verifying, plain steps and the host's work."""
+        return self.t_draft_s + self.t_verify_s + self.t_plain_s + self.t_host_s
+
+
+class VerifyCost:
+    """The cost of a verify batch of n + 1 tokens relative to one plain step (n drafted nodes and
+    the round's last token), on this device, for n = 0..n_max: what a tree is cut by.
+
+    `calibrate` times each batch size once (apls._core.time_verify, as a round verifies: every
+    row's logits); `observe` then folds in each round's own verify time (decayed), so the curve
+    follows the context length and the machine's load. The curve is kept non-decreasing: a
+    larger batch never costs less than a smaller one."""
+
+    def __init__(self, n_max: int, decay: float = 0.9):
+        if n_max < 0:
+            raise ValueError(f"n_max must be >= 0, got {n_max}")
+        self.n_max = n_max
+        self.decay = decay
+        self.seconds: list[float | None] = [None] * (n_max + 1)  # [n]: a batch of n + 1 tokens
+
+    @property
+    def calibrated(self) -> bool:
+        return self.seconds[0] is not None
+
+    def calibrate(self, ctx, reps: int = 2) -> None:
+        """Time verify batches of 1..n_max + 1 tokens after what `ctx` holds (left as it was)."""
+        self.n_max = min(self.n_max, ctx.max_verify_batch - 1)
+        self.seconds = [ctx.time_verify(n + 1, reps) for n in range(self.n_max + 1)]
+
+    def observe(self, n_nodes: int, seconds: float) -> None:
+        if 0 <= n_nodes <= self.n_max and seconds > 0:
+            old = self.seconds[n_nodes]
+            self.seconds[n_nodes] = seconds if old is None else self.decay * old + (1 - self.decay) * seconds
+
+    def curve(self) -> list[float]:
+        """[n]: the cost of n + 1 tokens relative to one; [] before calibration."""
+        one = self.seconds[0]
+        if one is None:  # not calibrated
+            return []
+        out, last = [], 0.0
+        for t in self.seconds:
+            last = max(last, (t if t is not None else last * one) / one)
+            out.append(last)
+        out[0] = 1.0
+        return out
 
 
 @dataclass
@@ -96,11 +183,64 @@ class ProgressiveSchedule:
         return chosen
 
 
+@dataclass
+class TreeShape:
+    """How the model-free sources join a policy's rounds: which of them, and the verify cost
+    model that cuts each round's tree (made and calibrated on the device at the first prepare).
+    n_nodes: most nodes a tree may verify (0: 8 on the CPU, where every extra token costs
+    arithmetic; 63 on a GPU; capped by the context's largest verify batch). use_cost False:
+    verify the n_nodes likeliest candidates every round, whatever they cost (tests)."""
+
+    sources: tuple[str, ...] = TEXT_SOURCES
+    n_nodes: int = 0
+    use_cost: bool = True
+    cost: VerifyCost | None = None
+
+    def prepare(self, ctx) -> None:
+        if self.use_cost and (self.cost is None or not self.cost.calibrated):
+            self.cost = VerifyCost(self.n_nodes or (8 if ctx.model.device == "cpu" else 63))
+            self.cost.calibrate(ctx)
+
+    def fill(self, step: RoundPlan, with_skip: bool) -> RoundPlan:
+        """`step` drafting from these sources too (and from the skip plan when with_skip)."""
+        step.sources = (("skip",) if with_skip else ()) + self.sources
+        step.n_nodes = self.cost.n_max if self.cost else (self.n_nodes or 8)
+        step.verify_cost = self.cost.curve() if self.cost else None
+        return step
+
+    def observe(self, result: RoundResult) -> None:
+        # A tree round (its tokens: plain steps', the accepted nodes and one more), not a plain chain.
+        if self.cost is not None and len(result.tokens) == result.n_plain_steps + result.n_accepted + 1:
+            self.cost.observe(result.n_drafted, result.t_verify_s)
+            if result.n_plain_steps:
+                self.cost.observe(0, result.t_plain_s / result.n_plain_steps)
+
+
+def skip_counts(step: RoundPlan, result: RoundResult) -> tuple[int, int]:
+    """(drafted, accepted) tokens of the layer-skip draft in a round (what DraftLength adapts to)."""
+    if step.sources == ("skip",):
+        return result.n_drafted, result.n_accepted
+    return result.n_skip_drafted, result.accepted_by[DRAFT_SOURCES.index("skip")]
+
+
 class Policy:
-    """Interface: start(n_prompt) once per generation, then next_round / observe per round."""
+    """Interface: start(n_prompt) and prepare(ctx) once per generation, then next_round / observe
+    per round. The policy also holds the session's drafter (the model-free sources' text and
+    tables, kept across generations like what the policy learned)."""
+
+    _drafter: _core.Drafter | None = None
 
     def start(self, n_prompt: int) -> None:
         pass
+
+    def prepare(self, ctx) -> None:
+        """After the prompt is in `ctx`'s cache: a policy may measure the device here."""
+
+    def drafter(self, model) -> _core.Drafter:
+        """The session's drafter for `model` (made on first use)."""
+        if self._drafter is None:
+            self._drafter = _core.Drafter(model._model)
+        return self._drafter
 
     def next_round(self, n_context: int) -> RoundPlan:
         raise NotImplementedError
@@ -124,7 +264,8 @@ def default_plan(model) -> Plan:
 
 class StaticPolicy(Policy):
     """One plan for every round (or a progressive schedule), adaptive draft length, optional
-    KV view for the draft on long contexts."""
+    KV view for the draft on long contexts; with `tree`, the model-free sources join every
+    round's tree (skip=False: they alone draft)."""
 
     def __init__(
         self,
@@ -133,12 +274,22 @@ class StaticPolicy(Policy):
         schedule: ProgressiveSchedule | None = None,
         kv: KVViewPolicy | None = None,
         adapt_length: bool = True,
+        tree: TreeShape | None = None,
+        skip: bool = True,
     ):
+        if not skip and tree is None:
+            raise ValueError("a policy without the skip source needs model-free sources (tree)")
         self.plan = plan or Plan()
         self.draft = draft or DraftLength()
         self.schedule = schedule
         self.kv = kv
         self.adapt_length = adapt_length
+        self.tree = tree
+        self.skip = skip
+
+    def prepare(self, ctx) -> None:
+        if self.tree:
+            self.tree.prepare(ctx)
 
     @staticmethod
     def from_file(path: str) -> StaticPolicy:
@@ -156,17 +307,21 @@ class StaticPolicy(Policy):
     def next_round(self, n_context: int) -> RoundPlan:
         plan = self.schedule.plan_for(n_context) if self.schedule else self.plan
         view = self.kv.view_for(n_context) if self.kv else None
-        return RoundPlan(plan, self.draft.n_max, self.draft.p_min, view)
+        step = RoundPlan(plan, self.draft.n_max if self.skip else 0, self.draft.p_min, view)
+        return self.tree.fill(step, self.skip) if self.tree else step
 
     def observe(self, step: RoundPlan, result: RoundResult) -> None:
-        if self.adapt_length:
-            self.draft.update(result.n_drafted, result.n_accepted)
+        if self.tree:
+            self.tree.observe(result)
+        if self.adapt_length and self.skip:
+            self.draft.update(*skip_counts(step, result))
 
 
 @dataclass
 class _Arm:
     plan: Plan
-    n_draft: int | None = None  # fixed draft length (0: plain decoding); None: DraftLength decides
+    n_draft: int | None = None  # fixed draft length (0: no skip draft); None: DraftLength decides
+    sources: tuple[str, ...] = ("skip",)  # () with n_draft 0: plain decoding
     tokens: float = 0.0  # decayed sums over the rounds this plan ran (this generation)
     seconds: float = 0.0
     rounds: int = 0
@@ -196,6 +351,9 @@ class AdaptivePolicy(Policy):
     prior), and the backoffs carry over: they describe the model and the machine more than the
     text. Draft length adapts as in StaticPolicy. While plain decoding runs, a round may take
     up to `plain_chain` steps at once, never past the next burst: each step counts as a round.
+
+    With `tree`, the model-free sources become a candidate of their own (`text_arm`) and join
+    every plan's draft in one token tree, cut by the measured verify cost.
     """
 
     def __init__(
@@ -211,12 +369,18 @@ class AdaptivePolicy(Policy):
         max_backoff: int = 1,
         backoff_gap: float = 0.15,
         plain_chain: int = 1,
+        tree: TreeShape | None = None,
+        text_arm: bool = True,
     ):
-        if not candidates:
-            raise ValueError("AdaptivePolicy needs at least one candidate plan")
-        self.arms = [_Arm(p) for p in candidates]
+        if not candidates and not (tree and text_arm):
+            raise ValueError("AdaptivePolicy needs at least one candidate plan or the model-free sources")
+        with_text = ("skip",) + tree.sources if tree else ("skip",)
+        self.arms = [_Arm(p, sources=with_text) for p in candidates]
+        if tree and text_arm:
+            self.arms.insert(0, _Arm(Plan(), n_draft=0, sources=tree.sources))
+        self.tree = tree
         if with_plain:  # drafting nothing: each round is one plain decode step; it starts, and
-            self.arms.insert(0, _Arm(Plan(), n_draft=0))  # drafts must prove they are faster
+            self.arms.insert(0, _Arm(Plan(), n_draft=0, sources=()))  # drafts must prove they are faster
         self.draft = draft or DraftLength()
         self.kv = kv
         self.explore_every = explore_every
@@ -244,6 +408,10 @@ class AdaptivePolicy(Policy):
             self.current = max(range(len(self.arms)), key=lambda i: self.arms[i].prior)
         self.exploring = -1
 
+    def prepare(self, ctx) -> None:
+        if self.tree:
+            self.tree.prepare(ctx)
+
     def next_round(self, n_context: int) -> RoundPlan:
         self.round += 1
         arm = self.current
@@ -258,16 +426,24 @@ class AdaptivePolicy(Policy):
         if a.n_draft == 0 and arm != self.exploring:  # up to the round before the next burst
             start = self.explore_every - self.burst
             n_plain = max(1, min(self.plain_chain, (start if phase < start else self.explore_every) - phase))
-        return RoundPlan(
+        step = RoundPlan(
             a.plan, self.draft.n_max if a.n_draft is None else a.n_draft, self.draft.p_min, view, arm, n_plain
         )
+        if a.sources != ("skip",):
+            step.sources = a.sources
+            if self.tree and set(a.sources) & set(self.tree.sources):
+                self.tree.fill(step, "skip" in a.sources)
+        return step
 
     def observe(self, step: RoundPlan, result: RoundResult) -> None:
-        if step.n_draft == 0:  # every plain step it ran counts as a round
+        if step.is_plain:  # every plain step it ran counts as a round
             self.round += max(0, len(result.tokens) - 1)
+        self.round += result.n_plain_steps
+        if self.tree:
+            self.tree.observe(result)
         a = self.arms[step.arm]
         a.tokens = a.tokens * self.decay + len(result.tokens)
-        a.seconds = a.seconds * self.decay + result.t_draft_s + result.t_verify_s
+        a.seconds = a.seconds * self.decay + result.seconds()
         a.rounds += 1
         best = max(range(len(self.arms)), key=lambda i: self.arms[i].speed() if self.arms[i].rounds else -1)
         cur = self.arms[self.current]
@@ -280,7 +456,7 @@ class AdaptivePolicy(Policy):
             elif phase == self.explore_every - self.burst and a.backoff > 1 and self._clearly_slower(result.speed()):
                 self._judge(self.exploring)  # a backed-off candidate's first round lost again: the burst ends
         if self.arms[step.arm].n_draft is None:
-            self.draft.update(result.n_drafted, result.n_accepted)
+            self.draft.update(*skip_counts(step, result))
 
     def _clearly_slower(self, speed: float) -> bool:
         """Whether a speed (tokens/s) is clearly below the running arm's (by more than backoff_gap)."""
@@ -310,19 +486,51 @@ class AdaptivePolicy(Policy):
         self.exploring = -1
 
     def scores(self) -> dict[str, float]:
-        return {("plain decoding" if a.n_draft == 0 else a.plan.describe()): a.speed() for a in self.arms}
+        """Measured tokens/s of each candidate (this generation), by name."""
+        return {_arm_name(a): a.speed() for a in self.arms}
 
 
-def make_policy(name: str, model, plan_file: str | None = None) -> Policy:
+def _arm_name(a: _Arm) -> str:
+    if not a.sources:
+        return "plain decoding"
+    text = "+".join(s for s in a.sources if s != "skip")
+    if a.n_draft == 0:
+        return text
+    return a.plan.describe() + (f" + {text}" if text else "")
+
+
+def make_policy(name: str, model, plan_file: str | None = None, draft: str | Sequence[str] | None = None) -> Policy:
     """Policy by name: "static" (default plan or --plan FILE), "adaptive" (candidates around the
-    default plan, and plain decoding, chosen by measured speed; a draft KV view on long contexts),
-    "progressive" (skip more as the context grows). Raises ValueError otherwise."""
+    default plan, the model-free sources alone, and plain decoding, chosen by measured speed; a
+    draft KV view on long contexts), "progressive" (skip more as the context grows). `draft`:
+    the sources the rounds may draft from (`parse_draft`; default: all of them, but token
+    recycling only on the CPU and, for the adaptive policy, the layer-skip draft only on a GPU). The model-free
+    ones join every draft in one token tree, cut by the verify cost measured on the device.
+    Raises ValueError for an unknown name or source."""
+    sources = parse_draft(draft)
+    if draft is None and model.device != "cpu":
+        # Token recycling reads every verify row's logits on the host; on a GPU that copy (n_vocab
+        # floats per node) costs a large part of a step until the device keeps the top-k itself.
+        sources = tuple(s for s in sources if s != "recycle")
+    if draft is None and model.device == "cpu" and name == "adaptive":
+        # On the CPU a layer-skip draft token costs 0.6-0.85 of a full step (SmolLM2, docs/
+        # BENCHMARKS.md) while each verified token adds ~0.26 of one: it cannot pay at the
+        # acceptance it reaches, and exploring its arms costs ~5% on Spec-Bench. Name it in
+        # `draft` to have it.
+        sources = tuple(s for s in sources if s != "skip")
+    text = tuple(s for s in sources if s != "skip")
+    skip = "skip" in sources
+    tree = TreeShape(text) if text else None
     base = Plan.load(plan_file) if plan_file else default_plan(model)
     if name == "static":
-        return StaticPolicy.from_file(plan_file) if plan_file else StaticPolicy(base)
+        if plan_file and skip:
+            pol = StaticPolicy.from_file(plan_file)
+            pol.tree = tree
+            return pol
+        return StaticPolicy(base, tree=tree, skip=skip)
     if name == "adaptive":
         return AdaptivePolicy(
-            _neighbours(base, model.n_layer),
+            _neighbours(base, model.n_layer) if skip else [],
             kv=KVViewPolicy(),
             with_plain=True,
             explore_every=40,
@@ -330,12 +538,15 @@ def make_policy(name: str, model, plan_file: str | None = None) -> Policy:
             margin=0.05,
             max_backoff=8,
             plain_chain=16,
+            tree=tree,
         )
     if name == "progressive":
         more = Plan.skipping(
             set(base.skip_attn) | set(range(1, model.n_layer - 1, 2)), base.skip_mlp, base.groups, base.head_rows
         )
-        return StaticPolicy(base, schedule=ProgressiveSchedule([(0, base), (1024, more)]), kv=KVViewPolicy())
+        return StaticPolicy(
+            base, schedule=ProgressiveSchedule([(0, base), (1024, more)]), kv=KVViewPolicy(), tree=tree, skip=skip
+        )
     raise ValueError(f"unknown policy {name!r} (static, adaptive, progressive)")
 
 

@@ -1,7 +1,10 @@
-"""Self-speculative decoding: the controller. Each round runs in C++ (`Context.spec_round`: draft
-under the policy's plan, verify with the full model in one batch, accept, roll back); Python
-only chooses the plan, the draft length and the KV view between rounds (`apls.policy`), and
-streams. The entry point is `Model.generate(..., speculative=True)` / `Model.generate_tokens`."""
+"""Speculative decoding: the controller. Each round runs in C++ (`Context.spec_tree_round`: draft
+from the chosen sources — the model under the policy's layer plan, and the model-free prompt
+lookup, suffix index and token recycling — as one token tree, verify it with the full model in
+one batch, accept the longest path the verifier agrees with, roll back the rest); Python only
+chooses the sources, the plan, the draft length, the tree's size and the KV view between rounds
+(`apls.policy`), and streams. The entry point is `Model.generate(..., speculative=True)` /
+`Model.generate_tokens`."""
 
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ import numpy as np
 
 from . import _core
 from .generate import GenerationStats
-from .policy import Policy, RoundResult
+from .policy import DRAFT_SOURCES, Policy, RoundPlan, RoundResult
 
 if TYPE_CHECKING:
     from .model import Context
@@ -32,6 +35,13 @@ class SpecStats(GenerationStats):
     n_draft_waits: int = 0  # times the host waited for a drafted token
     accepted_at: list[int] = field(default_factory=list)  # accepted_at[i]: rounds whose draft i+1 was accepted
     drafted_at: list[int] = field(default_factory=list)  # drafted_at[i]: rounds that drafted an (i+1)-th token
+    t_host_s: float = 0.0  # tree rounds' host work: sources, the cut, acceptance, learning
+    n_verify_rounds: int = 0  # tree rounds' last steps: verify batches (not plain chains or plain steps)
+    t_tree_verify_s: float = 0.0  # their verify time
+    n_candidates: int = 0  # tree nodes the sources proposed
+    n_skip_drafted: int = 0  # tokens the layer-skip draft decoded
+    drafted_by: list[int] = field(default_factory=lambda: [0] * len(DRAFT_SOURCES))  # verified nodes per source
+    accepted_by: list[int] = field(default_factory=lambda: [0] * len(DRAFT_SOURCES))  # accepted nodes per source
 
     @property
     def tau(self) -> float:
@@ -48,8 +58,17 @@ class SpecStats(GenerationStats):
         self.n_drafted += r.n_drafted
         self.n_accepted += r.n_accepted
         self.t_draft_s += r.t_draft_s
-        self.t_verify_s += r.t_verify_s
+        self.t_verify_s += r.t_verify_s + r.t_plain_s
+        self.t_host_s += r.t_host_s
         self.n_draft_waits += r.n_draft_waits
+        self.n_candidates += r.n_candidates
+        self.n_skip_drafted += r.n_skip_drafted
+        if len(r.tokens) == r.n_plain_steps + r.n_accepted + 1:  # a tree round, not a plain chain
+            self.n_verify_rounds += 1
+            self.t_tree_verify_s += r.t_verify_s
+        for i in range(len(DRAFT_SOURCES)):
+            self.drafted_by[i] += r.drafted_by[i]
+            self.accepted_by[i] += r.accepted_by[i]
         for i in range(r.n_drafted):
             if i >= len(self.drafted_at):
                 self.drafted_at.append(0)
@@ -86,14 +105,18 @@ def speculative_tokens(
     logits = ctx.prefill(prompt_ids)
     stats.prefill_s = time.perf_counter() - t0
     policy.start(len(prompt_ids))
+    policy.prepare(ctx)
+    drafter = policy.drafter(model)
+    drafter.start(np.asarray(prompt_ids, np.int32))
     stats.stop_reason = "length"
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     try:
         if max_tokens <= 0:
             return
         last = int(np.argmax(logits)) if sampler is None else int(sampler.sample(logits))
         if sampler is not None:
             sampler.accept(last)  # rounds record their own output in the penalties' history
+        drafter.append(np.array([last], np.int32))  # rounds append their own output
         if not ignore_eos and model.is_eog(last):
             stats.stop_reason = "eog"
             return
@@ -105,13 +128,15 @@ def speculative_tokens(
                 stats.stop_reason = "context"
                 return
             step = policy.next_round(n_context)
-            if step.n_draft == 0 and step.n_plain > 1 and sampler is None:
+            if step.is_plain and step.n_plain > 1 and sampler is None:
                 n = min(step.n_plain, max_tokens - stats.n_generated, ctx.n_ctx - n_context + 1)
                 r = _plain_chain(ctx, last, n, ignore_eos)
+                drafter.append(np.asarray(r.tokens, np.int32))
             else:
-                r = ctx.spec_round(
-                    last, step.plan, view=step.view, n_draft_max=step.n_draft, draft_p_min=step.p_min, sampler=sampler
-                )
+                params = tree_params(step)
+                if sampler is None and step.n_draft == 0:  # plain steps while nothing is worth drafting
+                    params.max_plain_steps = max(0, min(step.n_plain, max_tokens - stats.n_generated) - 1)
+                r = ctx.spec_tree_round(last, drafter, params, step.plan, view=step.view, sampler=sampler)
             policy.observe(step, r)
             stats.record(r)
             for tok in r.tokens:
@@ -125,6 +150,18 @@ def speculative_tokens(
             last = r.tokens[-1]
     finally:
         stats.decode_s = time.perf_counter() - t0
+        stats.decode_cpu_s = time.process_time() - c0
+
+
+def tree_params(step: RoundPlan) -> _core.TreeParams:
+    """The engine's parameters of a round (apls._core.TreeParams) from the policy's plan of it."""
+    p = _core.TreeParams()
+    p.sources = sum(1 << DRAFT_SOURCES.index(s) for s in step.sources)
+    p.n_nodes_max = step.n_nodes or step.n_draft
+    p.verify_cost = step.verify_cost or []
+    p.skip_n_max = step.n_draft
+    p.skip_p_min = step.p_min
+    return p
 
 
 def _plain_chain(ctx: Context, last: int, n: int, ignore_eos: bool) -> RoundResult:

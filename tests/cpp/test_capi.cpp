@@ -735,6 +735,164 @@ APLS_TEST(spec_rounds_equal_greedy_on_the_tiny_model) {
     std::printf("spec rounds %d, accepted %d of %d tokens\n", rounds, accepted, n_gen);
 }
 
+// Greedy token-tree rounds with every source (the tiny model's text repeats, so lookup and the
+// suffix index propose; recycling proposes from the second round on) reproduce plain greedy
+// decoding, keep exactly the accepted path in the cache, and learn what they verified.
+APLS_TEST(tree_rounds_equal_greedy_on_the_tiny_model) {
+    const std::vector<int32_t> prompt = {3, 14, 15, 9, 26, 3, 14, 15};
+    const int n_gen = 40;
+    std::vector<int32_t> plain;
+    {
+        Loaded t(tiny_path());
+        plain = greedy_c(t.model, t.ctx, prompt, n_gen);
+    }
+    Loaded t(tiny_path());
+    const std::vector<int32_t> head(prompt.begin(), prompt.end() - 1);
+    apls_batch b = batch_of(head);
+    CHECK_OK(apls_decode(t.ctx, &b, nullptr));
+    apls_drafter* d = nullptr;
+    CHECK_OK(apls_drafter_init(t.model, &d));
+    CHECK_OK(apls_drafter_start(d, prompt.data(), static_cast<int32_t>(prompt.size())));
+    const uint8_t attn[kLayers] = {1, 0}, mlp[kLayers] = {1, 1};
+    apls_plan plan{};
+    plan.n_layer = kLayers;
+    plan.attn = attn;
+    plan.mlp = mlp;
+    apls_tree_params tp = apls_tree_default_params();
+    tp.sources = APLS_DRAFT_ALL;
+    tp.n_nodes_max = 6;
+    std::vector<int32_t> spec;
+    int32_t last = prompt.back();
+    int rounds = 0, accepted = 0, drafted = 0;
+    while (static_cast<int>(spec.size()) < n_gen && rounds < 100) {
+        int32_t out[7];
+        int32_t n = 0;
+        apls_tree_stats st{};
+        CHECK_OK(apls_spec_tree_round(t.ctx, d, last, &plan, nullptr, &tp, nullptr, out, 7, &n, &st));
+        CHECK(n == st.n_accepted + 1 && st.n_accepted <= st.n_drafted && st.n_drafted <= 6);
+        CHECK(st.n_drafted <= st.n_candidates);
+        int32_t by = 0;
+        for (int s = 0; s < 4; ++s) by = std::max(by, st.accepted_by[s]);
+        CHECK(by <= st.n_accepted && (st.n_accepted == 0 || by > 0));
+        if (n < 1) break;
+        spec.insert(spec.end(), out, out + n);
+        last = out[n - 1];
+        accepted += st.n_accepted;
+        drafted += st.n_drafted;
+        ++rounds;
+        CHECK(apls_kv_seq_len(t.ctx, 0) == static_cast<int32_t>(prompt.size() + spec.size() - 1));
+    }
+    CHECK_OK(apls_kv_check(t.ctx));
+    spec.resize(std::min(spec.size(), plain.size()));
+    CHECK(spec == plain);
+    CHECK(accepted > 0);
+    int64_t tried[4], acc[4], total = 0;
+    for (int32_t src : {APLS_DRAFT_SKIP, APLS_DRAFT_LOOKUP, APLS_DRAFT_SUFFIX, APLS_DRAFT_RECYCLE}) {
+        CHECK_OK(apls_drafter_acceptance(d, src, tried, acc, 4));
+        for (int i = 0; i < 4; ++i) total += tried[i];
+    }
+    CHECK(total >= drafted / 2);  // judged nodes: every child of an accepted node or of the root
+    std::printf("tree rounds %d, drafted %d, accepted %d of %d tokens\n", rounds, drafted, accepted, n_gen);
+    apls_drafter_free(d);
+}
+
+// A round whose steps draft nothing (here the cost model says no node pays) goes on plainly,
+// up to max_plain_steps, with the same tokens as plain decoding.
+APLS_TEST(tree_round_runs_plain_steps_while_nothing_pays) {
+    const std::vector<int32_t> prompt = {3, 14, 15, 9, 26, 3, 14, 15};
+    const int n_gen = 20;
+    std::vector<int32_t> plain;
+    {
+        Loaded t(tiny_path());
+        plain = greedy_c(t.model, t.ctx, prompt, n_gen);
+    }
+    Loaded t(tiny_path());
+    const std::vector<int32_t> head(prompt.begin(), prompt.end() - 1);
+    apls_batch b = batch_of(head);
+    CHECK_OK(apls_decode(t.ctx, &b, nullptr));
+    apls_drafter* d = nullptr;
+    CHECK_OK(apls_drafter_init(t.model, &d));
+    CHECK_OK(apls_drafter_start(d, prompt.data(), static_cast<int32_t>(prompt.size())));
+    apls_tree_params tp = apls_tree_default_params();
+    const float cost[2] = {1.0f, 100.0f};  // one drafted node would cost 100 plain steps
+    tp.verify_cost = cost;
+    tp.n_verify_cost = 2;
+    tp.max_plain_steps = 4;
+    std::vector<int32_t> spec;
+    int32_t last = prompt.back();
+    while (static_cast<int>(spec.size()) < n_gen) {
+        int32_t out[16];
+        int32_t n = 0;
+        apls_tree_stats st{};
+        CHECK_OK(apls_spec_tree_round(t.ctx, d, last, nullptr, nullptr, &tp, nullptr, out, 16, &n, &st));
+        CHECK(st.n_drafted == 0 && n == 5 && st.n_plain_steps == 4 && st.t_plain_s > 0.0);
+        spec.insert(spec.end(), out, out + n);
+        last = out[n - 1];
+    }
+    spec.resize(plain.size());
+    CHECK(spec == plain);
+    CHECK(apls_kv_seq_len(t.ctx, 0) == static_cast<int32_t>(prompt.size() + 20 - 1));
+    apls_drafter_free(d);
+}
+
+APLS_TEST(tree_round_misuse_leaves_everything_as_it_was) {
+    Loaded t(tiny_path());
+    const std::vector<int32_t> toks = {1, 2, 3, 1, 2}, head(toks.begin(), toks.end() - 1);
+    apls_batch b = batch_of(head);
+    CHECK_OK(apls_decode(t.ctx, &b, nullptr));
+    apls_drafter* d = nullptr;
+    CHECK_STATUS(apls_drafter_init(nullptr, &d), APLS_STATUS_INVALID_ARGUMENT, "model is NULL");
+    CHECK_OK(apls_drafter_init(t.model, &d));
+    const int32_t bad[1] = {kVocab};
+    CHECK_STATUS(apls_drafter_start(d, bad, 1), APLS_STATUS_INVALID_ARGUMENT, "out of range");
+    CHECK_STATUS(apls_drafter_start(d, nullptr, 2), APLS_STATUS_INVALID_ARGUMENT, "tokens is NULL");
+    CHECK_OK(apls_drafter_start(d, toks.data(), 4));  // the text does not end with last = 2 yet
+    apls_tree_params tp = apls_tree_default_params();
+    int32_t out[16];
+    int32_t n = 0;
+    CHECK_STATUS(apls_spec_tree_round(t.ctx, d, 2, nullptr, nullptr, &tp, nullptr, out, 16, &n, nullptr),
+                 APLS_STATUS_INVALID_ARGUMENT, "must end with the round's last token");
+    CHECK_OK(apls_drafter_append(d, &toks[4], 1));
+    CHECK_STATUS(apls_spec_tree_round(t.ctx, d, 2, nullptr, nullptr, &tp, nullptr, out, 8, &n, nullptr),
+                 APLS_STATUS_INVALID_ARGUMENT, "max_out 8");
+    tp.sources = APLS_DRAFT_ALL;
+    CHECK_STATUS(apls_spec_tree_round(t.ctx, d, 2, nullptr, nullptr, &tp, nullptr, out, 16, &n, nullptr),
+                 APLS_STATUS_INVALID_ARGUMENT, "needs skip_plan");
+    tp.sources = 16;
+    CHECK_STATUS(apls_spec_tree_round(t.ctx, d, 2, nullptr, nullptr, &tp, nullptr, out, 16, &n, nullptr),
+                 APLS_STATUS_INVALID_ARGUMENT, "sources 16");
+    tp = apls_tree_default_params();
+    const float cost[2] = {1.0f, -1.0f};
+    tp.verify_cost = cost;
+    tp.n_verify_cost = 2;
+    CHECK_STATUS(apls_spec_tree_round(t.ctx, d, 2, nullptr, nullptr, &tp, nullptr, out, 16, &n, nullptr),
+                 APLS_STATUS_INVALID_ARGUMENT, "verify_cost[1]");
+    tp.verify_cost = nullptr;
+    CHECK_STATUS(apls_spec_tree_round(t.ctx, d, 2, nullptr, nullptr, &tp, nullptr, out, 16, &n, nullptr),
+                 APLS_STATUS_INVALID_ARGUMENT, "verify_cost is NULL");
+    tp = apls_tree_default_params();
+    tp.n_nodes_max = INT32_MAX;
+    CHECK_STATUS(apls_spec_tree_round(t.ctx, d, 2, nullptr, nullptr, &tp, nullptr, out, 16, &n, nullptr),
+                 APLS_STATUS_INVALID_ARGUMENT, "max_out 16");
+    tp = apls_tree_default_params();
+    tp.seq_id = 3;
+    CHECK_STATUS(apls_spec_tree_round(t.ctx, d, 2, nullptr, nullptr, &tp, nullptr, out, 16, &n, nullptr),
+                 APLS_STATUS_INVALID_ARGUMENT, "unknown sequence 3");
+    CHECK_STATUS(apls_spec_tree_round(t.ctx, nullptr, 2, nullptr, nullptr, nullptr, nullptr, out, 16, &n, nullptr),
+                 APLS_STATUS_INVALID_ARGUMENT, "drafter is NULL");
+    CHECK(apls_kv_seq_len(t.ctx, 0) == 4);
+    CHECK_OK(apls_kv_check(t.ctx));
+    int64_t tried[2], acc[2];
+    CHECK_OK(apls_drafter_acceptance(d, APLS_DRAFT_LOOKUP, tried, acc, 2));
+    CHECK(tried[0] == 0 && tried[1] == 0);  // nothing was verified
+    CHECK_STATUS(apls_drafter_acceptance(d, 3, tried, acc, 2), APLS_STATUS_INVALID_ARGUMENT, "not one APLS_DRAFT_");
+    // And a good round after all that: the drafter's text and the cache move on together.
+    CHECK_OK(apls_spec_tree_round(t.ctx, d, 2, nullptr, nullptr, nullptr, nullptr, out, 16, &n, nullptr));
+    CHECK(n >= 1 && apls_kv_seq_len(t.ctx, 0) == 4 + n);
+    apls_drafter_free(d);
+    apls_drafter_free(nullptr);
+}
+
 APLS_TEST(generate_greedy_equals_token_by_token) {
     const std::vector<int32_t> prompt = {3, 14, 15, 9, 26};
     const int n_gen = 24;

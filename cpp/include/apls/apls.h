@@ -388,6 +388,98 @@ APLS_API apls_status apls_spec_round(apls_context* ctx, int32_t last_token, cons
                                      apls_sampler* sampler, int32_t* out_tokens, int32_t max_out, int32_t* n_out,
                                      apls_spec_stats* stats);
 
+/* ---- token-tree speculative decoding ------------------------------------------------------- */
+
+/* A drafter holds the draft sources of one generation session: the current text (prompt, then
+ * every token generated; apls_spec_tree_round appends its output), the n-gram index of prompt
+ * lookup over that text, a suffix automaton over that text and the session's earlier ones, the
+ * successor table of token recycling (filled from verify logits), and the measured acceptance of
+ * each source that the rounds use to choose their trees. One drafter per sequence generated. */
+typedef struct apls_drafter apls_drafter;
+
+/* Draft sources, as bits of apls_tree_params.sources. */
+enum {
+    APLS_DRAFT_SKIP = 1,     /* the model with layers skipped (a plan), as a chain */
+    APLS_DRAFT_LOOKUP = 2,   /* prompt lookup: what followed the last 3/2/1-gram earlier in the text */
+    APLS_DRAFT_SUFFIX = 4,   /* suffix index: continuations of the longest repeated suffix, by frequency */
+    APLS_DRAFT_RECYCLE = 8,  /* token recycling: the verifier's earlier top-k after each token */
+    APLS_DRAFT_ALL = 15
+};
+
+APLS_API apls_status apls_drafter_init(const apls_model* model, apls_drafter** out);
+APLS_API void apls_drafter_free(apls_drafter* drafter); /* NULL is a no-op */
+/* A new text: the prompt (n >= 0 tokens in [0, n_vocab)). The suffix index keeps the session's
+ * earlier texts; the successor and acceptance tables carry over. */
+APLS_API apls_status apls_drafter_start(apls_drafter* drafter, const int32_t* tokens, int32_t n);
+/* Tokens generated outside apls_spec_tree_round (e.g. the first one, sampled from the prompt's
+ * logits) join the text. */
+APLS_API apls_status apls_drafter_append(apls_drafter* drafter, const int32_t* tokens, int32_t n);
+/* Nodes of `source` (one APLS_DRAFT_* bit) judged by the verifier (their parent accepted) and
+ * accepted, at depths 1..n_depth (the last entry counts every deeper node too) since init. */
+APLS_API apls_status apls_drafter_acceptance(const apls_drafter* drafter, int32_t source, int64_t* tried,
+                                             int64_t* accepted, int32_t n_depth);
+
+typedef struct apls_tree_params {
+    int32_t seq_id;              /* default 0 */
+    uint32_t sources;            /* APLS_DRAFT_* bits (default: LOOKUP | SUFFIX | RECYCLE) */
+    int32_t n_nodes_max;         /* most drafted nodes verified (default 8); capped so the verify
+                                  * batch stays within n_batch and the device's invariant batch */
+    /* verify_cost[n]: the time of a verify batch of n + 1 tokens relative to one plain decode step
+     * (verify_cost[0] = 1), n < n_verify_cost. The round verifies the n likeliest nodes that
+     * maximize expected tokens per cost (possibly none: a plain step). NULL: the n_nodes_max
+     * likeliest (default). */
+    const float* verify_cost;
+    int32_t n_verify_cost;
+    int32_t skip_n_max;          /* layer-skip chain length (default 4) */
+    float skip_p_min;            /* stop the chain after a token below this probability (default 0) */
+    float skip_branch_below;     /* greedy: a leaf for the draft's second choice where its top
+                                  * probability is below this (default 0: none) */
+    int32_t lookup_occurrences;  /* earlier n-gram occurrences followed (default 8) */
+    int32_t lookup_depth;        /* tokens after each (default 8) */
+    int32_t suffix_branches;     /* continuations per node (default 4) */
+    int32_t suffix_depth;        /* (default 8) */
+    int32_t recycle_branches;    /* successors per node (default 4) */
+    int32_t recycle_depth;       /* (default 6) */
+    int32_t max_candidates;      /* most nodes each model-free source proposes (default 48) */
+    int32_t max_plain_steps;     /* greedy without APLS_DRAFT_SKIP: while a step drafts nothing (a plain
+                                  * step), the round goes on, up to this many plain steps, ending after an
+                                  * end-of-generation token (default 0); max_out must hold them too */
+} apls_tree_params;
+
+/* Counts and timings of the round's last step (its only one unless it ran plain steps first). */
+typedef struct apls_tree_stats {
+    int32_t n_plain_steps;   /* plain steps before the last step (their tokens come first) */
+    int32_t n_candidates;    /* nodes the sources proposed */
+    int32_t n_drafted;       /* nodes verified (the verify batch held n_drafted + 1 tokens) */
+    int32_t n_accepted;      /* nodes accepted (out_tokens has n_accepted + 1 tokens) */
+    int32_t n_skip_drafted;  /* tokens the layer-skip draft decoded */
+    int32_t n_draft_waits;   /* times the host waited for a drafted token */
+    int32_t drafted_by[4];   /* verified nodes proposed by each source (skip, lookup, suffix, recycle) */
+    int32_t accepted_by[4];  /* accepted nodes proposed by each source */
+    double t_draft_s;        /* the layer-skip draft's decodes */
+    double t_verify_s;       /* the verify forward pass */
+    double t_plain_s;        /* the plain steps' forward passes */
+    double t_host_s;         /* the rest: sources, the tree, acceptance, learning */
+} apls_tree_stats;
+
+APLS_API apls_tree_params apls_tree_default_params(void);
+/* One round of token-tree speculative decoding (the state between rounds as apls_spec_round's,
+ * and the drafter's text ends with last_token): candidates from the chosen sources merged into
+ * one token tree, the likeliest nodes verified by the full model in one batch (each attending to
+ * the cache and its ancestors), the longest path the verifier agrees with accepted — greedy: its
+ * argmax; sampling: multi-candidate rejection sampling over siblings, which keeps the full
+ * model's distribution — and the accepted path's K/V kept at consecutive positions, every other
+ * node dropped. skip_plan / skip_view: the layer-skip source's plan (required with
+ * APLS_DRAFT_SKIP) and KV view (NULL: the whole cache). sampler: as in apls_spec_round.
+ * out_tokens (max_out >= n_nodes_max + 1 + max_plain_steps) receives the plain steps' tokens, the
+ * accepted nodes, then the verifier's token,
+ * which is the next round's last_token; the drafter's text and tables take the round's outcome.
+ * On error the cache, the sampler's history and the drafter are left as they were. */
+APLS_API apls_status apls_spec_tree_round(apls_context* ctx, apls_drafter* drafter, int32_t last_token,
+                                          const apls_plan* skip_plan, const apls_kv_view* skip_view,
+                                          const apls_tree_params* params, apls_sampler* sampler, int32_t* out_tokens,
+                                          int32_t max_out, int32_t* n_out, apls_tree_stats* stats);
+
 /* ---- quantization -------------------------------------------------------------------------- */
 
 /* Tensor types are GGUF's numbers (ggml_type: 2 = Q4_0, 3 = Q4_1, 6 = Q5_0, 7 = Q5_1, 8 = Q8_0,
