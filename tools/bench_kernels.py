@@ -34,6 +34,18 @@ LAYER = [
     ("ffn_down", "Q4_1", 1536, 576),
 ]
 HEAD = ("output", "Q8_0", 576, 49152)
+# --qwen: the matrices that dominate Qwen2.5-Coder-1.5B/-0.5B Q4_K_M (heads cut to 1/8 of their rows).
+QWEN = [
+    ("1.5b_attn_q", "Q4_K", 1536, 1536),
+    ("1.5b_ffn_up", "Q4_K", 1536, 8960),
+    ("1.5b_ffn_down", "Q6_K", 8960, 1536),
+    ("1.5b_attn_v", "Q6_K", 1536, 256),
+    ("1.5b_output/8", "Q6_K", 1536, 151936 // 8),
+    ("0.5b_attn_q", "Q5_0", 896, 896),
+    ("0.5b_ffn_up", "Q5_0", 896, 4864),
+    ("0.5b_ffn_down", "Q6_K", 4864, 896),
+    ("0.5b_output/8", "Q8_0", 896, 151936 // 8),
+]
 N_LAYERS = 30
 # Bytes per block, elements per block, byte offsets of the half-precision scales in a block.
 BLOCK = {
@@ -74,6 +86,7 @@ def main():
     ap.add_argument("--reps", type=int, default=20)
     ap.add_argument("--json", help="write the results here")
     ap.add_argument("--types", help="comma-separated weight types for the layer shapes (default: the model's)")
+    ap.add_argument("--qwen", action="store_true", help="time the Qwen2.5-Coder matrices (QWEN) instead")
     ap.add_argument("--k", type=int, default=0, help="with --types: inner size of the 576-wide shapes (e.g. 1536)")
     args = ap.parse_args()
     global CPU_CLOCK
@@ -81,7 +94,10 @@ def main():
     isas = args.isa or _core.kernel_isas()
     rng = np.random.default_rng(0)
     shapes = LAYER + [HEAD]
-    if args.types:
+    if args.qwen:
+        shapes = QWEN
+        args.per_token = False
+    elif args.types:
         shapes = [
             (f"{name}:{t}", t, args.k or k if k == 576 else k, rows)
             for t in args.types.split(",")
