@@ -75,14 +75,20 @@ def make_weights(type_name, rows, k, rng):
         return bits.view(np.uint8), (bits.astype(np.uint32) << 16).view(np.float32).astype(np.float64), None
     qt = GGMLQuantizationType[type_name]
     wq = random_k_blocks(type_name, rows, k, rng) if type_name in KTYPES else gguf_quants.quantize(w, qt)
+    return (wq, *dequantized(type_name, wq, rows, k))
+
+
+def dequantized(type_name, wq, rows, k):
+    """-> (dequantized weights, offset) of quantized weight bytes, as make_weights."""
+    qt = GGMLQuantizationType[type_name]
     wd = gguf_quants.dequantize(wq, qt).astype(np.float64)
     if type_name in ("Q4_K", "Q5_K"):  # dmin * m of each sub-block of 32
         sb = wq.reshape(rows, k // 256, -1)
         dmin = sb[..., 2:4].copy().view(np.float16)[..., 0].astype(np.float64)
         _, m = gguf_quants.Q4_K.get_scale_min(np.ascontiguousarray(sb[..., 4:16]).reshape(-1, 12))
-        return wq, wd, (dmin[..., None] * m.reshape(rows, k // 256, 8)).reshape(rows, k // 32)
+        return wd, (dmin[..., None] * m.reshape(rows, k // 256, 8)).reshape(rows, k // 32)
     if type_name in KTYPES:  # Q6_K: the -32 offset is taken off in integers (no float term)
-        return wq, wd, np.zeros((rows, k // 32))
+        return wd, np.zeros((rows, k // 32))
     blocks = wq.reshape(rows, k // 32, -1)
     if type_name in ("Q4_0", "Q5_0"):
         half = 8 if type_name == "Q4_0" else 16
@@ -91,12 +97,13 @@ def make_weights(type_name, rows, k, rng):
         offset = np.abs(blocks[..., 2:4].copy().view(np.float16)[..., 0].astype(np.float64))
     else:
         offset = np.zeros((rows, k // 32))
-    return wq, wd, offset
+    return wd, offset
 
 
-def check_quantized(isa, type_name, k, rows, n_tok, rng, scale=1.0):
-    wq, wd, offset = make_weights(type_name, rows, k, rng)
-    x = (scale * rng.standard_normal((n_tok, k))).astype(np.float32)
+def check_quantized(isa, type_name, k, rows, n_tok, rng, scale=1.0, weights=None, x=None):
+    wq, wd, offset = weights or make_weights(type_name, rows, k, rng)
+    if x is None:
+        x = (scale * rng.standard_normal((n_tok, k))).astype(np.float32)
     y = _core.matmul(isa, type_name, wq, k, x)
     assert y.shape == (n_tok, rows) and not np.isnan(y).any()
 
@@ -142,6 +149,32 @@ def test_matmul_quantized_scales(isa, type_name):
     wq, _, _ = make_weights(type_name, 23, k, rng)
     y = _core.matmul(isa, type_name, wq, k, np.zeros((2, k), np.float32))
     assert (y == 0).all()
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("type_name", QTYPES)
+def test_matmul_quantized_extremes(isa, type_name):
+    """Every quant at its largest value (all bytes 0xFF but the half-precision scales) times
+    activations that all quantize to +127 or -127 (and a mix): the largest integer partial sums the
+    kernels form (16-bit intermediates must not saturate), one token and a batch."""
+    rng = np.random.default_rng(5)
+    k, rows = valid_k(type_name, 576), 9
+    wq, _, _ = make_weights(type_name, rows, k, rng)
+    halves = {"Q4_0": [0], "Q4_1": [0, 2], "Q5_0": [0], "Q5_1": [0, 2], "Q8_0": [0]}
+    halves.update({t: [off for off, _ in K_HALVES[t][1]] for t in KTYPES})
+    blocks = wq.reshape(rows, -1, wq.size // rows // (k // (256 if type_name in KTYPES else 32))).copy()
+    keep = np.zeros(blocks.shape[-1], bool)
+    for off in halves[type_name]:
+        keep[off : off + 2] = True
+    blocks[..., ~keep] = 0xFF
+    wq = blocks.reshape(wq.shape)
+    x = np.ones((3, k), np.float32)
+    x[1] = -1
+    x[2, ::7] = -1
+    for n_tok in (1, 3):
+        check_quantized(
+            isa, type_name, k, rows, n_tok, rng, weights=(wq, *dequantized(type_name, wq, rows, k)), x=x[:n_tok]
+        )
 
 
 @pytest.mark.parametrize("isa", ISAS)

@@ -34,6 +34,18 @@ LAYER = [
     ("ffn_down", "Q4_1", 1536, 576),
 ]
 HEAD = ("output", "Q8_0", 576, 49152)
+# --qwen: the matrices that dominate Qwen2.5-Coder-1.5B/-0.5B Q4_K_M (heads cut to 1/8 of their rows).
+QWEN = [
+    ("1.5b_attn_q", "Q4_K", 1536, 1536),
+    ("1.5b_ffn_up", "Q4_K", 1536, 8960),
+    ("1.5b_ffn_down", "Q6_K", 8960, 1536),
+    ("1.5b_attn_v", "Q6_K", 1536, 256),
+    ("1.5b_output/8", "Q6_K", 1536, 151936 // 8),
+    ("0.5b_attn_q", "Q5_0", 896, 896),
+    ("0.5b_ffn_up", "Q5_0", 896, 4864),
+    ("0.5b_ffn_down", "Q6_K", 4864, 896),
+    ("0.5b_output/8", "Q8_0", 896, 151936 // 8),
+]
 N_LAYERS = 30
 # Bytes per block, elements per block, byte offsets of the half-precision scales in a block.
 BLOCK = {
@@ -57,24 +69,35 @@ def weights(type_name, k, rows, rng):
     return w.reshape(-1)
 
 
+CPU_CLOCK = False  # --clock cpu: process CPU time (all threads), for a machine shared with other work
+
+
 def median_s(isa, mats, n_tok, reps, threads=1):
-    return statistics.median(_core.bench_matmuls(isa, mats, n_tok, reps, threads))
+    return statistics.median(_core.bench_matmuls(isa, mats, n_tok, reps, threads, CPU_CLOCK))
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--isa", action="append", help="ISA to run (repeatable; default: all available)")
     ap.add_argument("--prefill", type=int, default=512, help="tokens for the prefill rows (0: skip)")
+    ap.add_argument("--batch", type=int, nargs="*", default=[], help="also time these small batches (e.g. 8 16)")
+    ap.add_argument("--clock", choices=["wall", "cpu"], default="wall", help="cpu: process CPU time (shared machine)")
     ap.add_argument("--generic-prefill", action="store_true", help="also time prefill for the scalar code (slow)")
     ap.add_argument("--reps", type=int, default=20)
     ap.add_argument("--json", help="write the results here")
     ap.add_argument("--types", help="comma-separated weight types for the layer shapes (default: the model's)")
+    ap.add_argument("--qwen", action="store_true", help="time the Qwen2.5-Coder matrices (QWEN) instead")
     ap.add_argument("--k", type=int, default=0, help="with --types: inner size of the 576-wide shapes (e.g. 1536)")
     args = ap.parse_args()
+    global CPU_CLOCK
+    CPU_CLOCK = args.clock == "cpu"
     isas = args.isa or _core.kernel_isas()
     rng = np.random.default_rng(0)
     shapes = LAYER + [HEAD]
-    if args.types:
+    if args.qwen:
+        shapes = QWEN
+        args.per_token = False
+    elif args.types:
         shapes = [
             (f"{name}:{t}", t, args.k or k if k == 576 else k, rows)
             for t in args.types.split(",")
@@ -84,7 +107,7 @@ def main():
     else:
         args.per_token = True
     mats = {name: (t, weights(t, k, rows, rng), k) for name, t, k, rows in shapes}
-    results = {"isas": isas, "shapes": {}, "per_token": {}}
+    results = {"isas": isas, "clock": args.clock, "shapes": {}, "per_token": {}}
 
     print(
         f"{'shape':<16} {'type':<5} {'k x rows':>11} {'isa':<8} {'n_tok':>5} {'us/call':>10} {'GB/s':>7} {'GMAC/s':>7}"
@@ -92,11 +115,11 @@ def main():
     for name, t, k, rows in shapes:
         m = mats[name]
         for isa in isas:
-            for n_tok in [1] + ([args.prefill] if args.prefill else []):
+            for n_tok in [1] + args.batch + ([args.prefill] if args.prefill else []):
                 if isa == "generic" and n_tok > 1 and not args.generic_prefill:
                     continue
-                reps = args.reps if n_tok == 1 else max(2, args.reps // 10)
-                if n_tok == 1:  # short calls: time many per pass
+                reps = args.reps if n_tok <= 16 else max(2, args.reps // 10)
+                if n_tok <= 16:  # short calls: time many per pass
                     s = median_s(isa, [m] * 50, n_tok, reps) / 50
                 else:
                     s = median_s(isa, [m], n_tok, reps)
