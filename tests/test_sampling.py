@@ -164,6 +164,37 @@ def test_greedy_ties_go_to_lowest_id():
     assert t0.sample(np.array([0.0, 3.0, 1.0, 3.0], dtype=np.float32)) == 1
 
 
+def test_greedy_standard_chain_is_the_penalised_argmax():
+    """At temperature 0 the standard chain (penalties, top-k, top-p, min-p, temperature) picks
+    the argmax of the penalised logits, ties to the lowest id (NumPy reference; the sampler
+    skips the filters, which never remove the top candidate): full vocabulary, repeated values."""
+    rng = np.random.default_rng(3)
+    s = _core.Sampler(
+        temperature=0.0,
+        top_k=40,
+        top_p=0.9,
+        min_p=0.05,
+        repeat_penalty=1.3,
+        frequency_penalty=0.2,
+        presence_penalty=0.1,
+        penalty_last_n=16,
+    )
+    history = []
+    for _ in range(200):
+        row = np.round(rng.standard_normal(49152) * 4, 1).astype(np.float32)  # many ties
+        ref = row.copy()
+        window = history[-16:]
+        f32 = np.float32
+        for t in set(window):  # llama.cpp's penalties, in float32 as the engine computes them
+            x = ref[t] / f32(1.3) if ref[t] > 0 else ref[t] * f32(1.3)
+            ref[t] = x - (f32(window.count(t)) * f32(0.2) + f32(0.1))
+        want = int(np.flatnonzero(ref == ref.max())[0])
+        got = s.sample(row)
+        assert got == want
+        s.accept(got)
+        history.append(got)
+
+
 def draws(sampler, logits, n):
     return [sampler.sample(logits) for _ in range(n)]
 

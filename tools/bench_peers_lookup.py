@@ -5,6 +5,9 @@
 - llama.cpp through llama-cpp-python: plain and `Llama(..., draft_model=LlamaPromptLookupDecoding)`
   (its prompt lookup: the last 1..max_ngram_size tokens matched in the prompt and output,
   num_pred_tokens drafted) on the same GGUF file;
+- llama.cpp's `llama-lookup` binary (--lookup-bin DIR; the GPU machine's build from ../shared/peers):
+  its n-gram cache drafts (--n-pred tokens), every layer on the GPU; plain decoding is the same
+  binary with one-token drafts. Its tokens are not returned, so its rows say "-" for identical;
 - Hugging Face transformers: plain `generate` and `generate(prompt_lookup_num_tokens=...)` on the
   same GGUF file loaded by transformers (`gguf_file=`: dequantized to float32, so it computes
   with different weights' rounding than the engines; its speedup is what compares).
@@ -64,6 +67,26 @@ def llama_cpp_runner(path, threads, ngram, n_pred):
     return run
 
 
+def llama_lookup_runner(path, bindir, n_pred, prompt_of):
+    """llama.cpp's llama-lookup on the same file, every layer on the GPU, greedy; timed by its own
+    "decoded N tokens in T seconds" line (the generation loop, prompt excluded)."""
+    import re
+    import subprocess
+
+    exe = os.path.join(bindir, "llama-lookup")
+
+    def run(ids, n, use_spec):
+        cmd = [exe, "-m", path, "-p", prompt_of[tuple(ids)], "-n", str(n), "-ngl", "99", "-fa", "on", "--temp", "0"]
+        cmd += ["--spec-draft-n-max", str(n_pred if use_spec else 1), "-c", "2048"]
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        m = re.search(r"decoded\s+(\d+) tokens in\s+([0-9.]+) seconds", r.stderr)
+        if r.returncode != 0 or not m:
+            raise ValueError(f"llama-lookup failed (rc {r.returncode}): {r.stderr[-300:]}")
+        return [None] * int(m.group(1)), float(m.group(2)), float(m.group(2)), None
+
+    return run
+
+
 def hf_runner(path, threads, n_lookup):
     import torch
     from transformers import AutoModelForCausalLM
@@ -95,7 +118,8 @@ def main() -> None:
     ap.add_argument("--max-tokens", type=int, default=256)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--draft", default=None, help="APLS draft sources (default: all)")
-    ap.add_argument("--engines", default="apls,llama.cpp,hf")
+    ap.add_argument("--engines", default="apls,llama.cpp,hf", help="apls, llama.cpp, hf, llama-lookup")
+    ap.add_argument("--lookup-bin", help="directory holding llama.cpp's llama-lookup (engine llama-lookup)")
     ap.add_argument("--ngram", type=int, default=2, help="llama.cpp max_ngram_size")
     ap.add_argument("--n-pred", type=int, default=10, help="llama.cpp num_pred_tokens / HF prompt_lookup_num_tokens")
     ap.add_argument(
@@ -120,6 +144,9 @@ def main() -> None:
         runners["apls"] = apls_run
     if "llama.cpp" in engines:
         runners["llama.cpp"] = llama_cpp_runner(path, args.threads, args.ngram, args.n_pred)
+    prompt_of = {}  # token ids -> the prompt text (llama-lookup takes text)
+    if "llama-lookup" in engines:
+        runners["llama-lookup"] = llama_lookup_runner(path, args.lookup_bin, args.n_pred, prompt_of)
     if "hf" in engines:
         runners["hf"] = hf_runner(path, args.threads, args.n_pred)
     groups = load_prompts(args.prompts, args.limit)
@@ -127,9 +154,9 @@ def main() -> None:
     failed = []  # prompts an engine failed on
     for g, texts in groups.items():
         for text in texts:
-            ids = model.tokenize(
-                model.chat_prompt([{"role": "user", "content": text}]), add_special=False, parse_special=True
-            )
+            prompt = model.chat_prompt([{"role": "user", "content": text}])
+            ids = model.tokenize(prompt, add_special=False, parse_special=True)
+            prompt_of[tuple(ids)] = prompt
             for name, run in runners.items():
                 try:
                     r_plain, r_spec = run(ids, args.max_tokens, False), run(ids, args.max_tokens, True)
@@ -149,7 +176,7 @@ def main() -> None:
                     a["plain_s"] += t_plain
                     a["spec_tok"] += len(spec)
                     a["spec_s"] += t_spec
-                    a["same"] &= spec == plain
+                    a["same"] = None if spec[:1] == [None] else (a["same"] is not False and spec == plain)
             print(g, "done", flush=True)
     rows = {}
     print(f"clock: {args.clock}, threads: {args.threads}, {args.limit} prompts per group, {args.max_tokens} tokens")
@@ -167,7 +194,7 @@ def main() -> None:
             "identical": a["same"],
         }
         print(
-            f"| {name} | {g} | {p:.1f} | {s:.1f} | {s / p:.2f}x | {'-' if tau is None else f'{tau:.2f}'} | {a['same']} |"
+            f"| {name} | {g} | {p:.1f} | {s:.1f} | {s / p:.2f}x | {'-' if tau is None else f'{tau:.2f}'} | {'-' if a['same'] is None else a['same']} |"
         )
     if args.json:
         with open(args.json, "w") as f:

@@ -13,6 +13,13 @@
 #   bash tools/gpu_bench.sh types                # Q5_0/Q5_1/Q4_K/Q5_K/Q6_K matvec + F16 dequant vs copy bandwidth
 #   bash tools/gpu_bench.sh models               # synthetic 1B/7B models: prompt 512 + decode tok/s, verify cost
 #   bash tools/gpu_bench.sh spec                 # APLS on SmolLM2 over Spec-Bench (10/group, 256 tokens)
+#   bash tools/gpu_bench.sh bgstart              # start this build and llama.cpp's (.peer/) in the background
+#   bash tools/gpu_bench.sh waitbuild threads    # wait for them; default thread count end to end (issue 23)
+#   bash tools/gpu_bench.sh peer                 # llama-bench beside `apls bench` on every model in /tmp/models
+#   bash tools/gpu_bench.sh lookup               # llama-lookup beside APLS token trees, Spec-Bench 1/group
+#   bash tools/gpu_bench.sh serve                # apls serve under load: 1, 8, 16 streams (wheels in .whl/)
+#   bash tools/gpu_bench.sh treedebug            # a tree batch vs its chains, the CPU and a causal batch, per node
+#   bash tools/gpu_bench.sh qwenspec             # apls tune + APLS on the Qwen models (Spec-Bench 10/group)
 #
 # Environment: MODEL (SmolLM2 GGUF, default /tmp/models/smollm2.gguf), BUILD (default
 # /tmp/apls-build), OUT (logs and JSON; default ./gpu-out), PYLIB (extra Python path holding
@@ -175,8 +182,112 @@ phase_models() {
 phase_spec() {
     fake_default_model
     $PY -m apls.cli bench --speculative -d cuda --prompts tests/data/spec_bench_prompts.jsonl --limit 10 \
-        --max-tokens 256 --json "$OUT/spec.json" 2>"$OUT/spec.err" | tee "$OUT/spec.log"
+        --max-tokens 256 --draft "${DRAFT:-default}" --json "$OUT/spec.json" 2>"$OUT/spec.err" | tee "$OUT/spec.log"
     cat "$OUT/spec.log" >> "$SUMMARY"
+}
+
+# Both builds in the background (setsid: they outlive the call while the machine stays warm), so that
+# the calls moving models over can run meanwhile. Markers: /tmp/bg/{apls,peer}.{ok,fail}.
+phase_bgstart() {
+    mkdir -p /tmp/bg /tmp/src
+    # Build from a copy: the next call replaces this working tree while the compiler reads it.
+    tar cf - --exclude=./.device-model --exclude=./.git --exclude=./.whl . | tar xf - -C /tmp/src
+    setsid nohup bash -c "cd /tmp/src && BUILD='$BUILD' OUT=/tmp/bg bash tools/gpu_bench.sh build > /tmp/bg/apls.log 2>&1 \
+        && touch /tmp/bg/apls.ok || touch /tmp/bg/apls.fail" > /dev/null 2>&1 < /dev/null &
+    if [ -f /tmp/src/.peer/build-llama-cpp.sh ]; then
+        setsid nohup bash -c "bash /tmp/src/.peer/build-llama-cpp.sh build > /tmp/bg/peer.log 2>&1 \
+            && touch /tmp/bg/peer.ok || touch /tmp/bg/peer.fail" > /dev/null 2>&1 < /dev/null &
+    fi
+    echo "bgstart: builds started ($(nproc) cores)" | tee -a "$SUMMARY"
+}
+
+wait_marker() {  # NAME TIMEOUT_S
+    local t=0
+    while [ ! -f "/tmp/bg/$1.ok" ] && [ ! -f "/tmp/bg/$1.fail" ] && [ "$t" -lt "$2" ]; do sleep 2; t=$((t + 2)); done
+    if [ -f "/tmp/bg/$1.ok" ]; then echo "$1 build: ok (waited ${t}s)" | tee -a "$SUMMARY"; return 0; fi
+    echo "$1 build: FAILED or not done after ${t}s" | tee -a "$SUMMARY"; tail -40 "/tmp/bg/$1.log" /tmp/bg/build.log 2>/dev/null
+    return 1
+}
+
+phase_waitbuild() { wait_marker apls 500; }
+
+# Issue 23 on the machine where it crashed: the default thread count, from Python and the CLI.
+phase_threads() {
+    fake_default_model
+    $PY -X faulthandler -c "import apls._core as c; print('physical_cores', c.physical_cores())" 2>&1 | tee -a "$SUMMARY"
+    $PY -X faulthandler -c "import apls; m = apls.Model('$MODEL', device='cpu'); c = m.context(); print('cpu context threads ok')" 2>&1 | tee -a "$SUMMARY"
+    $PY -X faulthandler -m apls.cli run -d cuda --temp 0 -n 16 "The three primary colors are" > "$OUT/threads.log" 2>&1
+    echo "apls run -d cuda (default threads): rc $? $(tail -c 120 "$OUT/threads.log" | tr '\n' ' ')" | tee -a "$SUMMARY"
+}
+
+models_here() { ls "$MODEL" ${APLS_MODEL_CACHE:-/tmp/models}/qwen2.5-coder-*.gguf 2>/dev/null | sort -u; }
+
+# The peer in the same call: llama-bench (prompt 512, decode 128, flash attention) then `apls bench`
+# on the same file, for every model on the machine.
+phase_peer() {
+    wait_marker peer 400 || return 0
+    fake_default_model
+    local m n
+    for m in $(models_here); do
+        n=$(basename "$m" .gguf)
+        /tmp/lcpp-build/bin/llama-bench -m "$m" -ngl 99 -fa 1 -p 512 -n 128 -r 5 -o json > "$OUT/lcpp_$n.json" 2> "$OUT/lcpp_$n.err" || true
+        $PY -m apls.cli bench -d cuda -m "$m" -p 512 -n 128 -r 5 --json "$OUT/apls_$n.json" > "$OUT/apls_$n.log" 2>&1 || true
+        $PY - "$n" "$OUT/lcpp_$n.json" "$OUT/apls_$n.json" <<'PY' | tee -a "$SUMMARY"
+import json, sys
+name, lj, aj = sys.argv[1:]
+try:
+    l = {("pp" if r["n_prompt"] else "tg"): r["avg_ts"] for r in json.load(open(lj))}
+except Exception as e:
+    l = {}; print(f"{name}: llama-bench gave no result ({e})")
+try:
+    a = json.load(open(aj))
+    a = {"pp": a.get("prefill_tok_s"), "tg": a.get("decode_tok_s")}
+except Exception as e:
+    a = {}; print(f"{name}: apls bench gave no result ({e})")
+for k, label in (("pp", "prompt 512"), ("tg", "decode 128")):
+    if k in l and a.get(k):
+        print(f"| {name} | {label} | apls {a[k]:.1f} tok/s | llama.cpp {l[k]:.1f} tok/s | {a[k] / l[k]:.2f}x |")
+PY
+    done
+}
+
+# A tree verify batch against its chains, the CPU backend and a causal batch, node by node.
+phase_treedebug() {
+    $PY tools/cuda/debug_tree.py "$MODEL" 2>&1 | tee -a "$SUMMARY"
+}
+
+# llama.cpp's prompt lookup (llama-lookup, 8-token drafts) and its plain decoding beside APLS's
+# token trees: one prompt per Spec-Bench group, 256 tokens, greedy, SmolLM2.
+phase_lookup() {
+    wait_marker peer 400 || return 0
+    fake_default_model
+    $PY tools/bench_peers_lookup.py --engines apls,llama-lookup --lookup-bin /tmp/lcpp-build/bin --n-pred 8 --prompts tests/data/spec_bench_prompts.jsonl \
+        --limit 1 --max-tokens 256 --model "$MODEL" --json "$OUT/lookup.json" 2>&1 | tee "$OUT/lookup.log" | tail -12 | tee -a "$SUMMARY"
+}
+
+# apls serve under load (issue 27's H200 row): wheels for the server extra travel in .whl/.
+phase_serve() {
+    fake_default_model
+    if ! $PY -c "import fastapi, uvicorn, sse_starlette" 2>/dev/null; then
+        $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl > /dev/null
+        export PYTHONPATH="/tmp/site:$PYTHONPATH"
+    fi
+    $PY tools/load_test.py --serve apls -m "$MODEL" --streams 1,8,16 --parallel 16 --threads 8 --duration 20 \
+        --max-tokens 128 --json "$OUT/serve.json" --log-dir "$OUT" 2>&1 | tee "$OUT/serve.log" | tail -6 | tee -a "$SUMMARY"
+}
+
+# APLS on the real larger models: the best plan `apls tune` finds on this device, then Spec-Bench.
+phase_qwenspec() {
+    fake_default_model
+    local m n
+    for m in $(models_here | grep qwen); do
+        n=$(basename "$m" .gguf)
+        $PY -m apls.cli tune -d cuda -m "$m" --prompts tests/data/spec_bench_prompts.jsonl --limit 1 --n-gen 32 \
+            -o "$OUT/plan_$n.json" > "$OUT/tune_$n.log" 2>&1 || { tail -5 "$OUT/tune_$n.log"; continue; }
+        $PY -m apls.cli bench --speculative -d cuda -m "$m" --prompts tests/data/spec_bench_prompts.jsonl --limit ${QLIMIT:-10} \
+            --max-tokens 256 --plan "$OUT/plan_$n.json" --draft 'skip;default' --json "$OUT/spec_$n.json" \
+            2> "$OUT/spec_$n.err" | tee "$OUT/spec_$n.log" | tail -8 | tee -a "$SUMMARY"
+    done
 }
 
 for p in "$@"; do "phase_$p"; done

@@ -84,6 +84,33 @@ void bind_drafter(py::module_& m) {
             py::arg("tree"), py::arg("path"),
             "A verified tree's outcome: path = the accepted nodes from the root down (a round does this itself).")
         .def(
+            "propose_chain",
+            [](const Drafter& d, int32_t k, uint32_t sources) {
+                if (k < 0 || k > 64) apls::fail(APLS_STATUS_INVALID_ARGUMENT, "k must be in [0, 64], got ", k);
+                constexpr uint32_t kSkipBit = 1u << static_cast<int>(Source::SKIP);
+                if (sources & ~apls::draft::kAllSources || sources & kSkipBit)
+                    apls::fail(APLS_STATUS_INVALID_ARGUMENT,
+                               "sources must be bits of the model-free sources "
+                               "(lookup, suffix, recycle), got ",
+                               sources);
+                std::vector<int32_t> out;
+                if (k == 0 || d.text().empty()) return out;
+                apls::draft::TextParams p;
+                p.lookup_depth = p.suffix_depth = p.recycle_depth = k;
+                TokenTree tree;
+                d.propose(tree, sources, p);
+                if (tree.empty()) return out;
+                d.calibrate(tree);
+                tree.finish();
+                const std::vector<int32_t> path = tree.best_path();
+                out = tree.path_tokens(path.back());
+                if (static_cast<int32_t>(out.size()) > k) out.resize(static_cast<size_t>(k));
+                return out;
+            },
+            py::arg("k"), py::arg("sources"),
+            "The likeliest chain of at most k tokens after the text, from the model-free `sources` (bits of "
+            "DRAFT_SOURCES): what a caller verifying one chain per step (the server's shared batches) drafts.")
+        .def(
             "acceptance",
             [](const Drafter& d, int source) {
                 if (source < 0 || source >= apls::draft::kNumSources)

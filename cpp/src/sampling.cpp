@@ -128,6 +128,7 @@ private:
 
 class TopK : public Stage {
 public:
+    bool keeps_argmax() const override { return true; }
     explicit TopK(int32_t k) : k_(k) {}
     void apply(Candidates& c) override {
         const size_t k = static_cast<size_t>(k_);
@@ -145,6 +146,7 @@ private:
 
 class TopP : public Stage {
 public:
+    bool keeps_argmax() const override { return true; }
     TopP(float p, int32_t min_keep) : p_(p), min_keep_(min_keep) {}
     void apply(Candidates& c) override {
         if (p_ >= 1.0f || c.size() <= 1) return;
@@ -199,6 +201,7 @@ private:
 
 class MinP : public Stage {
 public:
+    bool keeps_argmax() const override { return true; }
     MinP(float p, int32_t min_keep) : p_(p), min_keep_(min_keep) {}
     void apply(Candidates& c) override {
         if (p_ <= 0.0f || c.size() <= 1) return;
@@ -231,6 +234,7 @@ private:
 
 class Temperature : public Stage {
 public:
+    bool keeps_argmax() const override { return true; }
     explicit Temperature(float t) : t_(t) {}
     void apply(Candidates& c) override {
         if (t_ <= 0.0f) {  // zero temperature is the limit of sharpening: only the argmax remains
@@ -366,8 +370,13 @@ void Sampler::run_stages(const float* logits, int32_t n_vocab) {
 }
 
 int32_t Sampler::sample(const float* logits, int32_t n_vocab) {
+    if (selector_ == Selector::GREEDY) {  // only the stages that can change the argmax (penalties)
+        fill(logits, n_vocab);
+        for (auto& s : stages_)
+            if (!s->keeps_argmax()) s->apply(cand_);
+        return cand_.v[argmax(cand_)].id;
+    }
     run_stages(logits, n_vocab);
-    if (selector_ == Selector::GREEDY) return cand_.v[argmax(cand_)].id;
     cand_.softmax();
     // A uniform double in [0, 1) from the top 53 bits: the same on every platform.
     const double u = static_cast<double>(rng_() >> 11) * 0x1.0p-53;

@@ -56,6 +56,9 @@ public:
     virtual std::string describe() const = 0;
     // True when the stage depends on the accepted-token history (penalties that change logits).
     virtual bool uses_history() const { return false; }
+    // True when the stage never removes or demotes the highest candidate (ties: lowest id): a
+    // greedy chain skips such stages, its choice being the same without them.
+    virtual bool keeps_argmax() const { return false; }
 };
 
 class Sampler {

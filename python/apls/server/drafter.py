@@ -3,10 +3,10 @@
 A drafter is made per request and asked, each step, for up to k tokens that may follow the
 request's tokens so far (prompt + output, the last one chosen but not yet decoded). The model
 verifies them in the same batch as every other request's tokens, so a draft must cost almost
-nothing to make: `PromptLookup` looks the text's last n-gram up in the text itself.
+nothing to make: `TextDrafter` asks the engine's model-free sources (prompt lookup and the suffix
+index of `apls._core.Drafter`, the same ones a token-tree round uses) for their likeliest chain.
 
-The engine's own draft sources (prompt lookup, suffix index, token recycling in C++) plug in
-here: anything with `propose(tokens, k) -> list[int]` will do (`Scheduler(drafter=...)` takes a
+Anything with `propose(tokens, k) -> list[int]` will do (`Scheduler(drafter=...)` takes a
 factory that makes one per request).
 """
 
@@ -14,6 +14,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Protocol
+
+import numpy as np
+
+from .. import _core
+from ..policy import DRAFT_SOURCES
 
 
 class Drafter(Protocol):
@@ -23,31 +28,28 @@ class Drafter(Protocol):
         ...
 
 
-class PromptLookup:
-    """Prompt lookup decoding: find the most recent earlier occurrence of the text's last n-gram
-    (n from n_max down to n_min) and propose the tokens that followed it.
+class TextDrafter:
+    """One request's model-free drafts: the engine's drafter (`apls._core.Drafter`) over the
+    request's text, which it indexes incrementally (each call adds only the new tokens), asked
+    for the likeliest chain of its `sources` ("lookup", "suffix")."""
 
-    The index grows with the text: each call indexes only the tokens added since the last one,
-    so a step costs O(new tokens * n) however long the text is."""
-
-    def __init__(self, n_max: int = 3, n_min: int = 2):
-        if not 1 <= n_min <= n_max:
-            raise ValueError(f"need 1 <= n_min <= n_max, got n_min {n_min}, n_max {n_max}")
-        self.n_min, self.n_max = n_min, n_max
-        self._where: dict[tuple[int, ...], int] = {}  # n-gram -> index just after its latest occurrence
-        self._indexed = 0  # n-grams ending before this index are in _where
+    def __init__(self, model, sources: Sequence[str] = ("lookup", "suffix")):
+        bad = [s for s in sources if s not in DRAFT_SOURCES or s == "skip"]
+        if bad or not sources:
+            raise ValueError(f"sources must be among lookup, suffix, recycle; got {list(sources)}")
+        self._d = _core.Drafter(model._model)
+        self._bits = sum(1 << DRAFT_SOURCES.index(s) for s in sources)
+        self._seen = 0  # tokens of the request's text the drafter holds
 
     def propose(self, tokens: Sequence[int], k: int) -> list[int]:
         n = len(tokens)
-        # Index the n-grams that end before the last token: each has a continuation.
-        for end in range(max(self._indexed, self.n_min), n):
-            for size in range(self.n_min, min(self.n_max, end) + 1):
-                self._where[tuple(tokens[end - size : end])] = end
-        self._indexed = max(self._indexed, n)
-        if k <= 0:
-            return []
-        for size in range(min(self.n_max, n - 1), self.n_min - 1, -1):
-            found = self._where.get(tuple(tokens[n - size :]))
-            if found is not None:
-                return list(tokens[found : found + k])
-        return []
+        if n < self._seen:
+            raise ValueError(f"the text shrank from {self._seen} to {n} tokens")
+        if n > self._seen:
+            new = np.asarray(tokens[self._seen :], dtype=np.int32)
+            if self._seen == 0:
+                self._d.start(new)
+            else:
+                self._d.append(new)
+            self._seen = n
+        return self._d.propose_chain(max(k, 0), self._bits) if k > 0 else []

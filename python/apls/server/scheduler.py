@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .drafter import Drafter, PromptLookup
+from .drafter import Drafter, TextDrafter
 from .job import Event, GenRequest, Job, Stats
 from .slots import Slot, Slots, common_prefix
 from .speculation import StepCost
@@ -114,7 +114,8 @@ class Scheduler:
         max_queue: most requests waiting for a slot; more are refused (`QueueFull`).
         speculative: verify drafts (APLS per request, where the step-cost model finds it pays).
         k_max: longest draft.
-        drafter: makes a request's draft source (`drafter.Drafter`).
+        drafter: makes a request's draft source (`drafter.Drafter`); default: the engine's
+            model-free sources over the request's text (`drafter.TextDrafter`).
         observer: told of steps and finished requests (`metrics.Metrics`), or None.
     """
 
@@ -131,7 +132,7 @@ class Scheduler:
         max_queue: int = 64,
         speculative: bool = False,
         k_max: int = 8,
-        drafter: Callable[[], Drafter] = PromptLookup,
+        drafter: Callable[[], Drafter] | None = None,
         observer=None,
         kv_block_size: int = 16,
     ):
@@ -143,7 +144,7 @@ class Scheduler:
         self.vocab = model.vocab
         self.n_ctx = n_ctx or min(model.n_ctx_train, 4096)
         self.k_max = k_max if speculative else 0
-        self.drafter = drafter if speculative else None
+        self.drafter = (drafter or (lambda: TextDrafter(model))) if speculative else None
         self.max_queue = max_queue
         self.observer = observer
         capacity = self.n_ctx + self.k_max + 1  # a sequence's most entries (a draft's included)
@@ -156,9 +157,8 @@ class Scheduler:
             kv_block_size=kv_block_size,
         )
         self.n_batch = self.ctx.n_batch
-        # Tokens per call whose logits are each what they are alone: every batch on the CPU; on
-        # CUDA 16 (Context::max_invariant_batch in C++, which Python cannot read yet).
-        self.invariant_batch = self.n_batch if model.device == "cpu" else 16
+        # Tokens per call whose logits are each what they are alone (the backend's limit).
+        self.invariant_batch = self.ctx.max_verify_batch
         self.slots = Slots(self.ctx, n_slots, capacity)
         self.cost = StepCost()
         self.totals = Totals()
