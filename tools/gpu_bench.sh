@@ -254,6 +254,8 @@ PY
 # A tree verify batch against its chains, the CPU backend and a causal batch, node by node.
 phase_treedebug() {
     $PY tools/cuda/debug_tree.py "$MODEL" 2>&1 | tee -a "$SUMMARY"
+    echo "graphs off:" | tee -a "$SUMMARY"
+    APLS_CUDA_GRAPHS=0 $PY tools/cuda/debug_tree.py "$MODEL" 2>&1 | tee -a "$SUMMARY"
 }
 
 # llama.cpp's prompt lookup (llama-lookup, 8-token drafts) and its plain decoding beside APLS's
