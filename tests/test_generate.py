@@ -46,6 +46,25 @@ def test_decode_greedy_is_the_argmax_of_the_logits(model):
         b.decode_greedy([model.n_vocab])
 
 
+def test_decode_choose_gives_argmaxes_and_the_fetched_rows(model):
+    """Context.decode_choose: every output row's argmax (ties to the lowest id) and the logits of
+    the marked rows only, equal to decode's; the cache as decode leaves it."""
+    ids = model.tokenize("One, two, three, four, five, six")
+    a, b = model.context(n_ctx=128), model.context(n_ctx=128)
+    rows = np.zeros(len(ids), np.uint8)
+    rows[[2, 5, len(ids) - 1]] = 1
+    want = a.decode(ids, logits=rows)
+    got_ids, got = b.decode_choose(ids, logits=rows, fetch=[True, False, True])
+    assert got_ids == [int(np.argmax(r)) for r in want]
+    np.testing.assert_array_equal(got, want[[0, 2]])
+    assert a.kv_seq_len(0) == b.kv_seq_len(0) == len(ids)
+    ids2, none = b.decode_choose([7], fetch=[False])
+    assert ids2 == [int(np.argmax(a.decode([7], logits="last")[-1]))] and none.shape == (0, model.n_vocab)
+    with pytest.raises(apls.InvalidArgumentError, match="fetch has 2 entries for 1 output rows"):
+        b.decode_choose([8], fetch=[True, True])
+    assert b.kv_seq_len(0) == len(ids) + 1  # refused before anything was decoded
+
+
 def test_generate_greedy_chains_equal_token_by_token(model):
     """Context.generate_greedy: the tokens decode_greedy picks one at a time (chains longer than
     n_batch too), the same cache, and the end-of-turn token ends it when asked."""

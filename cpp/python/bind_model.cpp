@@ -2,6 +2,7 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
+#include <algorithm>
 
 #include <optional>
 
@@ -54,7 +55,7 @@ std::unique_ptr<Context> make_context(std::shared_ptr<Model> model, uint32_t n_c
 // cache; parent: a token tree (apls_batch.parent).
 void run_decode(Context& ctx, const I32Array& tokens, std::optional<I32Array> pos, std::optional<I32Array> seq_ids,
                 py::object logits, const apls::Plan* plan, const apls::KVView* view,
-                std::optional<I32Array> parent = std::nullopt) {
+                std::optional<I32Array> parent = std::nullopt, const std::vector<bool>* fetch = nullptr) {
     const std::vector<int32_t> tok = to_vec(tokens, "tokens");
     const int32_t n = static_cast<int32_t>(tok.size());
     std::vector<int32_t> pv, sv, par;
@@ -90,6 +91,13 @@ void run_decode(Context& ctx, const I32Array& tokens, std::optional<I32Array> po
         lv.assign(mask.data(), mask.data() + n);
     }
     if (!lv.empty()) b.logits = lv.data();
+    if (fetch) {  // decode_choose: one flag per output row, checked before anything is decoded
+        const size_t rows =
+            lv.empty() ? 1 : static_cast<size_t>(std::count_if(lv.begin(), lv.end(), [](int8_t x) { return x != 0; }));
+        if (fetch->size() != rows)
+            apls::fail(APLS_STATUS_INVALID_ARGUMENT, "fetch has ", fetch->size(), " entries for ", rows,
+                       " output rows");
+    }
 
     static const apls::Plan full;
     if (!plan) plan = &full;
@@ -171,6 +179,34 @@ void bind_model(py::module_& m) {
             py::arg("tokens"), py::arg("pos") = py::none(), py::arg("seq_ids") = py::none(),
             "decode(tokens) and the greedy choice after the last token (largest logit, ties to the lowest "
             "id); on a GPU chosen there, so the logits are not copied back.")
+        .def(
+            "decode_choose",
+            [](Context& ctx, const I32Array& tokens, const std::vector<bool>& fetch, std::optional<I32Array> pos,
+               std::optional<I32Array> seq_ids, py::object logits) {
+                run_decode(ctx, tokens, pos, seq_ids, logits, nullptr, nullptr, std::nullopt, &fetch);
+                const int32_t rows = ctx.n_outputs();
+                const int64_t n_vocab = ctx.model().hparams().n_vocab;
+                std::vector<int32_t> ids(static_cast<size_t>(rows));
+                for (int32_t r = 0; r < rows; ++r) ids[r] = ctx.argmax(r);
+                int64_t n_fetch = 0;
+                for (bool f : fetch) n_fetch += f;
+                py::array_t<float> out({n_fetch, n_vocab});
+                if (n_fetch > 0) {
+                    const float* all = ctx.logits();
+                    float* dst = out.mutable_data();
+                    for (int32_t r = 0; r < rows; ++r)
+                        if (fetch[r]) {
+                            std::memcpy(dst, all + r * n_vocab, static_cast<size_t>(n_vocab) * sizeof(float));
+                            dst += n_vocab;
+                        }
+                }
+                return py::make_tuple(ids, out);
+            },
+            py::arg("tokens"), py::arg("fetch"), py::arg("pos") = py::none(), py::arg("seq_ids") = py::none(),
+            py::arg("logits") = "last",
+            "decode, then the greedy choice of every output row (largest logit, ties to the lowest id; on a GPU "
+            "chosen there) and the logits of the output rows `fetch` marks: (ids, float32 (n_fetched, n_vocab)). "
+            "No logits are copied back when none is marked.")
         .def(
             "generate_greedy",
             [](Context& ctx, int32_t last, int32_t n_max, int32_t seq, bool stop_at_eog) {

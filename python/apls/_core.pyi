@@ -123,6 +123,14 @@ class Context:
     def decode_greedy(
         self, tokens: _I32Array, pos: _I32Array | None = None, seq_ids: _I32Array | None = None
     ) -> int: ...
+    def decode_choose(
+        self,
+        tokens: _I32Array,
+        fetch: Sequence[bool],
+        pos: _I32Array | None = None,
+        seq_ids: _I32Array | None = None,
+        logits: str | _U8Array = "last",
+    ) -> tuple[list[int], npt.NDArray[np.float32]]: ...
     def generate_greedy(self, last: _Int, n_max: _Int, seq: _Int = 0, stop_at_eog: bool = True) -> list[int]: ...
     @property
     def n_ctx(self) -> int: ...

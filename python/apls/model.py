@@ -147,6 +147,31 @@ class Context:
             _tokens(tokens), None if pos is None else _tokens(pos), None if seq_ids is None else _tokens(seq_ids)
         )
 
+    def decode_choose(
+        self,
+        tokens: TokenIds,
+        *,
+        logits: str | np.ndarray = "last",
+        fetch: Sequence[bool],
+        pos: TokenIds | None = None,
+        seq_ids: TokenIds | None = None,
+    ) -> tuple[list[int], np.ndarray]:
+        """Like `decode`, but return every output row's greedy choice (largest logit, ties to the
+        lowest id; on a GPU made there) and the logits of only the output rows `fetch` marks
+        (one flag per output row): what a batch of requests needs when some sample greedily
+        without penalties and the rest need their logits. Returns (ids, float32 array
+        (n_fetched, n_vocab)); with no row marked no logits are copied back.
+
+        Raises as `decode` does; ValueError when `fetch` does not have one flag per output row."""
+        mask = logits if isinstance(logits, str) else np.asarray(logits, dtype=np.uint8)
+        return self._ctx.decode_choose(
+            _tokens(tokens),
+            [bool(f) for f in fetch],
+            None if pos is None else _tokens(pos),
+            None if seq_ids is None else _tokens(seq_ids),
+            mask,
+        )
+
     def generate_greedy(self, last: int, n_max: int, *, seq: int = 0, stop_at_eog: bool = True) -> list[int]:
         """Greedy generation with the full model after `last`, a token chosen but not yet decoded:
         decodes it and then each token the model picks, up to n_max steps (fewer when the KV

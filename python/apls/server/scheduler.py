@@ -20,6 +20,7 @@ makes every request's output identical to running it alone.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import threading
@@ -100,6 +101,21 @@ class _Part:
     prefill: bool
     drafts: list[int] = field(default_factory=list)
     first_row: int = 0
+
+
+class _Choices:
+    """A step's output rows: the engine's greedy choice of each, and the logits of the rows
+    fetched for samplers that need them (in row order)."""
+
+    def __init__(self, ids: list[int], logits: np.ndarray, fetch: list[bool]):
+        self.ids = ids
+        self.logits = logits
+        self.index = list(itertools.accumulate(fetch, initial=0))  # [row]: its place in logits
+
+    def choose(self, sampler, row: int) -> int:
+        if sampler.picks_argmax:
+            return self.ids[row]
+        return sampler.sample(self.logits[self.index[row]])
 
 
 class Scheduler:
@@ -333,9 +349,12 @@ class Scheduler:
             pos.extend(range(p.slot.n, p.slot.n + len(p.tokens)))
             seqs.extend([p.slot.seq] * len(p.tokens))
             rows.extend(p.rows)
+        # A row's logits come back only for a request that samples them; a greedy one without
+        # penalties takes the engine's own argmax (made on the GPU there: no logits copied).
+        fetch = [not p.slot.running.sampler.picks_argmax for p in parts for r in p.rows if r]
         t0 = time.perf_counter()
         try:
-            logits = self.ctx.decode(tokens, logits=rows, pos=pos, seq_ids=seqs)  # (n_rows, n_vocab)
+            ids, logits = self.ctx.decode_choose(tokens, logits=rows, fetch=fetch, pos=pos, seq_ids=seqs)
         except Exception as e:  # noqa: BLE001 - the cache is unchanged; these requests fail
             log.exception("decode failed")
             for p in parts:
@@ -348,7 +367,7 @@ class Scheduler:
         self.totals.step_seconds += dt
         if self.observer is not None:
             self.observer.on_step(len(tokens), dt)
-        self._apply(parts, logits)
+        self._apply(parts, _Choices(ids, logits, fetch))
 
     def _reap(self) -> None:
         """Cancelled requests end now; a running one's entries are freed at once."""
@@ -472,7 +491,7 @@ class Scheduler:
                 return True
         return False
 
-    def _apply(self, parts: list[_Part], logits: np.ndarray) -> None:
+    def _apply(self, parts: list[_Part], logits: _Choices) -> None:
         """Per slot: record the new entries, sample, accept drafts, send the text."""
         n_new = 0
         for p in parts:
@@ -482,12 +501,12 @@ class Scheduler:
             if p.prefill:
                 job.n_prompt_done += len(p.tokens)
                 if job.n_prompt_done == len(job.req.prompt):
-                    job.take(job.sampler.sample(logits[p.first_row]))
+                    job.take(logits.choose(job.sampler, p.first_row))
                     n_new += 1
             else:
                 n_acc = 0
                 for m in range(len(p.drafts) + 1):
-                    tok = job.sampler.sample(logits[p.first_row + m])
+                    tok = logits.choose(job.sampler, p.first_row + m)
                     n_new += 1
                     if not job.take(tok) or m == len(p.drafts) or tok != p.drafts[m]:
                         break
