@@ -52,9 +52,13 @@ export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 export PYTHONPATH="$PWD/$B/pkg${PYTHONPATH:+:$PYTHONPATH}"
 export APLS_SANITIZED=1
 export APLS_BUILD_DIR="$PWD/$B"
-# One test is left out: test_sampling_keeps_the_full_model_distribution is a chi-square test over
+# Two tests are left out: test_sampling_keeps_the_full_model_distribution is a chi-square test over
 # 2 x 20,000 speculative rounds (about half an hour per case under ASan on two cores, more than
 # the rest of the suite together). Its code (spec_round with rejection sampling, the sampler
 # chain) runs under ASan+UBSan in the other speculative tests and in fuzz_batch's spec rounds.
+# test_perplexity_per_type quantizes the F16 model to six types and evaluates each (two minutes
+# under ASan); quantization and those types' kernels run under ASan+UBSan in the other
+# test_quantize tests. The long greedy-identity tests take fewer prompts here (APLS_SANITIZED).
 exec "$PY" -m pytest tests -q -p no:cacheprovider \
-  --deselect "tests/test_speculative.py::test_sampling_keeps_the_full_model_distribution" "$@"
+  --deselect "tests/test_speculative.py::test_sampling_keeps_the_full_model_distribution" \
+  --deselect "tests/test_quantize.py::test_perplexity_per_type" "$@"
