@@ -233,7 +233,7 @@ __device__ __forceinline__ void attend_split(const AttentionArgs& a, int ia, int
                                              SplitShared<ROWS>& S) {
     const int hd = a.head_dim, rows = (ib - ia) * nh, e0 = split * kAttnSplit;
     int end = 0;  // the longest entry list among the tokens
-    for (int i = ia; i < ib; ++i) end = max(end, a.n_end[i]);
+    for (int i = ia; i < ib; ++i) end = max(end, walk_end(a, i));
     const int n = min(kAttnSplit, end - e0);  // > 0: the caller skips empty splits
     const int off = a.off[ia];
     {  // the queries, all loads in flight at once: element u = (token ia + row) * seg + col of
@@ -254,14 +254,16 @@ __device__ __forceinline__ void attend_split(const AttentionArgs& a, int ia, int
         }
     }
     for (int j = threadIdx.x; j < n; j += blockDim.x) {
-        const int p = a.entry_pos[off + e0 + j];
+        // A tree batch runs one token per block (attention() below): its walk maps the index.
+        const int ej = walk_entry(a, ia, e0 + j);
+        const int p = a.entry_pos[off + ej];
         bool any = false;
         for (int i = ia; i < ib; ++i) {
-            const bool v = e0 + j < a.n_end[i] && visible(a, i, e0 + j, p);
+            const bool v = e0 + j < walk_end(a, i) && visible(a, i, ej, p);
             S.seen[ROWS > kHeads ? i - ia : 0][j] = v;
             any = any || v;
         }
-        S.slot[j] = any ? a.entry_slot[off + e0 + j] : -1;
+        S.slot[j] = any ? a.entry_slot[off + ej] : -1;
     }
     __syncthreads();
     const int64_t kv_col = static_cast<int64_t>(g) * hd;
@@ -310,10 +312,11 @@ template <bool F16>
 __device__ __forceinline__ void prefetch_split(const AttentionArgs& a, int i, int split, int g) {
     if (i >= a.n_tok || threadIdx.x >= kAttnSplit) return;
     const int e = split * kAttnSplit + static_cast<int>(threadIdx.x);
-    if (e >= a.n_end[i]) return;
+    if (e >= walk_end(a, i)) return;
+    const int ej = walk_entry(a, i, e);
     constexpr int es = F16 ? 2 : 4;  // bytes per cache value
     const char* kv = static_cast<const char*>(a.kv);
-    const int64_t row = a.entry_slot[a.off[i] + e] * a.slot_stride + static_cast<int64_t>(g) * a.head_dim;
+    const int64_t row = a.entry_slot[a.off[i] + ej] * a.slot_stride + static_cast<int64_t>(g) * a.head_dim;
     for (int b = 0; b < a.head_dim * es; b += 128) {  // 128-byte lines
         prefetch_l2(kv + (row + a.k_offset) * es + b);
         prefetch_l2(kv + (row + a.v_offset) * es + b);
@@ -343,12 +346,12 @@ __global__ void __launch_bounds__(kThreads, ROWS == kHeads ? (F16 ? 5 : 4) : 1) 
     // per run. A token past its last entry has nothing here: the merge reads the splits
     // [0, ceil(n_end / kAttnSplit)) of a token only.
     for (int ia = i0; ia < i1;) {
-        if (e0 >= a.n_end[ia]) {
+        if (e0 >= walk_end(a, ia)) {
             ++ia;
             continue;
         }
         int ib = ia + 1;
-        while (ib < i1 && a.off[ib] == a.off[ia] && e0 < a.n_end[ib]) ++ib;
+        while (ib < i1 && a.off[ib] == a.off[ia] && e0 < walk_end(a, ib)) ++ib;
         attend_split<ROWS, F16>(a, ia, ib, split, g, h0, nh, S);
         ia = ib;
     }
@@ -358,7 +361,7 @@ __global__ void __launch_bounds__(kThreads, ROWS == kHeads ? (F16 ? 5 : 4) : 1) 
 __global__ void attn_merge_kernel(AttentionArgs a) {
     pdl_enter();
     const int h = blockIdx.x, i = blockIdx.y, hd = a.head_dim;
-    const int n_split = (a.n_end[i] + kAttnSplit - 1) / kAttnSplit;
+    const int n_split = (walk_end(a, i) + kAttnSplit - 1) / kAttnSplit;
     const int64_t part = (static_cast<int64_t>(i) * a.n_head + h) * a.max_splits;
     float M = -INFINITY;
     for (int s = 0; s < n_split; ++s) M = fmaxf(M, a.part_ml[2 * (part + s)]);
@@ -397,7 +400,7 @@ void attention(const AttentionArgs& a, cudaStream_t stream) {
     // (Llama-3.2-1B) the longer serial work per block lost more than the traffic saved
     // (docs/CUDA.md), so they keep one token per block.
     const int heads = std::min(kHeads, group);
-    if (a.n_tok == 1 || heads > 2) {
+    if (a.n_tok == 1 || heads > 2 || a.anc) {  // a tree: one token per block (its own walk)
         const dim3 grid(a.max_splits, a.n_head_kv * chunks, a.n_tok);
         if (a.kv_f16) launch_kernel(attn_split_kernel<kHeads, true>, grid, block, 0, stream, a);
         else launch_kernel(attn_split_kernel<kHeads, false>, grid, block, 0, stream, a);

@@ -18,4 +18,20 @@ __device__ __forceinline__ bool visible(const AttentionArgs& a, int i, int j, in
     return entry_visible(a.view, q, j, p_entry, listed);
 }
 
+// A tree token walks the entries it sees in the order and at the indices the same path decoded as
+// a chain has them (visibility.h's contract, extended to the lanes and splits of the kernels): the
+// cache entries [0, n_old), then its ancestors and itself at n_old + depth. walk_end is the end of
+// that walk; walk_entry maps walk index e to the entry list (a token's ancestors, in batch order,
+// are in depth order: a parent precedes its children). Causal batches walk the entry list itself.
+__device__ __forceinline__ int walk_end(const AttentionArgs& a, int i) {
+    return a.anc ? a.n_old[i] + __popcll(a.anc[i]) : a.n_end[i];
+}
+
+__device__ __forceinline__ int walk_entry(const AttentionArgs& a, int i, int e) {
+    if (!a.anc || e < a.n_old[i]) return e;
+    uint64_t m = a.anc[i];
+    for (int k = e - a.n_old[i]; k > 0; --k) m &= m - 1;  // drop the k shallower ancestors
+    return a.n_old[i] + __ffsll(static_cast<long long>(m)) - 1;
+}
+
 }  // namespace apls::cuda
