@@ -240,6 +240,7 @@ void tree_step(Context& ctx, draft::Drafter& drafter, int32_t last, const Plan& 
     const Batch vb = verify_batch(last, pos0, seq, tree);
     const auto t_verify = Clock::now();
     ctx.decode(vb, Plan{}, nullptr);  // on error: the cache as it was, nothing else touched
+    (void)ctx.argmax(0);  // a device returns at once: wait for it here, so t_verify_s is the verify's
     res.t_verify_s = seconds_since(t_verify);
 
     // ---- 4. walk; 5. keep the path, learn -----------------------------------------------------
