@@ -96,6 +96,23 @@ def test_logits_match_float64_reference(smollm2_f16_path):
     assert max(errs) < 1e-5, errs
 
 
+def test_decode_choose_on_cuda(gpu):
+    """Context.decode_choose on the GPU: each output row's choice made on the device equals the
+    argmax of the logits `decode` returns for the same batch, and only the marked rows come back
+    (what the server's greedy requests rely on), for 1 to 16 rows of several sequences."""
+    rng = np.random.default_rng(5)
+    a = gpu.context(n_ctx=512, n_seq_max=4)
+    b = gpu.context(n_ctx=512, n_seq_max=4)
+    for n in (1, 5, 16):
+        toks = rng.integers(0, gpu.n_vocab, n).tolist()
+        seqs = (np.arange(n) % 4).tolist()
+        want = a.decode(toks, logits="all", seq_ids=seqs)
+        fetch = [i % 3 == 0 for i in range(n)]
+        ids, rows = b.decode_choose(toks, logits="all", fetch=fetch, seq_ids=seqs)
+        assert ids == [int(np.argmax(r)) for r in want]
+        np.testing.assert_array_equal(rows, want[[i for i in range(n) if fetch[i]]])
+
+
 def test_greedy_tokens_match_cpu(cpu, gpu):
     """Greedy tokens equal the CPU's; where they diverge the CPU's own top two logits at that
     step must be a near-tie (Q4_1 weights: the CPU rounds activations to Q8, the GPU does not)."""
