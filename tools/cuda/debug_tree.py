@@ -5,23 +5,19 @@ tokens at the same positions (the mask ignored). Prints one table; run on the GP
     python tools/cuda/debug_tree.py MODEL.gguf
 """
 
+import os
 import sys
 
 import numpy as np
 
 import apls
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tests"))
+from tree_cases import path_to  # noqa: E402 (tests/tree_cases.py: the tree tests' helpers)
+
 
 def rel(a, b):
     return float(np.linalg.norm(a - b) / np.linalg.norm(b))
-
-
-def path_to(parent, b):
-    out = []
-    while b >= 0:
-        out.append(b)
-        b = parent[b]
-    return out[::-1]
 
 
 def prefill(ctx, toks):
