@@ -45,6 +45,12 @@ def main():
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--reps", type=int, default=9)
     ap.add_argument("--json", help="write the results here")
+    ap.add_argument(
+        "--logits",
+        choices=("all", "last"),
+        default="all",
+        help="rows whose logits come back (last: a GPU verify batch, whose choices stay on the device)",
+    )
     args = ap.parse_args()
     if not args.model:
         from conftest import smollm2_file
@@ -59,20 +65,23 @@ def main():
     results = {"model": Path(args.model).name, "device": model.device, "ctx": n_p, "verify": [], "keep_path": []}
 
     print(f"model {results['model']} on {model.device}, {ctx.n_threads} threads, prompt {n_p} tokens")
-    print("\n| batch | one token ms | chain ms | tree ms | tree / chain |")
-    print("|---|---|---|---|---|")
+    print("\n| batch | one token ms | chain ms | tree ms | chain / one | tree / one | tree / chain |")
+    print("|---|---|---|---|---|---|---|")
     ctx.decode(prompt[:1])  # warm-up
     ctx.kv_truncate(0, n_p)
     one = timed(lambda: (ctx.decode(prompt[:1]), ctx.kv_truncate(0, n_p)), args.reps)
-    for n in (4, 8, 16, 32, 64):
+    for n in (2, 4, 8, 9, 12, 16, 32, 64):
         toks = rng.integers(100, 20000, n).astype(np.int32)
         parent = random_tree(rng, n)
-        chain = timed(lambda t=toks: (ctx.decode(t, logits="all"), ctx.kv_truncate(0, n_p)), args.reps)
+        chain = timed(lambda t=toks: (ctx.decode(t, logits=args.logits), ctx.kv_truncate(0, n_p)), args.reps)
         tree = timed(
-            lambda t=toks, p=parent: (ctx.decode(t, logits="all", parent=p), ctx.kv_truncate(0, n_p)), args.reps
+            lambda t=toks, p=parent: (ctx.decode(t, logits=args.logits, parent=p), ctx.kv_truncate(0, n_p)), args.reps
         )
         results["verify"].append({"n": n, "one_ms": one * 1e3, "chain_ms": chain * 1e3, "tree_ms": tree * 1e3})
-        print(f"| {n} | {one * 1e3:.2f} | {chain * 1e3:.2f} | {tree * 1e3:.2f} | {tree / chain:.2f} |")
+        print(
+            f"| {n} | {one * 1e3:.3f} | {chain * 1e3:.3f} | {tree * 1e3:.3f} | {chain / one:.2f} | {tree / one:.2f} "
+            f"| {tree / chain:.2f} |"
+        )
 
     # keep_path: a 16-node tree whose first 8 nodes are a chain (the layer-skip draft), then
     # branches; keep the chain (in place) or a branch's path (moved).

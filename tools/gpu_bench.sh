@@ -20,6 +20,8 @@
 #   bash tools/gpu_bench.sh serve                # apls serve under load: 1, 8, 16 streams (wheels in .whl/)
 #   bash tools/gpu_bench.sh treedebug            # a tree batch vs its chains, the CPU and a causal batch, per node
 #   bash tools/gpu_bench.sh qwenspec             # apls tune + APLS on the Qwen models (Spec-Bench 10/group)
+#   bash tools/gpu_bench.sh abmodels             # issue 9's table, BASE_SRC's build (bgstart) and this one alternately
+#   bash tools/gpu_bench.sh verifycost           # chain/tree verify cost vs one token; kernels of 1/9/16-token steps
 #
 # Environment: MODEL (SmolLM2 GGUF, default /tmp/models/smollm2.gguf), BUILD (default
 # /tmp/apls-build), OUT (logs and JSON; default ./gpu-out), PYLIB (extra Python path holding
@@ -198,6 +200,14 @@ phase_bgstart() {
         setsid nohup bash -c "bash /tmp/src/.peer/build-llama-cpp.sh build > /tmp/bg/peer.log 2>&1 \
             && touch /tmp/bg/peer.ok || touch /tmp/bg/peer.fail" > /dev/null 2>&1 < /dev/null &
     fi
+    if [ -n "${BASE_SRC:-}" ] && [ -d "$BASE_SRC" ]; then  # phase abmodels' baseline, from its own copy
+        rm -rf /tmp/base-src && cp -r "$BASE_SRC" /tmp/base-src
+        setsid nohup bash -c "cmake -S /tmp/base-src -B /tmp/apls-base-build -G Ninja -DCMAKE_BUILD_TYPE=Release \
+            -DAPLS_CUDA=ON -DAPLS_BUILD_PYTHON=ON -DAPLS_BUILD_TESTS=OFF -DAPLS_BUILD_EXAMPLES=OFF \
+            -DPython_EXECUTABLE=$(command -v $PY) > /tmp/bg/base.log 2>&1 \
+            && cmake --build /tmp/apls-base-build -j $(nproc) >> /tmp/bg/base.log 2>&1 \
+            && touch /tmp/bg/base.ok || touch /tmp/bg/base.fail" > /dev/null 2>&1 < /dev/null &
+    fi
     echo "bgstart: builds started ($(nproc) cores)" | tee -a "$SUMMARY"
 }
 
@@ -249,6 +259,46 @@ for k, label in (("pp", "prompt 512"), ("tg", "decode 128")):
         print(f"| {name} | {label} | apls {a[k]:.1f} tok/s | llama.cpp {l[k]:.1f} tok/s | {a[k] / l[k]:.2f}x |")
 PY
     done
+}
+
+# Issue 9's table (synthetic 7B F16 / 7B Q4_0 / 1B F16 and SmolLM2: prompt 512, decode, verify
+# cost) with the baseline build of BASE_SRC (started by bgstart) and this one, alternately, in one call.
+phase_abmodels() {
+    wait_marker base 600 || return 0
+    fake_default_model
+    local rows=${ABROWS:-7b-f16,7b-q4_0,1b-f16,smollm2-q4_1} r b src ext
+    for r in 1 2; do
+        for b in base new; do
+            if [ $b = base ]; then src=/tmp/base-src ext=/tmp/apls-base-build; else src=$PWD ext=$BUILD; fi
+            (cd "$src" && APLS_EXT_DIR=$ext PYTHONPATH="$src/python:$PYTHONPATH" $PY tools/gpu_models_bench.py \
+                --out "$OUT/abm_${b}_$r" --rows "$rows" ${DONOR:+--donor "$DONOR"}) > "$OUT/abm_${b}_$r.log" 2>&1 \
+                || tail -5 "$OUT/abm_${b}_$r.log"
+        done
+    done
+    $PY - "$OUT" <<'PY' | tee -a "$SUMMARY"
+import json, sys, statistics as st
+out = sys.argv[1]
+runs = {b: [json.load(open(f"{out}/abm_{b}_{r}/models.json"))["rows"] for r in (1, 2)] for b in ("base", "new")}
+print("| model | pp512 base / new tok/s | new / base | decode base / new tok/s | new / base | verify k=8 base / new |")
+print("|---|---|---|---|---|---|")
+for i, row in enumerate(runs["base"][0]):
+    f = lambda b, key: st.mean(run[i][key] for run in runs[b])
+    v = lambda b: st.mean(run[i].get("verify", {}).get("k=8", float("nan")) for run in runs[b])
+    print(f"| {row['name']} | {f('base', 'pp512'):.0f} / {f('new', 'pp512'):.0f} | {f('new', 'pp512') / f('base', 'pp512'):.3f}x "
+          f"| {f('base', 'decode'):.1f} / {f('new', 'decode'):.1f} | {f('new', 'decode') / f('base', 'decode'):.3f}x "
+          f"| {v('base'):.2f}x / {v('new'):.2f}x |")
+PY
+}
+
+# What a verify batch costs on this device (issue 26): chains and trees of 2-64 tokens after a
+# 512-token prompt against one token (last logits only, as a round's choices stay on the device),
+# then the kernels of a 1-, 9- and 16-token step (CUPTI, PDL off: each kernel's own time).
+phase_verifycost() {
+    fake_default_model
+    $PY tools/bench_tree.py --model "$MODEL" --device cuda --logits last --reps 21 --json "$OUT/verify_tree.json" 2>&1 \
+        | tee "$OUT/verifycost.log" | sed -n '/^| batch/,/^$/p' | tee -a "$SUMMARY"
+    APLS_CUDA_PDL=0 $PY tools/gpu_profile.py "$MODEL" --kernels 1,9,16 > "$OUT/verify_kernels.log" 2>&1 || true
+    grep -A 15 "^kernels of" "$OUT/verify_kernels.log" >> "$SUMMARY" || tail -5 "$OUT/verify_kernels.log"
 }
 
 # A tree verify batch against its chains, the CPU backend and a causal batch, node by node.

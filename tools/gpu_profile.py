@@ -29,6 +29,9 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("model", nargs="?", default=None)
     ap.add_argument("--device", default="cuda")
+    ap.add_argument(
+        "--kernels", default="1", type=lambda v: [int(x) for x in v.split(",")], help="batch sizes to profile"
+    )
     a = ap.parse_args()
     m = apls.Model(a.model or apls.default_model_path(), device=a.device)
     print(f"device {m.device}: {_core.cuda_describe()}")
@@ -48,10 +51,25 @@ def main() -> int:
         from torch.profiler import ProfilerActivity, profile
 
         torch.zeros(1, device="cuda")
-        with profile(activities=[ProfilerActivity.CUDA]) as prof:
-            for _ in range(20):
-                step(1)()
-        print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=15, max_name_column_width=60))
+        for n in a.kernels:  # per kernel, per step of n tokens (a chain batch, last logits)
+            fn = step(n)
+            fn()
+            with profile(activities=[ProfilerActivity.CUDA]) as prof:
+                for _ in range(20):
+                    fn()
+
+            def dev_us(e):  # torch >= 2.4 names it self_device_time_total
+                return getattr(e, "self_device_time_total", None) or getattr(e, "self_cuda_time_total", 0)
+
+            rows = [e for e in prof.key_averages() if dev_us(e) > 0]
+            total = sum(dev_us(e) for e in rows) / 20
+            print(
+                f"\nkernels of a {n}-token step: {total:.1f} us per step, {sum(e.count for e in rows) / 20:.0f} kernels"
+            )
+            print("| kernel | us per step | calls per step |")
+            print("|---|---|---|")
+            for e in sorted(rows, key=lambda e: -dev_us(e))[:12]:
+                print(f"| {e.key[:70]} | {dev_us(e) / 20:.1f} | {e.count / 20:.0f} |")
     except Exception as e:  # noqa: BLE001 - profiling is optional
         print(f"(no kernel profile: {e})")
     for n in (1, 2, 5, 9, 16):
