@@ -111,6 +111,14 @@ def test_decode_choose_on_cuda(gpu):
         ids, rows = b.decode_choose(toks, logits="all", fetch=fetch, seq_ids=seqs)
         assert ids == [int(np.argmax(r)) for r in want]
         np.testing.assert_array_equal(rows, want[[i for i in range(n) if fetch[i]]])
+    # A token tree of one sequence (a verify batch): the same choices as decode's logits.
+    for n in (7, 16):
+        toks = rng.integers(0, gpu.n_vocab, n).tolist()
+        parent = [-1] + [int(rng.integers(-1, i)) for i in range(1, n)]
+        want = a.decode(toks, logits="all", parent=parent)
+        ids, rows = b.decode_choose(toks, logits="all", fetch=[i == n - 1 for i in range(n)], parent=parent)
+        assert ids == [int(np.argmax(r)) for r in want]
+        np.testing.assert_array_equal(rows, want[[n - 1]])
 
 
 def test_greedy_tokens_match_cpu(cpu, gpu):

@@ -65,6 +65,22 @@ def test_decode_choose_gives_argmaxes_and_the_fetched_rows(model):
     assert b.kv_seq_len(0) == len(ids) + 1  # refused before anything was decoded
 
 
+def test_decode_choose_verifies_a_token_tree(model):
+    """decode_choose with parent: a tree verify batch's choices, equal to the argmax of decode's
+    logits for the same tree (every row), with the logits of the fetched rows."""
+    ids = model.tokenize("Paris is the capital of")
+    a, b = model.context(n_ctx=128), model.context(n_ctx=128)
+    a.decode(ids)
+    b.decode(ids)
+    tree = model.tokenize(" France, and the city of lights")[:6]
+    parent = [-1, 0, 1, 0, 3, 1]  # two branches from the root, a fork below node 1
+    want = a.decode(tree, logits="all", parent=parent)
+    got_ids, got = b.decode_choose(tree, logits="all", fetch=[False, True, False, False, False, True], parent=parent)
+    assert got_ids == [int(np.argmax(r)) for r in want]
+    np.testing.assert_array_equal(got, want[[1, 5]])
+    assert a.kv_seq_len(0) == b.kv_seq_len(0) == len(ids) + len(tree)
+
+
 def test_generate_greedy_chains_equal_token_by_token(model):
     """Context.generate_greedy: the tokens decode_greedy picks one at a time (chains longer than
     n_batch too), the same cache, and the end-of-turn token ends it when asked."""

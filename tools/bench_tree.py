@@ -47,9 +47,10 @@ def main():
     ap.add_argument("--json", help="write the results here")
     ap.add_argument(
         "--logits",
-        choices=("all", "last"),
+        choices=("all", "last", "choose"),
         default="all",
-        help="rows whose logits come back (last: a GPU verify batch, whose choices stay on the device)",
+        help="rows whose logits come back (choose: every row's logits made and its greedy choice taken "
+        "where they are, none copied back: a verify batch as a speculative round runs it)",
     )
     args = ap.parse_args()
     if not args.model:
@@ -67,16 +68,20 @@ def main():
     print(f"model {results['model']} on {model.device}, {ctx.n_threads} threads, prompt {n_p} tokens")
     print("\n| batch | one token ms | chain ms | tree ms | chain / one | tree / one | tree / chain |")
     print("|---|---|---|---|---|---|---|")
+
+    def run(toks, parent=None):
+        if args.logits == "choose":
+            return ctx.decode_choose(toks, [False] * len(toks), logits="all", parent=parent)
+        return ctx.decode(toks, logits=args.logits, parent=parent)
+
     ctx.decode(prompt[:1])  # warm-up
     ctx.kv_truncate(0, n_p)
     one = timed(lambda: (ctx.decode(prompt[:1]), ctx.kv_truncate(0, n_p)), args.reps)
     for n in (2, 4, 8, 9, 12, 16, 32, 64):
         toks = rng.integers(100, 20000, n).astype(np.int32)
         parent = random_tree(rng, n)
-        chain = timed(lambda t=toks: (ctx.decode(t, logits=args.logits), ctx.kv_truncate(0, n_p)), args.reps)
-        tree = timed(
-            lambda t=toks, p=parent: (ctx.decode(t, logits=args.logits, parent=p), ctx.kv_truncate(0, n_p)), args.reps
-        )
+        chain = timed(lambda t=toks: (run(t), ctx.kv_truncate(0, n_p)), args.reps)
+        tree = timed(lambda t=toks, p=parent: (run(t, p), ctx.kv_truncate(0, n_p)), args.reps)
         results["verify"].append({"n": n, "one_ms": one * 1e3, "chain_ms": chain * 1e3, "tree_ms": tree * 1e3})
         print(
             f"| {n} | {one * 1e3:.3f} | {chain * 1e3:.3f} | {tree * 1e3:.3f} | {chain / one:.2f} | {tree / one:.2f} "

@@ -63,6 +63,8 @@ phase_check() {
     echo "ops vs CPU, F16 on tensor cores (APLS_CUDA_TC=1): $(tail -1 "$OUT/cuda_ops.log")" >> "$SUMMARY"
     APLS_CUDA_TC=0 "$BUILD/tests/cpp/test_cuda_ops" 2>&1 | tee "$OUT/cuda_ops_fma.log" || true
     echo "ops vs CPU, F16 on the FMA units (APLS_CUDA_TC=0): $(tail -1 "$OUT/cuda_ops_fma.log")" >> "$SUMMARY"
+    APLS_CUDA_TOKEN_GROUPS=0 "$BUILD/tests/cpp/test_cuda_ops" 2>&1 | tee "$OUT/cuda_ops_nogroups.log" || true
+    echo "ops vs CPU, batch products without token groups: $(tail -1 "$OUT/cuda_ops_nogroups.log")" >> "$SUMMARY"
 }
 
 # The engine structure of issue 25 and token trees of issue 26 on the GPU: tiny llama (biases),
@@ -291,14 +293,28 @@ PY
 }
 
 # What a verify batch costs on this device (issue 26): chains and trees of 2-64 tokens after a
-# 512-token prompt against one token (last logits only, as a round's choices stay on the device),
-# then the kernels of a 1-, 9- and 16-token step (CUPTI, PDL off: each kernel's own time).
+# 512-token prompt against one token (every row's logits and greedy choice made on the device, none
+# copied back, as a round runs it), on every model here; then the kernels of a 1-, 9- and 16-token
+# step of SmolLM2 (CUPTI, PDL off: each kernel's own time). Token groups of the batch products
+# (APLS_CUDA_TOKEN_GROUPS) at their default, then off.
 phase_verifycost() {
     fake_default_model
-    $PY tools/bench_tree.py --model "$MODEL" --device cuda --logits last --reps 21 --json "$OUT/verify_tree.json" 2>&1 \
-        | tee "$OUT/verifycost.log" | sed -n '/^| batch/,/^$/p' | tee -a "$SUMMARY"
-    APLS_CUDA_PDL=0 $PY tools/gpu_profile.py "$MODEL" --kernels 1,9,16 > "$OUT/verify_kernels.log" 2>&1 || true
-    grep -A 15 "^kernels of" "$OUT/verify_kernels.log" >> "$SUMMARY" || tail -5 "$OUT/verify_kernels.log"
+    local m n g
+    for m in $(models_here); do
+        n=$(basename "$m" .gguf)
+        for g in "" 0; do
+            echo "verify cost, $n, token groups ${g:-default}" | tee -a "$SUMMARY"
+            APLS_CUDA_TOKEN_GROUPS=$g $PY tools/bench_tree.py --model "$m" --device cuda --logits choose --reps 21 \
+                --json "$OUT/verify_${n}_g${g:-d}.json" 2>&1 | tee -a "$OUT/verifycost.log" | sed -n '/^| batch/,/^$/p' \
+                | tee -a "$SUMMARY"
+        done
+    done
+    for g in "" 0; do
+        APLS_CUDA_PDL=0 APLS_CUDA_TOKEN_GROUPS=$g $PY tools/gpu_profile.py "$MODEL" --kernels 1,9,16 \
+            > "$OUT/verify_kernels_g${g:-d}.log" 2>&1 || true
+        echo "kernels, token groups ${g:-default}:" >> "$SUMMARY"
+        grep -A 8 "^kernels of" "$OUT/verify_kernels_g${g:-d}.log" >> "$SUMMARY" || tail -5 "$OUT/verify_kernels_g${g:-d}.log"
+    done
 }
 
 # A tree verify batch against its chains, the CPU backend and a causal batch, node by node.

@@ -41,7 +41,10 @@ def main() -> int:
 
     def step(n, logits="last"):
         def fn():
-            ctx.decode(list(range(200, 200 + n)), logits=logits)
+            if logits == "choose":  # a verify batch: every row's logits and choice, none copied back
+                ctx.decode_choose(list(range(200, 200 + n)), logits="all", fetch=[False] * n)
+            else:
+                ctx.decode(list(range(200, 200 + n)), logits=logits)
             ctx.kv.truncate(0, base)
 
         return fn
@@ -51,8 +54,8 @@ def main() -> int:
         from torch.profiler import ProfilerActivity, profile
 
         torch.zeros(1, device="cuda")
-        for n in a.kernels:  # per kernel, per step of n tokens (a chain batch, last logits)
-            fn = step(n)
+        for n in a.kernels:  # per kernel, per step of n tokens (a chain batch verified: every row's choice)
+            fn = step(n, "choose")
             fn()
             with profile(activities=[ProfilerActivity.CUDA]) as prof:
                 for _ in range(20):

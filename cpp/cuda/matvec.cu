@@ -346,19 +346,28 @@ __global__ void __launch_bounds__(kWarps * 32) matvec_q1(Jobs jobs, int n_tok) {
     }
 }
 
-// Batches (2 <= t <= 16) of quantized rows: warp w of the block computes rows r0 + w*R .. + R-1;
-// lane i takes units i, i + 32, ... (matvec_q1's streams, then its butterfly); each unit is
-// loaded once for all tokens.
-template <int TY, int T>
+// Batches (2 <= t <= 16) of quantized rows: lane i takes units i, i + 32, ... (matvec_q1's
+// streams, then its butterfly). With G = 1 token group, warp w of the block computes rows
+// r0 + w*R .. + R-1 for all T tokens, each unit loaded once for all of them. With G > 1 (small
+// matrices, token_groups()), the block's warps split the tokens instead: warp w takes tokens
+// (w % G) * T/G .. + T/G - 1 of rows (w / G) * R ..; a unit is then loaded by G warps (from L2),
+// but each lane's serial work is G times shorter and the launch has G times the warps. Per
+// (token, row) the operations are the same whatever G is: the same bits.
+template <int TY, int T, int G = 1>
 __global__ void __launch_bounds__(kWarps * 32) matvec_q(Jobs jobs, int n_tok) {
+    static_assert(kWarps % G == 0 && T % G == 0, "token groups split the block's warps and the batch evenly");
     constexpr int S = unit_subs<TY>();
-    constexpr int R = q_rows_per_warp(T, S);
+    constexpr int TW = T / G;  // tokens per warp
+    constexpr int R = q_rows_per_warp(TW, S);
     constexpr int kUnroll = S == 1 ? 4 : S == 2 ? 2 : 1;  // the K-quant units hold 2-4 times the registers
     pdl_trigger();
     const int lane = threadIdx.x & 31;
+    const int warp = threadIdx.x / 32, t0 = (warp % G) * TW;
     int64_t r0;
-    const Job* job = locate<kWarps * R>(jobs, r0);
-    r0 += (threadIdx.x / 32) * R;
+    const Job* job = locate<kWarps / G * R>(jobs, r0);
+    r0 += (warp / G) * R;
+    if (t0 >= n_tok) return;  // a token group wholly past the batch (no barrier below)
+    const int n_mine = min(TW, n_tok - t0);
     const int64_t k = jobs.k;
     const QActs xq = job->xq;
     const int64_t nb = k / block_elems<TY>(), nu = k / (32 * S), n32 = k / 32;
@@ -368,41 +377,41 @@ __global__ void __launch_bounds__(kWarps * 32) matvec_q(Jobs jobs, int n_tok) {
         wr[q] = job->w + min(r0 + q, job->rows - 1) * jobs.row_bytes;  // past the end: row reread, not stored
     prefetch_units<R>(wr, lane, nu, unit_bytes<TY>(), 32);
     pdl_wait();
-    float acc[R][T];
+    float acc[R][TW];
 #pragma unroll
     for (int q = 0; q < R; ++q)
 #pragma unroll
-        for (int t = 0; t < T; ++t) acc[q][t] = 0.0f;
+        for (int t = 0; t < TW; ++t) acc[q][t] = 0.0f;
 #pragma unroll kUnroll
     for (int64_t u = lane; u < nu; u += 32) {
         Unit<TY> U[R];
 #pragma unroll
         for (int q = 0; q < R; ++q) load_unit<TY>(wr[q], nb, u, U[q]);
 #pragma unroll
-        for (int t = 0; t < T; ++t) {
-            if (t >= n_tok) break;
-            const int8_t* qs = xq.qs + t * k + u * 32 * S;
-            const float* xd = xq.d + t * n32 + u * S;
-            const float* xs = xq.s + t * n32 + u * S;
+        for (int t = 0; t < TW; ++t) {
+            if (t >= n_mine) break;
+            const int8_t* qs = xq.qs + (t0 + t) * k + u * 32 * S;
+            const float* xd = xq.d + (t0 + t) * n32 + u * S;
+            const float* xs = xq.s + (t0 + t) * n32 + u * S;
 #pragma unroll
             for (int q = 0; q < R; ++q) acc[q][t] = unit_accum<TY>(U[q], qs, xd, xs, acc[q][t]);
         }
     }
     // The lanes' sums (butterflies, every slot: independent chains the compiler interleaves;
     // slots past the batch hold zeros); lane 0 stores the batch's.
-    float sum[R][T];
+    float sum[R][TW];
 #pragma unroll
     for (int q = 0; q < R; ++q)
 #pragma unroll
-        for (int t = 0; t < T; ++t) sum[q][t] = warp_sum(acc[q][t]);
+        for (int t = 0; t < TW; ++t) sum[q][t] = warp_sum(acc[q][t]);
     if (lane != 0) return;
 #pragma unroll
     for (int q = 0; q < R; ++q) {
         if (r0 + q >= job->rows) break;
 #pragma unroll
-        for (int t = 0; t < T; ++t) {
-            if (t >= n_tok) break;
-            float* o = job->y + t * job->ldy + r0 + q;
+        for (int t = 0; t < TW; ++t) {
+            if (t >= n_mine) break;
+            float* o = job->y + (t0 + t) * job->ldy + r0 + q;
             *o = job->accumulate ? *o + sum[q][t] : sum[q][t];
         }
     }
@@ -562,11 +571,32 @@ int subs_of(TensorType t) {
                                                           : 1;
 }
 
-// Quantized rows of ggml type TY: matvec_q1 for one token, matvec_q for batches.
+// Token groups of a quantized batch product (matvec_q's G): T/4 tokens per warp for batches of
+// 8 and 16 tokens when the launch's weights are small (at most APLS_CUDA_TOKEN_GROUPS bytes,
+// default 8 MiB: they stay in L2 for the G warps that read them); 1 otherwise. Decided per
+// launch from its shape only, and the choice never changes a result.
+int token_groups(int T, const Jobs& jobs) {
+    static const int64_t limit = [] {
+        const char* env = std::getenv("APLS_CUDA_TOKEN_GROUPS");
+        return env && *env ? std::strtoll(env, nullptr, 10) : int64_t{8} << 20;
+    }();
+    if (T < 8) return 1;
+    int64_t bytes = 0;
+    for (int j = 0; j < jobs.n; ++j) bytes += jobs.job[j].rows * static_cast<int64_t>(jobs.row_bytes);
+    return bytes <= limit ? 4 : 1;
+}
+
+// Quantized rows of ggml type TY: matvec_q1 for one token, matvec_q for batches (G: token groups).
 template <int TY, int T>
-void launch_q(dim3 grid, dim3 block, cudaStream_t stream, const Jobs& jobs, int n_tok) {
-    if constexpr (T == 1) launch_kernel(matvec_q1<TY>, grid, block, 0, stream, jobs, n_tok);
-    else launch_kernel(matvec_q<TY, T>, grid, block, 0, stream, jobs, n_tok);
+void launch_q(dim3 grid, dim3 block, cudaStream_t stream, const Jobs& jobs, int n_tok, int groups) {
+    if constexpr (T == 1) {
+        launch_kernel(matvec_q1<TY>, grid, block, 0, stream, jobs, n_tok);
+    } else if constexpr (T >= 8) {
+        if (groups == 4) launch_kernel(matvec_q<TY, T, 4>, grid, block, 0, stream, jobs, n_tok);
+        else launch_kernel(matvec_q<TY, T>, grid, block, 0, stream, jobs, n_tok);
+    } else {
+        launch_kernel(matvec_q<TY, T>, grid, block, 0, stream, jobs, n_tok);
+    }
 }
 
 template <int T>
@@ -574,7 +604,8 @@ void launch(TensorType type, Jobs jobs, int n_tok, bool vec, cudaStream_t stream
     // Blocks per job for the kernel that will run (rows per warp differ between kernels).
     const bool scalar = !is_quantized(type) && !vec;
     const bool tc = type == TensorType::F16 && vec && f16_on_tensor_cores();
-    const int64_t rows_per_block = is_quantized(type) ? kWarps * q_rows_per_warp(T, subs_of(type))
+    const int groups = is_quantized(type) ? token_groups(T, jobs) : 1;
+    const int64_t rows_per_block = is_quantized(type) ? kWarps / groups * q_rows_per_warp(T / groups, subs_of(type))
                                    : scalar           ? 1
                                    : tc               ? kTcBlockRows
                                                       : float_rows_per_block(T);
@@ -587,28 +618,28 @@ void launch(TensorType type, Jobs jobs, int n_tok, bool vec, cudaStream_t stream
     const dim3 grid(static_cast<unsigned>(blocks)), block((tc ? kTcWarps : kWarps) * 32);
     switch (type) {
         case TensorType::Q8_0:
-            launch_q<8, T>(grid, block, stream, jobs, n_tok);
+            launch_q<8, T>(grid, block, stream, jobs, n_tok, groups);
             break;
         case TensorType::Q4_0:
-            launch_q<2, T>(grid, block, stream, jobs, n_tok);
+            launch_q<2, T>(grid, block, stream, jobs, n_tok, groups);
             break;
         case TensorType::Q4_1:
-            launch_q<3, T>(grid, block, stream, jobs, n_tok);
+            launch_q<3, T>(grid, block, stream, jobs, n_tok, groups);
             break;
         case TensorType::Q5_0:
-            launch_q<6, T>(grid, block, stream, jobs, n_tok);
+            launch_q<6, T>(grid, block, stream, jobs, n_tok, groups);
             break;
         case TensorType::Q5_1:
-            launch_q<7, T>(grid, block, stream, jobs, n_tok);
+            launch_q<7, T>(grid, block, stream, jobs, n_tok, groups);
             break;
         case TensorType::Q4_K:
-            launch_q<12, T>(grid, block, stream, jobs, n_tok);
+            launch_q<12, T>(grid, block, stream, jobs, n_tok, groups);
             break;
         case TensorType::Q5_K:
-            launch_q<13, T>(grid, block, stream, jobs, n_tok);
+            launch_q<13, T>(grid, block, stream, jobs, n_tok, groups);
             break;
         case TensorType::Q6_K:
-            launch_q<14, T>(grid, block, stream, jobs, n_tok);
+            launch_q<14, T>(grid, block, stream, jobs, n_tok, groups);
             break;
         case TensorType::F16:
             // Without PDL: launched early, its blocks wait beside the previous kernel's and the

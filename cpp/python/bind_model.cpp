@@ -182,8 +182,8 @@ void bind_model(py::module_& m) {
         .def(
             "decode_choose",
             [](Context& ctx, const I32Array& tokens, const std::vector<bool>& fetch, std::optional<I32Array> pos,
-               std::optional<I32Array> seq_ids, py::object logits) {
-                run_decode(ctx, tokens, pos, seq_ids, logits, nullptr, nullptr, std::nullopt, &fetch);
+               std::optional<I32Array> seq_ids, py::object logits, std::optional<I32Array> parent) {
+                run_decode(ctx, tokens, pos, seq_ids, logits, nullptr, nullptr, parent, &fetch);
                 const int32_t rows = ctx.n_outputs();
                 const int64_t n_vocab = ctx.model().hparams().n_vocab;
                 std::vector<int32_t> ids(static_cast<size_t>(rows));
@@ -203,10 +203,10 @@ void bind_model(py::module_& m) {
                 return py::make_tuple(ids, out);
             },
             py::arg("tokens"), py::arg("fetch"), py::arg("pos") = py::none(), py::arg("seq_ids") = py::none(),
-            py::arg("logits") = "last",
+            py::arg("logits") = "last", py::arg("parent") = py::none(),
             "decode, then the greedy choice of every output row (largest logit, ties to the lowest id; on a GPU "
             "chosen there) and the logits of the output rows `fetch` marks: (ids, float32 (n_fetched, n_vocab)). "
-            "No logits are copied back when none is marked.")
+            "No logits are copied back when none is marked. parent: a token tree, as for decode.")
         .def(
             "generate_greedy",
             [](Context& ctx, int32_t last, int32_t n_max, int32_t seq, bool stop_at_eog) {

@@ -130,6 +130,7 @@ class Context:
         pos: _I32Array | None = None,
         seq_ids: _I32Array | None = None,
         logits: str | _U8Array = "last",
+        parent: _I32Array | None = None,
     ) -> tuple[list[int], npt.NDArray[np.float32]]: ...
     def generate_greedy(self, last: _Int, n_max: _Int, seq: _Int = 0, stop_at_eog: bool = True) -> list[int]: ...
     @property

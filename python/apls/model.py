@@ -155,12 +155,14 @@ class Context:
         fetch: Sequence[bool],
         pos: TokenIds | None = None,
         seq_ids: TokenIds | None = None,
+        parent: TokenIds | None = None,
     ) -> tuple[list[int], np.ndarray]:
         """Like `decode`, but return every output row's greedy choice (largest logit, ties to the
         lowest id; on a GPU made there) and the logits of only the output rows `fetch` marks
         (one flag per output row): what a batch of requests needs when some sample greedily
-        without penalties and the rest need their logits. Returns (ids, float32 array
-        (n_fetched, n_vocab)); with no row marked no logits are copied back.
+        without penalties and the rest need their logits, or a verify batch (`parent`: a token
+        tree, as for `decode`). Returns (ids, float32 array (n_fetched, n_vocab)); with no row
+        marked no logits are copied back.
 
         Raises as `decode` does; ValueError when `fetch` does not have one flag per output row."""
         mask = logits if isinstance(logits, str) else np.asarray(logits, dtype=np.uint8)
@@ -170,6 +172,7 @@ class Context:
             None if pos is None else _tokens(pos),
             None if seq_ids is None else _tokens(seq_ids),
             mask,
+            None if parent is None else _tokens(parent),
         )
 
     def generate_greedy(self, last: int, n_max: int, *, seq: int = 0, stop_at_eog: bool = True) -> list[int]:
