@@ -63,8 +63,10 @@ phase_check() {
     echo "ops vs CPU, F16 on tensor cores (APLS_CUDA_TC=1): $(tail -1 "$OUT/cuda_ops.log")" >> "$SUMMARY"
     APLS_CUDA_TC=0 "$BUILD/tests/cpp/test_cuda_ops" 2>&1 | tee "$OUT/cuda_ops_fma.log" || true
     echo "ops vs CPU, F16 on the FMA units (APLS_CUDA_TC=0): $(tail -1 "$OUT/cuda_ops_fma.log")" >> "$SUMMARY"
+    APLS_CUDA_TOKENS_PER_WARP=4 "$BUILD/tests/cpp/test_cuda_ops" 2>&1 | tee "$OUT/cuda_ops_tpw4.log" || true
+    echo "ops vs CPU, small batch products 4 tokens a warp: $(tail -1 "$OUT/cuda_ops_tpw4.log")" >> "$SUMMARY"
     APLS_CUDA_TOKEN_GROUPS=0 "$BUILD/tests/cpp/test_cuda_ops" 2>&1 | tee "$OUT/cuda_ops_nogroups.log" || true
-    echo "ops vs CPU, batch products without token groups: $(tail -1 "$OUT/cuda_ops_nogroups.log")" >> "$SUMMARY"
+    echo "ops vs CPU, every batch product one warp for the batch: $(tail -1 "$OUT/cuda_ops_nogroups.log")" >> "$SUMMARY"
 }
 
 # The engine structure of issue 25 and token trees of issue 26 on the GPU: tiny llama (biases),
@@ -295,25 +297,26 @@ PY
 # What a verify batch costs on this device (issue 26): chains and trees of 2-64 tokens after a
 # 512-token prompt against one token (every row's logits and greedy choice made on the device, none
 # copied back, as a round runs it), on every model here; then the kernels of a 1-, 9- and 16-token
-# step of SmolLM2 (CUPTI, PDL off: each kernel's own time). Token groups of the batch products
-# (APLS_CUDA_TOKEN_GROUPS) at their default, then off.
+# step of SmolLM2 (CUPTI, PDL off: each kernel's own time). Small batch products (matvec.cu,
+# token_warps) as by default (one token a warp), 4 tokens a warp, and the whole batch a warp.
+VERIFY_MODES="default:APLS_CUDA_TOKEN_GROUPS= tpw4:APLS_CUDA_TOKENS_PER_WARP=4 batch:APLS_CUDA_TOKEN_GROUPS=0"
 phase_verifycost() {
     fake_default_model
-    local m n g
+    local m n mode
     for m in $(models_here); do
         n=$(basename "$m" .gguf)
-        for g in "" 0; do
-            echo "verify cost, $n, token groups ${g:-default}" | tee -a "$SUMMARY"
-            APLS_CUDA_TOKEN_GROUPS=$g $PY tools/bench_tree.py --model "$m" --device cuda --logits choose --reps 21 \
-                --json "$OUT/verify_${n}_g${g:-d}.json" 2>&1 | tee -a "$OUT/verifycost.log" | sed -n '/^| batch/,/^$/p' \
-                | tee -a "$SUMMARY"
+        for mode in $VERIFY_MODES; do
+            echo "verify cost, $n, ${mode%%:*}" | tee -a "$SUMMARY"
+            env "${mode#*:}" $PY tools/bench_tree.py --model "$m" --device cuda --logits choose --reps 21 \
+                --json "$OUT/verify_${n}_${mode%%:*}.json" 2>&1 | tee -a "$OUT/verifycost.log" \
+                | sed -n '/^| batch/,/^$/p' | tee -a "$SUMMARY"
         done
     done
-    for g in "" 0; do
-        APLS_CUDA_PDL=0 APLS_CUDA_TOKEN_GROUPS=$g $PY tools/gpu_profile.py "$MODEL" --kernels 1,9,16 \
-            > "$OUT/verify_kernels_g${g:-d}.log" 2>&1 || true
-        echo "kernels, token groups ${g:-default}:" >> "$SUMMARY"
-        grep -A 8 "^kernels of" "$OUT/verify_kernels_g${g:-d}.log" >> "$SUMMARY" || tail -5 "$OUT/verify_kernels_g${g:-d}.log"
+    for mode in $VERIFY_MODES; do
+        env APLS_CUDA_PDL=0 "${mode#*:}" $PY tools/gpu_profile.py "$MODEL" --kernels 1,9,16 \
+            > "$OUT/verify_kernels_${mode%%:*}.log" 2>&1 || true
+        echo "kernels, ${mode%%:*}:" >> "$SUMMARY"
+        grep -A 6 "^kernels of" "$OUT/verify_kernels_${mode%%:*}.log" >> "$SUMMARY" || tail -5 "$OUT/verify_kernels_${mode%%:*}.log"
     done
 }
 

@@ -318,17 +318,19 @@ constexpr int unit_bytes() {
 // One token times quantized rows: one warp per row; lane i sums the parts of units i, i + 32,
 // ... in order (stream i), then a butterfly over the lanes adds the 32 streams. The batch
 // kernel (matvec_q) keeps exactly this order, so a token's result is the same bits
-// alone or in a batch.
+// alone or in a batch. Token blockIdx.y of the batch: a batch of small matrices runs this
+// kernel for each of its tokens in one launch (token_warps()).
 template <int TY>
 __global__ void __launch_bounds__(kWarps * 32) matvec_q1(Jobs jobs, int n_tok) {
     constexpr int S = unit_subs<TY>();
     pdl_trigger();
-    const int lane = threadIdx.x & 31;
+    const int lane = threadIdx.x & 31, t = blockIdx.y;
     int64_t r0;
     const Job* job = locate<kWarps>(jobs, r0);
     const int64_t r = r0 + threadIdx.x / 32;
     const int64_t k = jobs.k, nb = k / block_elems<TY>(), nu = k / (32 * S);
-    const QActs xq = job->xq;
+    QActs xq = job->xq;
+    xq.qs += t * k, xq.d += t * (k / 32), xq.s += t * (k / 32);
     const uint8_t* wr[1] = {job->w + min(r, job->rows - 1) * jobs.row_bytes};  // past the end: reread, not stored
     prefetch_units<1>(wr, lane, nu, unit_bytes<TY>(), 32);
     pdl_wait();
@@ -341,32 +343,25 @@ __global__ void __launch_bounds__(kWarps * 32) matvec_q1(Jobs jobs, int n_tok) {
     }
     acc = warp_sum(acc);
     if (lane == 0 && r < job->rows) {
-        float* o = job->y + r;
+        float* o = job->y + t * job->ldy + r;
         *o = job->accumulate ? *o + acc : acc;
     }
 }
 
-// Batches (2 <= t <= 16) of quantized rows: lane i takes units i, i + 32, ... (matvec_q1's
-// streams, then its butterfly). With G = 1 token group, warp w of the block computes rows
-// r0 + w*R .. + R-1 for all T tokens, each unit loaded once for all of them. With G > 1 (small
-// matrices, token_groups()), the block's warps split the tokens instead: warp w takes tokens
-// (w % G) * T/G .. + T/G - 1 of rows (w / G) * R ..; a unit is then loaded by G warps (from L2),
-// but each lane's serial work is G times shorter and the launch has G times the warps. Per
-// (token, row) the operations are the same whatever G is: the same bits.
-template <int TY, int T, int G = 1>
+// Batches (2 <= t <= 16) of quantized rows: warp w of the block computes rows r0 + w*R .. + R-1
+// for TW tokens from blockIdx.y * TW; lane i takes units i, i + 32, ... (matvec_q1's streams,
+// then its butterfly); each unit is loaded once for the TW tokens (TW < T: token_warps()).
+template <int TY, int T, int TW = T>
 __global__ void __launch_bounds__(kWarps * 32) matvec_q(Jobs jobs, int n_tok) {
-    static_assert(kWarps % G == 0 && T % G == 0, "token groups split the block's warps and the batch evenly");
+    static_assert(T % TW == 0, "token groups split the batch evenly");
     constexpr int S = unit_subs<TY>();
-    constexpr int TW = T / G;  // tokens per warp
     constexpr int R = q_rows_per_warp(TW, S);
     constexpr int kUnroll = S == 1 ? 4 : S == 2 ? 2 : 1;  // the K-quant units hold 2-4 times the registers
     pdl_trigger();
-    const int lane = threadIdx.x & 31;
-    const int warp = threadIdx.x / 32, t0 = (warp % G) * TW;
+    const int lane = threadIdx.x & 31, t0 = blockIdx.y * TW;
     int64_t r0;
-    const Job* job = locate<kWarps / G * R>(jobs, r0);
-    r0 += (warp / G) * R;
-    if (t0 >= n_tok) return;  // a token group wholly past the batch (no barrier below)
+    const Job* job = locate<kWarps * R>(jobs, r0);
+    r0 += (threadIdx.x / 32) * R;
     const int n_mine = min(TW, n_tok - t0);
     const int64_t k = jobs.k;
     const QActs xq = job->xq;
@@ -571,28 +566,34 @@ int subs_of(TensorType t) {
                                                           : 1;
 }
 
-// Token groups of a quantized batch product (matvec_q's G): T/4 tokens per warp for batches of
-// 8 and 16 tokens when the launch's weights are small (at most APLS_CUDA_TOKEN_GROUPS bytes,
-// default 8 MiB: they stay in L2 for the G warps that read them); 1 otherwise. Decided per
-// launch from its shape only, and the choice never changes a result.
-int token_groups(int T, const Jobs& jobs) {
+// Tokens per warp of a quantized batch product of T <= 16 tokens: T (each unit loaded once for
+// the whole batch) or, where the launch's weights are small (at most APLS_CUDA_TOKEN_GROUPS bytes,
+// default 8 MiB: they stay in L2 for the warps that read them again), APLS_CUDA_TOKENS_PER_WARP
+// (1, the default: the one-token kernel for every token of the batch in one launch; or 4). Small
+// products of SmolLM2's size are latency-bound: a lane's serial work, T tokens long, decides
+// their time, not the bytes. Chosen per launch from its shape only; no choice changes a result.
+int token_warps(int T, const Jobs& jobs) {
     static const int64_t limit = [] {
         const char* env = std::getenv("APLS_CUDA_TOKEN_GROUPS");
         return env && *env ? std::strtoll(env, nullptr, 10) : int64_t{8} << 20;
     }();
-    if (T < 8) return 1;
+    static const int per_warp = [] {
+        const char* env = std::getenv("APLS_CUDA_TOKENS_PER_WARP");
+        return env && std::strcmp(env, "4") == 0 ? 4 : 1;
+    }();
     int64_t bytes = 0;
     for (int j = 0; j < jobs.n; ++j) bytes += jobs.job[j].rows * static_cast<int64_t>(jobs.row_bytes);
-    return bytes <= limit ? 4 : 1;
+    if (T == 1 || bytes > limit) return T;
+    return per_warp == 4 && T >= 8 ? 4 : 1;
 }
 
-// Quantized rows of ggml type TY: matvec_q1 for one token, matvec_q for batches (G: token groups).
+// Quantized rows of ggml type TY: matvec_q1 for one token (tw 1), matvec_q for batches (tw
+// tokens a warp; the grid's y the batch's groups of tw).
 template <int TY, int T>
-void launch_q(dim3 grid, dim3 block, cudaStream_t stream, const Jobs& jobs, int n_tok, int groups) {
-    if constexpr (T == 1) {
-        launch_kernel(matvec_q1<TY>, grid, block, 0, stream, jobs, n_tok);
-    } else if constexpr (T >= 8) {
-        if (groups == 4) launch_kernel(matvec_q<TY, T, 4>, grid, block, 0, stream, jobs, n_tok);
+void launch_q(dim3 grid, dim3 block, cudaStream_t stream, const Jobs& jobs, int n_tok, int tw) {
+    if (tw == 1) launch_kernel(matvec_q1<TY>, grid, block, 0, stream, jobs, n_tok);
+    else if constexpr (T >= 8) {
+        if (tw == 4) launch_kernel(matvec_q<TY, T, 4>, grid, block, 0, stream, jobs, n_tok);
         else launch_kernel(matvec_q<TY, T>, grid, block, 0, stream, jobs, n_tok);
     } else {
         launch_kernel(matvec_q<TY, T>, grid, block, 0, stream, jobs, n_tok);
@@ -604,8 +605,8 @@ void launch(TensorType type, Jobs jobs, int n_tok, bool vec, cudaStream_t stream
     // Blocks per job for the kernel that will run (rows per warp differ between kernels).
     const bool scalar = !is_quantized(type) && !vec;
     const bool tc = type == TensorType::F16 && vec && f16_on_tensor_cores();
-    const int groups = is_quantized(type) ? token_groups(T, jobs) : 1;
-    const int64_t rows_per_block = is_quantized(type) ? kWarps / groups * q_rows_per_warp(T / groups, subs_of(type))
+    const int tw = is_quantized(type) ? token_warps(T, jobs) : T;
+    const int64_t rows_per_block = is_quantized(type) ? kWarps * q_rows_per_warp(tw, subs_of(type))
                                    : scalar           ? 1
                                    : tc               ? kTcBlockRows
                                                       : float_rows_per_block(T);
@@ -615,31 +616,32 @@ void launch(TensorType type, Jobs jobs, int n_tok, bool vec, cudaStream_t stream
         blocks += static_cast<int>((jobs.job[j].rows + rows_per_block - 1) / rows_per_block);
     }
     if (blocks == 0) return;
-    const dim3 grid(static_cast<unsigned>(blocks)), block((tc ? kTcWarps : kWarps) * 32);
+    const dim3 grid(static_cast<unsigned>(blocks), static_cast<unsigned>((n_tok + tw - 1) / tw)),
+        block((tc ? kTcWarps : kWarps) * 32);
     switch (type) {
         case TensorType::Q8_0:
-            launch_q<8, T>(grid, block, stream, jobs, n_tok, groups);
+            launch_q<8, T>(grid, block, stream, jobs, n_tok, tw);
             break;
         case TensorType::Q4_0:
-            launch_q<2, T>(grid, block, stream, jobs, n_tok, groups);
+            launch_q<2, T>(grid, block, stream, jobs, n_tok, tw);
             break;
         case TensorType::Q4_1:
-            launch_q<3, T>(grid, block, stream, jobs, n_tok, groups);
+            launch_q<3, T>(grid, block, stream, jobs, n_tok, tw);
             break;
         case TensorType::Q5_0:
-            launch_q<6, T>(grid, block, stream, jobs, n_tok, groups);
+            launch_q<6, T>(grid, block, stream, jobs, n_tok, tw);
             break;
         case TensorType::Q5_1:
-            launch_q<7, T>(grid, block, stream, jobs, n_tok, groups);
+            launch_q<7, T>(grid, block, stream, jobs, n_tok, tw);
             break;
         case TensorType::Q4_K:
-            launch_q<12, T>(grid, block, stream, jobs, n_tok, groups);
+            launch_q<12, T>(grid, block, stream, jobs, n_tok, tw);
             break;
         case TensorType::Q5_K:
-            launch_q<13, T>(grid, block, stream, jobs, n_tok, groups);
+            launch_q<13, T>(grid, block, stream, jobs, n_tok, tw);
             break;
         case TensorType::Q6_K:
-            launch_q<14, T>(grid, block, stream, jobs, n_tok, groups);
+            launch_q<14, T>(grid, block, stream, jobs, n_tok, tw);
             break;
         case TensorType::F16:
             // Without PDL: launched early, its blocks wait beside the previous kernel's and the
