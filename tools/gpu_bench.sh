@@ -63,8 +63,6 @@ phase_check() {
     echo "ops vs CPU, F16 on tensor cores (APLS_CUDA_TC=1): $(tail -1 "$OUT/cuda_ops.log")" >> "$SUMMARY"
     APLS_CUDA_TC=0 "$BUILD/tests/cpp/test_cuda_ops" 2>&1 | tee "$OUT/cuda_ops_fma.log" || true
     echo "ops vs CPU, F16 on the FMA units (APLS_CUDA_TC=0): $(tail -1 "$OUT/cuda_ops_fma.log")" >> "$SUMMARY"
-    APLS_CUDA_TOKENS_PER_WARP=4 "$BUILD/tests/cpp/test_cuda_ops" 2>&1 | tee "$OUT/cuda_ops_tpw4.log" || true
-    echo "ops vs CPU, small batch products 4 tokens a warp: $(tail -1 "$OUT/cuda_ops_tpw4.log")" >> "$SUMMARY"
     APLS_CUDA_TOKEN_GROUPS=0 "$BUILD/tests/cpp/test_cuda_ops" 2>&1 | tee "$OUT/cuda_ops_nogroups.log" || true
     echo "ops vs CPU, every batch product one warp for the batch: $(tail -1 "$OUT/cuda_ops_nogroups.log")" >> "$SUMMARY"
 }
@@ -298,8 +296,8 @@ PY
 # 512-token prompt against one token (every row's logits and greedy choice made on the device, none
 # copied back, as a round runs it), on every model here; then the kernels of a 1-, 9- and 16-token
 # step of SmolLM2 (CUPTI, PDL off: each kernel's own time). Small batch products (matvec.cu,
-# token_warps) as by default (one token a warp), 4 tokens a warp, and the whole batch a warp.
-VERIFY_MODES="default:APLS_CUDA_TOKEN_GROUPS= tpw4:APLS_CUDA_TOKENS_PER_WARP=4 batch:APLS_CUDA_TOKEN_GROUPS=0"
+# token_warps) split over warps by tokens as by default, and with the whole batch a warp.
+VERIFY_MODES="default:APLS_CUDA_TOKEN_GROUPS= batch:APLS_CUDA_TOKEN_GROUPS=0"
 phase_verifycost() {
     fake_default_model
     local m n mode

@@ -318,19 +318,17 @@ constexpr int unit_bytes() {
 // One token times quantized rows: one warp per row; lane i sums the parts of units i, i + 32,
 // ... in order (stream i), then a butterfly over the lanes adds the 32 streams. The batch
 // kernel (matvec_q) keeps exactly this order, so a token's result is the same bits
-// alone or in a batch. Token blockIdx.y of the batch: a batch of small matrices runs this
-// kernel for each of its tokens in one launch (token_warps()).
+// alone or in a batch.
 template <int TY>
 __global__ void __launch_bounds__(kWarps * 32) matvec_q1(Jobs jobs, int n_tok) {
     constexpr int S = unit_subs<TY>();
     pdl_trigger();
-    const int lane = threadIdx.x & 31, t = blockIdx.y;
+    const int lane = threadIdx.x & 31;
     int64_t r0;
     const Job* job = locate<kWarps>(jobs, r0);
     const int64_t r = r0 + threadIdx.x / 32;
     const int64_t k = jobs.k, nb = k / block_elems<TY>(), nu = k / (32 * S);
-    QActs xq = job->xq;
-    xq.qs += t * k, xq.d += t * (k / 32), xq.s += t * (k / 32);
+    const QActs xq = job->xq;
     const uint8_t* wr[1] = {job->w + min(r, job->rows - 1) * jobs.row_bytes};  // past the end: reread, not stored
     prefetch_units<1>(wr, lane, nu, unit_bytes<TY>(), 32);
     pdl_wait();
@@ -343,13 +341,13 @@ __global__ void __launch_bounds__(kWarps * 32) matvec_q1(Jobs jobs, int n_tok) {
     }
     acc = warp_sum(acc);
     if (lane == 0 && r < job->rows) {
-        float* o = job->y + t * job->ldy + r;
+        float* o = job->y + r;
         *o = job->accumulate ? *o + acc : acc;
     }
 }
 
 // Batches (2 <= t <= 16) of quantized rows: warp w of the block computes rows r0 + w*R .. + R-1
-// for TW tokens from blockIdx.y * TW; lane i takes units i, i + 32, ... (matvec_q1's streams,
+// for TW tokens from blockIdx.y * TW (T = TW = 1: one token a block row, any batch size); lane i takes units i, i + 32, ... (matvec_q1's streams,
 // then its butterfly); each unit is loaded once for the TW tokens (TW < T: token_warps()).
 template <int TY, int T, int TW = T>
 __global__ void __launch_bounds__(kWarps * 32) matvec_q(Jobs jobs, int n_tok) {
@@ -568,31 +566,31 @@ int subs_of(TensorType t) {
 
 // Tokens per warp of a quantized batch product of T <= 16 tokens: T (each unit loaded once for
 // the whole batch) or, where the launch's weights are small (at most APLS_CUDA_TOKEN_GROUPS bytes,
-// default 8 MiB: they stay in L2 for the warps that read them again), APLS_CUDA_TOKENS_PER_WARP
-// (1, the default: the one-token kernel for every token of the batch in one launch; or 4). Small
-// products of SmolLM2's size are latency-bound: a lane's serial work, T tokens long, decides
-// their time, not the bytes. Chosen per launch from its shape only; no choice changes a result.
+// default 8 MiB: they stay in L2 for the warps that read them again; 0 turns this off), 1 for
+// batches of 2-4 tokens (matvec_q1's work for each token, in one launch) and 4 for 8-16. Small
+// products of SmolLM2's size are latency-bound: a lane's serial work, T tokens long, decides their
+// time, not the bytes (H100, docs/BENCHMARKS.md: a 16-token verify batch of SmolLM2 2.10x -> 1.44x
+// a step). Chosen per launch from its shape only; no choice changes a result.
 int token_warps(int T, const Jobs& jobs) {
     static const int64_t limit = [] {
         const char* env = std::getenv("APLS_CUDA_TOKEN_GROUPS");
         return env && *env ? std::strtoll(env, nullptr, 10) : int64_t{8} << 20;
     }();
-    static const int per_warp = [] {
-        const char* env = std::getenv("APLS_CUDA_TOKENS_PER_WARP");
-        return env && std::strcmp(env, "4") == 0 ? 4 : 1;
-    }();
     int64_t bytes = 0;
     for (int j = 0; j < jobs.n; ++j) bytes += jobs.job[j].rows * static_cast<int64_t>(jobs.row_bytes);
     if (T == 1 || bytes > limit) return T;
-    return per_warp == 4 && T >= 8 ? 4 : 1;
+    return T >= 8 ? 4 : 1;
 }
 
-// Quantized rows of ggml type TY: matvec_q1 for one token (tw 1), matvec_q for batches (tw
-// tokens a warp; the grid's y the batch's groups of tw).
+// Quantized rows of ggml type TY: matvec_q1 for one token, matvec_q for batches (tw tokens a
+// warp; the grid's y the batch's groups of tw).
 template <int TY, int T>
 void launch_q(dim3 grid, dim3 block, cudaStream_t stream, const Jobs& jobs, int n_tok, int tw) {
-    if (tw == 1) launch_kernel(matvec_q1<TY>, grid, block, 0, stream, jobs, n_tok);
-    else if constexpr (T >= 8) {
+    if constexpr (T == 1) {
+        launch_kernel(matvec_q1<TY>, grid, block, 0, stream, jobs, n_tok);
+    } else if (tw == 1) {
+        launch_kernel(matvec_q<TY, 1, 1>, grid, block, 0, stream, jobs, n_tok);
+    } else if constexpr (T >= 8) {
         if (tw == 4) launch_kernel(matvec_q<TY, T, 4>, grid, block, 0, stream, jobs, n_tok);
         else launch_kernel(matvec_q<TY, T>, grid, block, 0, stream, jobs, n_tok);
     } else {
