@@ -317,6 +317,41 @@ def test_adaptive_policy_arms_follow_the_draft_sources(model):
     assert pol.round == 1
 
 
+def test_adaptive_policy_explores_the_text_arm_again_in_every_generation():
+    """A prompt that repeats nothing backs the model-free arm off (as a losing skip plan), but the
+    next generation explores it at its first burst again, and it takes over where the text repeats
+    itself; a losing skip candidate's backoff carries over."""
+    pol = AdaptivePolicy(
+        [Plan.skipping([1])],
+        with_plain=True,
+        explore_every=10,
+        burst=2,
+        margin=0.05,
+        max_backoff=8,
+        tree=TreeShape(("lookup",), use_cost=False),
+    )
+    text_arm, skip_arm = 1, 2
+
+    def run(rounds, text_tokens):  # plain: 1 token in 1 ms; skip: 2 in 4 ms; text: text_tokens in 1.2 ms
+        for _ in range(rounds):
+            step = pol.next_round(100)
+            if step.arm == text_arm:
+                r = RoundResult([7] * text_tokens, 4, text_tokens - 1, [], 0.0, 0.0012)
+            elif step.arm == skip_arm:
+                r = RoundResult([7, 7], 4, 1, [0.5] * 4, 0.003, 0.001)
+            else:
+                r = RoundResult([7], 0, 0, [], 0.0, 0.001)
+            pol.observe(step, r)
+
+    pol.start(10)
+    run(300, 1)  # nothing repeats: the model-free arm only adds verify cost
+    assert pol.current == 0 and pol.arms[text_arm].backoff == 8 and pol.arms[skip_arm].backoff == 8
+    pol.start(10)
+    assert pol.arms[text_arm].backoff == 1 and pol.arms[skip_arm].backoff == 8
+    run(10, 3)  # the first burst: the model-free arm, which now pays (3 tokens in 1.2 ms)
+    assert pol.current == text_arm
+
+
 def test_static_policy_with_text_sources_adapts_only_the_skip_draft():
     pol = StaticPolicy(PLANS["skip"], DraftLength(p_min=0.5, target=0.7), tree=TreeShape(use_cost=False))
     p0 = pol.draft.p_min

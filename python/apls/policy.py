@@ -348,9 +348,13 @@ class AdaptivePolicy(Policy):
     burst of a backed-off candidate ends after its first round when that round is clearly slower
     too, so a candidate that keeps losing costs one round per turn, not a whole burst. A
     new generation starts with the candidate of the best speed over earlier generations (the
-    prior), and the backoffs carry over: they describe the model and the machine more than the
-    text. Draft length adapts as in StaticPolicy. While plain decoding runs, a round may take
-    up to `plain_chain` steps at once, never past the next burst: each step counts as a round.
+    prior), and the backoffs of the layer-skip candidates carry over: they describe the model
+    and the machine more than the text. The model-free arm's do not: whether the text repeats
+    itself is a property of this text, so a new generation explores that arm at its first burst
+    whatever the last one found (one prompt that repeats nothing must not keep lookup off for
+    the next ones). Draft length adapts as in StaticPolicy. While plain decoding runs, a round
+    may take up to `plain_chain` steps at once, never past the next burst: each step counts as
+    a round.
 
     With `tree`, the model-free sources become a candidate of their own (`text_arm`) and join
     every plan's draft in one token tree, cut by the measured verify cost.
@@ -404,6 +408,8 @@ class AdaptivePolicy(Policy):
                 a.prior = a.speed() if a.prior == 0.0 else 0.5 * (a.prior + a.speed())
             a.tokens = a.seconds = 0.0
             a.rounds = 0
+            if a.n_draft == 0 and a.sources:  # the model-free arm: its worth is the text's
+                a.backoff, a.skip = 1, 0
         if any(a.prior > 0.0 for a in self.arms):
             self.current = max(range(len(self.arms)), key=lambda i: self.arms[i].prior)
         self.exploring = -1
