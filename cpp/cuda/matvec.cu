@@ -5,11 +5,13 @@
 // w*32 + i, + kWarps*32, ...: a warp's loads are consecutive (coalesced). Quantized rows (a
 // block of 32 is only 16-34 bytes): lane i of a warp takes blocks i, i + 32, ..., so that each
 // thread has several loads in flight; one token runs matvec_q1 (a warp per row), batches
-// matvec_q (a warp per R rows, the same 32 streams per row). Each unit is read once and multiplied with all t activation rows (read through
-// the cache). Per (token, row) the arithmetic is the same sequence of operations for any batch
-// size T (per thread in unit order, then a butterfly over lanes, then warps in order), so
-// results are batch invariant: tokens beyond n_tok are skipped by a predicate, never change
-// the order.
+// matvec_q (a warp per R rows, the same 32 streams per row). Each unit is read once and
+// multiplied with all t activation rows (read through the cache) — or, for small matrices, with
+// a group of them, the batch split over the grid's y (token_warps: latency, not bytes, decides
+// there). Per (token, row) the arithmetic is the same sequence of operations for any batch size
+// T and split (per thread in unit order, then a butterfly over lanes, then warps in order), so
+// results are batch invariant: tokens beyond n_tok are skipped by a predicate, never change the
+// order.
 #include "cuda/dequant.cuh"
 #include "cuda/launch.h"
 #include "cuda/pdl.cuh"

@@ -69,11 +69,24 @@ void quantize_act(const float* x, BlockQ8A* y, int64_t k) {
 
 // ---- quantized weights ----
 
-// The low 16 bits of each 32-bit lane, as halves, to float.
-inline __m256 half_lo_to_f32(__m256i v) {
-    const __m256i h = _mm256_and_si256(v, _mm256_set1_epi32(0xFFFF));
-    const __m256i p = _mm256_permute4x64_epi64(_mm256_packus_epi32(h, h), 0x08);
-    return _mm256_cvtph_ps(_mm256_castsi256_si128(p));
+// The scales d (and Q4_1's offsets m) of a group's blocks in lane order (lane L: block
+// lane_block(L); 0 past the nv valid blocks), packed from scalar loads: the same halves a
+// vpgatherdd of the blocks' first words gives, without the gather (microcoded and slow on Zen 2;
+// the integer units are idle here).
+template <TensorType T, bool kFull>
+APLS_KERNEL_INLINE void lane_scales(const uint8_t* p, int nv, __m256& dw, __m256& mw) {
+    uint64_t d[2] = {0, 0}, m[2] = {0, 0};
+    for (int L = 0; L < GRP; ++L) {
+        const int b = lane_block(L);
+        if (!kFull && b >= nv) continue;
+        uint32_t v;  // d in the low half; Q4_1's m in the high half (other types: quants, unused)
+        std::memcpy(&v, p + b * QTraits<T>::bs, 4);
+        d[L / 4] |= static_cast<uint64_t>(v & 0xFFFFu) << (16 * (L % 4));
+        if constexpr (T == TensorType::Q4_1) m[L / 4] |= static_cast<uint64_t>(v >> 16) << (16 * (L % 4));
+    }
+    dw = _mm256_cvtph_ps(_mm_set_epi64x(static_cast<int64_t>(d[1]), static_cast<int64_t>(d[0])));
+    if constexpr (T == TensorType::Q4_1)
+        mw = _mm256_cvtph_ps(_mm_set_epi64x(static_cast<int64_t>(m[1]), static_cast<int64_t>(m[0])));
 }
 
 // One group of blocks of one row, decoded once for every token of a batch: per sub-group the
@@ -86,7 +99,7 @@ struct GroupW {
 };
 
 template <TensorType T, bool kFull>
-inline void decode_group(const uint8_t* p, int nv, __m256i valid, __m256i offs, GroupW& g) {
+APLS_KERNEL_INLINE void decode_group(const uint8_t* p, int nv, GroupW& g) {
     using Q = QTraits<T>;
     for (int s = 0; s < 4; ++s) {
         const uint8_t* ps = p + s * SUB * Q::bs;
@@ -109,15 +122,11 @@ inline void decode_group(const uint8_t* p, int nv, __m256i valid, __m256i offs, 
             g.hi[s] = _mm256_abs_epi8(g.shi[s]);
         }
     }
-    const int* base = reinterpret_cast<const int*>(p);
-    const __m256i dm = kFull ? _mm256_i32gather_epi32(base, offs, 1)
-                             : _mm256_mask_i32gather_epi32(_mm256_setzero_si256(), base, offs, valid, 1);
-    g.dw = half_lo_to_f32(dm);
-    if constexpr (T == TensorType::Q4_1) g.mw = half_lo_to_f32(_mm256_srli_epi32(dm, 16));
+    lane_scales<T, kFull>(p, nv, g.dw, g.mw);
 }
 
 // Four sub-groups' partial sums -> one int32 per block, lane L = block lane_block(L).
-inline __m256i reduce4(__m256i v0, __m256i v1, __m256i v2, __m256i v3) {
+APLS_KERNEL_INLINE __m256i reduce4(__m256i v0, __m256i v1, __m256i v2, __m256i v3) {
     const __m256i s01 = _mm256_add_epi32(_mm256_unpacklo_epi32(v0, v1), _mm256_unpackhi_epi32(v0, v1));
     const __m256i s23 = _mm256_add_epi32(_mm256_unpacklo_epi32(v2, v3), _mm256_unpackhi_epi32(v2, v3));
     return _mm256_add_epi32(_mm256_unpacklo_epi64(s01, s23), _mm256_unpackhi_epi64(s01, s23));
@@ -126,7 +135,7 @@ inline __m256i reduce4(__m256i v0, __m256i v1, __m256i v2, __m256i v3) {
 // The float step of a group for one token (the file's header): acc += the contribution of exact
 // integer block sums isum with weight scales dw (and Q4_1's mw); ga: the token's arranged group.
 template <TensorType T>
-inline __m256 scale_add(__m256 acc, __m256i isum, __m256 dw, __m256 mw, const uint8_t* ga) {
+APLS_KERNEL_INLINE __m256 scale_add(__m256 acc, __m256i isum, __m256 dw, __m256 mw, const uint8_t* ga) {
     const float* xd = reinterpret_cast<const float*>(ga + 4 * kSubBytes);
     const __m256 dwx = _mm256_mul_ps(dw, _mm256_loadu_ps(xd));
     if constexpr (T == TensorType::Q4_1) {
@@ -144,7 +153,7 @@ inline __m256 scale_add(__m256 acc, __m256i isum, __m256 dw, __m256 mw, const ui
 // acc += a decoded group times one token's arranged activations ga (the float step in the
 // file's header); the same operations for every token, alone or in a batch.
 template <TensorType T>
-inline __m256 apply_group(const GroupW& g, const uint8_t* ga, __m256 acc) {
+APLS_KERNEL_INLINE __m256 apply_group(const GroupW& g, const uint8_t* ga, __m256 acc) {
     const __m256i ones = _mm256_set1_epi16(1);
     __m256i v[4];
     for (int s = 0; s < 4; ++s) {
@@ -163,27 +172,13 @@ inline __m256 apply_group(const GroupW& g, const uint8_t* ga, __m256 acc) {
     return scale_add<T>(acc, reduce4(v[0], v[1], v[2], v[3]), g.dw, g.mw, ga);
 }
 
-// The lane-order byte offsets of a group's scale words, and the valid lanes of a last group of nv
-// blocks.
-template <TensorType T>
-inline __m256i scale_offsets() {
-    alignas(32) int32_t o[8];
-    for (int L = 0; L < 8; ++L) o[L] = lane_block(L) * QTraits<T>::bs;
-    return _mm256_load_si256(reinterpret_cast<const __m256i*>(o));
-}
-inline __m256i valid_lanes(int nv) {
-    alignas(32) int32_t m[8];
-    for (int L = 0; L < 8; ++L) m[L] = lane_block(L) < nv ? -1 : 0;
-    return _mm256_load_si256(reinterpret_cast<const __m256i*>(m));
-}
-
 // One token (matmul_q_t's path for single tokens and small batches): the integer sums of R rows
 // fused with their loads; the same exact sums and float steps as the batch path below.
 
 // Integer dot of one sub-group (2 blocks from p) with arranged activations a (lo at a, hi at
 // a + 32): 128-bit lane j holds 4 partial sums of block j. Block 1 reads as zero when nv < 2.
 template <TensorType T, bool kFull>
-inline __m256i sub_dot(const uint8_t* p, const uint8_t* a, int nv) {
+APLS_KERNEL_INLINE __m256i sub_dot(const uint8_t* p, const uint8_t* a, int nv) {
     using Q = QTraits<T>;
     auto pair = [&](int off) {  // (2 blocks, 16 bytes)
         const __m128i b0 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + off));
@@ -209,7 +204,7 @@ inline __m256i sub_dot(const uint8_t* p, const uint8_t* a, int nv) {
 
 // One group of blocks (nv valid, 8 when kFull) of R rows: acc[i] += the group's contribution.
 template <TensorType T, int R, bool kFull>
-inline void group(const uint8_t* w, uint64_t rb, const uint8_t* ga, int nv, __m256i valid, __m256i offs, __m256* acc) {
+APLS_KERNEL_INLINE void group(const uint8_t* w, uint64_t rb, const uint8_t* ga, int nv, __m256* acc) {
     using Q = QTraits<T>;
     for (int i = 0; i < R; ++i) {
         const uint8_t* p = w + i * rb;
@@ -227,25 +222,21 @@ inline void group(const uint8_t* w, uint64_t rb, const uint8_t* ga, int nv, __m2
             }
         }
         __m256i isum = reduce4(v[0], v[1], v[2], v[3]);
-        const int* base = reinterpret_cast<const int*>(p);
-        const __m256i dm = kFull ? _mm256_i32gather_epi32(base, offs, 1)
-                                 : _mm256_mask_i32gather_epi32(_mm256_setzero_si256(), base, offs, valid, 1);
-        const __m256 mw = T == TensorType::Q4_1 ? half_lo_to_f32(_mm256_srli_epi32(dm, 16)) : _mm256_setzero_ps();
-        acc[i] = scale_add<T>(acc[i], isum, half_lo_to_f32(dm), mw, ga);
+        __m256 dw, mw = _mm256_setzero_ps();
+        lane_scales<T, kFull>(p, nv, dw, mw);
+        acc[i] = scale_add<T>(acc[i], isum, dw, mw, ga);
     }
 }
 
 template <TensorType T, int R>
 void dot_rows(const uint8_t* w, uint64_t rb, const uint8_t* act, int64_t nb, float* out) {
     using Q = QTraits<T>;
-    const __m256i offs = scale_offsets<T>();
     __m256 acc[R];
     for (int i = 0; i < R; ++i) acc[i] = _mm256_setzero_ps();
     const int64_t nfull = nb / GRP;
-    for (int64_t g = 0; g < nfull; ++g)
-        group<T, R, true>(w + g * GRP * Q::bs, rb, act + g * kGroupBytes, GRP, _mm256_set1_epi32(-1), offs, acc);
+    for (int64_t g = 0; g < nfull; ++g) group<T, R, true>(w + g * GRP * Q::bs, rb, act + g * kGroupBytes, GRP, acc);
     if (const int nv = static_cast<int>(nb - nfull * GRP); nv > 0)
-        group<T, R, false>(w + nfull * GRP * Q::bs, rb, act + nfull * kGroupBytes, nv, valid_lanes(nv), offs, acc);
+        group<T, R, false>(w + nfull * GRP * Q::bs, rb, act + nfull * kGroupBytes, nv, acc);
     for (int i = 0; i < R; ++i) out[i] = hsum(acc[i]);
 }
 
@@ -254,17 +245,16 @@ void dot_rows(const uint8_t* w, uint64_t rb, const uint8_t* act, int64_t nb, flo
 template <TensorType T, int NT>
 void row_tokens(const uint8_t* w, const uint8_t* act, int64_t stride, int64_t nb, float* y, int64_t ldy) {
     using Q = QTraits<T>;
-    const __m256i offs = scale_offsets<T>();
     __m256 acc[NT];
     for (int t = 0; t < NT; ++t) acc[t] = _mm256_setzero_ps();
     GroupW g;
     const int64_t nfull = nb / GRP;
     for (int64_t gi = 0; gi < nfull; ++gi) {
-        decode_group<T, true>(w + gi * GRP * Q::bs, GRP, _mm256_set1_epi32(-1), offs, g);
+        decode_group<T, true>(w + gi * GRP * Q::bs, GRP, g);
         for (int t = 0; t < NT; ++t) acc[t] = apply_group<T>(g, act + t * stride + gi * kGroupBytes, acc[t]);
     }
     if (const int nv = static_cast<int>(nb - nfull * GRP); nv > 0) {
-        decode_group<T, false>(w + nfull * GRP * Q::bs, nv, valid_lanes(nv), offs, g);
+        decode_group<T, false>(w + nfull * GRP * Q::bs, nv, g);
         for (int t = 0; t < NT; ++t) acc[t] = apply_group<T>(g, act + t * stride + nfull * kGroupBytes, acc[t]);
     }
     for (int t = 0; t < NT; ++t) y[t * ldy] = hsum(acc[t]);
