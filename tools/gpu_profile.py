@@ -16,6 +16,11 @@ import apls  # noqa: E402
 from apls import _core  # noqa: E402
 
 
+def dev_us(e):
+    """A profiler row's own device time in us (torch >= 2.4 names it self_device_time_total)."""
+    return getattr(e, "self_device_time_total", None) or getattr(e, "self_cuda_time_total", 0)
+
+
 def per_call_ms(fn, n=100, warm=10):
     for _ in range(warm):
         fn()
@@ -60,9 +65,6 @@ def main() -> int:
             with profile(activities=[ProfilerActivity.CUDA]) as prof:
                 for _ in range(20):
                     fn()
-
-            def dev_us(e):  # torch >= 2.4 names it self_device_time_total
-                return getattr(e, "self_device_time_total", None) or getattr(e, "self_cuda_time_total", 0)
 
             rows = [e for e in prof.key_averages() if dev_us(e) > 0]
             total = sum(dev_us(e) for e in rows) / 20

@@ -349,8 +349,9 @@ __global__ void __launch_bounds__(kWarps * 32) matvec_q1(Jobs jobs, int n_tok) {
 }
 
 // Batches (2 <= t <= 16) of quantized rows: warp w of the block computes rows r0 + w*R .. + R-1
-// for TW tokens from blockIdx.y * TW (T = TW = 1: one token a block row, any batch size); lane i takes units i, i + 32, ... (matvec_q1's streams,
-// then its butterfly); each unit is loaded once for the TW tokens (TW < T: token_warps()).
+// for TW tokens from blockIdx.y * TW (T = TW = 1: one token a block row, any batch size); lane i
+// takes units i, i + 32, ... (matvec_q1's streams, then its butterfly); each unit is loaded once
+// for the TW tokens (TW < T: token_warps()).
 template <int TY, int T, int TW = T>
 __global__ void __launch_bounds__(kWarps * 32) matvec_q(Jobs jobs, int n_tok) {
     static_assert(T % TW == 0, "token groups split the batch evenly");
@@ -571,7 +572,7 @@ int subs_of(TensorType t) {
 // default 8 MiB: they stay in L2 for the warps that read them again; 0 turns this off), 1 for
 // batches of 2-4 tokens (matvec_q1's work for each token, in one launch) and 4 for 8-16. Small
 // products of SmolLM2's size are latency-bound: a lane's serial work, T tokens long, decides their
-// time, not the bytes (H100, docs/BENCHMARKS.md: a 16-token verify batch of SmolLM2 2.10x -> 1.44x
+// time, not the bytes (H100, docs/BENCHMARKS.md: a 16-token verify batch of SmolLM2 2.12x -> 1.47x
 // a step). Chosen per launch from its shape only; no choice changes a result.
 int token_warps(int T, const Jobs& jobs) {
     static const int64_t limit = [] {
