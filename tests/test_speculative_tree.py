@@ -317,6 +317,53 @@ def test_adaptive_policy_arms_follow_the_draft_sources(model):
     assert pol.round == 1
 
 
+def test_adaptive_policy_drops_layer_skip_candidates_whose_draft_costs_too_much():
+    """max_draft_cost: at the first prepare each skip candidate's draft token is timed against a
+    plain step (through the context's time_verify with its plan) and those dearer are dropped;
+    plain decoding and the model-free arm stay, and it is measured once."""
+    cheap, dear = Plan.skipping(range(1, 20)), Plan.skipping([3])
+    calls = []
+
+    class Ctx:  # time_verify as Context.time_verify: seconds of one token, under a plan
+        def time_verify(self, n_tokens, reps=2, plan=None):
+            calls.append(plan)
+            return {None: 1.0, cheap: 0.4, dear: 0.8}[plan]
+
+    pol = AdaptivePolicy(
+        [dear, cheap], with_plain=True, tree=TreeShape(("lookup",), use_cost=False), max_draft_cost=0.5
+    )
+    assert len(pol.arms) == 4
+    pol.start(10)
+    pol.prepare(Ctx())
+    assert list(pol.scores()) == ["plain decoding", "lookup", cheap.describe() + " + lookup"]
+    assert pol.draft_costs == {dear.describe(): 0.8, cheap.describe(): 0.4}
+    n = len(calls)
+    pol.start(10)
+    pol.prepare(Ctx())  # the next generation measures nothing again
+    assert len(calls) == n and len(pol.arms) == 3
+    for _ in range(50):  # every arm the rounds choose exists
+        step = pol.next_round(100)
+        assert 0 <= step.arm < len(pol.arms)
+        pol.observe(step, RoundResult([7], 0, 0, [], 0.0, 0.001))
+    # Only skip candidates, all dear: the cheapest stays.
+    pol = AdaptivePolicy([dear, cheap], max_draft_cost=0.3)
+    pol.prepare(Ctx())
+    assert [a.plan for a in pol.arms] == [cheap]
+
+
+def test_time_verify_under_a_plan_leaves_the_cache(model):
+    """Context.time_verify with a plan (a draft token's cost): positive, the cache as it was; the
+    plan is checked against the model."""
+    ctx = model.context(n_ctx=256)
+    ctx.decode(chat_ids(model, "Hello")[:20], logits="last")
+    n = ctx.kv_seq_len(0)
+    assert ctx.time_verify(1, 1, plan=Plan.skipping(range(2, 20), range(2, 20))) > 0
+    assert ctx.time_verify(3, 1) > 0 and ctx.kv_seq_len(0) == n
+    with pytest.raises(ValueError):
+        ctx.time_verify(1, 1, plan=Plan.skipping([model.n_layer + 3]))
+    assert ctx.kv_seq_len(0) == n
+
+
 def test_adaptive_policy_explores_the_text_arm_again_in_every_generation():
     """A prompt that repeats nothing backs the model-free arm off (as a losing skip plan), but the
     next generation explores it at its first burst again, and it takes over where the text repeats

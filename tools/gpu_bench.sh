@@ -17,11 +17,12 @@
 #   bash tools/gpu_bench.sh waitbuild threads    # wait for them; default thread count end to end (issue 23)
 #   bash tools/gpu_bench.sh peer                 # llama-bench beside `apls bench` on every model in /tmp/models
 #   bash tools/gpu_bench.sh lookup               # llama-lookup beside APLS token trees, Spec-Bench 1/group
-#   bash tools/gpu_bench.sh serve                # apls serve under load: 1, 8, 16 streams (wheels in .whl/)
+#   bash tools/gpu_bench.sh serve                # apls serve, then llama-server, under load: 1, 8, 16 streams (wheels in .whl/)
 #   bash tools/gpu_bench.sh treedebug            # a tree batch vs its chains, the CPU and a causal batch, per node
 #   bash tools/gpu_bench.sh qwenspec             # apls tune + APLS on the Qwen models (Spec-Bench 10/group)
 #   bash tools/gpu_bench.sh abmodels             # issue 9's table, BASE_SRC's build (bgstart) and this one alternately
 #   bash tools/gpu_bench.sh verifycost           # chain/tree verify cost vs one token; kernels of 1/9/16-token steps
+#   bash tools/gpu_bench.sh abprofile            # a one-token step's kernels, BASE_SRC's build and this one
 #
 # Environment: MODEL (SmolLM2 GGUF, default /tmp/models/smollm2.gguf), BUILD (default
 # /tmp/apls-build), OUT (logs and JSON; default ./gpu-out), PYLIB (extra Python path holding
@@ -198,8 +199,12 @@ phase_bgstart() {
     tar cf - --exclude=./.device-model --exclude=./.git --exclude=./.whl . | tar xf - -C /tmp/src
     setsid nohup bash -c "cd /tmp/src && BUILD='$BUILD' OUT=/tmp/bg bash tools/gpu_bench.sh build > /tmp/bg/apls.log 2>&1 \
         && touch /tmp/bg/apls.ok || touch /tmp/bg/apls.fail" > /dev/null 2>&1 < /dev/null &
-    if [ -f /tmp/src/.peer/build-llama-cpp.sh ]; then
-        setsid nohup bash -c "bash /tmp/src/.peer/build-llama-cpp.sh build > /tmp/bg/peer.log 2>&1 \
+    # The peer: tools/peer_llama_cpp.sh's tarball (with llama-server) where staged, else the shared one.
+    local peer=""
+    if [ -f /tmp/src/.peer/llama.cpp-peer.tar.xz ]; then peer="bash /tmp/src/tools/peer_llama_cpp.sh build"
+    elif [ -f /tmp/src/.peer/build-llama-cpp.sh ]; then peer="bash /tmp/src/.peer/build-llama-cpp.sh build"; fi
+    if [ -n "$peer" ]; then
+        setsid nohup bash -c "$peer > /tmp/bg/peer.log 2>&1 \
             && touch /tmp/bg/peer.ok || touch /tmp/bg/peer.fail" > /dev/null 2>&1 < /dev/null &
     fi
     if [ -n "${BASE_SRC:-}" ] && [ -d "$BASE_SRC" ]; then  # phase abmodels' baseline, from its own copy
@@ -318,6 +323,23 @@ phase_verifycost() {
     done
 }
 
+# Where a one-token step's kernel time differs between BASE_SRC's build (bgstart) and this one:
+# this tree's gpu_profile.py run against each build in turn (CUPTI through torch, PDL off).
+phase_abprofile() {
+    wait_marker base 600 || return 0
+    fake_default_model
+    local b src ext
+    cp tools/gpu_profile.py /tmp/base-src/tools/gpu_profile.py
+    for b in base new base new; do
+        if [ $b = base ]; then src=/tmp/base-src ext=/tmp/apls-base-build; else src=$PWD ext=$BUILD; fi
+        (cd "$src" && APLS_CUDA_PDL=0 APLS_EXT_DIR=$ext PYTHONPATH="$src/python:$PYTHONPATH" $PY tools/gpu_profile.py \
+            "$MODEL" --kernels ${KERNELS:-1} --top 40) > "$OUT/abprofile_$b.log" 2>&1 || tail -5 "$OUT/abprofile_$b.log"
+        echo "kernels, $b build:" >> "$SUMMARY"
+        sed -n '/^kernels of/,/^$/p' "$OUT/abprofile_$b.log" | head -40 >> "$SUMMARY"
+        grep -m2 "^decode  1 tokens\|^decode  9 tokens (" "$OUT/abprofile_$b.log" >> "$SUMMARY" || true
+    done
+}
+
 # A tree verify batch against its chains, the CPU backend and a causal batch, node by node.
 phase_treedebug() {
     $PY tools/cuda/debug_tree.py "$MODEL" 2>&1 | tee -a "$SUMMARY"
@@ -341,8 +363,13 @@ phase_serve() {
         $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl > /dev/null
         export PYTHONPATH="/tmp/site:$PYTHONPATH"
     fi
-    $PY tools/load_test.py --serve apls -m "$MODEL" --streams 1,8,16 --parallel 16 --threads 8 --duration 20 \
-        --max-tokens 128 --json "$OUT/serve.json" --log-dir "$OUT" 2>&1 | tee "$OUT/serve.log" | tail -6 | tee -a "$SUMMARY"
+    # llama.cpp's llama-server beside it, same load, where the peer build has it (tools/peer_llama_cpp.sh).
+    local peer=()
+    if wait_marker peer 500 && [ -x /tmp/lcpp-build/bin/llama-server ]; then
+        peer=(--serve llama-server --server-bin /tmp/lcpp-build/bin/llama-server)
+    fi
+    $PY tools/load_test.py --serve apls "${peer[@]}" -m "$MODEL" --streams ${STREAMS:-1,8,16} --parallel 16 --threads 8 \
+        --duration 20 --max-tokens 128 --json "$OUT/serve.json" --log-dir "$OUT" 2>&1 | tee "$OUT/serve.log" | tail -9 | tee -a "$SUMMARY"
 }
 
 # APLS on the real larger models: the best plan `apls tune` finds on this device, then Spec-Bench.

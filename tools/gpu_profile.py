@@ -37,6 +37,7 @@ def main() -> int:
     ap.add_argument(
         "--kernels", default="1", type=lambda v: [int(x) for x in v.split(",")], help="batch sizes to profile"
     )
+    ap.add_argument("--top", type=int, default=12, help="kernels listed per step (default 12)")
     a = ap.parse_args()
     m = apls.Model(a.model or apls.default_model_path(), device=a.device)
     print(f"device {m.device}: {_core.cuda_describe()}")
@@ -46,7 +47,9 @@ def main() -> int:
 
     def step(n, logits="last"):
         def fn():
-            if logits == "choose":  # a verify batch: every row's logits and choice, none copied back
+            if logits == "choose" and not hasattr(ctx, "decode_choose"):  # an older build (gpu_bench abprofile)
+                ctx.decode(list(range(200, 200 + n)), logits="last")
+            elif logits == "choose":  # a verify batch: every row's logits and choice, none copied back
                 ctx.decode_choose(list(range(200, 200 + n)), logits="all", fetch=[False] * n)
             else:
                 ctx.decode(list(range(200, 200 + n)), logits=logits)
@@ -73,7 +76,7 @@ def main() -> int:
             )
             print("| kernel | us per step | calls per step |")
             print("|---|---|---|")
-            for e in sorted(rows, key=lambda e: -dev_us(e))[:12]:
+            for e in sorted(rows, key=lambda e: -dev_us(e))[: a.top]:
                 print(f"| {e.key[:70]} | {dev_us(e) / 20:.1f} | {e.count / 20:.0f} |")
     except Exception as e:  # noqa: BLE001 - profiling is optional
         print(f"(no kernel profile: {e})")

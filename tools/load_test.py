@@ -10,6 +10,9 @@ Or start the servers itself, one after the other, same model and same load:
 
     python tools/load_test.py --serve apls --serve llama-cpp -m model.gguf --streams 1,4,8 --duration 30 --json out.json
 
+(`--serve llama-server --server-bin PATH` times llama.cpp's own server the same way; on the GPU
+machine tools/gpu_bench.sh's `serve` phase builds it with tools/peer_llama_cpp.sh.)
+
 Each client sends /v1/completions (or /v1/chat/completions with --chat) with stream=true,
 greedy, max_tokens M, prompts taken in turn from a fixed list, and starts its next request as
 soon as one ends. Requests still running at the end of the window are cut there; tokens count
@@ -266,8 +269,16 @@ def spawn(kind: str, args) -> tuple[subprocess.Popen, str]:
         cmd += ["--n_threads", t, "--n_threads_batch", t, "--n_ctx", c, "--model_alias", "model", "--verbose", "False"]
         # Queue concurrent requests: by default it ends the running stream when another arrives.
         cmd += ["--interrupt_requests", "False"]
+    elif kind == "llama-server":
+        # llama.cpp's own server (continuous batching over -np slots); its -c is the context of all
+        # slots together, ours is per request. -ngl 99: every layer on the GPU where the build has one.
+        if not args.server_bin:
+            sys.exit("load_test: --serve llama-server needs --server-bin (tools/peer_llama_cpp.sh builds it)")
+        cmd = [args.server_bin, "-m", args.model, "--host", "127.0.0.1", "--port", str(port)]
+        cmd += ["-np", str(args.parallel), "-c", str(args.ctx * args.parallel), "-t", str(args.threads)]
+        cmd += ["-ngl", "99", "--alias", "model"]
     else:
-        sys.exit(f"load_test: unknown server kind {kind!r} (apls, apls-spec, llama-cpp)")
+        sys.exit(f"load_test: unknown server kind {kind!r} (apls, apls-spec, llama-cpp, llama-server)")
     log = open(f"{args.log_dir}/load_test_{kind}.log", "w")  # noqa: SIM115 - closed with the process
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
@@ -310,8 +321,12 @@ def main() -> int:
     ap.add_argument("--url", help="a running server (loopback only)")
     ap.add_argument("--pid", type=int, help="its process id, to sample its memory")
     ap.add_argument(
-        "--serve", action="append", choices=["apls", "apls-spec", "llama-cpp"], help="start this server (repeatable)"
+        "--serve",
+        action="append",
+        choices=["apls", "apls-spec", "llama-cpp", "llama-server"],
+        help="start this server (repeatable)",
     )
+    ap.add_argument("--server-bin", help="the llama-server binary for --serve llama-server")
     ap.add_argument("-m", "--model", help="GGUF file for --serve (default: the default model)")
     ap.add_argument("--streams", default="1,4,8", help="concurrent clients, comma-separated levels (default 1,4,8)")
     ap.add_argument("--duration", type=float, default=30.0, help="seconds per level (default 30)")
@@ -339,10 +354,16 @@ def main() -> int:
         targets = [("server", args.url)]
     else:
         ap.error("give --url or --serve")
+    failed = []
     for kind, url in targets:
         proc = None
         if url is None:
-            proc, url = spawn(kind, args)
+            try:
+                proc, url = spawn(kind, args)
+            except SystemExit as e:  # one server that does not start leaves the others' results
+                print(e, file=sys.stderr)
+                failed.append(kind)
+                continue
         try:
             check_loopback(url)
             asyncio.run(warm_up(url, args))
@@ -368,6 +389,11 @@ def main() -> int:
             for n in levels:
                 if n > 1 and (kind, n) in by and by[(kind, 1)] > 0:
                     print(f"{kind}: {n} streams = {by[(kind, n)] / by[(kind, 1)]:.2f}x the tokens/s of 1 stream")
+    kinds = [kind for kind, _ in targets]
+    for other in kinds[1:]:
+        for n in levels:
+            if (kinds[0], n) in by and (other, n) in by and by[(other, n)] > 0:
+                print(f"{kinds[0]} / {other} at {n} streams: {by[(kinds[0], n)] / by[(other, n)]:.2f}x the tokens/s")
     if args.json:
         meta = {
             "date": time.strftime("%Y-%m-%d %H:%M:%S"),
@@ -380,7 +406,7 @@ def main() -> int:
         with open(args.json, "w") as f:
             json.dump({"meta": meta, "results": [asdict(r) for r in results]}, f, indent=2)
             f.write("\n")
-    return 1 if any(r.errors for r in results) else 0
+    return 1 if failed or any(r.errors for r in results) else 0
 
 
 if __name__ == "__main__":

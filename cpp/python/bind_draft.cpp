@@ -220,13 +220,13 @@ void bind_draft(py::module_& m) {
           "The largest verify batch (tokens) of a context: n_batch on the CPU, the device's invariant batch there.");
     m.def(
         "time_verify",
-        [](apls::Context& ctx, int32_t n_tokens, int32_t reps, int32_t seq) {
+        [](apls::Context& ctx, int32_t n_tokens, int32_t reps, int32_t seq, const apls::Plan* plan) {
             py::gil_scoped_release release;
-            return apls::time_verify(ctx, seq, n_tokens, reps);
+            return apls::time_verify(ctx, seq, n_tokens, reps, plan);
         },
-        py::arg("ctx"), py::arg("n_tokens"), py::arg("reps") = 2, py::arg("seq") = 0,
+        py::arg("ctx"), py::arg("n_tokens"), py::arg("reps") = 2, py::arg("seq") = 0, py::arg("plan") = nullptr,
         "Seconds of a verify batch of n_tokens after what `seq` holds, as a round runs it (best of reps); "
-        "the cache is left as it was.");
+        "the cache is left as it was. With a plan: the same batch under it (a draft step's cost).");
     m.def(
         "spec_tree_round",
         [](apls::Context& ctx, Drafter& drafter, int32_t last, const TreeParams& params, const apls::Plan* plan,

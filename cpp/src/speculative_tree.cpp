@@ -175,7 +175,7 @@ TokenTree draft_tree(const draft::Drafter& drafter, const TreeParams& params, in
     return cut(cand, n_max, params.verify_cost, params.branching);
 }
 
-double time_verify(Context& ctx, int32_t seq, int32_t n_tokens, int32_t reps) {
+double time_verify(Context& ctx, int32_t seq, int32_t n_tokens, int32_t reps, const Plan* plan) {
     KVCache& kv = ctx.kv();
     if (!kv.valid_seq(seq)) fail(APLS_STATUS_INVALID_ARGUMENT, "unknown sequence ", seq);
     if (n_tokens < 1 || n_tokens > ctx.max_invariant_batch())
@@ -193,7 +193,7 @@ double time_verify(Context& ctx, int32_t seq, int32_t n_tokens, int32_t reps) {
     double best = 0.0;
     for (int32_t r = 0; r < reps; ++r) {
         const auto t0 = Clock::now();
-        ctx.decode(b, Plan{}, nullptr);
+        ctx.decode(b, plan ? *plan : Plan{}, nullptr);
         (void)ctx.argmax(0);  // waits for the device, as the walk does
         const double t = seconds_since(t0);
         kv.truncate(seq, n_past);

@@ -80,8 +80,9 @@ draft::TokenTree draft_tree(const draft::Drafter& drafter, const TreeParams& par
 
 // The time of a verify batch of n_tokens after what sequence `seq` holds, as a round runs it (every
 // row's logits, the greedy choice of the first row), best of `reps`; the cache is left as it was.
-// What a policy's verify cost model is calibrated with.
-double time_verify(Context& ctx, int32_t seq, int32_t n_tokens, int32_t reps);
+// What a policy's verify cost model is calibrated with. With a plan (a layer-skip draft's), the
+// same batch under that plan: what a draft token costs.
+double time_verify(Context& ctx, int32_t seq, int32_t n_tokens, int32_t reps, const Plan* plan = nullptr);
 
 // Run one round. skip_plan / skip_view: the layer-skip draft's plan and KV view (used when the
 // SKIP source is chosen). sampler: nullptr or a greedy chain without penalties → greedy;

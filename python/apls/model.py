@@ -270,10 +270,12 @@ class Context:
         """The most tokens a verify batch may hold (n_batch on the CPU, the device's limit there)."""
         return _core.max_verify_batch(self._ctx)
 
-    def time_verify(self, n_tokens: int, reps: int = 2) -> float:
+    def time_verify(self, n_tokens: int, reps: int = 2, plan: Plan | None = None) -> float:
         """Seconds of a verify batch of n_tokens after what sequence 0 holds, as a round runs it
-        (best of reps); the cache is left as it was."""
-        return _core.time_verify(self._ctx, int(n_tokens), int(reps))
+        (best of reps); the cache is left as it was. With a plan: the same batch under that plan
+        (time_verify(1, plan=p) / time_verify(1) is what a draft token of p costs)."""
+        core_plan = None if plan is None else plan.layers(self.model.n_layer)
+        return _core.time_verify(self._ctx, int(n_tokens), int(reps), 0, core_plan)
 
     @property
     def kv(self) -> KVCache:

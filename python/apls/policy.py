@@ -29,6 +29,9 @@ from .plan import Plan
 
 DRAFT_SOURCES: tuple[str, ...] = tuple(_core.DRAFT_SOURCES)  # ("skip", "lookup", "suffix", "recycle")
 TEXT_SOURCES = tuple(s for s in DRAFT_SOURCES if s != "skip")
+# The adaptive policy's default: layer-skip candidates whose draft token costs more than this
+# share of a plain step on the device are not offered (AdaptivePolicy, max_draft_cost).
+MAX_DRAFT_COST = 0.5
 
 
 def parse_draft(spec: str | Sequence[str] | None) -> tuple[str, ...]:
@@ -358,6 +361,13 @@ class AdaptivePolicy(Policy):
 
     With `tree`, the model-free sources become a candidate of their own (`text_arm`) and join
     every plan's draft in one token tree, cut by the measured verify cost.
+
+    With `max_draft_cost`, the first prepare times one draft token of each layer-skip candidate
+    against a plain step on this device (`draft_costs`) and drops the candidates dearer than
+    that: at a cost c per drafted token, k drafted tokens accepted at rate a give at most
+    (1 - a^(k+1)) / (1 - a) tokens for k c + (a verify step) of time, which loses to plain decoding
+    at c > ~0.5 for any acceptance a small model reaches (SmolLM2 on an H100: c ~0.7; exploring
+    such arms only costs rounds). Plain decoding and the model-free arm always stay.
     """
 
     def __init__(
@@ -375,6 +385,7 @@ class AdaptivePolicy(Policy):
         plain_chain: int = 1,
         tree: TreeShape | None = None,
         text_arm: bool = True,
+        max_draft_cost: float | None = None,
     ):
         if not candidates and not (tree and text_arm):
             raise ValueError("AdaptivePolicy needs at least one candidate plan or the model-free sources")
@@ -397,6 +408,8 @@ class AdaptivePolicy(Policy):
         self.round = 0
         self.current = 0
         self.exploring = -1  # the arm of the burst under way, -1: none
+        self.max_draft_cost = max_draft_cost
+        self.draft_costs: dict[str, float] | None = None  # plan name -> draft token / plain step
 
     def start(self, n_prompt: int) -> None:
         # Speeds depend on the context length, so scores from another generation do not compare
@@ -415,8 +428,35 @@ class AdaptivePolicy(Policy):
         self.exploring = -1
 
     def prepare(self, ctx) -> None:
+        if self.max_draft_cost is not None and self.draft_costs is None:
+            if any(a.n_draft != 0 for a in self.arms):
+                self._drop_dear_drafts(ctx)
+            else:
+                self.draft_costs = {}
         if self.tree:
             self.tree.prepare(ctx)
+
+    def _drop_dear_drafts(self, ctx, reps: int = 3) -> None:
+        """Time each layer-skip candidate's draft token against a plain step (once, at the first
+        prepare) and drop those dearer than max_draft_cost, keeping at least one arm."""
+        one = ctx.time_verify(1, reps)
+        costs: dict[str, float] = {}
+        self.draft_costs = costs
+        keep = []
+        for a in self.arms:
+            if a.n_draft != 0:  # a layer-skip candidate
+                cost = ctx.time_verify(1, reps, plan=a.plan) / one
+                costs[a.plan.describe()] = cost
+                if cost > self.max_draft_cost:
+                    continue
+            keep.append(a)
+        if not keep:  # only skip candidates, all dear: the cheapest stays
+            keep = [min(self.arms, key=lambda a: costs[a.plan.describe()])]
+        if len(keep) < len(self.arms):
+            running = self.arms[self.current]
+            self.arms = keep
+            self.current = next((i for i, a in enumerate(keep) if a is running), 0)
+            self.exploring = -1
 
     def next_round(self, n_context: int) -> RoundPlan:
         self.round += 1
@@ -510,9 +550,10 @@ def make_policy(name: str, model, plan_file: str | None = None, draft: str | Seq
     default plan, the model-free sources alone, and plain decoding, chosen by measured speed; a
     draft KV view on long contexts), "progressive" (skip more as the context grows). `draft`:
     the sources the rounds may draft from (`parse_draft`; default: all of them, but token
-    recycling only on the CPU and, for the adaptive policy, the layer-skip draft only on a GPU). The model-free
-    ones join every draft in one token tree, cut by the verify cost measured on the device.
-    Raises ValueError for an unknown name or source."""
+    recycling only on the CPU and, for the adaptive policy, the layer-skip draft only on a GPU,
+    and there only its candidates whose draft token costs at most half a plain step, measured
+    at the first generation). The model-free ones join every draft in one token tree, cut by the
+    verify cost measured on the device. Raises ValueError for an unknown name or source."""
     sources = parse_draft(draft)
     if draft is None and model.device != "cpu":
         # Token recycling reads every verify row's logits on the host; on a GPU that copy (n_vocab
@@ -545,6 +586,7 @@ def make_policy(name: str, model, plan_file: str | None = None, draft: str | Seq
             max_backoff=8,
             plain_chain=16,
             tree=tree,
+            max_draft_cost=MAX_DRAFT_COST if draft is None else None,
         )
     if name == "progressive":
         more = Plan.skipping(

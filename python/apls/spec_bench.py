@@ -173,6 +173,11 @@ def run(
             a["plain_tok"], a["plain_s"], a["apls_tok"], a["apls_s"], overall_stats[name], a["ident"], a["plain_wall_s"]
         )
         overall["rounds"] = overall_stats[name].n_rounds
+        costs = getattr(policies[name], "draft_costs", None)  # the adaptive policy's measured skip drafts
+        if costs:
+            overall["draft_costs"] = costs
+            kept = [a for a in getattr(policies[name], "arms", []) if a.n_draft != 0]
+            log(f"{name}: draft token / plain step {costs}; skip candidates kept: {len(kept)} of {len(costs)}")
         res[name]["overall"] = overall
     first = res[next(iter(policies))]
     first["overall"]["draft_cost_vs_full_step"] = statistics.fmean(draft_cost) if draft_cost else 0.0
