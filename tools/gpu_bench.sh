@@ -365,7 +365,7 @@ phase_serve() {
     fi
     # llama.cpp's llama-server beside it, same load, where the peer build has it (tools/peer_llama_cpp.sh).
     local peer=()
-    if wait_marker peer 500 && [ -x /tmp/lcpp-build/bin/llama-server ]; then
+    if [ -f /tmp/bg/peer.log ] && wait_marker peer 900 && [ -x /tmp/lcpp-build/bin/llama-server ]; then
         peer=(--serve llama-server --server-bin /tmp/lcpp-build/bin/llama-server)
     fi
     $PY tools/load_test.py --serve apls "${peer[@]}" -m "$MODEL" --streams ${STREAMS:-1,8,16} --parallel 16 --threads 8 \

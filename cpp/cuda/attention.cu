@@ -228,12 +228,12 @@ __device__ __forceinline__ void values_by_dim(const AttentionArgs& a, SplitShare
 // bits do not depend on the tile: an entry it does not see has probability 0 and adds
 // fmaf(0, v, o) = o, the same as the zero row a one-token block holds there (cache values are
 // finite: only written entries are loaded).
-template <int ROWS, bool F16>
+template <int ROWS, bool F16, bool kTree>
 __device__ __forceinline__ void attend_split(const AttentionArgs& a, int ia, int ib, int split, int g, int h0, int nh,
                                              SplitShared<ROWS>& S) {
     const int hd = a.head_dim, rows = (ib - ia) * nh, e0 = split * kAttnSplit;
     int end = 0;  // the longest entry list among the tokens
-    for (int i = ia; i < ib; ++i) end = max(end, walk_end(a, i));
+    for (int i = ia; i < ib; ++i) end = max(end, walk_end<kTree>(a, i));
     const int n = min(kAttnSplit, end - e0);  // > 0: the caller skips empty splits
     const int off = a.off[ia];
     {  // the queries, all loads in flight at once: element u = (token ia + row) * seg + col of
@@ -255,11 +255,11 @@ __device__ __forceinline__ void attend_split(const AttentionArgs& a, int ia, int
     }
     for (int j = threadIdx.x; j < n; j += blockDim.x) {
         // A tree batch runs one token per block (attention() below): its walk maps the index.
-        const int ej = walk_entry(a, ia, e0 + j);
+        const int ej = walk_entry<kTree>(a, ia, e0 + j);
         const int p = a.entry_pos[off + ej];
         bool any = false;
         for (int i = ia; i < ib; ++i) {
-            const bool v = e0 + j < walk_end(a, i) && visible(a, i, ej, p);
+            const bool v = e0 + j < walk_end<kTree>(a, i) && visible(a, i, ej, p);
             S.seen[ROWS > kHeads ? i - ia : 0][j] = v;
             any = any || v;
         }
@@ -308,12 +308,12 @@ __device__ __forceinline__ void attend_split(const AttentionArgs& a, int ia, int
 // block's first token) toward L2. The entry list and n_end/off are step inputs (uploaded before
 // the forward; no kernel writes them), so reading them here is safe; the cache rows are only
 // prefetched (a row this step's RoPE + store writes is read after the wait, from L2).
-template <bool F16>
+template <bool F16, bool kTree>
 __device__ __forceinline__ void prefetch_split(const AttentionArgs& a, int i, int split, int g) {
     if (i >= a.n_tok || threadIdx.x >= kAttnSplit) return;
     const int e = split * kAttnSplit + static_cast<int>(threadIdx.x);
-    if (e >= walk_end(a, i)) return;
-    const int ej = walk_entry(a, i, e);
+    if (e >= walk_end<kTree>(a, i)) return;
+    const int ej = walk_entry<kTree>(a, i, e);
     constexpr int es = F16 ? 2 : 4;  // bytes per cache value
     const char* kv = static_cast<const char*>(a.kv);
     const int64_t row = a.entry_slot[a.off[i] + ej] * a.slot_stride + static_cast<int64_t>(g) * a.head_dim;
@@ -327,7 +327,7 @@ __device__ __forceinline__ void prefetch_split(const AttentionArgs& a, int i, in
 // one-token kernel is held to five blocks per SM on an F16 cache (96 registers, no spills; free
 // it takes more and fits four, which cost GQA prompts 8%: docs/CUDA.md), four on an F32 cache
 // (its tile loads hold twice the registers).
-template <int ROWS, bool F16>
+template <int ROWS, bool F16, bool kTree>
 __global__ void __launch_bounds__(kThreads, ROWS == kHeads ? (F16 ? 5 : 4) : 1) attn_split_kernel(AttentionArgs a) {
     pdl_trigger();
     __shared__ SplitShared<ROWS> S;
@@ -339,29 +339,30 @@ __global__ void __launch_bounds__(kThreads, ROWS == kHeads ? (F16 ? 5 : 4) : 1) 
     const int per = tokens_per_block<ROWS>(a.n_head, a.n_head_kv);
     const int i0 = blockIdx.z * per, i1 = min(i0 + per, a.n_tok);
     const int e0 = split * kAttnSplit;
-    prefetch_split<F16>(a, i0, split, g);
+    prefetch_split<F16, kTree>(a, i0, split, g);
     pdl_wait();
 
     // Runs of consecutive tokens sharing an entry list (one sequence), one pass over the split
     // per run. A token past its last entry has nothing here: the merge reads the splits
     // [0, ceil(n_end / kAttnSplit)) of a token only.
     for (int ia = i0; ia < i1;) {
-        if (e0 >= walk_end(a, ia)) {
+        if (e0 >= walk_end<kTree>(a, ia)) {
             ++ia;
             continue;
         }
         int ib = ia + 1;
-        while (ib < i1 && a.off[ib] == a.off[ia] && e0 < walk_end(a, ib)) ++ib;
-        attend_split<ROWS, F16>(a, ia, ib, split, g, h0, nh, S);
+        while (ib < i1 && a.off[ib] == a.off[ia] && e0 < walk_end<kTree>(a, ib)) ++ib;
+        attend_split<ROWS, F16, kTree>(a, ia, ib, split, g, h0, nh, S);
         ia = ib;
     }
 }
 
 // out[i, h, :] = sum_s acc_s * exp(m_s - M) / sum_s l_s * exp(m_s - M), splits in order.
+template <bool kTree>
 __global__ void attn_merge_kernel(AttentionArgs a) {
     pdl_enter();
     const int h = blockIdx.x, i = blockIdx.y, hd = a.head_dim;
-    const int n_split = (walk_end(a, i) + kAttnSplit - 1) / kAttnSplit;
+    const int n_split = (walk_end<kTree>(a, i) + kAttnSplit - 1) / kAttnSplit;
     const int64_t part = (static_cast<int64_t>(i) * a.n_head + h) * a.max_splits;
     float M = -INFINITY;
     for (int s = 0; s < n_split; ++s) M = fmaxf(M, a.part_ml[2 * (part + s)]);
@@ -400,17 +401,22 @@ void attention(const AttentionArgs& a, cudaStream_t stream) {
     // (Llama-3.2-1B) the longer serial work per block lost more than the traffic saved
     // (docs/CUDA.md), so they keep one token per block.
     const int heads = std::min(kHeads, group);
-    if (a.n_tok == 1 || heads > 2 || a.anc) {  // a tree: one token per block (its own walk)
+    const bool tree = a.anc != nullptr;
+    if (a.n_tok == 1 || heads > 2 || tree) {  // a tree: one token per block (its own walk)
         const dim3 grid(a.max_splits, a.n_head_kv * chunks, a.n_tok);
-        if (a.kv_f16) launch_kernel(attn_split_kernel<kHeads, true>, grid, block, 0, stream, a);
-        else launch_kernel(attn_split_kernel<kHeads, false>, grid, block, 0, stream, a);
+        if (tree && a.kv_f16) launch_kernel(attn_split_kernel<kHeads, true, true>, grid, block, 0, stream, a);
+        else if (tree) launch_kernel(attn_split_kernel<kHeads, false, true>, grid, block, 0, stream, a);
+        else if (a.kv_f16) launch_kernel(attn_split_kernel<kHeads, true, false>, grid, block, 0, stream, a);
+        else launch_kernel(attn_split_kernel<kHeads, false, false>, grid, block, 0, stream, a);
     } else {  // prompts: K/V tiles shared by the tokens of a tile
         const int per = tokens_per_block<kPromptRows>(a.n_head, a.n_head_kv);
         const dim3 grid(a.max_splits, a.n_head_kv * chunks, (a.n_tok + per - 1) / per);
-        if (a.kv_f16) launch_kernel(attn_split_kernel<kPromptRows, true>, grid, block, 0, stream, a);
-        else launch_kernel(attn_split_kernel<kPromptRows, false>, grid, block, 0, stream, a);
+        if (a.kv_f16) launch_kernel(attn_split_kernel<kPromptRows, true, false>, grid, block, 0, stream, a);
+        else launch_kernel(attn_split_kernel<kPromptRows, false, false>, grid, block, 0, stream, a);
     }
-    launch_kernel(attn_merge_kernel, dim3(a.n_head, a.n_tok), 128, 0, stream, a);
+    const dim3 merge(a.n_head, a.n_tok);
+    if (tree) launch_kernel(attn_merge_kernel<true>, merge, 128, 0, stream, a);
+    else launch_kernel(attn_merge_kernel<false>, merge, 128, 0, stream, a);
 }
 
 }  // namespace apls::cuda
