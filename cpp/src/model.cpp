@@ -147,8 +147,10 @@ std::unique_ptr<Model> Model::load(const std::string& path, bool use_mmap, int32
     return m;
 }
 
-// One allocation for all packed copies; the GGUF bytes stay as they are (mapped: the pages of the
-// packed tensors are no longer touched by the forward pass, and the kernel may reclaim them).
+// One allocation for all packed copies; the GGUF bytes stay as they are. Mapped, the pages of a
+// packed tensor are dropped from the process once packed (the forward pass no longer reads them;
+// anything that does, e.g. the embedding lookup of a tied matrix, maps them again): the packed
+// copy takes their place in memory instead of adding to it, up to 48 bytes a row.
 void Model::pack_for_cpu() {
     if (!cpu::repack_enabled(cpu::kernels())) return;
     std::vector<Weight*> ws = {&output_};
@@ -163,6 +165,7 @@ void Model::pack_for_cpu() {
     for (Weight* w : ws) {
         if (const uint64_t b = bytes(*w); b > 0) {
             cpu::pack_rows(w->type, w->data, w->k, w->rows, p);
+            file_->release(w->data, w->row_bytes() * w->rows);
             w->packed = p;
             p += b;
         }
