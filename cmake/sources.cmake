@@ -41,6 +41,7 @@ set(APLS_SOURCES
   cpp/src/cpu/threadpool.cpp
   cpp/src/cpu/cores.cpp
   cpp/src/cpu/dispatch.cpp
+  cpp/src/cpu/repack.cpp
   cpp/src/cpu/kernels_generic.cpp
   cpp/src/cpu/kernels_avx2.cpp
   cpp/src/cpu/kernels_avx512.cpp

@@ -243,6 +243,47 @@ def test_row_range_poisoning(isa, type_name):
         assert np.isnan(y[:, :r0]).all() and np.isnan(y[:, r1:]).all()
 
 
+# ---- packed weights (cpu/repack.cpp) ----
+
+PACKED = [(isa, t) for isa in ISAS for t in ("Q5_0", "Q5_1") if _core.kernel_packs(isa, t)]
+
+
+@pytest.mark.skipif(not PACKED, reason="no ISA here packs weights")
+@pytest.mark.parametrize(("isa", "type_name"), PACKED)
+@pytest.mark.parametrize("k", [32, 64, 96, 224, 256, 288, 544, 896, 1536])
+def test_matmul_packed_bit_identical(isa, type_name, k):
+    """The packed layout's kernels give the GGUF-layout kernels' results bit for bit: one token and
+    batches up to past a token tile, row ranges, row counts past a whole octet (k not a multiple of
+    256: the shorter last octet with an odd and an even number of blocks), random bytes (any high
+    bits, scales of either sign) and quantized weights, and the largest quants."""
+    rng = np.random.default_rng(k + (1000 if type_name == "Q5_1" else 0))
+    rows = 41
+    bs = 22 if type_name == "Q5_0" else 24
+    raw = rng.integers(0, 256, size=(rows, k // 32, bs), dtype=np.uint8)
+    d = (rng.uniform(-0.02, 0.02, size=(rows, k // 32, bs // 11))).astype(np.float16)
+    raw[..., : 2 * d.shape[-1]] = d.view(np.uint8)
+    extreme = raw.copy()
+    extreme[..., 2 * d.shape[-1] :] = 0xFF
+    quantized, _, _ = make_weights(type_name, rows, k, rng)
+    x = rng.standard_normal((11, k)).astype(np.float32)
+    x[3, : min(k, 64)] = 0  # all-zero activation blocks
+    for wb in (raw.reshape(rows, -1), extreme.reshape(rows, -1), quantized):
+        for xs in (x[:1], x[1:4], x):
+            for r0, r1 in [(0, rows), (5, 22)]:
+                ref = _core.matmul(isa, type_name, wb, k, xs, r0, r1)
+                got = _core.matmul(isa, type_name, wb, k, xs, r0, r1, packed=True)
+                assert np.array_equal(ref, got, equal_nan=True), f"{isa} {type_name} k={k} n_tok={len(xs)}"
+                assert ref.tobytes() == got.tobytes()
+
+
+def test_matmul_packed_errors():
+    for isa in ISAS:
+        if not _core.kernel_packs(isa, "Q4_0"):
+            with pytest.raises(InvalidArgumentError):
+                _core.matmul(isa, "Q4_0", np.zeros(18, np.uint8), 32, np.zeros((1, 32), np.float32), packed=True)
+    assert not _core.kernel_packs("generic", "Q5_0")
+
+
 # ---- activation quantization ----
 
 

@@ -16,6 +16,7 @@ that the matmuls alone allow.
 
 import argparse
 import json
+import os
 import statistics
 import sys
 
@@ -70,10 +71,11 @@ def weights(type_name, k, rows, rng):
 
 
 CPU_CLOCK = False  # --clock cpu: process CPU time (all threads), for a machine shared with other work
+PACKED = True  # --repack on: the types the ISA packs (Q5_0, Q5_1) run packed, as the engine runs them
 
 
 def median_s(isa, mats, n_tok, reps, threads=1):
-    return statistics.median(_core.bench_matmuls(isa, mats, n_tok, reps, threads, CPU_CLOCK))
+    return statistics.median(_core.bench_matmuls(isa, mats, n_tok, reps, threads, CPU_CLOCK, PACKED))
 
 
 def main():
@@ -88,9 +90,17 @@ def main():
     ap.add_argument("--types", help="comma-separated weight types for the layer shapes (default: the model's)")
     ap.add_argument("--qwen", action="store_true", help="time the Qwen2.5-Coder matrices (QWEN) instead")
     ap.add_argument("--k", type=int, default=0, help="with --types: inner size of the 576-wide shapes (e.g. 1536)")
+    ap.add_argument(
+        "--repack",
+        choices=["on", "off"],
+        default="off" if os.environ.get("APLS_CPU_REPACK") == "0" else "on",
+        help="Q5_0/Q5_1 in the CPU kernels' packed layout, as the engine loads them (default: on, off when "
+        "APLS_CPU_REPACK=0)",
+    )
     args = ap.parse_args()
-    global CPU_CLOCK
+    global CPU_CLOCK, PACKED
     CPU_CLOCK = args.clock == "cpu"
+    PACKED = args.repack == "on"
     isas = args.isa or _core.kernel_isas()
     rng = np.random.default_rng(0)
     shapes = LAYER + [HEAD]

@@ -75,8 +75,22 @@ py::tuple quantize_act(const std::string& isa, FloatArray x) {
     return py::make_tuple(d, s, qs);
 }
 
+// The ISA's packed kernels for type (cpu/kernels.h), or fail.
+void require_packed(const KernelTable& kt, TensorType type, int64_t k) {
+    if (!kt.matmul_q_packed || apls::cpu::packed_row_bytes(type, k) == 0)
+        apls::fail(APLS_STATUS_INVALID_ARGUMENT, "matmul: kernel ISA '", kt.isa, "' has no packed layout for ",
+                   apls::type_name(type));
+}
+
+// w (rows, GGUF row bytes) in the packed layout.
+std::vector<uint8_t> pack(TensorType type, const uint8_t* w, int64_t k, int64_t rows) {
+    std::vector<uint8_t> out(static_cast<size_t>(apls::cpu::packed_row_bytes(type, k) * rows));
+    apls::cpu::pack_rows(type, w, k, rows, out.data());
+    return out;
+}
+
 py::array_t<float> matmul(const std::string& isa, const std::string& type_name, ByteArray w, int64_t k, FloatArray x,
-                          int64_t r0, int64_t r1) {
+                          int64_t r0, int64_t r1, bool packed) {
     const KernelTable& kt = table(isa);
     const TensorType type = parse_type(type_name);
     const int64_t rows = weight_rows(type, k, static_cast<size_t>(w.size()));
@@ -89,8 +103,16 @@ py::array_t<float> matmul(const std::string& isa, const std::string& type_name, 
     py::array_t<float> y({n_tok, rows});
     float* yp = y.mutable_data();
     std::fill(yp, yp + n_tok * rows, std::numeric_limits<float>::quiet_NaN());  // unwritten outputs show
+    if (packed) require_packed(kt, type, k);
     if (n_tok == 0) return y;
-    if (is_quantized(type)) {
+    if (packed) {
+        const int64_t nb = k / apls::QK;
+        std::vector<BlockQ8A> xq(static_cast<size_t>(n_tok * nb));
+        for (int64_t t = 0; t < n_tok; ++t) kt.quantize_act(x.data(t, 0), xq.data() + t * nb, k);
+        const std::vector<uint8_t> wp = pack(type, w.data(), k, rows);
+        py::gil_scoped_release nogil;
+        kt.matmul_q_packed(type, wp.data(), k, xq.data(), n_tok, yp, rows, r0, r1);
+    } else if (is_quantized(type)) {
         const int64_t nb = k / apls::QK;
         std::vector<BlockQ8A> xq(static_cast<size_t>(n_tok * nb));
         for (int64_t t = 0; t < n_tok; ++t) kt.quantize_act(x.data(t, 0), xq.data() + t * nb, k);
@@ -143,7 +165,7 @@ double now(bool cpu_clock) {
 }
 
 std::vector<double> bench_matmuls(const std::string& isa, const std::vector<py::tuple>& mats, int64_t n_tok, int reps,
-                                  int n_threads, bool cpu_clock) {
+                                  int n_threads, bool cpu_clock, bool packed) {
     const KernelTable& kt = table(isa);
     struct Mat {
         TensorType type;
@@ -151,6 +173,7 @@ std::vector<double> bench_matmuls(const std::string& isa, const std::vector<py::
         int64_t k, rows;
         std::vector<BlockQ8A> xq;
         std::vector<float> xf;
+        std::vector<uint8_t> wp;  // the packed copy, when packed and the ISA packs this type
     };
     std::vector<ByteArray> keep;
     std::vector<Mat> ms;
@@ -167,6 +190,8 @@ std::vector<double> bench_matmuls(const std::string& isa, const std::vector<py::
             for (int64_t t = 0; t < n_tok; ++t)
                 kt.quantize_act(mm.xf.data() + t * k, mm.xq.data() + t * k / apls::QK, k);
         }
+        if (packed && kt.matmul_q_packed && apls::cpu::packed_row_bytes(type, k) > 0)
+            mm.wp = pack(type, mm.w, k, mm.rows);
         max_rows = std::max(max_rows, mm.rows);
         ms.push_back(std::move(mm));
     }
@@ -177,7 +202,8 @@ std::vector<double> bench_matmuls(const std::string& isa, const std::vector<py::
         const int64_t r0 = std::min(m.rows, chunk * ith),
                       r1 = ith == n_threads - 1 ? m.rows : std::min(m.rows, r0 + chunk);
         if (r0 >= r1) return;
-        if (is_quantized(m.type)) kt.matmul_q(m.type, m.w, m.k, m.xq.data(), n_tok, y.data(), m.rows, r0, r1);
+        if (!m.wp.empty()) kt.matmul_q_packed(m.type, m.wp.data(), m.k, m.xq.data(), n_tok, y.data(), m.rows, r0, r1);
+        else if (is_quantized(m.type)) kt.matmul_q(m.type, m.w, m.k, m.xq.data(), n_tok, y.data(), m.rows, r0, r1);
         else kt.matmul_f(m.type, m.w, m.k, m.xf.data(), n_tok, y.data(), m.rows, r0, r1);
     };
     // Helper threads follow the main thread matrix by matrix through a spinning barrier.
@@ -245,12 +271,25 @@ void bind_kernels(py::module_& m) {
     m.def("quantize_act", &quantize_act, py::arg("isa"), py::arg("x"),
           "Quantize activations (k floats) to Q8 blocks: returns (d[nb], s[nb], qs[nb, 32]).");
     m.def("matmul", &matmul, py::arg("isa"), py::arg("type_name"), py::arg("w"), py::arg("k"), py::arg("x"),
-          py::arg("r0") = 0, py::arg("r1") = -1,
-          "y[t, r] = W[r] . x[t] with the ISA's kernels for rows [r0, r1); other rows are NaN.");
+          py::arg("r0") = 0, py::arg("r1") = -1, py::arg("packed") = false,
+          "y[t, r] = W[r] . x[t] with the ISA's kernels for rows [r0, r1); other rows are NaN. packed: W "
+          "(GGUF bytes) is packed first and goes through the ISA's packed kernels (Q5_0, Q5_1; an error "
+          "where the ISA has none).");
+    m.def(
+        "kernel_packs",
+        [](const std::string& isa, const std::string& type_name) {
+            const KernelTable& kt = table(isa);
+            return kt.matmul_q_packed != nullptr && apls::cpu::packed_row_bytes(parse_type(type_name), 32) > 0;
+        },
+        py::arg("isa"), py::arg("type_name"), "Whether the ISA has packed kernels for the weight type.");
+    m.def(
+        "cpu_repack_enabled", [] { return apls::cpu::repack_enabled(apls::cpu::kernels()); },
+        "Whether the engine packs weights for its CPU kernels (APLS_CPU_REPACK is not 0 and the ISA packs).");
     m.def("dot_kv", &dot_kv, py::arg("isa"), py::arg("q"), py::arg("k"));
     m.def("axpy_kv", &axpy_kv, py::arg("isa"), py::arg("a"), py::arg("v"), py::arg("y"),
           "Returns y + a * v (y is not modified).");
     m.def("bench_matmuls", &bench_matmuls, py::arg("isa"), py::arg("mats"), py::arg("n_tok"), py::arg("reps"),
-          py::arg("n_threads") = 1, py::arg("cpu_clock") = false,
-          "Seconds per pass over [(type_name, w, k), ...] for each of reps passes (benchmarks).");
+          py::arg("n_threads") = 1, py::arg("cpu_clock") = false, py::arg("packed") = false,
+          "Seconds per pass over [(type_name, w, k), ...] for each of reps passes (benchmarks); packed: "
+          "the types the ISA packs go through its packed kernels, as the engine runs them.");
 }

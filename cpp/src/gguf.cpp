@@ -410,6 +410,14 @@ File::~File() {
     if (map_) munmap(map_, size_);
 }
 
+void File::release(const uint8_t* p, uint64_t n) const {
+    if (!map_ || p < base_ || n > size_ || p - base_ > static_cast<ptrdiff_t>(size_ - n)) return;
+    const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+    const uintptr_t b = (reinterpret_cast<uintptr_t>(p) + page - 1) / page * page;
+    const uintptr_t e = (reinterpret_cast<uintptr_t>(p) + n) / page * page;
+    if (b < e) madvise(reinterpret_cast<void*>(b), e - b, MADV_DONTNEED);  // a hint: failure changes nothing
+}
+
 std::unique_ptr<File> File::from_memory(const uint8_t* data, size_t size) {
     std::unique_ptr<File> f(new File());
     f->base_ = data;

@@ -122,6 +122,10 @@ public:
     uint64_t data_offset() const { return data_offset_; }  // start of the data section in the file
     const uint8_t* data_section() const { return base_ + data_offset_; }
     uint64_t data_section_size() const { return size_ - data_offset_; }
+    // A hint that [p, p + n) (inside the image) will not be read for a while: when the file is
+    // mapped, the whole pages within it are dropped from this process (madvise DONTNEED; a later
+    // read maps them from the file again, unchanged). Nothing when the bytes are owned or borrowed.
+    void release(const uint8_t* p, uint64_t n) const;
 
 private:
     File() = default;

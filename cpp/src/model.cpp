@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "common.h"
+#include "cpu/kernels.h"
 #include "cpu/ops.h"
 
 namespace apls {
@@ -142,7 +143,34 @@ std::unique_ptr<Model> Model::load(const std::string& path, bool use_mmap, int32
     if (by_environment) m->device_note_ = std::string("named by APLS_DEVICE=") + device_name(device);
     m->device_ = device;
     if (device == Device::CUDA) m->device_model_ = cuda::upload(*m);
+    else m->pack_for_cpu();
     return m;
+}
+
+// One allocation for all packed copies; the GGUF bytes stay as they are. Mapped, the pages of a
+// packed tensor are dropped from the process once packed (the forward pass no longer reads them;
+// anything that does, e.g. the embedding lookup of a tied matrix, maps them again): the packed
+// copy takes their place in memory instead of adding to it, up to 48 bytes a row.
+void Model::pack_for_cpu() {
+    if (!cpu::repack_enabled(cpu::kernels())) return;
+    std::vector<Weight*> ws = {&output_};
+    for (Layer& L : layers_)
+        for (Weight* w : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down}) ws.push_back(w);
+    auto bytes = [](const Weight& w) { return (cpu::packed_row_bytes(w.type, w.k) * w.rows + 63) / 64 * 64; };
+    uint64_t total = 0;
+    for (const Weight* w : ws) total += bytes(*w);
+    if (total == 0) return;
+    packed_buf_.reset(new uint8_t[total + 64]);
+    uint8_t* p = packed_buf_.get() + (64 - reinterpret_cast<uintptr_t>(packed_buf_.get()) % 64) % 64;
+    for (Weight* w : ws) {
+        if (const uint64_t b = bytes(*w); b > 0) {
+            cpu::pack_rows(w->type, w->data, w->k, w->rows, p);
+            file_->release(w->data, w->row_bytes() * w->rows);
+            w->packed = p;
+            p += b;
+        }
+    }
+    packed_bytes_ = total;
 }
 
 const Vocab& Model::require_vocab() const {

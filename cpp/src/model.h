@@ -22,6 +22,10 @@ struct Weight {
     const uint8_t* data = nullptr;
     int64_t k = 0;
     int64_t rows = 0;
+    // The CPU kernels' packed copy (cpu/kernels.h: packed_row_bytes, pack_rows), owned by the
+    // Model, or nullptr: made at load on the CPU device for the types the kernels pack (Q5_0,
+    // Q5_1), beside data, which stays the GGUF bytes for everything else that reads them.
+    const uint8_t* packed = nullptr;
     uint64_t row_bytes() const;
 };
 
@@ -70,12 +74,16 @@ public:
     const Vocab& require_vocab() const;
     uint64_t n_params() const { return n_params_; }
     uint64_t n_bytes() const { return n_bytes_; }
+    // Bytes of the CPU kernels' packed weight copies (Weight::packed), 0 when none were made.
+    uint64_t packed_bytes() const { return packed_bytes_; }
 
 private:
     Model() = default;
     Weight matrix(const std::string& name, int64_t k, int64_t rows, bool required = true);
     std::vector<float> vector(const std::string& name, int64_t n);
     std::vector<float> optional_vector(const std::string& name, int64_t n);  // empty when absent
+    // The packed copies of the matrices the CPU kernels pack (when repack_enabled).
+    void pack_for_cpu();
 
     std::unique_ptr<gguf::File> file_;
     HParams hp_;
@@ -84,6 +92,8 @@ private:
     std::vector<Layer> layers_;
     std::unique_ptr<Vocab> vocab_;
     uint64_t n_params_ = 0, n_bytes_ = 0;
+    std::unique_ptr<uint8_t[]> packed_buf_;  // every Weight::packed, 64-byte aligned within
+    uint64_t packed_bytes_ = 0;
     Device device_ = Device::CPU;
     std::string device_note_;
     std::unique_ptr<DeviceModel> device_model_;

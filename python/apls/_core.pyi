@@ -307,13 +307,28 @@ def dequantize_rows(type_name: str, data: _U8Array, k: _Int) -> npt.NDArray[np.f
 def kernel_isa() -> str: ...
 def kernel_isas() -> list[str]: ...
 def matmul(
-    isa: str, type_name: str, w: _U8Array, k: _Int, x: _F32Array, r0: _Int = 0, r1: _Int = -1
+    isa: str,
+    type_name: str,
+    w: _U8Array,
+    k: _Int,
+    x: _F32Array,
+    r0: _Int = 0,
+    r1: _Int = -1,
+    packed: bool = False,
 ) -> npt.NDArray[np.float32]: ...
+def kernel_packs(isa: str, type_name: str) -> bool: ...
+def cpu_repack_enabled() -> bool: ...
 def quantize_act(
     isa: str, x: _F32Array
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.int8]]: ...
 def dot_kv(isa: str, q: _F32Array, k: np.ndarray) -> float: ...
 def axpy_kv(isa: str, a: _Float, v: np.ndarray, y: _F32Array) -> npt.NDArray[np.float32]: ...
 def bench_matmuls(
-    isa: str, mats: Sequence[tuple[str, npt.ArrayLike, int]], n_tok: _Int, reps: _Int, n_threads: _Int = 1
+    isa: str,
+    mats: Sequence[tuple[str, npt.ArrayLike, int]],
+    n_tok: _Int,
+    reps: _Int,
+    n_threads: _Int = 1,
+    cpu_clock: bool = False,
+    packed: bool = False,
 ) -> list[float]: ...

@@ -73,7 +73,9 @@ void CpuForward::matmul(const float* x, int32_t n_rows, int64_t k,
             split_range(w->rows, ith, nth, kRowAlign, &r0, &r1);
             if (r0 >= r1) continue;
             const int64_t ld = ldy ? ldy : w->rows;
-            if (is_quantized(w->type)) {
+            if (w->packed && kt_.matmul_q_packed) {
+                kt_.matmul_q_packed(w->type, w->packed, k, s_.xq.data(), n_rows, y, ld, r0, r1);
+            } else if (is_quantized(w->type)) {
                 kt_.matmul_q(w->type, w->data, k, s_.xq.data(), n_rows, y, ld, r0, r1);
             } else {
                 kt_.matmul_f(w->type, w->data, k, x, n_rows, y, ld, r0, r1);

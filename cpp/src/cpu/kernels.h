@@ -65,6 +65,12 @@ struct KernelTable {
     // sum of the new s[i]. Vectorised exp, lanes fixed by the index i, so the result depends only
     // on the n values.
     float (*attn_softmax)(float* s, int64_t n);
+
+    // matmul_q on weights in the CPU-only packed layout of pack_rows() below (Q5_0, Q5_1), row r
+    // at w + r * packed_row_bytes(type, k); the same results bit for bit as matmul_q on the GGUF
+    // bytes they were packed from. nullptr where this ISA has no packed kernels (generic).
+    void (*matmul_q_packed)(TensorType type, const uint8_t* w, int64_t k, const BlockQ8A* x, int64_t n_tok, float* y,
+                            int64_t ldy, int64_t r0, int64_t r1);
 };
 
 // The table for the best ISA this CPU supports, or the one named by the environment variable
@@ -82,5 +88,28 @@ inline uint64_t row_bytes(TensorType type, int64_t k) {
     TypeTraits tt = type_traits(type);
     return static_cast<uint64_t>(k) / tt.block * tt.bytes;
 }
+
+// ---- the packed ("repacked") weight layout: cpu/repack.cpp ----
+// A copy of a Q5_0 / Q5_1 matrix re-laid for the x86 one-token and batch kernels
+// (kernels_x86_q5k.inc), made once at model load beside the untouched GGUF bytes (which the
+// generic kernels, the CUDA upload, the embedding lookup and every byte-level API keep reading).
+// Each row, octet by octet (8 blocks of 32 weights; bs = 22 for Q5_0, 24 for Q5_1):
+//   qh: 32 bytes, bit planes: bit j of byte l = the high (0x10) bit of weight l of block j
+//   qs: 4 x 32 bytes, pair p: byte l = weight l of block 2p (low nibble) | weight l of block
+//       2p + 1 (high nibble), the low 4 bits of each weight
+//   d:  8 fp16, block j's scale in lane j;  m (Q5_1 only): 8 fp16, the blocks' offsets
+// = 8 * bs bytes, the size of the 8 blocks it came from. The last octet of a row whose block count
+// is not a multiple of 8 (nv < 8 blocks) keeps only its ceil(nv / 2) pairs of qs (qh, d and m
+// whole, zero past block nv): 48 + 32 * ceil(nv / 2) bytes (64 + ... for Q5_1), so a row is at
+// most 8-48 bytes longer than in the file (Qwen2.5 k = 896: 640 bytes instead of 616).
+
+// Bytes of one packed row, 0 for a type without a packed layout.
+uint64_t packed_row_bytes(TensorType type, int64_t k);
+// rows rows of k weights from the GGUF layout at src to the packed layout at dst
+// (rows * packed_row_bytes(type, k) bytes). type must have a packed layout.
+void pack_rows(TensorType type, const uint8_t* src, int64_t k, int64_t rows, uint8_t* dst);
+// Whether the engine packs weights for `table`: it has matmul_q_packed and the environment
+// variable APLS_CPU_REPACK is not "0" (read once per process).
+bool repack_enabled(const KernelTable& table);
 
 }  // namespace apls::cpu

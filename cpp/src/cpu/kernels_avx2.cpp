@@ -203,11 +203,16 @@ APLS_KERNEL_INLINE __m256i sub_dot(const uint8_t* p, const uint8_t* a, int nv) {
 }
 
 // One group of blocks (nv valid, 8 when kFull) of R rows: acc[i] += the group's contribution.
+// The same group of the next R rows is prefetched: the R rows are R streams through adjacent
+// memory that the hardware prefetchers follow poorly on one thread (a large Q8_0 head streams from
+// DRAM), and the next band's bytes at this position are needed about one band from now.
 template <TensorType T, int R, bool kFull>
 APLS_KERNEL_INLINE void group(const uint8_t* w, uint64_t rb, const uint8_t* ga, int nv, __m256* acc) {
     using Q = QTraits<T>;
     for (int i = 0; i < R; ++i) {
         const uint8_t* p = w + i * rb;
+        for (int c = 0; c < GRP * Q::bs + 64; c += 64)
+            _mm_prefetch(reinterpret_cast<const char*>(p + R * rb + c), _MM_HINT_T0);
         __m256i v[4];
         for (int s = 0; s < 4; ++s) {
             const uint8_t* ps = p + s * SUB * Q::bs;
@@ -521,8 +526,8 @@ float attn_softmax(float* s, int64_t n) {
 
 #include "cpu/kernels_x86_q5k.inc"
 
-const KernelTable kTable = {"avx2",  quantize_act, matmul_q,   matmul_f,    dot_kv,
-                            axpy_kv, attn_scores,  attn_accum, attn_softmax};
+const KernelTable kTable = {"avx2",  quantize_act, matmul_q,   matmul_f,     dot_kv,
+                            axpy_kv, attn_scores,  attn_accum, attn_softmax, matmul_q_packed};
 
 }  // namespace
 

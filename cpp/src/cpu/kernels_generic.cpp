@@ -261,8 +261,8 @@ float attn_softmax(float* s, int64_t n) {
     return sum;
 }
 
-const KernelTable kTable = {"generic", quantize_act, matmul_q,   matmul_f,    dot_kv,
-                            axpy_kv,   attn_scores,  attn_accum, attn_softmax};
+const KernelTable kTable = {"generic", quantize_act, matmul_q,   matmul_f,     dot_kv,
+                            axpy_kv,   attn_scores,  attn_accum, attn_softmax, nullptr};
 
 }  // namespace
 

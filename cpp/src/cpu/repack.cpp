@@ -1,0 +1,96 @@
+// cpu/repack.cpp — the packed CPU layout of Q5_0 / Q5_1 weights (described in cpu/kernels.h),
+// made at model load for the x86 kernels (kernels_x86_q5k.inc: decode_q5p).
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+
+#include "common.h"
+#include "cpu/kernels.h"
+
+namespace apls::cpu {
+
+namespace {
+
+struct Q5Layout {
+    int bs, qh, qs;  // block bytes, offsets of the 32 high bits and of the 16 quant bytes
+    bool m;          // Q5_1: an fp16 offset after d
+};
+
+bool q5_layout(TensorType type, Q5Layout* out) {
+    if (type == TensorType::Q5_0) *out = {22, 2, 6, false};
+    else if (type == TensorType::Q5_1) *out = {24, 4, 8, true};
+    else return false;
+    return true;
+}
+
+// Bytes of an octet of nv <= 8 blocks (full: 8 * bs).
+int64_t octet_bytes(const Q5Layout& q, int nv) { return 32 + 32 * ((nv + 1) / 2) + (q.m ? 32 : 16); }
+
+// spread[b]: byte i = bit i of b (0 or 1), for the bit planes of the high bits.
+struct Spread {
+    uint64_t v[256];
+    Spread() {
+        for (int b = 0; b < 256; ++b) {
+            v[b] = 0;
+            for (int i = 0; i < 8; ++i) v[b] |= static_cast<uint64_t>((b >> i) & 1) << (8 * i);
+        }
+    }
+};
+
+void pack_row(const Q5Layout& q, const uint8_t* src, int64_t nb, uint8_t* dst) {
+    static const Spread spread;
+    constexpr uint64_t kLo = 0x0F0F0F0F0F0F0F0FULL;
+    for (int64_t o = 0; o < nb; o += 8) {
+        const int nv = static_cast<int>(std::min<int64_t>(8, nb - o)), np = (nv + 1) / 2;
+        const int64_t ob = octet_bytes(q, nv);
+        std::memset(dst, 0, static_cast<size_t>(ob));
+        uint64_t qh[4] = {0, 0, 0, 0};
+        uint64_t qs[4][4] = {};
+        uint8_t* sc = dst + 32 + 32 * np;
+        for (int j = 0; j < nv; ++j) {
+            const uint8_t* b = src + (o + j) * q.bs;
+            std::memcpy(sc + 2 * j, b, 2);
+            if (q.m) std::memcpy(sc + 16 + 2 * j, b + 2, 2);
+            uint32_t h;
+            std::memcpy(&h, b + q.qh, 4);
+            for (int i = 0; i < 4; ++i) qh[i] |= spread.v[(h >> (8 * i)) & 0xFF] << j;  // weights 8i .. 8i+7
+            uint64_t v[2];
+            std::memcpy(v, b + q.qs, 16);
+            // Weights 0-15: low nibbles of the 16 bytes; 16-31: their high nibbles.
+            const uint64_t w[4] = {v[0] & kLo, v[1] & kLo, (v[0] >> 4) & kLo, (v[1] >> 4) & kLo};
+            for (int i = 0; i < 4; ++i) qs[j / 2][i] |= w[i] << (4 * (j % 2));
+        }
+        std::memcpy(dst, qh, 32);
+        for (int p = 0; p < np; ++p) std::memcpy(dst + 32 + 32 * p, qs[p], 32);
+        dst += ob;
+    }
+}
+
+}  // namespace
+
+uint64_t packed_row_bytes(TensorType type, int64_t k) {
+    Q5Layout q;
+    if (!q5_layout(type, &q) || k <= 0 || k % QK != 0) return 0;
+    const int64_t nb = k / QK, full = nb / 8;
+    const int tail = static_cast<int>(nb % 8);
+    return static_cast<uint64_t>(full * 8 * q.bs + (tail ? octet_bytes(q, tail) : 0));
+}
+
+void pack_rows(TensorType type, const uint8_t* src, int64_t k, int64_t rows, uint8_t* dst) {
+    Q5Layout q;
+    if (!q5_layout(type, &q) || k <= 0 || k % QK != 0)
+        fail(APLS_STATUS_INVALID_ARGUMENT, "pack_rows: no packed layout for ", type_name(type), " with k=", k);
+    const int64_t nb = k / QK;
+    const uint64_t pb = packed_row_bytes(type, k), rb = row_bytes(type, k);
+    for (int64_t r = 0; r < rows; ++r) pack_row(q, src + r * rb, nb, dst + r * pb);
+}
+
+bool repack_enabled(const KernelTable& table) {
+    static const bool env_on = [] {
+        const char* e = std::getenv("APLS_CPU_REPACK");
+        return !(e && std::strcmp(e, "0") == 0);
+    }();
+    return env_on && table.matmul_q_packed != nullptr;
+}
+
+}  // namespace apls::cpu
