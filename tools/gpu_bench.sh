@@ -24,6 +24,12 @@
 #   bash tools/gpu_bench.sh verifycost           # chain/tree verify cost vs one token; kernels of 1/9/16-token steps
 #   bash tools/gpu_bench.sh abprofile            # a one-token step's kernels, BASE_SRC's build and this one
 #
+# The lent machine goes back after ~30 s without a call, and the next call starts a fresh one (no
+# builds, no models, minutes of device time): stage everything first (tools/peer_llama_cpp.sh
+# stage, .device-model parts, .whl), then make the calls back to back. bgstart builds this tree,
+# the peer (with llama-server: ~15 min on 16 cores, so start it first) and BASE_SRC in the
+# background; phases that need one wait for its marker only when it was started.
+#
 # Environment: MODEL (SmolLM2 GGUF, default /tmp/models/smollm2.gguf), BUILD (default
 # /tmp/apls-build), OUT (logs and JSON; default ./gpu-out), PYLIB (extra Python path holding
 # gguf/yaml when the machine lacks them), DONOR (tokenizer donor GGUF for synthetic models),
