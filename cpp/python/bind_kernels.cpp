@@ -105,19 +105,14 @@ py::array_t<float> matmul(const std::string& isa, const std::string& type_name, 
     std::fill(yp, yp + n_tok * rows, std::numeric_limits<float>::quiet_NaN());  // unwritten outputs show
     if (packed) require_packed(kt, type, k);
     if (n_tok == 0) return y;
-    if (packed) {
+    if (is_quantized(type)) {  // the packed types are quantized: both take Q8 activations
         const int64_t nb = k / apls::QK;
         std::vector<BlockQ8A> xq(static_cast<size_t>(n_tok * nb));
         for (int64_t t = 0; t < n_tok; ++t) kt.quantize_act(x.data(t, 0), xq.data() + t * nb, k);
-        const std::vector<uint8_t> wp = pack(type, w.data(), k, rows);
+        const std::vector<uint8_t> wp = packed ? pack(type, w.data(), k, rows) : std::vector<uint8_t>{};
         py::gil_scoped_release nogil;
-        kt.matmul_q_packed(type, wp.data(), k, xq.data(), n_tok, yp, rows, r0, r1);
-    } else if (is_quantized(type)) {
-        const int64_t nb = k / apls::QK;
-        std::vector<BlockQ8A> xq(static_cast<size_t>(n_tok * nb));
-        for (int64_t t = 0; t < n_tok; ++t) kt.quantize_act(x.data(t, 0), xq.data() + t * nb, k);
-        py::gil_scoped_release nogil;
-        kt.matmul_q(type, w.data(), k, xq.data(), n_tok, yp, rows, r0, r1);
+        if (packed) kt.matmul_q_packed(type, wp.data(), k, xq.data(), n_tok, yp, rows, r0, r1);
+        else kt.matmul_q(type, w.data(), k, xq.data(), n_tok, yp, rows, r0, r1);
     } else {
         py::gil_scoped_release nogil;
         kt.matmul_f(type, w.data(), k, x.data(), n_tok, yp, rows, r0, r1);
