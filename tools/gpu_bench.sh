@@ -23,6 +23,7 @@
 #   bash tools/gpu_bench.sh abmodels             # issue 9's table, BASE_SRC's build (bgstart) and this one alternately
 #   bash tools/gpu_bench.sh verifycost           # chain/tree verify cost vs one token; kernels of 1/9/16-token steps
 #   bash tools/gpu_bench.sh abprofile            # a one-token step's kernels, BASE_SRC's build and this one
+#   bash tools/gpu_bench.sh boundary             # a kernel boundary vs a grid barrier (tools/cuda/boundary_bench.cu)
 #
 # The lent machine goes back after ~30 s without a call, and the next call starts a fresh one (no
 # builds, no models, minutes of device time): stage everything first (tools/peer_llama_cpp.sh
@@ -344,6 +345,13 @@ phase_abprofile() {
         sed -n '/^kernels of/,/^$/p' "$OUT/abprofile_$b.log" | head -40 >> "$SUMMARY"
         grep -m2 "^decode  1 tokens\|^decode  9 tokens (" "$OUT/abprofile_$b.log" >> "$SUMMARY" || true
     done
+}
+
+# What a kernel boundary costs against a grid barrier in a persistent kernel (issue 28's question):
+# a synthetic 300-op step, chained launches with and without PDL, one launch per layer, one per step.
+phase_boundary() {
+    nvcc -O3 -std=c++17 -arch=sm_90 -o /tmp/boundary_bench tools/cuda/boundary_bench.cu
+    /tmp/boundary_bench 100 2>&1 | tee "$OUT/boundary.log" | tee -a "$SUMMARY"
 }
 
 # A tree verify batch against its chains, the CPU backend and a causal batch, node by node.
