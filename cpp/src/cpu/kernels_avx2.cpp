@@ -4,7 +4,10 @@
 // Same scheme as kernels_avx512.cpp at half the width (see kernels_x86.inc for the activation
 // layout): 2 weight blocks per 256-bit vector, groups of 8 blocks. Without VNNI the byte products
 // use vpmaddubsw (u8 x s8 -> pairs summed to i16) and vpmaddwd with ones (-> i32):
-//   Q4: nibbles (<= 15) x activations (|q| <= 127): |pair| <= 3810, lo + hi halves <= 7620;
+//   Q4: nibbles (<= 15) x activations (|q| <= 127): |pair| <= 3810, lo + hi halves <= 7620, and
+//       the first two levels of the reduction over a group's 4 sub-groups stay in 16 bits
+//       (<= 4 * 7620 = 30480 < 2^15): one vpmaddwd per group instead of 4 (Zen 2 has one pipe
+//       for vector multiplies, which the 8 vpmaddubsw per group already keep busy);
 //   Q8_0: |w| x (activation with w's sign), |pair| <= 2 * 128 * 127 = 32512: no saturation,
 //         so no 128 * sum(q) correction is needed here.
 // Float part per group of 8 blocks, in one float accumulator per row:
@@ -70,9 +73,33 @@ void quantize_act(const float* x, BlockQ8A* y, int64_t k) {
 // ---- quantized weights ----
 
 // The scales d (and Q4_1's offsets m) of a group's blocks in lane order (lane L: block
-// lane_block(L); 0 past the nv valid blocks), packed from scalar loads: the same halves a
-// vpgatherdd of the blocks' first words gives, without the gather (microcoded and slow on Zen 2;
-// the integer units are idle here).
+// lane_block(L); 0 past the nv valid blocks). A full group: the blocks' first 16 bytes, blocks
+// 2i and 2i + 1 in the halves of one vector, their first words brought together by unpacks
+// (lane L = block lane_block(L)) and their 16-bit halves sorted by a byte shuffle: ~10 vector
+// operations instead of ~60 scalar ones (vpgatherdd is microcoded and slow on Zen 2). The last
+// 16 bytes read, from block 7's start, stay inside the group (bs >= 18).
+template <TensorType T>
+APLS_KERNEL_INLINE void lane_scales_full(const uint8_t* p, __m256& dw, __m256& mw) {
+    constexpr int bs = QTraits<T>::bs;
+    __m256i v[4];  // dword 0 of each 128-bit half: block 2i's first word | block 2i + 1's
+    for (int i = 0; i < 4; ++i)
+        v[i] = _mm256_loadu2_m128i(reinterpret_cast<const __m128i*>(p + (2 * i + 1) * bs),
+                                   reinterpret_cast<const __m128i*>(p + 2 * i * bs));
+    // dwords (b0, b2, b4, b6 | b1, b3, b5, b7): lane L holds block lane_block(L)'s first word
+    const __m256i w = _mm256_unpacklo_epi64(_mm256_unpacklo_epi32(v[0], v[1]), _mm256_unpacklo_epi32(v[2], v[3]));
+    // per half: the 4 d (low words), then the 4 m (high words); then the d of both halves first
+    const __m256i dm = _mm256_permute4x64_epi64(
+        _mm256_shuffle_epi8(w, _mm256_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15, 0, 1, 4, 5, 8, 9,
+                                                12, 13, 2, 3, 6, 7, 10, 11, 14, 15)),
+        0xD8);
+    dw = _mm256_cvtph_ps(_mm256_castsi256_si128(dm));
+    if constexpr (T == TensorType::Q4_1) mw = _mm256_cvtph_ps(_mm256_extracti128_si256(dm, 1));
+}
+
+// The same from scalar loads, reading nothing past the nv valid blocks: a row's last group, and
+// the one-token path (dot_rows), whose weights stream from DRAM in a real model: there the vector
+// form gained hot in cache (22 -> 27 GMAC/s) but not per decoded token (SmolLM2 step 13.1 vs
+// 13.4-13.6 ms, within run-to-run noise), so that path is left as it was.
 template <TensorType T, bool kFull>
 APLS_KERNEL_INLINE void lane_scales(const uint8_t* p, int nv, __m256& dw, __m256& mw) {
     uint64_t d[2] = {0, 0}, m[2] = {0, 0};
@@ -122,7 +149,8 @@ APLS_KERNEL_INLINE void decode_group(const uint8_t* p, int nv, GroupW& g) {
             g.hi[s] = _mm256_abs_epi8(g.shi[s]);
         }
     }
-    lane_scales<T, kFull>(p, nv, g.dw, g.mw);
+    if constexpr (kFull) lane_scales_full<T>(p, g.dw, g.mw);
+    else lane_scales<T, false>(p, nv, g.dw, g.mw);
 }
 
 // Four sub-groups' partial sums -> one int32 per block, lane L = block lane_block(L).
@@ -130,6 +158,16 @@ APLS_KERNEL_INLINE __m256i reduce4(__m256i v0, __m256i v1, __m256i v2, __m256i v
     const __m256i s01 = _mm256_add_epi32(_mm256_unpacklo_epi32(v0, v1), _mm256_unpackhi_epi32(v0, v1));
     const __m256i s23 = _mm256_add_epi32(_mm256_unpacklo_epi32(v2, v3), _mm256_unpackhi_epi32(v2, v3));
     return _mm256_add_epi32(_mm256_unpacklo_epi64(s01, s23), _mm256_unpackhi_epi64(s01, s23));
+}
+
+// The same from 16-bit partial sums (Q4: 8 per block and 128-bit half, each <= 7620): the tree of
+// reduce4 on 32-bit units of two int16 of one block, then one vpmaddwd adds each unit's two.
+// Same lanes, same exact integers.
+APLS_KERNEL_INLINE __m256i reduce4_16(__m256i p0, __m256i p1, __m256i p2, __m256i p3) {
+    const __m256i s01 = _mm256_add_epi16(_mm256_unpacklo_epi32(p0, p1), _mm256_unpackhi_epi32(p0, p1));
+    const __m256i s23 = _mm256_add_epi16(_mm256_unpacklo_epi32(p2, p3), _mm256_unpackhi_epi32(p2, p3));
+    const __m256i s = _mm256_add_epi16(_mm256_unpacklo_epi64(s01, s23), _mm256_unpackhi_epi64(s01, s23));
+    return _mm256_madd_epi16(s, _mm256_set1_epi16(1));  // units <= 4 * 7620 each half
 }
 
 // The float step of a group for one token (the file's header): acc += the contribution of exact
@@ -151,32 +189,38 @@ APLS_KERNEL_INLINE __m256 scale_add(__m256 acc, __m256i isum, __m256 dw, __m256 
 }
 
 // acc += a decoded group times one token's arranged activations ga (the float step in the
-// file's header); the same operations for every token, alone or in a batch.
+// file's header); the same operations for every token, alone or in a batch. Sub-groups from ns
+// on are known to be all zero (a row's last, short group): their products are skipped and the
+// zero partial sums they would give taken instead (the same exact integers).
 template <TensorType T>
-APLS_KERNEL_INLINE __m256 apply_group(const GroupW& g, const uint8_t* ga, __m256 acc) {
+APLS_KERNEL_INLINE __m256 apply_group(const GroupW& g, const uint8_t* ga, __m256 acc, int ns = 4) {
     const __m256i ones = _mm256_set1_epi16(1);
-    __m256i v[4];
+    __m256i v[4];  // Q4: 16-bit partial sums (reduce4_16); Q8_0: 32-bit (reduce4)
     for (int s = 0; s < 4; ++s) {
+        if (s >= ns) {
+            v[s] = _mm256_setzero_si256();
+            continue;
+        }
         const __m256i alo = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ga + s * kSubBytes));
         const __m256i ahi = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ga + s * kSubBytes + 32));
         if constexpr (QTraits<T>::nib) {
-            const __m256i p16 =
-                _mm256_add_epi16(_mm256_maddubs_epi16(g.lo[s], alo), _mm256_maddubs_epi16(g.hi[s], ahi));
-            v[s] = _mm256_madd_epi16(p16, ones);
+            v[s] = _mm256_add_epi16(_mm256_maddubs_epi16(g.lo[s], alo), _mm256_maddubs_epi16(g.hi[s], ahi));
         } else {
             const __m256i plo = _mm256_maddubs_epi16(g.lo[s], _mm256_sign_epi8(alo, g.slo[s]));
             const __m256i phi = _mm256_maddubs_epi16(g.hi[s], _mm256_sign_epi8(ahi, g.shi[s]));
             v[s] = _mm256_add_epi32(_mm256_madd_epi16(plo, ones), _mm256_madd_epi16(phi, ones));
         }
     }
-    return scale_add<T>(acc, reduce4(v[0], v[1], v[2], v[3]), g.dw, g.mw, ga);
+    const __m256i isum = QTraits<T>::nib ? reduce4_16(v[0], v[1], v[2], v[3]) : reduce4(v[0], v[1], v[2], v[3]);
+    return scale_add<T>(acc, isum, g.dw, g.mw, ga);
 }
 
 // One token (matmul_q_t's path for single tokens and small batches): the integer sums of R rows
 // fused with their loads; the same exact sums and float steps as the batch path below.
 
 // Integer dot of one sub-group (2 blocks from p) with arranged activations a (lo at a, hi at
-// a + 32): 128-bit lane j holds 4 partial sums of block j. Block 1 reads as zero when nv < 2.
+// a + 32): 128-bit lane j holds partial sums of block j, 8 in 16 bits (Q4, for reduce4_16) or 4
+// in 32 bits (Q8_0, for reduce4). Block 1 reads as zero when nv < 2.
 template <TensorType T, bool kFull>
 APLS_KERNEL_INLINE __m256i sub_dot(const uint8_t* p, const uint8_t* a, int nv) {
     using Q = QTraits<T>;
@@ -192,8 +236,7 @@ APLS_KERNEL_INLINE __m256i sub_dot(const uint8_t* p, const uint8_t* a, int nv) {
     if constexpr (Q::nib) {
         const __m256i raw = pair(Q::off), m4 = _mm256_set1_epi8(0x0F);
         const __m256i lo = _mm256_and_si256(raw, m4), hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
-        const __m256i p16 = _mm256_add_epi16(_mm256_maddubs_epi16(lo, alo), _mm256_maddubs_epi16(hi, ahi));
-        return _mm256_madd_epi16(p16, ones);
+        return _mm256_add_epi16(_mm256_maddubs_epi16(lo, alo), _mm256_maddubs_epi16(hi, ahi));
     } else {
         const __m256i lo = pair(Q::off), hi = pair(Q::off + 16);
         const __m256i plo = _mm256_maddubs_epi16(_mm256_abs_epi8(lo), _mm256_sign_epi8(alo, lo));
@@ -226,7 +269,7 @@ APLS_KERNEL_INLINE void group(const uint8_t* w, uint64_t rb, const uint8_t* ga, 
                                 : _mm256_setzero_si256();
             }
         }
-        __m256i isum = reduce4(v[0], v[1], v[2], v[3]);
+        const __m256i isum = Q::nib ? reduce4_16(v[0], v[1], v[2], v[3]) : reduce4(v[0], v[1], v[2], v[3]);
         __m256 dw, mw = _mm256_setzero_ps();
         lane_scales<T, kFull>(p, nv, dw, mw);
         acc[i] = scale_add<T>(acc[i], isum, dw, mw, ga);
@@ -251,6 +294,7 @@ template <TensorType T, int NT>
 void row_tokens(const uint8_t* w, const uint8_t* act, int64_t stride, int64_t nb, float* y, int64_t ldy) {
     using Q = QTraits<T>;
     __m256 acc[NT];
+    APLS_UNROLL_TILE
     for (int t = 0; t < NT; ++t) acc[t] = _mm256_setzero_ps();
     GroupW g;
     const int64_t nfull = nb / GRP;
@@ -260,7 +304,8 @@ void row_tokens(const uint8_t* w, const uint8_t* act, int64_t stride, int64_t nb
     }
     if (const int nv = static_cast<int>(nb - nfull * GRP); nv > 0) {
         decode_group<T, false>(w + nfull * GRP * Q::bs, nv, g);
-        for (int t = 0; t < NT; ++t) acc[t] = apply_group<T>(g, act + t * stride + nfull * kGroupBytes, acc[t]);
+        const int ns = (nv + SUB - 1) / SUB;  // sub-groups with a valid block
+        for (int t = 0; t < NT; ++t) acc[t] = apply_group<T>(g, act + t * stride + nfull * kGroupBytes, acc[t], ns);
     }
     for (int t = 0; t < NT; ++t) y[t * ldy] = hsum(acc[t]);
 }
