@@ -28,6 +28,7 @@ import asyncio
 import ipaddress
 import json
 import os
+import shlex
 import socket
 import subprocess
 import sys
@@ -276,7 +277,7 @@ def spawn(kind: str, args) -> tuple[subprocess.Popen, str]:
             sys.exit("load_test: --serve llama-server needs --server-bin (tools/peer_llama_cpp.sh builds it)")
         cmd = [args.server_bin, "-m", args.model, "--host", "127.0.0.1", "--port", str(port)]
         cmd += ["-np", str(args.parallel), "-c", str(args.ctx * args.parallel), "-t", str(args.threads)]
-        cmd += ["-ngl", "99", "--alias", "model"]
+        cmd += ["-ngl", "99", "--alias", "model"] + shlex.split(args.server_args)
     else:
         sys.exit(f"load_test: unknown server kind {kind!r} (apls, apls-spec, llama-cpp, llama-server)")
     log = open(f"{args.log_dir}/load_test_{kind}.log", "w")  # noqa: SIM115 - closed with the process
@@ -327,6 +328,7 @@ def main() -> int:
         help="start this server (repeatable)",
     )
     ap.add_argument("--server-bin", help="the llama-server binary for --serve llama-server")
+    ap.add_argument("--server-args", default="", help="extra llama-server options, e.g. '--kv-unified'")
     ap.add_argument("-m", "--model", help="GGUF file for --serve (default: the default model)")
     ap.add_argument("--streams", default="1,4,8", help="concurrent clients, comma-separated levels (default 1,4,8)")
     ap.add_argument("--duration", type=float, default=30.0, help="seconds per level (default 30)")

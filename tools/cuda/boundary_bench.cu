@@ -15,7 +15,8 @@
 //   per-layer    30 launches (PDL between them), each running its layer's 10 ops with a grid
 //                barrier between ops (stage (a) of the issue)
 //   persistent   one launch running all 300 ops with a grid barrier between ops; the next op's
-//                weight slice is prefetched to L2 before each barrier (stage (b))
+//                weight slice is prefetched to L2 before each barrier (stage (b)); the barrier's
+//                arrival a fence + atomic, or ("release barrier") one red.release
 // plus the time to stream the same weights in one kernel (the floor for a step of this size).
 #include <cuda_runtime.h>
 
@@ -99,11 +100,18 @@ __device__ void op_body(const Step& s, int op) {
 
 // Every block of the grid arrives, then waits for all: arrivals count up across the launch
 // (target = barriers so far x blocks), so the counter needs no reset between barriers.
+// kRelease: the arrival is a release reduction (red.release.gpu) instead of a full fence and an
+// atomic; the CTA barrier before it orders the block's writes (PTX release is cumulative).
+template <bool kRelease>
 __device__ void grid_barrier(unsigned* count, unsigned target) {
     __syncthreads();
     if (threadIdx.x == 0) {
-        __threadfence();
-        atomicAdd(count, 1u);
+        if constexpr (kRelease) {
+            asm volatile("red.release.gpu.global.add.u32 [%0], 1;" ::"l"(count) : "memory");
+        } else {
+            __threadfence();
+            atomicAdd(count, 1u);
+        }
         while (ld_acquire(count) < target) {}
     }
     __syncthreads();
@@ -119,6 +127,7 @@ __global__ void op_kernel(Step s, int op, bool pdl) {
 }
 
 // Ops [op0, op0 + n) with a grid barrier between them; count starts at 0 for this launch.
+template <bool kRelease>
 __global__ void ops_kernel(Step s, int op0, int n, unsigned* count, bool pdl) {
     if (pdl) {
         pdl_trigger();
@@ -129,7 +138,7 @@ __global__ void ops_kernel(Step s, int op0, int n, unsigned* count, bool pdl) {
         op_body(s, op0 + i);
         if (i + 1 < n) {
             prefetch_slice(s, op0 + i + 1);
-            grid_barrier(count, static_cast<unsigned>((i + 1) * gridDim.x));
+            grid_barrier<kRelease>(count, static_cast<unsigned>((i + 1) * gridDim.x));
         }
     }
 }
@@ -158,8 +167,9 @@ void launch(bool pdl, void (*k)(A...), int grid, cudaStream_t st, A... args) {
     CK(cudaLaunchKernelEx(&cfg, k, args...));
 }
 
-enum class Variant { chain, chain_pdl, per_layer, persistent };
-const char* kNames[] = {"chain", "chain+pdl", "per-layer", "persistent"};
+enum class Variant { chain, chain_pdl, per_layer, persistent, persistent_release };
+const char* kNames[] = {"chain", "chain+pdl", "per-layer", "persistent", "persistent, release barrier"};
+constexpr int kVariants = 5;
 
 // One step's launches (captured into a graph by the caller).
 void step(Variant v, const Step& s, int grid, unsigned* counts, cudaStream_t st) {
@@ -172,11 +182,13 @@ void step(Variant v, const Step& s, int grid, unsigned* counts, cudaStream_t st)
         case Variant::per_layer:
             CK(cudaMemsetAsync(counts, 0, kLayers * sizeof(unsigned), st));
             for (int l = 0; l < kLayers; ++l)
-                launch(true, ops_kernel, grid, st, s, l * kOpsPerLayer, kOpsPerLayer, counts + l, true);
+                launch(true, ops_kernel<false>, grid, st, s, l * kOpsPerLayer, kOpsPerLayer, counts + l, true);
             break;
         case Variant::persistent:
+        case Variant::persistent_release:
             CK(cudaMemsetAsync(counts, 0, sizeof(unsigned), st));
-            launch(false, ops_kernel, grid, st, s, 0, kOps, counts, false);
+            launch(false, v == Variant::persistent ? ops_kernel<false> : ops_kernel<true>, grid, st, s, 0, kOps, counts,
+                   false);
             break;
     }
 }
@@ -232,7 +244,7 @@ int main(int argc, char** argv) {
             floor_us = 1e3 * ms / reps;
         }
         std::vector<float> ref;
-        for (int vi = 0; vi < 4; ++vi) {
+        for (int vi = 0; vi < kVariants; ++vi) {
             const Variant v = static_cast<Variant>(vi);
             cudaGraphExec_t exec[copies];
             for (int c = 0; c < copies; ++c) {
