@@ -23,6 +23,7 @@
 #   bash tools/gpu_bench.sh abmodels             # issue 9's table, BASE_SRC's build (bgstart) and this one alternately
 #   bash tools/gpu_bench.sh verifycost           # chain/tree verify cost vs one token; kernels of 1/9/16-token steps
 #   bash tools/gpu_bench.sh abprofile            # a one-token step's kernels, BASE_SRC's build and this one
+#   bash tools/gpu_bench.sh synth peer           # issue 9's synthetic 7B/1B rows beside llama-bench (PEER_MODELS=...)
 #   bash tools/gpu_bench.sh boundary             # a kernel boundary vs a grid barrier (tools/cuda/boundary_bench.cu)
 #
 # The lent machine goes back after ~30 s without a call, and the next call starts a fresh one (no
@@ -248,14 +249,15 @@ models_here() { ls "$MODEL" ${APLS_MODEL_CACHE:-/tmp/models}/qwen2.5-coder-*.ggu
 
 # The peer in the same call: llama-bench (prompt 512, decode 128, flash attention) then `apls bench`
 # on the same file, for every model on the machine.
+# PEER_MODELS: the files to run instead (e.g. phase synth's); PEER_REPS: repetitions (default 5).
 phase_peer() {
     wait_marker peer 400 || return 0
     fake_default_model
-    local m n
-    for m in $(models_here); do
+    local m n r=${PEER_REPS:-5}
+    for m in ${PEER_MODELS:-$(models_here)}; do
         n=$(basename "$m" .gguf)
-        /tmp/lcpp-build/bin/llama-bench -m "$m" -ngl 99 -fa 1 -p 512 -n 128 -r 5 -o json > "$OUT/lcpp_$n.json" 2> "$OUT/lcpp_$n.err" || true
-        $PY -m apls.cli bench -d cuda -m "$m" -p 512 -n 128 -r 5 --json "$OUT/apls_$n.json" > "$OUT/apls_$n.log" 2>&1 || true
+        /tmp/lcpp-build/bin/llama-bench -m "$m" -ngl 99 -fa 1 -p 512 -n 128 -r "$r" -o json > "$OUT/lcpp_$n.json" 2> "$OUT/lcpp_$n.err" || true
+        $PY -m apls.cli bench -d cuda -m "$m" -p 512 -n 128 -r "$r" --json "$OUT/apls_$n.json" > "$OUT/apls_$n.log" 2>&1 || true
         $PY - "$n" "$OUT/lcpp_$n.json" "$OUT/apls_$n.json" <<'PY' | tee -a "$SUMMARY"
 import json, sys
 name, lj, aj = sys.argv[1:]
@@ -344,6 +346,19 @@ phase_abprofile() {
         echo "kernels, $b build:" >> "$SUMMARY"
         sed -n '/^kernels of/,/^$/p' "$OUT/abprofile_$b.log" | head -40 >> "$SUMMARY"
         grep -m2 "^decode  1 tokens\|^decode  9 tokens (" "$OUT/abprofile_$b.log" >> "$SUMMARY" || true
+    done
+}
+
+# Issue 9's synthetic rows as files for phase peer (PEER_MODELS="$(ls /tmp/synth/*.gguf)"): random
+# weights in Llama-2-7B (F16, Q4_0) and Llama-3.2-1B (F16) shapes, SmolLM2's tokenizer (MODEL).
+phase_synth() {
+    fake_default_model
+    mkdir -p /tmp/synth
+    local spec n shape type
+    for spec in 7b-f16:llama-2-7b:f16 7b-q4_0:llama-2-7b:q4_0 1b-f16:llama-3.2-1b:f16; do
+        IFS=: read -r n shape type <<< "$spec"
+        [ -f "/tmp/synth/$n.gguf" ] || $PY tools/make_synthetic_gguf.py --shape "$shape" --type "$type" --donor "$MODEL" \
+            --out "/tmp/synth/$n.gguf" 2>&1 | tail -1 | tee -a "$SUMMARY"
     done
 }
 

@@ -190,6 +190,8 @@ double time_verify(Context& ctx, int32_t seq, int32_t n_tokens, int32_t reps, co
     }
     b.seq.assign(n_tokens, seq);
     b.out.assign(n_tokens, 1);
+    if (n_tokens > 1)  // a chain-shaped tree: node i's parent is i - 1, as tree_step verifies
+        for (int32_t i = 0; i < n_tokens; ++i) b.parent.push_back(i - 1);
     double best = 0.0;
     for (int32_t r = 0; r < reps; ++r) {
         const auto t0 = Clock::now();

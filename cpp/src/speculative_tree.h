@@ -80,8 +80,11 @@ draft::TokenTree draft_tree(const draft::Drafter& drafter, const TreeParams& par
 
 // The time of a verify batch of n_tokens after what sequence `seq` holds, as a round runs it (every
 // row's logits, the greedy choice of the first row), best of `reps`; the cache is left as it was.
-// What a policy's verify cost model is calibrated with. With a plan (a layer-skip draft's), the
-// same batch under that plan: what a draft token costs.
+// What a policy's verify cost model is calibrated with. One token is a plain step (a causal
+// batch); n_tokens >= 2 a chain-shaped token tree, the batch form of every verify round, so the
+// same kernels run — and on a GPU their graphs are captured here, at calibration, not inside the
+// first rounds of a generation. With a plan (a layer-skip draft's), the same batch under that
+// plan: what a draft token costs.
 double time_verify(Context& ctx, int32_t seq, int32_t n_tokens, int32_t reps, const Plan* plan = nullptr);
 
 // Run one round. skip_plan / skip_view: the layer-skip draft's plan and KV view (used when the
