@@ -378,10 +378,12 @@ phase_treedebug() {
 
 # llama.cpp's prompt lookup (llama-lookup, 8-token drafts) and its plain decoding beside APLS's
 # token trees: one prompt per Spec-Bench group, 256 tokens, greedy, SmolLM2.
+# ENGINES=apls: APLS alone (no peer build needed).
 phase_lookup() {
-    wait_marker peer 400 || return 0
+    local engines=${ENGINES:-apls,llama-lookup}
+    [ "$engines" = apls ] || wait_marker peer 400 || return 0
     fake_default_model
-    $PY tools/bench_peers_lookup.py --engines apls,llama-lookup --lookup-bin /tmp/lcpp-build/bin --n-pred 8 --prompts tests/data/spec_bench_prompts.jsonl \
+    $PY tools/bench_peers_lookup.py --engines "$engines" --lookup-bin /tmp/lcpp-build/bin --n-pred 8 --prompts tests/data/spec_bench_prompts.jsonl \
         --limit 1 --max-tokens 256 --model "$MODEL" --json "$OUT/lookup.json" 2>&1 | tee "$OUT/lookup.log" | tail -12 | tee -a "$SUMMARY"
 }
 
