@@ -434,21 +434,41 @@ inline void st_f(float* p, int64_t d, int64_t hd, __m256 x) {
     std::memcpy(p + d, buf, static_cast<size_t>(hd - d) * 4);
 }
 
-// G heads (G <= 4) against each row: one K load per 8 dims feeds every head. A head's score is
-// one FMA chain over its dims in order and the same horizontal sum, whatever G is.
+// G heads (G <= 4) against E rows at a time: one K load per 8 dims feeds every head, one query
+// load every row. A head's score is one FMA chain over its dims in order and the same horizontal
+// sum, whatever G and E are; the E x G chains are independent, so the FMA latency (a chain of 8
+// dependent FMAs for hd = 64) is hidden instead of paid per row.
+template <int G, int E>
+APLS_KERNEL_INLINE void scores_rows(const float* q, int64_t hd, const uint8_t* k, int64_t stride, bool f16, float scale,
+                                    float* s, int64_t lds) {
+    __m256 acc[E][G];
+    for (int e = 0; e < E; ++e)
+        for (int g = 0; g < G; ++g) acc[e][g] = _mm256_setzero_ps();
+    for (int64_t d = 0; d < hd; d += 8) {
+        __m256 qd[G];
+        for (int g = 0; g < G; ++g) qd[g] = ld_f(q + g * hd, d, hd);
+        for (int e = 0; e < E; ++e) {
+            const __m256 kv = ld_kv(k + e * stride, d, hd, f16);
+            for (int g = 0; g < G; ++g) acc[e][g] = _mm256_fmadd_ps(qd[g], kv, acc[e][g]);
+        }
+    }
+    for (int e = 0; e < E; ++e)
+        for (int g = 0; g < G; ++g) s[g * lds + e] = hsum(acc[e][g]) * scale;
+}
+
+// Rows a step: 12 chains in flight (E x G accumulators, G query and one K register: <= 16 ymm).
+template <int G>
+constexpr int kScoreRows = G <= 2   ? 4
+                           : G == 3 ? 3
+                                    : 2;
+
 template <int G>
 void scores_g(const float* q, int64_t hd, const uint8_t* k, int64_t stride, int64_t n, bool f16, float scale, float* s,
               int64_t lds) {
-    for (int64_t i = 0; i < n; ++i) {
-        const void* kr = k + i * stride;
-        __m256 acc[G];
-        for (int g = 0; g < G; ++g) acc[g] = _mm256_setzero_ps();
-        for (int64_t d = 0; d < hd; d += 8) {
-            const __m256 kv = ld_kv(kr, d, hd, f16);
-            for (int g = 0; g < G; ++g) acc[g] = _mm256_fmadd_ps(ld_f(q + g * hd, d, hd), kv, acc[g]);
-        }
-        for (int g = 0; g < G; ++g) s[g * lds + i] = hsum(acc[g]) * scale;
-    }
+    constexpr int E = kScoreRows<G>;
+    int64_t i = 0;
+    for (; i + E <= n; i += E) scores_rows<G, E>(q, hd, k + i * stride, stride, f16, scale, s + i, lds);
+    for (; i < n; ++i) scores_rows<G, 1>(q, hd, k + i * stride, stride, f16, scale, s + i, lds);
 }
 
 void attn_scores(const float* q, int64_t n_q, int64_t hd, const void* k, int64_t stride, int64_t n, bool kv_f16,
@@ -474,14 +494,21 @@ void attn_scores(const float* q, int64_t n_q, int64_t hd, const void* k, int64_t
     }
 }
 
-// G heads x 2 chunks of 8 dims in registers across all rows; each output element is its own
-// FMA chain over i in order, so the slab and head grouping never change a result.
+// G heads x S chunks of 8 dims in registers across all rows (S = 4 for up to two heads, 3 for
+// three, 2 for four: G x S accumulators, G weights and one V register within 16 ymm, and enough
+// independent chains to hide the FMA latency); each output element is its own FMA chain over i
+// in order, so the slab and head grouping never change a result.
+template <int G>
+constexpr int kAccumChunks = G <= 2   ? 4
+                             : G == 3 ? 3
+                                      : 2;
+
 template <int G>
 void accum_g(const float* w, int64_t ldw, int64_t hd, const uint8_t* v, int64_t stride, int64_t n, bool f16,
              float* out) {
-    constexpr int S = 2;
+    constexpr int S = kAccumChunks<G>;
     for (int64_t d0 = 0; d0 < hd; d0 += 8 * S) {
-        const int nc = d0 + 8 < hd ? 2 : 1;
+        const int nc = static_cast<int>(std::min<int64_t>(S, (hd - d0 + 7) / 8));
         __m256 acc[G][S];
         for (int c = 0; c < S; ++c)
             for (int g = 0; g < G; ++g) acc[g][c] = c < nc ? ld_f(out + g * hd, d0 + 8 * c, hd) : _mm256_setzero_ps();
