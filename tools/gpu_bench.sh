@@ -398,7 +398,7 @@ phase_serve() {
     # llama.cpp's llama-server beside it, same load, where the peer build has it (tools/peer_llama_cpp.sh).
     local peer=()
     if [ -f /tmp/bg/peer.log ] && wait_marker peer 900 && [ -x /tmp/lcpp-build/bin/llama-server ]; then
-        peer=(--serve llama-server --server-bin /tmp/lcpp-build/bin/llama-server --server-args "${LLAMA_SERVER_ARGS:-}")
+        peer=(--serve llama-server --server-bin /tmp/lcpp-build/bin/llama-server "--server-args=${LLAMA_SERVER_ARGS:-}")
     fi
     $PY tools/load_test.py --serve apls "${peer[@]}" -m "$MODEL" --streams ${STREAMS:-1,8,16} --parallel 16 --threads 8 \
         --duration 20 --max-tokens 128 --json "$OUT/serve.json" --log-dir "$OUT" 2>&1 | tee "$OUT/serve.log" | tail -9 | tee -a "$SUMMARY"
