@@ -328,7 +328,9 @@ def main() -> int:
         help="start this server (repeatable)",
     )
     ap.add_argument("--server-bin", help="the llama-server binary for --serve llama-server")
-    ap.add_argument("--server-args", default="", help="extra llama-server options, as one string: --server-args='--kv-unified'")
+    ap.add_argument(
+        "--server-args", default="", help="extra llama-server options, as one string: --server-args='--kv-unified'"
+    )
     ap.add_argument("-m", "--model", help="GGUF file for --serve (default: the default model)")
     ap.add_argument("--streams", default="1,4,8", help="concurrent clients, comma-separated levels (default 1,4,8)")
     ap.add_argument("--duration", type=float, default=30.0, help="seconds per level (default 30)")
