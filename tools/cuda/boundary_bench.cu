@@ -43,7 +43,6 @@ struct Step {
     float* x[2];            // ping-pong activations: op i reads x[i % 2], writes x[(i + 1) % 2]
     const float4* w;        // kOps slices of units_per_op float4 each
     int64_t units_per_op;   // float4 units of weights per op (all blocks together)
-    unsigned* count;        // grid barrier arrivals (persistent variants)
 };
 
 __device__ __forceinline__ void pdl_trigger() { asm volatile("griddepcontrol.launch_dependents;" ::: "memory"); }
@@ -248,7 +247,7 @@ int main(int argc, char** argv) {
             const Variant v = static_cast<Variant>(vi);
             cudaGraphExec_t exec[copies];
             for (int c = 0; c < copies; ++c) {
-                Step s{{x0, x1}, w + c * units * kOps, units, counts};
+                Step s{{x0, x1}, w + c * units * kOps, units};
                 cudaGraph_t g;
                 CK(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
                 step(v, s, grid, counts, st);
