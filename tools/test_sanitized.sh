@@ -11,7 +11,9 @@
 # LSan would report the interpreter, not us. Any ASan or UBSan report aborts the run.
 # It runs in the test venv (tools/test_venv.sh), as tools/test.sh does.
 # Environment: JOBS (build parallelism, default 2), PYTHON (makes the venv, default python3),
-# APLS_TEST_VENV (default build/test-venv).
+# APLS_TEST_VENV (default build/test-venv), PYTEST_WORKERS (pytest-xdist processes, default 2: much
+# of an instrumented run is Python and one-thread waits, so two processes keep two cores busy; 0 runs
+# everything in this process).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 JOBS=${JOBS:-2}
@@ -59,6 +61,6 @@ export APLS_BUILD_DIR="$PWD/$B"
 # test_perplexity_per_type quantizes the F16 model to six types and evaluates each (two minutes
 # under ASan); quantization and those types' kernels run under ASan+UBSan in the other
 # test_quantize tests. The long greedy-identity tests take fewer prompts here (APLS_SANITIZED).
-exec "$PY" -m pytest tests -q -p no:cacheprovider \
+exec "$PY" -m pytest tests -q -p no:cacheprovider -n "${PYTEST_WORKERS:-2}" \
   --deselect "tests/test_speculative.py::test_sampling_keeps_the_full_model_distribution" \
   --deselect "tests/test_quantize.py::test_perplexity_per_type" "$@"
