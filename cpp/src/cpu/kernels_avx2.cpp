@@ -434,6 +434,13 @@ inline void st_f(float* p, int64_t d, int64_t hd, __m256 x) {
     std::memcpy(p + d, buf, static_cast<size_t>(hd - d) * 4);
 }
 
+// 8 values from dim d of a K/V row, all inside the row.
+template <bool F16>
+APLS_KERNEL_INLINE __m256 ld_row(const uint8_t* p, int64_t d) {
+    if constexpr (F16) return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 2 * d)));
+    return _mm256_loadu_ps(reinterpret_cast<const float*>(p) + d);
+}
+
 // G heads (G <= 4) against E rows at a time: one K load per 8 dims feeds every head, one query
 // load every row. A head's score is one FMA chain over its dims in order and the same horizontal
 // sum, whatever G and E are; the E x G chains are independent, so the FMA latency (a chain of 8
@@ -456,15 +463,75 @@ APLS_KERNEL_INLINE void scores_rows(const float* q, int64_t hd, const uint8_t* k
         for (int g = 0; g < G; ++g) s[g * lds + e] = hsum(acc[e][g]) * scale;
 }
 
-// Rows a step: 12 chains in flight (E x G accumulators, G query and one K register: <= 16 ymm).
+// Rows a step where hd is not a multiple of 8 (scores_whole below otherwise): 12 chains in
+// flight (E x G accumulators, G query and one K register: <= 16 ymm).
 template <int G>
 constexpr int kScoreRows = G <= 2   ? 4
                            : G == 3 ? 3
                                     : 2;
 
+// Horizontal sums of 8 vectors at once: lane r of the result is the sum of v[r]'s lanes, by
+// hsum()'s tree for every r (v_k + v_k+4, then pairs 0+2 and 1+3, then 0+1), so a score does
+// not depend on whether it was reduced alone or with others; ~3 instructions a vector, not ~6.
+APLS_KERNEL_INLINE __m256 hsum8(const __m256* v) {
+    __m256 w[4], z[2];
+    for (int j = 0; j < 4; ++j)  // halves: [v_2j lo + hi | v_2j+1 lo + hi]
+        w[j] = _mm256_add_ps(_mm256_permute2f128_ps(v[2 * j], v[2 * j + 1], 0x20),
+                             _mm256_permute2f128_ps(v[2 * j], v[2 * j + 1], 0x31));
+    for (int m = 0; m < 2; ++m)  // per half: [b0 + b2, b1 + b3] of w[2m], then of w[2m + 1]
+        z[m] = _mm256_add_ps(_mm256_shuffle_ps(w[2 * m], w[2 * m + 1], 0x44),
+                             _mm256_shuffle_ps(w[2 * m], w[2 * m + 1], 0xEE));
+    // Lanes: half 0 holds v0, v2, v4, v6; half 1 holds v1, v3, v5, v7.
+    const __m256 f = _mm256_add_ps(_mm256_shuffle_ps(z[0], z[1], 0x88), _mm256_shuffle_ps(z[0], z[1], 0xDD));
+    return _mm256_permutevar8x32_ps(f, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
+// G heads x E rows of whole chunks of 8 dims: the same FMA chains as scores_rows, reduced 8
+// at a time by hsum8 instead of one hsum per score.
+template <int G, int E, bool F16>
+APLS_KERNEL_INLINE void scores_block(const float* q, int64_t hd, const uint8_t* k, int64_t stride, __m256 scale,
+                                     float* s, int64_t lds) {
+    constexpr int N = (G * E + 7) / 8 * 8;
+    __m256 acc[N];  // (G, E), row-major; the rest zero
+    for (int j = 0; j < N; ++j) acc[j] = _mm256_setzero_ps();
+    for (int64_t d = 0; d < hd; d += 8) {
+        __m256 qd[G];
+        for (int g = 0; g < G; ++g) qd[g] = _mm256_loadu_ps(q + g * hd + d);
+        for (int e = 0; e < E; ++e) {
+            const __m256 kv = ld_row<F16>(k + e * stride, d);
+            for (int g = 0; g < G; ++g) acc[g * E + e] = _mm256_fmadd_ps(qd[g], kv, acc[g * E + e]);
+        }
+    }
+    alignas(32) float r[N];
+    for (int j = 0; j < N; j += 8) _mm256_store_ps(r + j, _mm256_mul_ps(hsum8(acc + j), scale));
+    for (int g = 0; g < G; ++g)
+        for (int e = 0; e < E; ++e) s[g * lds + e] = r[g * E + e];
+}
+
+// Rows a block: G x E accumulators (8, or 12 for three heads: two hsum8, the second one a third
+// full), G query and one K register within 16 ymm.
+template <int G>
+constexpr int kBlockRows = G <= 1   ? 8
+                           : G <= 3 ? 4
+                                    : 2;
+
+template <int G, bool F16>
+void scores_whole(const float* q, int64_t hd, const uint8_t* k, int64_t stride, int64_t n, float scale, float* s,
+                  int64_t lds) {
+    constexpr int E = kBlockRows<G>;
+    const __m256 vs = _mm256_set1_ps(scale);
+    int64_t i = 0;
+    for (; i + E <= n; i += E) scores_block<G, E, F16>(q, hd, k + i * stride, stride, vs, s + i, lds);
+    for (; i < n; ++i) scores_rows<G, 1>(q, hd, k + i * stride, stride, F16, scale, s + i, lds);
+}
+
 template <int G>
 void scores_g(const float* q, int64_t hd, const uint8_t* k, int64_t stride, int64_t n, bool f16, float scale, float* s,
               int64_t lds) {
+    if (hd % 8 == 0) {
+        if (f16) return scores_whole<G, true>(q, hd, k, stride, n, scale, s, lds);
+        return scores_whole<G, false>(q, hd, k, stride, n, scale, s, lds);
+    }
     constexpr int E = kScoreRows<G>;
     int64_t i = 0;
     for (; i + E <= n; i += E) scores_rows<G, E>(q, hd, k + i * stride, stride, f16, scale, s + i, lds);
@@ -503,27 +570,67 @@ constexpr int kAccumChunks = G <= 2   ? 4
                              : G == 3 ? 3
                                       : 2;
 
+// One slab: C whole chunks of 8 dims from d0. C and the row type are known at compile time, so
+// the G x C accumulators stay in registers across the rows (with runtime tails in the loop
+// they went through the stack, a store and a reload per FMA).
+template <int G, int C, bool F16>
+APLS_KERNEL_INLINE void accum_slab(const float* w, int64_t ldw, int64_t hd, const uint8_t* v, int64_t stride, int64_t n,
+                                   float* out, int64_t d0) {
+    __m256 acc[G][C];
+    for (int c = 0; c < C; ++c)
+        for (int g = 0; g < G; ++g) acc[g][c] = _mm256_loadu_ps(out + g * hd + d0 + 8 * c);
+    for (int64_t i = 0; i < n; ++i) {
+        const uint8_t* vr = v + i * stride;
+        __m256 wg[G];
+        for (int g = 0; g < G; ++g) wg[g] = _mm256_set1_ps(w[g * ldw + i]);
+        for (int c = 0; c < C; ++c) {
+            const __m256 x = ld_row<F16>(vr, d0 + 8 * c);
+            for (int g = 0; g < G; ++g) acc[g][c] = _mm256_fmadd_ps(wg[g], x, acc[g][c]);
+        }
+    }
+    for (int c = 0; c < C; ++c)
+        for (int g = 0; g < G; ++g) _mm256_storeu_ps(out + g * hd + d0 + 8 * c, acc[g][c]);
+}
+
+// The whole chunks of every row: slabs of S chunks, then one of the rest.
+template <int G, bool F16>
+void accum_whole(const float* w, int64_t ldw, int64_t hd, const uint8_t* v, int64_t stride, int64_t n, float* out) {
+    constexpr int S = kAccumChunks<G>;
+    const int64_t whole = hd / 8;
+    int64_t c0 = 0;
+    for (; c0 + S <= whole; c0 += S) accum_slab<G, S, F16>(w, ldw, hd, v, stride, n, out, 8 * c0);
+    switch (whole - c0) {
+        case 1:
+            return accum_slab<G, 1, F16>(w, ldw, hd, v, stride, n, out, 8 * c0);
+        case 2:
+            return accum_slab<G, 2, F16>(w, ldw, hd, v, stride, n, out, 8 * c0);
+        case 3:
+            return accum_slab<G, 3, F16>(w, ldw, hd, v, stride, n, out, 8 * c0);
+        default:
+            return;
+    }
+}
+
+// The last hd % 8 dims (a partial chunk), with tail loads and stores.
+template <int G>
+void accum_tail(const float* w, int64_t ldw, int64_t hd, const uint8_t* v, int64_t stride, int64_t n, bool f16,
+                float* out) {
+    const int64_t d = hd / 8 * 8;
+    __m256 acc[G];
+    for (int g = 0; g < G; ++g) acc[g] = ld_f(out + g * hd, d, hd);
+    for (int64_t i = 0; i < n; ++i) {
+        const __m256 x = ld_kv(v + i * stride, d, hd, f16);
+        for (int g = 0; g < G; ++g) acc[g] = _mm256_fmadd_ps(_mm256_set1_ps(w[g * ldw + i]), x, acc[g]);
+    }
+    for (int g = 0; g < G; ++g) st_f(out + g * hd, d, hd, acc[g]);
+}
+
 template <int G>
 void accum_g(const float* w, int64_t ldw, int64_t hd, const uint8_t* v, int64_t stride, int64_t n, bool f16,
              float* out) {
-    constexpr int S = kAccumChunks<G>;
-    for (int64_t d0 = 0; d0 < hd; d0 += 8 * S) {
-        const int nc = static_cast<int>(std::min<int64_t>(S, (hd - d0 + 7) / 8));
-        __m256 acc[G][S];
-        for (int c = 0; c < S; ++c)
-            for (int g = 0; g < G; ++g) acc[g][c] = c < nc ? ld_f(out + g * hd, d0 + 8 * c, hd) : _mm256_setzero_ps();
-        for (int64_t i = 0; i < n; ++i) {
-            const void* vr = v + i * stride;
-            __m256 wg[G];
-            for (int g = 0; g < G; ++g) wg[g] = _mm256_set1_ps(w[g * ldw + i]);
-            for (int c = 0; c < nc; ++c) {
-                const __m256 x = ld_kv(vr, d0 + 8 * c, hd, f16);
-                for (int g = 0; g < G; ++g) acc[g][c] = _mm256_fmadd_ps(wg[g], x, acc[g][c]);
-            }
-        }
-        for (int c = 0; c < nc; ++c)
-            for (int g = 0; g < G; ++g) st_f(out + g * hd, d0 + 8 * c, hd, acc[g][c]);
-    }
+    if (f16) accum_whole<G, true>(w, ldw, hd, v, stride, n, out);
+    else accum_whole<G, false>(w, ldw, hd, v, stride, n, out);
+    if (hd % 8 != 0) accum_tail<G>(w, ldw, hd, v, stride, n, f16, out);
 }
 
 void attn_accum(const float* w, int64_t ldw, int64_t n_q, int64_t hd, const void* v, int64_t stride, int64_t n,
