@@ -384,6 +384,13 @@ __global__ void attn_merge_kernel(AttentionArgs a) {
     }
 }
 
+// attn_split_kernel for the cache's element type (a run-time flag) at compile-time ROWS and TREE.
+template <int ROWS, bool TREE>
+void launch_split(const AttentionArgs& a, dim3 grid, dim3 block, cudaStream_t stream) {
+    if (a.kv_f16) launch_kernel(attn_split_kernel<ROWS, true, TREE>, grid, block, 0, stream, a);
+    else launch_kernel(attn_split_kernel<ROWS, false, TREE>, grid, block, 0, stream, a);
+}
+
 }  // namespace
 
 void attention(const AttentionArgs& a, cudaStream_t stream) {
@@ -404,15 +411,12 @@ void attention(const AttentionArgs& a, cudaStream_t stream) {
     const bool tree = a.anc != nullptr;
     if (a.n_tok == 1 || heads > 2 || tree) {  // a tree: one token per block (its own walk)
         const dim3 grid(a.max_splits, a.n_head_kv * chunks, a.n_tok);
-        if (tree && a.kv_f16) launch_kernel(attn_split_kernel<kHeads, true, true>, grid, block, 0, stream, a);
-        else if (tree) launch_kernel(attn_split_kernel<kHeads, false, true>, grid, block, 0, stream, a);
-        else if (a.kv_f16) launch_kernel(attn_split_kernel<kHeads, true, false>, grid, block, 0, stream, a);
-        else launch_kernel(attn_split_kernel<kHeads, false, false>, grid, block, 0, stream, a);
+        if (tree) launch_split<kHeads, true>(a, grid, block, stream);
+        else launch_split<kHeads, false>(a, grid, block, stream);
     } else {  // prompts: K/V tiles shared by the tokens of a tile
         const int per = tokens_per_block<kPromptRows>(a.n_head, a.n_head_kv);
         const dim3 grid(a.max_splits, a.n_head_kv * chunks, (a.n_tok + per - 1) / per);
-        if (a.kv_f16) launch_kernel(attn_split_kernel<kPromptRows, true, false>, grid, block, 0, stream, a);
-        else launch_kernel(attn_split_kernel<kPromptRows, false, false>, grid, block, 0, stream, a);
+        launch_split<kPromptRows, false>(a, grid, block, stream);
     }
     const dim3 merge(a.n_head, a.n_tok);
     if (tree) launch_kernel(attn_merge_kernel<true>, merge, 128, 0, stream, a);
