@@ -378,7 +378,7 @@ void fdot_rows(const uint8_t* w, uint64_t rb, const float* x, int64_t k, float* 
 
 // ---- attention ----
 
-inline __m256 load_kv(const void* p, int64_t i, bool f16) {
+APLS_KERNEL_INLINE __m256 load_kv(const void* p, int64_t i, bool f16) {
     if (f16)
         return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(p) + i)));
     return _mm256_loadu_ps(static_cast<const float*>(p) + i);
@@ -432,13 +432,6 @@ inline void st_f(float* p, int64_t d, int64_t hd, __m256 x) {
     alignas(32) float buf[8];
     _mm256_store_ps(buf, x);
     std::memcpy(p + d, buf, static_cast<size_t>(hd - d) * 4);
-}
-
-// 8 values from dim d of a K/V row, all inside the row.
-template <bool F16>
-APLS_KERNEL_INLINE __m256 ld_row(const uint8_t* p, int64_t d) {
-    if constexpr (F16) return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 2 * d)));
-    return _mm256_loadu_ps(reinterpret_cast<const float*>(p) + d);
 }
 
 // G heads (G <= 4) against E rows at a time: one K load per 8 dims feeds every head, one query
@@ -498,7 +491,7 @@ APLS_KERNEL_INLINE void scores_block(const float* q, int64_t hd, const uint8_t* 
         __m256 qd[G];
         for (int g = 0; g < G; ++g) qd[g] = _mm256_loadu_ps(q + g * hd + d);
         for (int e = 0; e < E; ++e) {
-            const __m256 kv = ld_row<F16>(k + e * stride, d);
+            const __m256 kv = load_kv(k + e * stride, d, F16);
             for (int g = 0; g < G; ++g) acc[g * E + e] = _mm256_fmadd_ps(qd[g], kv, acc[g * E + e]);
         }
     }
@@ -584,7 +577,7 @@ APLS_KERNEL_INLINE void accum_slab(const float* w, int64_t ldw, int64_t hd, cons
         __m256 wg[G];
         for (int g = 0; g < G; ++g) wg[g] = _mm256_set1_ps(w[g * ldw + i]);
         for (int c = 0; c < C; ++c) {
-            const __m256 x = ld_row<F16>(vr, d0 + 8 * c);
+            const __m256 x = load_kv(vr, d0 + 8 * c, F16);
             for (int g = 0; g < G; ++g) acc[g][c] = _mm256_fmadd_ps(wg[g], x, acc[g][c]);
         }
     }
