@@ -110,7 +110,7 @@ void CudaForward::run_jobs(const std::vector<MatvecJob>& jobs, int n) {
     for (size_t i = 0; i < jobs.size(); ++i) {
         const MatvecJob& j = jobs[i];
         if (n <= kMaxMatvecTokens) {
-            matvec(*j.w, j.rows, j.x, j.xq, n, j.y, j.ldy, j.accumulate, stream_);
+            matvec_multi(&j, 1, n, stream_);
             continue;
         }
         if (!gemm_) gemm_ = std::make_unique<Gemm>(stream_);
@@ -169,20 +169,27 @@ void CudaForward::attn_norm(Members ms) {
     }
 }
 
+// For one token (decode, draft) the q/k/v biases (qwen2) are added by the products themselves:
+// the same two roundings as the bias kernel after them, one launch fewer a layer. Batches keep
+// the kernel (reading the bias in the batch products cost SmolLM2's 16-token product 16%, H100).
+bool CudaForward::biases_in_products() const { return n_ == 1; }
+
 void CudaForward::qkv(Members ms) {
     const int qd = hp_.q_dim(), kvd = hp_.kv_dim();
+    const bool bias = biases_in_products();
     std::vector<MatvecJob> jobs;
     for (const Member& m : ms) {
         const DeviceLayer& L = dm_.layers[m.layer];
         const Lane b = lane(m);
-        jobs.push_back({&L.wq, qd, b.h, b.xq, b.q, qd, false});
-        jobs.push_back({&L.wk, kvd, b.h, b.xq, b.k, kvd, false});
-        jobs.push_back({&L.wv, kvd, b.h, b.xq, b.v, kvd, false});
+        jobs.push_back({&L.wq, qd, b.h, b.xq, b.q, qd, false, bias ? L.bq : nullptr});
+        jobs.push_back({&L.wk, kvd, b.h, b.xq, b.k, kvd, false, bias ? L.bk : nullptr});
+        jobs.push_back({&L.wv, kvd, b.h, b.xq, b.v, kvd, false, bias ? L.bv : nullptr});
     }
     run_jobs(jobs, n_);
 }
 
 void CudaForward::qkv_bias(Members ms) {
+    if (biases_in_products()) return;
     for (const Member& m : ms) {
         const DeviceLayer& L = dm_.layers[m.layer];
         if (!L.bq) continue;

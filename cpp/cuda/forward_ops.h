@@ -68,6 +68,7 @@ private:
     // Products of n_ rows: one launch when they share weight type and k (decode-sized), else one
     // each (a run of products of one input converts it for cuBLAS once).
     void run_jobs(const std::vector<MatvecJob>& jobs, int n);
+    bool biases_in_products() const;
     // q when one of ws is quantized and n rows take the matvec path, else none.
     QActs acts_for(int n, std::initializer_list<const DeviceWeight*> ws, const QActs& q) const;
     // Quantize x (n rows of k) into q when acts_for says the products need it.

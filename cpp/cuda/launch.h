@@ -47,6 +47,7 @@ struct MatvecJob {
     float* y;
     int64_t ldy;
     bool accumulate;
+    const float* bias = nullptr;  // (rows) added to each output row last, or nullptr
 };
 void matvec_multi(const MatvecJob* jobs, int n_jobs, int n_tok, cudaStream_t stream);
 inline bool is_quantized(TensorType t) {

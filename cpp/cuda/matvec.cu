@@ -35,6 +35,7 @@ struct Job {
     int64_t rows, ldy;
     int begin;
     bool accumulate;
+    const float* bias;  // (rows) added last (the q/k/v biases of qwen2), or nullptr
 };
 struct Jobs {
     Job job[kMaxJobs];
@@ -42,6 +43,15 @@ struct Jobs {
     size_t row_bytes;
     int64_t k;
 };
+
+// Row r of a one-token output: y = s, or y + s (accumulate), then + bias[r] where the job has a
+// bias (matvec_multi allows one for one token only) — the same two roundings as the product
+// followed by a separate bias kernel, without its launch. Batch epilogues store s (or y + s).
+__device__ __forceinline__ void finish(const Job& job, float* o, int64_t r, float s) {
+    float v = job.accumulate ? *o + s : s;
+    if (job.bias) v = v + job.bias[r];
+    *o = v;
+}
 
 // Float kernels, rows per block: one for a single token (more blocks in flight); four for
 // batches, so that each activation load (the batch's cost: T loads per weight unit) serves four
@@ -83,8 +93,7 @@ __device__ __forceinline__ void prefetch_units(const uint8_t* const (&wr)[R], in
 
 // Lanes' sums (butterfly), then the warps' sums in warp order, then out (+)= the total.
 template <int T, int R>
-__device__ __forceinline__ void store(float (&acc)[R][T], int n_tok, int64_t r0, int64_t rows, float* y, int64_t ldy,
-                                      bool accumulate) {
+__device__ __forceinline__ void store(float (&acc)[R][T], int n_tok, int64_t r0, const Job& job) {
     __shared__ float part[kWarps][R][T];
     const int warp = threadIdx.x / 32;
 #pragma unroll
@@ -97,12 +106,13 @@ __device__ __forceinline__ void store(float (&acc)[R][T], int n_tok, int64_t r0,
     __syncthreads();
     for (int u = threadIdx.x; u < R * T; u += blockDim.x) {
         const int q = u / T, t = u % T;
-        if (t >= n_tok || r0 + q >= rows) continue;
+        if (t >= n_tok || r0 + q >= job.rows) continue;
         float s = part[0][q][t];
 #pragma unroll
         for (int w = 1; w < kWarps; ++w) s += part[w][q][t];
-        float* o = y + t * ldy + r0 + q;
-        *o = accumulate ? *o + s : s;
+        float* o = job.y + t * job.ldy + r0 + q;
+        if constexpr (T == 1) finish(job, o, r0 + q, s);
+        else *o = job.accumulate ? *o + s : s;
     }
 }
 
@@ -317,35 +327,47 @@ constexpr int unit_bytes() {
     return quant_bytes<TY>() * 32 * unit_subs<TY>() / block_elems<TY>();
 }
 
-// One token times quantized rows: one warp per row; lane i sums the parts of units i, i + 32,
-// ... in order (stream i), then a butterfly over the lanes adds the 32 streams. The batch
-// kernel (matvec_q) keeps exactly this order, so a token's result is the same bits
-// alone or in a batch.
-template <int TY>
+// The sum of a float over each group of G consecutive lanes (a butterfly; G = 32: warp_sum).
+template <int G>
+__device__ __forceinline__ float group_sum(float v) {
+#pragma unroll
+    for (int o = G / 2; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+// Lanes per row of the one-token kernel: 32, or 16 / 8 where a row has at most that many units
+// (Q6_K rows of k <= 2048, as Qwen2.5-Coder-1.5B's head and attn_v; K-quant rows of k <= 1024),
+// so a warp takes 2 or 4 rows instead of leaving most lanes idle. The same bits as a whole warp
+// per row: there the lanes >= G hold zeros, and the butterfly's first steps add only those.
+__host__ __device__ constexpr int q1_lanes(int64_t n_units) { return n_units <= 8 ? 8 : n_units <= 16 ? 16 : 32; }
+
+// One token times quantized rows: G lanes per row (a warp per row, or 2 or 4 rows per warp:
+// q1_lanes); lane i sums the parts of units i, i + G, ... in order (stream i), then a butterfly
+// over the lanes adds the streams. The batch kernel (matvec_q) keeps exactly this order (its 32
+// streams, those past the row's units zeros), so a token's result is the same bits alone or in
+// a batch.
+template <int TY, int G>
 __global__ void __launch_bounds__(kWarps * 32) matvec_q1(Jobs jobs, int n_tok) {
     constexpr int S = unit_subs<TY>();
     pdl_trigger();
-    const int lane = threadIdx.x & 31;
+    const int lane = threadIdx.x & (G - 1);
     int64_t r0;
-    const Job* job = locate<kWarps>(jobs, r0);
-    const int64_t r = r0 + threadIdx.x / 32;
+    const Job* job = locate<kWarps * (32 / G)>(jobs, r0);
+    const int64_t r = r0 + threadIdx.x / G;
     const int64_t k = jobs.k, nb = k / block_elems<TY>(), nu = k / (32 * S);
     const QActs xq = job->xq;
     const uint8_t* wr[1] = {job->w + min(r, job->rows - 1) * jobs.row_bytes};  // past the end: reread, not stored
-    prefetch_units<1>(wr, lane, nu, unit_bytes<TY>(), 32);
+    prefetch_units<1>(wr, lane, nu, unit_bytes<TY>(), G);
     pdl_wait();
     float acc = 0.0f;
 #pragma unroll 4
-    for (int64_t u = lane; u < nu; u += 32) {
+    for (int64_t u = lane; u < nu; u += G) {
         Unit<TY> U;
         load_unit<TY>(wr[0], nb, u, U);
         acc = unit_accum<TY>(U, xq.qs + u * 32 * S, xq.d + u * S, xq.s + u * S, acc);
     }
-    acc = warp_sum(acc);
-    if (lane == 0 && r < job->rows) {
-        float* o = job->y + r;
-        *o = job->accumulate ? *o + acc : acc;
-    }
+    acc = group_sum<G>(acc);
+    if (lane == 0 && r < job->rows) finish(*job, job->y + r, r, acc);
 }
 
 // Batches (2 <= t <= 16) of quantized rows: warp w of the block computes rows r0 + w*R .. + R-1
@@ -408,7 +430,7 @@ __global__ void __launch_bounds__(kWarps * 32) matvec_q(Jobs jobs, int n_tok) {
         for (int t = 0; t < TW; ++t) {
             if (t >= n_mine) break;
             float* o = job->y + (t0 + t) * job->ldy + r0 + q;
-            *o = job->accumulate ? *o + sum[q][t] : sum[q][t];
+            *o = job->accumulate ? *o + sum[q][t] : sum[q][t];  // no bias: matvec_multi takes it for one token
         }
     }
 }
@@ -499,7 +521,7 @@ __global__ void __launch_bounds__(kWarps * 32) matvec_f(Jobs jobs, int n_tok) {
             }
         }
     }
-    store<T, R>(acc, n_tok, r0, job->rows, job->y, job->ldy, job->accumulate);
+    store<T, R>(acc, n_tok, r0, *job);
 }
 
 }  // namespace
@@ -558,7 +580,7 @@ __global__ void matvec_scalar(int type, Jobs jobs, int n_tok) {
             acc[0][t] = fmaf(wv, x[t * k + j], acc[0][t]);
         }
     }
-    store<T, 1>(acc, n_tok, r, job->rows, job->y, job->ldy, job->accumulate);
+    store<T, 1>(acc, n_tok, r, *job);
 }
 
 int subs_of(TensorType t) {
@@ -590,7 +612,10 @@ int token_warps(int T, const Jobs& jobs) {
 template <int TY, int T>
 void launch_q(dim3 grid, dim3 block, cudaStream_t stream, const Jobs& jobs, int n_tok, int tw) {
     if constexpr (T == 1) {
-        launch_kernel(matvec_q1<TY>, grid, block, 0, stream, jobs, n_tok);
+        const int g = q1_lanes(jobs.k / (32 * unit_subs<TY>()));
+        if (g == 8) launch_kernel(matvec_q1<TY, 8>, grid, block, 0, stream, jobs, n_tok);
+        else if (g == 16) launch_kernel(matvec_q1<TY, 16>, grid, block, 0, stream, jobs, n_tok);
+        else launch_kernel(matvec_q1<TY, 32>, grid, block, 0, stream, jobs, n_tok);
     } else if (tw == 1) {
         launch_kernel(matvec_q<TY, 1, 1>, grid, block, 0, stream, jobs, n_tok);
     } else if constexpr (T >= 8) {
@@ -607,7 +632,8 @@ void launch(TensorType type, Jobs jobs, int n_tok, bool vec, cudaStream_t stream
     const bool scalar = !is_quantized(type) && !vec;
     const bool tc = type == TensorType::F16 && vec && f16_on_tensor_cores();
     const int tw = is_quantized(type) ? token_warps(T, jobs) : T;
-    const int64_t rows_per_block = is_quantized(type) ? kWarps * q_rows_per_warp(tw, subs_of(type))
+    const int64_t rows_per_block = is_quantized(type) ? kWarps * (T == 1 ? 32 / q1_lanes(jobs.k / (32 * subs_of(type)))
+                                                                         : q_rows_per_warp(tw, subs_of(type)))
                                    : scalar           ? 1
                                    : tc               ? kTcBlockRows
                                                       : float_rows_per_block(T);
@@ -690,8 +716,9 @@ void matvec_multi(const MatvecJob* jobs, int n_jobs, int n_tok, cudaStream_t str
             fail(APLS_STATUS_INTERNAL, "CUDA matvec_multi: jobs differ in type or k");
         if (is_quantized(w0.type) && !m.xq.qs)
             fail(APLS_STATUS_INTERNAL, "CUDA matvec: quantized weights need Q8 activations");
+        if (m.bias && n_tok != 1) fail(APLS_STATUS_INTERNAL, "CUDA matvec: a bias is added for one token only");
         vec = vec && reinterpret_cast<uintptr_t>(m.w->data) % 16 == 0;
-        js.job[j] = Job{m.w->data, m.x, m.xq, m.y, m.rows, m.ldy, 0, m.accumulate};
+        js.job[j] = Job{m.w->data, m.x, m.xq, m.y, m.rows, m.ldy, 0, m.accumulate, m.bias};
     }
     // Batch sizes share instantiations (T = 1, 2, 4, 8, 16): only the predicate t < n_tok differs.
     if (n_tok == 1) launch<1>(w0.type, js, n_tok, vec, stream);
@@ -704,7 +731,7 @@ void matvec_multi(const MatvecJob* jobs, int n_jobs, int n_tok, cudaStream_t str
 
 void matvec(const DeviceWeight& w, int64_t rows, const float* x, const QActs& xq, int n_tok, float* y, int64_t ldy,
             bool accumulate, cudaStream_t stream) {
-    const MatvecJob job{&w, rows, x, xq, y, ldy, accumulate};
+    const MatvecJob job{&w, rows, x, xq, y, ldy, accumulate, nullptr};
     matvec_multi(&job, 1, n_tok, stream);
 }
 

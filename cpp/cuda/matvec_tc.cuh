@@ -173,7 +173,8 @@ __global__ void __launch_bounds__(kTcWarps * 32, 2) matvec_tc(Jobs jobs, int n_t
 #pragma unroll
         for (int w = 1; w < kTcWarps; ++w) v += part[w][t][rr];
         float* o = job->y + t * job->ldy + r0 + rr;
-        *o = job->accumulate ? *o + v : v;
+        if (n_tok == 1) finish(*job, o, r0 + rr, v);
+        else *o = job->accumulate ? *o + v : v;
     }
 }
 
