@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """CPU speed beside llama.cpp (llama-cpp-python) in one run: decode, prompt and t-token forwards.
 
-Per model, with the same thread count and F16 KV on both sides, repetitions interleaved:
+Per model, with the same thread count and F16 KV on both sides, repetitions interleaved, each
+repetition of each engine in a process of its own (--same-process: both in this one):
 - decode: tok/s of one-token steps after a 64-token prompt (median over the steps of each repetition);
 - prompt: tok/s of one forward over a P-token prompt (default 512) from an empty cache;
 - batch: the time of one forward over t tokens (all logits, as a verify pass needs) after a
@@ -18,9 +19,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -147,6 +151,16 @@ def measure(eng, ids: list[int], prompt: int, n_decode: int, ts: list[int]) -> d
     return out
 
 
+def run_worker(engine: str, path: str, ids_file: str, args, ts: list[int]) -> dict:
+    """One repetition of one engine in a fresh process (this script with --worker): its measure()."""
+    cmd = [sys.executable, __file__, "--worker", f"{engine},{path},{ids_file}", "--threads", str(args.threads)]
+    cmd += ["--prompt", str(args.prompt), "--decode", str(args.decode), "--clock", args.clock, "--t", *map(str, ts)]
+    r = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if r.returncode != 0:
+        sys.exit(f"{engine} worker failed:\n{r.stderr[-2000:]}")
+    return {k: v for k, v in json.loads(r.stdout.strip().splitlines()[-1]).items()}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--models", nargs="+", default=["smollm2", "qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b"])
@@ -162,11 +176,23 @@ def main() -> int:
         default="wall",
         help="cpu: process CPU time instead of wall time (with --threads 1, robust to other load)",
     )
+    ap.add_argument(
+        "--same-process",
+        action="store_true",
+        help="time both engines in this process (default: each repetition of each engine in a fresh process of "
+        "its own, alternating, so that neither engine's threads, OpenMP workers or memory stay beside the other)",
+    )
     ap.add_argument("--json", help="write the results here")
+    ap.add_argument("--worker", help=argparse.SUPPRESS)  # ENGINE MODEL IDS.npy: one repetition, JSON out
     args = ap.parse_args()
     ts = sorted(set([1, *args.t]))
     global CLOCK
     CLOCK = time.process_time if args.clock == "cpu" else time.perf_counter
+    if args.worker:
+        engine, path, ids_file = args.worker.split(",", 2)
+        eng = (Ours if engine == Ours.name else LlamaCpp)(path, args.threads, 1024)
+        print(json.dumps(measure(eng, np.load(ids_file).tolist(), args.prompt, args.decode, ts)))
+        return 0
 
     from apls import _core
 
@@ -174,19 +200,29 @@ def main() -> int:
     print(f"CPU: {results['cpu']}, APLS ISA {results['isa']}, {args.threads} threads, {args.clock} clock")
     for name in args.models:
         path = model_file(name)
-        engines = [Ours(path, args.threads, 1024)]
-        if not args.no_llama:
-            engines.append(LlamaCpp(path, args.threads, 1024))
-        ids = engines[0].tokenize(TEXT * 40)
+        names = [Ours.name] + ([] if args.no_llama else [LlamaCpp.name])
+        ids = list(_core.Model(path).vocab.tokenize(TEXT * 40, add_special=False))
         assert len(ids) >= max(args.prompt, 128 + max(ts), 64 + args.decode)
-        runs = {e.name: [] for e in engines}
-        for _ in range(args.reps):
-            for e in engines:
-                runs[e.name].append(measure(e, ids, args.prompt, args.decode, ts))
+        runs = {n: [] for n in names}
+        if args.same_process:
+            engines = {Ours.name: Ours(path, args.threads, 1024)}
+            if not args.no_llama:
+                engines[LlamaCpp.name] = LlamaCpp(path, args.threads, 1024)
+            for _ in range(args.reps):
+                for n in names:
+                    runs[n].append(measure(engines[n], ids, args.prompt, args.decode, ts))
+            del engines
+        else:
+            with tempfile.TemporaryDirectory() as tmp:
+                ids_file = os.path.join(tmp, "ids.npy")
+                np.save(ids_file, np.array(ids, np.int64))
+                for _ in range(args.reps):
+                    for n in names:
+                        runs[n].append(run_worker(n, path, ids_file, args, ts))
         res = {}
-        for e in engines:
-            med = {key: statistics.median(r[key] for r in runs[e.name]) for key in runs[e.name][0]}
-            res[e.name] = {
+        for n in names:
+            med = {key: statistics.median(r[key] for r in runs[n]) for key in runs[n][0]}
+            res[n] = {
                 "decode_tok_s": 1 / med["decode_s"],
                 "prompt_tok_s": args.prompt / med["prompt_s"],
                 "batch_rel": {t: med[f"t{t}_s"] / med["t1_s"] for t in ts},
@@ -194,7 +230,6 @@ def main() -> int:
             }
         results["models"][name] = res
         print_model(name, res, args.prompt, ts)
-        del engines
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
     return 0
