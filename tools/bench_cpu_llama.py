@@ -153,12 +153,12 @@ def measure(eng, ids: list[int], prompt: int, n_decode: int, ts: list[int]) -> d
 
 def run_worker(engine: str, path: str, ids_file: str, args, ts: list[int]) -> dict:
     """One repetition of one engine in a fresh process (this script with --worker): its measure()."""
-    cmd = [sys.executable, __file__, "--worker", f"{engine},{path},{ids_file}", "--threads", str(args.threads)]
+    cmd = [sys.executable, __file__, "--worker", engine, path, ids_file, "--threads", str(args.threads)]
     cmd += ["--prompt", str(args.prompt), "--decode", str(args.decode), "--clock", args.clock, "--t", *map(str, ts)]
     r = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if r.returncode != 0:
         sys.exit(f"{engine} worker failed:\n{r.stderr[-2000:]}")
-    return {k: v for k, v in json.loads(r.stdout.strip().splitlines()[-1]).items()}
+    return json.loads(r.stdout.strip().splitlines()[-1])
 
 
 def main() -> int:
@@ -183,13 +183,13 @@ def main() -> int:
         "its own, alternating, so that neither engine's threads, OpenMP workers or memory stay beside the other)",
     )
     ap.add_argument("--json", help="write the results here")
-    ap.add_argument("--worker", help=argparse.SUPPRESS)  # ENGINE MODEL IDS.npy: one repetition, JSON out
+    ap.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)  # ENGINE MODEL IDS.npy: one repetition, JSON out
     args = ap.parse_args()
     ts = sorted(set([1, *args.t]))
     global CLOCK
     CLOCK = time.process_time if args.clock == "cpu" else time.perf_counter
     if args.worker:
-        engine, path, ids_file = args.worker.split(",", 2)
+        engine, path, ids_file = args.worker
         eng = (Ours if engine == Ours.name else LlamaCpp)(path, args.threads, 1024)
         print(json.dumps(measure(eng, np.load(ids_file).tolist(), args.prompt, args.decode, ts)))
         return 0
