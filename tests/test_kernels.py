@@ -207,9 +207,13 @@ SPLITS = [
 
 @pytest.mark.parametrize("isa", ISAS)
 @pytest.mark.parametrize("type_name", QTYPES + FTYPES)
-@pytest.mark.parametrize("k", [96, 576, 1536])
+@pytest.mark.parametrize("k", [96, 128, 160, 576, 800, 1536])
 def test_batch_invariance(isa, type_name, k):
-    """y[t, r] is bit-identical for a token alone, inside any batch and under any row split."""
+    """y[t, r] is bit-identical for a token alone, inside any batch and under any row split. The
+    sizes cover the x86 batch forms' group tails (16 blocks a group on AVX-512): 3 or 4 blocks
+    (the short form), 5, one group and 2, one group and 9."""
+    if type_name in KTYPES and k in (128, 160, 800):
+        pytest.skip("K-quant rows are whole 256-element super-blocks: the other sizes cover them")
     rng = np.random.default_rng(k)
     k = valid_k(type_name, k)
     rows, n_tok = 75, 17

@@ -31,6 +31,9 @@ constexpr int SUB = 2;
 constexpr int64_t kBatchMin = 2;  // tokens from which matmul_q_batch decodes each group once for all
 #include "cpu/kernels_x86.inc"
 
+// Batches read arrange_act's layout here.
+void arrange_batch_act(const BlockQ8A* x, int64_t nb, uint8_t* out) { arrange_act(x, nb, out); }
+
 inline float hsum(__m256 v) {
     __m128 b = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     b = _mm_add_ps(b, _mm_movehl_ps(b, b));

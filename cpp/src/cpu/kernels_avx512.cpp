@@ -30,7 +30,7 @@ namespace apls::cpu {
 namespace {
 
 constexpr int SUB = 4;
-constexpr int64_t kBatchMin = 4;  // tokens from which matmul_q_batch takes the batch
+constexpr int64_t kBatchMin = 2;  // tokens from which matmul_q_batch takes the batch (the lane form)
 #include "cpu/kernels_x86.inc"
 
 inline float hsum(__m512 v) {
@@ -39,6 +39,27 @@ inline float hsum(__m512 v) {
     b = _mm_add_ps(b, _mm_movehl_ps(b, b));
     b = _mm_add_ss(b, _mm_movehdup_ps(b));
     return _mm_cvtss_f32(b);
+}
+
+// Horizontal sums of 16 vectors at once: lane r of the result = sum of v[r]'s 16 lanes. Every
+// row goes through the same addition tree (halves of 8, 4, 2, 1 lanes, as hsum()), whatever its
+// place among the 16, so a score never depends on which rows share the group (float addition is
+// commutative, only the grouping matters). ~3 instructions per row instead of ~8 for hsum().
+inline __m512 hsum16(const __m512* v) {
+    __m512 w[8], z[4], u[2];
+    for (int j = 0; j < 8; ++j)  // 128-bit chunks: [a0 a1 b0 b1] + [a2 a3 b2 b3]
+        w[j] = _mm512_add_ps(_mm512_shuffle_f32x4(v[2 * j], v[2 * j + 1], 0x44),
+                             _mm512_shuffle_f32x4(v[2 * j], v[2 * j + 1], 0xEE));
+    for (int m = 0; m < 4; ++m)  // chunk k <- rows 4m + k: [p0 p2 q0 q2] + [p1 p3 q1 q3]
+        z[m] = _mm512_add_ps(_mm512_shuffle_f32x4(w[2 * m], w[2 * m + 1], 0x88),
+                             _mm512_shuffle_f32x4(w[2 * m], w[2 * m + 1], 0xDD));
+    for (int n = 0; n < 2; ++n)  // within chunks: [p0 p1 q0 q1] + [p2 p3 q2 q3]
+        u[n] = _mm512_add_ps(_mm512_shuffle_ps(z[2 * n], z[2 * n + 1], 0x44),
+                             _mm512_shuffle_ps(z[2 * n], z[2 * n + 1], 0xEE));
+    const __m512 f = _mm512_add_ps(_mm512_shuffle_ps(u[0], u[1], 0x88), _mm512_shuffle_ps(u[0], u[1], 0xDD));
+    // f's lane 4k + j holds row k + 4j.
+    const __m512i idx = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    return _mm512_permutexvar_ps(idx, f);
 }
 
 void quantize_act(const float* x, BlockQ8A* y, int64_t k) {
@@ -157,6 +178,32 @@ inline __m512 scale_add(__m512 acc, __m512i isum, __m512 dw, __m512 mw, const ui
     }
 }
 
+// A Q4_1 group's five 64-byte registers (16 blocks of 5 dwords: block b's (d, m) in dword 5b,
+// its nibbles in dwords 5b+1..5b+4). A partial group loads only its 5 * nv dwords; the rest reads
+// as zero.
+template <bool kFull>
+APLS_KERNEL_INLINE void load_q41_group(const uint8_t* p, int nv, __m512i* reg) {
+    for (int j = 0; j < 5; ++j) {
+        if (kFull) {
+            reg[j] = _mm512_loadu_si512(p + 64 * j);
+        } else {
+            const int n = std::clamp(5 * nv - 16 * j, 0, 16);
+            reg[j] = _mm512_maskz_loadu_epi32(static_cast<__mmask16>((1u << n) - 1), p + 64 * j);
+        }
+    }
+}
+
+// A Q4_1 group's scales from its registers: lanes take their word from registers 0-1, 2-3 or 4
+// (the index's low bits).
+APLS_KERNEL_INLINE void q41_scales(const __m512i* reg, const RowConsts& c, __m512& dw, __m512& mw) {
+    const __m512i lo01 = _mm512_permutex2var_epi32(reg[0], c.dm_idx, reg[1]);
+    const __m512i lo23 = _mm512_permutex2var_epi32(reg[2], c.dm_idx, reg[3]);
+    const __m512i lo4 = _mm512_permutexvar_epi32(c.dm_idx, reg[4]);
+    __m512i dm = _mm512_mask_blend_epi32(c.dm_mid, lo01, lo23);
+    dm = _mm512_mask_blend_epi32(c.dm_last, dm, lo4);
+    scales_from_words(dm, dw, mw);
+}
+
 inline __m512i dot_nibbles(__m512i raw, __m512i alo, __m512i ahi) {
     const __m512i m4 = _mm512_set1_epi8(0x0F);
     const __m512i lo = _mm512_and_si512(raw, m4), hi = _mm512_and_si512(_mm512_srli_epi16(raw, 4), m4);
@@ -177,28 +224,14 @@ inline void group(const uint8_t* w, uint64_t rb, const uint8_t* ga, int nv, __mm
         __m512 dw, mw;
         if constexpr (T == TensorType::Q4_1) {
             // Five 64-byte loads hold the whole group; permutes pick the nibbles and the scales.
-            // A partial group loads only its 5 * nv dwords; the rest reads as zero.
             __m512i reg[5];
-            for (int j = 0; j < 5; ++j) {
-                if (kFull) {
-                    reg[j] = _mm512_loadu_si512(p + 64 * j);
-                } else {
-                    const int n = std::clamp(5 * nv - 16 * j, 0, 16);
-                    reg[j] = _mm512_maskz_loadu_epi32(static_cast<__mmask16>((1u << n) - 1), p + 64 * j);
-                }
-            }
+            load_q41_group<kFull>(p, nv, reg);
             for (int s = 0; s < 4; ++s)
                 v[s] = (kFull || SUB * s < nv) ? dot_nibbles(_mm512_permutex2var_epi32(reg[s], c.qs_idx[s], reg[s + 1]),
                                                              _mm512_loadu_si512(ga + s * kSubBytes),
                                                              _mm512_loadu_si512(ga + s * kSubBytes + 64))
                                                : _mm512_setzero_si512();
-            // Scales: lanes take their word from registers 0-1, 2-3 or 4 (the index's low bits).
-            const __m512i lo01 = _mm512_permutex2var_epi32(reg[0], c.dm_idx, reg[1]);
-            const __m512i lo23 = _mm512_permutex2var_epi32(reg[2], c.dm_idx, reg[3]);
-            const __m512i lo4 = _mm512_permutexvar_epi32(c.dm_idx, reg[4]);
-            __m512i dm = _mm512_mask_blend_epi32(c.dm_mid, lo01, lo23);
-            dm = _mm512_mask_blend_epi32(c.dm_last, dm, lo4);
-            scales_from_words(dm, dw, mw);
+            q41_scales(reg, c, dw, mw);
         } else {
             for (int s = 0; s < 4; ++s) {
                 const uint8_t* ps = p + s * SUB * Q::bs;
@@ -242,92 +275,226 @@ void dot_rows(const uint8_t* w, uint64_t rb, const uint8_t* act, int64_t nb, flo
     for (int i = 0; i < R; ++i) out[i] = hsum(acc[i]);
 }
 
-// ---- batches: weights unpacked once per row tile ----
-// Unpacked group (kUGroupBytes): 4 sub-groups x (lo, hi) 64 unsigned bytes each, ready for
-// vpdpbusd (nibbles split, Q8_0 flipped), then dw[16], mw[16] floats in lane order. The integer
-// sums and the float step are those of dot_rows, so the results are the same bits.
-constexpr int64_t kUGroupBytes = 4 * 128 + 2 * 64;
+// ---- batches: the lane form ----
+// A batch decodes each weight group once into registers "word-major" (W[j] lane L = elements
+// 4j .. 4j+3 of block lane_block(L), as unsigned bytes) and runs every token of a tile of up to
+// 8 against it: the activations are arranged the same way (arrange_batch_act), so a token's group
+// is 8 vpdpbusd straight into lane L = its block, without reduce4's shuffles per token. The
+// decode's 4 x 4 transpose of 32-bit words (the same shuffles, once per row instead of once per
+// token) turns the sub-group form (chunk m of sub-group s = block 4s + m) into it. The integer sums
+// are exact and the float step (scale_add) and hsum are dot_rows', so the results are the same bits.
 
-template <TensorType T>
-void unpack_row(const uint8_t* p, int64_t nb, const RowConsts& c, uint8_t* out) {
+// Arranged activations of one token for the lane form: per group, word j (j < 8) of every block
+// as 64 bytes (lane L = qs[4j .. 4j+3] of block lane_block(L)), then xd, xs, qsum as arrange_act.
+// A last group of at most SUB blocks (a short tail: k = 576 has 2) keeps arrange_act's sub-group
+// form instead (chunk m of bytes 0-63 = qs[0..15] of block m, of bytes 64-127 = qs[16..31]).
+void arrange_batch_act(const BlockQ8A* x, int64_t nb, uint8_t* out) {
+    std::memset(out, 0, static_cast<size_t>(act_stride(nb)));
+    for (int64_t b = 0; b < nb; ++b) {
+        const int w = static_cast<int>(b % GRP), lane = 4 * (w % SUB) + w / SUB;
+        uint8_t* g = out + b / GRP * kGroupBytes;
+        if (nb - (b - w) <= SUB) {
+            std::memcpy(g + 16 * w, x[b].qs, 16);
+            std::memcpy(g + 64 + 16 * w, x[b].qs + 16, 16);
+        } else {
+            for (int j = 0; j < 8; ++j) std::memcpy(g + 64 * j + 4 * lane, x[b].qs + 4 * j, 4);
+        }
+        float* xd = reinterpret_cast<float*>(g + 4 * kSubBytes);
+        int32_t* qsum = reinterpret_cast<int32_t*>(xd + 2 * GRP);
+        int sum = 0;
+        for (int e = 0; e < QK; ++e) sum += x[b].qs[e];
+        xd[lane] = x[b].d;
+        xd[GRP + lane] = x[b].s;
+        qsum[lane] = sum;
+    }
+}
+
+// v[s] chunk m = 4 words of block 4s + m  ->  q[i] lane 4m + s = word i of that block.
+APLS_KERNEL_INLINE void transpose_words(const __m512i* v, __m512i* q) {
+    const __m512i t0 = _mm512_unpacklo_epi32(v[0], v[1]), t1 = _mm512_unpackhi_epi32(v[0], v[1]);
+    const __m512i t2 = _mm512_unpacklo_epi32(v[2], v[3]), t3 = _mm512_unpackhi_epi32(v[2], v[3]);
+    q[0] = _mm512_unpacklo_epi64(t0, t2);
+    q[1] = _mm512_unpackhi_epi64(t0, t2);
+    q[2] = _mm512_unpacklo_epi64(t1, t3);
+    q[3] = _mm512_unpackhi_epi64(t1, t3);
+}
+
+// One group of one row in the lane form: W[8] and its scales dw, mw. nv valid blocks (GRP when
+// kFull); the others decode as zero weights with zero scales, as in group().
+template <TensorType T, bool kFull>
+APLS_KERNEL_INLINE void decode_lanes(const uint8_t* p, int nv, __mmask16 valid, const RowConsts& c, __m512i* W,
+                                     __m512& dw, __m512& mw) {
     using Q = QTraits<T>;
-    for (int64_t g = 0; g * GRP < nb; ++g, p += GRP * Q::bs, out += kUGroupBytes) {
-        const int nv = static_cast<int>(std::min<int64_t>(GRP, nb - g * GRP));
-        for (int s = 0; s < 4; ++s) {
-            const int n = nv - s * SUB;
-            __m512i lo = _mm512_setzero_si512(), hi = _mm512_setzero_si512();
-            if (n > 0) {
-                alignas(64) uint8_t raw[2][64] = {};
-                for (int j = 0; j < std::min(n, SUB); ++j) {
-                    const uint8_t* b = p + (s * SUB + j) * Q::bs + Q::off;
-                    std::memcpy(raw[0] + 16 * j, b, 16);
-                    if (!Q::nib) std::memcpy(raw[1] + 16 * j, b + 16, 16);
-                }
-                const __m512i r0 = _mm512_load_si512(raw[0]), r1 = _mm512_load_si512(raw[1]);
-                if constexpr (Q::nib) {
-                    const __m512i m4 = _mm512_set1_epi8(0x0F);
-                    lo = _mm512_and_si512(r0, m4);
-                    hi = _mm512_and_si512(_mm512_srli_epi16(r0, 4), m4);
-                } else {
-                    // Zero padding flipped to 128 meets zero activations: no contribution.
-                    const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
-                    lo = _mm512_xor_si512(r0, flip);
-                    hi = _mm512_xor_si512(r1, flip);
-                }
-            }
-            _mm512_store_si512(out + s * 128, lo);
-            _mm512_store_si512(out + s * 128 + 64, hi);
+    __m512i v[4], q[4];
+    auto gather4 = [&](int s, int off) {  // chunk m = 16 bytes of block 4s + m (zero past nv)
+        auto half = [&](int m) {
+            const int b = SUB * s + m;
+            if (kFull || b < nv) return _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + b * Q::bs + off));
+            return _mm_setzero_si128();
+        };
+        __m512i r = _mm512_castsi128_si512(half(0));
+        r = _mm512_inserti32x4(r, half(1), 1);
+        r = _mm512_inserti32x4(r, half(2), 2);
+        return _mm512_inserti32x4(r, half(3), 3);
+    };
+    if constexpr (T == TensorType::Q4_1) {
+        __m512i reg[5];
+        load_q41_group<kFull>(p, nv, reg);
+        for (int s = 0; s < 4; ++s) v[s] = _mm512_permutex2var_epi32(reg[s], c.qs_idx[s], reg[s + 1]);
+        q41_scales(reg, c, dw, mw);
+    } else {
+        for (int s = 0; s < 4; ++s) v[s] = gather4(s, Q::off);
+        gather_scales<T, kFull>(p, valid, c, dw, mw);
+    }
+    transpose_words(v, q);
+    if constexpr (Q::nib) {
+        const __m512i m4 = _mm512_set1_epi8(0x0F);
+        for (int i = 0; i < 4; ++i) {
+            W[i] = _mm512_and_si512(q[i], m4);
+            W[4 + i] = _mm512_and_si512(_mm512_srli_epi16(q[i], 4), m4);
         }
-        __m512 dw, mw;
-        if (nv == GRP) gather_scales<T, true>(p, 0xFFFF, c, dw, mw);
-        else gather_scales<T, false>(p, tail_lanes(nv), c, dw, mw);
-        _mm512_store_ps(out + 512, dw);
-        _mm512_store_ps(out + 576, mw);
+    } else {
+        // Zero padding flipped to 128 meets zero activations: no contribution.
+        const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
+        for (int i = 0; i < 4; ++i) W[i] = _mm512_xor_si512(q[i], flip);
+        for (int s = 0; s < 4; ++s) v[s] = gather4(s, Q::off + 16);
+        transpose_words(v, q);
+        for (int i = 0; i < 4; ++i) W[4 + i] = _mm512_xor_si512(q[i], flip);
     }
 }
 
-// R unpacked rows (stride urb) times one token's arranged activations.
-template <TensorType T, int R>
-void dot_rows_unpacked(const uint8_t* u, int64_t urb, const uint8_t* act, int64_t n_grp, float* out) {
-    __m512 acc[R];
-    for (int i = 0; i < R; ++i) acc[i] = _mm512_setzero_ps();
-    for (int64_t g = 0; g < n_grp; ++g) {
-        const uint8_t* ga = act + g * kGroupBytes;
-        __m512i a[8];
-        for (int j = 0; j < 8; ++j) a[j] = _mm512_loadu_si512(ga + 64 * j);
-        for (int i = 0; i < R; ++i) {
-            const uint8_t* ug = u + i * urb + g * kUGroupBytes;
-            __m512i v[4];
-            for (int s = 0; s < 4; ++s)
-                v[s] = _mm512_dpbusd_epi32(
-                    _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_load_si512(ug + s * 128), a[2 * s]),
-                    _mm512_load_si512(ug + s * 128 + 64), a[2 * s + 1]);
-            acc[i] = scale_add<T>(acc[i], reduce4(v[0], v[1], v[2], v[3]), _mm512_load_ps(ug + 512),
-                                  _mm512_load_ps(ug + 576), ga);
+// A short tail (nv <= SUB blocks) in the sub-group form: W[0] chunk m = the low halves' bytes
+// (elements 0-15) of block m, W[1] the high halves' (16-31); scales as decode_lanes.
+template <TensorType T>
+APLS_KERNEL_INLINE void decode_short(const uint8_t* p, int nv, __mmask16 valid, const RowConsts& c, __m512i* W,
+                                     __m512& dw, __m512& mw) {
+    using Q = QTraits<T>;
+    auto gather = [&](int off) {  // chunk m = 16 bytes of block m (zero past nv)
+        __m512i r = _mm512_setzero_si512();
+        for (int m = 0; m < nv; ++m)
+            r = _mm512_mask_broadcast_i32x4(r, static_cast<__mmask16>(0xF << (4 * m)),
+                                            _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + m * Q::bs + off)));
+        return r;
+    };
+    if constexpr (T == TensorType::Q4_1) {
+        // Blocks 0-3 lie in the group's first two registers; every (d, m) word a valid lane needs too.
+        const int n0 = std::min(5 * nv, 16), n1 = std::max(5 * nv - 16, 0);
+        const __m512i reg0 = _mm512_maskz_loadu_epi32(static_cast<__mmask16>((1u << n0) - 1), p);
+        const __m512i reg1 = _mm512_maskz_loadu_epi32(static_cast<__mmask16>((1u << n1) - 1), p + 64);
+        const __m512i v = _mm512_permutex2var_epi32(reg0, c.qs_idx[0], reg1);
+        const __m512i m4 = _mm512_set1_epi8(0x0F);
+        W[0] = _mm512_and_si512(v, m4);
+        W[1] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+        const __m512i dm = _mm512_maskz_mov_epi32(valid, _mm512_permutex2var_epi32(reg0, c.dm_idx, reg1));
+        scales_from_words(dm, dw, mw);
+    } else {
+        if constexpr (Q::nib) {
+            const __m512i v = gather(Q::off), m4 = _mm512_set1_epi8(0x0F);
+            W[0] = _mm512_and_si512(v, m4);
+            W[1] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+        } else {
+            const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
+            W[0] = _mm512_xor_si512(gather(Q::off), flip);
+            W[1] = _mm512_xor_si512(gather(Q::off + 16), flip);
         }
+        gather_scales<T, false>(p, valid, c, dw, mw);
     }
-    for (int i = 0; i < R; ++i) out[i] = hsum(acc[i]);
 }
 
-constexpr int64_t kUnpackRows = 16;  // rows per unpacked tile (~20-30 KB for the SmolLM2 shapes: L1)
+// Lane 4m = the exact dot product of block m of a short tail (decode_short) with the token's
+// group ga. The other lanes hold sums of blocks past the tail's, whose scales are zero.
+APLS_KERNEL_INLINE __m512i dot_short(const __m512i* W, const uint8_t* ga) {
+    __m512i s = _mm512_dpbusd_epi32(_mm512_setzero_si512(), W[0], _mm512_load_si512(ga));
+    s = _mm512_dpbusd_epi32(s, W[1], _mm512_load_si512(ga + 64));
+    s = _mm512_add_epi32(s, _mm512_shuffle_epi32(s, _MM_PERM_BADC));
+    return _mm512_add_epi32(s, _mm512_shuffle_epi32(s, _MM_PERM_CDAB));
+}
 
+// Lane L = the exact dot product of block lane_block(L) with the token's group ga (lane form).
+APLS_KERNEL_INLINE __m512i dot_group_lanes(const __m512i* W, const uint8_t* ga) {
+    auto a = [&](int j) { return _mm512_load_si512(ga + 64 * j); };
+    __m512i s0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), W[0], a(0));
+    __m512i s1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), W[4], a(4));
+    for (int j = 1; j < 4; ++j) {
+        s0 = _mm512_dpbusd_epi32(s0, W[j], a(j));
+        s1 = _mm512_dpbusd_epi32(s1, W[4 + j], a(4 + j));
+    }
+    return _mm512_add_epi32(s0, s1);
+}
+
+// Horizontal sums of up to 16 accumulators at once (hsum16, hsum's addition tree), each stored
+// to its destination.
+struct HsumQueue {
+    __m512 v[16];
+    float* dst[16];
+    int n = 0;
+    APLS_KERNEL_INLINE void push(__m512 a, float* d) {
+        v[n] = a;
+        dst[n] = d;
+        if (++n == 16) flush();
+    }
+    void flush() {
+        if (n == 0) return;
+        for (int i = n; i < 16; ++i) v[i] = _mm512_setzero_ps();
+        alignas(64) float s[16];
+        _mm512_store_ps(s, hsum16(v));
+        for (int i = 0; i < n; ++i) *dst[i] = s[i];
+        n = 0;
+    }
+};
+
+// One row against NT tokens (activations act + t * stride): y[t * ldy] for t < NT, through q.
+template <TensorType T, int NT>
+void row_lanes(const uint8_t* w, int64_t nb, const RowConsts& c, const uint8_t* act, int64_t stride, float* y,
+               int64_t ldy, HsumQueue& q) {
+    using Q = QTraits<T>;
+    __m512 acc[NT];
+    APLS_UNROLL_TILE
+    for (int t = 0; t < NT; ++t) acc[t] = _mm512_setzero_ps();
+    __m512i W[8];
+    __m512 dw, mw;
+    const int64_t nfull = nb / GRP;
+    for (int64_t g = 0; g < nfull; ++g) {
+        decode_lanes<T, true>(w + g * GRP * Q::bs, GRP, 0xFFFF, c, W, dw, mw);
+        for (int t = 0; t < NT; ++t) {
+            const uint8_t* ga = act + t * stride + g * kGroupBytes;
+            acc[t] = scale_add<T>(acc[t], dot_group_lanes(W, ga), dw, mw, ga);
+        }
+    }
+    if (const int nv = static_cast<int>(nb - nfull * GRP); nv > 0) {
+        const uint8_t* p = w + nfull * GRP * Q::bs;
+        const bool short_tail = nv <= SUB;
+        if (short_tail) decode_short<T>(p, nv, tail_lanes(nv), c, W, dw, mw);
+        else decode_lanes<T, false>(p, nv, tail_lanes(nv), c, W, dw, mw);
+        for (int t = 0; t < NT; ++t) {
+            const uint8_t* ga = act + t * stride + nfull * kGroupBytes;
+            acc[t] = scale_add<T>(acc[t], short_tail ? dot_short(W, ga) : dot_group_lanes(W, ga), dw, mw, ga);
+        }
+    }
+    for (int t = 0; t < NT; ++t) q.push(acc[t], y + t * ldy);
+}
+
+// Row tiles of kRowTile (their weights stay in L1 while every token tile passes), token tiles of
+// at most 8 and as even as they come (one accumulator per token in registers: 9 tokens are 5 + 4,
+// not 8 + 1).
 template <TensorType T>
 void matmul_q_batch(const uint8_t* w, uint64_t rb, int64_t nb, const uint8_t* act, int64_t stride, int64_t n_tok,
                     float* y, int64_t ldy, int64_t r0, int64_t r1) {
-    const int64_t n_grp = (nb + GRP - 1) / GRP, urb = n_grp * kUGroupBytes;
     const RowConsts c = row_consts<T>();
-    uint8_t* u = scratch(static_cast<size_t>(kUnpackRows * urb), 1);
-    for (int64_t rt = r0; rt < r1; rt += kUnpackRows) {
-        const int64_t n = std::min(kUnpackRows, r1 - rt);
-        for (int64_t i = 0; i < n; ++i) unpack_row<T>(w + (rt + i) * rb, nb, c, u + i * urb);
-        for (int64_t t = 0; t < n_tok; ++t) {
-            const uint8_t* at = act + t * stride;
-            float* yt = y + t * ldy + rt;
-            int64_t i = 0;
-            for (; i + 4 <= n; i += 4) dot_rows_unpacked<T, 4>(u + i * urb, urb, at, n_grp, yt + i);
-            for (; i < n; ++i) dot_rows_unpacked<T, 1>(u + i * urb, urb, at, n_grp, yt + i);
+    const int64_t n_tiles = (n_tok + 7) / 8;
+    HsumQueue q;
+    for (int64_t rt = r0; rt < r1; rt += kRowTile) {
+        const int64_t re = std::min(r1, rt + kRowTile);
+        for (int64_t i = 0, t0 = 0; i < n_tiles; ++i) {
+            const int64_t nt = n_tok / n_tiles + (i < n_tok % n_tiles ? 1 : 0);
+            with_tile(nt, [&](auto ntc) {
+                for (int64_t r = rt; r < re; ++r)
+                    row_lanes<T, ntc>(w + r * rb, nb, c, act + t0 * stride, stride, y + t0 * ldy + r, ldy, q);
+            });
+            t0 += nt;
         }
     }
+    q.flush();
 }
 
 // ---- float weights ----
@@ -403,27 +570,6 @@ void axpy_kv(float a, const void* v, float* y, int64_t n, bool kv_f16) {
 // ---- grouped attention (see KernelTable::attn_scores) ----
 
 inline __mmask16 tail16(int64_t r) { return r >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << r) - 1); }
-
-// Horizontal sums of 16 vectors at once: lane r of the result = sum of v[r]'s 16 lanes. Every
-// row goes through the same addition tree (halves of 8, 4, 2, 1 lanes, as hsum()), whatever its
-// place among the 16, so a score never depends on which rows share the group (float addition is
-// commutative, only the grouping matters). ~3 instructions per row instead of ~8 for hsum().
-inline __m512 hsum16(const __m512* v) {
-    __m512 w[8], z[4], u[2];
-    for (int j = 0; j < 8; ++j)  // 128-bit chunks: [a0 a1 b0 b1] + [a2 a3 b2 b3]
-        w[j] = _mm512_add_ps(_mm512_shuffle_f32x4(v[2 * j], v[2 * j + 1], 0x44),
-                             _mm512_shuffle_f32x4(v[2 * j], v[2 * j + 1], 0xEE));
-    for (int m = 0; m < 4; ++m)  // chunk k <- rows 4m + k: [p0 p2 q0 q2] + [p1 p3 q1 q3]
-        z[m] = _mm512_add_ps(_mm512_shuffle_f32x4(w[2 * m], w[2 * m + 1], 0x88),
-                             _mm512_shuffle_f32x4(w[2 * m], w[2 * m + 1], 0xDD));
-    for (int n = 0; n < 2; ++n)  // within chunks: [p0 p1 q0 q1] + [p2 p3 q2 q3]
-        u[n] = _mm512_add_ps(_mm512_shuffle_ps(z[2 * n], z[2 * n + 1], 0x44),
-                             _mm512_shuffle_ps(z[2 * n], z[2 * n + 1], 0xEE));
-    const __m512 f = _mm512_add_ps(_mm512_shuffle_ps(u[0], u[1], 0x88), _mm512_shuffle_ps(u[0], u[1], 0xDD));
-    // f's lane 4k + j holds row k + 4j.
-    const __m512i idx = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
-    return _mm512_permutexvar_ps(idx, f);
-}
 
 // G heads (G <= 4) against up to 16 rows at a time: one K load per 16 dims feeds every head,
 // each (head, row) is one FMA chain over its dims in order, reduced by hsum16. Rows past n are
