@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <vector>
 
 #include "visibility.h"
@@ -72,7 +73,7 @@ void visible_spans(const KVCache& kv, int32_t seq, const Visibility& vis, const 
     push(spans, n_old, n_end, kNotListed);
 }
 
-// Calls fn(slot) for every visible entry of the spans, in order.
+// Calls fn(j, slot) for every visible entry j of the spans, in order.
 template <typename F>
 void for_visible(const KVCache& kv, int32_t seq, const Visibility& vis, const QueryRule& qr,
                  const std::vector<Span>& spans, F&& fn) {
@@ -83,70 +84,124 @@ void for_visible(const KVCache& kv, int32_t seq, const Visibility& vis, const Qu
             for (int64_t slot = kv.slot_of(seq, j); j < je; ++j, ++slot) {
                 const int32_t p = kv.slot_pos(slot);
                 const bool listed = sp.listed == kLookUp ? vis.listed(p) : sp.listed == kListed;
-                if (entry_visible(vis.rule, qr, j, p, listed)) fn(slot);
+                if (entry_visible(vis.rule, qr, j, p, listed)) fn(j, slot);
             }
         }
     }
 }
 
+// Visible entries as runs of consecutive entries at consecutive slots, in entry order: an entry
+// that is not visible (an empty slot, a later position, outside the view, not an ancestor) ends a
+// run, and so does a block boundary unless the next block happens to follow in the pool. k: the
+// run's first index among the visible entries (its scores' column).
+struct Run {
+    int32_t j;
+    int32_t len;
+    int64_t slot;
+    int64_t k;
+};
+
+// One query token of a call: its runs, its scores (n_q rows of ld) and where it stands in a pass.
+struct TokenWork {
+    std::vector<Run> runs;
+    int64_t n_vis = 0, ld = 0;
+    float* sc = nullptr;
+    size_t next = 0;  // first run not yet finished by the pass
+};
+
+int64_t visible_runs(const KVCache& kv, int32_t seq, const Visibility& vis, const QueryRule& qr,
+                     std::vector<Run>& runs) {
+    thread_local std::vector<Span> spans;
+    visible_spans(kv, seq, vis, qr, spans);
+    runs.clear();
+    int64_t n_vis = 0;
+    for_visible(kv, seq, vis, qr, spans, [&](int32_t j, int64_t slot) {
+        Run* last = runs.empty() ? nullptr : &runs.back();
+        if (last && last->slot + last->len == slot && last->j + last->len == j) ++last->len;
+        else runs.push_back({j, 1, slot, n_vis});
+        ++n_vis;
+    });
+    return n_vis;
+}
+
+// f(t, slot, len, k) for every token's visible entries, cut at multiples of `tile` entries: each
+// tile's K or V rows are read by every token before the next tile (they stay in L1/L2 instead
+// of coming from memory once per token). Within a token, parts come in entry order.
+template <typename F>
+void tiled(std::vector<TokenWork>& tw, int32_t n_tok, int64_t tile, F&& f) {
+    int64_t j_end = 0;
+    for (int32_t t = 0; t < n_tok; ++t) {
+        tw[t].next = 0;
+        if (!tw[t].runs.empty()) j_end = std::max<int64_t>(j_end, tw[t].runs.back().j + tw[t].runs.back().len);
+    }
+    for (int64_t j0 = 0, j1; j0 < j_end; j0 = j1) {
+        j1 = j_end - j0 <= tile ? j_end : j0 + tile;
+        for (int32_t t = 0; t < n_tok; ++t) {
+            TokenWork& w = tw[t];
+            for (size_t r = w.next; r < w.runs.size() && w.runs[r].j < j1; ++r) {
+                const Run& run = w.runs[r];
+                const int64_t a = std::max<int64_t>(run.j, j0), b = std::min<int64_t>(run.j + run.len, j1);
+                if (a < b) f(t, run.slot + (a - run.j), b - a, run.k + (a - run.j));
+                if (run.j + run.len <= j1) w.next = r + 1;
+            }
+        }
+    }
+}
+
+// Entries per tile of a batch call: 128 K (or V) rows of a KV head, 16-32 KB.
+constexpr int64_t kTile = 128;
+
 }  // namespace
+
+void attend_tokens(const KernelTable& kt, const KVCache& kv, const HostKVStore& store, int32_t layer, int32_t seq,
+                   const Visibility& vis, const QueryRule* qr, int32_t n_tok, const float* q, int64_t q_stride,
+                   int64_t n_q, int64_t kv_off, int64_t hd, float scale, float* out, int64_t out_stride) {
+    const bool f16 = store.f16();
+    const int64_t off = kv_off * (f16 ? 2 : 4);
+    const int64_t stride = static_cast<int64_t>(store.row_bytes());
+    const int64_t tile = n_tok == 1 ? std::numeric_limits<int64_t>::max() : kTile;  // one token: nothing to share
+
+    thread_local std::vector<TokenWork> tw;
+    if (static_cast<int32_t>(tw.size()) < n_tok) tw.resize(static_cast<size_t>(n_tok));
+    int64_t n_sc = 0;
+    for (int32_t t = 0; t < n_tok; ++t) {
+        tw[t].n_vis = visible_runs(kv, seq, vis, qr[t], tw[t].runs);
+        tw[t].ld = (tw[t].n_vis + 15) / 16 * 16;
+        n_sc += n_q * tw[t].ld;
+        std::memset(out + t * out_stride, 0, static_cast<size_t>(n_q * hd) * sizeof(float));
+    }
+    // Scores (n_q, ld) per token: row r holds head r's scores of its visible entries in order.
+    thread_local std::vector<float> sc;
+    if (static_cast<int64_t>(sc.size()) < n_sc) sc.resize(static_cast<size_t>(n_sc));
+    for (int32_t t = 0, o = 0; t < n_tok; o += static_cast<int32_t>(n_q * tw[t].ld), ++t) tw[t].sc = sc.data() + o;
+
+    tiled(tw, n_tok, tile, [&](int32_t t, int64_t slot, int64_t len, int64_t k) {
+        kt.attn_scores(q + t * q_stride, n_q, hd, store.k_row(layer, slot) + off, stride, len, f16, scale, tw[t].sc + k,
+                       tw[t].ld);
+    });
+
+    // Two-pass softmax: per head max, then the exp weights and their sum (a token that sees
+    // nothing, which cannot happen for one that sees itself, keeps a zero output).
+    thread_local std::vector<float> inv;
+    if (static_cast<int64_t>(inv.size()) < n_tok * n_q) inv.resize(static_cast<size_t>(n_tok * n_q));
+    for (int32_t t = 0; t < n_tok; ++t)
+        for (int64_t h = 0; h < n_q; ++h)
+            inv[t * n_q + h] = tw[t].n_vis ? 1.0f / kt.attn_softmax(tw[t].sc + h * tw[t].ld, tw[t].n_vis) : 0.0f;
+
+    // Weighted sum of values, in the same entry order (out carries each element's chain between parts).
+    tiled(tw, n_tok, tile, [&](int32_t t, int64_t slot, int64_t len, int64_t k) {
+        kt.attn_accum(tw[t].sc + k, tw[t].ld, n_q, hd, store.v_row(layer, slot) + off, stride, len, f16,
+                      out + t * out_stride);
+    });
+    for (int32_t t = 0; t < n_tok; ++t)
+        for (int64_t h = 0; h < n_q; ++h)
+            for (int64_t i = 0; i < hd; ++i) out[t * out_stride + h * hd + i] *= inv[t * n_q + h];
+}
 
 void attend_group(const KernelTable& kt, const KVCache& kv, const HostKVStore& store, int32_t layer, int32_t seq,
                   const Visibility& vis, const QueryRule& qr, const float* q, int64_t n_q, int64_t kv_off, int64_t hd,
                   float scale, float* out) {
-    const bool f16 = store.f16();
-    const int64_t off = kv_off * (f16 ? 2 : 4);
-    const int64_t stride = static_cast<int64_t>(store.row_bytes());
-
-    thread_local std::vector<Span> spans;
-    visible_spans(kv, seq, vis, qr, spans);
-
-    // Visible entries as runs of consecutive slots, in entry order: an entry that is not
-    // visible (an empty slot, a later position, outside the view, not an ancestor) ends a run,
-    // and so does a block boundary unless the next block happens to follow in the pool.
-    struct Run {
-        int64_t slot;
-        int32_t len;
-    };
-    thread_local std::vector<Run> runs;
-    runs.clear();
-    int64_t n_vis = 0;
-    for_visible(kv, seq, vis, qr, spans, [&](int64_t slot) {
-        if (!runs.empty() && runs.back().slot + runs.back().len == slot) ++runs.back().len;
-        else runs.push_back({slot, 1});
-        ++n_vis;
-    });
-    std::memset(out, 0, static_cast<size_t>(n_q * hd) * sizeof(float));
-    if (n_vis == 0) return;  // nothing visible (cannot happen for a token that sees itself)
-
-    // Scores (n_q, ld): row r holds head r's scores of the visible entries in order.
-    const int64_t ld = (n_vis + 15) / 16 * 16;
-    thread_local std::vector<float> sc;
-    if (static_cast<int64_t>(sc.size()) < n_q * ld) sc.resize(static_cast<size_t>(n_q * ld));
-    int64_t k = 0;
-    for (const Run& r : runs) {
-        kt.attn_scores(q, n_q, hd, store.k_row(layer, r.slot) + off, stride, r.len, f16, scale, sc.data() + k, ld);
-        k += r.len;
-    }
-
-    // Two-pass softmax: per head max, then the exp weights and their sum.
-    float inv[64];
-    thread_local std::vector<float> inv_big;
-    float* inv_p = inv;
-    if (n_q > 64) {
-        inv_big.resize(static_cast<size_t>(n_q));
-        inv_p = inv_big.data();
-    }
-    for (int64_t h = 0; h < n_q; ++h) inv_p[h] = 1.0f / kt.attn_softmax(sc.data() + h * ld, n_vis);
-
-    // Weighted sum of values, in the same entry order.
-    k = 0;
-    for (const Run& r : runs) {
-        kt.attn_accum(sc.data() + k, ld, n_q, hd, store.v_row(layer, r.slot) + off, stride, r.len, f16, out);
-        k += r.len;
-    }
-    for (int64_t h = 0; h < n_q; ++h)
-        for (int64_t i = 0; i < hd; ++i) out[h * hd + i] *= inv_p[h];
+    attend_tokens(kt, kv, store, layer, seq, vis, &qr, 1, q, 0, n_q, kv_off, hd, scale, out, 0);
 }
 
 }  // namespace apls::cpu

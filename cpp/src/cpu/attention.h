@@ -31,4 +31,14 @@ void attend_group(const KernelTable& kt, const KVCache& kv, const HostKVStore& s
                   const Visibility& vis, const QueryRule& qr, const float* q, int64_t n_q, int64_t kv_off, int64_t hd,
                   float scale, float* out);
 
+// attend_group for n_tok query tokens of one call in the same sequence (query rules qr[t]; token
+// t's heads at q + t * q_stride, its output at out + t * out_stride), each giving exactly
+// attend_group's result: the entries are cut into tiles of 128 and every token takes a tile's K
+// (then V) rows in turn, so a verify batch or a prompt reads the sequence's K/V from memory once
+// per call instead of once per token (a cut only splits a run of rows, which never changes a
+// result).
+void attend_tokens(const KernelTable& kt, const KVCache& kv, const HostKVStore& store, int32_t layer, int32_t seq,
+                   const Visibility& vis, const QueryRule* qr, int32_t n_tok, const float* q, int64_t q_stride,
+                   int64_t n_q, int64_t kv_off, int64_t hd, float scale, float* out, int64_t out_stride);
+
 }  // namespace apls::cpu

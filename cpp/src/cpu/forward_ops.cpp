@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <numeric>
 
 #include "common.h"
 #include "cpu/attention.h"
@@ -207,7 +208,22 @@ void CpuForward::attend(Members ms) {
 
 void CpuForward::attend_layer(int32_t l) {
     const Layer& L = layer(l);
-    const int64_t d = hp_.n_embd, qd = hp_.q_dim(), hd = hp_.head_dim;
+    const int64_t d = hp_.n_embd, qd = hp_.q_dim();
+    if (n_ > 1) {
+        attend_batch(l);
+    } else {
+        attend_one(l);
+    }
+
+    matmul(s_.h.data(), n_, qd, {{&L.wo, s_.y.data()}});
+    rows(n_, [&](int32_t i) {
+        if (!L.bo.empty()) add(s_.y.data() + i * d, L.bo.data(), d);
+        add(s_.x.data() + i * d, s_.y.data() + i * d, d);
+    });
+}
+
+void CpuForward::attend_one(int32_t l) {
+    const int64_t qd = hp_.q_dim(), hd = hp_.head_dim;
     const int32_t group = hp_.n_head / hp_.n_head_kv;
     const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
     // One task per (token, KV head, part of its group): the query heads of a part share
@@ -234,11 +250,36 @@ void CpuForward::attend_layer(int32_t l) {
                          s_.h.data() + i * qd + h0 * hd);
         }
     });
+}
 
-    matmul(s_.h.data(), n_, qd, {{&L.wo, s_.y.data()}});
-    rows(n_, [&](int32_t i) {
-        if (!L.bo.empty()) add(s_.y.data() + i * d, L.bo.data(), d);
-        add(s_.x.data() + i * d, s_.y.data() + i * d, d);
+// Batches (verify, prompts): one task per (KV head, group of at most kAttnTokens consecutive
+// tokens of one sequence), through attend_tokens, which reads each tile of the head's K/V once
+// for the whole group. Enough groups that the units divide evenly among the threads (SmolLM2's
+// 3 KV heads on 2 threads: 2 groups), and tasks dealt round-robin, so that a prompt's later
+// tokens (which see more entries) are shared out. Results never depend on the grouping.
+void CpuForward::attend_batch(int32_t l) {
+    constexpr int32_t kAttnTokens = 16;
+    const int64_t qd = hp_.q_dim(), hd = hp_.head_dim;
+    const int32_t n_kv = hp_.n_head_kv, group = hp_.n_head / n_kv;
+    const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+    pool_.run([&](int ith, int nth) {
+        const int32_t min_groups = std::min<int32_t>(n_, nth / std::gcd(n_kv, nth));
+        const int32_t size = std::min<int32_t>(kAttnTokens, (n_ + min_groups - 1) / min_groups);
+        const int32_t n_groups = (n_ + size - 1) / size;
+        thread_local std::vector<QueryRule> qr;
+        for (int64_t u = ith; u < static_cast<int64_t>(n_groups) * n_kv; u += nth) {
+            const int32_t g = static_cast<int32_t>(u % n_kv), t0 = static_cast<int32_t>(u / n_kv) * size;
+            const int32_t t1 = std::min(n_, t0 + size);
+            for (int32_t a = t0, b; a < t1; a = b) {  // runs of tokens of one sequence
+                for (b = a + 1; b < t1 && batch_.seq[b] == batch_.seq[a];) ++b;
+                qr.clear();
+                for (int32_t i = a; i < b; ++i) qr.push_back(vis_.query(batch_, i));
+                const int64_t h0 = static_cast<int64_t>(g) * group;
+                attend_tokens(kt_, kv_, store_, l, batch_.seq[a], vis_, qr.data(), b - a,
+                              s_.q.data() + a * qd + h0 * hd, qd, group, static_cast<int64_t>(g) * hd, hd, scale,
+                              s_.h.data() + a * qd + h0 * hd, qd);
+            }
+        }
     });
 }
 

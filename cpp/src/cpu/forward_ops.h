@@ -63,6 +63,8 @@ public:
 private:
     const Layer& layer(int32_t l) const { return model_.layers()[l]; }
     void attend_layer(int32_t l);
+    void attend_one(int32_t l);    // decode: (token, KV head, part of its group) tasks
+    void attend_batch(int32_t l);  // batches: (KV head, token group) tasks, K/V tiles shared
     void mlp_layer(int32_t l);
 
     // fn(i) for every row i < n_rows, split over the pool when there is more than one row.
