@@ -16,6 +16,7 @@
 #include "draft/recycle.h"
 #include "draft/suffix_index.h"
 #include "draft/token_tree.h"
+#include "runner.h"
 #include "sampling.h"
 #include "sampling_tree.h"
 
@@ -180,8 +181,9 @@ APLS_TEST(suffix_index_matches_stay_inside_the_document) {
 APLS_TEST(top_k_row_matches_a_stable_sort) {
     std::mt19937 rng(3);
     std::uniform_int_distribution<int32_t> val(-4, 4);  // many ties
-    for (int trial = 0; trial < 200; ++trial) {
-        const int32_t n = 1 + trial % 40, k = 1 + trial % std::min(n, 9);
+    for (int trial = 0; trial < 260; ++trial) {
+        // Rows past 200 are long (runs of 16 skipped whole once the list is full, and a tail).
+        const int32_t n = trial < 200 ? 1 + trial % 40 : 1000 + 37 * (trial % 7), k = 1 + trial % std::min(n, 9);
         std::vector<float> x(n);
         for (auto& v : x) v = static_cast<float>(val(rng)) * 0.5f;
         if (trial % 5 == 0) x[trial % n] = -INFINITY;
@@ -191,6 +193,22 @@ APLS_TEST(top_k_row_matches_a_stable_sort) {
         std::vector<int32_t> got(k);
         top_k_row(x.data(), n, k, got.data());
         CHECK(std::equal(got.begin(), got.end(), order.begin()));
+    }
+}
+
+APLS_TEST(argmax_row_is_the_first_maximum) {
+    std::mt19937 rng(5);
+    std::uniform_int_distribution<int32_t> val(-6, 6);  // many ties: the first index must win
+    for (int trial = 0; trial < 400; ++trial) {
+        const int32_t n = trial < 300 ? 1 + trial : 49152 + trial % 17;
+        std::vector<float> x(n);
+        for (auto& v : x) v = static_cast<float>(val(rng)) * 0.25f;
+        if (trial % 3 == 0) x[(trial * 7919) % n] = 2.0f;  // one clear maximum somewhere
+        if (trial % 11 == 0) x[0] = -INFINITY;
+        int32_t want = 0;
+        for (int32_t i = 1; i < n; ++i)
+            if (x[i] > x[want]) want = i;
+        CHECK(argmax_row(x.data(), n) == want);
     }
 }
 
