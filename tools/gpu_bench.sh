@@ -311,7 +311,8 @@ PY
 # copied back, as a round runs it), on every model here; then the kernels of a 1-, 9- and 16-token
 # step of SmolLM2 (CUPTI, PDL off: each kernel's own time). Small batch products (matvec.cu,
 # token_warps) split over warps by tokens as by default, and with the whole batch a warp.
-VERIFY_MODES="default:APLS_CUDA_TOKEN_GROUPS= batch:APLS_CUDA_TOKEN_GROUPS=0"
+# VERIFY_MODES="name:VAR=value ..." replaces the modes (e.g. tokens a warp: APLS_CUDA_TOKEN_WARPS=2).
+VERIFY_MODES=${VERIFY_MODES:-"default:APLS_CUDA_TOKEN_GROUPS= batch:APLS_CUDA_TOKEN_GROUPS=0"}
 phase_verifycost() {
     fake_default_model
     local m n mode

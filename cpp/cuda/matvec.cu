@@ -592,19 +592,27 @@ int subs_of(TensorType t) {
 // Tokens per warp of a quantized batch product of T <= 16 tokens: T (each unit loaded once for
 // the whole batch) or, where the launch's weights are small (at most APLS_CUDA_TOKEN_GROUPS bytes,
 // default 8 MiB: they stay in L2 for the warps that read them again; 0 turns this off), 1 for
-// batches of 2-4 tokens (matvec_q1's work for each token, in one launch) and 4 for 8-16. Small
+// batches of 2 tokens (matvec_q1's work for each token, in one launch) and 2 for 3-16. Small
 // products of SmolLM2's size are latency-bound: a lane's serial work, T tokens long, decides their
 // time, not the bytes (H100, docs/BENCHMARKS.md: a 16-token verify batch of SmolLM2 2.12x -> 1.47x
-// a step). Chosen per launch from its shape only; no choice changes a result.
+// a step with 4 tokens a warp; with 2, a 9-token step's products 653 -> 508 us). Chosen per launch
+// from its shape only; no choice changes a result.
 int token_warps(int T, const Jobs& jobs) {
     static const int64_t limit = [] {
         const char* env = std::getenv("APLS_CUDA_TOKEN_GROUPS");
         return env && *env ? std::strtoll(env, nullptr, 10) : int64_t{8} << 20;
     }();
+    // APLS_CUDA_TOKEN_WARPS=1|2|4: that many tokens a warp for every small product (measurements).
+    static const int forced = [] {
+        const char* env = std::getenv("APLS_CUDA_TOKEN_WARPS");
+        const int v = env && *env ? std::atoi(env) : 0;
+        return v == 1 || v == 2 || v == 4 ? v : 0;
+    }();
     int64_t bytes = 0;
     for (int j = 0; j < jobs.n; ++j) bytes += jobs.job[j].rows * static_cast<int64_t>(jobs.row_bytes);
     if (T == 1 || bytes > limit) return T;
-    return T >= 8 ? 4 : 1;
+    if (forced) return std::min(forced, T);
+    return T >= 4 ? 2 : 1;
 }
 
 // Quantized rows of ggml type TY: matvec_q1 for one token, matvec_q for batches (tw tokens a
@@ -618,9 +626,10 @@ void launch_q(dim3 grid, dim3 block, cudaStream_t stream, const Jobs& jobs, int 
         else launch_kernel(matvec_q1<TY, 32>, grid, block, 0, stream, jobs, n_tok);
     } else if (tw == 1) {
         launch_kernel(matvec_q<TY, 1, 1>, grid, block, 0, stream, jobs, n_tok);
-    } else if constexpr (T >= 8) {
-        if (tw == 4) launch_kernel(matvec_q<TY, T, 4>, grid, block, 0, stream, jobs, n_tok);
-        else launch_kernel(matvec_q<TY, T>, grid, block, 0, stream, jobs, n_tok);
+    } else if (tw == 2 && T > 2) {
+        if constexpr (T > 2) launch_kernel(matvec_q<TY, T, 2>, grid, block, 0, stream, jobs, n_tok);
+    } else if (tw == 4 && T > 4) {
+        if constexpr (T > 4) launch_kernel(matvec_q<TY, T, 4>, grid, block, 0, stream, jobs, n_tok);
     } else {
         launch_kernel(matvec_q<TY, T>, grid, block, 0, stream, jobs, n_tok);
     }
