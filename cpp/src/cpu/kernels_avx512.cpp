@@ -20,6 +20,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstddef>
 #include <cstring>
 #include <type_traits>
 #include <vector>
@@ -288,24 +289,43 @@ void dot_rows(const uint8_t* w, uint64_t rb, const uint8_t* act, int64_t nb, flo
 // as 64 bytes (lane L = qs[4j .. 4j+3] of block lane_block(L)), then xd, xs, qsum as arrange_act.
 // A last group of at most SUB blocks (a short tail: k = 576 has 2) keeps arrange_act's sub-group
 // form instead (chunk m of bytes 0-63 = qs[0..15] of block m, of bytes 64-127 = qs[16..31]).
+// Full groups by gathers (word j of every block in one, and the scales; sum(q) from the words by
+// vpdpbusd with ones): no per-block copies, which an instrumented build intercepts one by one.
 void arrange_batch_act(const BlockQ8A* x, int64_t nb, uint8_t* out) {
     std::memset(out, 0, static_cast<size_t>(act_stride(nb)));
-    for (int64_t b = 0; b < nb; ++b) {
-        const int w = static_cast<int>(b % GRP), lane = 4 * (w % SUB) + w / SUB;
-        uint8_t* g = out + b / GRP * kGroupBytes;
-        if (nb - (b - w) <= SUB) {
-            std::memcpy(g + 16 * w, x[b].qs, 16);
-            std::memcpy(g + 64 + 16 * w, x[b].qs + 16, 16);
-        } else {
-            for (int j = 0; j < 8; ++j) std::memcpy(g + 64 * j + 4 * lane, x[b].qs + 4 * j, 4);
-        }
+    alignas(64) int32_t off[16];
+    for (int L = 0; L < 16; ++L) off[L] = lane_block(L) * static_cast<int32_t>(sizeof(BlockQ8A));
+    const __m512i idx = _mm512_load_si512(off), ones = _mm512_set1_epi8(1), zero = _mm512_setzero_si512();
+    for (int64_t g0 = 0; g0 < nb; g0 += GRP) {
+        const int nv = static_cast<int>(std::min<int64_t>(GRP, nb - g0));
+        uint8_t* g = out + g0 / GRP * kGroupBytes;
         float* xd = reinterpret_cast<float*>(g + 4 * kSubBytes);
         int32_t* qsum = reinterpret_cast<int32_t*>(xd + 2 * GRP);
-        int sum = 0;
-        for (int e = 0; e < QK; ++e) sum += x[b].qs[e];
-        xd[lane] = x[b].d;
-        xd[GRP + lane] = x[b].s;
-        qsum[lane] = sum;
+        if (nv <= SUB) {  // a short tail: the sub-group form
+            for (int w = 0; w < nv; ++w) {
+                const BlockQ8A& b = x[g0 + w];
+                std::memcpy(g + 16 * w, b.qs, 16);
+                std::memcpy(g + 64 + 16 * w, b.qs + 16, 16);
+                int sum = 0;
+                for (int e = 0; e < QK; ++e) sum += b.qs[e];
+                xd[4 * w] = b.d;  // lane 4 * (w % SUB) + w / SUB
+                xd[GRP + 4 * w] = b.s;
+                qsum[4 * w] = sum;
+            }
+            continue;
+        }
+        const __mmask16 valid = tail_lanes(nv);
+        const uint8_t* base = reinterpret_cast<const uint8_t*>(x + g0);
+        __m512i sum = zero;
+        for (int j = 0; j < 8; ++j) {
+            const __m512i v = _mm512_mask_i32gather_epi32(zero, valid, idx, base + offsetof(BlockQ8A, qs) + 4 * j, 1);
+            _mm512_store_si512(g + 64 * j, v);
+            sum = _mm512_dpbusd_epi32(sum, ones, v);
+        }
+        _mm512_store_ps(xd, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), valid, idx, base + offsetof(BlockQ8A, d), 1));
+        _mm512_store_ps(xd + GRP,
+                        _mm512_mask_i32gather_ps(_mm512_setzero_ps(), valid, idx, base + offsetof(BlockQ8A, s), 1));
+        _mm512_store_si512(qsum, sum);
     }
 }
 
