@@ -626,10 +626,11 @@ void launch_q(dim3 grid, dim3 block, cudaStream_t stream, const Jobs& jobs, int 
         else launch_kernel(matvec_q1<TY, 32>, grid, block, 0, stream, jobs, n_tok);
     } else if (tw == 1) {
         launch_kernel(matvec_q<TY, 1, 1>, grid, block, 0, stream, jobs, n_tok);
-    } else if (tw == 2 && T > 2) {
-        if constexpr (T > 2) launch_kernel(matvec_q<TY, T, 2>, grid, block, 0, stream, jobs, n_tok);
-    } else if (tw == 4 && T > 4) {
-        if constexpr (T > 4) launch_kernel(matvec_q<TY, T, 4>, grid, block, 0, stream, jobs, n_tok);
+    } else if (tw == 2) {
+        launch_kernel(matvec_q<TY, T, 2>, grid, block, 0, stream, jobs, n_tok);
+    } else if constexpr (T >= 4) {
+        if (tw == 4) launch_kernel(matvec_q<TY, T, 4>, grid, block, 0, stream, jobs, n_tok);
+        else launch_kernel(matvec_q<TY, T>, grid, block, 0, stream, jobs, n_tok);
     } else {
         launch_kernel(matvec_q<TY, T>, grid, block, 0, stream, jobs, n_tok);
     }

@@ -262,20 +262,19 @@ void CpuForward::attend_batch(int32_t l) {
     const int64_t qd = hp_.q_dim(), hd = hp_.head_dim;
     const int32_t n_kv = hp_.n_head_kv, group = hp_.n_head / n_kv;
     const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+    std::vector<QueryRule> qr(static_cast<size_t>(n_));  // each token's, once for every KV head
+    for (int32_t i = 0; i < n_; ++i) qr[i] = vis_.query(batch_, i);
     pool_.run([&](int ith, int nth) {
         const int32_t min_groups = std::min<int32_t>(n_, nth / std::gcd(n_kv, nth));
         const int32_t size = std::min<int32_t>(kAttnTokens, (n_ + min_groups - 1) / min_groups);
         const int32_t n_groups = (n_ + size - 1) / size;
-        thread_local std::vector<QueryRule> qr;
         for (int64_t u = ith; u < static_cast<int64_t>(n_groups) * n_kv; u += nth) {
             const int32_t g = static_cast<int32_t>(u % n_kv), t0 = static_cast<int32_t>(u / n_kv) * size;
             const int32_t t1 = std::min(n_, t0 + size);
             for (int32_t a = t0, b; a < t1; a = b) {  // runs of tokens of one sequence
                 for (b = a + 1; b < t1 && batch_.seq[b] == batch_.seq[a];) ++b;
-                qr.clear();
-                for (int32_t i = a; i < b; ++i) qr.push_back(vis_.query(batch_, i));
                 const int64_t h0 = static_cast<int64_t>(g) * group;
-                attend_tokens(kt_, kv_, store_, l, batch_.seq[a], vis_, qr.data(), b - a,
+                attend_tokens(kt_, kv_, store_, l, batch_.seq[a], vis_, qr.data() + a, b - a,
                               s_.q.data() + a * qd + h0 * hd, qd, group, static_cast<int64_t>(g) * hd, hd, scale,
                               s_.h.data() + a * qd + h0 * hd, qd);
             }

@@ -84,32 +84,49 @@ void quantize_act(const float* x, BlockQ8A* y, int64_t k) {
 
 // ---- quantized weights ----
 
+// The 16-byte parts at offset off of SUB blocks bs bytes apart from p: chunk m = block m's
+// (zero for m >= nv unless kFull).
+template <TensorType T, bool kFull>
+APLS_KERNEL_INLINE __m512i load_halves(const uint8_t* p, int nv, int off) {
+    auto half = [&](int m) {
+        if (kFull || m < nv) return _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + m * QTraits<T>::bs + off));
+        return _mm_setzero_si128();
+    };
+    __m512i v = _mm512_castsi128_si512(half(0));
+    v = _mm512_inserti32x4(v, half(1), 1);
+    v = _mm512_inserti32x4(v, half(2), 2);
+    return _mm512_inserti32x4(v, half(3), 3);
+}
+
+// Packed nibbles -> the low ones (elements 0-15 of a Q4 block) and the high ones (16-31).
+APLS_KERNEL_INLINE void split_nibbles(__m512i raw, __m512i& lo, __m512i& hi) {
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    lo = _mm512_and_si512(raw, m4);
+    hi = _mm512_and_si512(_mm512_srli_epi16(raw, 4), m4);
+}
+
+// A sub-group's weights (blocks from p, zero past nv) as unsigned vpdpbusd operands in the
+// sub-group form: lo chunk m = elements 0-15 of block m, hi = 16-31 (Q4 nibbles split, Q8_0 bytes
+// flipped by XOR 0x80).
+template <TensorType T, bool kFull>
+APLS_KERNEL_INLINE void sub_operands(const uint8_t* p, int nv, __m512i& lo, __m512i& hi) {
+    using Q = QTraits<T>;
+    if constexpr (Q::nib) {
+        split_nibbles(load_halves<T, kFull>(p, nv, Q::off), lo, hi);
+    } else {
+        const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
+        lo = _mm512_xor_si512(load_halves<T, kFull>(p, nv, Q::off), flip);
+        hi = _mm512_xor_si512(load_halves<T, kFull>(p, nv, Q::off + 16), flip);
+    }
+}
+
 // Integer dot of one sub-group (4 blocks from p) with arranged activations a (lo at a, hi at
 // a + 64): 128-bit lane j holds 4 partial sums of block j. Blocks j >= nv read as zero.
 template <TensorType T, bool kFull>
 inline __m512i sub_dot(const uint8_t* p, const uint8_t* a, int nv) {
-    using Q = QTraits<T>;
-    auto half = [&](int j, int off) {
-        if (kFull || j < nv) return _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + j * Q::bs + off));
-        return _mm_setzero_si128();
-    };
-    auto gather4 = [&](int off) {  // (4 blocks, 16 bytes)
-        __m512i v = _mm512_castsi128_si512(half(0, off));
-        v = _mm512_inserti32x4(v, half(1, off), 1);
-        v = _mm512_inserti32x4(v, half(2, off), 2);
-        return _mm512_inserti32x4(v, half(3, off), 3);
-    };
-    const __m512i alo = _mm512_loadu_si512(a), ahi = _mm512_loadu_si512(a + 64);
     __m512i lo, hi;
-    if constexpr (Q::nib) {
-        const __m512i raw = gather4(Q::off), m4 = _mm512_set1_epi8(0x0F);
-        lo = _mm512_and_si512(raw, m4);
-        hi = _mm512_and_si512(_mm512_srli_epi16(raw, 4), m4);
-    } else {
-        const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
-        lo = _mm512_xor_si512(gather4(Q::off), flip);
-        hi = _mm512_xor_si512(gather4(Q::off + 16), flip);
-    }
+    sub_operands<T, kFull>(p, nv, lo, hi);
+    const __m512i alo = _mm512_loadu_si512(a), ahi = _mm512_loadu_si512(a + 64);
     return _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, alo), hi, ahi);
 }
 
@@ -206,8 +223,8 @@ APLS_KERNEL_INLINE void q41_scales(const __m512i* reg, const RowConsts& c, __m51
 }
 
 inline __m512i dot_nibbles(__m512i raw, __m512i alo, __m512i ahi) {
-    const __m512i m4 = _mm512_set1_epi8(0x0F);
-    const __m512i lo = _mm512_and_si512(raw, m4), hi = _mm512_and_si512(_mm512_srli_epi16(raw, 4), m4);
+    __m512i lo, hi;
+    split_nibbles(raw, lo, hi);
     return _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, alo), hi, ahi);
 }
 
@@ -301,17 +318,8 @@ void arrange_batch_act(const BlockQ8A* x, int64_t nb, uint8_t* out) {
         uint8_t* g = out + g0 / GRP * kGroupBytes;
         float* xd = reinterpret_cast<float*>(g + 4 * kSubBytes);
         int32_t* qsum = reinterpret_cast<int32_t*>(xd + 2 * GRP);
-        if (nv <= SUB) {  // a short tail: the sub-group form
-            for (int w = 0; w < nv; ++w) {
-                const BlockQ8A& b = x[g0 + w];
-                std::memcpy(g + 16 * w, b.qs, 16);
-                std::memcpy(g + 64 + 16 * w, b.qs + 16, 16);
-                int sum = 0;
-                for (int e = 0; e < QK; ++e) sum += b.qs[e];
-                xd[4 * w] = b.d;  // lane 4 * (w % SUB) + w / SUB
-                xd[GRP + 4 * w] = b.s;
-                qsum[4 * w] = sum;
-            }
+        if (nv <= SUB) {  // a short tail: arrange_act's sub-group form
+            arrange_act(x + g0, nv, g);
             continue;
         }
         const __mmask16 valid = tail_lanes(nv);
@@ -346,17 +354,7 @@ APLS_KERNEL_INLINE void decode_lanes(const uint8_t* p, int nv, __mmask16 valid, 
                                      __m512& dw, __m512& mw) {
     using Q = QTraits<T>;
     __m512i v[4], q[4];
-    auto gather4 = [&](int s, int off) {  // chunk m = 16 bytes of block 4s + m (zero past nv)
-        auto half = [&](int m) {
-            const int b = SUB * s + m;
-            if (kFull || b < nv) return _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + b * Q::bs + off));
-            return _mm_setzero_si128();
-        };
-        __m512i r = _mm512_castsi128_si512(half(0));
-        r = _mm512_inserti32x4(r, half(1), 1);
-        r = _mm512_inserti32x4(r, half(2), 2);
-        return _mm512_inserti32x4(r, half(3), 3);
-    };
+    auto gather4 = [&](int s, int off) { return load_halves<T, kFull>(p + SUB * s * Q::bs, nv - SUB * s, off); };
     if constexpr (T == TensorType::Q4_1) {
         __m512i reg[5];
         load_q41_group<kFull>(p, nv, reg);
@@ -368,11 +366,7 @@ APLS_KERNEL_INLINE void decode_lanes(const uint8_t* p, int nv, __mmask16 valid, 
     }
     transpose_words(v, q);
     if constexpr (Q::nib) {
-        const __m512i m4 = _mm512_set1_epi8(0x0F);
-        for (int i = 0; i < 4; ++i) {
-            W[i] = _mm512_and_si512(q[i], m4);
-            W[4 + i] = _mm512_and_si512(_mm512_srli_epi16(q[i], 4), m4);
-        }
+        for (int i = 0; i < 4; ++i) split_nibbles(q[i], W[i], W[4 + i]);
     } else {
         // Zero padding flipped to 128 meets zero activations: no contribution.
         const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
@@ -388,35 +382,13 @@ APLS_KERNEL_INLINE void decode_lanes(const uint8_t* p, int nv, __mmask16 valid, 
 template <TensorType T>
 APLS_KERNEL_INLINE void decode_short(const uint8_t* p, int nv, __mmask16 valid, const RowConsts& c, __m512i* W,
                                      __m512& dw, __m512& mw) {
-    using Q = QTraits<T>;
-    auto gather = [&](int off) {  // chunk m = 16 bytes of block m (zero past nv)
-        __m512i r = _mm512_setzero_si512();
-        for (int m = 0; m < nv; ++m)
-            r = _mm512_mask_broadcast_i32x4(r, static_cast<__mmask16>(0xF << (4 * m)),
-                                            _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + m * Q::bs + off)));
-        return r;
-    };
     if constexpr (T == TensorType::Q4_1) {
-        // Blocks 0-3 lie in the group's first two registers; every (d, m) word a valid lane needs too.
-        const int n0 = std::min(5 * nv, 16), n1 = std::max(5 * nv - 16, 0);
-        const __m512i reg0 = _mm512_maskz_loadu_epi32(static_cast<__mmask16>((1u << n0) - 1), p);
-        const __m512i reg1 = _mm512_maskz_loadu_epi32(static_cast<__mmask16>((1u << n1) - 1), p + 64);
-        const __m512i v = _mm512_permutex2var_epi32(reg0, c.qs_idx[0], reg1);
-        const __m512i m4 = _mm512_set1_epi8(0x0F);
-        W[0] = _mm512_and_si512(v, m4);
-        W[1] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
-        const __m512i dm = _mm512_maskz_mov_epi32(valid, _mm512_permutex2var_epi32(reg0, c.dm_idx, reg1));
-        scales_from_words(dm, dw, mw);
+        __m512i reg[5];
+        load_q41_group<false>(p, nv, reg);
+        split_nibbles(_mm512_permutex2var_epi32(reg[0], c.qs_idx[0], reg[1]), W[0], W[1]);
+        q41_scales(reg, c, dw, mw);
     } else {
-        if constexpr (Q::nib) {
-            const __m512i v = gather(Q::off), m4 = _mm512_set1_epi8(0x0F);
-            W[0] = _mm512_and_si512(v, m4);
-            W[1] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
-        } else {
-            const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
-            W[0] = _mm512_xor_si512(gather(Q::off), flip);
-            W[1] = _mm512_xor_si512(gather(Q::off + 16), flip);
-        }
+        sub_operands<T, false>(p, nv, W[0], W[1]);
         gather_scales<T, false>(p, valid, c, dw, mw);
     }
 }
