@@ -43,6 +43,13 @@ def test_probabilities_out_of_range_name_the_flag(capsys):
     fails_with(capsys, ["run", "--top-p", "1.5", "hi"], 2, "argument --top-p", "must be in [0, 1], got 1.5")
     fails_with(capsys, ["run", "--min-p", "-0.1", "hi"], 2, "argument --min-p", "must be in [0, 1]")
     fails_with(capsys, ["run", "-n", "lots", "hi"], 2, "argument -n/--n-predict", "invalid integer value: 'lots'")
+    fails_with(
+        capsys,
+        ["serve", "--speculative", "--draft-threshold", "1"],
+        2,
+        "argument --draft-threshold",
+        "must be in [0, 1)",
+    )
 
 
 @pytest.mark.parametrize(
@@ -53,6 +60,7 @@ def test_probabilities_out_of_range_name_the_flag(capsys):
         (["bench", "--prompts", "q.jsonl"], "--prompts"),
         (["bench", "--long"], "--long"),
         (["bench", "--plan", "plan.json"], "--plan"),
+        (["serve", "--draft-threshold", "0.2"], "--draft-threshold"),
     ],
 )
 def test_speculative_options_need_speculative(capsys, argv, option):

@@ -309,8 +309,19 @@ REPETITIVE = "Repeat after me: the cat sat on the mat, the cat sat on the mat, t
 
 @pytest.fixture(scope="module")
 def spec_server(model):
-    with running_server(model, n_slots=4, n_ctx=512, speculative=True) as s:
+    # Drafts on every step (draft_threshold 0), not where this machine's measured step costs say
+    # they pay: the tests below must verify drafts under any build (a sanitized one's costs made
+    # the cost model refuse them); the cost model has its own tests (test_server_speculation.py).
+    with running_server(model, n_slots=4, n_ctx=512, speculative=True, draft_threshold=0.0) as s:
         yield s
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.0, 2.5])
+def test_a_bad_draft_threshold_is_refused(model, bad):
+    from apls.server.scheduler import Scheduler
+
+    with pytest.raises(ValueError, match="draft_threshold must be in"):
+        Scheduler(model, speculative=True, draft_threshold=bad)
 
 
 def test_speculative_greedy_equals_plain(spec_server, model):

@@ -24,6 +24,17 @@ def _at_least(lo: int):
     return parse
 
 
+def _probability_below_one(text: str) -> float:
+    """An argparse type: a float in [0, 1)."""
+    v = float(text)
+    if not 0.0 <= v < 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {v}")
+    return v
+
+
+_probability_below_one.__name__ = "number"
+
+
 def _between(lo: float, hi: float):
     """An argparse type: a number in [lo, hi]."""
 
@@ -211,6 +222,7 @@ def cmd_serve(args) -> int:
         n_threads=args.threads,
         device=args.device,
         speculative=args.speculative,
+        draft_threshold=args.draft_threshold,
         api_key=args.api_key,
         max_queue=args.queue,
         alias=args.alias,
@@ -419,10 +431,18 @@ def build_parser() -> argparse.ArgumentParser:
         "-t", "--threads", type=int, default=0, help="threads (default: physical cores this process may use)"
     )
     sv.add_argument("--speculative", action="store_true", help="APLS per request: verify drafts where they pay")
+    sv.add_argument(
+        "--draft-threshold",
+        type=_probability_below_one,
+        default=None,
+        metavar="P",
+        help="draft token j while the request's acceptance rate^j > P, in [0, 1) (default: where the measured "
+        "step costs say a draft pays; 0: always the longest draft); needs --speculative",
+    )
     sv.add_argument("--api-key", default=None, help="require Authorization: Bearer KEY on /v1 and /metrics")
     sv.add_argument("--queue", type=int, default=64, help="most requests waiting for a slot; more get 503 (default 64)")
     sv.add_argument("--alias", default=None, help="the model's name in the API (default: the file name without .gguf)")
-    sv.set_defaults(func=cmd_serve)
+    sv.set_defaults(func=cmd_serve, parser=sv, needs_speculative=("draft_threshold",))
 
     i = sub.add_parser("info", help="metadata, architecture, tensor types, parameters and size of a GGUF file")
     i.add_argument("model_path", nargs="?", help="GGUF file (default: the default model)")
@@ -520,7 +540,7 @@ def _check_speculative_options(args) -> None:
     usage message and exit status 2), rather than silently ignored."""
     for name in getattr(args, "needs_speculative", ()):
         if getattr(args, name) not in (None, False) and not args.speculative:
-            args.parser.error(f"--{name} needs --speculative")
+            args.parser.error(f"--{name.replace('_', '-')} needs --speculative")
 
 
 def main(argv: list[str] | None = None) -> int:

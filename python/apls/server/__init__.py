@@ -24,6 +24,7 @@ def serve(
     n_threads: int = 0,
     device: str = "auto",
     speculative: bool = False,
+    draft_threshold: float | None = None,
     api_key: str | None = None,
     max_queue: int = 64,
     alias: str | None = None,
@@ -46,6 +47,7 @@ def serve(
         n_threads=n_threads,
         max_queue=max_queue,
         speculative=speculative,
+        draft_threshold=draft_threshold,
     )
     model_id = alias or Path(model_path).stem
     app = create_app(scheduler, model_id, api_key=api_key, cors_origins=cors_origins)

@@ -130,6 +130,9 @@ class Scheduler:
         max_queue: most requests waiting for a slot; more are refused (`QueueFull`).
         speculative: verify drafts (APLS per request, where the step-cost model finds it pays).
         k_max: longest draft.
+        draft_threshold: a request drafts token j while alpha^j exceeds this (alpha: its
+            acceptance rate); None: the step-cost model's threshold (`speculation.py`), so that
+            drafts are made only where they pay on this machine; 0.0: always k_max tokens.
         drafter: makes a request's draft source (`drafter.Drafter`); default: the engine's
             model-free sources over the request's text (`drafter.TextDrafter`).
         observer: told of steps and finished requests (`metrics.Metrics`), or None.
@@ -148,6 +151,7 @@ class Scheduler:
         max_queue: int = 64,
         speculative: bool = False,
         k_max: int = 8,
+        draft_threshold: float | None = None,
         drafter: Callable[[], Drafter] | None = None,
         observer=None,
         kv_block_size: int = 16,
@@ -156,6 +160,9 @@ class Scheduler:
             raise ValueError(
                 f"bad settings: n_slots {n_slots}, max_queue {max_queue}, n_batch {n_batch}, k_max {k_max}"
             )
+        if draft_threshold is not None and not 0.0 <= draft_threshold < 1.0:
+            raise ValueError(f"draft_threshold must be in [0, 1), not {draft_threshold}")
+        self.draft_threshold = draft_threshold
         self.model = model
         self.vocab = model.vocab
         self.n_ctx = n_ctx or min(model.n_ctx_train, 4096)
@@ -434,7 +441,9 @@ class Scheduler:
         prefilling = [s for s in busy if s.running.prefilling]
         budget = self.n_batch - len(decoding)
         n_prompt_left = sum(len(s.running.req.prompt) - s.running.n_prompt_done for s in prefilling)
-        threshold = self.cost.token_threshold(len(decoding) + min(budget, n_prompt_left), len(decoding))
+        threshold = self.draft_threshold
+        if threshold is None:
+            threshold = self.cost.token_threshold(len(decoding) + min(budget, n_prompt_left), len(decoding))
         for s in decoding:
             job = s.running
             drafts: list[int] = []
