@@ -25,6 +25,8 @@
 #   bash tools/gpu_bench.sh abprofile            # a one-token step's kernels, BASE_SRC's build and this one
 #   bash tools/gpu_bench.sh synth peer           # issue 9's synthetic 7B/1B rows beside llama-bench (PEER_MODELS=...)
 #   bash tools/gpu_bench.sh boundary             # a kernel boundary vs a grid barrier (tools/cuda/boundary_bench.cu)
+#   bash tools/gpu_bench.sh treeprof             # kernels of chain and tree verify batches (PDL off), side by side
+#   bash tools/gpu_bench.sh ncu                  # Nsight Compute on a verify batch's products (NCU_TOKENS, NCU_KERNELS)
 #
 # The lent machine goes back after ~30 s without a call, and the next call starts a fresh one (no
 # builds, no models, minutes of device time): stage everything first (tools/peer_llama_cpp.sh
@@ -368,6 +370,43 @@ phase_synth() {
 phase_boundary() {
     nvcc -O3 -std=c++17 -arch=sm_90 -o /tmp/boundary_bench tools/cuda/boundary_bench.cu
     /tmp/boundary_bench 100 2>&1 | tee "$OUT/boundary.log" | tee -a "$SUMMARY"
+}
+
+# Where a tree verify batch's time goes next to a chain of as many tokens (CUPTI, PDL off).
+phase_treeprof() {
+    fake_default_model
+    APLS_CUDA_PDL=0 $PY tools/gpu_profile.py "$MODEL" --kernels ${KERNELS:-1,8,16} --tree --top ${TOP:-14} \
+        > "$OUT/treeprof.log" 2>&1 || tail -5 "$OUT/treeprof.log"
+    sed -n '/^kernels of/,/^$/p' "$OUT/treeprof.log" | tee -a "$SUMMARY"
+}
+
+# Nsight Compute on NCU_TOKENS-token verify batches' kernels matching NCU_KERNELS (a regex):
+# speed of light, occupancy, warp stall reasons, launch shape. Skipped where ncu is absent.
+phase_ncu() {
+    local ncu
+    ncu=$(command -v ncu || ls /usr/local/cuda*/bin/ncu 2>/dev/null | head -1 || true)
+    if [ -z "$ncu" ]; then echo "ncu: not on this machine" | tee -a "$SUMMARY"; return 0; fi
+    fake_default_model
+    cat > /tmp/ncu_step.py << 'PYEOF'
+import os, apls
+m = apls.Model(os.environ["MODEL"], device="cuda")
+ctx = m.context(n_ctx=1024)
+ctx.decode(list(range(100, 612)), logits="last")
+n = int(os.environ.get("NCU_TOKENS", "9"))
+for _ in range(3):
+    ctx.decode_choose(list(range(200, 200 + n)), logits="all", fetch=[False] * n)
+    ctx.kv.truncate(0, 512)
+PYEOF
+    local t
+    for t in ${NCU_TOKENS:-9 1}; do  # the second batch's first launches (the first: 121 products)
+        echo "ncu, $t-token batches:" | tee -a "$SUMMARY"
+        APLS_CUDA_GRAPHS=0 MODEL="$MODEL" NCU_TOKENS=$t "$ncu" --kernel-name "regex:${NCU_KERNELS:-matvec}" \
+            --launch-skip ${NCU_SKIP:-130} --launch-count ${NCU_COUNT:-8} --section SpeedOfLight --section Occupancy \
+            --section WarpStateStats --section LaunchStats --section MemoryWorkloadAnalysis $PY /tmp/ncu_step.py \
+            > "$OUT/ncu_$t.log" 2>&1 || true
+        grep -E "^  [a-zA-Z_].*\(|Duration|Achieved Occupancy|Theoretical Occupancy|Registers Per|Grid Size|Block Limit|Stall|Warp Cycles|Memory Throughput|L2 Hit|Issued Warp|Waves Per SM|DRAM Throughput|Compute \\(SM\\)|==ERR|==WARN" \
+            "$OUT/ncu_$t.log" | head -${NCU_LINES:-120} | tee -a "$SUMMARY"
+    done
 }
 
 # A tree verify batch against its chains, the CPU backend and a causal batch, node by node.

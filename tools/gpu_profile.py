@@ -38,6 +38,7 @@ def main() -> int:
         "--kernels", default="1", type=lambda v: [int(x) for x in v.split(",")], help="batch sizes to profile"
     )
     ap.add_argument("--top", type=int, default=12, help="kernels listed per step (default 12)")
+    ap.add_argument("--tree", action="store_true", help="also profile a token tree of each size (random parents)")
     a = ap.parse_args()
     m = apls.Model(a.model or apls.default_model_path(), device=a.device)
     print(f"device {m.device}: {_core.cuda_describe()}")
@@ -45,12 +46,18 @@ def main() -> int:
     ctx.decode(list(range(100, 164)), logits="last")
     base = ctx.kv_seq_len(0)
 
-    def step(n, logits="last"):
+    def random_parents(n, seed=0):  # node i's parent: -1 (the root's) or an earlier node
+        import random
+
+        rng = random.Random(seed)
+        return [-1] + [rng.randrange(-1, i) for i in range(1, n)]
+
+    def step(n, logits="last", parent=None):
         def fn():
             if logits == "choose" and not hasattr(ctx, "decode_choose"):  # an older build (gpu_bench abprofile)
                 ctx.decode(list(range(200, 200 + n)), logits="last")
             elif logits == "choose":  # a verify batch: every row's logits and choice, none copied back
-                ctx.decode_choose(list(range(200, 200 + n)), logits="all", fetch=[False] * n)
+                ctx.decode_choose(list(range(200, 200 + n)), logits="all", fetch=[False] * n, parent=parent)
             else:
                 ctx.decode(list(range(200, 200 + n)), logits=logits)
             ctx.kv.truncate(0, base)
@@ -62,8 +69,11 @@ def main() -> int:
         from torch.profiler import ProfilerActivity, profile
 
         torch.zeros(1, device="cuda")
-        for n in a.kernels:  # per kernel, per step of n tokens (a chain batch verified: every row's choice)
-            fn = step(n, "choose")
+        shapes = [(n, None) for n in a.kernels]
+        if a.tree:
+            shapes += [(n, random_parents(n)) for n in a.kernels if n > 1]
+        for n, parent in shapes:  # per kernel, per step of n tokens (a verify batch: every row's choice)
+            fn = step(n, "choose", parent)
             fn()
             with profile(activities=[ProfilerActivity.CUDA]) as prof:
                 for _ in range(20):
@@ -72,7 +82,8 @@ def main() -> int:
             rows = [e for e in prof.key_averages() if dev_us(e) > 0]
             total = sum(dev_us(e) for e in rows) / 20
             print(
-                f"\nkernels of a {n}-token step: {total:.1f} us per step, {sum(e.count for e in rows) / 20:.0f} kernels"
+                f"\nkernels of a {n}-token {'tree ' if parent else ''}step: {total:.1f} us per step, "
+                f"{sum(e.count for e in rows) / 20:.0f} kernels"
             )
             print("| kernel | us per step | calls per step |")
             print("|---|---|---|")
