@@ -127,7 +127,7 @@ void CudaForward::output(int32_t head_rows) {
     if (m_ == 0) return;
     const int rows = head_rows > 0 && head_rows < hp_.n_vocab ? head_rows : hp_.n_vocab;
     rms_norm(x_.get(), in_.out_rows(), dm_.output_norm, h_.get(), m_, hp_.n_embd, hp_.rms_eps, stream_,
-             acts_for(m_, {&dm_.output}, xq_));
+             acts_for(m_, {&dm_.output}, xq_), decode_sized());
     run_jobs({{&dm_.output, rows, h_.get(), xq_, logits_.get(), hp_.n_vocab, false}}, m_);
     argmax_rows(logits_.get(), m_, hp_.n_vocab, rows, ids_.get(), probs_.get(), stream_);
 }
@@ -165,7 +165,7 @@ void CudaForward::attn_norm(Members ms) {
         const DeviceLayer& L = dm_.layers[m.layer];
         const Lane b = lane(m);
         rms_norm(b.x, nullptr, L.attn_norm, b.h, n_, hp_.n_embd, hp_.rms_eps, stream_,
-                 acts_for(n_, {&L.wq, &L.wk, &L.wv}, b.xq));
+                 acts_for(n_, {&L.wq, &L.wk, &L.wv}, b.xq), decode_sized());
     }
 }
 
@@ -203,8 +203,10 @@ void CudaForward::qk_norm(Members ms) {
     for (const Member& m : ms) {
         const DeviceLayer& L = dm_.layers[m.layer];
         const Lane b = lane(m);
-        rms_norm(b.q, nullptr, L.q_norm, b.q, n_ * hp_.n_head, hp_.head_dim, hp_.rms_eps, stream_);
-        rms_norm(b.k, nullptr, L.k_norm, b.k, n_ * hp_.n_head_kv, hp_.head_dim, hp_.rms_eps, stream_);
+        rms_norm(b.q, nullptr, L.q_norm, b.q, n_ * hp_.n_head, hp_.head_dim, hp_.rms_eps, stream_, QActs{},
+                 decode_sized());
+        rms_norm(b.k, nullptr, L.k_norm, b.k, n_ * hp_.n_head_kv, hp_.head_dim, hp_.rms_eps, stream_, QActs{},
+                 decode_sized());
     }
 }
 
@@ -292,7 +294,8 @@ void CudaForward::mlp_swiglu(Members ms) {
     for (const Member& m : ms) {
         const DeviceLayer& L = dm_.layers[m.layer];
         const Lane b = lane(m);
-        rms_norm(b.x, nullptr, L.ffn_norm, b.h, n_, d, hp_.rms_eps, stream_, acts_for(n_, {&L.w_gate, &L.w_up}, b.xq));
+        rms_norm(b.x, nullptr, L.ffn_norm, b.h, n_, d, hp_.rms_eps, stream_, acts_for(n_, {&L.w_gate, &L.w_up}, b.xq),
+                 decode_sized());
         jobs.push_back({&L.w_gate, f, b.h, b.xq, b.gate, f, false});
         jobs.push_back({&L.w_up, f, b.h, b.xq, b.up, f, false});
     }

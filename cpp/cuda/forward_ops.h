@@ -69,6 +69,9 @@ private:
     // each (a run of products of one input converts it for cuBLAS once).
     void run_jobs(const std::vector<MatvecJob>& jobs, int n);
     bool biases_in_products() const;
+    // Decode, draft and verify batches (t <= kMaxMatvecTokens): the kernels whose results must be
+    // batch invariant take their decode-sized shapes (e.g. rms_norm's `wide`).
+    bool decode_sized() const { return n_ <= kMaxMatvecTokens; }
     // q when one of ws is quantized and n rows take the matvec path, else none.
     QActs acts_for(int n, std::initializer_list<const DeviceWeight*> ws, const QActs& q) const;
     // Quantize x (n rows of k) into q when acts_for says the products need it.

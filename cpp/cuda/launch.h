@@ -60,8 +60,11 @@ void embed(const DeviceWeight& table, const int32_t* tokens, int n_tok, float* x
 
 // y[i] = x[rows ? rows[i] : i] * rsqrt(mean(x^2) + eps) * w, for i < n_rows; x, y: (., d).
 // q: also write y quantized for the quantized weights that read it (fused quantize_q8).
+// wide: a thread per element for rows up to 1024 wide (the shortest kernel for the few rows of
+// decode and verify; prompts keep fewer threads a row). The block shape decides the sum's order,
+// so the calls whose results must agree bit for bit (decode and verify) pass the same.
 void rms_norm(const float* x, const int32_t* rows, const float* w, float* y, int n_rows, int d, float eps,
-              cudaStream_t stream, const QActs& q = QActs{});
+              cudaStream_t stream, const QActs& q = QActs{}, bool wide = false);
 
 // RoPE (pairs of the first n_rot dims of each head as `style` lays them out, rope.h: adjacent
 // (x[2i], x[2i+1]) or NEOX (x[i], x[i + n_rot/2]); theta_i = pos * freq_scale * inv_freq[i],

@@ -333,11 +333,15 @@ void embed(const DeviceWeight& table, const int32_t* tokens, int n_tok, float* x
 }
 
 void rms_norm(const float* x, const int32_t* rows, const float* w, float* y, int n_rows, int d, float eps,
-              cudaStream_t stream, const QActs& q) {
+              cudaStream_t stream, const QActs& q, bool wide) {
     if (n_rows <= 0) return;
     if (q.qs && d % 32 != 0) fail(APLS_STATUS_INTERNAL, "rms_norm: quantized output needs d % 32 == 0");
-    // Threads: enough for one chunk of the row (at most 1024), a multiple of 32.
-    const int threads = std::min(1024, std::max(32, (d / kNormPer + 31) / 32 * 32));
+    // Threads: wide, one per element up to 1024 (each warp then quantizes one block of 32: the
+    // quantizations run side by side, not kNormPer after one another; SmolLM2's one-token
+    // RMSNorm 2.9 -> 2.3 us, H100), else enough for one chunk of the row (at most 1024); a
+    // multiple of 32.
+    const int threads = wide && d <= 1024 ? std::max(32, (d + 31) / 32 * 32)
+                                          : std::min(1024, std::max(32, (d / kNormPer + 31) / 32 * 32));
     launch_kernel(rms_norm_kernel, n_rows, threads, 0, stream, x, rows, w, y, d, eps, q);
 }
 

@@ -295,7 +295,7 @@ APLS_TEST(gemm_path_types_dequantize_to_f16) {
 }
 
 // d: SmolLM2's 576 (a partial chunk, 160 threads), 2048, and 8192 (two chunks of 1024 x 4).
-static void check_rms_norm(int d) {
+static void check_rms_norm(int d, bool wide) {
     const int n = 7;
     const auto x = randn(static_cast<size_t>(n * d), 3.0f), w = randn(d);
     const std::vector<int32_t> rows = {6, 0, 3};
@@ -305,7 +305,8 @@ static void check_rms_norm(int d) {
     for (bool selected : {false, true}) {
         poison(y);
         const int m = selected ? 3 : n;
-        cuda::rms_norm(dx.get(), selected ? dr.get() : nullptr, dw.get(), y.get(), m, d, 1e-5f, nullptr);
+        cuda::rms_norm(dx.get(), selected ? dr.get() : nullptr, dw.get(), y.get(), m, d, 1e-5f, nullptr, cuda::QActs{},
+                       wide);
         const auto out = download(y, static_cast<size_t>(m * d));
         std::vector<double> ref(out.size());
         std::vector<float> row(d);
@@ -319,7 +320,7 @@ static void check_rms_norm(int d) {
         DeviceBuffer<int8_t> qs(static_cast<size_t>(m * d));
         DeviceBuffer<float> qd(static_cast<size_t>(m * d / 32)), qsum(static_cast<size_t>(m * d / 32));
         cuda::rms_norm(dx.get(), selected ? dr.get() : nullptr, dw.get(), y.get(), m, d, 1e-5f, nullptr,
-                       cuda::QActs{qs.get(), qd.get(), qsum.get()});
+                       cuda::QActs{qs.get(), qd.get(), qsum.get()}, wide);
         CHECK(download(qs, qs.size()) == download(alone.qs, qs.size()));
         CHECK(download(qd, qd.size()) == download(alone.d, qd.size()));
         CHECK(download(qsum, qsum.size()) == download(alone.s, qsum.size()));
@@ -327,7 +328,8 @@ static void check_rms_norm(int d) {
 }
 
 APLS_TEST(rms_norm_matches_cpu) {
-    for (int d : {576, 2048, 8192}) check_rms_norm(d);
+    for (bool wide : {false, true})  // wide: a thread per element up to 1024 (decode and verify)
+        for (int d : {64, 576, 1024, 2048, 8192}) check_rms_norm(d, wide);
 }
 
 // Heads of 64 and 128 dimensions, and a partial rotation (n_rot < head_dim: the rest is stored as
