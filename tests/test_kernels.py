@@ -357,6 +357,32 @@ def test_axpy_kv(isa, f16, n):
     assert np.array_equal(got, y + a * v.astype(np.float32))
 
 
+@pytest.mark.parametrize("isa", ISAS)
+def test_f32_to_f16_row_rounds_as_numpy(isa):
+    """Every ISA's row conversion is NumPy's float16 rounding (nearest, ties to even) on finite
+    values, overflow and subnormals; a NaN becomes the quiet NaN of its sign without payload
+    (0x7E00 | sign), whatever its payload — also inside a group of eight."""
+    rng = np.random.default_rng(5)
+    x = np.concatenate(
+        [
+            rng.standard_normal(1000).astype(np.float32) * np.float32(10.0) ** rng.integers(-9, 6, 1000),
+            np.array([0.0, -0.0, 65504.0, 65519.99, 65520.0, -65520.0, 1e-8, -6e-8, 5.96e-8, 2.98e-8], np.float32),
+            np.array([np.inf, -np.inf, 2.0**-24 * 1.5, 2.0**-25, 1.0 + 2.0**-11, 1.0 + 3 * 2.0**-11], np.float32),
+        ]
+    )
+    bits = rng.integers(0, 2**32, 4000, dtype=np.uint64).astype(np.uint32)  # any float, NaNs and all
+    x = np.concatenate([x.astype(np.float32), bits.view(np.float32)])
+    got = _core.f32_to_f16_row(isa, x)
+    finite = ~np.isnan(x)
+    with np.errstate(over="ignore"):
+        want = x[finite].astype(np.float16).view(np.uint16)
+    assert np.array_equal(got[finite], want)
+    sign = (x[~finite].view(np.uint32) >> 16).astype(np.uint16) & 0x8000
+    assert np.array_equal(got[~finite], sign | 0x7E00)
+    for n in (1, 7, 8, 9, 15, 17):  # tails
+        assert np.array_equal(_core.f32_to_f16_row(isa, x[:n]), got[:n])
+
+
 # ---- argument errors ----
 
 

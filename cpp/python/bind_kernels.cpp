@@ -149,6 +149,14 @@ py::array_t<float> axpy_kv(const std::string& isa, float a, const py::array& v, 
     return out;
 }
 
+py::array_t<uint16_t> f32_to_f16_row(const std::string& isa, FloatArray x) {
+    const KernelTable& kt = table(isa);
+    if (x.ndim() != 1) apls::fail(APLS_STATUS_INVALID_ARGUMENT, "f32_to_f16_row: x must be 1-D");
+    py::array_t<uint16_t> out(x.shape(0));
+    kt.f32_to_f16_row(x.data(), out.mutable_data(), x.shape(0));
+    return out;
+}
+
 // Benchmark helper: time passes over a list of matrices (type name, weights, k), each pass
 // calling the ISA's matmul on every matrix in turn with n_tok tokens, rows split over n_threads
 // threads in chunks that are multiples of 16 rows like the engine. Returns seconds per pass for
@@ -281,6 +289,8 @@ void bind_kernels(py::module_& m) {
         "cpu_repack_enabled", [] { return apls::cpu::repack_enabled(apls::cpu::kernels()); },
         "Whether the engine packs weights for its CPU kernels (APLS_CPU_REPACK is not 0 and the ISA packs).");
     m.def("dot_kv", &dot_kv, py::arg("isa"), py::arg("q"), py::arg("k"));
+    m.def("f32_to_f16_row", &f32_to_f16_row, py::arg("isa"), py::arg("x"),
+          "The ISA's float -> half conversion of a row (the F16 KV cache's stores), as uint16 bits.");
     m.def("axpy_kv", &axpy_kv, py::arg("isa"), py::arg("a"), py::arg("v"), py::arg("y"),
           "Returns y + a * v (y is not modified).");
     m.def("bench_matmuls", &bench_matmuls, py::arg("isa"), py::arg("mats"), py::arg("n_tok"), py::arg("reps"),

@@ -22,8 +22,7 @@ void store_row(uint8_t* dst, const float* src, int64_t n, bool f16) {
         std::memcpy(dst, src, static_cast<size_t>(n) * 4);
         return;
     }
-    uint16_t* h = reinterpret_cast<uint16_t*>(dst);
-    for (int64_t i = 0; i < n; ++i) h[i] = f32_to_f16(src[i]);
+    kernels().f32_to_f16_row(src, reinterpret_cast<uint16_t*>(dst), n);
 }
 
 }  // namespace

@@ -71,6 +71,10 @@ struct KernelTable {
     // bytes they were packed from. nullptr where this ISA has no packed kernels (generic).
     void (*matmul_q_packed)(TensorType type, const uint8_t* w, int64_t k, const BlockQ8A* x, int64_t n_tok, float* y,
                             int64_t ldy, int64_t r0, int64_t r1);
+
+    // y[i] = f32_to_f16(x[i]) for i < n (round to nearest even; a NaN becomes the quiet NaN of its
+    // sign without payload): the same bits as the scalar function (ggml_types.h) for every input.
+    void (*f32_to_f16_row)(const float* x, uint16_t* y, int64_t n);
 };
 
 // The table for the best ISA this CPU supports, or the one named by the environment variable

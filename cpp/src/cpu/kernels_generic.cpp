@@ -261,8 +261,12 @@ float attn_softmax(float* s, int64_t n) {
     return sum;
 }
 
-const KernelTable kTable = {"generic", quantize_act, matmul_q,   matmul_f,     dot_kv,
-                            axpy_kv,   attn_scores,  attn_accum, attn_softmax, nullptr};
+void f32_to_f16_row(const float* x, uint16_t* y, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) y[i] = f32_to_f16(x[i]);
+}
+
+const KernelTable kTable = {"generic",   quantize_act, matmul_q,     matmul_f, dot_kv,        axpy_kv,
+                            attn_scores, attn_accum,   attn_softmax, nullptr,  f32_to_f16_row};
 
 }  // namespace
 

@@ -5,6 +5,7 @@
 #include <new>
 
 #include "common.h"
+#include "cpu/kernels.h"
 #include "cpu/ops.h"
 #include "ggml_types.h"
 
@@ -50,8 +51,7 @@ void HostKVStore::rerotate(int64_t slot, int32_t shift) {
         }
         rope_apply(rope_.style, row, rope_.n_head_kv, rope_.head_dim, rope_.n_rot, cs_.data());
         if (f16_) {
-            uint16_t* h = reinterpret_cast<uint16_t*>(k);
-            for (int32_t i = 0; i < kv_dim_; ++i) h[i] = f32_to_f16(row[i]);
+            kernels().f32_to_f16_row(row, reinterpret_cast<uint16_t*>(k), kv_dim_);
         } else {
             std::memcpy(k, row, static_cast<size_t>(kv_dim_) * 4);
         }
