@@ -8,6 +8,7 @@ round's parts. Prints one line per measurement. Run under `nsys profile --stats=
 
 import argparse
 import os
+import random
 import sys
 import time
 
@@ -47,8 +48,6 @@ def main() -> int:
     base = ctx.kv_seq_len(0)
 
     def random_parents(n, seed=0):  # node i's parent: -1 (the root's) or an earlier node
-        import random
-
         rng = random.Random(seed)
         return [-1] + [rng.randrange(-1, i) for i in range(1, n)]
 

@@ -24,24 +24,13 @@ def _at_least(lo: int):
     return parse
 
 
-def _probability_below_one(text: str) -> float:
-    """An argparse type: a float in [0, 1)."""
-    v = float(text)
-    if not 0.0 <= v < 1.0:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {v}")
-    return v
-
-
-_probability_below_one.__name__ = "number"
-
-
-def _between(lo: float, hi: float):
-    """An argparse type: a number in [lo, hi]."""
+def _between(lo: float, hi: float, hi_open: bool = False):
+    """An argparse type: a number in [lo, hi] (hi_open: [lo, hi))."""
 
     def parse(text: str) -> float:
         v = float(text)
-        if not lo <= v <= hi:
-            raise argparse.ArgumentTypeError(f"must be in [{lo:g}, {hi:g}], got {v:g}")
+        if not (lo <= v < hi if hi_open else lo <= v <= hi):
+            raise argparse.ArgumentTypeError(f"must be in [{lo:g}, {hi:g}{')' if hi_open else ']'}, got {v:g}")
         return v
 
     parse.__name__ = "number"
@@ -433,7 +422,7 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--speculative", action="store_true", help="APLS per request: verify drafts where they pay")
     sv.add_argument(
         "--draft-threshold",
-        type=_probability_below_one,
+        type=_between(0, 1, hi_open=True),
         default=None,
         metavar="P",
         help="draft token j while the request's acceptance rate^j > P, in [0, 1) (default: where the measured "

@@ -42,6 +42,7 @@ Scratch::Scratch(const HParams& hp, size_t t) {
     xq.resize(t * wide / QK + 1);
     rope.resize(t * hp.n_rot);
     out_rows.reserve(t);
+    query.reserve(t);
 }
 
 CpuForward::CpuForward(const Model& model, Scratch& s, ThreadPool& pool, const KVCache& kv, HostKVStore& store,
@@ -60,6 +61,9 @@ CpuForward::CpuForward(const Model& model, Scratch& s, ThreadPool& pool, const K
       n_(batch.size()) {
     for (int32_t i = 0; i < n_; ++i)
         rope_table(batch.pos[i], hp_.n_rot, hp_.rope_freq_base, hp_.rope_freq_scale, s_.rope.data() + i * hp_.n_rot);
+    s_.query.clear();  // the same for every layer: made once for the batch
+    if (n_ > 1)
+        for (int32_t i = 0; i < n_; ++i) s_.query.push_back(vis_.query(batch_, i));
 }
 
 void CpuForward::matmul(const float* x, int32_t n_rows, int64_t k,
@@ -261,8 +265,6 @@ void CpuForward::attend_batch(int32_t l) {
     const int64_t qd = hp_.q_dim(), hd = hp_.head_dim;
     const int32_t n_kv = hp_.n_head_kv, group = hp_.n_head / n_kv;
     const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-    std::vector<QueryRule> qr(static_cast<size_t>(n_));  // each token's, once for every KV head
-    for (int32_t i = 0; i < n_; ++i) qr[i] = vis_.query(batch_, i);
     pool_.run([&](int ith, int nth) {
         const int32_t min_groups = std::min<int32_t>(n_, nth / std::gcd(n_kv, nth));
         const int32_t size = std::min<int32_t>(kAttnTokens, (n_ + min_groups - 1) / min_groups);
@@ -273,7 +275,7 @@ void CpuForward::attend_batch(int32_t l) {
             for (int32_t a = t0, b; a < t1; a = b) {  // runs of tokens of one sequence
                 for (b = a + 1; b < t1 && batch_.seq[b] == batch_.seq[a];) ++b;
                 const int64_t h0 = static_cast<int64_t>(g) * group;
-                attend_tokens(kt_, kv_, store_, l, batch_.seq[a], vis_, qr.data() + a, b - a,
+                attend_tokens(kt_, kv_, store_, l, batch_.seq[a], vis_, s_.query.data() + a, b - a,
                               s_.q.data() + a * qd + h0 * hd, qd, group, static_cast<int64_t>(g) * hd, hd, scale,
                               s_.h.data() + a * qd + h0 * hd, qd);
             }
