@@ -70,12 +70,17 @@ phase_build() {
 }
 
 phase_check() {
-    APLS_CUDA_TC=1 "$BUILD/tests/cpp/test_cuda_ops" 2>&1 | tee "$OUT/cuda_ops.log" || true
-    echo "ops vs CPU, F16 on tensor cores (APLS_CUDA_TC=1): $(tail -1 "$OUT/cuda_ops.log")" >> "$SUMMARY"
-    APLS_CUDA_TC=0 "$BUILD/tests/cpp/test_cuda_ops" 2>&1 | tee "$OUT/cuda_ops_fma.log" || true
-    echo "ops vs CPU, F16 on the FMA units (APLS_CUDA_TC=0): $(tail -1 "$OUT/cuda_ops_fma.log")" >> "$SUMMARY"
-    APLS_CUDA_TOKEN_GROUPS=0 "$BUILD/tests/cpp/test_cuda_ops" 2>&1 | tee "$OUT/cuda_ops_nogroups.log" || true
-    echo "ops vs CPU, every batch product one warp for the batch: $(tail -1 "$OUT/cuda_ops_nogroups.log")" >> "$SUMMARY"
+    APLS_CUDA_TC=1 APLS_CUDA_QMMA_MIN=2 "$BUILD/tests/cpp/test_cuda_ops" 2>&1 | tee "$OUT/cuda_ops.log" || true
+    echo "ops vs CPU, F16 and quantized batches on tensor cores (APLS_CUDA_TC=1 APLS_CUDA_QMMA_MIN=2): $(tail -1 "$OUT/cuda_ops.log")" >> "$SUMMARY"
+    APLS_CUDA_TC=0 APLS_CUDA_QMMA=0 "$BUILD/tests/cpp/test_cuda_ops" 2>&1 | tee "$OUT/cuda_ops_fma.log" || true
+    echo "ops vs CPU, F16 and Q4/Q8 batches on the FMA units (APLS_CUDA_TC=0 APLS_CUDA_QMMA=0): $(tail -1 "$OUT/cuda_ops_fma.log")" >> "$SUMMARY"
+    APLS_CUDA_TOKEN_GROUPS=0 APLS_CUDA_QMMA=0 "$BUILD/tests/cpp/test_cuda_ops" 2>&1 | tee "$OUT/cuda_ops_nogroups.log" || true
+    echo "ops vs CPU, every batch product one warp for the batch (APLS_CUDA_QMMA=0): $(tail -1 "$OUT/cuda_ops_nogroups.log")" >> "$SUMMARY"
+    local w
+    for w in 8 16; do
+        APLS_CUDA_QMMA_WARPS=$w APLS_CUDA_QMMA_MIN=2 "$BUILD/tests/cpp/test_cuda_ops" > "$OUT/cuda_ops_qmma$w.log" 2>&1 || true
+        echo "ops vs CPU, every quantized batch on the integer mma, $w warps a block: $(tail -1 "$OUT/cuda_ops_qmma$w.log")" >> "$SUMMARY"
+    done
 }
 
 # The engine structure of issue 25 and token trees of issue 26 on the GPU: tiny llama (biases),

@@ -22,20 +22,29 @@ struct QActs {
     float* d = nullptr;
     float* s = nullptr;
 };
-// Largest batch the matrix-vector kernels take; bigger batches go to cuBLAS (gemm.cpp).
-constexpr int kMaxMatvecTokens = 16;
+// Largest batch the decode kernels take (matrix-vector products, flash-decoding attention): a
+// verify batch of a token tree of up to 64 tokens (kMaxTreeNodes); bigger batches (prompts) go to
+// cuBLAS (gemm.cpp). Every kernel computes a token's results by the same operations in any batch
+// up to this size (batch invariance).
+constexpr int kMaxMatvecTokens = 64;
+// Tokens of one matrix-vector launch: a larger batch runs as groups of this many (matvec_qmma:
+// the grid's y; the other kernels: a launch per group).
+constexpr int kMatvecGroup = 16;
 
 void quantize_q8(const float* x, int n_tok, int64_t k, const QActs& out, cudaStream_t stream);
 
 // Whether F16 matrix products run on the tensor cores (matvec_tc) on the current device:
 // APLS_CUDA_TC=1/0, else by the device's peak memory bandwidth (matvec.cu).
 bool f16_on_tensor_cores();
+// Whether batches of quantized rows take the integer tensor-core kernel (matvec_qmma):
+// APLS_CUDA_QMMA=1/0, else wherever it exists (matvec.cu). Same bits either way.
+bool qmma_enabled();
 
 // y (t, ldy) [+]= x (t, k) · W^T for t <= kMaxMatvecTokens: every weight is read once for the
 // whole batch, and each (token, row) result is computed by the same operations whatever t is
 // (batch invariance: a token's result is bit-identical alone or in a verify batch).
 // Float weights read x; quantized weights (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K) read xq = quantize_q8(x) and use
-// int8 dot products (dp4a) per block, as the CPU kernels do.
+// exact int8 dot products per block (dp4a, or mma for batches), as the CPU kernels do.
 void matvec(const DeviceWeight& w, int64_t rows, const float* x, const QActs& xq, int n_tok, float* y, int64_t ldy,
             bool accumulate, cudaStream_t stream);
 // Several products of one weight type and k in one launch (q/k/v, gate/up, parallel groups).

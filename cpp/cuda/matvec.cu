@@ -1,4 +1,4 @@
-// cuda/matvec.cu — matrix times a few vectors (decode, draft, verify: t <= 16 tokens).
+// cuda/matvec.cu — matrix times a few vectors (decode, draft, verify: t <= 64 tokens, in groups of 16).
 //
 // Float rows: a block computes R rows (1 for one token, 4 for batches); its kWarps warps split
 // each row (split-K). Thread (warp w, lane i) walks the row in units of 8 elements (16 bytes)
@@ -12,6 +12,9 @@
 // T and split (per thread in unit order, then a butterfly over lanes, then warps in order), so
 // results are batch invariant: tokens beyond n_tok are skipped by a predicate, never change the
 // order.
+#include <algorithm>
+#include <vector>
+
 #include "cuda/dequant.cuh"
 #include "cuda/launch.h"
 #include "cuda/pdl.cuh"
@@ -273,10 +276,28 @@ __device__ __forceinline__ void load_unit(const uint8_t* row, int64_t nb, int64_
     }
 }
 
-// acc += unit U times one token's activations of the same elements (qs: 32 * S int8, xd, xs: S).
-// Per sub-block, as the CPU kernels: Q8_0, Q4_0, Q4_1 block_part; Q5_0: (d xd) isum with
-// signed q - 16; Q5_1: (d xd) isum + m xs; Q4_K, Q5_K: (d sc xd) isum - (dmin m) xs; Q6_K:
-// (d xd) (sc_lo isum_lo + sc_hi isum_hi) with signed q - 32.
+// Sub-block s's float part for one token, as the CPU kernels compute it from the exact integer
+// dot product isum with the token's Q8 activations (scale xd, xs = xd * their sum) and the
+// sub-block's float scale a and offset b (Unit's): Q8_0, Q4_0, Q4_1 block_part; Q5_0 (a xd) isum
+// with signed q - 16; Q5_1 (a xd) isum + b xs; Q4_K, Q5_K (a xd) isum - b xs with a = d sc and
+// b = dmin m; Q6_K (a xd) isum, isum = sc_lo isum_lo + sc_hi isum_hi with signed q - 32. One
+// expression for every kernel (matvec_q1, matvec_q, matvec_qmma), so each has the same bits.
+template <int TY>
+__device__ __forceinline__ float sub_part(float a, float b, float xd, float xs, int isum) {
+    if (TY == 2 || TY == 3 || TY == 8) return block_part<TY>(a, b, xd, xs, isum);
+    if (TY == 6 || TY == 14) return __fmul_rn(__fmul_rn(a, xd), static_cast<float>(isum));
+    if (TY == 7) return __fadd_rn(__fmul_rn(__fmul_rn(a, xd), static_cast<float>(isum)), __fmul_rn(b, xs));
+    return __fsub_rn(__fmul_rn(__fmul_rn(a, xd), static_cast<float>(isum)), __fmul_rn(b, xs));
+}
+
+// Whether sub_part reads xs (the activations' sums).
+template <int TY>
+__host__ __device__ constexpr bool uses_xs() {
+    return TY == 2 || TY == 3 || TY == 7 || TY == 12 || TY == 13;
+}
+
+// acc += unit U times one token's activations of the same elements (qs: 32 * S int8, xd, xs: S):
+// per sub-block its exact integer dot product, then sub_part added to acc, sub-blocks in order.
 template <int TY>
 __device__ __forceinline__ float unit_accum(const Unit<TY>& U, const int8_t* qs, const float* xd, const float* xs,
                                             float acc) {
@@ -289,34 +310,12 @@ __device__ __forceinline__ float unit_accum(const Unit<TY>& U, const int8_t* qs,
         lo = __dp4a(U.w[s][1], a.y, lo);
         lo = __dp4a(U.w[s][2], a.z, lo);
         lo = __dp4a(U.w[s][3], a.w, lo);
-        if (TY == 14) {
-            hi = __dp4a(U.w[s][4], b.x, hi);
-            hi = __dp4a(U.w[s][5], b.y, hi);
-            hi = __dp4a(U.w[s][6], b.z, hi);
-            hi = __dp4a(U.w[s][7], b.w, hi);
-            const int isum = U.sc[s][0] * lo + U.sc[s][1] * hi;
-            acc = __fadd_rn(acc, __fmul_rn(__fmul_rn(U.a[s], __ldg(xd + s)), static_cast<float>(isum)));
-            continue;
-        }
-        int isum = lo;
-        isum = __dp4a(U.w[s][4], b.x, isum);
-        isum = __dp4a(U.w[s][5], b.y, isum);
-        isum = __dp4a(U.w[s][6], b.z, isum);
-        isum = __dp4a(U.w[s][7], b.w, isum);
-        const float d = __ldg(xd + s);
-        float part;
-        if (TY == 2 || TY == 3 || TY == 8) {
-            part = block_part<TY>(U.a[s], U.b[s], d, TY == 8 ? 0.0f : __ldg(xs + s), isum);
-        } else if (TY == 6) {
-            part = __fmul_rn(__fmul_rn(U.a[s], d), static_cast<float>(isum));
-        } else if (TY == 7) {
-            part =
-                __fadd_rn(__fmul_rn(__fmul_rn(U.a[s], d), static_cast<float>(isum)), __fmul_rn(U.b[s], __ldg(xs + s)));
-        } else {
-            part =
-                __fsub_rn(__fmul_rn(__fmul_rn(U.a[s], d), static_cast<float>(isum)), __fmul_rn(U.b[s], __ldg(xs + s)));
-        }
-        acc = __fadd_rn(acc, part);
+        hi = __dp4a(U.w[s][4], b.x, hi);
+        hi = __dp4a(U.w[s][5], b.y, hi);
+        hi = __dp4a(U.w[s][6], b.z, hi);
+        hi = __dp4a(U.w[s][7], b.w, hi);
+        const int isum = TY == 14 ? U.sc[s][0] * lo + U.sc[s][1] * hi : lo + hi;
+        acc = __fadd_rn(acc, sub_part<TY>(U.a[s], U.b[s], __ldg(xd + s), uses_xs<TY>() ? __ldg(xs + s) : 0.0f, isum));
     }
     return acc;
 }
@@ -527,6 +526,7 @@ __global__ void __launch_bounds__(kWarps * 32) matvec_f(Jobs jobs, int n_tok) {
 }  // namespace
 }  // namespace apls::cuda
 
+#include "cuda/matvec_qmma.cuh"
 #include "cuda/matvec_tc.cuh"
 
 namespace apls::cuda {
@@ -553,6 +553,51 @@ bool f16_on_tensor_cores() {
         }
         const double peak = 2.0 * khz * 1e3 * bits / 8;  // bytes/s (double data rate)
         return peak >= 4e12;
+    }();
+    return on;
+}
+
+// Whether batches of quantized rows take matvec_qmma (matvec_qmma.cuh) rather than
+// matvec_q: APLS_CUDA_QMMA "0" or "1" decides; otherwise wherever the kernel's integer mma exists
+// (compute capability >= 8.0). Same bits either way. Decided once per process.
+// Warps per matvec_qmma block for a batch of n_tok tokens: APLS_CUDA_QMMA_WARPS = 8, 16 or 32
+// for every batch; by default 32 up to 16 tokens (one stream a warp: the shortest chain of
+// dependent loads; SmolLM2, H100: a 16-token verify 1.43x a step against 1.57x with 8 warps)
+// and 8 beyond (groups of 16 on the grid's y; 64 tokens 2.76x against 3.04x). Same bits for each.
+int qmma_warps(int n_tok) {
+    static const int forced = [] {
+        const char* env = std::getenv("APLS_CUDA_QMMA_WARPS");
+        const int v = env && *env ? std::atoi(env) : 0;
+        return v == 8 || v == 16 || v == 32 ? v : 0;
+    }();
+    return forced ? forced : n_tok > kMatvecGroup ? 8 : 32;
+}
+
+// The smallest batch of a type that takes matvec_qmma: APLS_CUDA_QMMA_MIN (2..17; 17: only
+// batches of more than 16 tokens) for every type; by default 12 for Q4_0, Q4_1 and Q8_0 (a
+// verify batch's cost a step, SmolLM2 Q4_1 on an H100, matvec_q / matvec_qmma: 9 tokens 1.32x /
+// 1.37x, 12 tokens 1.38x / 1.39x, 16 tokens 1.52x / 1.43x, 32 tokens 2.53x / 2.00x) and 17 for
+// the types not measured (K-quants, Q5): their batches of 17-64 take it rather than one launch of
+// matvec_q per 16 tokens.
+int qmma_min_tokens(TensorType type) {
+    static const int forced = [] {
+        const char* env = std::getenv("APLS_CUDA_QMMA_MIN");
+        const int v = env && *env ? std::atoi(env) : 0;
+        return v >= 2 && v <= kMatvecGroup + 1 ? v : 0;
+    }();
+    if (forced) return forced;
+    return type == TensorType::Q4_0 || type == TensorType::Q4_1 || type == TensorType::Q8_0 ? 12 : kMatvecGroup + 1;
+}
+
+bool qmma_enabled() {
+    static const bool on = [] {
+        cudaFuncAttributes fa{};
+        if (cudaFuncGetAttributes(&fa, matvec_qmma<3, 8, 32>) != cudaSuccess || fa.ptxVersion < 80) {
+            cudaGetLastError();
+            return false;
+        }
+        const char* env = std::getenv("APLS_CUDA_QMMA");
+        return !(env && std::strcmp(env, "0") == 0);
     }();
     return on;
 }
@@ -636,8 +681,52 @@ void launch_q(dim3 grid, dim3 block, cudaStream_t stream, const Jobs& jobs, int 
     }
 }
 
+// The kernel for one type, W warps a block.
+template <int TK, int W>
+void launch_qmma_with(TensorType type, dim3 grid, const Jobs& jobs, int n_tok, cudaStream_t stream) {
+    const dim3 block(W * 32);
+    switch (type) {
+        case TensorType::Q8_0:
+            return launch_kernel(matvec_qmma<8, TK, W>, grid, block, 0, stream, jobs, n_tok);
+        case TensorType::Q4_0:
+            return launch_kernel(matvec_qmma<2, TK, W>, grid, block, 0, stream, jobs, n_tok);
+        case TensorType::Q4_1:
+            return launch_kernel(matvec_qmma<3, TK, W>, grid, block, 0, stream, jobs, n_tok);
+        case TensorType::Q5_0:
+            return launch_kernel(matvec_qmma<6, TK, W>, grid, block, 0, stream, jobs, n_tok);
+        case TensorType::Q5_1:
+            return launch_kernel(matvec_qmma<7, TK, W>, grid, block, 0, stream, jobs, n_tok);
+        case TensorType::Q4_K:
+            return launch_kernel(matvec_qmma<12, TK, W>, grid, block, 0, stream, jobs, n_tok);
+        case TensorType::Q5_K:
+            return launch_kernel(matvec_qmma<13, TK, W>, grid, block, 0, stream, jobs, n_tok);
+        default:
+            return launch_kernel(matvec_qmma<14, TK, W>, grid, block, 0, stream, jobs, n_tok);
+    }
+}
+
+// Batches of 2..64 tokens on the tensor cores: kQmmaRows rows a block, T tokens (8 or 16) per
+// block row of the grid (its y: groups of T).
+template <int T>
+void launch_qmma(TensorType type, Jobs jobs, int n_tok, cudaStream_t stream) {
+    constexpr int TK = T <= 8 ? 8 : 16;
+    int blocks = 0;
+    for (int j = 0; j < jobs.n; ++j) {
+        jobs.job[j].begin = blocks;
+        blocks += static_cast<int>((jobs.job[j].rows + kQmmaRows - 1) / kQmmaRows);
+    }
+    if (blocks == 0) return;
+    const dim3 grid(static_cast<unsigned>(blocks), static_cast<unsigned>((n_tok + TK - 1) / TK));
+    const int w = qmma_warps(n_tok);
+    if (w == 8) return launch_qmma_with<TK, 8>(type, grid, jobs, n_tok, stream);
+    if (w == 16) return launch_qmma_with<TK, 16>(type, grid, jobs, n_tok, stream);
+    return launch_qmma_with<TK, 32>(type, grid, jobs, n_tok, stream);
+}
+
 template <int T>
 void launch(TensorType type, Jobs jobs, int n_tok, bool vec, cudaStream_t stream) {
+    if (T > 1 && is_quantized(type) && qmma_enabled() && n_tok >= qmma_min_tokens(type))
+        return launch_qmma<T>(type, jobs, n_tok, stream);
     // Blocks per job for the kernel that will run (rows per warp differ between kernels).
     const bool scalar = !is_quantized(type) && !vec;
     const bool tc = type == TensorType::F16 && vec && f16_on_tensor_cores();
@@ -708,6 +797,26 @@ void quantize_q8(const float* x, int n_tok, int64_t k, const QActs& out, cudaStr
     launch_kernel(quantize_q8_kernel, static_cast<unsigned>((n_blocks + 7) / 8), 256, 0, stream, x, n_blocks, out);
 }
 
+namespace {
+
+// A batch of more than kMatvecGroup tokens as launches of kMatvecGroup: each token's results are
+// the same bits as in any other batch, so groups change nothing but the weights' reads.
+void in_groups(const MatvecJob* jobs, int n_jobs, int n_tok, cudaStream_t stream) {
+    std::vector<MatvecJob> part(jobs, jobs + n_jobs);
+    for (int t0 = 0; t0 < n_tok; t0 += kMatvecGroup) {
+        for (int j = 0; j < n_jobs; ++j) {
+            const MatvecJob& m = jobs[j];
+            const int64_t k = m.w->k;
+            part[j].x = m.x ? m.x + t0 * k : nullptr;
+            if (m.xq.qs) part[j].xq = QActs{m.xq.qs + t0 * k, m.xq.d + t0 * (k / 32), m.xq.s + t0 * (k / 32)};
+            part[j].y = m.y + t0 * m.ldy;
+        }
+        matvec_multi(part.data(), n_jobs, std::min(kMatvecGroup, n_tok - t0), stream);
+    }
+}
+
+}  // namespace
+
 void matvec_multi(const MatvecJob* jobs, int n_jobs, int n_tok, cudaStream_t stream) {
     if (n_jobs <= 0 || n_tok <= 0) return;
     if (n_jobs > kMaxJobs) {  // more than one launch's worth: split
@@ -730,13 +839,16 @@ void matvec_multi(const MatvecJob* jobs, int n_jobs, int n_tok, cudaStream_t str
         vec = vec && reinterpret_cast<uintptr_t>(m.w->data) % 16 == 0;
         js.job[j] = Job{m.w->data, m.x, m.xq, m.y, m.rows, m.ldy, 0, m.accumulate, m.bias};
     }
+    if (n_tok > kMaxMatvecTokens)
+        fail(APLS_STATUS_INTERNAL, "CUDA matvec called with ", n_tok, " tokens (max ", kMaxMatvecTokens, ")");
     // Batch sizes share instantiations (T = 1, 2, 4, 8, 16): only the predicate t < n_tok differs.
     if (n_tok == 1) launch<1>(w0.type, js, n_tok, vec, stream);
     else if (n_tok == 2) launch<2>(w0.type, js, n_tok, vec, stream);
     else if (n_tok <= 4) launch<4>(w0.type, js, n_tok, vec, stream);
     else if (n_tok <= 8) launch<8>(w0.type, js, n_tok, vec, stream);
-    else if (n_tok <= kMaxMatvecTokens) launch<16>(w0.type, js, n_tok, vec, stream);
-    else fail(APLS_STATUS_INTERNAL, "CUDA matvec called with ", n_tok, " tokens (max ", kMaxMatvecTokens, ")");
+    else if (n_tok <= kMatvecGroup) launch<16>(w0.type, js, n_tok, vec, stream);
+    else if (is_quantized(w0.type) && qmma_enabled()) launch_qmma<16>(w0.type, js, n_tok, stream);
+    else in_groups(jobs, n_jobs, n_tok, stream);
 }
 
 void matvec(const DeviceWeight& w, int64_t rows, const float* x, const QActs& xq, int n_tok, float* y, int64_t ldy,

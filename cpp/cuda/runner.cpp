@@ -3,10 +3,11 @@
 // decode-sized walks (graphs.h), and the results the host asks for.
 //
 // Per decode call the host does three things: writes the step's small inputs into one pinned
-// buffer and uploads them; launches the forward (a graph replay when t <= 16: one captured
+// buffer and uploads them; launches the forward (a graph replay when t <= 64: one captured
 // graph serves every step with the same plan and batch shape); and copies nothing back until
 // asked (argmax/top_prob: 8 bytes per output row; logits only when read).
 #include <algorithm>
+#include <cstdlib>
 #include <memory>
 #include <string>
 #include <vector>
@@ -26,6 +27,21 @@ namespace apls::cuda {
 
 namespace {
 
+// The largest batch a speculative round may verify: kMaxMatvecTokens, or fewer with
+// APLS_CUDA_VERIFY_BATCH=n (1 <= n; measurements of smaller trees). Decided once per process.
+int32_t invariant_batch() {
+    static const int32_t n = [] {
+        const char* env = std::getenv("APLS_CUDA_VERIFY_BATCH");
+        const int v = env && *env ? std::atoi(env) : 0;
+        return v >= 1 ? std::min(v, kMaxMatvecTokens) : kMaxMatvecTokens;
+    }();
+    return n;
+}
+
+// Graphs a context keeps: one per plan and batch shape — plain and draft steps, and a verify
+// batch of each size up to kMaxMatvecTokens as a chain and as a tree.
+constexpr size_t kMaxGraphs = 4 * kMaxMatvecTokens;
+
 class CudaRunner final : public Runner {
 public:
     explicit CudaRunner(Context& ctx);
@@ -38,7 +54,7 @@ public:
     void chain_results(int32_t n, int32_t* ids, float* probs) override;
     const float* logits(int32_t n_rows) override;
     int32_t argmax(int32_t i, float* top_p) override;
-    int32_t max_invariant_batch() const override { return kMaxMatvecTokens; }  // beyond: cuBLAS
+    int32_t max_invariant_batch() const override { return invariant_batch(); }  // beyond: cuBLAS
     int32_t n_threads() const override { return 1; }
 
 private:
@@ -52,7 +68,7 @@ private:
     std::unique_ptr<DeviceKVStore> store_;
     std::unique_ptr<StepInputs> inputs_;
     std::unique_ptr<CudaForward> ops_;
-    GraphCache graphs_;
+    GraphCache graphs_{kMaxGraphs};
     uint64_t inputs_generation_ = 0;  // of the inputs the graphs were captured with
 
     DeviceBuffer<int32_t> chain_ids_;  // the draft chain's greedy choices (n_batch)

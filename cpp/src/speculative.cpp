@@ -37,7 +37,7 @@ SpecResult spec_round(Context& ctx, int32_t last, const Plan& draft_plan, const 
     const int32_t n_past = kv.seq_len(seq);
     const int32_t pos0 = kv.seq_next_pos(seq);
     // The verify batch holds last + k drafts: bounded by the batch size whose logits are each
-    // bit-identical to decoding alone (n_batch; 16 tokens on a GPU), and by the free KV room.
+    // bit-identical to decoding alone (n_batch; 64 tokens on a GPU), and by the free KV room.
     const int32_t room = kv.room(seq);
     const int32_t k_max = std::max(0, std::min({params.n_draft_max, ctx.max_invariant_batch() - 1, room - 1}));
     if (room < 1) fail(APLS_STATUS_KV_FULL, "KV cache full: no room for the next token of sequence ", seq);

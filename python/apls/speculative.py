@@ -100,7 +100,7 @@ def speculative_tokens(
     stats.n_prompt = len(prompt_ids)
     t0 = time.perf_counter()
     # The prompt is prefilled exactly as plain decoding does (same chunks: on the GPU a batch
-    # of more than 16 tokens takes another kernel path), and the first token comes from its
+    # of more than 64 tokens takes another kernel path), and the first token comes from its
     # last logits; rounds then start from that token, which is not yet in the cache.
     logits = ctx.prefill(prompt_ids)
     stats.prefill_s = time.perf_counter() - t0
