@@ -81,6 +81,46 @@ def test_decode_choose_verifies_a_token_tree(model):
     assert a.kv_seq_len(0) == b.kv_seq_len(0) == len(ids) + len(tree)
 
 
+def _argmax_tokens(model, ids, n):
+    """n greedy tokens after ids by hand: one decode per token in a fresh context."""
+    ctx = model.context(n_ctx=128)
+    logits, out = ctx.decode(ids, logits="last")[-1], []
+    for _ in range(n):
+        out.append(int(np.argmax(logits)))
+        logits = ctx.decode([out[-1]], logits="last")[-1]
+    return out
+
+
+def test_generations_reuse_their_context(smollm2_path):
+    """A generation's context goes back to the model when it ends (exhausted, abandoned or
+    failed) and the next generation of that size takes it, cache emptied: the same tokens as
+    by hand, whatever ran before; generations that overlap each get their own context."""
+    model = apls.Model(smollm2_path, n_ctx=256)
+    greedy = apls.SamplingParams(temperature=0)
+    a, b = model.tokenize("The three primary colors are"), model.tokenize("def fibonacci(n):")
+    want_a, want_b = _argmax_tokens(model, a, 12), _argmax_tokens(model, b, 12)
+    assert list(model.generate_tokens(a, 12, greedy, ignore_eos=True)) == want_a
+    (kept,) = model._idle_contexts.values()
+    assert kept.kv.stats()["entries"] == 0  # emptied for the next one
+    assert list(model.generate_tokens(b, 12, greedy, ignore_eos=True, speculative=True)) == want_b
+    assert list(model._idle_contexts.values()) == [kept]  # the same context served both
+    # Overlapping: the second takes a new context while the first holds its own.
+    first = model.generate_tokens(a, 12, greedy, ignore_eos=True)
+    got_a = [next(first)]
+    assert list(model.generate_tokens(b, 12, greedy, ignore_eos=True)) == want_b
+    got_a += list(first)
+    assert got_a == want_a
+    assert len(model._idle_contexts) == 1
+    # Abandoned after 3 tokens, then a prompt that does not fit: the context is idle again.
+    partial = model.generate_tokens(b, 12, greedy, ignore_eos=True)
+    assert [next(partial) for _ in range(3)] == want_b[:3]
+    partial.close()
+    with pytest.raises(ValueError, match="the context holds"):
+        model.generate_tokens([1] * 300, 4)
+    assert list(model.generate_tokens(a, 12, greedy, ignore_eos=True)) == want_a
+    assert len(model._idle_contexts) == 1
+
+
 def test_generate_greedy_chains_equal_token_by_token(model):
     """Context.generate_greedy: the tokens decode_greedy picks one at a time (chains longer than
     n_batch too), the same cache, and the end-of-turn token ends it when asked."""
