@@ -100,25 +100,32 @@ def test_generations_reuse_their_context(smollm2_path):
     a, b = model.tokenize("The three primary colors are"), model.tokenize("def fibonacci(n):")
     want_a, want_b = _argmax_tokens(model, a, 12), _argmax_tokens(model, b, 12)
     assert list(model.generate_tokens(a, 12, greedy, ignore_eos=True)) == want_a
-    (kept,) = model._idle_contexts.values()
+    kept = model._idle[("context", None)]
     assert kept.kv.stats()["entries"] == 0  # emptied for the next one
     assert list(model.generate_tokens(b, 12, greedy, ignore_eos=True, speculative=True)) == want_b
-    assert list(model._idle_contexts.values()) == [kept]  # the same context served both
+    assert model._idle[("context", None)] is kept  # the same context served both
+    policy = model._idle[("policy", None)]  # the default policy, measured once
+    assert policy.tree.cost.calibrated
+    assert list(model.generate_tokens(a, 12, greedy, ignore_eos=True, speculative=True)) == want_a
+    assert model._idle[("policy", None)] is policy
     # Overlapping: the second takes a new context while the first holds its own.
     first = model.generate_tokens(a, 12, greedy, ignore_eos=True)
     got_a = [next(first)]
     assert list(model.generate_tokens(b, 12, greedy, ignore_eos=True)) == want_b
     got_a += list(first)
     assert got_a == want_a
-    assert len(model._idle_contexts) == 1
-    # Abandoned after 3 tokens, then a prompt that does not fit: the context is idle again.
-    partial = model.generate_tokens(b, 12, greedy, ignore_eos=True)
+    assert len(model._idle) == 2
+    # Abandoned after 3 tokens, then a prompt that does not fit and a bad draft source: what
+    # they took is idle again.
+    partial = model.generate_tokens(b, 12, greedy, ignore_eos=True, speculative=True)
     assert [next(partial) for _ in range(3)] == want_b[:3]
     partial.close()
     with pytest.raises(ValueError, match="the context holds"):
         model.generate_tokens([1] * 300, 4)
-    assert list(model.generate_tokens(a, 12, greedy, ignore_eos=True)) == want_a
-    assert len(model._idle_contexts) == 1
+    with pytest.raises(ValueError, match="draft"):
+        model.generate_tokens(a, 4, speculative=True, draft="nonsense")
+    assert list(model.generate_tokens(a, 12, greedy, ignore_eos=True, speculative=True)) == want_a
+    assert set(model._idle) == {("context", None), ("policy", None)}
 
 
 def test_generate_greedy_chains_equal_token_by_token(model):

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
-from typing import Union
+from collections.abc import Callable, Iterator, Sequence
+from typing import TypeVar, Union, cast
 
 import numpy as np
 
@@ -17,6 +17,7 @@ from .policy import Policy, RoundResult, make_policy
 from .speculative import SpecStats, speculative_tokens
 
 TokenIds = Union[Sequence[int], np.ndarray]
+_T = TypeVar("_T")
 
 
 def _tokens(tokens: TokenIds) -> np.ndarray:
@@ -327,10 +328,11 @@ class Model:
         self.n_ctx = n_ctx
         self.n_threads = n_threads
         self.last_stats: GenerationStats | None = None  # of the last generate / generate_tokens call
-        # generate's contexts once their generation is over, by n_ctx: the next generation of that
-        # size takes one (cache emptied) instead of allocating a context and, on a GPU, capturing
-        # its CUDA graphs again (~1.3 ms for each batch shape, a verify batch size per shape).
-        self._idle_contexts: dict[int | None, Context] = {}
+        # What a generation used, once it is over, for the next one to take: its context, by n_ctx
+        # (cache emptied; a new one would allocate again and, on a GPU, capture its CUDA graphs
+        # again: ~1.3 ms for each batch shape), and the default speculative policy, by draft (a
+        # new one would measure its verify costs again: ~0.4 s on 2 CPU cores).
+        self._idle: dict[tuple, object] = {}
         self._idle_lock = threading.Lock()
 
     # ---- what the file holds ---------------------------------------------------------------
@@ -543,7 +545,9 @@ class Model:
         the model's); `generate` without the text. The settings are checked now, the work is done
         as the iterator is consumed; `self.last_stats` is this call's statistics. The context is
         kept when the generation ends (one per n_ctx, its cache emptied) and taken by the next
-        generation of that size: on a GPU its CUDA graphs are then captured once, not per call.
+        generation of that size: on a GPU its CUDA graphs are then captured once, not per call. So
+        is the default speculative policy (one per draft setting): what it measured and learned
+        (verify costs, acceptance, the session's text for the suffix index) serves the next one.
 
         sampling: the sampler settings (default `SamplingParams()`: llama.cpp's defaults,
         temperature 0.8; `SamplingParams(temperature=0)` is greedy).
@@ -580,42 +584,49 @@ class Model:
         if draft is not None and policy is not None:
             raise ValueError("give draft= or policy=, not both (make_policy(..., draft=...) combines them)")
         sampler = (sampling or SamplingParams()).sampler()  # validates the settings before any work
-        ctx = self._take_context(n_ctx)
-        if len(ids) >= ctx.n_ctx:
-            self._give_back(n_ctx, ctx)
-            raise ValueError(f"the prompt has {len(ids)} tokens, the context holds {ctx.n_ctx}")
+        held: list[tuple[tuple, object]] = []  # what goes back to self._idle when the generation ends
+        ctx = self._take(("context", n_ctx), lambda: self.context(n_ctx=n_ctx), held)
         try:
+            if len(ids) >= ctx.n_ctx:
+                raise ValueError(f"the prompt has {len(ids)} tokens, the context holds {ctx.n_ctx}")
             if speculative:
                 spec_stats = SpecStats() if stats is None else stats
                 if not isinstance(spec_stats, SpecStats):
                     raise TypeError(f"speculative decoding fills a SpecStats, not a {type(spec_stats).__name__}")
+                if policy is None:  # the default, kept between generations (checks the sources first)
+                    key = ("policy", draft if draft is None or isinstance(draft, str) else tuple(draft))
+                    policy = self._take(key, lambda: make_policy("adaptive", self, draft=draft), held)
                 self.last_stats = spec_stats
-                policy = policy or make_policy("adaptive", self, draft=draft)  # checks the sources before any work
                 tokens = speculative_tokens(ctx, ids, max_tokens, sampler, policy, ignore_eos, spec_stats)
             else:
                 self.last_stats = stats = GenerationStats() if stats is None else stats
                 tokens = generate_tokens(ctx, ids, max_tokens, sampler, ignore_eos, stats, stream_past_window)
         except BaseException:
-            self._give_back(n_ctx, ctx)
+            self._give_back(held)
             raise
-        return self._then_give_back(n_ctx, ctx, tokens)
+        return self._then_give_back(held, tokens)
 
-    def _take_context(self, n_ctx: int | None) -> Context:
-        """A context for one generation: an idle one of this size (see __init__), else a new one."""
+    def _take(self, key: tuple, make: Callable[[], _T], held: list) -> _T:
+        """An idle object of `key` (see __init__), else make(); noted in `held`."""
         with self._idle_lock:
-            ctx = self._idle_contexts.pop(n_ctx, None)
-        return ctx if ctx is not None else self.context(n_ctx=n_ctx)
+            idle = self._idle.pop(key, None)
+        obj = cast(_T, idle) if idle is not None else make()
+        held.append((key, obj))
+        return obj
 
-    def _give_back(self, n_ctx: int | None, ctx: Context) -> None:
-        ctx.kv.clear()
-        with self._idle_lock:
-            self._idle_contexts.setdefault(n_ctx, ctx)  # one kept per size; another is freed
+    def _give_back(self, held: list) -> None:
+        for key, obj in held:
+            if key[0] == "context":
+                obj.kv.clear()
+            with self._idle_lock:
+                self._idle.setdefault(key, obj)  # one kept per key; another is freed
+        held.clear()
 
-    def _then_give_back(self, n_ctx: int | None, ctx: Context, tokens: Iterator[int]) -> Iterator[int]:
+    def _then_give_back(self, held: list, tokens: Iterator[int]) -> Iterator[int]:
         try:
             yield from tokens
-        finally:  # exhausted, closed, failed or dropped: the context is idle again
-            self._give_back(n_ctx, ctx)
+        finally:  # exhausted, closed, failed or dropped: what it used is idle again
+            self._give_back(held)
 
     def chat_prompt(self, messages: list[dict[str, str]], add_generation_prompt: bool = True) -> str:
         """The model's chat template applied to `messages` (raises ChatTemplateError without one)."""
