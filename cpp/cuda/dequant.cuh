@@ -52,6 +52,15 @@ __device__ __forceinline__ void k4_scale_min(const uint8_t* sc, int j, int& s, i
     }
 }
 
+// Sub-block j's float scale and offset of a Q4_K / Q5_K block (sf: its scale fields): a = d sc,
+// b = dmin m, as the CPU computes them (x = a q - b).
+__device__ __forceinline__ void k4_sub_scales(const uint8_t* sf, int j, float& a, float& b) {
+    int sc, mn;
+    k4_scale_min(sf + 4, j, sc, mn);
+    a = __fmul_rn(half_at(sf), static_cast<float>(sc));
+    b = __fmul_rn(half_at(sf + 2), static_cast<float>(mn));
+}
+
 // Element e (< 256) of a K-quant block as its integer quant and float scale/offset: x = a * q - m.
 template <int TY>
 __device__ __forceinline__ float kquant_elem(const uint8_t* row, int64_t nb, int64_t b, int e) {
@@ -69,10 +78,8 @@ __device__ __forceinline__ float kquant_elem(const uint8_t* row, int64_t nb, int
     const uint8_t* qs = q + (TY == 13 ? 32 : 0);
     int v = (qs[32 * (j / 2) + l] >> (4 * (j % 2))) & 0xF;
     if (TY == 13) v |= ((q[l] >> j) & 1) << 4;
-    int sc, mn;
-    k4_scale_min(sf + 4, j, sc, mn);
-    const float ds = __fmul_rn(half_at(sf), static_cast<float>(sc)),
-                dm = __fmul_rn(half_at(sf + 2), static_cast<float>(mn));
+    float ds, dm;
+    k4_sub_scales(sf, j, ds, dm);
     return __fsub_rn(__fmul_rn(ds, static_cast<float>(v)), dm);  // as the CPU: no fma
 }
 

@@ -13,7 +13,7 @@
 // results are batch invariant: tokens beyond n_tok are skipped by a predicate, never change the
 // order.
 #include <algorithm>
-#include <vector>
+#include <type_traits>
 
 #include "cuda/dequant.cuh"
 #include "cuda/launch.h"
@@ -233,14 +233,8 @@ __device__ __forceinline__ void load_unit(const uint8_t* row, int64_t nb, int64_
             U.w[1][i] = static_cast<int>(((v[i] >> 4) & 0x0F0F0F0Fu) | (((h[i] >> (2 * p + 1)) & 0x01010101u) << 4));
         }
         const uint8_t* sf = row + scale_at<TY>(nb, b);
-        const float d = half_at(sf), dmin = half_at(sf + 2);
 #pragma unroll
-        for (int s = 0; s < 2; ++s) {
-            int sc, mn;
-            k4_scale_min(sf + 4, 2 * p + s, sc, mn);
-            U.a[s] = __fmul_rn(d, static_cast<float>(sc));
-            U.b[s] = __fmul_rn(dmin, static_cast<float>(mn));
-        }
+        for (int s = 0; s < 2; ++s) k4_sub_scales(sf, 2 * p + s, U.a[s], U.b[s]);
     } else {  // Q6_K
         const int64_t b = u / 2;
         const int h = static_cast<int>(u % 2);
@@ -628,6 +622,32 @@ __global__ void matvec_scalar(int type, Jobs jobs, int n_tok) {
     store<T, 1>(acc, n_tok, r, *job);
 }
 
+// f(std::integral_constant<int, TY>{}) for a quantized type's kernel id TY (the ggml type number:
+// Q8_0 8, Q4_0 2, Q4_1 3, Q5_0 6, Q5_1 7, Q4_K 12, Q5_K 13, Q6_K 14); is_quantized(t) holds.
+template <class F>
+void with_quant_type(TensorType t, F&& f) {
+    switch (t) {
+        case TensorType::Q8_0:
+            return f(std::integral_constant<int, 8>{});
+        case TensorType::Q4_0:
+            return f(std::integral_constant<int, 2>{});
+        case TensorType::Q4_1:
+            return f(std::integral_constant<int, 3>{});
+        case TensorType::Q5_0:
+            return f(std::integral_constant<int, 6>{});
+        case TensorType::Q5_1:
+            return f(std::integral_constant<int, 7>{});
+        case TensorType::Q4_K:
+            return f(std::integral_constant<int, 12>{});
+        case TensorType::Q5_K:
+            return f(std::integral_constant<int, 13>{});
+        case TensorType::Q6_K:
+            return f(std::integral_constant<int, 14>{});
+        default:
+            fail(APLS_STATUS_UNSUPPORTED, "CUDA: no quantized matrix kernel for type ", type_name(t));
+    }
+}
+
 int subs_of(TensorType t) {
     return t == TensorType::Q4_K || t == TensorType::Q5_K ? unit_subs<12>()
            : t == TensorType::Q6_K                        ? unit_subs<14>()
@@ -684,25 +704,9 @@ void launch_q(dim3 grid, dim3 block, cudaStream_t stream, const Jobs& jobs, int 
 // The kernel for one type, W warps a block.
 template <int TK, int W>
 void launch_qmma_with(TensorType type, dim3 grid, const Jobs& jobs, int n_tok, cudaStream_t stream) {
-    const dim3 block(W * 32);
-    switch (type) {
-        case TensorType::Q8_0:
-            return launch_kernel(matvec_qmma<8, TK, W>, grid, block, 0, stream, jobs, n_tok);
-        case TensorType::Q4_0:
-            return launch_kernel(matvec_qmma<2, TK, W>, grid, block, 0, stream, jobs, n_tok);
-        case TensorType::Q4_1:
-            return launch_kernel(matvec_qmma<3, TK, W>, grid, block, 0, stream, jobs, n_tok);
-        case TensorType::Q5_0:
-            return launch_kernel(matvec_qmma<6, TK, W>, grid, block, 0, stream, jobs, n_tok);
-        case TensorType::Q5_1:
-            return launch_kernel(matvec_qmma<7, TK, W>, grid, block, 0, stream, jobs, n_tok);
-        case TensorType::Q4_K:
-            return launch_kernel(matvec_qmma<12, TK, W>, grid, block, 0, stream, jobs, n_tok);
-        case TensorType::Q5_K:
-            return launch_kernel(matvec_qmma<13, TK, W>, grid, block, 0, stream, jobs, n_tok);
-        default:
-            return launch_kernel(matvec_qmma<14, TK, W>, grid, block, 0, stream, jobs, n_tok);
-    }
+    with_quant_type(type, [&](auto ty) {
+        launch_kernel(matvec_qmma<decltype(ty)::value, TK, W>, grid, dim3(W * 32), 0, stream, jobs, n_tok);
+    });
 }
 
 // Batches of 2..64 tokens on the tensor cores: kQmmaRows rows a block, T tokens (8 or 16) per
@@ -744,31 +748,10 @@ void launch(TensorType type, Jobs jobs, int n_tok, bool vec, cudaStream_t stream
     if (blocks == 0) return;
     const dim3 grid(static_cast<unsigned>(blocks), static_cast<unsigned>((n_tok + tw - 1) / tw)),
         block((tc ? kTcWarps : kWarps) * 32);
+    if (is_quantized(type))
+        return with_quant_type(
+            type, [&](auto ty) { launch_q<decltype(ty)::value, T>(grid, block, stream, jobs, n_tok, tw); });
     switch (type) {
-        case TensorType::Q8_0:
-            launch_q<8, T>(grid, block, stream, jobs, n_tok, tw);
-            break;
-        case TensorType::Q4_0:
-            launch_q<2, T>(grid, block, stream, jobs, n_tok, tw);
-            break;
-        case TensorType::Q4_1:
-            launch_q<3, T>(grid, block, stream, jobs, n_tok, tw);
-            break;
-        case TensorType::Q5_0:
-            launch_q<6, T>(grid, block, stream, jobs, n_tok, tw);
-            break;
-        case TensorType::Q5_1:
-            launch_q<7, T>(grid, block, stream, jobs, n_tok, tw);
-            break;
-        case TensorType::Q4_K:
-            launch_q<12, T>(grid, block, stream, jobs, n_tok, tw);
-            break;
-        case TensorType::Q5_K:
-            launch_q<13, T>(grid, block, stream, jobs, n_tok, tw);
-            break;
-        case TensorType::Q6_K:
-            launch_q<14, T>(grid, block, stream, jobs, n_tok, tw);
-            break;
         case TensorType::F16:
             // Without PDL: launched early, its blocks wait beside the previous kernel's and the
             // grid no longer fits in one wave (7B F16 decode 172 against 210 tok/s, H200).
@@ -802,7 +785,8 @@ namespace {
 // A batch of more than kMatvecGroup tokens as launches of kMatvecGroup: each token's results are
 // the same bits as in any other batch, so groups change nothing but the weights' reads.
 void in_groups(const MatvecJob* jobs, int n_jobs, int n_tok, cudaStream_t stream) {
-    std::vector<MatvecJob> part(jobs, jobs + n_jobs);
+    MatvecJob part[kMaxJobs];  // n_jobs <= kMaxJobs (matvec_multi splits larger lists first)
+    std::copy(jobs, jobs + n_jobs, part);
     for (int t0 = 0; t0 < n_tok; t0 += kMatvecGroup) {
         for (int j = 0; j < n_jobs; ++j) {
             const MatvecJob& m = jobs[j];
@@ -811,7 +795,7 @@ void in_groups(const MatvecJob* jobs, int n_jobs, int n_tok, cudaStream_t stream
             if (m.xq.qs) part[j].xq = QActs{m.xq.qs + t0 * k, m.xq.d + t0 * (k / 32), m.xq.s + t0 * (k / 32)};
             part[j].y = m.y + t0 * m.ldy;
         }
-        matvec_multi(part.data(), n_jobs, std::min(kMatvecGroup, n_tok - t0), stream);
+        matvec_multi(part, n_jobs, std::min(kMatvecGroup, n_tok - t0), stream);
     }
 }
 

@@ -119,14 +119,8 @@ __device__ __forceinline__ void load_qmma_unit(const uint8_t* const (&w)[2], int
                 U.a[s][2 + h] = ((v1 >> sh) & kLow) | (((h1 >> hb) & 0x01010101u) << 4);
             }
             const uint8_t* sf = row + scale_at<TY>(nb, b);
-            const float d = half_at(sf), dmin = half_at(sf + 2);
 #pragma unroll
-            for (int s = 0; s < 2; ++s) {
-                int sc, mn;
-                k4_scale_min(sf + 4, 2 * p + s, sc, mn);
-                U.fa[s][h] = __fmul_rn(d, static_cast<float>(sc));
-                U.fb[s][h] = __fmul_rn(dmin, static_cast<float>(mn));
-            }
+            for (int s = 0; s < 2; ++s) k4_sub_scales(sf, 2 * p + s, U.fa[s][h], U.fb[s][h]);
         } else {  // Q6_K: half hh of block b, sub-blocks c = 0..3 (see load_unit)
             const int64_t b = u / 2;
             const int hh = static_cast<int>(u % 2);
@@ -156,12 +150,6 @@ __device__ __forceinline__ void load_qmma_unit(const uint8_t* const (&w)[2], int
             }
         }
     }
-}
-
-__device__ __forceinline__ void prefetch_l1(const void* p) {
-#if defined(__CUDA_ARCH__)
-    asm volatile("prefetch.global.L1 [%0];" ::"l"(p));
-#endif
 }
 
 // The lines load_qmma_unit will read for this thread (its quant words, the scales) toward L1.

@@ -54,6 +54,13 @@ __device__ __forceinline__ void prefetch_l2(const void* p) {
 #endif
 }
 
+// Starts moving the line holding p into L1 (weights a block will read after its wait).
+__device__ __forceinline__ void prefetch_l1(const void* p) {
+#if defined(__CUDA_ARCH__)
+    asm volatile("prefetch.global.L1 [%0];" ::"l"(p));
+#endif
+}
+
 // Whether launches use PDL on the current device: compute capability >= 9.0 and APLS_CUDA_PDL
 // not "0". Decided once per process.
 inline bool pdl_enabled() {
