@@ -121,6 +121,25 @@ def test_decode_choose_on_cuda(gpu):
         np.testing.assert_array_equal(rows, want[[n - 1]])
 
 
+def test_top_k_on_cuda(gpu):
+    """Context.top_k on the GPU (picked on the device, token recycling's successors): each row's
+    best ids as a stable sort of the logits `decode` returns for the same batch, for k up to the
+    device kernel's 8 and beyond it (from the logits on the host), chains and a token tree."""
+    rng = np.random.default_rng(6)
+    a, b = gpu.context(n_ctx=512), gpu.context(n_ctx=512)
+    for n, tree in ((1, False), (9, False), (16, True), (64, True)):
+        toks = rng.integers(0, gpu.n_vocab, n).tolist()
+        parent = [-1] + [int(rng.integers(-1, i)) for i in range(1, n)] if tree else None
+        want = a.decode(toks, logits="all", parent=parent)
+        b.decode(toks, logits="all", parent=parent)
+        for k in (1, 8, 12):
+            got = b.top_k(k)
+            assert got.shape == (n, k)
+            np.testing.assert_array_equal(got, np.argsort(-want, axis=1, kind="stable")[:, :k])
+        a.kv_clear()
+        b.kv_clear()
+
+
 def test_greedy_tokens_match_cpu(cpu, gpu):
     """Greedy tokens equal the CPU's; where they diverge the CPU's own top two logits at that
     step must be a near-tie (Q4_1 weights: the CPU rounds activations to Q8, the GPU does not)."""

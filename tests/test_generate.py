@@ -65,6 +65,27 @@ def test_decode_choose_gives_argmaxes_and_the_fetched_rows(model):
     assert b.kv_seq_len(0) == len(ids) + 1  # refused before anything was decoded
 
 
+def top_k_reference(rows: np.ndarray, k: int) -> np.ndarray:
+    """NumPy: each row's k largest, largest first, ties to the lowest id (a stable sort)."""
+    return np.argsort(-rows, axis=1, kind="stable")[:, :k].astype(np.int32)
+
+
+def test_top_k_is_each_rows_best_ids(model):
+    """Context.top_k: the k best ids of every output row of the last decode, as a stable sort of
+    its logits gives them; bad k and a decode without output rows are clear errors."""
+    ids = model.tokenize("One, two, three, four, five, six")
+    ctx = model.context(n_ctx=128)
+    want = ctx.decode(ids, logits="all")
+    for k in (1, 8, 64):
+        np.testing.assert_array_equal(ctx.top_k(k), top_k_reference(want, k))
+    for k in (0, 65):
+        with pytest.raises(apls.InvalidArgumentError, match=f"k {k} must be in"):
+            ctx.top_k(k)
+    ctx.decode([5], logits=np.zeros(1, np.uint8))
+    with pytest.raises(apls.InvalidArgumentError, match="no output rows"):
+        ctx.top_k(8)
+
+
 def test_decode_choose_verifies_a_token_tree(model):
     """decode_choose with parent: a tree verify batch's choices, equal to the argmax of decode's
     logits for the same tree (every row), with the logits of the fetched rows."""

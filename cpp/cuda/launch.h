@@ -115,6 +115,10 @@ void copy(float* dst, const float* src, int64_t n, cudaStream_t stream);
 // (ties to the lowest id), top_p[i] = its softmax probability over those entries; entries
 // [n_valid, n_vocab) are set to -inf.
 void argmax_rows(float* logits, int m, int n_vocab, int n_valid, int32_t* ids, float* top_p, cudaStream_t stream);
+// For each of m rows of logits (ld n_vocab): ids (m, k) = the k largest of its first n_vocab
+// entries, largest first, ties to the lowest id (NaN entries never taken); 1 <= k <= kTopKMax.
+constexpr int kTopKMax = 8;
+void top_k_rows(const float* logits, int m, int n_vocab, int k, int32_t* ids, cudaStream_t stream);
 
 // Attention over the block KV cache for a batch (flash-decoding: the entries of a sequence are
 // cut into fixed splits of kAttnSplit entries, each scored by one thread block, then merged).

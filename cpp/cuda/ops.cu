@@ -250,6 +250,78 @@ __global__ void argmax_kernel(float* logits, int n_vocab, int n_valid, int32_t* 
     }
 }
 
+// (v, i) ranks before (hv, hi): a larger value, or the same value and a lower id.
+__device__ __forceinline__ bool ranks_before(float v, int i, float hv, int hi) { return v > hv || (v == hv && i < hi); }
+
+// One block per row. Each thread keeps the best kTopKMax of its elements (j = thread, + blockDim,
+// ...) as a sorted list in registers; then k rounds pick the block's best head (warps, then
+// the block, in a fixed order) and its thread drops it.
+__global__ void top_k_kernel(const float* logits, int n_vocab, int k, int32_t* ids) {
+    pdl_enter();
+    __shared__ float s_v[32];
+    __shared__ int s_i[32], s_win;
+    const float* x = logits + static_cast<int64_t>(blockIdx.x) * n_vocab;
+    float hv[kTopKMax];
+    int hi[kTopKMax];
+#pragma unroll
+    for (int j = 0; j < kTopKMax; ++j) hv[j] = -INFINITY, hi[j] = 0x7fffffff;
+    constexpr int kPer = 8;  // loads in flight per thread
+    for (int e0 = threadIdx.x; e0 < n_vocab; e0 += kPer * blockDim.x) {
+        float xs[kPer];
+#pragma unroll
+        for (int u = 0; u < kPer; ++u) {
+            const int e = e0 + u * blockDim.x;
+            xs[u] = e < n_vocab ? x[e] : NAN;  // NaN: never taken
+        }
+#pragma unroll
+        for (int u = 0; u < kPer; ++u) {
+            float v = xs[u];
+            int i = e0 + u * blockDim.x;  // ascending: a tie keeps the lower id held
+            if (!ranks_before(v, i, hv[kTopKMax - 1], hi[kTopKMax - 1])) continue;
+#pragma unroll
+            for (int j = 0; j < kTopKMax; ++j)  // insert: what it displaces moves down
+                if (ranks_before(v, i, hv[j], hi[j])) {
+                    const float tv = hv[j];
+                    const int ti = hi[j];
+                    hv[j] = v, hi[j] = i, v = tv, i = ti;
+                }
+        }
+    }
+    const int lane = threadIdx.x & 31, warp = threadIdx.x / 32, n_warps = blockDim.x / 32;
+    for (int r = 0; r < k; ++r) {
+        float v = hv[0];
+        int i = hi[0];
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) {
+            const float v2 = __shfl_xor_sync(0xffffffffu, v, o);
+            const int i2 = __shfl_xor_sync(0xffffffffu, i, o);
+            if (ranks_before(v2, i2, v, i)) v = v2, i = i2;
+        }
+        if (lane == 0) s_v[warp] = v, s_i[warp] = i;
+        __syncthreads();
+        if (warp == 0) {
+            v = lane < n_warps ? s_v[lane] : -INFINITY;
+            i = lane < n_warps ? s_i[lane] : 0x7fffffff;
+#pragma unroll
+            for (int o = 16; o > 0; o >>= 1) {
+                const float v2 = __shfl_xor_sync(0xffffffffu, v, o);
+                const int i2 = __shfl_xor_sync(0xffffffffu, i, o);
+                if (ranks_before(v2, i2, v, i)) v = v2, i = i2;
+            }
+            if (lane == 0) {
+                s_win = i;
+                ids[static_cast<int64_t>(blockIdx.x) * k + r] = i == 0x7fffffff ? 0 : i;
+            }
+        }
+        __syncthreads();
+        if (hi[0] == s_win) {  // ids are unique: one thread's head won; the list moves up
+#pragma unroll
+            for (int j = 0; j + 1 < kTopKMax; ++j) hv[j] = hv[j + 1], hi[j] = hi[j + 1];
+            hv[kTopKMax - 1] = -INFINITY, hi[kTopKMax - 1] = 0x7fffffff;
+        }
+    }
+}
+
 __global__ void rerotate_kernel(void* kv, bool kv_f16, int64_t slot_stride, int n_layer, int kv_dim,
                                 const int32_t* slots, const float* cos_sin, int n_head_kv, int head_dim, int n_rot,
                                 bool neox) {
@@ -391,6 +463,11 @@ void copy(float* dst, const float* src, int64_t n, cudaStream_t stream) {
 void argmax_rows(float* logits, int m, int n_vocab, int n_valid, int32_t* ids, float* top_p, cudaStream_t stream) {
     if (m <= 0) return;
     launch_kernel(argmax_kernel, m, 1024, 0, stream, logits, n_vocab, n_valid, ids, top_p);
+}
+
+void top_k_rows(const float* logits, int m, int n_vocab, int k, int32_t* ids, cudaStream_t stream) {
+    if (m <= 0) return;
+    launch_kernel(top_k_kernel, m, 512, 0, stream, logits, n_vocab, k, ids);
 }
 
 void kv_rerotate(void* kv, bool kv_f16, int64_t slot_stride, int n_layer, int kv_dim, const int32_t* slots, int n_slots,

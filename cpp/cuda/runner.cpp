@@ -54,11 +54,13 @@ public:
     void chain_results(int32_t n, int32_t* ids, float* probs) override;
     const float* logits(int32_t n_rows) override;
     int32_t argmax(int32_t i, float* top_p) override;
+    void top_k(int32_t n_rows, int32_t k, int32_t* ids) override;
     int32_t max_invariant_batch() const override { return invariant_batch(); }  // beyond: cuBLAS
     int32_t n_threads() const override { return 1; }
 
 private:
     std::string graph_key(const Plan& plan, int n, int m) const;
+    void fetch_results();  // queue the copies of the rows' choices (with the next wait)
     void wait_results();
 
     Context& ctx_;
@@ -75,6 +77,8 @@ private:
     DeviceBuffer<float> chain_probs_;
     PinnedBuffer<int32_t> ids_host_;
     PinnedBuffer<float> probs_host_;
+    DeviceBuffer<int32_t> top_ids_;  // top_k's (rows, k) ids
+    PinnedBuffer<int32_t> top_host_;
     std::vector<float> logits_host_;
     bool results_fetched_ = false, logits_fetched_ = false;
     int m_ = 0;  // output rows of the last forward
@@ -93,6 +97,8 @@ CudaRunner::CudaRunner(Context& ctx)
     chain_probs_.resize(t);
     ids_host_.resize(t);
     probs_host_.resize(t);
+    top_ids_.resize(t * kTopKMax);
+    top_host_.resize(t * kTopKMax);
     APLS_CUDA_CHECK(cudaStreamSynchronize(stream_));
 }
 
@@ -160,14 +166,36 @@ void CudaRunner::chain_results(int32_t n, int32_t* ids, float* probs) {
     APLS_CUDA_CHECK(cudaStreamSynchronize(stream_));
 }
 
-void CudaRunner::wait_results() {
-    if (results_fetched_) return;
+void CudaRunner::fetch_results() {
     APLS_CUDA_CHECK(
         cudaMemcpyAsync(ids_host_.get(), ops_->ids(), m_ * sizeof(int32_t), cudaMemcpyDeviceToHost, stream_));
     APLS_CUDA_CHECK(
         cudaMemcpyAsync(probs_host_.get(), ops_->probs(), m_ * sizeof(float), cudaMemcpyDeviceToHost, stream_));
+}
+
+void CudaRunner::wait_results() {
+    if (results_fetched_) return;
+    fetch_results();
     APLS_CUDA_CHECK(cudaStreamSynchronize(stream_));
     results_fetched_ = true;
+}
+
+void CudaRunner::top_k(int32_t n_rows, int32_t k, int32_t* ids) {
+    if (n_rows <= 0) return;
+    if (k > kTopKMax) {  // rare (token recycling keeps 8): from the logits on the host
+        const float* all = logits(n_rows);
+        for (int32_t r = 0; r < n_rows; ++r)
+            top_k_row(all + static_cast<size_t>(r) * hp_.n_vocab, hp_.n_vocab, k, ids + r * k);
+        return;
+    }
+    const size_t n = static_cast<size_t>(n_rows) * k;  // n_rows <= t: the buffers hold it
+    top_k_rows(ops_->logits(), n_rows, hp_.n_vocab, k, top_ids_.get(), stream_);
+    APLS_CUDA_CHECK(
+        cudaMemcpyAsync(top_host_.get(), top_ids_.get(), n * sizeof(int32_t), cudaMemcpyDeviceToHost, stream_));
+    if (!results_fetched_) fetch_results();  // the choices come with the same wait
+    APLS_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    results_fetched_ = true;
+    std::copy(top_host_.get(), top_host_.get() + n, ids);
 }
 
 int32_t CudaRunner::argmax(int32_t i, float* top_p) {

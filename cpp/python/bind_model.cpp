@@ -208,6 +208,20 @@ void bind_model(py::module_& m) {
             "chosen there) and the logits of the output rows `fetch` marks: (ids, float32 (n_fetched, n_vocab)). "
             "No logits are copied back when none is marked. parent: a token tree, as for decode.")
         .def(
+            "top_k",
+            [](const Context& ctx, int32_t k) {
+                const int32_t rows = ctx.n_outputs();
+                py::array_t<int32_t> out({static_cast<int64_t>(rows), static_cast<int64_t>(std::max(k, 0))});
+                {
+                    py::gil_scoped_release release;
+                    ctx.top_k(k, out.mutable_data());
+                }
+                return out;
+            },
+            py::arg("k"),
+            "The k best ids of every output row of the last decode, int32 (n_outputs, k): largest logit "
+            "first, ties to the lowest id; on a GPU picked there (the logits are not copied back).")
+        .def(
             "generate_greedy",
             [](Context& ctx, int32_t last, int32_t n_max, int32_t seq, bool stop_at_eog) {
                 std::vector<int32_t> ids;

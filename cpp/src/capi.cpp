@@ -197,6 +197,12 @@ apls_status apls_get_argmax_ith(apls_context* ctx, int32_t i, int32_t* out_token
     return guard([&] { *out_token = ctx->impl->argmax(i); });
 }
 
+apls_status apls_get_top_k(apls_context* ctx, int32_t k, int32_t* out_tokens) {
+    if (!ctx) return null_arg("ctx");
+    if (!out_tokens) return null_arg("out_tokens");
+    return guard([&] { ctx->impl->top_k(k, out_tokens); });
+}
+
 apls_status apls_generate_greedy(apls_context* ctx, int32_t seq_id, int32_t last_token, int32_t n_max, bool stop_at_eog,
                                  int32_t* out_tokens, int32_t* n_out) {
     if (!n_out) return null_arg("n_out");

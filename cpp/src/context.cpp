@@ -45,6 +45,14 @@ int32_t Context::argmax(int32_t i, float* top_p) const {
     return runner_->argmax(i, top_p);
 }
 
+void Context::top_k(int32_t k, int32_t* ids) const {
+    const int32_t n_vocab = model_.hparams().n_vocab;
+    if (k < 1 || k > 64 || k > n_vocab)
+        fail(APLS_STATUS_INVALID_ARGUMENT, "top_k: k ", k, " must be in [1, min(64, n_vocab ", n_vocab, ")]");
+    if (n_outputs_ == 0) fail(APLS_STATUS_INVALID_ARGUMENT, "top_k: the last decode kept no output rows");
+    runner_->top_k(n_outputs_, k, ids);
+}
+
 Batch Context::make_batch(const apls_batch& b) const {
     const HParams& hp = model_.hparams();
     if (b.n_tokens <= 0) fail(APLS_STATUS_INVALID_ARGUMENT, "batch has ", b.n_tokens, " tokens");

@@ -69,6 +69,10 @@ public:
     // computed there, so the logits need not be copied.
     // top_p (optional) receives its softmax probability.
     int32_t argmax(int32_t i, float* top_p = nullptr) const;
+    // The k best ids of every output row of the last decode, (n_outputs, k) into ids: largest
+    // logit first, ties to the lowest id (1 <= k <= min(64, n_vocab)). On a GPU picked there: the
+    // ids are copied back, not the logits (token recycling's successors of a verify batch).
+    void top_k(int32_t k, int32_t* ids) const;
     Device device() const { return model_.device(); }
     // The most tokens of a batch whose logits are each bit-identical to decoding the token
     // alone: n_batch on the CPU, the device's limit there (Runner::max_invariant_batch).

@@ -40,6 +40,10 @@ public:
     // The greedy choice of output row i of the last forward (largest logit, ties to the lowest
     // id) and, when top_p is set, its softmax probability; a device computes them there.
     virtual int32_t argmax(int32_t i, float* top_p) = 0;
+    // The k best ids of each of the last forward's first n_rows output rows, (n_rows, k) into ids:
+    // largest logit first, ties to the lowest id (1 <= k <= min(64, n_vocab)); a device picks
+    // them there and copies back the ids, not the logits.
+    virtual void top_k(int32_t n_rows, int32_t k, int32_t* ids) = 0;
     // The most tokens a batch may hold with each token's logits bit-identical to decoding it
     // alone (larger batches take other kernels); speculative verify batches stay within it.
     virtual int32_t max_invariant_batch() const = 0;
@@ -53,5 +57,7 @@ std::unique_ptr<Runner> make_runner(Context& ctx);
 int32_t argmax_row(const float* x, int32_t n);
 // Softmax probability of x[best]: 1 / sum exp(x - x[best]).
 float top_prob_row(const float* x, int32_t n, int32_t best);
+// The k largest of x[0..n) (1 <= k <= min(64, n)), largest first, ties to the lower index, into ids[0..k).
+void top_k_row(const float* x, int32_t n, int32_t k, int32_t* ids);
 
 }  // namespace apls

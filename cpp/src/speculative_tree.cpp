@@ -212,7 +212,7 @@ namespace {
 void tree_step(Context& ctx, draft::Drafter& drafter, int32_t last, const Plan& skip_plan, const KVView* skip_view,
                const TreeParams& params, Sampler* sampler, bool use_skip, TreeResult& res) {
     KVCache& kv = ctx.kv();
-    const int32_t seq = params.seq, n_vocab = ctx.model().hparams().n_vocab;
+    const int32_t seq = params.seq;
     const bool greedy = sampler == nullptr || sampler->picks_argmax();
     const bool history = sampler && sampler->uses_history();
     const int32_t n_past = kv.seq_len(seq), pos0 = kv.seq_next_pos(seq), room = kv.room(seq);
@@ -242,6 +242,12 @@ void tree_step(Context& ctx, draft::Drafter& drafter, int32_t last, const Plan& 
     const Batch vb = verify_batch(last, pos0, seq, tree);
     const auto t_verify = Clock::now();
     ctx.decode(vb, Plan{}, nullptr);  // on error: the cache as it was, nothing else touched
+    // Token recycling: every row's top k (on a GPU picked there, in the same wait as the choices).
+    std::vector<int32_t> top;
+    if (params.sources & bit(Source::RECYCLE)) {
+        top.resize(static_cast<size_t>(vb.size()) * drafter.recycle_k());
+        ctx.top_k(drafter.recycle_k(), top.data());
+    }
     (void)ctx.argmax(0);  // a device returns at once: wait for it here, so t_verify_s is the verify's
     res.t_verify_s = seconds_since(t_verify);
 
@@ -263,10 +269,8 @@ void tree_step(Context& ctx, draft::Drafter& drafter, int32_t last, const Plan& 
     if (history) sampler->accept(next);  // the history now ends with the round's output
 
     drafter.learn(tree, path);
-    if (params.sources & bit(Source::RECYCLE)) {
-        const float* logits = ctx.logits();
-        for (int32_t r = 0; r < vb.size(); ++r) drafter.recycle(vb.token[r], logits + static_cast<size_t>(r) * n_vocab);
-    }
+    for (int32_t r = 0; r < static_cast<int32_t>(top.size()) / drafter.recycle_k(); ++r)
+        drafter.recycle_top(vb.token[r], top.data() + static_cast<size_t>(r) * drafter.recycle_k());
     drafter.append(res.tokens.data() + first, static_cast<int32_t>(res.tokens.size() - first));
     res.drafted_by = {};
     res.accepted_by = {};

@@ -17,6 +17,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <iterator>
+#include <numeric>
 #include <string>
 #include <vector>
 
@@ -412,13 +413,18 @@ APLS_TEST(context_params_are_checked) {
 
 // ---- decode ------------------------------------------------------------------------------------
 
-APLS_TEST(argmax_is_the_largest_logit_of_the_row) {
-    Loaded t(tiny_path(), 64, 8);
+// Tokens 1-4 decoded with every row's logits kept.
+void decode_four_with_logits(Loaded& t) {
     const std::vector<int32_t> four = {1, 2, 3, 4};
     apls_batch b = batch_of(four);
     std::vector<int8_t> all(four.size(), 1);
     b.logits = all.data();
     CHECK_OK(apls_decode(t.ctx, &b, nullptr));
+}
+
+APLS_TEST(argmax_is_the_largest_logit_of_the_row) {
+    Loaded t(tiny_path(), 64, 8);
+    decode_four_with_logits(t);
     for (int32_t i = 0; i < 4; ++i) {
         const float* row = apls_get_logits_ith(t.ctx, i);
         int32_t tok = -1;
@@ -431,6 +437,25 @@ APLS_TEST(argmax_is_the_largest_logit_of_the_row) {
     CHECK_STATUS(apls_get_argmax_ith(t.ctx, -1, &tok), APLS_STATUS_INVALID_ARGUMENT, "out of range");
     CHECK_STATUS(apls_get_argmax_ith(nullptr, 0, &tok), APLS_STATUS_INVALID_ARGUMENT, "ctx is NULL");
     CHECK_STATUS(apls_get_argmax_ith(t.ctx, 0, nullptr), APLS_STATUS_INVALID_ARGUMENT, "out_token is NULL");
+}
+
+APLS_TEST(top_k_is_the_best_logits_of_each_row) {
+    Loaded t(tiny_path(), 64, 8);
+    decode_four_with_logits(t);
+    constexpr int32_t k = 5;
+    std::vector<int32_t> ids(4 * k, -1);
+    CHECK_OK(apls_get_top_k(t.ctx, k, ids.data()));
+    for (int32_t i = 0; i < 4; ++i) {
+        const float* row = apls_get_logits_ith(t.ctx, i);
+        std::vector<int32_t> order(kVocab);
+        std::iota(order.begin(), order.end(), 0);
+        std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t c) { return row[a] > row[c]; });
+        CHECK(std::equal(order.begin(), order.begin() + k, ids.begin() + i * k));
+    }
+    CHECK_STATUS(apls_get_top_k(t.ctx, 0, ids.data()), APLS_STATUS_INVALID_ARGUMENT, "k 0");
+    CHECK_STATUS(apls_get_top_k(t.ctx, 65, ids.data()), APLS_STATUS_INVALID_ARGUMENT, "k 65");
+    CHECK_STATUS(apls_get_top_k(nullptr, k, ids.data()), APLS_STATUS_INVALID_ARGUMENT, "ctx is NULL");
+    CHECK_STATUS(apls_get_top_k(t.ctx, k, nullptr), APLS_STATUS_INVALID_ARGUMENT, "out_tokens is NULL");
 }
 
 // A token tree through the C API: each node's logits are its path's as a chain, bit for bit;

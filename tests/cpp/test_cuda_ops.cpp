@@ -10,6 +10,7 @@
 // token's result bit-identical alone or inside a batch of up to 64) is checked exactly.
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -26,6 +27,7 @@
 #include "cuda/weight_layout.h"
 #include "ggml_types.h"
 #include "rope.h"
+#include "runner.h"
 
 using namespace apls;
 using apls::cuda::DeviceBuffer;
@@ -774,6 +776,31 @@ APLS_TEST(argmax_matches_host) {
                 CHECK(std::isinf(after[i * n_vocab + j]) && after[i * n_vocab + j] < 0);
         }
         CHECK(id[3] == 5);
+    }
+}
+
+// The device's top k of each row against the host's (runner.h top_k_row): the same ids in the
+// same order, ties (many: values from a small set) to the lowest id, -inf entries included.
+APLS_TEST(top_k_matches_host) {
+    const int m = 6;
+    for (int n_vocab : {49152, 151936, 300}) {
+        std::mt19937 rng(n_vocab);
+        std::uniform_int_distribution<int> val(-40, 40);
+        std::vector<float> x(static_cast<size_t>(m) * n_vocab);
+        for (auto& v : x) v = static_cast<float>(val(rng)) * 0.25f;
+        for (int j = 0; j < n_vocab; ++j) x[4 * static_cast<size_t>(n_vocab) + j] = -INFINITY;  // all -inf
+        x[5 * static_cast<size_t>(n_vocab) + n_vocab - 1] = 100.0f;  // a clear winner last
+        auto dx = upload(x);
+        for (int k : {1, 3, 8}) {
+            DeviceBuffer<int32_t> ids(static_cast<size_t>(m) * k);
+            cuda::top_k_rows(dx.get(), m, n_vocab, k, ids.get(), nullptr);
+            const auto got = download(ids, static_cast<size_t>(m) * k);
+            for (int i = 0; i < m; ++i) {
+                std::vector<int32_t> want(k);
+                top_k_row(x.data() + static_cast<size_t>(i) * n_vocab, n_vocab, k, want.data());
+                CHECK(std::equal(want.begin(), want.end(), got.begin() + i * k));
+            }
+        }
     }
 }
 

@@ -189,6 +189,10 @@ APLS_API const float* apls_get_logits_ith(apls_context* ctx, int32_t i);
  * id (what a greedy sampler without penalties picks). On a GPU it is chosen there and only the
  * token is copied back, not the logits. */
 APLS_API apls_status apls_get_argmax_ith(apls_context* ctx, int32_t i, int32_t* out_token);
+/* The k best ids of every output row of the last decode into out_tokens (n_outputs * k, row
+ * by row): largest logit first, ties to the lowest id; 1 <= k <= min(64, n_vocab). On a GPU
+ * they are picked there and only the ids are copied back. */
+APLS_API apls_status apls_get_top_k(apls_context* ctx, int32_t k, int32_t* out_tokens);
 
 /* Greedy generation with the full model, without a host wait per token: decodes last_token
  * (chosen, not yet in the cache of seq_id) and then each token the model chooses, up to n_max

@@ -161,6 +161,14 @@ public:
         check(apls_get_argmax_ith(get(), i, &token));
         return token;
     }
+    // The k best ids of every output row, row by row (largest logit first; on a GPU without
+    // copying the logits): n_outputs * k ids.
+    std::vector<int32_t> top_k(int32_t k) const {
+        std::vector<int32_t> out(static_cast<size_t>(apls_get_n_outputs(get())) * (k > 0 ? k : 0) + 1);
+        check(apls_get_top_k(get(), k, out.data()));
+        out.pop_back();
+        return out;
+    }
     // Greedy generation after `last` (chosen, not yet decoded): up to n_max tokens, ending
     // after an end-of-generation token when stop_at_eog (apls_generate_greedy).
     std::vector<int32_t> generate_greedy(int32_t last, int32_t n_max, bool stop_at_eog = true, int32_t seq_id = 0) {

@@ -50,6 +50,10 @@ public:
         if (top_p) *top_p = top_prob_row(row, hp_.n_vocab, best);
         return best;
     }
+    void top_k(int32_t n_rows, int32_t k, int32_t* ids) override {
+        for (int32_t r = 0; r < n_rows; ++r)
+            top_k_row(logits_.data() + static_cast<size_t>(r) * hp_.n_vocab, hp_.n_vocab, k, ids + r * k);
+    }
     int32_t max_invariant_batch() const override { return static_cast<int32_t>(ctx_.params().n_batch); }
     int32_t n_threads() const override { return pool_.size(); }
 

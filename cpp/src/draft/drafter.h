@@ -63,6 +63,9 @@ public:
     // The verifier's logits row after `token` (a verify batch row): its top k become the
     // token's successors.
     void recycle(int32_t token, const float* logits) { recycling_.update(token, logits); }
+    // The same from the verifier's top recycle_k() ids after `token` (Context::top_k).
+    void recycle_top(int32_t token, const int32_t* ids) { recycling_.set(token, ids); }
+    int32_t recycle_k() const { return recycling_.k(); }
 
     const AcceptanceTable& acceptance() const { return acceptance_; }
     const SuffixIndex& suffix_index() const { return suffix_; }

@@ -23,6 +23,9 @@ public:
     int32_t n_vocab() const { return n_vocab_; }
     // `token`'s successors become the k largest of logits[0..n_vocab) (ties: lower id first).
     void update(int32_t token, const float* logits);
+    // `token`'s successors become ids[0..k), best first (the verifier's top k, picked where the
+    // logits are: Context::top_k).
+    void set(int32_t token, const int32_t* ids);
     // k successors of `token`, best first; -1 where none is known.
     const int32_t* successors(int32_t token) const { return &table_[static_cast<size_t>(token) * k_]; }
     void clear();
@@ -31,8 +34,5 @@ private:
     int32_t n_vocab_, k_;
     std::vector<int32_t> table_;  // (n_vocab, k)
 };
-
-// The k largest of x[0..n) (1 <= k <= min(64, n)), largest first, ties to the lower index, into ids[0..k).
-void top_k_row(const float* x, int32_t n, int32_t k, int32_t* ids);
 
 }  // namespace apls::draft
