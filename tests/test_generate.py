@@ -147,6 +147,16 @@ def test_generations_reuse_their_context(smollm2_path):
         model.generate_tokens(a, 4, speculative=True, draft="nonsense")
     assert list(model.generate_tokens(a, 12, greedy, ignore_eos=True, speculative=True)) == want_a
     assert set(model._idle) == {("context", None), ("policy", None)}
+    # Never started: closed, or dropped, it gives back what it took all the same.
+    ctx = model._idle[("context", None)]
+    never = model.generate_tokens(a, 12, greedy, ignore_eos=True)
+    assert ("context", None) not in model._idle
+    never.close()
+    assert model._idle[("context", None)] is ctx and list(never) == []
+    dropped = model.generate_tokens(b, 12, greedy, ignore_eos=True, speculative=True)
+    assert not model._idle
+    del dropped
+    assert model._idle[("context", None)] is ctx and ("policy", None) in model._idle
 
 
 def test_generate_greedy_chains_equal_token_by_token(model):

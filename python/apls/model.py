@@ -177,6 +177,13 @@ class Context:
             None if parent is None else _tokens(parent),
         )
 
+    def top_k(self, k: int) -> np.ndarray:
+        """The k best token ids of every output row of the last decode, int32 (n_outputs, k):
+        largest logit first, ties to the lowest id; on a GPU picked there, so the logits are not
+        copied back (token recycling's successors). Raises apls.InvalidArgumentError for k
+        outside [1, min(64, n_vocab)] or when the last decode kept no output row."""
+        return self._ctx.top_k(k)
+
     def generate_greedy(self, last: int, n_max: int, *, seq: int = 0, stop_at_eog: bool = True) -> list[int]:
         """Greedy generation with the full model after `last`, a token chosen but not yet decoded:
         decodes it and then each token the model picks, up to n_max steps (fewer when the KV
@@ -295,6 +302,43 @@ class Context:
     def kv_clear(self) -> None:
         """Empty the cache (all sequences)."""
         self._ctx.kv_clear()
+
+
+class _Generation(Iterator[int]):
+    """`Model.generate_tokens`' iterator: the tokens; then what the generation took (its context,
+    the default policy) goes back to the model — exhausted, closed, failed, or dropped, started
+    or not (a generator never started would never run its `finally`)."""
+
+    def __init__(self, tokens: Iterator[int], give_back: Callable[[], None]):
+        self._tokens = tokens
+        self._give_back: Callable[[], None] | None = give_back
+
+    def __iter__(self) -> _Generation:
+        return self
+
+    def __next__(self) -> int:
+        if self._give_back is None:
+            raise StopIteration
+        try:
+            return next(self._tokens)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Stop the generation; what it took is idle again (also when exhausted or dropped)."""
+        give_back, self._give_back = self._give_back, None
+        if give_back is None:
+            return
+        try:
+            close = getattr(self._tokens, "close", None)
+            if close is not None:
+                close()
+        finally:
+            give_back()
+
+    def __del__(self) -> None:
+        self.close()
 
 
 class Model:
@@ -623,10 +667,7 @@ class Model:
         held.clear()
 
     def _then_give_back(self, held: list, tokens: Iterator[int]) -> Iterator[int]:
-        try:
-            yield from tokens
-        finally:  # exhausted, closed, failed or dropped: what it used is idle again
-            self._give_back(held)
+        return _Generation(tokens, lambda: self._give_back(held))
 
     def chat_prompt(self, messages: list[dict[str, str]], add_generation_prompt: bool = True) -> str:
         """The model's chat template applied to `messages` (raises ChatTemplateError without one)."""
