@@ -129,6 +129,42 @@ __device__ __forceinline__ uint4 load_weights16(const void* p) {
     return r;
 }
 
+// Bit 4 of each byte from the low 4 bits of x (element 4i + c takes bit c): Q5_0/Q5_1 high bits.
+__device__ __forceinline__ unsigned spread_bit4(unsigned x) {
+    return ((x & 1u) << 4) | ((x & 2u) << 11) | ((x & 4u) << 18) | ((x & 8u) << 25);
+}
+
+// ---- one packed word of quants (4 elements as int8x4), as every kernel decodes it ----
+// load_unit (a lane's whole unit) and load_qmma_unit (a thread's words of an mma tile) both
+// decode through these, so the kernels see the same element values.
+constexpr unsigned kLowNibbles = 0x0F0F0F0Fu;
+
+// Q4_0/Q4_1: word i of a block's 16 quant bytes x holds elements 4i..4i+3 (low nibbles, s = 0)
+// and 16+4i.. (high nibbles, s = 1), unsigned.
+__device__ __forceinline__ unsigned q4_word(unsigned x, int s) { return (x >> (4 * s)) & kLowNibbles; }
+
+// Q5_0/Q5_1: word i of the 16 low-bit bytes x and the block's 32 high bits qh: elements 4i..
+// (s = 0) or 16+4i.. (s = 1); Q5_0's q - 16 signed, Q5_1's unsigned.
+template <int TY>
+__device__ __forceinline__ unsigned q5_word(unsigned x, unsigned qh, int i, int s) {
+    const unsigned v = q4_word(x, s) | spread_bit4(qh >> (16 * s + 4 * i));
+    return TY == 6 ? __vsub4(v, 0x10101010u) : v;
+}
+
+// Q4_K/Q5_K: word v of a 32-byte group of low bits (sub-block 2p + s: s = 0 its low nibbles, 1
+// its high) and, for Q5_K, the matching word h of the high-bit bytes (bit 2p + s), unsigned.
+__device__ __forceinline__ unsigned k45_word(unsigned v, unsigned h, int p, int s) {
+    return q4_word(v, s) | (((h >> (2 * p + s)) & 0x01010101u) << 4);
+}
+
+// Q6_K: sub-block c of a half block: its low-bit word l (nibble c / 2) and high-bit word hb
+// (bits 2c, 2c + 1), q - 32 signed.
+__device__ __forceinline__ unsigned q6k_word(unsigned l, unsigned hb, int c) {
+    const unsigned lo = (l >> (4 * (c / 2))) & kLowNibbles;
+    const unsigned hi = ((hb >> (2 * c)) & 0x03030303u) << 4;
+    return __vsub4(lo | hi, 0x20202020u);
+}
+
 // Block ib of a quantized device row of nb blocks (weight_layout.h) as 8 packed int8x4 words
 // (w[i] holds elements 4i..4i+3), its scale and offset: the quants in one (Q4) or two (Q8)
 // aligned 128-bit loads. Q4 nibbles stay unsigned (0..15); the -8 of Q4_0 is applied in floats.
@@ -150,8 +186,8 @@ __device__ __forceinline__ void load_block(const uint8_t* row, int64_t nb, int64
         const unsigned v[4] = {a.x, a.y, a.z, a.w};
 #pragma unroll
         for (int i = 0; i < 4; ++i) {
-            w[i] = static_cast<int>(v[i] & 0x0F0F0F0Fu);  // elements 4i..4i+3
-            w[i + 4] = static_cast<int>((v[i] >> 4) & 0x0F0F0F0Fu);  // elements 16+4i..
+            w[i] = static_cast<int>(q4_word(v[i], 0));  // elements 4i..4i+3
+            w[i + 4] = static_cast<int>(q4_word(v[i], 1));  // elements 16+4i..
         }
     }
 }
@@ -185,11 +221,6 @@ struct Unit {
     int sc[S][2];  // Q6_K: the integer scales of each sub-block's two halves of 16
 };
 
-// Bit 4 of each byte from the low 4 bits of x (element 4i + c takes bit c): Q5_0/Q5_1 high bits.
-__device__ __forceinline__ unsigned spread_bit4(unsigned x) {
-    return ((x & 1u) << 4) | ((x & 2u) << 11) | ((x & 4u) << 18) | ((x & 8u) << 25);
-}
-
 __device__ __forceinline__ unsigned u32_at(const uint8_t* p) {  // 2-byte aligned
     const unsigned short* h = reinterpret_cast<const unsigned short*>(p);
     return static_cast<unsigned>(h[0]) | static_cast<unsigned>(h[1]) << 16;
@@ -209,11 +240,8 @@ __device__ __forceinline__ void load_unit(const uint8_t* row, int64_t nb, int64_
         const unsigned v[4] = {a.x, a.y, a.z, a.w};
 #pragma unroll
         for (int i = 0; i < 4; ++i) {
-            unsigned lo = (v[i] & 0x0F0F0F0Fu) | spread_bit4(qh >> (4 * i));
-            unsigned hi = ((v[i] >> 4) & 0x0F0F0F0Fu) | spread_bit4(qh >> (16 + 4 * i));
-            if (TY == 6) lo = __vsub4(lo, 0x10101010u), hi = __vsub4(hi, 0x10101010u);  // q - 16, signed
-            U.w[0][i] = static_cast<int>(lo);
-            U.w[0][i + 4] = static_cast<int>(hi);
+            U.w[0][i] = static_cast<int>(q5_word<TY>(v[i], qh, i, 0));
+            U.w[0][i + 4] = static_cast<int>(q5_word<TY>(v[i], qh, i, 1));
         }
     } else if constexpr (TY == 12 || TY == 13) {
         const int64_t b = u / 4;
@@ -229,8 +257,8 @@ __device__ __forceinline__ void load_unit(const uint8_t* row, int64_t nb, int64_
         }
 #pragma unroll
         for (int i = 0; i < 8; ++i) {
-            U.w[0][i] = static_cast<int>((v[i] & 0x0F0F0F0Fu) | (((h[i] >> (2 * p)) & 0x01010101u) << 4));
-            U.w[1][i] = static_cast<int>(((v[i] >> 4) & 0x0F0F0F0Fu) | (((h[i] >> (2 * p + 1)) & 0x01010101u) << 4));
+            U.w[0][i] = static_cast<int>(k45_word(v[i], h[i], p, 0));
+            U.w[1][i] = static_cast<int>(k45_word(v[i], h[i], p, 1));
         }
         const uint8_t* sf = row + scale_at<TY>(nb, b);
 #pragma unroll
@@ -257,11 +285,7 @@ __device__ __forceinline__ void load_unit(const uint8_t* row, int64_t nb, int64_
 #pragma unroll
         for (int c = 0; c < 4; ++c) {  // sub-block 4h + c: element e: ql[e + 32 (c & 1)] >> 4 (c / 2), qh[e] >> 2c
 #pragma unroll
-            for (int i = 0; i < 8; ++i) {
-                const unsigned lo = (l[i + 8 * (c & 1)] >> (4 * (c / 2))) & 0x0F0F0F0Fu;
-                const unsigned hi = ((hb[i] >> (2 * c)) & 0x03030303u) << 4;
-                U.w[c][i] = static_cast<int>(__vsub4(lo | hi, 0x20202020u));  // q - 32, signed
-            }
+            for (int i = 0; i < 8; ++i) U.w[c][i] = static_cast<int>(q6k_word(l[i + 8 * (c & 1)], hb[i], c));
             const int j = 4 * h + c;
             U.sc[c][0] = static_cast<int8_t>(sf[2 * j]);
             U.sc[c][1] = static_cast<int8_t>(sf[2 * j + 1]);

@@ -77,7 +77,6 @@ struct QmmaUnit {
 template <int TY>
 __device__ __forceinline__ void load_qmma_unit(const uint8_t* const (&w)[2], int64_t nb, int64_t u, int q,
                                                QmmaUnit<TY>& U) {
-    constexpr unsigned kLow = 0x0F0F0F0Fu;
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
         const uint8_t* row = w[h];
@@ -88,8 +87,8 @@ __device__ __forceinline__ void load_qmma_unit(const uint8_t* const (&w)[2], int
                 U.a[0][2 + h] = u32_ldg(blk + 16 + 4 * q);
             } else {
                 const unsigned x = u32_ldg(blk + 4 * q);
-                U.a[0][h] = x & kLow;                // elements 4q..4q+3
-                U.a[0][2 + h] = (x >> 4) & kLow;     // elements 16+4q..
+                U.a[0][h] = q4_word(x, 0);      // elements 4q..4q+3
+                U.a[0][2 + h] = q4_word(x, 1);  // elements 16+4q..
             }
             const uint8_t* dm = row + scale_at<TY>(nb, u);
             U.fa[0][h] = half_at(dm);
@@ -98,11 +97,8 @@ __device__ __forceinline__ void load_qmma_unit(const uint8_t* const (&w)[2], int
             const unsigned x = u32_ldg(row + u * 16 + 4 * q);
             const uint8_t* sf = row + scale_at<TY>(nb, u);
             const unsigned qh = u32_at(sf + (TY == 6 ? 2 : 4));
-            unsigned lo = (x & kLow) | spread_bit4(qh >> (4 * q));
-            unsigned hi = ((x >> 4) & kLow) | spread_bit4(qh >> (16 + 4 * q));
-            if (TY == 6) lo = __vsub4(lo, 0x10101010u), hi = __vsub4(hi, 0x10101010u);
-            U.a[0][h] = lo;
-            U.a[0][2 + h] = hi;
+            U.a[0][h] = q5_word<TY>(x, qh, q, 0);
+            U.a[0][2 + h] = q5_word<TY>(x, qh, q, 1);
             U.fa[0][h] = half_at(sf);
             U.fb[0][h] = TY == 7 ? half_at(sf + 2) : 0.0f;
         } else if constexpr (TY == 12 || TY == 13) {
@@ -114,9 +110,8 @@ __device__ __forceinline__ void load_qmma_unit(const uint8_t* const (&w)[2], int
             const unsigned h0 = TY == 13 ? u32_ldg(qb + 4 * q) : 0u, h1 = TY == 13 ? u32_ldg(qb + 16 + 4 * q) : 0u;
 #pragma unroll
             for (int s = 0; s < 2; ++s) {
-                const int sh = 4 * s, hb = 2 * p + s;
-                U.a[s][h] = ((v0 >> sh) & kLow) | (((h0 >> hb) & 0x01010101u) << 4);
-                U.a[s][2 + h] = ((v1 >> sh) & kLow) | (((h1 >> hb) & 0x01010101u) << 4);
+                U.a[s][h] = k45_word(v0, h0, p, s);
+                U.a[s][2 + h] = k45_word(v1, h1, p, s);
             }
             const uint8_t* sf = row + scale_at<TY>(nb, b);
 #pragma unroll
@@ -137,11 +132,8 @@ __device__ __forceinline__ void load_qmma_unit(const uint8_t* const (&w)[2], int
 #pragma unroll
             for (int c = 0; c < 4; ++c) {
 #pragma unroll
-                for (int i2 = 0; i2 < 2; ++i2) {  // word q + 4 i2 of the sub-block
-                    const unsigned lo = (l[i2 + 2 * (c & 1)] >> (4 * (c / 2))) & kLow;
-                    const unsigned hi = ((hb[i2] >> (2 * c)) & 0x03030303u) << 4;
-                    U.a[c][2 * i2 + h] = __vsub4(lo | hi, 0x20202020u);  // q - 32, signed
-                }
+                for (int i2 = 0; i2 < 2; ++i2)  // word q + 4 i2 of the sub-block
+                    U.a[c][2 * i2 + h] = q6k_word(l[i2 + 2 * (c & 1)], hb[i2], c);
                 const int j = 4 * hh + c;
                 U.sc[c][h][0] = static_cast<int8_t>(sf[2 * j]);
                 U.sc[c][h][1] = static_cast<int8_t>(sf[2 * j + 1]);
