@@ -201,8 +201,12 @@ class TreeShape:
 
     def prepare(self, ctx) -> None:
         if self.use_cost and (self.cost is None or not self.cost.calibrated):
-            self.cost = VerifyCost(self.n_nodes or (8 if ctx.model.device == "cpu" else 63))
-            self.cost.calibrate(ctx)
+            cpu = ctx.model.device == "cpu"
+            self.cost = VerifyCost(self.n_nodes or (8 if cpu else 63))
+            # A GPU's verify of ~1 ms varies from call to call: the best of 2 made SmolLM2's
+            # trees 6.7-13.9 nodes a round from one session to the next (Spec-Bench 1.55x-1.71x,
+            # H100), the best of 5 7.3-8.6 (1.67x-1.71x). A CPU batch is steadier and 10-50x dearer.
+            self.cost.calibrate(ctx, reps=2 if cpu else 5)
 
     def fill(self, step: RoundPlan, with_skip: bool) -> RoundPlan:
         """`step` drafting from these sources too (and from the skip plan when with_skip)."""
@@ -556,8 +560,9 @@ def make_policy(name: str, model, plan_file: str | None = None, draft: str | Seq
     verify cost measured on the device. Raises ValueError for an unknown name or source."""
     sources = parse_draft(draft)
     if draft is None and model.device != "cpu":
-        # Token recycling reads every verify row's logits on the host; on a GPU that copy (n_vocab
-        # floats per node) costs a large part of a step until the device keeps the top-k itself.
+        # Token recycling on a GPU (its successors picked on the device: Context.top_k) proposes
+        # nodes accepted at 0.17 that grow the trees: SmolLM2 on Spec-Bench 1.44x against 1.64x
+        # without it (H100, one call; docs/BENCHMARKS.md). Name it in `draft` to have it.
         sources = tuple(s for s in sources if s != "recycle")
     if draft is None and model.device == "cpu" and name == "adaptive":
         # On the CPU a layer-skip draft token costs 0.6-0.85 of a full step (SmolLM2, docs/
