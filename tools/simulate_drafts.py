@@ -14,7 +14,8 @@ round also fills it from rejected nodes' rows, so the simulation under-fills it 
 
 simulate prints, per group and overall, tau (tokens per verify), nodes verified per round and the
 expected speedup over plain decoding under the verify cost curve given (cost[n]: a batch of n + 1
-tokens relative to one plain step; draft and host time are not counted).
+tokens relative to one plain step; --round-cost adds a fixed cost to each round that verifies a
+node; draft and host time are not counted).
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ def record(args) -> None:
                 print(g, len(out), flush=True)
 
 
-def simulate_one(drafter, params, n_max, prompt, output, topk, n_vocab, stats) -> None:
+def simulate_one(drafter, params, n_max, prompt, output, topk, n_vocab, stats, round_cost=0.0) -> None:
     from apls import _core
 
     drafter.start(np.array(prompt, np.int32))
@@ -100,6 +101,7 @@ def simulate_one(drafter, params, n_max, prompt, output, topk, n_vocab, stats) -
         stats["tokens"] += len(gained)
         stats["nodes"] += len(tokens)
         stats["cost"] += params.verify_cost[len(tokens)] if params.verify_cost else 1.0
+        stats["cost"] += round_cost if tokens else 0.0
         pos += len(gained)
 
 
@@ -141,7 +143,9 @@ def simulate(args) -> None:
         t0 = time.perf_counter()
         for r in recs:
             st = per_group.setdefault(r["group"], {"rounds": 0, "tokens": 0, "nodes": 0, "cost": 0.0, "calib": []})
-            simulate_one(drafter, params, args.n_max, r["prompt"], r["output"], r["topk"], model.n_vocab, st)
+            simulate_one(
+                drafter, params, args.n_max, r["prompt"], r["output"], r["topk"], model.n_vocab, st, args.round_cost
+            )
         tot = {k: sum(st[k] for st in per_group.values()) for k in ("rounds", "tokens", "nodes", "cost")}
         calib = [c for st in per_group.values() for c in st.pop("calib")]
         rows = {**per_group, "overall": tot}
@@ -183,6 +187,12 @@ def main() -> None:
     s.add_argument("--sources", default=";".join(SOURCE_SETS), help="source sets separated by ';'")
     s.add_argument("--n-max", type=int, default=8)
     s.add_argument("--cost", default="", help="verify cost curve cost[0..]: 1,1.1,... (empty: verify n_max)")
+    s.add_argument(
+        "--round-cost",
+        type=float,
+        default=0.0,
+        help="a verify round's fixed cost beyond the curve, in plain steps (a GPU's wait and launch: ~0.1)",
+    )
     s.add_argument("--chain", action="store_true", help="verify only the likeliest path")
     s.add_argument("--json")
     args = ap.parse_args()

@@ -1014,6 +1014,14 @@ APLS_TEST(cpp_wrappers_own_and_throw) {
     apls::c::Sampler greedy = apls::c::Sampler::greedy();
     const int32_t tok = greedy.sample(row, moved.n_vocab());
     CHECK(tok >= 0 && tok < kVocab);
+    const std::vector<int32_t> top = ctx.top_k(3);  // the one output row's three best
+    CHECK(top.size() == 3 && top[0] == tok && row[top[0]] >= row[top[1]] && row[top[1]] >= row[top[2]]);
+    try {
+        ctx.top_k(0);
+        CHECK(false);
+    } catch (const apls::c::Error& e) {
+        CHECK(e.status() == APLS_STATUS_INVALID_ARGUMENT && std::strstr(e.what(), "k 0"));
+    }
     try {
         ctx.truncate(0, 9);
         CHECK(false);
