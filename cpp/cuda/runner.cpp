@@ -182,12 +182,8 @@ void CudaRunner::wait_results() {
 
 void CudaRunner::top_k(int32_t n_rows, int32_t k, int32_t* ids) {
     if (n_rows <= 0) return;
-    if (k > kTopKMax) {  // rare (token recycling keeps 8): from the logits on the host
-        const float* all = logits(n_rows);
-        for (int32_t r = 0; r < n_rows; ++r)
-            top_k_row(all + static_cast<size_t>(r) * hp_.n_vocab, hp_.n_vocab, k, ids + r * k);
-        return;
-    }
+    if (k > kTopKMax)  // rare (token recycling keeps 8): from the logits on the host
+        return host_top_k(logits(n_rows), n_rows, hp_.n_vocab, k, ids);
     const size_t n = static_cast<size_t>(n_rows) * k;  // n_rows <= t: the buffers hold it
     top_k_rows(ops_->logits(), n_rows, hp_.n_vocab, k, top_ids_.get(), stream_);
     APLS_CUDA_CHECK(

@@ -51,6 +51,10 @@ float top_prob_row(const float* x, int32_t n, int32_t best) {
     return static_cast<float>(1.0 / sum);
 }
 
+void host_top_k(const float* logits, int32_t n_rows, int32_t n_vocab, int32_t k, int32_t* ids) {
+    for (int32_t r = 0; r < n_rows; ++r) top_k_row(logits + static_cast<size_t>(r) * n_vocab, n_vocab, k, ids + r * k);
+}
+
 void top_k_row(const float* x, int32_t n, int32_t k, int32_t* ids) {
     if (k < 1 || k > 64 || k > n) fail(APLS_STATUS_INVALID_ARGUMENT, "top_k_row: k ", k, " must be in [1, min(64, n)]");
     // One pass with a sorted list of the best k so far: most values fail the first comparison

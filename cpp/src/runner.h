@@ -59,5 +59,7 @@ int32_t argmax_row(const float* x, int32_t n);
 float top_prob_row(const float* x, int32_t n, int32_t best);
 // The k largest of x[0..n) (1 <= k <= min(64, n)), largest first, ties to the lower index, into ids[0..k).
 void top_k_row(const float* x, int32_t n, int32_t k, int32_t* ids);
+// top_k_row of each of n_rows rows of n_vocab logits: ids (n_rows, k) (Runner::top_k on the host).
+void host_top_k(const float* logits, int32_t n_rows, int32_t n_vocab, int32_t k, int32_t* ids);
 
 }  // namespace apls

@@ -269,8 +269,9 @@ void tree_step(Context& ctx, draft::Drafter& drafter, int32_t last, const Plan& 
     if (history) sampler->accept(next);  // the history now ends with the round's output
 
     drafter.learn(tree, path);
-    for (int32_t r = 0; r < static_cast<int32_t>(top.size()) / drafter.recycle_k(); ++r)
-        drafter.recycle_top(vb.token[r], top.data() + static_cast<size_t>(r) * drafter.recycle_k());
+    if (!top.empty())
+        for (int32_t r = 0; r < vb.size(); ++r)
+            drafter.recycle_top(vb.token[r], top.data() + static_cast<size_t>(r) * drafter.recycle_k());
     drafter.append(res.tokens.data() + first, static_cast<int32_t>(res.tokens.size() - first));
     res.drafted_by = {};
     res.accepted_by = {};

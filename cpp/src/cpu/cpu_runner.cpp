@@ -51,8 +51,7 @@ public:
         return best;
     }
     void top_k(int32_t n_rows, int32_t k, int32_t* ids) override {
-        for (int32_t r = 0; r < n_rows; ++r)
-            top_k_row(logits_.data() + static_cast<size_t>(r) * hp_.n_vocab, hp_.n_vocab, k, ids + r * k);
+        host_top_k(logits_.data(), n_rows, hp_.n_vocab, k, ids);
     }
     int32_t max_invariant_batch() const override { return static_cast<int32_t>(ctx_.params().n_batch); }
     int32_t n_threads() const override { return pool_.size(); }
