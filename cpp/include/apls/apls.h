@@ -439,9 +439,9 @@ typedef struct apls_tree_params {
     float skip_branch_below;     /* greedy: a leaf for the draft's second choice where its top
                                   * probability is below this (default 0: none) */
     int32_t lookup_occurrences;  /* earlier n-gram occurrences followed (default 8) */
-    int32_t lookup_depth;        /* tokens after each (default 8) */
+    int32_t lookup_depth;        /* tokens after each (default 24) */
     int32_t suffix_branches;     /* continuations per node (default 4) */
-    int32_t suffix_depth;        /* (default 8) */
+    int32_t suffix_depth;        /* (default 24) */
     int32_t recycle_branches;    /* successors per node (default 4) */
     int32_t recycle_depth;       /* (default 6) */
     int32_t max_candidates;      /* most nodes each model-free source proposes (default 48) */

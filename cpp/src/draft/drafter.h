@@ -26,9 +26,10 @@ namespace apls::draft {
 // How far each model-free source expands (the cost model later keeps only the nodes that pay).
 struct TextParams {
     int32_t lookup_occurrences = 8;  // earlier occurrences of the n-gram followed
-    int32_t lookup_depth = 8;        // tokens after each
+    int32_t lookup_depth = 24;       // tokens after each (copied spans run long: 8 -> 24 gave
+                                     // SmolLM2's simulated GPU rounds tau 2.28 -> 2.48)
     int32_t suffix_branches = 4;     // most continuations per node
-    int32_t suffix_depth = 8;
+    int32_t suffix_depth = 24;
     int32_t recycle_branches = 4;    // most successors per node
     int32_t recycle_depth = 6;
     int32_t max_candidates = 48;     // most nodes each source adds
