@@ -125,20 +125,43 @@ def test_default_generate_equals_plain_generate(model, draft):
     assert rounds > 0  # some rounds verified drafts: not plain decoding throughout
 
 
+def test_adaptive_policy_runs_text_rounds_back_to_back(model, monkeypatch):
+    """With round_chain (a GPU's default: 16), the model-free arm's rounds run several to a call
+    of Context.spec_tree_round; the output stays plain greedy decoding's and the statistics
+    count every round (verify rounds = the steps the calls returned)."""
+    from apls.model import Context
+
+    calls = []
+    real = Context.spec_tree_round
+
+    def spy(self, *a, **k):
+        r = real(self, *a, **k)
+        calls.append((k.get("max_rounds", 1), len(r.steps)))
+        return r
+
+    monkeypatch.setattr(Context, "spec_tree_round", spy)
+    policy = make_policy("adaptive", model)
+    policy.round_chain = 8
+    steps = 0
+    for text in [PROMPTS[i] for i in (0, 1, 17)]:
+        ids = chat_ids(model, text)
+        want = list(model.generate_tokens(ids, 80, GREEDY, ignore_eos=True))
+        n0 = len(calls)
+        got = list(model.generate_tokens(ids, 80, GREEDY, ignore_eos=True, speculative=True, policy=policy))
+        assert got == want, text
+        steps_here = sum(n for _, n in calls[n0:])
+        assert model.last_stats.n_verify_rounds == steps_here
+        steps += steps_here
+    assert any(n > 1 for _, n in calls) and all(n <= m for m, n in calls)
+    assert steps > len(calls)  # fewer calls than rounds
+
+
 def test_rejected_nodes_leave_no_trace(model):
     """After tree rounds the cache holds exactly the prompt and the output (blocks, entries,
     invariants), and its K/V are those of a fresh decode: the next token's logits are
     bit-identical."""
     ids = chat_ids(model, PROMPTS[1])
-    ctx = model.context(n_ctx=512)
-    logits = ctx.prefill(ids)
-    last = int(np.argmax(logits))
-    drafter = _core.Drafter(model._model)
-    drafter.start(np.array(ids, np.int32))
-    drafter.append(np.array([last], np.int32))
-    params = _core.TreeParams()
-    params.sources = (1 << len(DRAFT_SOURCES)) - 2  # every model-free source
-    params.n_nodes_max = 6
+    ctx, drafter, params, last = _round_state(model, ids, n_ctx=512, n_nodes=6)
     out, rejected = [last], 0
     while len(out) < 40:
         r = ctx.spec_tree_round(out[-1], drafter, params)
@@ -189,6 +212,74 @@ def test_rounds_accept_the_longest_path_plain_decoding_follows(model):
         out += r.tokens
         accepted += r.n_accepted
     assert branched > 0 and accepted > 0
+
+
+def _round_state(model, ids, n_ctx=256, n_nodes=8):
+    """A context holding the prompt `ids`, a drafter whose text ends with the first token (the
+    prompt's greedy choice) and round parameters drafting from every model-free source."""
+    ctx = model.context(n_ctx=n_ctx)
+    first = int(np.argmax(ctx.prefill(ids)))
+    drafter = _core.Drafter(model._model)
+    drafter.start(np.array(ids, np.int32))
+    drafter.append(np.array([first], np.int32))
+    params = _core.TreeParams()
+    params.sources = (1 << len(DRAFT_SOURCES)) - 2  # every model-free source
+    params.n_nodes_max = n_nodes
+    return ctx, drafter, params, first
+
+
+def test_rounds_back_to_back_equal_rounds_one_by_one(model):
+    """spec_tree_round(max_rounds=k): the tokens, per-round steps and the cache of k rounds run
+    one call at a time (the same sources, state and cut), and plain greedy decoding's tokens;
+    max_tokens ends the call at the first round reaching it."""
+    ids = chat_ids(model, PROMPTS[4])
+    want = plain_greedy(model, ids, 64)
+    ctx1, d1, params, _ = _round_state(model, ids)
+    singles, out = [], want[:1]
+    for _ in range(6):
+        r = ctx1.spec_tree_round(out[-1], d1, params)
+        assert len(r.steps) == 1 and r.steps[0][1:3] == (r.n_drafted, r.n_accepted)
+        singles.append(r)
+        out += r.tokens
+    ctx2, d2, _, _ = _round_state(model, ids)
+    r = ctx2.spec_tree_round(want[0], d2, params, max_rounds=6, stop_at_eog=False)
+    assert r.tokens == out[1:] == want[1 : len(out)]
+    assert [s[1:3] for s in r.steps] == [(x.n_drafted, x.n_accepted) for x in singles]
+    assert r.n_drafted == sum(x.n_drafted for x in singles) and r.n_accepted == sum(x.n_accepted for x in singles)
+    assert r.t_verify_s == pytest.approx(sum(s[3] for s in r.steps))
+    assert ctx2.kv_seq_len() == ctx1.kv_seq_len() == len(ids) + len(out) - 1
+    assert d2.text == d1.text
+    assert sum(x.n_accepted for x in singles) > 0  # rounds accepted drafts: not plain steps only
+    # max_tokens: the call ends after the round that reached it
+    ctx3, d3, _, _ = _round_state(model, ids)
+    r3 = ctx3.spec_tree_round(want[0], d3, params, max_rounds=6, max_tokens=3, stop_at_eog=False)
+    n_first = next(i + 1 for i in range(6) if sum(len(x.tokens) for x in singles[: i + 1]) >= 3)
+    assert len(r3.steps) == n_first and r3.tokens == want[1 : 1 + len(r3.tokens)]
+
+
+def test_rounds_back_to_back_end_at_the_end_of_generation_or_a_full_cache(model):
+    """A call of many rounds ends after the round that produced an end-of-generation token
+    (unless stop_at_eog is off), and before a round the cache has no room for: what it returns
+    is what the rounds before made, and the next call reports the full cache."""
+    ids = chat_ids(model, PROMPTS[4])
+    want = plain_greedy(model, ids, 48)
+    assert any(model.is_eog(t) for t in want[1:40])  # the fixture's premise: it ends early
+    end = next(i for i, t in enumerate(want) if i > 0 and model.is_eog(t))
+    ctx, drafter, params, _ = _round_state(model, ids)
+    r = ctx.spec_tree_round(want[0], drafter, params, max_rounds=64)
+    assert r.tokens[:end] == want[1 : end + 1] and model.is_eog(r.tokens[end - 1])
+    before_last = sum(1 + s[0] + s[2] for s in r.steps[:-1])
+    assert before_last < end <= len(r.tokens)  # the last round made the end token
+    # a full cache: n_ctx leaves room for a few rounds only
+    small, d, _, _ = _round_state(model, ids, n_ctx=len(ids) + 12)
+    r = small.spec_tree_round(want[0], d, params, max_rounds=64, stop_at_eog=False)
+    assert len(r.steps) > 1 and r.tokens == want[1 : 1 + len(r.tokens)]
+    assert small.kv_seq_len() == len(ids) + len(r.tokens)  # the cache full (its blocks): the call ended there
+    with pytest.raises(apls.KVCacheFullError):
+        small.spec_tree_round(r.tokens[-1], d, params, max_rounds=64, stop_at_eog=False)
+    assert small.kv_seq_len() == len(ids) + len(r.tokens) and d.text[-1] == r.tokens[-1]
+    with pytest.raises(apls.InvalidArgumentError, match="max_rounds"):
+        ctx.spec_tree_round(r.tokens[-1], drafter, params, max_rounds=0)
 
 
 def test_round_refuses_bad_input_and_leaves_state(model):

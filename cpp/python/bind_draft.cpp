@@ -36,6 +36,10 @@ py::dict result_dict(const apls::TreeResult& r) {
     out["t_verify_s"] = r.t_verify_s;
     out["t_plain_s"] = r.t_plain_s;
     out["t_host_s"] = r.t_host_s;
+    py::list steps;
+    for (const apls::TreeStep& st : r.steps)
+        steps.append(py::make_tuple(st.n_plain_steps, st.n_drafted, st.n_accepted, st.t_verify_s, st.t_plain_s));
+    out["steps"] = steps;
     return out;
 }
 
@@ -230,18 +234,23 @@ void bind_draft(py::module_& m) {
     m.def(
         "spec_tree_round",
         [](apls::Context& ctx, Drafter& drafter, int32_t last, const TreeParams& params, const apls::Plan* plan,
-           const apls::KVView* view, apls::Sampler* sampler) {
+           const apls::KVView* view, apls::Sampler* sampler, int32_t max_rounds, int32_t max_tokens, bool stop_at_eog) {
             static const apls::Plan full;
             apls::TreeResult r;
             {
                 py::gil_scoped_release release;
-                r = apls::spec_tree_round(ctx, drafter, last, plan ? *plan : full, view, params, sampler);
+                r = apls::spec_tree_rounds(ctx, drafter, last, plan ? *plan : full, view, params, sampler, max_rounds,
+                                           max_tokens, stop_at_eog);
             }
             return result_dict(r);
         },
         py::arg("ctx"), py::arg("drafter"), py::arg("last"), py::arg("params"), py::arg("plan") = py::none(),
-        py::arg("view") = py::none(), py::arg("sampler") = nullptr,
-        "One token-tree round (speculative_tree.h); `plan` and `view` are the layer-skip draft's (used when "
-        "params.sources has the skip bit; None: the full model, the whole cache). Returns a dict: tokens "
-        "(accepted nodes + the verifier's token) and statistics.");
+        py::arg("view") = py::none(), py::arg("sampler") = nullptr, py::arg("max_rounds") = 1,
+        py::arg("max_tokens") = 0, py::arg("stop_at_eog") = true,
+        "Token-tree rounds (speculative_tree.h: spec_tree_round, or up to max_rounds of them back to back "
+        "while fewer than max_tokens tokens came out, ending after an end-of-generation token when "
+        "stop_at_eog); `plan` and `view` are the layer-skip draft's (used when params.sources has the skip "
+        "bit; None: the full model, the whole cache). Returns a dict: tokens (each round's accepted nodes + "
+        "its verifier's token), statistics summed over the rounds, and steps: one (n_plain_steps, "
+        "n_drafted, n_accepted, t_verify_s, t_plain_s) per round.");
 }

@@ -317,7 +317,60 @@ TreeResult spec_tree_round(Context& ctx, draft::Drafter& drafter, int32_t last, 
         res.t_plain_s += t_plain;
     }
     res.t_host_s = seconds_since(t_start) - res.t_draft_s - res.t_verify_s - res.t_plain_s;
+    res.steps = {TreeStep{res.n_plain_steps, res.n_drafted, res.n_accepted, res.t_verify_s, res.t_plain_s}};
     return res;
+}
+
+namespace {
+
+// Round r's result folded into the sums of the rounds before it.
+void add_round(TreeResult& sum, TreeResult&& r) {
+    sum.tokens.insert(sum.tokens.end(), r.tokens.begin(), r.tokens.end());
+    sum.n_plain_steps += r.n_plain_steps;
+    sum.n_candidates += r.n_candidates;
+    sum.n_drafted += r.n_drafted;
+    sum.n_accepted += r.n_accepted;
+    sum.n_skip_drafted += r.n_skip_drafted;
+    for (int s = 0; s < draft::kNumSources; ++s) {
+        sum.drafted_by[s] += r.drafted_by[s];
+        sum.accepted_by[s] += r.accepted_by[s];
+    }
+    sum.draft_conf.insert(sum.draft_conf.end(), r.draft_conf.begin(), r.draft_conf.end());
+    sum.n_draft_waits += r.n_draft_waits;
+    sum.t_draft_s += r.t_draft_s;
+    sum.t_verify_s += r.t_verify_s;
+    sum.t_plain_s += r.t_plain_s;
+    sum.t_host_s += r.t_host_s;
+    sum.steps.insert(sum.steps.end(), r.steps.begin(), r.steps.end());
+}
+
+bool ends_generation(const Vocab* vocab, const std::vector<int32_t>& tokens, int32_t from) {
+    if (!vocab) return false;
+    for (size_t i = from; i < tokens.size(); ++i)
+        if (vocab->is_eog(tokens[i])) return true;
+    return false;
+}
+
+}  // namespace
+
+TreeResult spec_tree_rounds(Context& ctx, draft::Drafter& drafter, int32_t last, const Plan& skip_plan,
+                            const KVView* skip_view, const TreeParams& params, Sampler* sampler, int32_t max_rounds,
+                            int32_t max_tokens, bool stop_at_eog) {
+    if (max_rounds < 1) fail(APLS_STATUS_INVALID_ARGUMENT, "max_rounds ", max_rounds, " must be >= 1");
+    const Vocab* vocab = stop_at_eog ? ctx.model().vocab() : nullptr;
+    TreeResult sum = spec_tree_round(ctx, drafter, last, skip_plan, skip_view, params, sampler);
+    for (int32_t r = 1, seen = 0; r < max_rounds; ++r) {
+        if (ends_generation(vocab, sum.tokens, seen)) break;
+        seen = static_cast<int32_t>(sum.tokens.size());
+        if (max_tokens > 0 && seen >= max_tokens) break;
+        if (ctx.kv().room(params.seq) < 1) break;
+        try {
+            add_round(sum, spec_tree_round(ctx, drafter, sum.tokens.back(), skip_plan, skip_view, params, sampler));
+        } catch (const Error&) {
+            break;  // the state as after the rounds before: the next call meets the error again
+        }
+    }
+    return sum;
 }
 
 }  // namespace apls

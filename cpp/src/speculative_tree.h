@@ -49,8 +49,19 @@ struct TreeParams {
     draft::TextParams text;  // the model-free sources
 };
 
+// One round's verify as a cost model and per-round statistics see it (TreeResult::steps).
+struct TreeStep {
+    int32_t n_plain_steps = 0;  // plain steps before it
+    int32_t n_drafted = 0;      // nodes verified
+    int32_t n_accepted = 0;
+    double t_verify_s = 0.0;
+    double t_plain_s = 0.0;  // the plain steps' forward passes
+};
+
 // Counts and timings of the round's last step, which is its only one unless it ran plain steps
-// first (n_plain_steps; their tokens come first in `tokens`, their time is t_plain_s).
+// first (n_plain_steps; their tokens come first in `tokens`, their time is t_plain_s). Of several
+// rounds run back to back (spec_tree_rounds): the sums of theirs, every token in order, and one
+// entry of `steps` per round.
 struct TreeResult {
     std::vector<int32_t> tokens;  // the plain steps' tokens, the accepted nodes, then the verifier's token
     int32_t n_plain_steps = 0;    // steps that drafted nothing before the last one
@@ -66,6 +77,7 @@ struct TreeResult {
     double t_verify_s = 0.0;        // the verify forward pass
     double t_plain_s = 0.0;         // the plain steps' forward passes
     double t_host_s = 0.0;          // the rest: sources, the cut, acceptance, learning
+    std::vector<TreeStep> steps;    // each round's verify
 };
 
 // Steps 1 and 2 without the model: the model-free candidates (and the layer-skip chain `skip`, if
@@ -94,5 +106,15 @@ double time_verify(Context& ctx, int32_t seq, int32_t n_tokens, int32_t reps, co
 // history and the drafter as they were.
 TreeResult spec_tree_round(Context& ctx, draft::Drafter& drafter, int32_t last, const Plan& skip_plan,
                            const KVView* skip_view, const TreeParams& params, Sampler* sampler);
+
+// Rounds back to back, each as spec_tree_round after the last one's verifier token, in one call
+// (a GPU round takes ~1 ms, and a host language's loop around each one ~0.1 ms of it): up to
+// max_rounds rounds while fewer than max_tokens tokens came out (max_tokens <= 0: no limit),
+// ending after a round that produced an end-of-generation token when stop_at_eog, or before a
+// round the cache has no room for. The first round's errors are thrown as spec_tree_round's; a
+// later round's end the call with the rounds before it (the next call meets the error again).
+TreeResult spec_tree_rounds(Context& ctx, draft::Drafter& drafter, int32_t last, const Plan& skip_plan,
+                            const KVView* skip_view, const TreeParams& params, Sampler* sampler, int32_t max_rounds,
+                            int32_t max_tokens, bool stop_at_eog);
 
 }  // namespace apls

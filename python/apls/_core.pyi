@@ -226,6 +226,9 @@ def spec_tree_round(
     plan: Plan | None = None,
     view: KVView | None = None,
     sampler: Sampler | None = None,
+    max_rounds: _Int = 1,
+    max_tokens: _Int = 0,
+    stop_at_eog: bool = True,
 ) -> dict[str, Any]: ...
 
 # ---- sampling (bind_sampling.cpp) --------------------------------------------------------------

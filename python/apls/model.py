@@ -247,6 +247,9 @@ class Context:
         *,
         view: KVView | None = None,
         sampler: _core.Sampler | None = None,
+        max_rounds: int = 1,
+        max_tokens: int = 0,
+        stop_at_eog: bool = True,
     ) -> RoundResult:
         """One round of token-tree speculative decoding after `last` (chosen, not yet decoded; the
         drafter's text ends with it): candidates from the sources in `params` (the layer-skip
@@ -257,11 +260,18 @@ class Context:
         token of the verifier, and every other node is rolled back. The drafter's text and
         tables take the outcome.
 
-        Returns: the round's tokens and statistics (`apls.policy.RoundResult`).
+        max_rounds > 1: up to that many rounds back to back in one call, each after the last
+        one's verifier token, while fewer than max_tokens tokens came out (0: no limit), ending
+        after a round that produced an end-of-generation token (stop_at_eog) or before one the
+        cache has no room for (a GPU round takes ~1 ms, this method's Python around it ~0.1 ms).
+
+        Returns: the rounds' tokens and statistics (`apls.policy.RoundResult`; `steps`: each
+        round's verify).
         Raises:
             apls.InvalidArgumentError: bad parameters, a bad plan or view, `last` out of range or
             not the drafter's last token; apls.KVCacheFullError: no room for the verify batch.
-            Either leaves the cache, the sampler and the drafter as they were.
+            Either leaves the cache, the sampler and the drafter as they were (an error in a
+            round after the first ends the call with the rounds before it instead).
         """
         raw = _core.spec_tree_round(
             self._ctx,
@@ -271,6 +281,9 @@ class Context:
             None if plan is None else plan.layers(self.model.n_layer),
             view,
             sampler,
+            int(max_rounds),
+            int(max_tokens),
+            bool(stop_at_eog),
         )
         return RoundResult(**raw)
 

@@ -63,6 +63,7 @@ class RoundPlan:
     sources: tuple[str, ...] = ("skip",)  # draft sources of the round (skip: under `plan`)
     n_nodes: int = 0  # most tree nodes verified (0: n_draft)
     verify_cost: list[float] | None = None  # cost model of the cut (VerifyCost.curve); None: verify n_nodes
+    n_rounds: int = 1  # tree rounds one call may run back to back (Context.spec_tree_round's max_rounds)
 
     @property
     def is_plain(self) -> bool:
@@ -93,10 +94,22 @@ class RoundResult:
     n_skip_drafted: int = 0  # tree rounds: tokens the layer-skip draft decoded
     drafted_by: list[int] = field(default_factory=lambda: [0] * len(DRAFT_SOURCES))  # verified nodes per source
     accepted_by: list[int] = field(default_factory=lambda: [0] * len(DRAFT_SOURCES))  # accepted nodes per source
+    # tree rounds: each round's verify (n_plain_steps, n_drafted, n_accepted, t_verify_s, t_plain_s);
+    # several when rounds ran back to back (the fields above are then their sums)
+    steps: list[tuple[int, int, int, float, float]] = field(default_factory=list)
 
     def speed(self) -> float:
         """Tokens per second of this round (inf for a round that took no measurable time)."""
         return tokens_per_second(len(self.tokens), self.seconds())
+
+    def verify_steps(self) -> list[tuple[int, int, int, float, float]]:
+        """Each verify step of the call, as `steps` (a chain round's one verify too; a plain
+        chain has none)."""
+        if self.steps:
+            return self.steps
+        if len(self.tokens) == self.n_plain_steps + self.n_accepted + 1:
+            return [(self.n_plain_steps, self.n_drafted, self.n_accepted, self.t_verify_s, self.t_plain_s)]
+        return []
 
     def seconds(self) -> float:
         """The round's time: drafting, verifying, plain steps and the host's work."""
@@ -216,11 +229,12 @@ class TreeShape:
         return step
 
     def observe(self, result: RoundResult) -> None:
-        # A tree round (its tokens: plain steps', the accepted nodes and one more), not a plain chain.
-        if self.cost is not None and len(result.tokens) == result.n_plain_steps + result.n_accepted + 1:
-            self.cost.observe(result.n_drafted, result.t_verify_s)
-            if result.n_plain_steps:
-                self.cost.observe(0, result.t_plain_s / result.n_plain_steps)
+        if self.cost is None:
+            return
+        for n_plain, n_drafted, _, t_verify, t_plain in result.verify_steps():  # not a plain chain's
+            self.cost.observe(n_drafted, t_verify)
+            if n_plain:
+                self.cost.observe(0, t_plain / n_plain)
 
 
 def skip_counts(step: RoundPlan, result: RoundResult) -> tuple[int, int]:
@@ -361,7 +375,8 @@ class AdaptivePolicy(Policy):
     whatever the last one found (one prompt that repeats nothing must not keep lookup off for
     the next ones). Draft length adapts as in StaticPolicy. While plain decoding runs, a round
     may take up to `plain_chain` steps at once, never past the next burst: each step counts as
-    a round.
+    a round. Likewise plain decoding and the model-free arm run up to `round_chain` rounds back
+    to back in one call of the engine (each counts as a round).
 
     With `tree`, the model-free sources become a candidate of their own (`text_arm`) and join
     every plan's draft in one token tree, cut by the measured verify cost.
@@ -387,6 +402,7 @@ class AdaptivePolicy(Policy):
         max_backoff: int = 1,
         backoff_gap: float = 0.15,
         plain_chain: int = 1,
+        round_chain: int = 1,
         tree: TreeShape | None = None,
         text_arm: bool = True,
         max_draft_cost: float | None = None,
@@ -409,6 +425,7 @@ class AdaptivePolicy(Policy):
         self.max_backoff = max_backoff  # 1: every candidate is explored in turn, always
         self.backoff_gap = backoff_gap  # how much slower a candidate must be to back off
         self.plain_chain = plain_chain  # plain steps one round may run
+        self.round_chain = round_chain  # the model-free arm's tree rounds one call may run
         self.round = 0
         self.current = 0
         self.exploring = -1  # the arm of the burst under way, -1: none
@@ -472,13 +489,16 @@ class AdaptivePolicy(Policy):
             arm = self.exploring
         view = self.kv.view_for(n_context) if self.kv else None
         a = self.arms[arm]
-        n_plain = 1
+        n_plain = n_rounds = 1
         if a.n_draft == 0 and arm != self.exploring:  # up to the round before the next burst
             start = self.explore_every - self.burst
-            n_plain = max(1, min(self.plain_chain, (start if phase < start else self.explore_every) - phase))
+            left = (start if phase < start else self.explore_every) - phase
+            n_plain = max(1, min(self.plain_chain, left))
+            n_rounds = max(1, min(self.round_chain, left))  # rounds one call runs back to back
         step = RoundPlan(
             a.plan, self.draft.n_max if a.n_draft is None else a.n_draft, self.draft.p_min, view, arm, n_plain
         )
+        step.n_rounds = n_rounds
         if a.sources != ("skip",):
             step.sources = a.sources
             if self.tree and set(a.sources) & set(self.tree.sources):
@@ -486,14 +506,16 @@ class AdaptivePolicy(Policy):
         return step
 
     def observe(self, step: RoundPlan, result: RoundResult) -> None:
-        if step.is_plain:  # every plain step it ran counts as a round
+        if step.is_plain:  # every plain step it ran counts as a round (a chain's, or back to back)
             self.round += max(0, len(result.tokens) - 1)
-        self.round += result.n_plain_steps
+        else:  # and so does every round run back to back
+            self.round += result.n_plain_steps + max(0, len(result.steps) - 1)
         if self.tree:
             self.tree.observe(result)
         a = self.arms[step.arm]
-        a.tokens = a.tokens * self.decay + len(result.tokens)
-        a.seconds = a.seconds * self.decay + result.seconds()
+        decay = self.decay ** max(1, len(result.steps))  # a decay per round, however many one call ran
+        a.tokens = a.tokens * decay + len(result.tokens)
+        a.seconds = a.seconds * decay + result.seconds()
         a.rounds += 1
         best = max(range(len(self.arms)), key=lambda i: self.arms[i].speed() if self.arms[i].rounds else -1)
         cur = self.arms[self.current]
@@ -590,6 +612,9 @@ def make_policy(name: str, model, plan_file: str | None = None, draft: str | Seq
             margin=0.05,
             max_backoff=8,
             plain_chain=16,
+            # A GPU round of a small model takes ~1 ms and the Python around each ~0.1 ms: the
+            # model-free arm runs up to 16 rounds a call there (the CPU's rounds take 10-50 ms).
+            round_chain=1 if model.device == "cpu" else 16,
             tree=tree,
             max_draft_cost=MAX_DRAFT_COST if draft is None else None,
         )

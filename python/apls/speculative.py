@@ -63,18 +63,19 @@ class SpecStats(GenerationStats):
         self.n_draft_waits += r.n_draft_waits
         self.n_candidates += r.n_candidates
         self.n_skip_drafted += r.n_skip_drafted
-        if len(r.tokens) == r.n_plain_steps + r.n_accepted + 1:  # a tree round, not a plain chain
-            self.n_verify_rounds += 1
-            self.t_tree_verify_s += r.t_verify_s
         for i in range(len(DRAFT_SOURCES)):
             self.drafted_by[i] += r.drafted_by[i]
             self.accepted_by[i] += r.accepted_by[i]
-        for i in range(r.n_drafted):
-            if i >= len(self.drafted_at):
-                self.drafted_at.append(0)
-                self.accepted_at.append(0)
-            self.drafted_at[i] += 1
-            self.accepted_at[i] += 1 if i < r.n_accepted else 0
+        for _, n_drafted, n_accepted, t_verify, _ in r.verify_steps():  # not a plain chain's
+            self.n_verify_rounds += 1
+            self.t_tree_verify_s += t_verify
+            if len(self.drafted_at) < n_drafted:
+                self.drafted_at += [0] * (n_drafted - len(self.drafted_at))
+                self.accepted_at += [0] * (n_drafted - len(self.accepted_at))
+            for i in range(n_drafted):
+                self.drafted_at[i] += 1
+            for i in range(min(n_accepted, n_drafted)):
+                self.accepted_at[i] += 1
 
 
 def speculative_tokens(
@@ -136,7 +137,17 @@ def speculative_tokens(
                 params = tree_params(step)
                 if sampler is None and step.n_draft == 0:  # plain steps while nothing is worth drafting
                     params.max_plain_steps = max(0, min(step.n_plain, max_tokens - stats.n_generated) - 1)
-                r = ctx.spec_tree_round(last, drafter, params, step.plan, view=step.view, sampler=sampler)
+                r = ctx.spec_tree_round(
+                    last,
+                    drafter,
+                    params,
+                    step.plan,
+                    view=step.view,
+                    sampler=sampler,
+                    max_rounds=step.n_rounds,
+                    max_tokens=max_tokens - stats.n_generated,
+                    stop_at_eog=not ignore_eos,
+                )
             policy.observe(step, r)
             stats.record(r)
             for tok in r.tokens:
