@@ -372,9 +372,17 @@ def test_verify_cost_curve_is_measured_and_monotone(model):
     assert ctx.kv_seq_len() == n0  # the probes were rolled back
     c = cost.curve()
     assert len(c) == 5 and c[0] == 1.0 and all(b >= a for a, b in zip(c, c[1:]))
-    cost.observe(2, cost.seconds[0] * 10)  # a slow round moves its entry, and the ones above it
+    s2 = cost.seconds[2]
+    cost.observe(2, s2 * 10)  # a slow round moves its entry, and the ones above it
     c2 = cost.curve()
     assert c2[2] > c[2] and c2[3] >= c2[2] and c2[1] == c[1]
+    # ... by at most (max_jump - 1) * (1 - decay) = 2.5%, however slow (a graph captured in it)
+    assert cost.seconds[2] == pytest.approx(s2 * 1.025, rel=1e-9)
+    # a lasting change takes over: a batch that now costs twice as much
+    s1 = cost.seconds[1]
+    for _ in range(60):
+        cost.observe(1, 2 * s1)
+    assert cost.seconds[1] == pytest.approx(2 * s1, rel=0.02)
 
 
 def test_draft_sources_are_parsed_and_checked(model):

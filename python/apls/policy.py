@@ -122,14 +122,18 @@ class VerifyCost:
 
     `calibrate` times each batch size once (apls._core.time_verify, as a round verifies: every
     row's logits); `observe` then folds in each round's own verify time (decayed), so the curve
-    follows the context length and the machine's load. The curve is kept non-decreasing: a
-    larger batch never costs less than a smaller one."""
+    follows the context length and the machine's load. One observation counts for at most
+    `max_jump` times the estimate it updates: a round that captured a CUDA graph (a chain batch's
+    first round of its size: ~1.3 ms on top of a ~1 ms verify) or met a hiccup of the host moves
+    an entry by at most 2.5%, while a lasting change still takes over within tens of rounds. The
+    curve is kept non-decreasing: a larger batch never costs less than a smaller one."""
 
-    def __init__(self, n_max: int, decay: float = 0.9):
+    def __init__(self, n_max: int, decay: float = 0.9, max_jump: float = 1.25):
         if n_max < 0:
             raise ValueError(f"n_max must be >= 0, got {n_max}")
         self.n_max = n_max
         self.decay = decay
+        self.max_jump = max_jump
         self.seconds: list[float | None] = [None] * (n_max + 1)  # [n]: a batch of n + 1 tokens
 
     @property
@@ -144,6 +148,8 @@ class VerifyCost:
     def observe(self, n_nodes: int, seconds: float) -> None:
         if 0 <= n_nodes <= self.n_max and seconds > 0:
             old = self.seconds[n_nodes]
+            if old is not None:
+                seconds = min(seconds, self.max_jump * old)
             self.seconds[n_nodes] = seconds if old is None else self.decay * old + (1 - self.decay) * seconds
 
     def curve(self) -> list[float]:
