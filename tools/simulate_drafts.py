@@ -11,6 +11,7 @@ round also fills it from rejected nodes' rows, so the simulation under-fills it 
     python tools/simulate_drafts.py record --prompts tests/data/spec_bench_prompts.jsonl \\
         --limit 10 --max-tokens 256 -o /tmp/greedy.jsonl
     python tools/simulate_drafts.py simulate /tmp/greedy.jsonl --cost 1,1.05,1.12,1.2,1.3 --json sim.json
+    python tools/simulate_drafts.py simulate /tmp/greedy.jsonl --param lookup_depth=8 --param suffix_depth=8
 
 simulate prints, per group and overall, tau (tokens per verify), nodes verified per round and the
 expected speedup over plain decoding under the verify cost curve given (cost[n]: a batch of n + 1
@@ -138,6 +139,11 @@ def simulate(args) -> None:
         params.n_nodes_max = args.n_max
         params.branching = not args.chain
         params.verify_cost = cost
+        for kv in args.param:
+            name, _, value = kv.partition("=")
+            if not hasattr(params, name) or name in ("sources", "verify_cost", "seq"):
+                raise SystemExit(f"--param {kv}: not a draft source limit of TreeParams")
+            setattr(params, name, int(value))
         drafter = _core.Drafter(model._model)  # one session: the suffix index keeps earlier outputs
         per_group: dict[str, dict] = {}
         t0 = time.perf_counter()
@@ -194,6 +200,13 @@ def main() -> None:
         help="a verify round's fixed cost beyond the curve, in plain steps (a GPU's wait and launch: ~0.1)",
     )
     s.add_argument("--chain", action="store_true", help="verify only the likeliest path")
+    s.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=INT",
+        help="a draft source limit of TreeParams (lookup_depth=8, suffix_branches=2, ...); repeatable",
+    )
     s.add_argument("--json")
     args = ap.parse_args()
     record(args) if args.cmd == "record" else simulate(args)
