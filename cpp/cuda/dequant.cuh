@@ -178,4 +178,40 @@ __device__ __forceinline__ float warp_sum(float v) {
     return v;
 }
 
+// The warp sums of N values a lane (N a power of two <= 32) in N - 1 + log2(32 / N) shuffles
+// instead of N butterflies' 5N: warp_sum's steps (offsets 16, 8, ...) each halve the slots a
+// lane carries — lanes with the offset's bit set keep the upper half, the others the lower, each
+// adding its partner's share — until one slot is left, whose remaining steps are warp_sum's. A
+// lane's sum is warp_sum's for its slot, bit for bit (the same additions in the same order), and
+// it holds slot warp_slot<N>(lane) only (lanes that differ below offset 32 / N hold the same).
+template <int N>
+__device__ __forceinline__ float warp_sums(float (&v)[N]) {
+    static_assert(N >= 1 && N <= 32 && (N & (N - 1)) == 0, "N: a power of two <= 32");
+    const int lane = threadIdx.x & 31;
+#pragma unroll
+    for (int n = N, o = 16; n > 1; n >>= 1, o >>= 1) {
+        const bool upper = lane & o;
+#pragma unroll
+        for (int j = 0; j < n / 2; ++j) {
+            const float give = upper ? v[j] : v[j + n / 2];  // the half the partner keeps
+            const float keep = upper ? v[j + n / 2] : v[j];
+            v[j] = keep + __shfl_xor_sync(0xffffffffu, give, o);
+        }
+    }
+    float s = v[0];
+#pragma unroll
+    for (int o = 16 / N; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+    return s;
+}
+
+// The slot whose sum warp_sums<N> leaves in `lane`.
+template <int N>
+__device__ __forceinline__ int warp_slot(int lane) {
+    int s = 0;
+#pragma unroll
+    for (int n = N, o = 16; n > 1; n >>= 1, o >>= 1)
+        if (lane & o) s += n / 2;
+    return s;
+}
+
 }  // namespace apls::cuda
