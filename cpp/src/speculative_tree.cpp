@@ -190,6 +190,14 @@ double time_verify(Context& ctx, int32_t seq, int32_t n_tokens, int32_t reps, co
     }
     b.seq.assign(n_tokens, seq);
     b.out.assign(n_tokens, 1);
+    if (n_tokens > 1 && ctx.device() != Device::CPU) {
+        // A round whose tree is a chain verifies it as a causal batch, another graph on a GPU:
+        // captured here too (untimed), not inside a round, where its ~1.3 ms made the model-free
+        // arm of the adaptive policy lose its first bursts in a session (SmolLM2, H200).
+        ctx.decode(b, plan ? *plan : Plan{}, nullptr);
+        (void)ctx.argmax(0);
+        kv.truncate(seq, n_past);
+    }
     if (n_tokens > 1)  // a chain-shaped tree: node i's parent is i - 1, as tree_step verifies
         for (int32_t i = 0; i < n_tokens; ++i) b.parent.push_back(i - 1);
     double best = 0.0;

@@ -95,7 +95,8 @@ draft::TokenTree draft_tree(const draft::Drafter& drafter, const TreeParams& par
 // What a policy's verify cost model is calibrated with. One token is a plain step (a causal
 // batch); n_tokens >= 2 a chain-shaped token tree, the batch form of every verify round, so the
 // same kernels run — and on a GPU their graphs are captured here, at calibration, not inside the
-// first rounds of a generation. With a plan (a layer-skip draft's), the same batch under that
+// first rounds of a generation (the same tokens as a causal batch too, untimed: a round sends a
+// tree that is a chain that way). With a plan (a layer-skip draft's), the same batch under that
 // plan: what a draft token costs.
 double time_verify(Context& ctx, int32_t seq, int32_t n_tokens, int32_t reps, const Plan* plan = nullptr);
 
