@@ -382,6 +382,21 @@ def test_spec_bench_rows_report_what_the_rounds_did(model, tmp_path):
     assert res["overall"]["rounds"] > 0
 
 
+def test_spec_bench_prompts_group_by_task(tmp_path):
+    """Spec-Bench's groups; MT-bench's categories (and no category) as "mt_bench"; any other
+    category its own group after those six (the repository's code prompts: two groups of 10)."""
+    from apls.spec_bench import load_prompts
+
+    f = tmp_path / "p.jsonl"
+    rows = [("code_edit", "e1"), ("writing", "w"), ("rag", "r"), (None, "n"), ("coding", "c"), ("code_edit", "e2")]
+    f.write_text("\n".join(json.dumps({"text": t, **({"category": c} if c else {})}) for c, t in rows) + "\n")
+    g = load_prompts(str(f))
+    assert list(g.items()) == [("mt_bench", ["w", "n", "c"]), ("rag", ["r"]), ("code_edit", ["e1", "e2"])]
+    assert load_prompts(str(f), limit=1)["code_edit"] == ["e1"]
+    code = load_prompts(os.path.join(os.path.dirname(__file__), "data", "code_prompts.jsonl"))
+    assert {k: len(v) for k, v in code.items()} == {"code_completion": 10, "code_edit": 10}
+
+
 def _plain_or_draft_round(step, draft_tokens=2, draft_s=0.003):
     """Fake timings: plain decoding one token per 1 ms round; a drafting round draft_tokens
     tokens in draft_s + 1 ms."""

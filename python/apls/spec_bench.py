@@ -19,12 +19,16 @@ from .speculative import SpecStats
 GREEDY = SamplingParams(temperature=0.0)
 
 SPEC_BENCH_GROUPS = ("mt_bench", "translation", "summarization", "qa", "math_reasoning", "rag")
+# MT-bench's categories, which Spec-Bench's question.jsonl names one by one and groups as "mt_bench".
+MT_BENCH_CATEGORIES = ("writing", "roleplay", "reasoning", "math", "coding", "extraction", "stem", "humanities")
 
 
 def load_prompts(path: str, limit: int | None = None) -> OrderedDict[str, list[str]]:
     """Spec-Bench question.jsonl ({"category", "turns"}) or {"category", "text"} lines, grouped
-    into Spec-Bench's six task groups (MT-bench's categories form "mt_bench"); first turns only.
-    `limit`: most prompts per group. Raises ValueError on a line without a prompt."""
+    into Spec-Bench's six task groups (MT-bench's categories, and lines without one, form
+    "mt_bench"); any other category is a group of its own, after those six (tests/data/
+    code_prompts.jsonl: "code_completion", "code_edit"). First turns only. `limit`: most prompts
+    per group. Raises ValueError on a line without a prompt."""
     groups: OrderedDict[str, list[str]] = OrderedDict((g, []) for g in SPEC_BENCH_GROUPS)
     with open(path) as f:
         for n, line in enumerate(f, 1):
@@ -34,8 +38,9 @@ def load_prompts(path: str, limit: int | None = None) -> OrderedDict[str, list[s
             text = q["turns"][0] if "turns" in q else q.get("text")
             if not text:
                 raise ValueError(f"{path}:{n}: no prompt ('turns' or 'text')")
-            cat = q.get("category", "mt_bench")
-            g = cat if cat in SPEC_BENCH_GROUPS else "mt_bench"
+            cat = q.get("category") or "mt_bench"
+            g = "mt_bench" if cat in MT_BENCH_CATEGORIES else str(cat)
+            groups.setdefault(g, [])
             if limit is None or len(groups[g]) < limit:
                 groups[g].append(text)
     return OrderedDict((g, v) for g, v in groups.items() if v)
