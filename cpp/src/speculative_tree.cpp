@@ -192,8 +192,8 @@ double time_verify(Context& ctx, int32_t seq, int32_t n_tokens, int32_t reps, co
     b.out.assign(n_tokens, 1);
     if (n_tokens > 1 && ctx.device() != Device::CPU) {
         // A round whose tree is a chain verifies it as a causal batch, another graph on a GPU:
-        // captured here too (untimed), not inside a round, where its ~1.3 ms made the model-free
-        // arm of the adaptive policy lose its first bursts in a session (SmolLM2, H200).
+        // captured here too (untimed), not inside a round, where its ~1.3 ms would be charged to
+        // the model-free arm of the adaptive policy in its first bursts of a session.
         ctx.decode(b, plan ? *plan : Plan{}, nullptr);
         (void)ctx.argmax(0);
         kv.truncate(seq, n_past);

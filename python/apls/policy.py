@@ -431,7 +431,7 @@ class AdaptivePolicy(Policy):
         self.max_backoff = max_backoff  # 1: every candidate is explored in turn, always
         self.backoff_gap = backoff_gap  # how much slower a candidate must be to back off
         self.plain_chain = plain_chain  # plain steps one round may run
-        self.round_chain = round_chain  # the model-free arm's tree rounds one call may run
+        self.round_chain = round_chain  # rounds one engine call may run (plain decoding, the model-free arm)
         self.round = 0
         self.current = 0
         self.exploring = -1  # the arm of the burst under way, -1: none
