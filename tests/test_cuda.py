@@ -459,6 +459,29 @@ def test_tree_graphs_change_no_result(smollm2_path):
     assert len(on) == 64 and on == off
 
 
+def test_tree_rounds_run_plain_steps_queued_ahead_on_cuda(gpu, cpu, monkeypatch):
+    """Rounds that run plain steps until a draft pays (Context.greedy_while): on the GPU each step
+    is queued before the host has the token of the step before it, its choice fetched alone
+    (chain_fetch / chain_entry) while the next one runs. Plain decoding's tokens, the cache and
+    the drafter's text after every round; the same rounds as the CPU running its steps the same
+    way (APLS_PLAIN_AHEAD=1) where the two decode the same tokens; one step at a time on the GPU
+    (APLS_PLAIN_AHEAD=0) the same tokens in other rounds."""
+    from test_speculative_tree import PROMPTS as TREE_PROMPTS
+    from test_speculative_tree import _plain_step_rounds
+
+    ids = chat_ids(gpu, TREE_PROMPTS[1])
+    want = plain_greedy(gpu, ids, 80)
+    ahead = _plain_step_rounds(gpu, ids, 72, want)
+    assert any(r.n_plain_steps and r.n_accepted for r in ahead)
+    shape = [(r.n_plain_steps, r.n_drafted, r.n_accepted) for r in ahead]
+    monkeypatch.setenv("APLS_PLAIN_AHEAD", "1")
+    if plain_greedy(cpu, ids, 80) == want:
+        assert [(r.n_plain_steps, r.n_drafted, r.n_accepted) for r in _plain_step_rounds(cpu, ids, 72, want)] == shape
+    monkeypatch.setenv("APLS_PLAIN_AHEAD", "0")
+    one_by_one = _plain_step_rounds(gpu, ids, 72, want)
+    assert [r.n_plain_steps for r in one_by_one] != [r.n_plain_steps for r in ahead]
+
+
 # ---- real models: Qwen2.5-Coder 0.5B (Q5_0/Q8_0/Q4_K/Q6_K) and 1.5B (Q4_K/Q6_K) -----------------
 # (tools/fetch_models.py; skipped without them: on the GPU machine APLS_MODEL_CACHE names the
 # directory holding the assembled files)

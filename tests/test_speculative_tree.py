@@ -282,6 +282,45 @@ def test_rounds_back_to_back_end_at_the_end_of_generation_or_a_full_cache(model)
         ctx.spec_tree_round(r.tokens[-1], drafter, params, max_rounds=0)
 
 
+def _plain_step_rounds(model, ids, n_tokens, want):
+    """Rounds (lookup and suffix; drafts must earn their place by the cost model; up to six plain
+    steps a round) until n_tokens came out, each checked against plain decoding's tokens `want`:
+    its tokens its plain steps, accepted nodes and the verifier's token, and after it the cache
+    and the drafter's text. Returns the rounds."""
+    ctx, drafter, params, _ = _round_state(model, ids)
+    params.sources = sum(1 << DRAFT_SOURCES.index(s) for s in ("lookup", "suffix"))
+    params.verify_cost = [1.0 + 0.25 * i for i in range(9)]
+    params.max_plain_steps = 6
+    out, rounds = want[:1], []
+    while len(out) < n_tokens:
+        r = ctx.spec_tree_round(out[-1], drafter, params)
+        assert len(r.tokens) == r.n_plain_steps + r.n_accepted + 1 and r.n_plain_steps <= 6
+        assert r.steps == [(r.n_plain_steps, r.n_drafted, r.n_accepted, r.t_verify_s, r.t_plain_s)]
+        assert r.tokens == want[len(out) : len(out) + len(r.tokens)]
+        out += r.tokens
+        assert ctx.kv_seq_len() == len(ids) + len(out) - 1 and drafter.text == list(ids) + out
+        rounds.append(r)
+    return rounds
+
+
+@pytest.mark.parametrize("ahead", ["0", "1"], ids=["one_by_one", "queued_ahead"])
+def test_plain_steps_until_a_draft_pays_keep_the_tokens(model, monkeypatch, ahead):
+    """A round whose first step drafts nothing runs plain steps (Context.greedy_while) until the
+    model-free sources propose what the cost model verifies, then verifies that draft: plain
+    decoding's tokens, the cache and the drafter's text after every round. APLS_PLAIN_AHEAD=1
+    queues each step before the host has seen the token before it, as on a GPU: the step running
+    when a draft starts to pay completes first, so those rounds verify one token later."""
+    monkeypatch.setenv("APLS_PLAIN_AHEAD", ahead)
+    ids = chat_ids(model, PROMPTS[1])
+    want = plain_greedy(model, ids, 80)
+    rounds = _plain_step_rounds(model, ids, 72, want)
+    assert any(r.n_plain_steps and r.n_accepted for r in rounds)  # plain steps, then an accepted draft
+    if ahead == "1":  # against the rounds one step at a time: the same tokens, other round ends
+        monkeypatch.setenv("APLS_PLAIN_AHEAD", "0")
+        one_by_one = _plain_step_rounds(model, ids, 72, want)
+        assert [r.n_plain_steps for r in rounds] != [r.n_plain_steps for r in one_by_one]
+
+
 def test_round_refuses_bad_input_and_leaves_state(model):
     ctx = model.context(n_ctx=64)
     ctx.prefill([1, 2, 3])

@@ -7,6 +7,7 @@
 // graph serves every step with the same plan and batch shape); and copies nothing back until
 // asked (argmax/top_prob: 8 bytes per output row; logits only when read).
 #include <algorithm>
+#include <array>
 #include <cstdlib>
 #include <memory>
 #include <string>
@@ -52,6 +53,8 @@ public:
                     int32_t chain_step) override;
     bool chains() const override { return true; }
     void chain_results(int32_t n, int32_t* ids, float* probs) override;
+    void chain_fetch(int32_t step) override;
+    int32_t chain_entry(int32_t step) override;
     const float* logits(int32_t n_rows) override;
     int32_t argmax(int32_t i, float* top_p) override;
     void top_k(int32_t n_rows, int32_t k, int32_t* ids) override;
@@ -75,6 +78,8 @@ private:
 
     DeviceBuffer<int32_t> chain_ids_;  // the draft chain's greedy choices (n_batch)
     DeviceBuffer<float> chain_probs_;
+    PinnedBuffer<int32_t> chain_host_;  // entries chain_fetch copied back, each with its event
+    std::array<cudaEvent_t, kChainFetches> fetched_{};
     PinnedBuffer<int32_t> ids_host_;
     PinnedBuffer<float> probs_host_;
     DeviceBuffer<int32_t> top_ids_;  // top_k's (rows, k) ids
@@ -95,6 +100,8 @@ CudaRunner::CudaRunner(Context& ctx)
     ops_ = std::make_unique<CudaForward>(dm_, hp_, t, capacity, *store_, *inputs_, stream_);
     chain_ids_.resize(t);
     chain_probs_.resize(t);
+    chain_host_.resize(t);
+    for (cudaEvent_t& e : fetched_) APLS_CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
     ids_host_.resize(t);
     probs_host_.resize(t);
     top_ids_.resize(t * kTopKMax);
@@ -105,6 +112,8 @@ CudaRunner::CudaRunner(Context& ctx)
 CudaRunner::~CudaRunner() {
     graphs_.clear();
     if (stream_) cudaStreamSynchronize(stream_);
+    for (cudaEvent_t e : fetched_)
+        if (e) cudaEventDestroy(e);
     ops_.reset();
     inputs_.reset();
     store_.reset();
@@ -164,6 +173,21 @@ void CudaRunner::chain_results(int32_t n, int32_t* ids, float* probs) {
     APLS_CUDA_CHECK(cudaMemcpyAsync(ids, chain_ids_.get(), n * sizeof(int32_t), cudaMemcpyDeviceToHost, stream_));
     APLS_CUDA_CHECK(cudaMemcpyAsync(probs, chain_probs_.get(), n * sizeof(float), cudaMemcpyDeviceToHost, stream_));
     APLS_CUDA_CHECK(cudaStreamSynchronize(stream_));
+}
+
+void CudaRunner::chain_fetch(int32_t step) {
+    if (step < 0 || step >= static_cast<int32_t>(chain_ids_.size()))
+        fail(APLS_STATUS_INVALID_ARGUMENT, "chain entry ", step, " (at most ", chain_ids_.size(), ")");
+    APLS_CUDA_CHECK(cudaMemcpyAsync(chain_host_.get() + step, chain_ids_.get() + step, sizeof(int32_t),
+                                    cudaMemcpyDeviceToHost, stream_));
+    APLS_CUDA_CHECK(cudaEventRecord(fetched_[step % kChainFetches], stream_));
+}
+
+int32_t CudaRunner::chain_entry(int32_t step) {
+    if (step < 0 || step >= static_cast<int32_t>(chain_ids_.size()))
+        fail(APLS_STATUS_INVALID_ARGUMENT, "chain entry ", step, " (at most ", chain_ids_.size(), ")");
+    APLS_CUDA_CHECK(cudaEventSynchronize(fetched_[step % kChainFetches]));  // not the steps queued after it
+    return chain_host_.get()[step];
 }
 
 void CudaRunner::fetch_results() {

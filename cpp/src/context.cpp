@@ -150,17 +150,23 @@ GreedyDraft Context::draft_greedy(int32_t first, int32_t pos0, int32_t seq, int3
                         [&](int32_t id, float conf) { return ends_draft(id, conf, p_min); });
 }
 
-std::vector<int32_t> Context::generate_greedy(int32_t seq, int32_t last, int32_t n_max, bool stop_at_eog) {
+int32_t Context::greedy_steps_allowed(int32_t seq, int32_t last, int32_t n_max) const {
     const HParams& hp = model_.hparams();
     if (!kv_.valid_seq(seq)) fail(APLS_STATUS_INVALID_ARGUMENT, "unknown sequence ", seq);
     if (last < 0 || last >= hp.n_vocab)
         fail(APLS_STATUS_INVALID_ARGUMENT, "token ", last, " is out of range [0, ", hp.n_vocab, ")");
     if (n_max < 0) fail(APLS_STATUS_INVALID_ARGUMENT, "n_max ", n_max, " is negative");
-    std::vector<int32_t> out;
-    if (n_max == 0) return out;
+    if (n_max == 0) return 0;
     const int32_t room = kv_.room(seq);
     if (room < 1) fail(APLS_STATUS_KV_FULL, "KV cache full: no room for the next token of sequence ", seq);
-    const int32_t n_past = kv_.seq_len(seq), n = std::min(n_max, room);
+    return std::min(n_max, room);
+}
+
+std::vector<int32_t> Context::generate_greedy(int32_t seq, int32_t last, int32_t n_max, bool stop_at_eog) {
+    const int32_t n = greedy_steps_allowed(seq, last, n_max);
+    std::vector<int32_t> out;
+    if (n == 0) return out;
+    const int32_t n_past = kv_.seq_len(seq);
     const int32_t chain_max = static_cast<int32_t>(params_.n_batch);  // the device keeps n_batch choices
     const Vocab* vocab = model_.vocab();
     const auto ends = [&](int32_t id, float) { return stop_at_eog && vocab && vocab->is_eog(id); };
@@ -178,6 +184,62 @@ std::vector<int32_t> Context::generate_greedy(int32_t seq, int32_t last, int32_t
         throw;
     }
     kv_.truncate(seq, n_past + static_cast<int32_t>(out.size()));  // entries run past an end token
+    n_outputs_ = 0;
+    return out;
+}
+
+bool Context::plain_ahead() const {
+    const char* env = std::getenv("APLS_PLAIN_AHEAD");  // per call (~0.1 us): tests switch it in-process
+    if (env && (env[0] == '0' || env[0] == '1')) return env[0] == '1';
+    return runner_->chains();
+}
+
+std::vector<int32_t> Context::greedy_while(int32_t seq, int32_t last, int32_t n_max, bool stop_at_eog,
+                                           const std::function<bool(int32_t)>& go_on) {
+    const int32_t n = greedy_steps_allowed(seq, last, n_max);
+    std::vector<int32_t> out;
+    if (n == 0) return out;
+    const int32_t n_past = kv_.seq_len(seq);
+    const int32_t chain_max = static_cast<int32_t>(params_.n_batch);  // the device keeps n_batch choices
+    const bool ahead = plain_ahead();
+    const Vocab* vocab = model_.vocab();
+    const Plan full;
+    int32_t queued = 0;
+    // Step i decodes `last` (i = 0), then out[i - 1]: a chain's first step takes it from the
+    // host, each later one from the step before it, on the device.
+    const auto queue = [&] {
+        const int32_t c = queued % chain_max;
+        const int32_t tok = queued == 0 ? last : c == 0 ? out[queued - 1] : 0;
+        decode_step(Batch::single(tok, kv_.seq_next_pos(seq), seq), full, nullptr, c);
+        runner_->chain_fetch(c);
+        ++queued;
+    };
+    try {
+        queue();
+    } catch (...) {
+        n_outputs_ = 0;
+        throw;  // decode_step left the cache as it was
+    }
+    bool more = true;
+    try {
+        for (int32_t i = 0; i < queued; ++i) {
+            // Ahead: the next step before this one's token (a new chain's first step waits for it).
+            if (ahead && more && queued == i + 1 && queued < n && queued % chain_max != 0) queue();
+            const int32_t tok = runner_->chain_entry(i % chain_max);
+            out.push_back(tok);
+            if (stop_at_eog && vocab && vocab->is_eog(tok)) break;
+            if (!more) continue;  // the step queued ahead of a refusal: its token comes unseen
+            more = go_on(tok);
+            if (more && queued == i + 1 && queued < n) queue();
+        }
+    } catch (const Error&) {
+        if (out.empty()) {
+            kv_.truncate(seq, n_past);
+            n_outputs_ = 0;
+            throw;
+        }
+    }
+    kv_.truncate(seq, n_past + static_cast<int32_t>(out.size()));  // entries of steps past the last token
     n_outputs_ = 0;
     return out;
 }

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -61,6 +62,18 @@ public:
     // n_batch steps and the host waits once per chain; entries a chain ran past an end token
     // are dropped. No logits are kept (n_outputs() is 0). On error the cache is as it was.
     std::vector<int32_t> generate_greedy(int32_t seq, int32_t last, int32_t n_max, bool stop_at_eog);
+    // The same steps for a caller that looks at each token as it comes: go_on(token) false
+    // queues no further step. Where plain_ahead() holds, each step is queued before the host
+    // sees the token of the step before it (the device never waits for the host), so the step
+    // queued when go_on refused runs too: its token is returned as well, unseen by go_on. The
+    // cache then holds everything before the last token returned. A failure of the first step
+    // throws with the cache as it was; a later one ends the steps with the tokens made so far
+    // (a next call meets it again).
+    std::vector<int32_t> greedy_while(int32_t seq, int32_t last, int32_t n_max, bool stop_at_eog,
+                                      const std::function<bool(int32_t)>& go_on);
+    // Whether greedy_while queues a step ahead of the host: where the backend queues work
+    // (Runner::chains); APLS_PLAIN_AHEAD=0 turns it off, =1 on for any backend (tests).
+    bool plain_ahead() const;
 
     int32_t n_outputs() const { return n_outputs_; }
     // (n_outputs, n_vocab). On a device, copied to the host on first use after each decode.
@@ -80,6 +93,8 @@ public:
 
 private:
     void decode_step(const Batch& batch, const Plan& plan, const KVView* view, int32_t chain_step);
+    // generate_greedy's and greedy_while's checks; returns the steps the KV room allows (KV_FULL: none).
+    int32_t greedy_steps_allowed(int32_t seq, int32_t last, int32_t n_max) const;
     // k greedy steps from `first` at pos0, pos0 + 1, ... of seq under plan/view, cut after the
     // first token for which ends(id, conf) holds. chain: on a GPU queue them as one chain (the
     // device supplies each step's token; every step runs, the result is cut afterwards).

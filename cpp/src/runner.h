@@ -25,16 +25,23 @@ public:
     // Forward pass of a validated batch under `plan`, attention as `vis` says (batch.h); K/V of
     // token i go to KV slot slots[i]. Returns the number of output rows (batch.out). On a
     // device the results stay there until asked for.
-    // chain_step >= 0 (only where chains() holds): step of a greedy draft chain (a batch of one
-    // token). Its greedy choice and probability are kept on the device as the chain's entry
-    // chain_step; for chain_step > 0 the batch's token is replaced, on the device, by entry
-    // chain_step - 1, so the host queues the whole chain without waiting for a token.
+    // chain_step >= 0: step of a greedy chain (a batch of one token). Its greedy choice and
+    // probability are kept as the chain's entry chain_step; for chain_step > 0 the batch's token
+    // is replaced by entry chain_step - 1 (on a device, there), so the host queues the whole
+    // chain without waiting for a token. Every backend takes chain steps; the CPU runs each at once.
     virtual int32_t forward(const Batch& batch, const Plan& plan, const Visibility& vis, const int64_t* slots,
                             int32_t chain_step = -1) = 0;
-    // Whether forward takes chain steps (a device that queues work ahead of the host).
+    // Whether the backend queues work ahead of the host (a device): then a chain costs the host
+    // one wait, not one per step.
     virtual bool chains() const = 0;
-    // The first n entries of the draft chain (waits for them).
+    // The first n entries of the chain (waits for them).
     virtual void chain_results(int32_t n, int32_t* ids, float* probs) = 0;
+    // Queue the copy of chain entry `step` to the host, after the forward that makes it;
+    // chain_entry(step) then waits for that entry alone, not for steps queued after it. At most
+    // kChainFetches entries may be fetched and not yet read.
+    static constexpr int32_t kChainFetches = 4;
+    virtual void chain_fetch(int32_t step) = 0;
+    virtual int32_t chain_entry(int32_t step) = 0;
     // Logits of the last forward's first n_rows output rows, (n_rows, n_vocab), on the host.
     virtual const float* logits(int32_t n_rows) = 0;
     // The greedy choice of output row i of the last forward (largest logit, ties to the lowest

@@ -214,37 +214,54 @@ double time_verify(Context& ctx, int32_t seq, int32_t n_tokens, int32_t reps, co
 
 namespace {
 
-// One verify of a round: candidates, the cut, verify [last, nodes...], walk, keep the path,
-// learn. Appends the step's tokens to res and sets its per-step fields (n_candidates, n_drafted,
-// n_accepted, drafted_by/accepted_by, skip draft, timings: t_verify_s is this step's verify).
-void tree_step(Context& ctx, draft::Drafter& drafter, int32_t last, const Plan& skip_plan, const KVView* skip_view,
-               const TreeParams& params, Sampler* sampler, bool use_skip, TreeResult& res) {
-    KVCache& kv = ctx.kv();
-    const int32_t seq = params.seq;
-    const bool greedy = sampler == nullptr || sampler->picks_argmax();
-    const bool history = sampler && sampler->uses_history();
-    const int32_t n_past = kv.seq_len(seq), pos0 = kv.seq_next_pos(seq), room = kv.room(seq);
-    if (room < 1) fail(APLS_STATUS_KV_FULL, "KV cache full: no room for the next token of sequence ", seq);
-    // The verify batch holds last + the nodes: within the batch whose logits are each bit-identical
-    // to decoding alone (n_batch; on a GPU the device's limit), a tree batch's limit, the KV room.
-    const int32_t n_max =
-        std::max(0, std::min({params.n_nodes_max, ctx.max_invariant_batch() - 1, kMaxTreeNodes - 1, room - 1}));
+// The most nodes a verify batch may hold now: within the batch whose logits are each
+// bit-identical to decoding alone (n_batch; on a GPU the device's limit), a tree batch's limit,
+// the KV room (KV_FULL when there is none).
+int32_t max_nodes(const Context& ctx, const TreeParams& params) {
+    const int32_t room = ctx.kv().room(params.seq);
+    if (room < 1) fail(APLS_STATUS_KV_FULL, "KV cache full: no room for the next token of sequence ", params.seq);
+    return std::max(0, std::min({params.n_nodes_max, ctx.max_invariant_batch() - 1, kMaxTreeNodes - 1, room - 1}));
+}
 
-    // ---- 1. candidates; 2. the cut ------------------------------------------------------------
-    draft::SkipDraft sd;
+// A step's draft: the layer-skip chain (when used), the tree cut from every chosen source.
+struct Drafted {
+    draft::SkipDraft skip;
+    TokenTree tree;
+};
+
+// Steps 1 and 2 of a step: candidates, the cut. Sets res's draft fields (n_candidates,
+// n_drafted, the skip draft's counts and time).
+Drafted draft_step(Context& ctx, const draft::Drafter& drafter, int32_t last, const Plan& skip_plan,
+                   const KVView* skip_view, const TreeParams& params, Sampler* sampler, bool use_skip,
+                   TreeResult& res) {
+    const bool greedy = sampler == nullptr || sampler->picks_argmax();
+    const int32_t n_max = max_nodes(ctx, params);
+    Drafted d;
     if (use_skip && n_max > 0) {
         const auto t0 = Clock::now();
         draft::SkipParams sp = params.skip;
         sp.n_max = std::min(sp.n_max, n_max);
-        sd = draft::draft_layer_skip(ctx, last, seq, skip_plan, skip_view, sp, greedy ? nullptr : sampler);
+        d.skip = draft::draft_layer_skip(ctx, last, params.seq, skip_plan, skip_view, sp, greedy ? nullptr : sampler);
         res.t_draft_s += seconds_since(t0);
-        res.n_skip_drafted = static_cast<int32_t>(sd.ids.size());
-        res.draft_conf = sd.confs;
-        res.n_draft_waits = sd.n_waits;
+        res.n_skip_drafted = static_cast<int32_t>(d.skip.ids.size());
+        res.draft_conf = d.skip.confs;
+        res.n_draft_waits = d.skip.n_waits;
     }
-    const TokenTree tree =
-        draft_tree(drafter, params, n_max, use_skip ? &sd : nullptr, greedy ? -1 : 0, &res.n_candidates);
-    res.n_drafted = tree.size();
+    d.tree = draft_tree(drafter, params, n_max, use_skip ? &d.skip : nullptr, greedy ? -1 : 0, &res.n_candidates);
+    res.n_drafted = d.tree.size();
+    return d;
+}
+
+// Steps 3 to 5 of a step: verify [last, nodes...], walk, keep the path, learn. Appends the
+// step's tokens to res and sets n_accepted, drafted_by/accepted_by and t_verify_s (this step's).
+void verify_step(Context& ctx, draft::Drafter& drafter, int32_t last, const Drafted& d, const TreeParams& params,
+                 Sampler* sampler, TreeResult& res) {
+    KVCache& kv = ctx.kv();
+    const int32_t seq = params.seq;
+    const bool greedy = sampler == nullptr || sampler->picks_argmax();
+    const bool history = sampler && sampler->uses_history();
+    const int32_t n_past = kv.seq_len(seq), pos0 = kv.seq_next_pos(seq);
+    const TokenTree& tree = d.tree;
 
     // ---- 3. verify -----------------------------------------------------------------------------
     const Batch vb = verify_batch(last, pos0, seq, tree);
@@ -263,7 +280,7 @@ void tree_step(Context& ctx, draft::Drafter& drafter, int32_t last, const Plan& 
     std::vector<int32_t> path;
     int32_t next = -1;
     try {
-        next = greedy ? walk_greedy(ctx, tree, path) : walk_sampled(ctx, tree, sd.q, *sampler, path);
+        next = greedy ? walk_greedy(ctx, tree, path) : walk_sampled(ctx, tree, d.skip.q, *sampler, path);
         keep_path(kv, seq, n_past, path);
     } catch (...) {
         kv.truncate(seq, n_past);
@@ -284,6 +301,75 @@ void tree_step(Context& ctx, draft::Drafter& drafter, int32_t last, const Plan& 
     res.drafted_by = {};
     res.accepted_by = {};
     count_sources(tree, path, res);
+}
+
+// One verify of a round: draft_step, then verify_step.
+void tree_step(Context& ctx, draft::Drafter& drafter, int32_t last, const Plan& skip_plan, const KVView* skip_view,
+               const TreeParams& params, Sampler* sampler, bool use_skip, TreeResult& res) {
+    const Drafted d = draft_step(ctx, drafter, last, skip_plan, skip_view, params, sampler, use_skip, res);
+    verify_step(ctx, drafter, last, d, params, sampler, res);
+}
+
+// Plain steps from `last` while the model-free sources draft nothing worth verifying after the
+// newest token (Context::greedy_while; the drafter sees each token as it comes), up to n_max.
+// Appends their tokens to res (n_plain_steps, t_plain_s) and the drafter's text; throws as the
+// first step does.
+void plain_steps(Context& ctx, draft::Drafter& drafter, int32_t last, const TreeParams& params, int32_t n_max,
+                 TreeResult& res) {
+    const auto t0 = Clock::now();
+    int32_t seen = 0;
+    const auto nothing_to_verify = [&](int32_t tok) {
+        drafter.append(&tok, 1);
+        ++seen;
+        return draft_tree(drafter, params, max_nodes(ctx, params), nullptr, -1).size() == 0;
+    };
+    const std::vector<int32_t> toks = ctx.greedy_while(params.seq, last, n_max, true, nothing_to_verify);
+    drafter.append(toks.data() + seen, static_cast<int32_t>(toks.size()) - seen);  // the step queued ahead, an end
+    res.tokens.insert(res.tokens.end(), toks.begin(), toks.end());
+    res.n_plain_steps += static_cast<int32_t>(toks.size());
+    res.t_plain_s += seconds_since(t0);
+}
+
+// A round that ends on a plain step (an end of generation, a full cache): that step is the
+// round's own (n_drafted 0), as when its verify drafted nothing.
+void end_on_plain_step(TreeResult& res) {
+    const double t = res.t_plain_s / res.n_plain_steps;
+    --res.n_plain_steps;
+    res.t_plain_s -= t;
+    res.t_verify_s = t;
+    res.n_drafted = res.n_accepted = 0;
+    res.drafted_by = {};
+    res.accepted_by = {};
+}
+
+// A greedy round without the skip draft whose first step drafts nothing: plain steps (up to
+// params.max_plain_steps) until a step drafts what pays, which it verifies, in res.
+void plain_then_verify(Context& ctx, draft::Drafter& drafter, int32_t last, const TreeParams& params, TreeResult& res) {
+    const Vocab* vocab = ctx.model().vocab();
+    plain_steps(ctx, drafter, last, params, params.max_plain_steps, res);
+    for (;;) {
+        const int32_t tok = res.tokens.back();
+        if ((vocab && vocab->is_eog(tok)) || ctx.kv().room(params.seq) < 1) return end_on_plain_step(res);
+        try {
+            const Drafted d = draft_step(ctx, drafter, tok, Plan{}, nullptr, params, nullptr, false, res);
+            const int32_t left = params.max_plain_steps - res.n_plain_steps;
+            // The step queued ahead of a draft that paid may find none: plain steps go on.
+            if (d.tree.size() == 0 && left > 0) {
+                plain_steps(ctx, drafter, tok, params, left, res);
+                continue;
+            }
+            return verify_step(ctx, drafter, tok, d, params, nullptr, res);
+        } catch (const Error&) {
+            return end_on_plain_step(res);  // the next round meets the failure again
+        }
+    }
+}
+
+// The round's host time (what its steps' timings leave out) and its one entry of steps.
+TreeResult finish_round(TreeResult& res, Clock::time_point t_start) {
+    res.t_host_s = seconds_since(t_start) - res.t_draft_s - res.t_verify_s - res.t_plain_s;
+    res.steps = {TreeStep{res.n_plain_steps, res.n_drafted, res.n_accepted, res.t_verify_s, res.t_plain_s}};
+    return std::move(res);
 }
 
 }  // namespace
@@ -310,11 +396,17 @@ TreeResult spec_tree_round(Context& ctx, draft::Drafter& drafter, int32_t last, 
     const Vocab* vocab = ctx.model().vocab();
 
     TreeResult res;
-    tree_step(ctx, drafter, last, skip_plan, skip_view, params, sampler, use_skip, res);
+    const Drafted d = draft_step(ctx, drafter, last, skip_plan, skip_view, params, sampler, use_skip, res);
+    if (plain_ok && d.tree.size() == 0 && params.max_plain_steps > 0 && !(params.sources & bit(Source::RECYCLE))) {
+        plain_then_verify(ctx, drafter, last, params, res);
+        return finish_round(res, t_start);
+    }
+    verify_step(ctx, drafter, last, d, params, sampler, res);
     while (plain_ok && res.n_drafted == 0 && res.n_plain_steps < params.max_plain_steps &&
            !(vocab && vocab->is_eog(res.tokens.back()))) {
-        // The step before drafted nothing: a plain step. A failure now (the cache full, say)
-        // ends the round with what it has; the next round meets it again and reports it.
+        // The step before drafted nothing: a plain step (here with token recycling, whose
+        // drafter learns from each step's logits). A failure now (the cache full, say) ends the
+        // round with what it has; the next round meets it again and reports it.
         const double t_plain = res.t_verify_s;
         try {
             tree_step(ctx, drafter, res.tokens.back(), skip_plan, skip_view, params, sampler, use_skip, res);
@@ -324,9 +416,7 @@ TreeResult spec_tree_round(Context& ctx, draft::Drafter& drafter, int32_t last, 
         ++res.n_plain_steps;
         res.t_plain_s += t_plain;
     }
-    res.t_host_s = seconds_since(t_start) - res.t_draft_s - res.t_verify_s - res.t_plain_s;
-    res.steps = {TreeStep{res.n_plain_steps, res.n_drafted, res.n_accepted, res.t_verify_s, res.t_plain_s}};
-    return res;
+    return finish_round(res, t_start);
 }
 
 namespace {

@@ -43,7 +43,11 @@ struct TreeParams {
     bool branching = true;   // verify a tree; false: only its likeliest path, as a chain
     // Greedy without the skip draft: while a step drafts nothing (a plain step), the round goes
     // on with another, up to this many plain steps, ending after an end-of-generation token; so
-    // a stretch where nothing is worth drafting costs one call, not one per token.
+    // a stretch where nothing is worth drafting costs one call, not one per token. Without
+    // token recycling (which learns from each step's logits) the steps run as
+    // Context::greedy_while's: on a GPU one step is queued ahead of the host, so the device never
+    // waits between them, and the step running when a draft becomes worth verifying completes
+    // first (the verify then starts one token later).
     int32_t max_plain_steps = 0;
     draft::SkipParams skip;  // the layer-skip draft, when draft::Source::SKIP is chosen
     draft::TextParams text;  // the model-free sources

@@ -33,15 +33,31 @@ public:
 
     int32_t forward(const Batch& batch, const Plan& plan, const Visibility& vis, const int64_t* slots,
                     int32_t chain_step) override {
-        if (chain_step >= 0) fail(APLS_STATUS_INTERNAL, "the CPU backend runs no draft chains");
-        CpuForward f(ctx_.model(), scratch_, pool_, ctx_.kv(), store_, batch, vis, slots, logits_);
-        apls::forward(f, plan, hp_);
-        return f.n_outputs();
+        if (chain_step < 0) return run(batch, plan, vis, slots);
+        if (batch.size() != 1) fail(APLS_STATUS_INVALID_ARGUMENT, "a chain step is one token, not ", batch.size());
+        if (static_cast<size_t>(chain_step) >= chain_ids_.size()) {
+            chain_ids_.resize(std::max<size_t>(chain_step + 1, ctx_.params().n_batch));
+            chain_probs_.resize(chain_ids_.size());
+        }
+        Batch b = batch;
+        if (chain_step > 0) b.token[0] = chain_ids_[chain_step - 1];  // the previous step's choice
+        const int32_t m = run(b, plan, vis, slots);
+        chain_ids_[chain_step] = argmax(0, &chain_probs_[chain_step]);
+        return m;
     }
 
-    bool chains() const override { return false; }
-    void chain_results(int32_t, int32_t*, float*) override {
-        fail(APLS_STATUS_INTERNAL, "the CPU backend runs no draft chains");
+    bool chains() const override { return false; }  // each step runs at once
+    void chain_results(int32_t n, int32_t* ids, float* probs) override {
+        if (n < 0 || static_cast<size_t>(n) > chain_ids_.size())
+            fail(APLS_STATUS_INVALID_ARGUMENT, "chain of ", n, " steps (", chain_ids_.size(), " made)");
+        std::copy_n(chain_ids_.begin(), n, ids);
+        std::copy_n(chain_probs_.begin(), n, probs);
+    }
+    void chain_fetch(int32_t) override {}  // made at once
+    int32_t chain_entry(int32_t step) override {
+        if (step < 0 || static_cast<size_t>(step) >= chain_ids_.size())
+            fail(APLS_STATUS_INVALID_ARGUMENT, "chain entry ", step, " was not made");
+        return chain_ids_[step];
     }
     const float* logits(int32_t) override { return logits_.data(); }
     int32_t argmax(int32_t i, float* top_p) override {
@@ -57,12 +73,20 @@ public:
     int32_t n_threads() const override { return pool_.size(); }
 
 private:
+    int32_t run(const Batch& batch, const Plan& plan, const Visibility& vis, const int64_t* slots) {
+        CpuForward f(ctx_.model(), scratch_, pool_, ctx_.kv(), store_, batch, vis, slots, logits_);
+        apls::forward(f, plan, hp_);
+        return f.n_outputs();
+    }
+
     Context& ctx_;
     const HParams& hp_;
     ThreadPool pool_;
     HostKVStore store_;
     Scratch scratch_;
     std::vector<float> logits_;  // (rows that asked, n_vocab) of the last forward
+    std::vector<int32_t> chain_ids_;  // a chain's greedy choices and their probabilities
+    std::vector<float> chain_probs_;
 };
 
 }  // namespace
