@@ -178,6 +178,15 @@ apls_status apls_spec_tree_round(apls_context* ctx, apls_drafter* drafter, int32
                                  const apls_plan* skip_plan, const apls_kv_view* skip_view,
                                  const apls_tree_params* params, apls_sampler* sampler, int32_t* out_tokens,
                                  int32_t max_out, int32_t* n_out, apls_tree_stats* stats) {
+    return apls_spec_tree_rounds(ctx, drafter, last_token, skip_plan, skip_view, params, sampler, 1, 0, false,
+                                 out_tokens, max_out, n_out, nullptr, stats);
+}
+
+apls_status apls_spec_tree_rounds(apls_context* ctx, apls_drafter* drafter, int32_t last_token,
+                                  const apls_plan* skip_plan, const apls_kv_view* skip_view,
+                                  const apls_tree_params* params, apls_sampler* sampler, int32_t max_rounds,
+                                  int32_t max_tokens, bool stop_at_eog, int32_t* out_tokens, int32_t max_out,
+                                  int32_t* n_out, int32_t* n_rounds, apls_tree_stats* stats) {
     if (!ctx) return null_arg("ctx");
     if (!drafter) return null_arg("drafter");
     if (!out_tokens) return null_arg("out_tokens");
@@ -185,20 +194,25 @@ apls_status apls_spec_tree_round(apls_context* ctx, apls_drafter* drafter, int32
     return guard([&] {
         const apls::HParams& hp = ctx->impl->model().hparams();
         const apls::TreeParams tp = tree_params_from_c(params ? *params : apls_tree_default_params());
+        if (max_rounds < 1) apls::fail(APLS_STATUS_INVALID_ARGUMENT, "max_rounds ", max_rounds, " must be >= 1");
         // In 64 bits: INT32_MAX must be refused, not overflow.
-        const int64_t need = static_cast<int64_t>(tp.n_nodes_max) + 1 + std::max(0, tp.max_plain_steps);
+        const int64_t round = static_cast<int64_t>(tp.n_nodes_max) + 1 + std::max(0, tp.max_plain_steps);
+        int64_t need = round * max_rounds;
+        if (max_tokens > 0) need = std::min(need, max_tokens - 1 + round);
         if (max_out < need)
-            apls::fail(APLS_STATUS_INVALID_ARGUMENT, "max_out ", max_out,
-                       " < n_nodes_max + 1 + max_plain_steps = ", need);
+            apls::fail(APLS_STATUS_INVALID_ARGUMENT, "max_out ", max_out, " < ", need,
+                       max_rounds == 1 ? " = n_nodes_max + 1 + max_plain_steps"
+                                       : ": (n_nodes_max + 1 + max_plain_steps) for each round the call may run");
         if ((tp.sources & APLS_DRAFT_SKIP) && !skip_plan)
             apls::fail(APLS_STATUS_INVALID_ARGUMENT, "the layer-skip source (APLS_DRAFT_SKIP) needs skip_plan");
         const apls::Plan plan = apls::Plan::from_c(skip_plan, hp.n_layer, hp.n_vocab);
         const apls::KVView view = skip_view ? view_from_c(*skip_view) : apls::KVView{};
         const apls::TreeResult r =
-            apls::spec_tree_round(*ctx->impl, drafter->impl, last_token, plan, skip_view ? &view : nullptr, tp,
-                                  sampler ? &sampler->impl : nullptr);
+            apls::spec_tree_rounds(*ctx->impl, drafter->impl, last_token, plan, skip_view ? &view : nullptr, tp,
+                                   sampler ? &sampler->impl : nullptr, max_rounds, max_tokens, stop_at_eog);
         std::memcpy(out_tokens, r.tokens.data(), r.tokens.size() * sizeof(int32_t));
         *n_out = static_cast<int32_t>(r.tokens.size());
+        if (n_rounds) *n_rounds = static_cast<int32_t>(r.steps.size());
         if (stats) tree_stats_to_c(r, stats);
     });
 }

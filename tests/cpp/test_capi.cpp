@@ -860,6 +860,71 @@ APLS_TEST(tree_round_runs_plain_steps_while_nothing_pays) {
     apls_drafter_free(d);
 }
 
+// apls_spec_tree_rounds: k rounds in one call give the tokens, sums and cache of k calls of
+// apls_spec_tree_round from the same state; max_tokens ends the call after the round reaching it;
+// out_tokens must hold what the rounds may make.
+APLS_TEST(tree_rounds_back_to_back_equal_rounds_one_by_one) {
+    const std::vector<int32_t> prompt = {3, 14, 15, 9, 26, 3, 14, 15};
+    struct State {
+        Loaded t{tiny_path()};
+        apls_drafter* d = nullptr;
+        State(const std::vector<int32_t>& prompt) {
+            const std::vector<int32_t> head(prompt.begin(), prompt.end() - 1);
+            apls_batch b = batch_of(head);
+            CHECK_OK(apls_decode(t.ctx, &b, nullptr));
+            CHECK_OK(apls_drafter_init(t.model, &d));
+            CHECK_OK(apls_drafter_start(d, prompt.data(), static_cast<int32_t>(prompt.size())));
+        }
+        ~State() { apls_drafter_free(d); }
+    };
+    apls_tree_params tp = apls_tree_default_params();
+    tp.sources = APLS_DRAFT_LOOKUP | APLS_DRAFT_SUFFIX;
+    tp.n_nodes_max = 6;
+    tp.max_plain_steps = 3;
+    const int32_t per_round = 6 + 1 + 3, k = 5;
+    std::vector<int32_t> one_by_one;
+    int32_t drafted = 0, accepted = 0, plain = 0;
+    {
+        State s(prompt);
+        int32_t last = prompt.back();
+        for (int r = 0; r < k; ++r) {
+            int32_t out[per_round], n = 0;
+            apls_tree_stats st{};
+            CHECK_OK(apls_spec_tree_round(s.t.ctx, s.d, last, nullptr, nullptr, &tp, nullptr, out, per_round, &n, &st));
+            one_by_one.insert(one_by_one.end(), out, out + n);
+            drafted += st.n_drafted;
+            accepted += st.n_accepted;
+            plain += st.n_plain_steps;
+            last = out[n - 1];
+        }
+    }
+    State s(prompt);
+    std::vector<int32_t> out(per_round * k);
+    int32_t n = 0, n_rounds = 0;
+    apls_tree_stats st{};
+    CHECK_STATUS(apls_spec_tree_rounds(s.t.ctx, s.d, prompt.back(), nullptr, nullptr, &tp, nullptr, k, 0, false,
+                                       out.data(), per_round * k - 1, &n, &n_rounds, &st),
+                 APLS_STATUS_INVALID_ARGUMENT, "for each round");
+    CHECK_STATUS(apls_spec_tree_rounds(s.t.ctx, s.d, prompt.back(), nullptr, nullptr, &tp, nullptr, 0, 0, false,
+                                       out.data(), per_round * k, &n, &n_rounds, &st),
+                 APLS_STATUS_INVALID_ARGUMENT, "max_rounds 0");
+    CHECK(apls_kv_seq_len(s.t.ctx, 0) == static_cast<int32_t>(prompt.size()) - 1);
+    CHECK_OK(apls_spec_tree_rounds(s.t.ctx, s.d, prompt.back(), nullptr, nullptr, &tp, nullptr, k, 0, false, out.data(),
+                                   per_round * k, &n, &n_rounds, &st));
+    out.resize(n);
+    CHECK(n_rounds == k && out == one_by_one && drafted > 0 && plain > 0);  // rounds drafted, and ran plain steps
+    CHECK(st.n_drafted == drafted && st.n_accepted == accepted && st.n_plain_steps == plain);
+    CHECK(n == st.n_plain_steps + st.n_accepted + n_rounds);
+    CHECK(apls_kv_seq_len(s.t.ctx, 0) == static_cast<int32_t>(prompt.size() + one_by_one.size()) - 1);
+    CHECK_OK(apls_kv_check(s.t.ctx));
+    // max_tokens: the buffer need only hold max_tokens - 1 tokens and one more round.
+    State s2(prompt);
+    std::vector<int32_t> out2(3 - 1 + per_round);
+    CHECK_OK(apls_spec_tree_rounds(s2.t.ctx, s2.d, prompt.back(), nullptr, nullptr, &tp, nullptr, k, 3, false,
+                                   out2.data(), static_cast<int32_t>(out2.size()), &n, &n_rounds, nullptr));
+    CHECK(n >= 3 && n_rounds <= k && std::equal(out2.begin(), out2.begin() + n, one_by_one.begin()));
+}
+
 APLS_TEST(tree_round_misuse_leaves_everything_as_it_was) {
     Loaded t(tiny_path());
     const std::vector<int32_t> toks = {1, 2, 3, 1, 2}, head(toks.begin(), toks.end() - 1);

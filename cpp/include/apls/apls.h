@@ -483,6 +483,22 @@ APLS_API apls_status apls_spec_tree_round(apls_context* ctx, apls_drafter* draft
                                           const apls_plan* skip_plan, const apls_kv_view* skip_view,
                                           const apls_tree_params* params, apls_sampler* sampler, int32_t* out_tokens,
                                           int32_t max_out, int32_t* n_out, apls_tree_stats* stats);
+/* Rounds back to back, each as apls_spec_tree_round after the last one's verifier token, in one
+ * call (a GPU round takes about a millisecond): up to max_rounds (>= 1) rounds while fewer than
+ * max_tokens tokens came out (max_tokens <= 0: no limit), ending after a round that produced an
+ * end-of-generation token when stop_at_eog, or before a round the cache has no room for.
+ * out_tokens receives every round's tokens in order; max_out must hold the most the rounds can
+ * make: (n_nodes_max + 1 + max_plain_steps) per round, for max_rounds rounds or, with max_tokens,
+ * up to max_tokens - 1 tokens and one more round. n_rounds (optional) receives the rounds run;
+ * stats (optional) their sums (n_plain_steps, n_drafted, n_accepted: over every round; the
+ * tokens are n_plain_steps + n_accepted + n_rounds). The first round's errors are returned as
+ * apls_spec_tree_round's, with everything as it was; a later round's end the call with the
+ * rounds before it (the next call meets the error again). */
+APLS_API apls_status apls_spec_tree_rounds(apls_context* ctx, apls_drafter* drafter, int32_t last_token,
+                                           const apls_plan* skip_plan, const apls_kv_view* skip_view,
+                                           const apls_tree_params* params, apls_sampler* sampler, int32_t max_rounds,
+                                           int32_t max_tokens, bool stop_at_eog, int32_t* out_tokens, int32_t max_out,
+                                           int32_t* n_out, int32_t* n_rounds, apls_tree_stats* stats);
 
 /* ---- quantization -------------------------------------------------------------------------- */
 
