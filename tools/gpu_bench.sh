@@ -32,7 +32,9 @@
 # builds, no models, minutes of device time): stage everything first (tools/peer_llama_cpp.sh
 # stage, .device-model parts, .whl), then make the calls back to back. bgstart builds this tree,
 # the peer (with llama-server: ~15 min on 16 cores, so start it first) and BASE_SRC in the
-# background; phases that need one wait for its marker only when it was started.
+# background; phases that need one wait for its marker only when it was started. Models that take
+# many calls to move: tools/gpu_queue.sh runs phases in the background, one after another, while
+# the next calls carry the parts.
 #
 # Environment: MODEL (SmolLM2 GGUF, default /tmp/models/smollm2.gguf), BUILD (default
 # /tmp/apls-build), OUT (logs and JSON; default ./gpu-out), PYLIB (extra Python path holding
