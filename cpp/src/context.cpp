@@ -214,14 +214,9 @@ std::vector<int32_t> Context::greedy_while(int32_t seq, int32_t last, int32_t n_
         runner_->chain_fetch(c);
         ++queued;
     };
-    try {
-        queue();
-    } catch (...) {
-        n_outputs_ = 0;
-        throw;  // decode_step left the cache as it was
-    }
     bool more = true;
     try {
+        queue();
         for (int32_t i = 0; i < queued; ++i) {
             // Ahead: the next step before this one's token (a new chain's first step waits for it).
             if (ahead && more && queued == i + 1 && queued < n && queued % chain_max != 0) queue();
@@ -233,7 +228,7 @@ std::vector<int32_t> Context::greedy_while(int32_t seq, int32_t last, int32_t n_
             if (more && queued == i + 1 && queued < n) queue();
         }
     } catch (const Error&) {
-        if (out.empty()) {
+        if (out.empty()) {  // the first step failed: the cache as it was
             kv_.truncate(seq, n_past);
             n_outputs_ = 0;
             throw;

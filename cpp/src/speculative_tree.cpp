@@ -321,6 +321,7 @@ void plain_steps(Context& ctx, draft::Drafter& drafter, int32_t last, const Tree
     const auto nothing_to_verify = [&](int32_t tok) {
         drafter.append(&tok, 1);
         ++seen;
+        if (ctx.kv().room(params.seq) < 1) return false;  // no step can follow (the round ends on it)
         return draft_tree(drafter, params, max_nodes(ctx, params), nullptr, -1).size() == 0;
     };
     const std::vector<int32_t> toks = ctx.greedy_while(params.seq, last, n_max, true, nothing_to_verify);
