@@ -442,15 +442,18 @@ def test_draft_sources_are_parsed_and_checked(model):
 
 def test_adaptive_policy_arms_follow_the_draft_sources(model):
     names = lambda p: list(p.scores())  # noqa: E731
+    # The model-free arm is the plain fallback (it decodes plainly where it drafts nothing):
+    # plain decoding is an arm of its own only beside layer-skip drafts alone.
     pol = make_policy("adaptive", model, draft="lookup,suffix")
-    assert names(pol) == ["plain decoding", "lookup+suffix"]
+    assert names(pol) == ["lookup+suffix"]
     pol = make_policy("adaptive", model, draft="all")
     arms = names(pol)
-    assert arms[:2] == ["plain decoding", "lookup+suffix+recycle"] and len(arms) == 5
-    assert all(a.endswith("+ lookup+suffix+recycle") for a in arms[2:])
+    assert arms[0] == "lookup+suffix+recycle" and len(arms) == 4
+    assert all(a.endswith("+ lookup+suffix+recycle") for a in arms[1:])
     # The default on the CPU leaves the layer-skip draft out (it costs most of a step there).
-    assert names(make_policy("adaptive", model)) == ["plain decoding", "lookup+suffix+recycle"]
-    assert names(make_policy("adaptive", model, draft="skip"))[0] == "plain decoding"
+    assert names(make_policy("adaptive", model)) == ["lookup+suffix+recycle"]
+    arms = names(make_policy("adaptive", model, draft="skip"))
+    assert arms[0] == "plain decoding" and len(arms) == 4
     # The model-free arm's rounds are tree rounds, never plain chains; its plain steps are rounds.
     pol = AdaptivePolicy([], with_plain=False, tree=TreeShape(("lookup",), use_cost=False))
     pol.start(10)

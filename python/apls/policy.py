@@ -392,7 +392,7 @@ class AdaptivePolicy(Policy):
     that: at a cost c per drafted token, k drafted tokens accepted at rate a give at most
     (1 - a^(k+1)) / (1 - a) tokens for k c + (a verify step) of time, which loses to plain decoding
     at c > ~0.5 for any acceptance a small model reaches (SmolLM2 on an H100: c ~0.7; exploring
-    such arms only costs rounds). Plain decoding and the model-free arm always stay.
+    such arms only costs rounds). Plain decoding (when present) and the model-free arm always stay.
     """
 
     def __init__(
@@ -579,8 +579,9 @@ def _arm_name(a: _Arm) -> str:
 
 def make_policy(name: str, model, plan_file: str | None = None, draft: str | Sequence[str] | None = None) -> Policy:
     """Policy by name: "static" (default plan or --plan FILE), "adaptive" (candidates around the
-    default plan, the model-free sources alone, and plain decoding, chosen by measured speed; a
-    draft KV view on long contexts), "progressive" (skip more as the context grows). `draft`:
+    default plan and the model-free sources alone, chosen by measured speed; plain decoding is
+    a candidate only without model-free sources, which decode plainly where they propose
+    nothing; a draft KV view on long contexts), "progressive" (skip more as the context grows). `draft`:
     the sources the rounds may draft from (`parse_draft`; default: all of them, but token
     recycling only on the CPU and, for the adaptive policy, the layer-skip draft only on a GPU,
     and there only its candidates whose draft token costs at most half a plain step, measured
@@ -612,7 +613,14 @@ def make_policy(name: str, model, plan_file: str | None = None, draft: str | Seq
         return AdaptivePolicy(
             _neighbours(base, model.n_layer) if skip else [],
             kv=KVViewPolicy(),
-            with_plain=True,
+            # The model-free arm decodes plainly wherever its sources propose nothing worth the
+            # verify (its tree is cut by the measured cost and acceptance), so it is the plain
+            # fallback itself; a plain-decoding arm beside it only switched away from it on a
+            # stretch of rejections and stayed off until the next burst: SmolLM2 on Spec-Bench,
+            # CPU (Zen 2, 2 threads), 1.21x with it against 1.25x without it in the same run,
+            # every group at or above (docs/BENCHMARKS.md). Without model-free sources (draft
+            # "skip"), plain decoding is the arm the skip drafts must beat.
+            with_plain=not text,
             explore_every=40,
             burst=4,
             margin=0.05,
