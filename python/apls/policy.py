@@ -581,11 +581,11 @@ def make_policy(name: str, model, plan_file: str | None = None, draft: str | Seq
     """Policy by name: "static" (default plan or --plan FILE), "adaptive" (candidates around the
     default plan and the model-free sources alone, chosen by measured speed; plain decoding is
     a candidate only without model-free sources, which decode plainly where they propose
-    nothing; a draft KV view on long contexts), "progressive" (skip more as the context grows). `draft`:
-    the sources the rounds may draft from (`parse_draft`; default: all of them, but token
-    recycling only on the CPU and, for the adaptive policy, the layer-skip draft only on a GPU,
-    and there only its candidates whose draft token costs at most half a plain step, measured
-    at the first generation). The model-free ones join every draft in one token tree, cut by the
+    nothing; a draft KV view on long contexts), "progressive" (skip more as the context
+    grows). `draft`: the sources the rounds may draft from (`parse_draft`; default: all of
+    them, but token recycling only on the CPU and, for the adaptive policy, the layer-skip draft
+    only on a GPU, and there only its candidates whose draft token costs at most half a plain
+    step, measured at the first generation). The model-free ones join every draft in one token tree, cut by the
     verify cost measured on the device. Raises ValueError for an unknown name or source."""
     sources = parse_draft(draft)
     if draft is None and model.device != "cpu":
@@ -617,9 +617,10 @@ def make_policy(name: str, model, plan_file: str | None = None, draft: str | Seq
             # verify (its tree is cut by the measured cost and acceptance), so it is the plain
             # fallback itself; a plain-decoding arm beside it only switched away from it on a
             # stretch of rejections and stayed off until the next burst: SmolLM2 on Spec-Bench,
-            # CPU (Zen 2, 2 threads), 1.21x with it against 1.25x without it in the same run,
-            # every group at or above (docs/BENCHMARKS.md). Without model-free sources (draft
-            # "skip"), plain decoding is the arm the skip drafts must beat.
+            # CPU (AMD EPYC Zen 3, 2 threads), 1.21-1.24x with it against 1.25-1.27x without it
+            # in three runs; Qwen2.5-Coder-0.5B 1.37x against 1.42x (docs/BENCHMARKS.md).
+            # Without model-free sources (draft "skip"), plain decoding is the arm the skip
+            # drafts must beat.
             with_plain=not text,
             explore_every=40,
             burst=4,
