@@ -13,6 +13,7 @@ set(APLS_SOURCES
   cpp/src/kv_cache.cpp
   cpp/src/batch.cpp
   cpp/src/plan.cpp
+  cpp/src/split.cpp
   cpp/src/context.cpp
   cpp/src/runner.cpp
   cpp/src/rope.cpp
