@@ -13,6 +13,8 @@
 #   bash tools/gpu_bench.sh types                # Q5_0/Q5_1/Q4_K/Q5_K/Q6_K matvec + F16 dequant vs copy bandwidth
 #   bash tools/gpu_bench.sh models               # synthetic 1B/7B models: prompt 512 + decode tok/s, verify cost
 #   bash tools/gpu_bench.sh spec                 # APLS on SmolLM2 over Spec-Bench (10/group, 256 tokens)
+#   bash tools/gpu_bench.sh policies             # the adaptive policy with and without a plain arm, plain steps
+#                                                # queued ahead and not (tools/bench_policies.py, same prompts)
 #   bash tools/gpu_bench.sh bgstart              # start this build and llama.cpp's (.peer/) in the background
 #   bash tools/gpu_bench.sh waitbuild threads    # wait for them; default thread count end to end (issue 23)
 #   bash tools/gpu_bench.sh peer                 # llama-bench beside `apls bench` on every model in /tmp/models
@@ -206,6 +208,20 @@ phase_spec() {
     $PY -m apls.cli bench --speculative -d cuda --prompts tests/data/spec_bench_prompts.jsonl --limit 10 \
         --max-tokens 256 --draft "${DRAFT:-default}" --json "$OUT/spec.json" 2>"$OUT/spec.err" | tee "$OUT/spec.log"
     cat "$OUT/spec.log" >> "$SUMMARY"
+}
+
+# The adaptive policy's variants side by side on Spec-Bench (tools/bench_policies.py: each prompt
+# decoded plainly once, then by each variant): the default (the model-free arm as the plain
+# fallback) against a plain-decoding arm beside it, with the plain steps of a round queued ahead
+# (APLS_PLAIN_AHEAD's default on a GPU) and one by one.
+phase_policies() {
+    fake_default_model
+    local ahead
+    for ahead in 1 0; do
+        APLS_PLAIN_AHEAD=$ahead $PY tools/bench_policies.py --device cuda --model "$MODEL" --variants default,plain-arm \
+            --json "$OUT/policies_ahead$ahead.json" 2>> "$OUT/policies.err" | tee "$OUT/policies_ahead$ahead.log" \
+            | tail -4 | sed "s/^/[APLS_PLAIN_AHEAD=$ahead] /" | tee -a "$SUMMARY"
+    done
 }
 
 # Both builds in the background (setsid: they outlive the call while the machine stays warm), so that
