@@ -24,7 +24,8 @@ from apls.policy import AdaptivePolicy, StaticPolicy, TreeShape, _Arm, make_poli
 
 
 def with_plain_arm(model):
-    """The default adaptive policy with plain decoding as an arm of its own, started first."""
+    """The default adaptive policy with plain decoding as an arm of its own, started first (the
+    arm AdaptivePolicy(with_plain=True) adds; unchanged where the default already has one)."""
     pol = make_policy("adaptive", model)
     if not isinstance(pol, AdaptivePolicy) or any(not a.sources for a in pol.arms):
         return pol

@@ -585,8 +585,9 @@ def make_policy(name: str, model, plan_file: str | None = None, draft: str | Seq
     grows). `draft`: the sources the rounds may draft from (`parse_draft`; default: all of
     them, but token recycling only on the CPU and, for the adaptive policy, the layer-skip draft
     only on a GPU, and there only its candidates whose draft token costs at most half a plain
-    step, measured at the first generation). The model-free ones join every draft in one token tree, cut by the
-    verify cost measured on the device. Raises ValueError for an unknown name or source."""
+    step, measured at the first generation). The model-free ones join every draft in one token
+    tree, cut by the verify cost measured on the device. Raises ValueError for an unknown name
+    or source."""
     sources = parse_draft(draft)
     if draft is None and model.device != "cpu":
         # Token recycling on a GPU (its successors picked on the device: Context.top_k) proposes
