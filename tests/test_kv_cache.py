@@ -12,6 +12,8 @@ References:
     exact reference: logits must be bit-identical unless a shift re-rotated keys.
 """
 
+import os
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -439,12 +441,15 @@ def test_streaming_generates_past_the_window(smol):
     distribution is compared with recomputing exactly the retained tokens from scratch (same
     tokens, same positions — the best any cache of that size can do). Measured: median KL
     ~0.002 nats with sinks, ~0.15 without sinks (n_sink=0), and large for wrong rotations; the
-    bound 0.02 sits between. The top token must agree at >= 7 of 8 checkpoints."""
+    bound 0.02 sits between. The top token must agree at all 7 checkpoints. Under ASan+UBSan
+    (tools/test_sanitized.sh, 3.5 minutes for 1,000 tokens) 460 tokens and a checkpoint every 25:
+    the same deletions and re-rotations, ~200 of them."""
+    n_gen, every = (460, 25) if os.environ.get("APLS_SANITIZED") else (1000, 100)
     ctx = smol.context(n_ctx=256, n_threads=2)
     prompt = PROMPT[:24]
     lg = ctx.decode(prompt, logits="last")[-1]
     held, kls, agree, n_deleted = list(prompt), [], 0, 0
-    for i in range(1000):
+    for i in range(n_gen):
         t = int(lg.argmax())
         d = make_room(ctx, 0, 1, n_sink=4)
         if d:
@@ -453,14 +458,14 @@ def test_streaming_generates_past_the_window(smol):
         lg = ctx.decode([t], logits="last")[-1]
         held.append(t)
         assert ctx.kv.pos_max(0) < 256
-        if i >= 300 and i % 100 == 0:
+        if i >= 300 and i % every == 0:
             assert ctx.kv.positions(0) == list(range(len(held)))
             r = smol.context(n_ctx=256, n_threads=2).decode(held, logits="last")[-1]
             pa, pb = np.exp(r - r.max()), np.exp(lg - lg.max())
             pa, pb = pa / pa.sum(), pb / pb.sum()
             kls.append(float((pa * (np.log(pa + 1e-30) - np.log(pb + 1e-30))).sum()))
             agree += int(r.argmax() == lg.argmax())
-    assert n_deleted >= 1000 + len(prompt) - 256
+    assert n_deleted >= n_gen + len(prompt) - 256
     assert np.median(kls) < 0.02, kls
     assert agree >= 7, kls
     ctx.kv.check()

@@ -233,7 +233,7 @@ def test_penalties_keep_the_full_model_distribution(tiny):
 def test_greedy_with_penalties_identical_to_plain_decoding(model):
     """Greedy with a repetition penalty is not the raw argmax: the rounds pick through the
     sampler with the drafts in its history, and match plain decoding with the same settings."""
-    for text in PROMPTS[:4]:
+    for text in PROMPTS[:2] if SANITIZED else PROMPTS[:4]:
         prompt = model.chat_prompt([{"role": "user", "content": text}])
         kw = dict(
             temperature=0,
