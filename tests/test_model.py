@@ -173,7 +173,7 @@ def test_greedy_32_tokens_match_reference(model, ref_q8):
             mismatches += 1
         logits = ctx.decode(np.array([want], np.int32))[-1]
         rl = ref_q8.forward([want])[-1]
-    assert mismatches <= 4
+    assert mismatches <= GREEDY_STEPS // 8  # 4 of 32: the same rate when the sanitized run takes 16
 
 
 @pytest.mark.parametrize("n_threads", [1, 2])
