@@ -4,8 +4,10 @@
 #
 #   tools/test_sanitized.sh [pytest args...]     e.g. tools/test_sanitized.sh -x -k gguf
 #
-# Builds _core with APLS_SANITIZE=ON (GCC, RelWithDebInfo) into build/sanitized, puts it with
-# python/apls into build/sanitized/pkg (first on PYTHONPATH, so it shadows an installed apls),
+# Builds _core with APLS_SANITIZE=ON (GCC, RelWithDebInfo) in the `asan` preset's build/asan, the
+# build whose C++ tests tools/test.sh runs (the engine's objects compiled once under ASan for both:
+# CI runs test.sh first), puts it with python/apls into build/asan/pkg (first on PYTHONPATH, so it
+# shadows an installed apls),
 # and runs pytest with libasan preloaded (the interpreter itself is not instrumented). Leak
 # detection is off for the Python process: CPython keeps allocations alive at exit by design, so
 # LSan would report the interpreter, not us. Any ASan or UBSan report aborts the run.
@@ -17,20 +19,23 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 JOBS=${JOBS:-2}
-B=build/sanitized
+B=build/asan
 . tools/test_venv.sh
 PY=$TEST_PY
+# The presets build with Ninja (as tools/test.sh).
+command -v ninja > /dev/null || test_venv_pip ninja
+PATH=$PATH:$(dirname "$TEST_PY")
 
 # The test dependencies (as pyproject.toml lists them) and pybind11 for the build; the package
 # itself is not installed: the sanitized copy below is what the tests import.
 test_venv_deps
 
-# CPU only, as the sanitized C++ build of tools/test.sh: ASan and the CUDA runtime do not mix.
-APLS_CUDA=OFF cmake -S . -B "$B" -DAPLS_SANITIZE=ON -DAPLS_CUDA=OFF -DAPLS_BUILD_PYTHON=ON -DAPLS_BUILD_TESTS=OFF -DAPLS_BUILD_EXAMPLES=OFF \
-  -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPython_EXECUTABLE="$(command -v "$PY")" >/dev/null
+# The `asan` preset (CMakePresets.json: CPU only, as ASan and the CUDA runtime do not mix) with the
+# extension added; its engine objects are the ones tools/test.sh built, when it ran first.
+cmake --preset asan -DAPLS_BUILD_PYTHON=ON -DPython_EXECUTABLE="$(command -v "$PY")" >/dev/null
 # The C libraries too: tests/test_native.py installs them from this tree (APLS_BUILD_DIR below)
 # and runs a C consumer against them, under the same preloaded sanitizers.
-cmake --build "$B" -j "$JOBS" --target _core apls apls_static
+cmake --build --preset asan -j "$JOBS" --target _core apls apls_static
 
 rm -rf "$B/pkg" && mkdir -p "$B/pkg"
 cp -r python/apls "$B/pkg/apls"
