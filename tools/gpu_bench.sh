@@ -81,7 +81,7 @@ phase_check() {
     APLS_CUDA_TOKEN_GROUPS=0 APLS_CUDA_QMMA=0 "$BUILD/tests/cpp/test_cuda_ops" 2>&1 | tee "$OUT/cuda_ops_nogroups.log" || true
     echo "ops vs CPU, every batch product one warp for the batch (APLS_CUDA_QMMA=0): $(tail -1 "$OUT/cuda_ops_nogroups.log")" >> "$SUMMARY"
     local w
-    for w in 8 16; do
+    for w in 8 16 32; do
         APLS_CUDA_QMMA_WARPS=$w APLS_CUDA_QMMA_MIN=2 "$BUILD/tests/cpp/test_cuda_ops" > "$OUT/cuda_ops_qmma$w.log" 2>&1 || true
         echo "ops vs CPU, every quantized batch on the integer mma, $w warps a block: $(tail -1 "$OUT/cuda_ops_qmma$w.log")" >> "$SUMMARY"
     done

@@ -603,19 +603,6 @@ bool f16_on_tensor_cores() {
 // Whether batches of quantized rows take matvec_qmma (matvec_qmma.cuh) rather than
 // matvec_q: APLS_CUDA_QMMA "0" or "1" decides; otherwise wherever the kernel's integer mma exists
 // (compute capability >= 8.0). Same bits either way. Decided once per process.
-// Warps per matvec_qmma block for a batch of n_tok tokens: APLS_CUDA_QMMA_WARPS = 8, 16 or 32
-// for every batch; by default 32 up to 16 tokens (one stream a warp: the shortest chain of
-// dependent loads; SmolLM2, H100: a 16-token verify 1.43x a step against 1.57x with 8 warps)
-// and 8 beyond (groups of 16 on the grid's y; 64 tokens 2.76x against 3.04x). Same bits for each.
-int qmma_warps(int n_tok) {
-    static const int forced = [] {
-        const char* env = std::getenv("APLS_CUDA_QMMA_WARPS");
-        const int v = env && *env ? std::atoi(env) : 0;
-        return v == 8 || v == 16 || v == 32 ? v : 0;
-    }();
-    return forced ? forced : n_tok > kMatvecGroup ? 8 : 32;
-}
-
 // The smallest batch of a type that takes matvec_qmma: APLS_CUDA_QMMA_MIN (2..17; 17: only
 // batches of more than 16 tokens) for every type; by default 12 for Q4_0, Q4_1 and Q8_0 (a
 // verify batch's cost a step, SmolLM2 Q4_1 on an H100, matvec_q / matvec_qmma: 9 tokens 1.32x /
@@ -750,12 +737,50 @@ void launch_q(dim3 grid, dim3 block, cudaStream_t stream, const Jobs& jobs, int 
     }
 }
 
-// The kernel for one type, W warps a block.
-template <int TK, int W>
-void launch_qmma_with(TensorType type, dim3 grid, const Jobs& jobs, int n_tok, cudaStream_t stream) {
-    with_quant_type(type, [&](auto ty) {
-        launch_kernel(matvec_qmma<decltype(ty)::value, TK, W>, grid, dim3(W * 32), 0, stream, jobs, n_tok);
-    });
+// The GPU's SM count, once per process.
+int sm_count() {
+    static const int n = [] {
+        int dev = 0, v = 0;
+        if (cudaGetDevice(&dev) != cudaSuccess ||
+            cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
+            cudaGetLastError();
+        return v > 0 ? v : 1;
+    }();
+    return n;
+}
+
+// Blocks of matvec_qmma<TY, TK, W> one SM holds at once (registers, shared memory), once per kernel.
+template <int TY, int TK, int W>
+int qmma_blocks_per_sm() {
+    static const int n = [] {
+        int b = 0;
+        if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&b, matvec_qmma<TY, TK, W>, W * 32, 0) != cudaSuccess)
+            cudaGetLastError();
+        return b > 0 ? b : 1;
+    }();
+    return n;
+}
+
+// Warps per matvec_qmma block for a grid of `blocks`: APLS_CUDA_QMMA_WARPS = 8, 16 or 32 for every
+// launch; by default, of the block sizes whose grid takes the fewest waves of the blocks the SMs
+// hold at once, the one with the most warps (each warp sums 32 / W streams one after another).
+// A wave costs more than a longer chain: 64 tokens of SmolLM2 on an H100 (a 576-row matrix: 144
+// blocks) took 3.04x a step with 32 warps (two waves) against 2.76x with 8 (one wave). Same bits
+// for each.
+template <int TY, int TK>
+int qmma_warps(int64_t blocks) {
+    static const int forced = [] {
+        const char* env = std::getenv("APLS_CUDA_QMMA_WARPS");
+        const int v = env && *env ? std::atoi(env) : 0;
+        return v == 8 || v == 16 || v == 32 ? v : 0;
+    }();
+    if (forced) return forced;
+    const int64_t sms = sm_count();
+    const auto waves = [&](int per_sm) { return (blocks + sms * per_sm - 1) / (sms * per_sm); };
+    const int64_t w32 = waves(qmma_blocks_per_sm<TY, TK, 32>()), w16 = waves(qmma_blocks_per_sm<TY, TK, 16>()),
+                  w8 = waves(qmma_blocks_per_sm<TY, TK, 8>());
+    const int64_t fewest = std::min(w32, std::min(w16, w8));
+    return w32 == fewest ? 32 : w16 == fewest ? 16 : 8;
 }
 
 // Batches of 2..64 tokens on the tensor cores: kQmmaRows rows a block, T tokens (8 or 16) per
@@ -770,10 +795,13 @@ void launch_qmma(TensorType type, Jobs jobs, int n_tok, cudaStream_t stream) {
     }
     if (blocks == 0) return;
     const dim3 grid(static_cast<unsigned>(blocks), static_cast<unsigned>((n_tok + TK - 1) / TK));
-    const int w = qmma_warps(n_tok);
-    if (w == 8) return launch_qmma_with<TK, 8>(type, grid, jobs, n_tok, stream);
-    if (w == 16) return launch_qmma_with<TK, 16>(type, grid, jobs, n_tok, stream);
-    return launch_qmma_with<TK, 32>(type, grid, jobs, n_tok, stream);
+    with_quant_type(type, [&](auto ty) {
+        constexpr int TY = decltype(ty)::value;
+        const int w = qmma_warps<TY, TK>(static_cast<int64_t>(grid.x) * grid.y);
+        if (w == 8) launch_kernel(matvec_qmma<TY, TK, 8>, grid, dim3(8 * 32), 0, stream, jobs, n_tok);
+        else if (w == 16) launch_kernel(matvec_qmma<TY, TK, 16>, grid, dim3(16 * 32), 0, stream, jobs, n_tok);
+        else launch_kernel(matvec_qmma<TY, TK, 32>, grid, dim3(32 * 32), 0, stream, jobs, n_tok);
+    });
 }
 
 template <int T>

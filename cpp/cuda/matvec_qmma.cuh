@@ -10,9 +10,10 @@
 // of its stream — units i, i + 32, ..., each unit's sub-blocks in order — and a butterfly (xor
 // 16, 8, 4, 2, 1) adds the 32 streams. The butterfly is a fixed tree: subtree(i, o) =
 // subtree(i, 2o) + subtree(i + o, 2o) for i < o, a leaf (o = 32) is stream i, the total is
-// subtree(0, 1) (a + b and b + a are the same bits). Warp w of the block's W computes
-// subtree(w, W) — its streams w, w + W, ... in the tree's order, each summed from 0 as a lane
-// there — and the block adds the W values by the tree's top levels. The integer dots are exact
+// subtree(0, 1) (a + b and b + a are the same bits). Warp w of the block's W sums streams w,
+// w + W, ..., each from 0 as a lane there, into shared memory (the tree's 32 leaves for every
+// row and token), and the block adds them by the tree (leaves_tree): one stream's registers a
+// warp whatever W, so 8 warps a block take no more registers than 32. The integer dots are exact
 // and each float part is sub_part's expression, so every (row, token) sees the same operations
 // in the same order as there.
 //
@@ -227,37 +228,22 @@ __device__ __forceinline__ void stream_sum(const QmmaRows& c, int s, float (&v)[
     }
 }
 
-// subtree(i, O) of the butterfly's tree (see the top of this file) over this warp's streams.
-template <int TY, int NT, int O>
-__device__ __forceinline__ void stream_tree(const QmmaRows& c, int i, float (&v)[NT][4]) {
-    if constexpr (O == 32) {
-        stream_sum<TY, NT>(c, i, v);
-    } else {
-        float b[NT][4];
-        stream_tree<TY, NT, 2 * O>(c, i, v);
-        stream_tree<TY, NT, 2 * O>(c, i + O, b);
-#pragma unroll
-        for (int n = 0; n < NT; ++n)
-#pragma unroll
-            for (int e = 0; e < 4; ++e) v[n][e] = v[n][e] + b[n][e];
-    }
-}
-
-// subtree(i, O) from the warps' values part[w] = subtree(w, W).
-template <int O, int W>
-__device__ __forceinline__ float warps_tree(const float* part, int stride, int i) {
-    if constexpr (O == W) return part[i * stride];
-    else return warps_tree<2 * O, W>(part, stride, i) + warps_tree<2 * O, W>(part, stride, i + O);
+// subtree(i, O) of the butterfly's tree (see the top of this file) from its leaves, the 32
+// streams' sums leaf[s * stride].
+template <int O>
+__device__ __forceinline__ float leaves_tree(const float* leaf, int stride, int i) {
+    if constexpr (O == 32) return leaf[i * stride];
+    else return leaves_tree<2 * O>(leaf, stride, i) + leaves_tree<2 * O>(leaf, stride, i + O);
 }
 
 // T tokens (T = 8: 2..8, T = 16: 9..16 or a group of 16 of a larger batch: tokens from
 // blockIdx.y * T) times kQmmaRows rows a block.
 template <int TY, int T, int W>
-__global__ void __launch_bounds__(W * 32) matvec_qmma(Jobs jobs, int n_batch) {
+__global__ void __launch_bounds__(W * 32, 32 / W) matvec_qmma(Jobs jobs, int n_batch) {
     static_assert(T == 8 || T == 16, "batch sizes share the 8- and 16-token kernels");
-    static_assert(W == 8 || W == 16 || W == 32, "a warp's streams are a subtree of the butterfly");
+    static_assert(W == 8 || W == 16 || W == 32, "warps take the 32 streams in equal shares");
     constexpr int NT = T / 8;
-    __shared__ float part[W][kQmmaRows * T];  // (warp, row * T + token)
+    __shared__ float leaf[32][kQmmaRows * T];  // (stream, row * T + token): the butterfly's leaves
     pdl_trigger();
     const int lane = threadIdx.x & 31, warp = threadIdx.x / 32;
     int64_t r0;
@@ -279,23 +265,26 @@ __global__ void __launch_bounds__(W * 32) matvec_qmma(Jobs jobs, int n_batch) {
 #pragma unroll
     for (int h = 0; h < 2; ++h) c.w[h] = job->w + min(r0 + c.g + 8 * h, job->rows - 1) * jobs.row_bytes;
     // Before the wait (weights depend on no kernel): this thread's words of the first two units
-    // of each of the warp's streams into L1, so that the tree's loads do not wait on memory one
+    // of each of the warp's streams into L1, so that the streams' loads do not wait on memory one
     // stream after another.
     for (int s = warp; s < 32 && s < c.nu; s += W)
         for (int64_t u = s; u < c.nu && u < s + 64; u += 32)
             for (int h = 0; h < 2; ++h) prefetch_qmma_unit<TY>(c.w[h], c.nb, u, c.q);
     pdl_wait();
-    float v[NT][4];
-    stream_tree<TY, NT, W>(c, warp, v);
+    // Warp w sums streams w, w + W, ... one at a time (a leaf's registers only, whatever W).
+    for (int st = warp; st < 32; st += W) {
+        float v[NT][4];
+        stream_sum<TY, NT>(c, st, v);
 #pragma unroll
-    for (int n = 0; n < NT; ++n)
+        for (int n = 0; n < NT; ++n)
 #pragma unroll
-        for (int e = 0; e < 4; ++e) part[warp][(c.g + 8 * (e / 2)) * T + n * 8 + 2 * c.q + e % 2] = v[n][e];
+            for (int e = 0; e < 4; ++e) leaf[st][(c.g + 8 * (e / 2)) * T + n * 8 + 2 * c.q + e % 2] = v[n][e];
+    }
     __syncthreads();
     for (int u = threadIdx.x; u < kQmmaRows * T; u += blockDim.x) {
         const int row = u / T, t = u % T;
         if (t >= n_tok || r0 + row >= job->rows) continue;
-        const float s = warps_tree<1, W>(&part[0][u], kQmmaRows * T, 0);
+        const float s = leaves_tree<1>(&leaf[0][u], kQmmaRows * T, 0);
         float* o = job->y + (t0 + t) * job->ldy + r0 + row;
         *o = job->accumulate ? *o + s : s;  // no bias: matvec_multi takes it for one token
     }
