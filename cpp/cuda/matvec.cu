@@ -604,11 +604,14 @@ bool f16_on_tensor_cores() {
 // matvec_q: APLS_CUDA_QMMA "0" or "1" decides; otherwise wherever the kernel's integer mma exists
 // (compute capability >= 8.0). Same bits either way. Decided once per process.
 // The smallest batch of a type that takes matvec_qmma: APLS_CUDA_QMMA_MIN (2..17; 17: only
-// batches of more than 16 tokens) for every type; by default 12 for Q4_0, Q4_1 and Q8_0 (a
-// verify batch's cost a step, SmolLM2 Q4_1 on an H100, matvec_q / matvec_qmma: 9 tokens 1.32x /
-// 1.37x, 12 tokens 1.38x / 1.39x, 16 tokens 1.52x / 1.43x, 32 tokens 2.53x / 2.00x) and 17 for
-// the types not measured (K-quants, Q5): their batches of 17-64 take it rather than one launch of
-// matvec_q per 16 tokens.
+// batches of more than 16 tokens) for every type. By default (a verify batch's cost a step on an
+// H100, matvec_q / matvec_qmma): 12 for Q4_0, Q4_1 and Q8_0 (SmolLM2 Q4_1: 9 tokens 1.25x / 1.31x;
+// 12 tokens 1.38x / 1.34x, 16 tokens 1.52x / 1.37x, 32 tokens 2.53x / 1.81x, matvec_q's from an
+// earlier build, docs/BENCHMARKS.md); 8 for Q5_0, Q4_K and Q6_K (Qwen2.5-Coder Q4_K_M, whose
+// 0.5B has Q5_0 and Q8_0 where rows of 896 cannot take K-quants; 0.5B: 4 tokens 1.32x / 1.45x,
+// 8 tokens 1.66x / 1.50x, 16 tokens 2.36x / 1.76x; 1.5B: 8 tokens 2.42x / 1.62x, 16 tokens
+// 4.03x / 1.95x); 17 for the types not measured (Q5_1, Q5_K): their batches of 17-64 take it
+// rather than one launch of matvec_q per 16 tokens.
 int qmma_min_tokens(TensorType type) {
     static const int forced = [] {
         const char* env = std::getenv("APLS_CUDA_QMMA_MIN");
@@ -616,7 +619,18 @@ int qmma_min_tokens(TensorType type) {
         return v >= 2 && v <= kMatvecGroup + 1 ? v : 0;
     }();
     if (forced) return forced;
-    return type == TensorType::Q4_0 || type == TensorType::Q4_1 || type == TensorType::Q8_0 ? 12 : kMatvecGroup + 1;
+    switch (type) {
+        case TensorType::Q4_0:
+        case TensorType::Q4_1:
+        case TensorType::Q8_0:
+            return 12;
+        case TensorType::Q5_0:
+        case TensorType::Q4_K:
+        case TensorType::Q6_K:
+            return 8;
+        default:
+            return kMatvecGroup + 1;
+    }
 }
 
 bool qmma_enabled() {
