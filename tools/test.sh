@@ -16,9 +16,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 JOBS=${JOBS:-2}
 . tools/test_venv.sh
-# The builds use the presets of CMakePresets.json, which build with Ninja.
-command -v ninja > /dev/null || test_venv_pip ninja
-PATH=$PATH:$(dirname "$TEST_PY")
+test_venv_ninja   # the builds use the presets of CMakePresets.json
 
 if [ "${1:-}" = "--quick" ]; then
     shift

