@@ -79,12 +79,13 @@ struct GridWalk {
     }
 };
 
-// Unit u is (entry row, column 8 * col) of the tile.
+// Unit u is (entry row, column 8 * col) of the tile: issue_tile's loads (into registers, all in
+// flight at once), commit_tile's conversion into the tile. Apart, so that other work runs while
+// they are in flight.
 template <bool F16>
-__device__ __forceinline__ void load_tile(const AttentionArgs& a, const int* slot_s, int n, int64_t col,
-                                          float (*tile)[kMaxHeadDim + 1]) {
+__device__ __forceinline__ void issue_tile(const AttentionArgs& a, const int* slot_s, int n, int64_t col,
+                                           Raw8 (&r)[kTileUnits]) {
     const int per_row = a.head_dim / 8, total = n * per_row;
-    Raw8 r[kTileUnits];
     GridWalk w(per_row);
 #pragma unroll
     for (int t = 0; t < kTileUnits; ++t, w.next()) {
@@ -92,7 +93,13 @@ __device__ __forceinline__ void load_tile(const AttentionArgs& a, const int* slo
         if (threadIdx.x + t * kThreads < total && slot_s[w.row] >= 0)
             r[t] = load8_raw<F16>(a.kv, static_cast<int64_t>(slot_s[w.row]) * a.slot_stride + col + 8 * w.col);
     }
-    w = GridWalk(per_row);
+}
+
+template <bool F16>
+__device__ __forceinline__ void commit_tile(const AttentionArgs& a, int n, const Raw8 (&r)[kTileUnits],
+                                            float (*tile)[kMaxHeadDim + 1]) {
+    const int per_row = a.head_dim / 8, total = n * per_row;
+    GridWalk w(per_row);
 #pragma unroll
     for (int t = 0; t < kTileUnits; ++t, w.next())  // zero bits: 0.0 in F16 and F32
         if (threadIdx.x + t * kThreads < total) raw8_to_floats<F16>(r[t], &tile[w.row][8 * w.col]);
@@ -235,37 +242,18 @@ __device__ __forceinline__ void values_by_dim(const AttentionArgs& a, SplitShare
     }
 }
 
-// The split [e0, e0 + kAttnSplit) for the tokens [ia, ib), which share an entry list (same
-// off): K and V tiles loaded once, then per (token, head) row exactly the single-token
-// arithmetic — scores in dimension order, the split's softmax, values in entry order. A row's
-// bits do not depend on the tile: an entry it does not see has probability 0 and adds
-// fmaf(0, v, o) = o, the same as the zero row a one-token block holds there (cache values are
-// finite: only written entries are loaded).
-template <int ROWS, bool F16, bool kTree>
-__device__ __forceinline__ void attend_split(const AttentionArgs& a, int ia, int ib, int split, int g, int h0, int nh,
-                                             SplitShared<ROWS>& S) {
-    const int hd = a.head_dim, rows = (ib - ia) * nh, e0 = split * kAttnSplit;
+// The split's entries for the tokens [ia, ib), which share an entry list (same off): whether
+// each token sees entry j (S.seen) and its cache slot (S.slot; -1: seen by none, not loaded).
+// Only step inputs are read (uploaded before the forward; no kernel writes them), so a
+// one-token block takes them before waiting for the previous kernel. Returns the split's
+// entries (> 0: the caller skips empty splits).
+template <int ROWS, bool kTree>
+__device__ __forceinline__ int split_entries(const AttentionArgs& a, int ia, int ib, int split, SplitShared<ROWS>& S) {
+    const int e0 = split * kAttnSplit;
     int end = 0;  // the longest entry list among the tokens
     for (int i = ia; i < ib; ++i) end = max(end, walk_end<kTree>(a, i));
-    const int n = min(kAttnSplit, end - e0);  // > 0: the caller skips empty splits
+    const int n = min(kAttnSplit, end - e0);
     const int off = a.off[ia];
-    {  // the queries, all loads in flight at once: element u = (token ia + row) * seg + col of
-       // the rows (token, head h0 ..) in order.
-        constexpr int per = (ROWS * kMaxHeadDim + kThreads - 1) / kThreads;
-        const int seg = nh * hd;
-        const float* q = a.q + (static_cast<int64_t>(ia) * a.n_head + h0) * hd;
-        float qv[per];
-        GridWalk w(seg);
-#pragma unroll
-        for (int t = 0; t < per; ++t, w.next())
-            qv[t] =
-                threadIdx.x + t * kThreads < rows * hd ? q[static_cast<int64_t>(w.row) * a.n_head * hd + w.col] : 0.0f;
-#pragma unroll
-        for (int t = 0; t < per; ++t) {
-            const int u = threadIdx.x + t * kThreads;
-            if (u < rows * hd) S.qs[u] = qv[t];
-        }
-    }
     for (int j = threadIdx.x; j < n; j += blockDim.x) {
         // A tree batch runs one token per block (attention() below): its walk maps the index.
         const int ej = walk_entry<kTree>(a, ia, e0 + j);
@@ -278,41 +266,77 @@ __device__ __forceinline__ void attend_split(const AttentionArgs& a, int ia, int
         }
         S.slot[j] = any ? a.entry_slot[off + ej] : -1;
     }
-    __syncthreads();
+    return n;
+}
+
+// The split's n entries (split_entries, in S) for the tokens [ia, ib): K and V tiles loaded
+// once, then per (token, head) row exactly the single-token arithmetic — scores in dimension
+// order, the split's softmax, values in entry order. A row's bits do not depend on the tile: an
+// entry it does not see has probability 0 and adds fmaf(0, v, o) = o, the same as the zero row a
+// one-token block holds there (cache values are finite: only written entries are loaded). The
+// queries and the K tile are loaded together, the V tile while the softmax runs, where a block
+// takes one token (batches of MHA models keep them apart: their tiles and queries in registers
+// at once would cost blocks per SM).
+template <int ROWS, bool F16, bool kTree>
+__device__ __forceinline__ void attend_split(const AttentionArgs& a, int ia, int ib, int split, int g, int h0, int nh,
+                                             int n, SplitShared<ROWS>& S) {
+    const int hd = a.head_dim, rows = (ib - ia) * nh;
     const int64_t kv_col = static_cast<int64_t>(g) * hd;
-    load_tile<F16>(a, S.slot, n, a.k_offset + kv_col, S.tile);
+    Raw8 r[kTileUnits];
+    {  // the queries and the K tile, all loads in flight at once: query element u = (token ia +
+       // row) * seg + col of the rows (token, head h0 ..) in order.
+        constexpr int per = (ROWS * kMaxHeadDim + kThreads - 1) / kThreads;
+        const int seg = nh * hd;
+        const float* q = a.q + (static_cast<int64_t>(ia) * a.n_head + h0) * hd;
+        float qv[per];
+        GridWalk w(seg);
+#pragma unroll
+        for (int t = 0; t < per; ++t, w.next())
+            qv[t] =
+                threadIdx.x + t * kThreads < rows * hd ? q[static_cast<int64_t>(w.row) * a.n_head * hd + w.col] : 0.0f;
+        if constexpr (ROWS == kHeads) issue_tile<F16>(a, S.slot, n, a.k_offset + kv_col, r);
+#pragma unroll
+        for (int t = 0; t < per; ++t) {
+            const int u = threadIdx.x + t * kThreads;
+            if (u < rows * hd) S.qs[u] = qv[t];
+        }
+        if constexpr (ROWS > kHeads) issue_tile<F16>(a, S.slot, n, a.k_offset + kv_col, r);
+        commit_tile<F16>(a, n, r, S.tile);
+    }
     __syncthreads();
 
     const float scale = rsqrtf(static_cast<float>(hd));
     if constexpr (ROWS > kHeads) scores_by_entry(S, rows, n, nh, hd, scale);
     else scores_by_pair(S, rows, n, nh, hd, scale);
     __syncthreads();
+    if constexpr (ROWS == kHeads) issue_tile<F16>(a, S.slot, n, a.v_offset + kv_col, r);  // K is no longer read
 
     // Softmax numerator per row over this split (warp w handles rows w, w + kWarps, ...).
     const int lane = threadIdx.x & 31, warp = threadIdx.x / 32;
-    for (int r = warp; r < rows; r += kWarps) {
+    for (int rr = warp; rr < rows; rr += kWarps) {
         float m = -INFINITY;
-        for (int j = lane; j < n; j += 32) m = fmaxf(m, S.sc[r][j]);
+        for (int j = lane; j < n; j += 32) m = fmaxf(m, S.sc[rr][j]);
 #pragma unroll
         for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
         float l = 0.0f;
         for (int j = lane; j < n; j += 32) {
-            const float p = m == -INFINITY ? 0.0f : expf(S.sc[r][j] - m);
-            S.sc[r][j] = p;
+            const float p = m == -INFINITY ? 0.0f : expf(S.sc[rr][j] - m);
+            S.sc[rr][j] = p;
             l += p;
         }
         l = warp_sum(l);
-        if (lane == 0) S.mx[r] = m, S.sm[r] = l;
+        if (lane == 0) S.mx[rr] = m, S.sm[rr] = l;
     }
-    load_tile<F16>(a, S.slot, n, a.v_offset + kv_col, S.tile);  // the K tile is no longer read
+    if constexpr (ROWS > kHeads) issue_tile<F16>(a, S.slot, n, a.v_offset + kv_col, r);
+    commit_tile<F16>(a, n, r, S.tile);
     __syncthreads();
 
     if constexpr (ROWS > kHeads) values_by_dim(a, S, rows, n, nh, hd, ia, h0, split);
     else values_by_pair(a, S, rows, n, nh, hd, ia, h0, split);
-    for (int r = threadIdx.x; r < rows; r += blockDim.x) {
-        const int64_t part = split_part(a, ia, h0, nh, r, split);
-        a.part_ml[2 * part] = S.mx[r];
-        a.part_ml[2 * part + 1] = S.sm[r];
+    for (int rr = threadIdx.x; rr < rows; rr += blockDim.x) {
+        const int64_t part = split_part(a, ia, h0, nh, rr, split);
+        a.part_ml[2 * part] = S.mx[rr];
+        a.part_ml[2 * part + 1] = S.sm[rr];
     }
     __syncthreads();  // the shared arrays are reused by the next run
 }
@@ -352,12 +376,21 @@ __global__ void __launch_bounds__(kThreads, ROWS == kHeads ? (F16 ? 5 : 4) : 1) 
     const int per = tokens_per_block<ROWS>(a.n_head, a.n_head_kv);
     const int i0 = blockIdx.z * per, i1 = min(i0 + per, a.n_tok);
     const int e0 = split * kAttnSplit;
+    // A token past its last entry has nothing here: the merge reads the splits
+    // [0, ceil(n_end / kAttnSplit)) of a token only.
+    if constexpr (ROWS == kHeads) {  // one token a block: its entries before the wait
+        if (e0 >= walk_end<kTree>(a, i0)) return;
+        prefetch_split<F16, kTree>(a, i0, split, g);
+        const int n = split_entries<ROWS, kTree>(a, i0, i0 + 1, split, S);
+        __syncthreads();
+        pdl_wait();
+        attend_split<ROWS, F16, kTree>(a, i0, i0 + 1, split, g, h0, nh, n, S);
+        return;
+    }
     prefetch_split<F16, kTree>(a, i0, split, g);
     pdl_wait();
-
     // Runs of consecutive tokens sharing an entry list (one sequence), one pass over the split
-    // per run. A token past its last entry has nothing here: the merge reads the splits
-    // [0, ceil(n_end / kAttnSplit)) of a token only.
+    // per run.
     for (int ia = i0; ia < i1;) {
         if (e0 >= walk_end<kTree>(a, ia)) {
             ++ia;
@@ -365,30 +398,54 @@ __global__ void __launch_bounds__(kThreads, ROWS == kHeads ? (F16 ? 5 : 4) : 1) 
         }
         int ib = ia + 1;
         while (ib < i1 && a.off[ib] == a.off[ia] && e0 < walk_end<kTree>(a, ib)) ++ib;
-        attend_split<ROWS, F16, kTree>(a, ia, ib, split, g, h0, nh, S);
+        const int n = split_entries<ROWS, kTree>(a, ia, ib, split, S);
+        __syncthreads();
+        attend_split<ROWS, F16, kTree>(a, ia, ib, split, g, h0, nh, n, S);
         ia = ib;
     }
 }
 
-// out[i, h, :] = sum_s acc_s * exp(m_s - M) / sum_s l_s * exp(m_s - M), splits in order.
+// out[i, h, :] = sum_s acc_s * exp(m_s - M) / sum_s l_s * exp(m_s - M), splits in order. Up to
+// kMergeHeld splits (512 entries), a thread's loads (the splits' m, l and its dimension's acc)
+// are all in flight at once; longer rows load as they go. The same operations either way.
+constexpr int kMergeHeld = 8;
+
 template <bool kTree>
 __global__ void attn_merge_kernel(AttentionArgs a) {
     pdl_enter();
     const int h = blockIdx.x, i = blockIdx.y, hd = a.head_dim;
     const int n_split = (walk_end<kTree>(a, i) + kAttnSplit - 1) / kAttnSplit;
     const int64_t part = (static_cast<int64_t>(i) * a.n_head + h) * a.max_splits;
-    float M = -INFINITY;
-    for (int s = 0; s < n_split; ++s) M = fmaxf(M, a.part_ml[2 * (part + s)]);
-    float L = 0.0f;
-    for (int s = 0; s < n_split; ++s) {
-        const float m = a.part_ml[2 * (part + s)];
-        if (m != -INFINITY) L = fmaf(a.part_ml[2 * (part + s) + 1], expf(m - M), L);
-    }
     for (int d = threadIdx.x; d < hd; d += blockDim.x) {  // out_q: hd % 32 == 0, whole warps
-        float o = 0.0f;
-        for (int s = 0; s < n_split; ++s) {
-            const float m = a.part_ml[2 * (part + s)];
-            if (m != -INFINITY) o = fmaf(a.part_acc[(part + s) * hd + d], expf(m - M), o);
+        float M = -INFINITY, L = 0.0f, o = 0.0f;
+        if (n_split <= kMergeHeld) {
+            float m[kMergeHeld], l[kMergeHeld], v[kMergeHeld];
+#pragma unroll
+            for (int s = 0; s < kMergeHeld; ++s)
+                if (s < n_split) {
+                    m[s] = a.part_ml[2 * (part + s)];
+                    l[s] = a.part_ml[2 * (part + s) + 1];
+                    v[s] = a.part_acc[(part + s) * hd + d];
+                }
+#pragma unroll
+            for (int s = 0; s < kMergeHeld; ++s)
+                if (s < n_split) M = fmaxf(M, m[s]);
+#pragma unroll
+            for (int s = 0; s < kMergeHeld; ++s)
+                if (s < n_split && m[s] != -INFINITY) {
+                    const float e = expf(m[s] - M);
+                    L = fmaf(l[s], e, L);
+                    o = fmaf(v[s], e, o);
+                }
+        } else {
+            for (int s = 0; s < n_split; ++s) M = fmaxf(M, a.part_ml[2 * (part + s)]);
+            for (int s = 0; s < n_split; ++s) {
+                const float m = a.part_ml[2 * (part + s)];
+                if (m == -INFINITY) continue;
+                const float e = expf(m - M);
+                L = fmaf(a.part_ml[2 * (part + s) + 1], e, L);
+                o = fmaf(a.part_acc[(part + s) * hd + d], e, o);
+            }
         }
         const int64_t e = (static_cast<int64_t>(i) * a.n_head + h) * hd + d;
         const float r = L > 0.0f ? o / L : 0.0f;

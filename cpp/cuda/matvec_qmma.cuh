@@ -242,6 +242,7 @@ template <int TY, int T, int W>
 __global__ void __launch_bounds__(W * 32, 32 / W) matvec_qmma(Jobs jobs, int n_batch) {
     static_assert(T == 8 || T == 16, "batch sizes share the 8- and 16-token kernels");
     static_assert(W == 8 || W == 16 || W == 32, "warps take the 32 streams in equal shares");
+    static_assert(W * 32 >= kQmmaRows * T, "a thread stores at most one output");
     constexpr int NT = T / 8;
     __shared__ float leaf[32][kQmmaRows * T];  // (stream, row * T + token): the butterfly's leaves
     pdl_trigger();
@@ -271,6 +272,13 @@ __global__ void __launch_bounds__(W * 32, 32 / W) matvec_qmma(Jobs jobs, int n_b
         for (int64_t u = s; u < c.nu && u < s + 64; u += 32)
             for (int h = 0; h < 2; ++h) prefetch_qmma_unit<TY>(c.w[h], c.nb, u, c.q);
     pdl_wait();
+    // Thread u stores output u = (row u / T, token u % T) of the tile (W * 32 >= kQmmaRows * T);
+    // the value it adds to (accumulate) is loaded now, its trip to L2 beside the weights' rather
+    // than after the barrier (no other thread writes it).
+    const int orow = threadIdx.x / T, ot = threadIdx.x % T;
+    const bool stores = threadIdx.x < kQmmaRows * T && ot < n_tok && r0 + orow < job->rows;
+    float* o = job->y + (t0 + ot) * job->ldy + r0 + orow;
+    const float prev = stores && job->accumulate ? *o : 0.0f;
     // Warp w sums streams w, w + W, ... one at a time (a leaf's registers only, whatever W).
     for (int st = warp; st < 32; st += W) {
         float v[NT][4];
@@ -281,13 +289,9 @@ __global__ void __launch_bounds__(W * 32, 32 / W) matvec_qmma(Jobs jobs, int n_b
             for (int e = 0; e < 4; ++e) leaf[st][(c.g + 8 * (e / 2)) * T + n * 8 + 2 * c.q + e % 2] = v[n][e];
     }
     __syncthreads();
-    for (int u = threadIdx.x; u < kQmmaRows * T; u += blockDim.x) {
-        const int row = u / T, t = u % T;
-        if (t >= n_tok || r0 + row >= job->rows) continue;
-        const float s = leaves_tree<1>(&leaf[0][u], kQmmaRows * T, 0);
-        float* o = job->y + (t0 + t) * job->ldy + r0 + row;
-        *o = job->accumulate ? *o + s : s;  // no bias: matvec_multi takes it for one token
-    }
+    if (!stores) return;
+    const float s = leaves_tree<1>(&leaf[0][threadIdx.x], kQmmaRows * T, 0);
+    *o = job->accumulate ? prev + s : s;  // no bias: matvec_multi takes it for one token
 }
 
 }  // namespace
