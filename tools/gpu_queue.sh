@@ -13,7 +13,8 @@
 #   bash tools/gpu_queue.sh collect DIR           /tmp/q (logs, outputs) and the build logs: DIR/q.tgz
 #
 # A burst (../shared/tools/device-model-parts.sh splits the models into .device-model/NAME/):
-#   call 1, carry part.000 of SmolLM2 and .whl:  pip install --target /tmp/pylib .whl/*.whl;
+#   call 1, carry part.000 of SmolLM2 and .whl (gguf and pyyaml wheels, which the test helpers
+#           import and the device image lacks):  pip install --target /tmp/pylib .whl/*.whl;
 #           bash tools/gpu_queue.sh part smollm2 smollm2.gguf; bash tools/gpu_bench.sh bgstart
 #   call 2, carry part.001 and SHA256:  bash tools/gpu_queue.sh part smollm2 smollm2.gguf;
 #           bash tools/gpu_queue.sh add spec 'bash tools/gpu_bench.sh waitbuild spec'
