@@ -18,7 +18,7 @@ from server_harness import running_server  # noqa: E402
 import apls  # noqa: E402
 
 # Fewer examples under the sanitizers (each request runs several times slower there).
-N_EXAMPLES = 500 if os.environ.get("APLS_SANITIZED") else 2000
+N_EXAMPLES = 250 if os.environ.get("APLS_SANITIZED") else 2000
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=40),

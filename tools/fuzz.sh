@@ -15,7 +15,7 @@
 #
 # Needs clang with libFuzzer (Debian: apt-get install -y clang libclang-rt-14-dev; `ci` installs
 # them when apt-get is there and clang is not) and, for the chat template, pip install atheris.
-# Environment: JOBS (build parallelism, default 2), CC/CXX (default clang/clang++), FUZZ_BUILD
+# Environment: JOBS (build parallelism, and how many targets `ci` fuzzes at once; default 2), CC/CXX (default clang/clang++), FUZZ_BUILD
 # (build directory, default build/fuzz; an absolute path).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -68,6 +68,21 @@ run() {
   fi
 }
 
+# ci_target TARGET SECONDS: one target of `ci`; its report line (and, on a finding, the log's
+# error) goes to $B/logs/ci_TARGET.result.
+ci_target() {
+  local t=$1 secs=$2 work start=$SECONDS
+  work=$(mktemp -d)
+  if run "$t" "$secs" "$work" >"$B/logs/ci_$t.log" 2>&1; then
+    echo "fuzz $t: ok, $(grep -E '^stat::number_of_executed_units' "$B/logs/ci_$t.log" | awk '{print $2}') runs in $((SECONDS - start)) s" \
+      >"$B/logs/ci_$t.result"
+  else
+    { echo "fuzz $t: FAILED (log: $B/logs/ci_$t.log, inputs: $B/artifacts/$t)"
+      grep -E -A30 'ERROR|invariant broken|Traceback' "$B/logs/ci_$t.log" | head -60 || true; } >"$B/logs/ci_$t.result"
+  fi
+  rm -rf "$work"
+}
+
 mkdir -p "$B/logs"
 case "${1:-}" in
   build) build ;;
@@ -75,18 +90,19 @@ case "${1:-}" in
     secs=${2:-60}
     build
     need_atheris
+    # JOBS targets at a time: each fuzzer is one process on one core, so on a 2-core runner two
+    # run side by side in the time of one (each still gets its SECONDS).
+    running=0
+    for t in "${ALL_TARGETS[@]}"; do
+      if [ "$running" -ge "$JOBS" ]; then wait -n || true; running=$((running - 1)); fi
+      ci_target "$t" "$secs" &
+      running=$((running + 1))
+    done
+    wait
     fail=0
     for t in "${ALL_TARGETS[@]}"; do
-      work=$(mktemp -d)
-      start=$SECONDS
-      if run "$t" "$secs" "$work" >"$B/logs/ci_$t.log" 2>&1; then
-        echo "fuzz $t: ok, $(grep -E '^stat::number_of_executed_units' "$B/logs/ci_$t.log" | awk '{print $2}') runs in $((SECONDS - start)) s"
-      else
-        echo "fuzz $t: FAILED (log: $B/logs/ci_$t.log, inputs: $B/artifacts/$t)"
-        grep -E -A30 'ERROR|invariant broken|Traceback' "$B/logs/ci_$t.log" | head -60 || true
-        fail=1
-      fi
-      rm -rf "$work"
+      cat "$B/logs/ci_$t.result"
+      grep -q "FAILED" "$B/logs/ci_$t.result" && fail=1
     done
     exit $fail ;;
   campaign)
