@@ -17,6 +17,18 @@ simulate prints, per group and overall, tau (tokens per verify), nodes verified 
 expected speedup over plain decoding under the verify cost curve given (cost[n]: a batch of n + 1
 tokens relative to one plain step; --round-cost adds a fixed cost to each round that verifies a
 node; draft and host time are not counted).
+
+    python tools/simulate_drafts.py bound /tmp/greedy.jsonl --cost 1,1.05,... --depth 24
+
+bound gives the ceiling of drafts copied from the text (no model): each round an oracle drafts,
+as one chain, the longest span of the output still to come that occurs in the prompt and the
+output so far (up to --depth tokens), either anywhere ("copy": even a one-token coincidence
+counts) or only right after an earlier occurrence of the text's last token ("anchored": what an
+n-gram lookup of any length >= 1 could find with a perfect choice among its matches), or
+anchored, or else starting with a token of the last token's successor table (the top 4 of every
+row verified so far, as token recycling keeps them) and copying what follows an occurrence of it
+("successor"). tau and the speedup under the cost curve, per group; no copying source of the
+first two kinds can do better on the recording.
 """
 
 from __future__ import annotations
@@ -177,6 +189,66 @@ def simulate(args) -> None:
             json.dump({"config": vars(args), "results": results}, f, indent=2)
 
 
+def longest_copy(ctx: list[int], future: list[int], anchor: int | None) -> int:
+    """Length of the longest prefix of `future` found in ctx at some position j (after a token
+    equal to `anchor` when it is given)."""
+    best = 0
+    for j in range(1 if anchor is not None else 0, len(ctx)):
+        if anchor is not None and ctx[j - 1] != anchor:
+            continue
+        n = 0
+        while n < len(future) and j + n < len(ctx) and ctx[j + n] == future[n]:
+            n += 1
+        if n > best:
+            best = n
+            if best == len(future):
+                break
+    return best
+
+
+def oracle_draft(kind: str, ctx: list[int], future: list[int], successors: dict[int, set[int]]) -> int:
+    """Nodes an oracle of `kind` drafts and gets accepted (bound's docstring above)."""
+    if kind == "copy":
+        return longest_copy(ctx, future, None)
+    n = longest_copy(ctx, future, ctx[-1])
+    if kind == "successor" and future and future[0] in successors.get(ctx[-1], ()):
+        n = max(n, 1 + longest_copy(ctx, future[1:], future[0]))
+    return n
+
+
+def bound(args) -> None:
+    recs = [json.loads(line) for line in open(args.recording)]
+    cost = [float(c) for c in args.cost.split(",")] if args.cost else []
+    results = {}
+    for kind in ("copy", "anchored", "successor"):
+        per_group: dict[str, list[float]] = {}
+        successors: dict[int, set[int]] = {}  # one session, as token recycling's table
+        for r in recs:
+            prompt, out = r["prompt"], r["output"]
+            st = per_group.setdefault(r["group"], [0, 0, 0.0])  # tokens, rounds, cost
+            i = 0
+            while i < len(out):
+                ctx = prompt + out[:i]
+                n = min(oracle_draft(kind, ctx, out[i : i + args.depth], successors), len(out) - i - 1)
+                st[0] += n + 1
+                st[1] += 1
+                st[2] += (cost[min(n, len(cost) - 1)] if cost else 1.0) + (args.round_cost if n else 0.0)
+                for j in range(i, i + n + 1):  # the rows this round verified: their top k join the table
+                    if j < len(r["topk"]):
+                        successors.setdefault(ctx[-1] if j == i else out[j - 1], set()).update(r["topk"][j][:4])
+                i += n + 1
+        tot = [sum(v[k] for v in per_group.values()) for k in range(3)]
+        results[kind] = {
+            g: {"tau": v[0] / v[1], "speedup": v[0] / v[2]} for g, v in {**per_group, "overall": tot}.items()
+        }
+        print(f"oracle {kind} (depth {args.depth})")
+        for g, v in results[kind].items():
+            print(f"  {g:<15} tau {v['tau']:.2f}  speedup {v['speedup']:.2f}x")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"config": vars(args), "results": results}, f, indent=2)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -208,8 +280,14 @@ def main() -> None:
         help="a draft source limit of TreeParams (lookup_depth=8, suffix_branches=2, ...); repeatable",
     )
     s.add_argument("--json")
+    b = sub.add_parser("bound", help="the ceiling of text-copy drafts on a recording (an oracle)")
+    b.add_argument("recording")
+    b.add_argument("--depth", type=int, default=24, help="longest chain drafted (default 24: lookup_depth)")
+    b.add_argument("--cost", default="", help="verify cost curve cost[0..], as for simulate (empty: 1)")
+    b.add_argument("--round-cost", type=float, default=0.0)
+    b.add_argument("--json")
     args = ap.parse_args()
-    record(args) if args.cmd == "record" else simulate(args)
+    {"record": record, "simulate": simulate, "bound": bound}[args.cmd](args)
 
 
 if __name__ == "__main__":
