@@ -25,9 +25,9 @@ as one chain, the longest span of the output still to come that occurs in the pr
 output so far (up to --depth tokens), either anywhere ("copy": even a one-token coincidence
 counts) or only right after an earlier occurrence of the text's last token ("anchored": what an
 n-gram lookup of any length >= 1 could find with a perfect choice among its matches), or
-anchored, or else starting with a token of the last token's successor table (the top 4 of every
-row verified so far, as token recycling keeps them) and copying what follows an occurrence of it
-("successor"). tau and the speedup under the cost curve, per group; no copying source of the
+anchored, or else starting with a token of the last token's successor table (the top 4 of the
+latest row verified after that token, as token recycling keeps them) and copying what follows an
+occurrence of it ("successor"). tau and the speedup under the cost curve, per group; no copying source of the
 first two kinds can do better on the recording.
 """
 
@@ -235,7 +235,7 @@ def bound(args) -> None:
                 st[2] += (cost[min(n, len(cost) - 1)] if cost else 1.0) + (args.round_cost if n else 0.0)
                 for j in range(i, i + n + 1):  # the rows this round verified: their top k join the table
                     if j < len(r["topk"]):
-                        successors.setdefault(ctx[-1] if j == i else out[j - 1], set()).update(r["topk"][j][:4])
+                        successors[ctx[-1] if j == i else out[j - 1]] = set(r["topk"][j][:4])
                 i += n + 1
         tot = [sum(v[k] for v in per_group.values()) for k in range(3)]
         results[kind] = {
