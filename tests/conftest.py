@@ -75,16 +75,21 @@ def smollm2_f16_path(smollm2_path, tmp_path_factory):
     return str(dst)
 
 
-def _fetch_models():
-    """tools/fetch_models.py as a module (it knows the cache and the file names)."""
-    if "fetch_models" not in sys.modules:
+def tool_module(name):
+    """tools/NAME.py as a module, loaded once (the tools are scripts, not a package)."""
+    if name not in sys.modules:
         spec = importlib.util.spec_from_file_location(
-            "fetch_models", Path(__file__).resolve().parents[1] / "tools" / "fetch_models.py"
+            name, Path(__file__).resolve().parents[1] / "tools" / f"{name}.py"
         )
         mod = importlib.util.module_from_spec(spec)
-        sys.modules["fetch_models"] = mod  # registered first: dataclasses look their module up there
+        sys.modules[name] = mod  # registered first: dataclasses look their module up there
         spec.loader.exec_module(mod)
-    return sys.modules["fetch_models"]
+    return sys.modules[name]
+
+
+def _fetch_models():
+    """tools/fetch_models.py as a module (it knows the cache and the file names)."""
+    return tool_module("fetch_models")
 
 
 def real_model_file(name):

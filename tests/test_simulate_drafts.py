@@ -1,22 +1,15 @@
 """tools/simulate_drafts.py's `bound`: the ceiling of text-copy drafts on a recording, against a
 brute-force search and a hand-computed example."""
 
-import importlib.util
 import json
 import sys
-from pathlib import Path
 
 import numpy as np
+from conftest import tool_module
 
 
 def _tool():
-    if "simulate_drafts" not in sys.modules:
-        path = Path(__file__).resolve().parents[1] / "tools" / "simulate_drafts.py"
-        spec = importlib.util.spec_from_file_location("simulate_drafts", path)
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules["simulate_drafts"] = mod
-        spec.loader.exec_module(mod)
-    return sys.modules["simulate_drafts"]
+    return tool_module("simulate_drafts")
 
 
 def brute_longest(ctx, future, anchor):
@@ -40,7 +33,7 @@ def test_longest_copy_matches_brute_force():
             assert _tool().longest_copy(ctx, future, anchor) == brute_longest(ctx, future, anchor)
 
 
-def test_bound_on_a_hand_made_recording(tmp_path, capsys):
+def test_bound_on_a_hand_made_recording(tmp_path, capsys, monkeypatch):
     # prompt 1 2 3 4 5, output 3 4 5 9.
     # copy: "3 4 5" is in the prompt, then the bonus 9: one round of 4 tokens (tau 4), verify cost[3].
     # anchored: nothing follows a 5 -> a plain step (3); then after the 3 at position 2, "4 5"
@@ -48,8 +41,8 @@ def test_bound_on_a_hand_made_recording(tmp_path, capsys):
     rec = tmp_path / "rec.jsonl"
     rec.write_text(json.dumps({"group": "g", "prompt": [1, 2, 3, 4, 5], "output": [3, 4, 5, 9], "topk": []}) + "\n")
     out = tmp_path / "bound.json"
-    sys.argv = ["simulate_drafts.py", "bound", str(rec), "--cost", "1,1.1,1.2,1.3", "--round-cost", "0.1"]
-    sys.argv += ["--json", str(out)]
+    argv = ["simulate_drafts.py", "bound", str(rec), "--cost", "1,1.1,1.2,1.3", "--round-cost", "0.1"]
+    monkeypatch.setattr(sys, "argv", argv + ["--json", str(out)])
     _tool().main()
     res = json.loads(out.read_text())["results"]
     assert res["copy"]["g"]["tau"] == 4.0
@@ -59,7 +52,7 @@ def test_bound_on_a_hand_made_recording(tmp_path, capsys):
     assert "oracle anchored" in capsys.readouterr().out
 
 
-def test_successor_oracle_copies_after_a_learned_first_token(tmp_path):
+def test_successor_oracle_copies_after_a_learned_first_token(tmp_path, monkeypatch):
     # One session of two texts. The first teaches the successor table that 1 follows 8 (its
     # verified rows' top tokens). In the second, nothing in the text follows an 8 (anchored: plain
     # steps), but 1 is a known successor of 8 and "2 4" follows the 1 of the prompt: 1 2 4 and the
@@ -71,7 +64,7 @@ def test_successor_oracle_copies_after_a_learned_first_token(tmp_path):
     ]
     rec.write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = tmp_path / "bound.json"
-    sys.argv = ["simulate_drafts.py", "bound", str(rec), "--json", str(out)]
+    monkeypatch.setattr(sys, "argv", ["simulate_drafts.py", "bound", str(rec), "--json", str(out)])
     _tool().main()
     res = json.loads(out.read_text())["results"]
     assert res["copy"]["g"]["tau"] == 7 / 4

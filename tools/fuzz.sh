@@ -15,8 +15,8 @@
 #
 # Needs clang with libFuzzer (Debian: apt-get install -y clang libclang-rt-14-dev; `ci` installs
 # them when apt-get is there and clang is not) and, for the chat template, pip install atheris.
-# Environment: JOBS (build parallelism, and how many targets `ci` fuzzes at once; default 2), CC/CXX (default clang/clang++), FUZZ_BUILD
-# (build directory, default build/fuzz; an absolute path).
+# Environment: JOBS (build parallelism, and how many targets `ci` fuzzes at once; default 2),
+# CC/CXX (default clang/clang++), FUZZ_BUILD (build directory, default build/fuzz; an absolute path).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD

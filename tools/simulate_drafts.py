@@ -20,15 +20,17 @@ node; draft and host time are not counted).
 
     python tools/simulate_drafts.py bound /tmp/greedy.jsonl --cost 1,1.05,... --depth 24
 
-bound gives the ceiling of drafts copied from the text (no model): each round an oracle drafts,
-as one chain, the longest span of the output still to come that occurs in the prompt and the
-output so far (up to --depth tokens), either anywhere ("copy": even a one-token coincidence
-counts) or only right after an earlier occurrence of the text's last token ("anchored": what an
-n-gram lookup of any length >= 1 could find with a perfect choice among its matches), or
-anchored, or else starting with a token of the last token's successor table (the top 4 of the
-latest row verified after that token, as token recycling keeps them) and copying what follows an
-occurrence of it ("successor"). tau and the speedup under the cost curve, per group; no copying source of the
-first two kinds can do better on the recording.
+bound gives the ceiling of one-chain drafts copied from the text (no model): each round an
+oracle drafts the longest span of the output still to come (up to --depth tokens) that occurs in
+the prompt and the output so far, where it may start:
+  copy       anywhere (even a one-token coincidence counts);
+  anchored   right after an earlier occurrence of the text's last token (an n-gram lookup of any
+             length >= 1 with a perfect choice among its matches);
+  successor  as anchored, or else with a token of the last token's successor table (the top 4 of
+             the latest row verified after that token, as token recycling keeps them) and then
+             what follows an occurrence of that token.
+It prints tau and the speedup under the cost curve, per group. (Trees that follow several matches
+at once can beat a one-chain oracle where copied spans are long.)
 """
 
 from __future__ import annotations
@@ -222,7 +224,7 @@ def bound(args) -> None:
     results = {}
     for kind in ("copy", "anchored", "successor"):
         per_group: dict[str, list[float]] = {}
-        successors: dict[int, set[int]] = {}  # one session, as token recycling's table
+        successors: dict[int, set[int]] = {}  # one session, as token recycling's table ("successor" only)
         for r in recs:
             prompt, out = r["prompt"], r["output"]
             st = per_group.setdefault(r["group"], [0, 0, 0.0])  # tokens, rounds, cost
@@ -233,7 +235,7 @@ def bound(args) -> None:
                 st[0] += n + 1
                 st[1] += 1
                 st[2] += (cost[min(n, len(cost) - 1)] if cost else 1.0) + (args.round_cost if n else 0.0)
-                for j in range(i, i + n + 1):  # the rows this round verified: their top k join the table
+                for j in range(i, i + n + 1) if kind == "successor" else ():  # the rows verified: their top k
                     if j < len(r["topk"]):
                         successors[ctx[-1] if j == i else out[j - 1]] = set(r["topk"][j][:4])
                 i += n + 1
