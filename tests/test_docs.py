@@ -27,8 +27,8 @@ def referenced(doc: Path):
     for m in re.finditer(r"`([^`\n]+)`", text):  # code spans: repository paths and file names
         for word in re.split(r"[\s,;:()=]+", m.group(1)):
             word = word.rstrip(".")
-            if "<" in word or "$" in word or word.startswith(("-", "build")):
-                continue  # placeholders, variables, flags, build outputs
+            if "<" in word or "$" in word or word.startswith(("-", "build", "/")):
+                continue  # placeholders, variables, flags, build outputs, absolute paths (a machine's)
             if word.startswith(TOP) or (word.endswith(SUFFIXES) and re.fullmatch(r"[\w./*-]+", word)):
                 yield word, ROOT
 
