@@ -25,6 +25,7 @@
 #   bash tools/gpu_bench.sh abmodels             # issue 9's table, BASE_SRC's build (bgstart) and this one alternately
 #   bash tools/gpu_bench.sh verifycost           # chain/tree verify cost vs one token; kernels of 1/9/16-token steps
 #   bash tools/gpu_bench.sh abprofile            # a one-token step's kernels, BASE_SRC's build and this one
+#   bash tools/gpu_bench.sh envab                # this build under ENV_A and under ENV_B, alternately: tok/s, kernels
 #   bash tools/gpu_bench.sh synth peer           # issue 9's synthetic 7B/1B rows beside llama-bench (PEER_MODELS=...)
 #   bash tools/gpu_bench.sh boundary             # a kernel boundary vs a grid barrier (tools/cuda/boundary_bench.cu)
 #   bash tools/gpu_bench.sh treeprof             # kernels of chain and tree verify batches (PDL off), side by side
@@ -490,6 +491,30 @@ phase_qwenspec() {
         $PY -m apls.cli bench --speculative -d cuda -m "$m" --prompts tests/data/spec_bench_prompts.jsonl --limit ${QLIMIT:-10} \
             --max-tokens 256 --plan "$OUT/plan_$n.json" --draft 'skip;default' --json "$OUT/spec_$n.json" \
             2> "$OUT/spec_$n.err" | tee "$OUT/spec_$n.log" | tail -8 | tee -a "$SUMMARY"
+    done
+}
+
+# This build under two settings of the environment, alternately in one call (ENV_A and ENV_B, e.g.
+# ENV_A=APLS_CUDA_FUSE=0 ENV_B=APLS_CUDA_FUSE=1): prompt (512) and decode tok/s three times each,
+# then a step's kernels under each (KERNELS tokens, PDL off).
+phase_envab() {
+    fake_default_model
+    local e i tag
+    for i in 1 2 3; do
+        for e in "${ENV_A:?}" "${ENV_B:?}"; do
+            tag=${e//[^A-Za-z0-9]/_}
+            env "$e" $PY -m apls.cli bench -d cuda -m "$MODEL" -p 512 -n 128 -r 3 --json "$OUT/envab_${tag}_$i.json" \
+                > "$OUT/envab_${tag}_$i.log" 2>&1 || tail -5 "$OUT/envab_${tag}_$i.log"
+            $PY -c "import json, sys; a = json.load(open(sys.argv[1])); print(f'| {sys.argv[2]} | {sys.argv[3]} | prompt {a[\"prefill_tok_s\"]:.1f} tok/s | decode {a[\"decode_tok_s\"]:.1f} tok/s |')" \
+                "$OUT/envab_${tag}_$i.json" "$e" "$i" | tee -a "$SUMMARY" || true
+        done
+    done
+    for e in "$ENV_A" "$ENV_B"; do
+        tag=${e//[^A-Za-z0-9]/_}
+        env "$e" APLS_CUDA_PDL=0 $PY tools/gpu_profile.py "$MODEL" --kernels "${KERNELS:-1}" --top 40 \
+            > "$OUT/envab_kernels_$tag.log" 2>&1 || tail -5 "$OUT/envab_kernels_$tag.log"
+        echo "kernels, $e:" >> "$SUMMARY"
+        sed -n '/^kernels of/,/^$/p' "$OUT/envab_kernels_$tag.log" | head -40 >> "$SUMMARY"
     done
 }
 
