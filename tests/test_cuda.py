@@ -308,54 +308,6 @@ def test_dependent_launch_changes_no_result(smollm2_path):
     assert len(on) == 64 and on == off
 
 
-_PROLOGUE_PROBE = """
-import hashlib, sys
-import numpy as np
-import apls
-m = apls.Model(sys.argv[1], n_ctx=512, device="cuda")
-ctx = m.context(n_ctx=512)
-v = m.n_vocab
-if m.n_layer >= 24:
-    plan = apls.Plan.skipping([], [14], groups=[(8, 11), (20, 23)])
-else:
-    plan = apls.Plan.skipping([m.n_layer - 1], [], groups=[(0, 1)])
-h = hashlib.sha256(np.asarray(ctx.decode([i % v for i in range(3, 40)], logits="all"), dtype=np.float32).tobytes())
-for t in range(200, 212):  # single-token steps (graphs replayed), then under the plan
-    h.update(np.asarray(ctx.decode([t % v], logits="last"), dtype=np.float32).tobytes())
-    h.update(np.asarray(ctx.decode([(t + 7) % v], logits="last", plan=plan), dtype=np.float32).tobytes())
-h.update(np.asarray(ctx.decode([i % v for i in range(300, 309)], logits="all"), dtype=np.float32).tobytes())
-h.update(np.asarray(ctx.decode([5 % v], logits="last"), dtype=np.float32).tobytes())
-print(h.hexdigest())
-"""
-
-
-def test_product_prologues_change_no_result(smollm2_path, tmp_path):
-    """With APLS_CUDA_FUSE=1, one-token steps compute RMSNorm and SwiGLU inside the quantized
-    products that read them (cuda/acts_prologue.cuh), not in launches of their own: the logits
-    of single steps, of steps under a plan with parallel groups, and of a verify batch between
-    them are bit-identical with the prologues off, on SmolLM2 (Q4_1) and on a tiny qwen2 model
-    with Q8_0 rows (biases)."""
-    from gguf import GGMLQuantizationType
-
-    tiny = write_tiny_llama(
-        tmp_path / "q8.gguf",
-        d=64,
-        n_layer=3,
-        n_ff=96,
-        n_vocab=ARCH_VOCAB,
-        n_ctx=512,
-        seed=3,
-        arch="qwen2",
-        n_head=4,
-        n_kv=2,
-        weight_type=GGMLQuantizationType.Q8_0,
-    )
-    for path in (smollm2_path, tiny):
-        on = _probe_digest(_PROLOGUE_PROBE, path, APLS_CUDA_FUSE="1")
-        off = _probe_digest(_PROLOGUE_PROBE, path, APLS_CUDA_FUSE="0")
-        assert len(on) == 64 and on == off, path
-
-
 # ---- architectures and token trees on the GPU (one forward for every backend) -------------------
 
 # Tiny random models of every layer layout the CPU runs: llama with attention biases (q/k/v and

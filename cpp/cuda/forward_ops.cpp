@@ -101,14 +101,6 @@ void CudaForward::quantize_for(const float* x, int n, int64_t k, std::initialize
         if (is_quantized(w->type)) return quantize_q8(x, n, k, q, stream_);
 }
 
-ActsPrologue CudaForward::prologue(ActsPrologue::Kind kind, int64_t k, const float* a, const float* b,
-                                   std::initializer_list<const DeviceWeight*> ws) const {
-    if (n_ != 1 || !prologue_fits(kind, k)) return {};
-    for (const DeviceWeight* w : ws)
-        if (!is_quantized(w->type)) return {};
-    return ActsPrologue{kind, a, b, hp_.rms_eps};
-}
-
 void CudaForward::run_jobs(const std::vector<MatvecJob>& jobs, int n) {
     if (jobs.empty()) return;
     const MatvecJob& first = jobs.front();
@@ -172,7 +164,6 @@ void CudaForward::attn_norm(Members ms) {
     for (const Member& m : ms) {
         const DeviceLayer& L = dm_.layers[m.layer];
         const Lane b = lane(m);
-        if (attn_prologue(L, b).kind != ActsPrologue::NONE) continue;  // in qkv's products
         rms_norm(b.x, nullptr, L.attn_norm, b.h, n_, hp_.n_embd, hp_.rms_eps, stream_,
                  acts_for(n_, {&L.wq, &L.wk, &L.wv}, b.xq), decode_sized());
     }
@@ -190,10 +181,9 @@ void CudaForward::qkv(Members ms) {
     for (const Member& m : ms) {
         const DeviceLayer& L = dm_.layers[m.layer];
         const Lane b = lane(m);
-        const ActsPrologue pro = attn_prologue(L, b);
-        jobs.push_back({&L.wq, qd, b.h, b.xq, b.q, qd, false, bias ? L.bq : nullptr, pro});
-        jobs.push_back({&L.wk, kvd, b.h, b.xq, b.k, kvd, false, bias ? L.bk : nullptr, pro});
-        jobs.push_back({&L.wv, kvd, b.h, b.xq, b.v, kvd, false, bias ? L.bv : nullptr, pro});
+        jobs.push_back({&L.wq, qd, b.h, b.xq, b.q, qd, false, bias ? L.bq : nullptr});
+        jobs.push_back({&L.wk, kvd, b.h, b.xq, b.k, kvd, false, bias ? L.bk : nullptr});
+        jobs.push_back({&L.wv, kvd, b.h, b.xq, b.v, kvd, false, bias ? L.bv : nullptr});
     }
     run_jobs(jobs, n_);
 }
@@ -304,12 +294,10 @@ void CudaForward::mlp_swiglu(Members ms) {
     for (const Member& m : ms) {
         const DeviceLayer& L = dm_.layers[m.layer];
         const Lane b = lane(m);
-        const ActsPrologue pro = prologue(ActsPrologue::RMS_NORM, d, b.x, L.ffn_norm, {&L.w_gate, &L.w_up});
-        if (pro.kind == ActsPrologue::NONE)
-            rms_norm(b.x, nullptr, L.ffn_norm, b.h, n_, d, hp_.rms_eps, stream_,
-                     acts_for(n_, {&L.w_gate, &L.w_up}, b.xq), decode_sized());
-        jobs.push_back({&L.w_gate, f, b.h, b.xq, b.gate, f, false, nullptr, pro});
-        jobs.push_back({&L.w_up, f, b.h, b.xq, b.up, f, false, nullptr, pro});
+        rms_norm(b.x, nullptr, L.ffn_norm, b.h, n_, d, hp_.rms_eps, stream_, acts_for(n_, {&L.w_gate, &L.w_up}, b.xq),
+                 decode_sized());
+        jobs.push_back({&L.w_gate, f, b.h, b.xq, b.gate, f, false});
+        jobs.push_back({&L.w_up, f, b.h, b.xq, b.up, f, false});
     }
     run_jobs(jobs, n_);
     // g = silu(gate) * up; x += Wdown · g.
@@ -317,10 +305,8 @@ void CudaForward::mlp_swiglu(Members ms) {
     for (const Member& m : ms) {
         const DeviceLayer& L = dm_.layers[m.layer];
         const Lane b = lane(m);
-        const ActsPrologue pro = prologue(ActsPrologue::SWIGLU, f, b.gate, b.up, {&L.w_down});
-        if (pro.kind == ActsPrologue::NONE)
-            silu_mul(b.gate, b.up, static_cast<int64_t>(n_) * f, stream_, acts_for(n_, {&L.w_down}, b.xq));
-        jobs.push_back({&L.w_down, d, b.gate, b.xq, b.x, d, true, nullptr, pro});
+        silu_mul(b.gate, b.up, static_cast<int64_t>(n_) * f, stream_, acts_for(n_, {&L.w_down}, b.xq));
+        jobs.push_back({&L.w_down, d, b.gate, b.xq, b.x, d, true});
     }
     run_jobs(jobs, n_);
 }

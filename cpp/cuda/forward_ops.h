@@ -5,9 +5,7 @@
 // Matrix products of decode-sized batches (t <= kMaxMatvecTokens) take the matvec kernels, all
 // products of a stage that share weight type and k in one launch (q/k/v; gate/up; a parallel
 // group's members side by side); larger batches take cuBLAS (gemm.h). RMSNorm, SwiGLU and
-// attention write the Q8 activations the next quantized product reads (no quantize launch); for
-// one token, with APLS_CUDA_FUSE set, RMSNorm and SwiGLU run inside the products that read them
-// instead (ActsPrologue: the same bits, three launches fewer a layer; not yet measured).
+// attention write the Q8 activations the next quantized product reads (no quantize launch).
 //
 // Letters: T = max(n_batch, kMaxMatvecTokens) rows, d = n_embd, f = n_ff, q = q_dim, kv = kv_dim.
 #pragma once
@@ -78,14 +76,6 @@ private:
     QActs acts_for(int n, std::initializer_list<const DeviceWeight*> ws, const QActs& q) const;
     // Quantize x (n rows of k) into q when acts_for says the products need it.
     void quantize_for(const float* x, int n, int64_t k, std::initializer_list<const DeviceWeight*> ws, const QActs& q);
-    // The row op (RMSNorm of a with weight b, or SwiGLU of gate a and up b, k wide) as the prologue
-    // of the products of ws that read it (launch.h ActsPrologue): for one token, when every one of
-    // ws is quantized and k fits; else none (the op keeps its launch).
-    ActsPrologue prologue(ActsPrologue::Kind kind, int64_t k, const float* a, const float* b,
-                          std::initializer_list<const DeviceWeight*> ws) const;
-    ActsPrologue attn_prologue(const DeviceLayer& L, const Lane& b) const {
-        return prologue(ActsPrologue::RMS_NORM, hp_.n_embd, b.x, L.attn_norm, {&L.wq, &L.wk, &L.wv});
-    }
     void attention_core(int32_t l, const Lane& b);
 
     const CudaModel& dm_;

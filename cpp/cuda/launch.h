@@ -47,27 +47,6 @@ bool qmma_enabled();
 // exact int8 dot products per block (dp4a, or mma for batches), as the CPU kernels do.
 void matvec(const DeviceWeight& w, int64_t rows, const float* x, const QActs& xq, int n_tok, float* y, int64_t ldy,
             bool accumulate, cudaStream_t stream);
-// Activations a one-token product of quantized rows computes itself instead of reading xq: the
-// row op before it (RMSNorm or SwiGLU), in each block's prologue into shared memory, so the op
-// has no launch of its own. Each block repeats the op, by the same operations as the op's kernel
-// (rms_norm's wide form; silu_mul), quantized as they quantize: the same Q8 bits, so a token's
-// result is the same with or without it (tests/cpp/test_cuda_ops.cpp checks them bit for bit).
-struct ActsPrologue {
-    enum Kind : int32_t { NONE = 0, RMS_NORM = 1, SWIGLU = 2 };
-    Kind kind = NONE;
-    const float* a = nullptr;  // RMS_NORM: x (k); SWIGLU: gate (k)
-    const float* b = nullptr;  // RMS_NORM: the norm's weight (k); SWIGLU: up (k)
-    float eps = 0.0f;          // RMS_NORM
-};
-// Whether a product of inner size k can take the prologue `kind`: k % 32 == 0 and, for RMS_NORM,
-// k <= 1024 (rms_norm's wide form); for SWIGLU, k <= kSwigluPrologueMaxK (each block recomputes
-// the op, k elements: beyond that the op's own launch is cheaper). Only where APLS_CUDA_FUSE
-// asks for it: =1 both kinds, =norm / =swiglu that kind; by default none, until a measurement on
-// a GPU shows the prologues faster (they have not yet run on one). Decided from the shape only;
-// no choice changes a result.
-constexpr int64_t kSwigluPrologueMaxK = 2048;
-bool prologue_fits(ActsPrologue::Kind kind, int64_t k);
-
 // Several products of one weight type and k in one launch (q/k/v, gate/up, parallel groups).
 struct MatvecJob {
     const DeviceWeight* w;
@@ -78,7 +57,6 @@ struct MatvecJob {
     int64_t ldy;
     bool accumulate;
     const float* bias = nullptr;  // (rows) added to each output row last, or nullptr
-    ActsPrologue pro{};           // kind != NONE: one token, quantized rows; xq unused
 };
 void matvec_multi(const MatvecJob* jobs, int n_jobs, int n_tok, cudaStream_t stream);
 inline bool is_quantized(TensorType t) {

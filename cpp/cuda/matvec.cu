@@ -13,10 +13,8 @@
 // results are batch invariant: tokens beyond n_tok are skipped by a predicate, never change the
 // order.
 #include <algorithm>
-#include <string>
 #include <type_traits>
 
-#include "cuda/acts_prologue.cuh"
 #include "cuda/dequant.cuh"
 #include "cuda/launch.h"
 #include "cuda/pdl.cuh"
@@ -41,7 +39,6 @@ struct Job {
     int begin;
     bool accumulate;
     const float* bias;  // (rows) added last (the q/k/v biases of qwen2), or nullptr
-    ActsPrologue pro;   // one token: the activations computed in the block (acts_prologue.cuh)
 };
 struct Jobs {
     Job job[kMaxJobs];
@@ -317,22 +314,15 @@ __host__ __device__ constexpr bool uses_xs() {
     return TY == 2 || TY == 3 || TY == 7 || TY == 12 || TY == 13;
 }
 
-// An activation load: from shared memory (kShared: a prologue's) or through the read-only cache.
-template <bool kShared, typename V>
-__device__ __forceinline__ V load_act(const V* p) {
-    if constexpr (kShared) return *p;
-    else return __ldg(p);
-}
-
 // acc += unit U times one token's activations of the same elements (qs: 32 * S int8, xd, xs: S):
 // per sub-block its exact integer dot product, then sub_part added to acc, sub-blocks in order.
-template <int TY, bool kShared = false>
+template <int TY>
 __device__ __forceinline__ float unit_accum(const Unit<TY>& U, const int8_t* qs, const float* xd, const float* xs,
                                             float acc) {
 #pragma unroll
     for (int s = 0; s < Unit<TY>::S; ++s) {
         const int4* xv = reinterpret_cast<const int4*>(qs + 32 * s);
-        const int4 a = load_act<kShared>(xv), b = load_act<kShared>(xv + 1);
+        const int4 a = __ldg(xv), b = __ldg(xv + 1);
         int lo = 0, hi = 0;
         lo = __dp4a(U.w[s][0], a.x, lo);
         lo = __dp4a(U.w[s][1], a.y, lo);
@@ -343,8 +333,7 @@ __device__ __forceinline__ float unit_accum(const Unit<TY>& U, const int8_t* qs,
         hi = __dp4a(U.w[s][6], b.z, hi);
         hi = __dp4a(U.w[s][7], b.w, hi);
         const int isum = TY == 14 ? U.sc[s][0] * lo + U.sc[s][1] * hi : lo + hi;
-        const float d = load_act<kShared>(xd + s), sx = uses_xs<TY>() ? load_act<kShared>(xs + s) : 0.0f;
-        acc = __fadd_rn(acc, sub_part<TY>(U.a[s], U.b[s], d, sx, isum));
+        acc = __fadd_rn(acc, sub_part<TY>(U.a[s], U.b[s], __ldg(xd + s), uses_xs<TY>() ? __ldg(xs + s) : 0.0f, isum));
     }
     return acc;
 }
@@ -373,35 +362,26 @@ __host__ __device__ constexpr int q1_lanes(int64_t n_units) { return n_units <= 
 // q1_lanes); lane i sums the parts of units i, i + G, ... in order (stream i), then a butterfly
 // over the lanes adds the streams. The batch kernel (matvec_q) keeps exactly this order (its 32
 // streams, those past the row's units zeros), so a token's result is the same bits alone or in
-// a batch. kPro: the job's activations are computed by the block first (its ActsPrologue), into
-// the dynamic shared memory (prologue_smem bytes), instead of read from xq.
-template <int TY, int G, bool kPro = false>
+// a batch.
+template <int TY, int G>
 __global__ void __launch_bounds__(kWarps * 32) matvec_q1(Jobs jobs, int n_tok) {
     constexpr int S = unit_subs<TY>();
-    extern __shared__ __align__(16) unsigned char acts_smem[];  // kPro: qs (k), d, s (k / 32)
     pdl_trigger();
     const int lane = threadIdx.x & (G - 1);
     int64_t r0;
     const Job* job = locate<kWarps * (32 / G)>(jobs, r0);
     const int64_t r = r0 + threadIdx.x / G;
     const int64_t k = jobs.k, nb = k / block_elems<TY>(), nu = k / (32 * S);
-    QActs xq = job->xq;
+    const QActs xq = job->xq;
     const uint8_t* wr[1] = {job->w + min(r, job->rows - 1) * jobs.row_bytes};  // past the end: reread, not stored
     prefetch_units<1>(wr, lane, nu, unit_bytes<TY>(), G);
-    if constexpr (kPro) acts_prologue_prefetch(job->pro, static_cast<int>(k));
     pdl_wait();
-    if constexpr (kPro) {
-        xq.qs = reinterpret_cast<int8_t*>(acts_smem);
-        xq.d = reinterpret_cast<float*>(acts_smem + k);
-        xq.s = xq.d + k / 32;
-        acts_prologue(job->pro, static_cast<int>(k), xq.qs, xq.d, xq.s);
-    }
     float acc = 0.0f;
 #pragma unroll 4
     for (int64_t u = lane; u < nu; u += G) {
         Unit<TY> U;
         load_unit<TY>(wr[0], nb, u, U);
-        acc = unit_accum<TY, kPro>(U, xq.qs + u * 32 * S, xq.d + u * S, xq.s + u * S, acc);
+        acc = unit_accum<TY>(U, xq.qs + u * 32 * S, xq.d + u * S, xq.s + u * S, acc);
     }
     acc = group_sum<G>(acc);
     if (lane == 0 && r < job->rows) finish(*job, job->y + r, r, acc);
@@ -653,22 +633,6 @@ int qmma_min_tokens(TensorType type) {
     }
 }
 
-// APLS_CUDA_FUSE: "1" both kinds, "norm" or "swiglu" that one only, else (the default, until a
-// GPU measurement decides) none.
-bool prologue_fits(ActsPrologue::Kind kind, int64_t k) {
-    static const int kinds = [] {  // bit (1 << kind)
-        const char* env = std::getenv("APLS_CUDA_FUSE");
-        const std::string v = env ? env : "";
-        if (v == "1") return (1 << ActsPrologue::RMS_NORM) | (1 << ActsPrologue::SWIGLU);
-        if (v == "norm") return 1 << ActsPrologue::RMS_NORM;
-        if (v == "swiglu") return 1 << ActsPrologue::SWIGLU;
-        return 0;
-    }();
-    if (!(kinds & (1 << kind)) || k <= 0 || k % 32 != 0) return false;
-    if (kind == ActsPrologue::RMS_NORM) return k <= 32 * kPrologueAhead * kWarps;  // one pass of the block's warps
-    return k <= kSwigluPrologueMaxK;
-}
-
 bool qmma_enabled() {
     static const bool on = [] {
         cudaFuncAttributes fa{};
@@ -766,25 +730,15 @@ int token_warps(int T, const Jobs& jobs) {
     return T >= 4 ? 2 : 1;
 }
 
-// Shared memory of a prologue's activations for one token row of k: qs (k), d and s (k / 32).
-size_t prologue_smem(int64_t k) { return static_cast<size_t>(k + 2 * (k / 32) * sizeof(float)); }
-
-template <int TY, int G>
-void launch_q1(dim3 grid, dim3 block, cudaStream_t stream, const Jobs& jobs, int n_tok) {
-    if (jobs.job[0].pro.kind == ActsPrologue::NONE)
-        launch_kernel(matvec_q1<TY, G>, grid, block, 0, stream, jobs, n_tok);
-    else launch_kernel(matvec_q1<TY, G, true>, grid, block, prologue_smem(jobs.k), stream, jobs, n_tok);
-}
-
 // Quantized rows of ggml type TY: matvec_q1 for one token, matvec_q for batches (tw tokens a
 // warp; the grid's y the batch's groups of tw).
 template <int TY, int T>
 void launch_q(dim3 grid, dim3 block, cudaStream_t stream, const Jobs& jobs, int n_tok, int tw) {
     if constexpr (T == 1) {
         const int g = q1_lanes(jobs.k / (32 * unit_subs<TY>()));
-        if (g == 8) launch_q1<TY, 8>(grid, block, stream, jobs, n_tok);
-        else if (g == 16) launch_q1<TY, 16>(grid, block, stream, jobs, n_tok);
-        else launch_q1<TY, 32>(grid, block, stream, jobs, n_tok);
+        if (g == 8) launch_kernel(matvec_q1<TY, 8>, grid, block, 0, stream, jobs, n_tok);
+        else if (g == 16) launch_kernel(matvec_q1<TY, 16>, grid, block, 0, stream, jobs, n_tok);
+        else launch_kernel(matvec_q1<TY, 32>, grid, block, 0, stream, jobs, n_tok);
     } else if (tw == 1) {
         launch_kernel(matvec_q<TY, 1, 1>, grid, block, 0, stream, jobs, n_tok);
     } else if (tw == 2) {
@@ -948,20 +902,15 @@ void matvec_multi(const MatvecJob* jobs, int n_jobs, int n_tok, cudaStream_t str
     js.row_bytes = w0.row_bytes;
     js.k = w0.k;
     bool vec = w0.k % 8 == 0 && w0.row_bytes % 16 == 0;
-    const bool pro = jobs[0].pro.kind != ActsPrologue::NONE;
     for (int j = 0; j < n_jobs; ++j) {
         const MatvecJob& m = jobs[j];
         if (m.w->type != w0.type || m.w->k != w0.k)
             fail(APLS_STATUS_INTERNAL, "CUDA matvec_multi: jobs differ in type or k");
-        if ((m.pro.kind != ActsPrologue::NONE) != pro)
-            fail(APLS_STATUS_INTERNAL, "CUDA matvec_multi: jobs differ in having a prologue");
-        if (pro && (n_tok != 1 || !is_quantized(w0.type) || !prologue_fits(m.pro.kind, w0.k) || !m.pro.a || !m.pro.b))
-            fail(APLS_STATUS_INTERNAL, "CUDA matvec: a prologue is for one token and quantized rows of a size it fits");
-        if (is_quantized(w0.type) && !pro && !m.xq.qs)
+        if (is_quantized(w0.type) && !m.xq.qs)
             fail(APLS_STATUS_INTERNAL, "CUDA matvec: quantized weights need Q8 activations");
         if (m.bias && n_tok != 1) fail(APLS_STATUS_INTERNAL, "CUDA matvec: a bias is added for one token only");
         vec = vec && reinterpret_cast<uintptr_t>(m.w->data) % 16 == 0;
-        js.job[j] = Job{m.w->data, m.x, m.xq, m.y, m.rows, m.ldy, 0, m.accumulate, m.bias, m.pro};
+        js.job[j] = Job{m.w->data, m.x, m.xq, m.y, m.rows, m.ldy, 0, m.accumulate, m.bias};
     }
     if (n_tok > kMaxMatvecTokens)
         fail(APLS_STATUS_INTERNAL, "CUDA matvec called with ", n_tok, " tokens (max ", kMaxMatvecTokens, ")");

@@ -3,7 +3,6 @@
 #include <cfloat>
 #include <cmath>
 
-#include "cuda/acts_prologue.cuh"
 #include "cuda/block_reduce.cuh"
 #include "cuda/dequant.cuh"
 #include "cuda/launch.h"
@@ -32,8 +31,6 @@ __global__ void embed_kernel(int type, const uint8_t* table, size_t row_bytes, i
 // chunk issued before their use (one memory latency per chunk, not per element): a 4096-wide row
 // with 1024 threads is one chunk. With q.qs set (d % 32 == 0, blockDim % 32 == 0: each warp holds
 // whole blocks of 32), the output is also quantized for the next products (fused quantize_q8).
-// One-token products repeat the wide form (a thread an element) in their prologue
-// (acts_prologue.cuh), in the same order: change both or neither.
 constexpr int kNormPer = 4;
 
 __global__ void rms_norm_kernel(const float* x, const int32_t* rows, const float* w, float* y, int d, float eps,
@@ -58,7 +55,7 @@ __global__ void rms_norm_kernel(const float* x, const int32_t* rows, const float
         for (int u = 0; u < kNormPer; ++u) ss = fmaf(v[u], v[u], ss);
     }
     ss = block_sum(ss, red);
-    const float scale = rms_scale(ss, d, eps);
+    const float scale = rsqrtf(ss / static_cast<float>(d) + eps);
     for (int j0 = threadIdx.x; j0 < d; j0 += step) {
         float v[kNormPer], g[kNormPer];
 #pragma unroll
@@ -72,7 +69,7 @@ __global__ void rms_norm_kernel(const float* x, const int32_t* rows, const float
             const int j = j0 + u * static_cast<int>(blockDim.x);
             if (j >= d) break;  // warp-uniform when q.qs is set (d % 32 == 0)
             const int64_t e = static_cast<int64_t>(i) * d + j;
-            const float o = rms_out(v[u], scale, g[u]);
+            const float o = v[u] * scale * g[u];
             y[e] = o;
             if (q.qs) quantize32(o, q.qs + (e & ~int64_t{31}), q.d + e / 32, q.s + e / 32);
         }
@@ -161,7 +158,8 @@ __global__ void silu_mul_kernel(float* g, const float* u, int64_t n, QActs q) {
     pdl_enter();
     for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
          i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-        const float r = silu_mul_value(g[i], u[i]);
+        const float v = g[i];
+        const float r = v / (1.0f + expf(-v)) * u[i];
         g[i] = r;
         if (q.qs) quantize32(r, q.qs + (i & ~int64_t{31}), q.d + i / 32, q.s + i / 32);
     }

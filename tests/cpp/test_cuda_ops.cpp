@@ -13,7 +13,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <cstdlib>
 #include <cstring>
 #include <random>
 #include <string>
@@ -252,79 +251,6 @@ APLS_TEST(matvec_matches_reference_and_is_batch_invariant) {
             CHECK(nmse(twice, ref2) < 1e-11);
         }
     }
-}
-
-// One-token products that compute their activations themselves (launch.h ActsPrologue: RMSNorm
-// of x, SwiGLU of gate and up) give the bits of the op's kernel (rms_norm's wide form, silu_mul)
-// followed by the product reading its Q8 output: every quantized type, sizes up to the limits,
-// two jobs in one launch, accumulating or not.
-APLS_TEST(prologue_products_are_the_op_then_the_product_bit_for_bit) {
-    using Pro = cuda::ActsPrologue;
-    int compared = 0;
-    const float eps = 1e-5f;
-    const std::pair<Pro::Kind, int64_t> cases[] = {{Pro::RMS_NORM, 96},   {Pro::RMS_NORM, 576},
-                                                   {Pro::RMS_NORM, 1024}, {Pro::SWIGLU, 96},
-                                                   {Pro::SWIGLU, 1536},   {Pro::SWIGLU, cuda::kSwigluPrologueMaxK}};
-    for (TensorType t : kTypes) {
-        if (!cuda::is_quantized(t)) continue;
-        for (const auto& [kind, k0] : cases) {
-            const int64_t k = sizes_for(t, {k0})[0];
-            if (!cuda::prologue_fits(kind, k)) continue;
-            const int64_t rows[2] = {300, 40};
-            const DeviceRows dw = upload_rows(t, random_weights(t, rows[0], k), rows[0], k);
-            const auto a = randn(static_cast<size_t>(k), 2.0f), b = randn(static_cast<size_t>(k));
-            auto da = upload(a), db = upload(b), op_in = upload(a);
-            // The op's kernel: Q8 activations (and its float output, unused here).
-            DeviceBuffer<float> h(static_cast<size_t>(k)), xd(static_cast<size_t>(k / 32)),
-                xs(static_cast<size_t>(k / 32));
-            DeviceBuffer<int8_t> xqs(static_cast<size_t>(k));
-            const cuda::QActs xq{xqs.get(), xd.get(), xs.get()};
-            if (kind == Pro::RMS_NORM)
-                cuda::rms_norm(da.get(), nullptr, db.get(), h.get(), 1, static_cast<int>(k), eps, nullptr, xq, true);
-            else cuda::silu_mul(op_in.get(), db.get(), k, nullptr, xq);  // in place: the prologue reads da
-            const auto y0 = randn(static_cast<size_t>(rows[0] + rows[1]));
-            for (bool acc : {false, true}) {
-                auto want = upload(y0), got = upload(y0);
-                cuda::MatvecJob jw[2], jg[2];
-                for (int j = 0; j < 2; ++j) {
-                    const int64_t off = j == 0 ? 0 : rows[0];
-                    jw[j] = cuda::MatvecJob{&dw.w, rows[j], h.get(), xq, want.get() + off, rows[0], acc};
-                    jg[j] = cuda::MatvecJob{&dw.w,         rows[j],         nullptr,
-                                            cuda::QActs{}, got.get() + off, rows[0],
-                                            acc,           nullptr,         Pro{kind, da.get(), db.get(), eps}};
-                }
-                cuda::matvec_multi(jw, 2, 1, nullptr);
-                cuda::matvec_multi(jg, 2, 1, nullptr);
-                const auto w = download(want, y0.size()), g = download(got, y0.size());
-                const bool same = std::memcmp(w.data(), g.data(), w.size() * 4) == 0;
-                if (!same)
-                    std::fprintf(stderr, "prologue %s %s k=%ld acc=%d: differs\n",
-                                 kind == Pro::RMS_NORM ? "rms_norm" : "swiglu", type_name(t).c_str(), (long)k, acc);
-                CHECK(same);
-                ++compared;
-            }
-        }
-    }
-    if (compared == 0) std::fprintf(stderr, "prologues off (APLS_CUDA_FUSE): nothing compared\n");
-    // What the products cannot take is refused, not run wrong: a batch, float rows, a size past the limit.
-    const DeviceRows f32 = upload_rows(TensorType::F32, random_weights(TensorType::F32, 8, 64), 8, 64);
-    const DeviceRows q8 = upload_rows(TensorType::Q8_0, random_weights(TensorType::Q8_0, 8, 64), 8, 64);
-    auto x = upload(randn(256));
-    DeviceBuffer<float> y(64);
-    const Pro norm{Pro::RMS_NORM, x.get(), x.get(), eps};
-    for (const auto& [w, n] : {std::pair{&q8.w, 2}, std::pair{&f32.w, 1}}) {
-        cuda::MatvecJob j{w, 8, x.get(), cuda::QActs{}, y.get(), 8, false, nullptr, norm};
-        bool refused = false;
-        try {
-            cuda::matvec_multi(&j, 1, n, nullptr);
-        } catch (const std::exception&) {
-            refused = true;
-        }
-        CHECK(refused);
-    }
-    CHECK(!cuda::prologue_fits(Pro::RMS_NORM, 1056) &&
-          !cuda::prologue_fits(Pro::SWIGLU, cuda::kSwigluPrologueMaxK + 32));
-    CHECK(!cuda::prologue_fits(Pro::RMS_NORM, 100) && !cuda::prologue_fits(Pro::NONE, 64));
 }
 
 // Embedding lookups read rows of the device layout: the CPU's dequantized values bit for bit,
@@ -1068,6 +994,5 @@ int main(int argc, char** argv) {
     }
     if (argc > 1 && std::string(argv[1]) == "--bench") return bench(false);
     if (argc > 1 && std::string(argv[1]) == "--bench-types") return bench(true);
-    setenv("APLS_CUDA_FUSE", "1", 0);  // the products' prologues are checked unless the caller says otherwise
     return apls_test::run_all();
 }
