@@ -495,8 +495,8 @@ phase_qwenspec() {
 }
 
 # This build under two settings of the environment, alternately in one call (ENV_A and ENV_B, e.g.
-# ENV_A=APLS_CUDA_FUSE=0 ENV_B=APLS_CUDA_FUSE=1): prompt (512) and decode tok/s three times each,
-# then a step's kernels under each (KERNELS tokens, PDL off).
+# ENV_A=APLS_CUDA_TC=0 ENV_B=APLS_CUDA_TC=1): prompt (512) and decode tok/s three times each, then
+# a step's kernels under each (KERNELS tokens, PDL off).
 phase_envab() {
     fake_default_model
     local e i tag
