@@ -87,20 +87,16 @@ def tool_module(name):
     return sys.modules[name]
 
 
-def _fetch_models():
-    """tools/fetch_models.py as a module (it knows the cache and the file names)."""
-    return tool_module("fetch_models")
-
-
 def real_model_file(name):
     """Path of a real model fetched by tools/fetch_models.py (e.g. "qwen2.5-coder-0.5b"), or None."""
-    return _fetch_models().model_path(name)
+    return tool_module("fetch_models").model_path(name)
 
 
 def _real_model(name):
     p = real_model_file(name)
     if p is None:
-        pytest.skip(f"{name} is not in the model cache (get it with: {_fetch_models().fetch_command(name)})")
+        command = tool_module("fetch_models").fetch_command(name)
+        pytest.skip(f"{name} is not in the model cache (get it with: {command})")
     return str(p)
 
 

@@ -4,9 +4,9 @@ checksum are clear errors that leave no file behind."""
 import hashlib
 
 import pytest
-from conftest import _fetch_models
+from conftest import tool_module
 
-fm = _fetch_models()
+fm = tool_module("fetch_models")  # it knows the cache and the file names
 
 
 def fake_spec(parts: list[bytes], sha: str | None = None, size: int | None = None):

@@ -7,9 +7,7 @@ import sys
 import numpy as np
 from conftest import tool_module
 
-
-def _tool():
-    return tool_module("simulate_drafts")
+sd = tool_module("simulate_drafts")
 
 
 def brute_longest(ctx, future, anchor):
@@ -30,7 +28,7 @@ def test_longest_copy_matches_brute_force():
         ctx = [int(t) for t in rng.integers(0, 4, rng.integers(1, 30))]
         future = [int(t) for t in rng.integers(0, 4, rng.integers(1, 8))]
         for anchor in (None, int(rng.integers(0, 4))):
-            assert _tool().longest_copy(ctx, future, anchor) == brute_longest(ctx, future, anchor)
+            assert sd.longest_copy(ctx, future, anchor) == brute_longest(ctx, future, anchor)
 
 
 def test_bound_on_a_hand_made_recording(tmp_path, capsys, monkeypatch):
@@ -43,7 +41,7 @@ def test_bound_on_a_hand_made_recording(tmp_path, capsys, monkeypatch):
     out = tmp_path / "bound.json"
     argv = ["simulate_drafts.py", "bound", str(rec), "--cost", "1,1.1,1.2,1.3", "--round-cost", "0.1"]
     monkeypatch.setattr(sys, "argv", argv + ["--json", str(out)])
-    _tool().main()
+    sd.main()
     res = json.loads(out.read_text())["results"]
     assert res["copy"]["g"]["tau"] == 4.0
     assert abs(res["copy"]["g"]["speedup"] - 4 / 1.4) < 1e-12
@@ -65,7 +63,7 @@ def test_successor_oracle_copies_after_a_learned_first_token(tmp_path, monkeypat
     rec.write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = tmp_path / "bound.json"
     monkeypatch.setattr(sys, "argv", ["simulate_drafts.py", "bound", str(rec), "--json", str(out)])
-    _tool().main()
+    sd.main()
     res = json.loads(out.read_text())["results"]
     assert res["copy"]["g"]["tau"] == 7 / 4
     assert res["anchored"]["g"]["tau"] == 7 / 5

@@ -235,8 +235,8 @@ def bound(args) -> None:
                 st[0] += n + 1
                 st[1] += 1
                 st[2] += (cost[min(n, len(cost) - 1)] if cost else 1.0) + (args.round_cost if n else 0.0)
-                for j in range(i, i + n + 1) if kind == "successor" else ():  # the rows verified: their top k
-                    if j < len(r["topk"]):
+                if kind == "successor":  # the rows this round verified: their top k join the table
+                    for j in range(i, min(i + n + 1, len(r["topk"]))):
                         successors[ctx[-1] if j == i else out[j - 1]] = set(r["topk"][j][:4])
                 i += n + 1
         tot = [sum(v[k] for v in per_group.values()) for k in range(3)]
