@@ -34,11 +34,23 @@ def _probe(path, threads, repack):
     return out.stdout.split()
 
 
+def _same_with_and_without(path, threads):
+    on_enabled, on = _probe(path, threads, "1")
+    off_enabled, off = _probe(path, threads, "0")
+    assert (on_enabled, off_enabled) == ("True", "False")
+    assert on == off
+
+
 @pytest.mark.skipif(not _core.kernel_packs(_core.kernel_isa(), "Q5_0"), reason="this CPU's kernels pack nothing")
 @pytest.mark.parametrize("threads", [1, 2])
 def test_repack_same_logits(qwen05b_path, threads):
     """Qwen2.5-Coder-0.5B: Q5_0 attention and FFN matrices (k = 896: a short last octet per row)."""
-    on_enabled, on = _probe(qwen05b_path, threads, "1")
-    off_enabled, off = _probe(qwen05b_path, threads, "0")
-    assert (on_enabled, off_enabled) == ("True", "False")
-    assert on == off
+    _same_with_and_without(qwen05b_path, threads)
+
+
+@pytest.mark.skipif(not _core.kernel_packs(_core.kernel_isa(), "Q4_1"), reason="this CPU's kernels keep Q4_1 as it is")
+@pytest.mark.parametrize("threads", [1, 2])
+def test_repack_row_octets_same_logits(smollm2_path, threads):
+    """SmolLM2-135M: Q4_1 layers and the tied Q8_0 head in row octets (AVX2), whose embedding
+    lookup still reads the GGUF bytes."""
+    _same_with_and_without(smollm2_path, threads)

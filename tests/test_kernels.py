@@ -249,7 +249,8 @@ def test_row_range_poisoning(isa, type_name):
 
 # ---- packed weights (cpu/repack.cpp) ----
 
-PACKED = [(isa, t) for isa in ISAS for t in ("Q5_0", "Q5_1") if _core.kernel_packs(isa, t)]
+PACKED_TYPES = {"Q5_0": (22, 1), "Q5_1": (24, 2), "Q4_0": (18, 1), "Q4_1": (20, 2), "Q8_0": (34, 1)}  # bytes, fp16s
+PACKED = [(isa, t) for isa in ISAS for t in PACKED_TYPES if _core.kernel_packs(isa, t)]
 
 
 @pytest.mark.skipif(not PACKED, reason="no ISA here packs weights")
@@ -257,23 +258,27 @@ PACKED = [(isa, t) for isa in ISAS for t in ("Q5_0", "Q5_1") if _core.kernel_pac
 @pytest.mark.parametrize("k", [32, 64, 96, 224, 256, 288, 544, 896, 1536])
 def test_matmul_packed_bit_identical(isa, type_name, k):
     """The packed layout's kernels give the GGUF-layout kernels' results bit for bit: one token and
-    batches up to past a token tile, row ranges, row counts past a whole octet (k not a multiple of
-    256: the shorter last octet with an odd and an even number of blocks), random bytes (any high
-    bits, scales of either sign) and quantized weights, and the largest quants."""
-    rng = np.random.default_rng(k + (1000 if type_name == "Q5_1" else 0))
+    batches up to past a token tile, row ranges (inside one row octet, across several, a short
+    last one), row counts past a whole octet (k not a multiple of 256: the shorter last octet with
+    an odd and an even number of blocks), random bytes (any high bits, scales of either sign) and
+    quantized weights, and the largest quants (Q8_0: -128 and 127)."""
+    rng = np.random.default_rng(k + 1000 * list(PACKED_TYPES).index(type_name))
     rows = 41
-    bs = 22 if type_name == "Q5_0" else 24
+    bs, n_half = PACKED_TYPES[type_name]
     raw = rng.integers(0, 256, size=(rows, k // 32, bs), dtype=np.uint8)
-    d = (rng.uniform(-0.02, 0.02, size=(rows, k // 32, bs // 11))).astype(np.float16)
-    raw[..., : 2 * d.shape[-1]] = d.view(np.uint8)
-    extreme = raw.copy()
-    extreme[..., 2 * d.shape[-1] :] = 0xFF
+    d = (rng.uniform(-0.02, 0.02, size=(rows, k // 32, n_half))).astype(np.float16)
+    raw[..., : 2 * n_half] = d.view(np.uint8)
+    extremes = []
+    for fill in (0xFF, 0x80, 0x7F) if type_name == "Q8_0" else (0xFF,):
+        e = raw.copy()
+        e[..., 2 * n_half :] = fill
+        extremes.append(e.reshape(rows, -1))
     quantized, _, _ = make_weights(type_name, rows, k, rng)
     x = rng.standard_normal((11, k)).astype(np.float32)
     x[3, : min(k, 64)] = 0  # all-zero activation blocks
-    for wb in (raw.reshape(rows, -1), extreme.reshape(rows, -1), quantized):
-        for xs in (x[:1], x[1:4], x):
-            for r0, r1 in [(0, rows), (5, 22)]:
+    for wb in (raw.reshape(rows, -1), *extremes, quantized):
+        for xs in (x[:1], x[1:4], x[:5], x):
+            for r0, r1 in [(0, rows), (5, 22), (9, 14), (16, 32), (40, 41)]:
                 ref = _core.matmul(isa, type_name, wb, k, xs, r0, r1)
                 got = _core.matmul(isa, type_name, wb, k, xs, r0, r1, packed=True)
                 assert np.array_equal(ref, got, equal_nan=True), f"{isa} {type_name} k={k} n_tok={len(xs)}"

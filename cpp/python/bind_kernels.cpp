@@ -77,14 +77,14 @@ py::tuple quantize_act(const std::string& isa, FloatArray x) {
 
 // The ISA's packed kernels for type (cpu/kernels.h), or fail.
 void require_packed(const KernelTable& kt, TensorType type, int64_t k) {
-    if (!kt.matmul_q_packed || apls::cpu::packed_row_bytes(type, k) == 0)
+    if (!apls::cpu::packs(kt, type) || apls::cpu::packed_bytes(type, k, 1) == 0)
         apls::fail(APLS_STATUS_INVALID_ARGUMENT, "matmul: kernel ISA '", kt.isa, "' has no packed layout for ",
                    apls::type_name(type));
 }
 
 // w (rows, GGUF row bytes) in the packed layout.
 std::vector<uint8_t> pack(TensorType type, const uint8_t* w, int64_t k, int64_t rows) {
-    std::vector<uint8_t> out(static_cast<size_t>(apls::cpu::packed_row_bytes(type, k) * rows));
+    std::vector<uint8_t> out(static_cast<size_t>(apls::cpu::packed_bytes(type, k, rows)));
     apls::cpu::pack_rows(type, w, k, rows, out.data());
     return out;
 }
@@ -193,7 +193,7 @@ std::vector<double> bench_matmuls(const std::string& isa, const std::vector<py::
             for (int64_t t = 0; t < n_tok; ++t)
                 kt.quantize_act(mm.xf.data() + t * k, mm.xq.data() + t * k / apls::QK, k);
         }
-        if (packed && kt.matmul_q_packed && apls::cpu::packed_row_bytes(type, k) > 0)
+        if (packed && apls::cpu::packs(kt, type) && apls::cpu::packed_bytes(type, k, 1) > 0)
             mm.wp = pack(type, mm.w, k, mm.rows);
         max_rows = std::max(max_rows, mm.rows);
         ms.push_back(std::move(mm));
@@ -282,7 +282,7 @@ void bind_kernels(py::module_& m) {
         "kernel_packs",
         [](const std::string& isa, const std::string& type_name) {
             const KernelTable& kt = table(isa);
-            return kt.matmul_q_packed != nullptr && apls::cpu::packed_row_bytes(parse_type(type_name), 32) > 0;
+            return apls::cpu::packs(kt, parse_type(type_name));
         },
         py::arg("isa"), py::arg("type_name"), "Whether the ISA has packed kernels for the weight type.");
     m.def(

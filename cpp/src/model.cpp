@@ -156,7 +156,10 @@ void Model::pack_for_cpu() {
     std::vector<Weight*> ws = {&output_};
     for (Layer& L : layers_)
         for (Weight* w : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down}) ws.push_back(w);
-    auto bytes = [](const Weight& w) { return (cpu::packed_row_bytes(w.type, w.k) * w.rows + 63) / 64 * 64; };
+    const cpu::KernelTable& kt = cpu::kernels();
+    auto bytes = [&](const Weight& w) {
+        return cpu::packs(kt, w.type) ? (cpu::packed_bytes(w.type, w.k, w.rows) + 63) / 64 * 64 : 0;
+    };
     uint64_t total = 0;
     for (const Weight* w : ws) total += bytes(*w);
     if (total == 0) return;

@@ -22,9 +22,10 @@ struct Weight {
     const uint8_t* data = nullptr;
     int64_t k = 0;
     int64_t rows = 0;
-    // The CPU kernels' packed copy (cpu/kernels.h: packed_row_bytes, pack_rows), owned by the
-    // Model, or nullptr: made at load on the CPU device for the types the kernels pack (Q5_0,
-    // Q5_1), beside data, which stays the GGUF bytes for everything else that reads them.
+    // The CPU kernels' packed copy (cpu/kernels.h: packed_bytes, pack_rows), owned by the Model,
+    // or nullptr: made at load on the CPU device for the types the kernels pack (cpu::packs: Q5_0
+    // and Q5_1; with AVX2, Q4_0, Q4_1 and Q8_0 too), beside data, which stays the GGUF bytes for
+    // everything else that reads them.
     const uint8_t* packed = nullptr;
     uint64_t row_bytes() const;
 };

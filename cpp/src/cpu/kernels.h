@@ -66,15 +66,18 @@ struct KernelTable {
     // on the n values.
     float (*attn_softmax)(float* s, int64_t n);
 
-    // matmul_q on weights in the CPU-only packed layout of pack_rows() below (Q5_0, Q5_1), row r
-    // at w + r * packed_row_bytes(type, k); the same results bit for bit as matmul_q on the GGUF
-    // bytes they were packed from. nullptr where this ISA has no packed kernels (generic).
+    // matmul_q on weights in a CPU-only packed layout of pack_rows() below (the types packs()
+    // names for this table); the same results bit for bit as matmul_q on the GGUF bytes they
+    // were packed from. nullptr where this ISA has no packed kernels (generic).
     void (*matmul_q_packed)(TensorType type, const uint8_t* w, int64_t k, const BlockQ8A* x, int64_t n_tok, float* y,
                             int64_t ldy, int64_t r0, int64_t r1);
 
     // y[i] = f32_to_f16(x[i]) for i < n (round to nearest even; a NaN becomes the quiet NaN of its
     // sign without payload): the same bits as the scalar function (ggml_types.h) for every input.
     void (*f32_to_f16_row)(const float* x, uint16_t* y, int64_t n);
+
+    // Whether matmul_q_packed also takes Q4_0, Q4_1 and Q8_0, in row octets (below).
+    bool packs_row_octets = false;
 };
 
 // The table for the best ISA this CPU supports, or the one named by the environment variable
@@ -93,11 +96,22 @@ inline uint64_t row_bytes(TensorType type, int64_t k) {
     return static_cast<uint64_t>(k) / tt.block * tt.bytes;
 }
 
-// ---- the packed ("repacked") weight layout: cpu/repack.cpp ----
-// A copy of a Q5_0 / Q5_1 matrix re-laid for the x86 one-token and batch kernels
-// (kernels_x86_q5k.inc), made once at model load beside the untouched GGUF bytes (which the
-// generic kernels, the CUDA upload, the embedding lookup and every byte-level API keep reading).
-// Each row, octet by octet (8 blocks of 32 weights; bs = 22 for Q5_0, 24 for Q5_1):
+// ---- the packed ("repacked") weight layouts: cpu/repack.cpp ----
+// A copy of a matrix re-laid for the x86 one-token and batch kernels, made once at model load
+// beside the untouched GGUF bytes (which the generic kernels, the CUDA upload, the embedding
+// lookup and every byte-level API keep reading). Two layouts:
+//
+// Row octets (Q4_0, Q4_1, Q8_0, for ISAs with packs_row_octets: kernels_avx2_rowoct.inc). Rows
+// go in sets of 8 (set s: rows 8s .. 8s + 7, at w + s * 8 * row_bytes(type, k); a last short
+// set is padded with zero rows), each set block by block, one slab of 8 * bs bytes a block:
+//   qs: Q4: 4 x 32 bytes, vector i: bytes 4r .. 4r + 3 = bytes 4i .. 4i + 3 of row r's block's
+//       quants (low nibbles: weights 4i .. 4i + 3; high: 16 + 4i ..); Q8_0: 8 x 32 bytes, vector
+//       j: bytes 4r .. 4r + 3 = row r's weights 4j .. 4j + 3
+//   d:  8 fp16, row r's scale;  m (Q4_1 only): 8 fp16, the rows' offsets
+// so a vector holds the same 4 weights of 8 rows: a token's products end as one int32 per row.
+//
+// Octets (Q5_0, Q5_1: kernels_x86_q5k.inc), row by row (row r at w + r * packed_row_bytes),
+// each row octet by octet (8 blocks of 32 weights; bs = 22 for Q5_0, 24 for Q5_1):
 //   qh: 32 bytes, bit planes: bit j of byte l = the high (0x10) bit of weight l of block j
 //   qs: 4 x 32 bytes, pair p: byte l = weight l of block 2p (low nibble) | weight l of block
 //       2p + 1 (high nibble), the low 4 bits of each weight
@@ -107,10 +121,14 @@ inline uint64_t row_bytes(TensorType type, int64_t k) {
 // whole, zero past block nv): 48 + 32 * ceil(nv / 2) bytes (64 + ... for Q5_1), so a row is at
 // most 8-48 bytes longer than in the file (Qwen2.5 k = 896: 640 bytes instead of 616).
 
-// Bytes of one packed row, 0 for a type without a packed layout.
+// Whether `table`'s matmul_q_packed takes `type` (with k a multiple of 32).
+bool packs(const KernelTable& table, TensorType type);
+// Bytes of one packed row in octets (Q5_0, Q5_1), 0 for another type.
 uint64_t packed_row_bytes(TensorType type, int64_t k);
+// Bytes of a packed matrix of rows rows of k weights, 0 for a type without a packed layout.
+uint64_t packed_bytes(TensorType type, int64_t k, int64_t rows);
 // rows rows of k weights from the GGUF layout at src to the packed layout at dst
-// (rows * packed_row_bytes(type, k) bytes). type must have a packed layout.
+// (packed_bytes(type, k, rows) bytes). type must have a packed layout.
 void pack_rows(TensorType type, const uint8_t* src, int64_t k, int64_t rows, uint8_t* dst);
 // Whether the engine packs weights for `table`: it has matmul_q_packed and the environment
 // variable APLS_CPU_REPACK is not "0" (read once per process).

@@ -699,10 +699,27 @@ float attn_softmax(float* s, int64_t n) {
     return hsum(sum);
 }
 
+#include "cpu/kernels_avx2_rowoct.inc"
 #include "cpu/kernels_x86_q5k.inc"
 
-const KernelTable kTable = {"avx2",      quantize_act, matmul_q,     matmul_f,        dot_kv,        axpy_kv,
-                            attn_scores, attn_accum,   attn_softmax, matmul_q_packed, f32_to_f16_row};
+// The packed layouts (cpu/kernels.h): Q5_0 and Q5_1 in octets, Q4_0, Q4_1 and Q8_0 in row octets.
+void matmul_q_packed(TensorType type, const uint8_t* w, int64_t k, const BlockQ8A* x, int64_t n_tok, float* y,
+                     int64_t ldy, int64_t r0, int64_t r1) {
+    switch (type) {
+        case TensorType::Q4_0:
+            return matmul_rowoct<TensorType::Q4_0>(w, k, x, n_tok, y, ldy, r0, r1);
+        case TensorType::Q4_1:
+            return matmul_rowoct<TensorType::Q4_1>(w, k, x, n_tok, y, ldy, r0, r1);
+        case TensorType::Q8_0:
+            return matmul_rowoct<TensorType::Q8_0>(w, k, x, n_tok, y, ldy, r0, r1);
+        default:
+            return matmul_q5_packed(type, w, k, x, n_tok, y, ldy, r0, r1);
+    }
+}
+
+const KernelTable kTable = {"avx2",       quantize_act,    matmul_q,       matmul_f,
+                            dot_kv,       axpy_kv,         attn_scores,    attn_accum,
+                            attn_softmax, matmul_q_packed, f32_to_f16_row, /*packs_row_octets=*/true};
 
 }  // namespace
 

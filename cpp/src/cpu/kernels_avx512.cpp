@@ -708,8 +708,8 @@ float attn_softmax(float* s, int64_t n) {
 
 #include "cpu/kernels_x86_q5k.inc"
 
-const KernelTable kTable = {"avx512",    quantize_act, matmul_q,     matmul_f,        dot_kv,        axpy_kv,
-                            attn_scores, attn_accum,   attn_softmax, matmul_q_packed, f32_to_f16_row};
+const KernelTable kTable = {"avx512",    quantize_act, matmul_q,     matmul_f,         dot_kv,        axpy_kv,
+                            attn_scores, attn_accum,   attn_softmax, matmul_q5_packed, f32_to_f16_row};
 
 }  // namespace
 

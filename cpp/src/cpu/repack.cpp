@@ -1,5 +1,6 @@
-// cpu/repack.cpp — the packed CPU layout of Q5_0 / Q5_1 weights (described in cpu/kernels.h),
-// made at model load for the x86 kernels (kernels_x86_q5k.inc: decode_q5p).
+// cpu/repack.cpp — the packed CPU layouts (described in cpu/kernels.h), made at model load for
+// the x86 kernels: octets of Q5_0 / Q5_1 rows (kernels_x86_q5k.inc: decode_q5p) and row octets of
+// Q4_0 / Q4_1 / Q8_0 (kernels_avx2_rowoct.inc).
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
@@ -66,7 +67,51 @@ void pack_row(const Q5Layout& q, const uint8_t* src, int64_t nb, uint8_t* dst) {
     }
 }
 
+// Row octets: the quants' offset and length in a GGUF block, and whether it has an offset m.
+struct RowOctLayout {
+    int bs, qs, nqs;
+    bool m;
+};
+
+bool rowoct_layout(TensorType type, RowOctLayout* out) {
+    if (type == TensorType::Q4_0) *out = {18, 2, 16, false};
+    else if (type == TensorType::Q4_1) *out = {20, 4, 16, true};
+    else if (type == TensorType::Q8_0) *out = {34, 2, 32, false};
+    else return false;
+    return true;
+}
+
+// Set s of rows (8 rows from src, n <= 8 of them real) to dst, block by block.
+void pack_set(const RowOctLayout& q, const uint8_t* src, int64_t nb, int n, uint8_t* dst) {
+    const int64_t rb = nb * q.bs;
+    const int slab = 8 * q.bs, nq = q.nqs / 4;  // quant words a row and block
+    std::memset(dst, 0, static_cast<size_t>(nb * slab));
+    for (int64_t b = 0; b < nb; ++b) {
+        uint8_t* o = dst + b * slab;
+        for (int r = 0; r < n; ++r) {
+            const uint8_t* blk = src + r * rb + b * q.bs;
+            for (int i = 0; i < nq; ++i) std::memcpy(o + 32 * i + 4 * r, blk + q.qs + 4 * i, 4);
+            std::memcpy(o + 8 * q.nqs + 2 * r, blk, 2);
+            if (q.m) std::memcpy(o + 8 * q.nqs + 16 + 2 * r, blk + 2, 2);
+        }
+    }
+}
+
 }  // namespace
+
+bool packs(const KernelTable& table, TensorType type) {
+    if (!table.matmul_q_packed) return false;
+    Q5Layout q5;
+    RowOctLayout ro;
+    return q5_layout(type, &q5) || (table.packs_row_octets && rowoct_layout(type, &ro));
+}
+
+uint64_t packed_bytes(TensorType type, int64_t k, int64_t rows) {
+    RowOctLayout q;
+    if (k <= 0 || k % QK != 0 || rows < 0) return 0;
+    if (rowoct_layout(type, &q)) return static_cast<uint64_t>((rows + 7) / 8 * 8 * (k / QK) * q.bs);
+    return packed_row_bytes(type, k) * static_cast<uint64_t>(rows);
+}
 
 uint64_t packed_row_bytes(TensorType type, int64_t k) {
     Q5Layout q;
@@ -77,10 +122,17 @@ uint64_t packed_row_bytes(TensorType type, int64_t k) {
 }
 
 void pack_rows(TensorType type, const uint8_t* src, int64_t k, int64_t rows, uint8_t* dst) {
-    Q5Layout q;
-    if (!q5_layout(type, &q) || k <= 0 || k % QK != 0)
+    if (packed_bytes(type, k, rows) == 0 && rows > 0)
         fail(APLS_STATUS_INVALID_ARGUMENT, "pack_rows: no packed layout for ", type_name(type), " with k=", k);
     const int64_t nb = k / QK;
+    if (RowOctLayout ro; rowoct_layout(type, &ro)) {
+        for (int64_t r = 0; r < rows; r += 8)
+            pack_set(ro, src + r * nb * ro.bs, nb, static_cast<int>(std::min<int64_t>(8, rows - r)),
+                     dst + r * nb * ro.bs);
+        return;
+    }
+    Q5Layout q{};
+    q5_layout(type, &q);
     const uint64_t pb = packed_row_bytes(type, k), rb = row_bytes(type, k);
     for (int64_t r = 0; r < rows; ++r) pack_row(q, src + r * rb, nb, dst + r * pb);
 }
