@@ -90,39 +90,16 @@ void for_visible(const KVCache& kv, int32_t seq, const Visibility& vis, const Qu
     }
 }
 
-// Visible entries as runs of consecutive entries at consecutive slots, in entry order: an entry
-// that is not visible (an empty slot, a later position, outside the view, not an ancestor) ends a
-// run, and so does a block boundary unless the next block happens to follow in the pool. k: the
-// run's first index among the visible entries (its scores' column).
-struct Run {
-    int32_t j;
-    int32_t len;
-    int64_t slot;
-    int64_t k;
-};
+using Run = VisibleEntries::Run;
 
-// One query token of a call: its runs, its scores (n_q rows of ld) and where it stands in a pass.
+// One query token of a call: its visible entries, its scores (n_q rows of ld) and where it
+// stands in a pass.
 struct TokenWork {
-    std::vector<Run> runs;
-    int64_t n_vis = 0, ld = 0;
+    const VisibleEntries* ve = nullptr;
+    int64_t ld = 0;
     float* sc = nullptr;
     size_t next = 0;  // first run not yet finished by the pass
 };
-
-int64_t visible_runs(const KVCache& kv, int32_t seq, const Visibility& vis, const QueryRule& qr,
-                     std::vector<Run>& runs) {
-    thread_local std::vector<Span> spans;
-    visible_spans(kv, seq, vis, qr, spans);
-    runs.clear();
-    int64_t n_vis = 0;
-    for_visible(kv, seq, vis, qr, spans, [&](int32_t j, int64_t slot) {
-        Run* last = runs.empty() ? nullptr : &runs.back();
-        if (last && last->slot + last->len == slot && last->j + last->len == j) ++last->len;
-        else runs.push_back({j, 1, slot, n_vis});
-        ++n_vis;
-    });
-    return n_vis;
-}
 
 // f(t, slot, len, k) for every token's visible entries, cut at multiples of `tile` entries: each
 // tile's K or V rows are read by every token before the next tile (they stay in L1/L2 instead
@@ -132,14 +109,16 @@ void tiled(std::vector<TokenWork>& tw, int32_t n_tok, int64_t tile, F&& f) {
     int64_t j_end = 0;
     for (int32_t t = 0; t < n_tok; ++t) {
         tw[t].next = 0;
-        if (!tw[t].runs.empty()) j_end = std::max<int64_t>(j_end, tw[t].runs.back().j + tw[t].runs.back().len);
+        const std::vector<Run>& runs = tw[t].ve->runs;
+        if (!runs.empty()) j_end = std::max<int64_t>(j_end, runs.back().j + runs.back().len);
     }
     for (int64_t j0 = 0, j1; j0 < j_end; j0 = j1) {
         j1 = j_end - j0 <= tile ? j_end : j0 + tile;
         for (int32_t t = 0; t < n_tok; ++t) {
             TokenWork& w = tw[t];
-            for (size_t r = w.next; r < w.runs.size() && w.runs[r].j < j1; ++r) {
-                const Run& run = w.runs[r];
+            const std::vector<Run>& runs = w.ve->runs;
+            for (size_t r = w.next; r < runs.size() && runs[r].j < j1; ++r) {
+                const Run& run = runs[r];
                 const int64_t a = std::max<int64_t>(run.j, j0), b = std::min<int64_t>(run.j + run.len, j1);
                 if (a < b) f(t, run.slot + (a - run.j), b - a, run.k + (a - run.j));
                 if (run.j + run.len <= j1) w.next = r + 1;
@@ -153,9 +132,24 @@ constexpr int64_t kTile = 128;
 
 }  // namespace
 
-void attend_tokens(const KernelTable& kt, const KVCache& kv, const HostKVStore& store, int32_t layer, int32_t seq,
-                   const Visibility& vis, const QueryRule* qr, int32_t n_tok, const float* q, int64_t q_stride,
-                   int64_t n_q, int64_t kv_off, int64_t hd, float scale, float* out, int64_t out_stride) {
+void find_visible(const KVCache& kv, int32_t seq, const Visibility& vis, const QueryRule& qr, VisibleEntries& out) {
+    thread_local std::vector<Span> spans;
+    visible_spans(kv, seq, vis, qr, spans);
+    std::vector<Run>& runs = out.runs;
+    runs.clear();
+    int64_t n_vis = 0;
+    for_visible(kv, seq, vis, qr, spans, [&](int32_t j, int64_t slot) {
+        Run* last = runs.empty() ? nullptr : &runs.back();
+        if (last && last->slot + last->len == slot && last->j + last->len == j) ++last->len;
+        else runs.push_back({j, 1, slot, n_vis});
+        ++n_vis;
+    });
+    out.n_vis = n_vis;
+}
+
+void attend_tokens(const KernelTable& kt, const HostKVStore& store, int32_t layer, const VisibleEntries* ve,
+                   int32_t n_tok, const float* q, int64_t q_stride, int64_t n_q, int64_t kv_off, int64_t hd,
+                   float scale, float* out, int64_t out_stride) {
     const bool f16 = store.f16();
     const int64_t off = kv_off * (f16 ? 2 : 4);
     const int64_t stride = static_cast<int64_t>(store.row_bytes());
@@ -165,8 +159,8 @@ void attend_tokens(const KernelTable& kt, const KVCache& kv, const HostKVStore& 
     if (static_cast<int32_t>(tw.size()) < n_tok) tw.resize(static_cast<size_t>(n_tok));
     int64_t n_sc = 0;
     for (int32_t t = 0; t < n_tok; ++t) {
-        tw[t].n_vis = visible_runs(kv, seq, vis, qr[t], tw[t].runs);
-        tw[t].ld = (tw[t].n_vis + 15) / 16 * 16;
+        tw[t].ve = ve + t;
+        tw[t].ld = (ve[t].n_vis + 15) / 16 * 16;
         n_sc += n_q * tw[t].ld;
         std::memset(out + t * out_stride, 0, static_cast<size_t>(n_q * hd) * sizeof(float));
     }
@@ -186,7 +180,7 @@ void attend_tokens(const KernelTable& kt, const KVCache& kv, const HostKVStore& 
     if (static_cast<int64_t>(inv.size()) < n_tok * n_q) inv.resize(static_cast<size_t>(n_tok * n_q));
     for (int32_t t = 0; t < n_tok; ++t)
         for (int64_t h = 0; h < n_q; ++h)
-            inv[t * n_q + h] = tw[t].n_vis ? 1.0f / kt.attn_softmax(tw[t].sc + h * tw[t].ld, tw[t].n_vis) : 0.0f;
+            inv[t * n_q + h] = ve[t].n_vis ? 1.0f / kt.attn_softmax(tw[t].sc + h * tw[t].ld, ve[t].n_vis) : 0.0f;
 
     // Weighted sum of values, in the same entry order (out carries each element's chain between parts).
     tiled(tw, n_tok, tile, [&](int32_t t, int64_t slot, int64_t len, int64_t k) {
@@ -198,10 +192,9 @@ void attend_tokens(const KernelTable& kt, const KVCache& kv, const HostKVStore& 
             for (int64_t i = 0; i < hd; ++i) out[t * out_stride + h * hd + i] *= inv[t * n_q + h];
 }
 
-void attend_group(const KernelTable& kt, const KVCache& kv, const HostKVStore& store, int32_t layer, int32_t seq,
-                  const Visibility& vis, const QueryRule& qr, const float* q, int64_t n_q, int64_t kv_off, int64_t hd,
-                  float scale, float* out) {
-    attend_tokens(kt, kv, store, layer, seq, vis, &qr, 1, q, 0, n_q, kv_off, hd, scale, out, 0);
+void attend_group(const KernelTable& kt, const HostKVStore& store, int32_t layer, const VisibleEntries& ve,
+                  const float* q, int64_t n_q, int64_t kv_off, int64_t hd, float scale, float* out) {
+    attend_tokens(kt, store, layer, &ve, 1, q, 0, n_q, kv_off, hd, scale, out, 0);
 }
 
 }  // namespace apls::cpu

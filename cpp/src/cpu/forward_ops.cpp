@@ -42,7 +42,7 @@ Scratch::Scratch(const HParams& hp, size_t t) {
     xq.resize(t * wide / QK + 1);
     rope.resize(t * hp.n_rot);
     out_rows.reserve(t);
-    query.reserve(t);
+    visible.resize(t);
 }
 
 CpuForward::CpuForward(const Model& model, Scratch& s, ThreadPool& pool, const KVCache& kv, HostKVStore& store,
@@ -61,9 +61,10 @@ CpuForward::CpuForward(const Model& model, Scratch& s, ThreadPool& pool, const K
       n_(batch.size()) {
     for (int32_t i = 0; i < n_; ++i)
         rope_table(batch.pos[i], hp_.n_rot, hp_.rope_freq_base, hp_.rope_freq_scale, s_.rope.data() + i * hp_.n_rot);
-    s_.query.clear();  // the same for every layer: made once for the batch
-    if (n_ > 1)
-        for (int32_t i = 0; i < n_; ++i) s_.query.push_back(vis_.query(batch_, i));
+    // The same for every layer and KV head: found once for the batch (the block table and the
+    // positions are set before the pass; the layers only write K/V rows).
+    if (static_cast<int32_t>(s_.visible.size()) < n_) s_.visible.resize(n_);
+    for (int32_t i = 0; i < n_; ++i) find_visible(kv_, batch_.seq[i], vis_, vis_.query(batch_, i), s_.visible[i]);
 }
 
 void CpuForward::matmul(const float* x, int32_t n_rows, int64_t k,
@@ -248,9 +249,8 @@ void CpuForward::attend_one(int32_t l) {
             split_range(group, static_cast<int>(part), static_cast<int>(parts), 1, &r0, &r1);
             if (r0 >= r1) continue;
             const int64_t h0 = static_cast<int64_t>(g) * group + r0;
-            attend_group(kt_, kv_, store_, l, batch_.seq[i], vis_, vis_.query(batch_, i),
-                         s_.q.data() + i * qd + h0 * hd, r1 - r0, static_cast<int64_t>(g) * hd, hd, scale,
-                         s_.h.data() + i * qd + h0 * hd);
+            attend_group(kt_, store_, l, s_.visible[i], s_.q.data() + i * qd + h0 * hd, r1 - r0,
+                         static_cast<int64_t>(g) * hd, hd, scale, s_.h.data() + i * qd + h0 * hd);
         }
     });
 }
@@ -275,9 +275,8 @@ void CpuForward::attend_batch(int32_t l) {
             for (int32_t a = t0, b; a < t1; a = b) {  // runs of tokens of one sequence
                 for (b = a + 1; b < t1 && batch_.seq[b] == batch_.seq[a];) ++b;
                 const int64_t h0 = static_cast<int64_t>(g) * group;
-                attend_tokens(kt_, kv_, store_, l, batch_.seq[a], vis_, s_.query.data() + a, b - a,
-                              s_.q.data() + a * qd + h0 * hd, qd, group, static_cast<int64_t>(g) * hd, hd, scale,
-                              s_.h.data() + a * qd + h0 * hd, qd);
+                attend_tokens(kt_, store_, l, s_.visible.data() + a, b - a, s_.q.data() + a * qd + h0 * hd, qd, group,
+                              static_cast<int64_t>(g) * hd, hd, scale, s_.h.data() + a * qd + h0 * hd, qd);
             }
         }
     });

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "batch.h"
+#include "cpu/attention.h"
 #include "cpu/kernels.h"
 #include "cpu/kv_store.h"
 #include "cpu/ops.h"
@@ -32,7 +33,7 @@ struct Scratch {
     std::vector<BlockQ8A> xq;       // (t, max(d, f, q) / 32) quantized activations
     std::vector<float> rope;        // (t, n_rot) cos/sin per token
     std::vector<int32_t> out_rows;  // (<= t) batch rows that asked for logits
-    std::vector<QueryRule> query;   // (t) each token's visibility rule, once per batch (attend_batch)
+    std::vector<VisibleEntries> visible;  // (t) each token's visible entries, once per batch
 
     Scratch(const HParams& hp, size_t n_batch);
 };
