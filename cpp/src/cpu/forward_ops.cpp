@@ -63,7 +63,6 @@ CpuForward::CpuForward(const Model& model, Scratch& s, ThreadPool& pool, const K
         rope_table(batch.pos[i], hp_.n_rot, hp_.rope_freq_base, hp_.rope_freq_scale, s_.rope.data() + i * hp_.n_rot);
     // The same for every layer and KV head: found once for the batch (the block table and the
     // positions are set before the pass; the layers only write K/V rows).
-    if (static_cast<int32_t>(s_.visible.size()) < n_) s_.visible.resize(n_);
     for (int32_t i = 0; i < n_; ++i) find_visible(kv_, batch_.seq[i], vis_, vis_.query(batch_, i), s_.visible[i]);
 }
 

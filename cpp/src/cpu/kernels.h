@@ -121,6 +121,20 @@ inline uint64_t row_bytes(TensorType type, int64_t k) {
 // whole, zero past block nv): 48 + 32 * ceil(nv / 2) bytes (64 + ... for Q5_1), so a row is at
 // most 8-48 bytes longer than in the file (Qwen2.5 k = 896: 640 bytes instead of 616).
 
+// A row-octet type's GGUF block: its bytes, its quants' offset and bytes, whether it has an offset
+// m after d; bs = 0 for a type without row octets. A block's slab is 8 * bs bytes: the quants'
+// 8 * nqs, then the 8 d, then (m) the 8 m.
+struct RowOctLayout {
+    int bs, qs, nqs;
+    bool m;
+};
+constexpr RowOctLayout rowoct_layout(TensorType type) {
+    return type == TensorType::Q4_0   ? RowOctLayout{18, 2, 16, false}
+           : type == TensorType::Q4_1 ? RowOctLayout{20, 4, 16, true}
+           : type == TensorType::Q8_0 ? RowOctLayout{34, 2, 32, false}
+                                      : RowOctLayout{0, 0, 0, false};
+}
+
 // Whether `table`'s matmul_q_packed takes `type` (with k a multiple of 32).
 bool packs(const KernelTable& table, TensorType type);
 // Bytes of one packed row in octets (Q5_0, Q5_1), 0 for another type.

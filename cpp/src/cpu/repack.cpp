@@ -67,20 +67,6 @@ void pack_row(const Q5Layout& q, const uint8_t* src, int64_t nb, uint8_t* dst) {
     }
 }
 
-// Row octets: the quants' offset and length in a GGUF block, and whether it has an offset m.
-struct RowOctLayout {
-    int bs, qs, nqs;
-    bool m;
-};
-
-bool rowoct_layout(TensorType type, RowOctLayout* out) {
-    if (type == TensorType::Q4_0) *out = {18, 2, 16, false};
-    else if (type == TensorType::Q4_1) *out = {20, 4, 16, true};
-    else if (type == TensorType::Q8_0) *out = {34, 2, 32, false};
-    else return false;
-    return true;
-}
-
 // Set s of rows (8 rows from src, n <= 8 of them real) to dst, block by block.
 void pack_set(const RowOctLayout& q, const uint8_t* src, int64_t nb, int n, uint8_t* dst) {
     const int64_t rb = nb * q.bs;
@@ -102,14 +88,13 @@ void pack_set(const RowOctLayout& q, const uint8_t* src, int64_t nb, int n, uint
 bool packs(const KernelTable& table, TensorType type) {
     if (!table.matmul_q_packed) return false;
     Q5Layout q5;
-    RowOctLayout ro;
-    return q5_layout(type, &q5) || (table.packs_row_octets && rowoct_layout(type, &ro));
+    return q5_layout(type, &q5) || (table.packs_row_octets && rowoct_layout(type).bs > 0);
 }
 
 uint64_t packed_bytes(TensorType type, int64_t k, int64_t rows) {
-    RowOctLayout q;
     if (k <= 0 || k % QK != 0 || rows < 0) return 0;
-    if (rowoct_layout(type, &q)) return static_cast<uint64_t>((rows + 7) / 8 * 8 * (k / QK) * q.bs);
+    if (const RowOctLayout q = rowoct_layout(type); q.bs > 0)
+        return static_cast<uint64_t>((rows + 7) / 8 * 8 * (k / QK) * q.bs);
     return packed_row_bytes(type, k) * static_cast<uint64_t>(rows);
 }
 
@@ -122,10 +107,10 @@ uint64_t packed_row_bytes(TensorType type, int64_t k) {
 }
 
 void pack_rows(TensorType type, const uint8_t* src, int64_t k, int64_t rows, uint8_t* dst) {
-    if (packed_bytes(type, k, rows) == 0 && rows > 0)
+    if (packed_bytes(type, k, 1) == 0)
         fail(APLS_STATUS_INVALID_ARGUMENT, "pack_rows: no packed layout for ", type_name(type), " with k=", k);
     const int64_t nb = k / QK;
-    if (RowOctLayout ro; rowoct_layout(type, &ro)) {
+    if (const RowOctLayout ro = rowoct_layout(type); ro.bs > 0) {
         for (int64_t r = 0; r < rows; r += 8)
             pack_set(ro, src + r * nb * ro.bs, nb, static_cast<int>(std::min<int64_t>(8, rows - r)),
                      dst + r * nb * ro.bs);
